@@ -1,0 +1,95 @@
+package api
+
+import (
+	"context"
+	"io"
+	"time"
+
+	dtypes "github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/api/types/system"
+)
+
+// The API layer declares what it needs from the engine; daemon.Daemon
+// implements it. Errors returned by a backend carry their kind through
+// github.com/docker/docker/errdefs (NotFound, Conflict, InvalidParameter,
+// ...) and are mapped to an HTTP status once, in this package.
+
+// SystemBackend serves /_ping, /version and /info.
+type SystemBackend interface {
+	SystemInfo(ctx context.Context) (*system.Info, error)
+	SystemVersion(ctx context.Context) dtypes.Version
+}
+
+// AttachConfig is what the router hands the backend for an attach. The
+// backend validates the container, then calls GetStreams exactly once with
+// multiplexed = !tty; the router hijacks the connection at that point and
+// returns the client's streams (stdout and stderr are already wrapped in
+// stdcopy framing when multiplexed). The backend then copies until the
+// container's process exits or the client goes away, and returns.
+type AttachConfig struct {
+	GetStreams func(multiplexed bool) (stdin io.ReadCloser, stdout, stderr io.Writer, err error)
+	UseStdin   bool
+	UseStdout  bool
+	UseStderr  bool
+	Logs       bool // replay the log first
+	Stream     bool // then stream live output
+	DetachKeys string
+}
+
+// LogMessage is one line (or partial line) of a container's output.
+type LogMessage struct {
+	Stream    string // "stdout" or "stderr"
+	Line      []byte
+	Timestamp time.Time
+	Err       error // set on the last message if reading failed
+}
+
+// ContainerBackend serves /containers/...
+type ContainerBackend interface {
+	ContainerCreate(ctx context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig) (container.CreateResponse, error)
+	ContainerStart(ctx context.Context, nameOrID string) error
+	ContainerStop(ctx context.Context, nameOrID string, opts container.StopOptions) error
+	ContainerKill(ctx context.Context, nameOrID string, signal string) error
+	ContainerRestart(ctx context.Context, nameOrID string, opts container.StopOptions) error
+	// ContainerWait registers the wait before it returns (so a following
+	// start cannot be missed) and delivers exactly one response on the
+	// channel.
+	ContainerWait(ctx context.Context, nameOrID string, cond container.WaitCondition) (<-chan container.WaitResponse, error)
+	ContainerAttach(ctx context.Context, nameOrID string, cfg *AttachConfig) error
+	// ContainerLogs returns the messages (closed at the end, or when ctx is
+	// done with Follow) and whether the container has a TTY (then the
+	// router writes them raw instead of stdcopy-multiplexed).
+	ContainerLogs(ctx context.Context, nameOrID string, opts container.LogsOptions) (<-chan LogMessage, bool, error)
+	ContainerResize(ctx context.Context, nameOrID string, height, width uint) error
+	ContainerRemove(ctx context.Context, nameOrID string, opts container.RemoveOptions) error
+	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
+	ContainerInspect(ctx context.Context, nameOrID string, size bool) (*container.InspectResponse, error)
+	ContainerRename(ctx context.Context, nameOrID, newName string) error
+	ContainersPrune(ctx context.Context, pruneFilters filters.Args) (*container.PruneReport, error)
+}
+
+// ImageBackend serves /images/...
+type ImageBackend interface {
+	// PullImage writes JSON progress messages (jsonmessage.JSONMessage, one
+	// per line) to out. If it fails before writing anything, the router
+	// answers with the error's HTTP status; after, with an error message in
+	// the stream, as dockerd does.
+	PullImage(ctx context.Context, ref string, platform string, auth *registry.AuthConfig, out io.Writer) error
+	ImageList(ctx context.Context, opts image.ListOptions) ([]image.Summary, error)
+	ImageInspect(ctx context.Context, nameOrID string) (*image.InspectResponse, error)
+	ImageTag(ctx context.Context, source, repo, tag string) error
+	ImageDelete(ctx context.Context, nameOrID string, force, prune bool) ([]image.DeleteResponse, error)
+	ImagesPrune(ctx context.Context, pruneFilters filters.Args) (*image.PruneReport, error)
+}
+
+// Backend is everything the router serves.
+type Backend interface {
+	SystemBackend
+	ContainerBackend
+	ImageBackend
+}

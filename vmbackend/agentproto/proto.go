@@ -1,0 +1,292 @@
+// Package agentproto is the wire protocol between jevmd and the guest agent
+// (PID 1 in every jeVM), spoken over one virtio-serial port. It is
+// documented in docs/AGENT_PROTOCOL.md; bump Version on any incompatible
+// change, since templates snapshot an agent mid-conversation.
+//
+// The stream is a sequence of frames. Each frame is a 16-byte header
+// followed by Length bytes of payload:
+//
+//	offset size field
+//	0      4    magic "JVM1"
+//	4      1    type (FrameMsg, FrameStdin, ...)
+//	5      1    flags (0)
+//	6      2    reserved (0)
+//	8      4    stream, big endian: 0 for the session, else a process ID
+//	             chosen by the host (1 is the container's main process)
+//	12     4    payload length, big endian, at most MaxPayload
+//
+// The magic lets a reconnecting host resynchronise after a partial frame
+// (see Resync).
+package agentproto
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// Version is the protocol version. The agent announces it in Hello; the host
+// refuses an agent of another version (and rebuilds the template).
+const Version = 1
+
+// PortName is the virtio-serial port name the agent opens.
+const PortName = "org.jevm.agent.0"
+
+// Magic opens every frame.
+var Magic = [4]byte{'J', 'V', 'M', '1'}
+
+// HeaderSize is the size of a frame header.
+const HeaderSize = 16
+
+// MaxPayload bounds one frame's payload; larger data is split.
+const MaxPayload = 1 << 20
+
+// MainStream is the stream of the container's main process.
+const MainStream uint32 = 1
+
+// Frame types.
+const (
+	FrameMsg    byte = 1 // JSON-encoded Msg
+	FrameStdin  byte = 2 // host -> guest data for the process's stdin
+	FrameStdout byte = 3 // guest -> host stdout (or the TTY's output)
+	FrameStderr byte = 4 // guest -> host stderr
+	FrameEOF    byte = 5 // host -> guest: close the process's stdin
+)
+
+// Frame is one decoded frame.
+type Frame struct {
+	Type    byte
+	Stream  uint32
+	Payload []byte
+}
+
+// Message types carried in FrameMsg frames.
+const (
+	// guest -> host
+	MsgHello   = "hello"   // agent is up and idle (sent at boot, and in reply to a host Hello)
+	MsgStarted = "started" // a process started (reply to Start/Exec)
+	MsgExit    = "exit"    // a process exited; for the main stream the VM powers off after
+	MsgError   = "error"   // a request failed
+	MsgOK      = "ok"      // a request without other reply succeeded
+	MsgLog     = "log"     // agent diagnostics worth showing in the daemon's log
+
+	// host -> guest
+	MsgHostHello = "host-hello" // (re)connection; the agent answers with Hello echoing Nonce
+	MsgStart     = "start"      // set up the root filesystem and run the main process
+	MsgExec      = "exec"       // run another process in the running container
+	MsgSignal    = "signal"     // send a signal to a process
+	MsgResize    = "resize"     // set a process's TTY size
+	MsgShutdown  = "shutdown"   // kill everything, unmount, power off
+)
+
+// Msg is the JSON body of a FrameMsg frame. Type selects which fields are
+// meaningful; unknown fields are ignored by both sides.
+type Msg struct {
+	Type string `json:"type"`
+	// ID correlates a request with its reply (the host picks it).
+	ID uint64 `json:"id,omitempty"`
+
+	// Hello / HostHello
+	Version int    `json:"version,omitempty"`
+	Nonce   string `json:"nonce,omitempty"`
+	Agent   string `json:"agent,omitempty"`  // agent build identifier
+	Kernel  string `json:"kernel,omitempty"` // guest kernel release
+	// Phase in Hello: "idle" (never started anything), "running" (main
+	// process runs), "exited" (main process exited, VM about to power off).
+	Phase string `json:"phase,omitempty"`
+	// Exit in a Hello whose Phase is "exited".
+	Exit *ExitStatus `json:"exit,omitempty"`
+
+	// Start / Exec
+	Start   *StartRequest   `json:"start,omitempty"`
+	Process *ProcessRequest `json:"process,omitempty"`
+
+	// Started
+	Pid int `json:"pid,omitempty"`
+
+	// Exit (stream in the frame header names the process)
+	Status *ExitStatus `json:"status,omitempty"`
+
+	// Signal
+	Signal int `json:"signal,omitempty"`
+
+	// Resize
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+
+	// Error / Log
+	Message string `json:"message,omitempty"`
+}
+
+// StartRequest prepares the clone and starts the main process on
+// MainStream. It carries everything that makes the clone its own machine.
+type StartRequest struct {
+	// RootDevice is the block device holding the container's root
+	// filesystem (ext4), e.g. "/dev/vda".
+	RootDevice string `json:"rootDevice"`
+	// RootFSType defaults to "ext4".
+	RootFSType string `json:"rootFsType,omitempty"`
+	ReadOnly   bool   `json:"readOnly,omitempty"`
+	Hostname   string `json:"hostname"`
+	// Hosts and ResolvConf are the contents of /etc/hosts and
+	// /etc/resolv.conf as the container should see them; empty leaves the
+	// image's files alone.
+	Hosts      string `json:"hosts,omitempty"`
+	ResolvConf string `json:"resolvConf,omitempty"`
+	// Entropy (32+ random bytes from the host) is mixed into the guest RNG
+	// before anything runs: clones share the template's RNG state.
+	Entropy []byte `json:"entropy"`
+	// TimeUnixNano is the host's wall clock; the clone's clock is the
+	// template's until set.
+	TimeUnixNano int64 `json:"timeUnixNano"`
+	// Process is the main process.
+	Process ProcessRequest `json:"process"`
+}
+
+// ProcessRequest describes a process to run inside the container's root.
+type ProcessRequest struct {
+	// Args is the final argv (entrypoint + cmd merged by the daemon).
+	// Args[0] is looked up in PATH from Env inside the container's root.
+	Args []string `json:"args"`
+	Env  []string `json:"env"`
+	// Cwd defaults to "/" and is created if missing (as dockerd does).
+	Cwd string `json:"cwd,omitempty"`
+	// User is "", "name", "uid", "name:group" or "uid:gid", resolved in the
+	// container's /etc/passwd and /etc/group.
+	User  string `json:"user,omitempty"`
+	TTY   bool   `json:"tty,omitempty"`
+	Stdin bool   `json:"stdin,omitempty"`
+	Rows  uint16 `json:"rows,omitempty"`
+	Cols  uint16 `json:"cols,omitempty"`
+}
+
+// ExitStatus is how a process ended.
+type ExitStatus struct {
+	// Code follows the shell convention dockerd reports: the exit code, or
+	// 128+signal when the process was killed by a signal.
+	Code   int `json:"code"`
+	Signal int `json:"signal,omitempty"`
+	// OOMKilled is set when the guest kernel's OOM killer killed it.
+	OOMKilled bool `json:"oomKilled,omitempty"`
+}
+
+// ErrBadMagic is returned by ReadFrame when the stream is not at a frame
+// boundary.
+var ErrBadMagic = errors.New("agentproto: bad frame magic")
+
+// Writer writes frames; it is safe for concurrent use.
+type Writer struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewWriter returns a frame writer on w.
+func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
+
+// WriteFrame writes one frame, splitting payloads above MaxPayload.
+func (fw *Writer) WriteFrame(typ byte, stream uint32, payload []byte) error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	for {
+		n := len(payload)
+		if n > MaxPayload {
+			n = MaxPayload
+		}
+		buf := make([]byte, HeaderSize+n)
+		copy(buf[0:4], Magic[:])
+		buf[4] = typ
+		binary.BigEndian.PutUint32(buf[8:12], stream)
+		binary.BigEndian.PutUint32(buf[12:16], uint32(n))
+		copy(buf[HeaderSize:], payload[:n])
+		if _, err := fw.w.Write(buf); err != nil {
+			return err
+		}
+		payload = payload[n:]
+		if len(payload) == 0 {
+			return nil
+		}
+	}
+}
+
+// WriteMsg writes m as a FrameMsg frame on stream.
+func (fw *Writer) WriteMsg(stream uint32, m *Msg) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("agentproto: encode %s: %w", m.Type, err)
+	}
+	if len(b) > MaxPayload {
+		return fmt.Errorf("agentproto: %s message of %d bytes is too large", m.Type, len(b))
+	}
+	return fw.WriteFrame(FrameMsg, stream, b)
+}
+
+// Reader reads frames.
+type Reader struct {
+	r *bufio.Reader
+}
+
+// NewReader returns a frame reader on r.
+func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReaderSize(r, 64<<10)} }
+
+// ReadFrame reads the next frame. It returns ErrBadMagic if the stream is
+// not at a frame boundary; call Resync then.
+func (fr *Reader) ReadFrame() (*Frame, error) {
+	var hdr [HeaderSize]byte
+	if _, err := io.ReadFull(fr.r, hdr[:]); err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(hdr[0:4], Magic[:]) {
+		return nil, ErrBadMagic
+	}
+	n := binary.BigEndian.Uint32(hdr[12:16])
+	if n > MaxPayload {
+		return nil, fmt.Errorf("agentproto: frame payload of %d bytes exceeds %d", n, MaxPayload)
+	}
+	f := &Frame{Type: hdr[4], Stream: binary.BigEndian.Uint32(hdr[8:12]), Payload: make([]byte, n)}
+	if _, err := io.ReadFull(fr.r, f.Payload); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Resync discards input until the next frame magic, so that the following
+// ReadFrame starts at a frame boundary. A host that reconnects to a running
+// agent may find the tail of a frame the previous connection did not read.
+func (fr *Reader) Resync() error {
+	matched := 0
+	for matched < len(Magic) {
+		b, err := fr.r.ReadByte()
+		if err != nil {
+			return err
+		}
+		switch {
+		case b == Magic[matched]:
+			matched++
+		case b == Magic[0]:
+			matched = 1
+		default:
+			matched = 0
+		}
+	}
+	// Put the magic back for ReadFrame: bufio allows unreading only one
+	// byte, so we re-inject it through a MultiReader.
+	fr.r = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(Magic[:]), fr.r), 64<<10)
+	return nil
+}
+
+// DecodeMsg decodes a FrameMsg frame's payload.
+func DecodeMsg(f *Frame) (*Msg, error) {
+	if f.Type != FrameMsg {
+		return nil, fmt.Errorf("agentproto: frame type %d is not a message", f.Type)
+	}
+	m := new(Msg)
+	if err := json.Unmarshal(f.Payload, m); err != nil {
+		return nil, fmt.Errorf("agentproto: decode message: %w", err)
+	}
+	return m, nil
+}

@@ -1,0 +1,102 @@
+// Package vmbackend hides the virtual machine monitor behind a small
+// interface. A Provider turns a MachineSpec into a running Machine by cloning
+// a booted template VM of the same Shape; the QEMU implementation lives in
+// vmbackend/qemu, and another VMM (Firecracker, Cloud Hypervisor) can slot in
+// by implementing the same two interfaces.
+//
+// The provider knows nothing about containers: the daemon talks to the guest
+// through the agent channel (see vmbackend/agentproto and agentclient).
+package vmbackend
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Shape is what a template is keyed by besides the guest kernel and agent:
+// every VM of one shape is cloned from the same template.
+type Shape struct {
+	MemoryMiB int `json:"memoryMiB"`
+	VCPUs     int `json:"vcpus"`
+}
+
+// Accelerator names, as reported by `docker info`.
+const (
+	AccelKVM = "kvm"
+	AccelTCG = "tcg"
+)
+
+// MachineSpec describes one container VM.
+type MachineSpec struct {
+	// ID names the VM (the container ID); it appears in the VMM's process
+	// name so that a restarted daemon can recognise its own VMs.
+	ID    string
+	Shape Shape
+	// RootDisk is the container's own disk (a qcow2 overlay on the image's
+	// base disk). Its virtual size must be Provider.DiskSize().
+	RootDisk string
+	// StateDir holds the sockets, pid file and console log of this VM. It
+	// must be short enough for unix socket paths (< 100 bytes with names).
+	StateDir string
+	// ConsoleLog receives the guest's serial console (kernel and agent
+	// diagnostics), appended to across restarts.
+	ConsoleLog string
+}
+
+// Provider is one VMM with its templates.
+type Provider interface {
+	// Name is the VMM, e.g. "qemu".
+	Name() string
+	// Accelerator is AccelKVM or AccelTCG, decided when the provider was made.
+	Accelerator() string
+	// DiskSize is the virtual size in bytes every root disk must have: the
+	// template's placeholder disk has it, and clones inherit the guest's view.
+	DiskSize() int64
+	// EnsureTemplate boots, snapshots and stores the template for shape if
+	// it is missing or stale. It is safe to call concurrently.
+	EnsureTemplate(ctx context.Context, shape Shape) error
+	// Start clones the template of spec.Shape into a new running VM whose
+	// agent channel is connected and whose guest has not yet been told to
+	// run anything.
+	Start(ctx context.Context, spec MachineSpec) (Machine, error)
+	// Adopt reconnects to a VM that a previous daemon process started with
+	// the same spec. It fails with ErrNotRunning if that VM is gone.
+	Adopt(ctx context.Context, spec MachineSpec) (Machine, error)
+	// Close releases the provider's resources; running machines keep running.
+	Close() error
+}
+
+// Machine is one running VM.
+type Machine interface {
+	ID() string
+	// Pid is the VMM process ID on the host.
+	Pid() int
+	// Agent is the byte stream to the guest agent (virtio-serial). Speak
+	// agentproto on it, e.g. through agentclient.
+	Agent() io.ReadWriteCloser
+	// Pause and Resume stop and continue the guest's vCPUs.
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+	// Kill stops the VM at once (QMP quit, then SIGKILL) and waits for the
+	// VMM process to go.
+	Kill(ctx context.Context) error
+	// Done is closed when the VMM process has exited.
+	Done() <-chan struct{}
+	// Stats reports host-side resource use of the VMM process.
+	Stats() (MachineStats, error)
+}
+
+// MachineStats is measured on the host for the VMM process.
+type MachineStats struct {
+	CPUTime  time.Duration
+	RSSBytes uint64
+	PSSBytes uint64
+}
+
+// ErrNotRunning is returned by Adopt when the VM to adopt has exited.
+var ErrNotRunning = errNotRunning{}
+
+type errNotRunning struct{}
+
+func (errNotRunning) Error() string { return "vm is not running" }
