@@ -1,0 +1,93 @@
+# jevm: `make run` sets everything up and starts the daemon; `make test`
+# sets everything up and runs the tests. A fresh Debian 12 machine needs
+# nothing else: missing Debian packages are installed with apt, and the
+# guest kernel is Debian's linux-image-*-amd64, unpacked with dpkg -x into
+# build/guest (never installed on the host).
+
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+BIN := bin
+BUILD := build
+GUEST := $(BUILD)/guest
+
+# Debian packages the engine, its tests and its demo use.
+APT_PACKAGES := qemu-system-x86 qemu-utils e2fsprogs docker-registry busybox-static \
+	debootstrap iproute2 iptables kmod ca-certificates
+
+# The guest kernel: the newest 6.1 generic kernel the mirror has (the
+# template key includes its hash, so an update rebuilds the templates).
+KERNEL_PKG_PATTERN := ^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$$
+
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=0.1.0+$(VERSION) -X main.gitCommit=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+# Test timeouts keep CI (90 min) safe; the suite targets < 25 min.
+INTEGRATION_TIMEOUT ?= 25m
+
+.PHONY: all deps guest build images run test unit integration vet fmt bench clean
+
+all: build
+
+deps: $(BUILD)/.deps
+$(BUILD)/.deps:
+	@mkdir -p $(BUILD)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	$(GO) mod download
+	@touch $@
+
+guest: $(GUEST)/.stamp
+$(GUEST)/.stamp: | $(BUILD)/.deps
+	@set -e; pkg=$$(apt-cache search --names-only '$(KERNEL_PKG_PATTERN)' | awk '{print $$1}' | sort -V | tail -1); \
+	if [ -z "$$pkg" ]; then apt-get update -qq; pkg=$$(apt-cache search --names-only '$(KERNEL_PKG_PATTERN)' | awk '{print $$1}' | sort -V | tail -1); fi; \
+	[ -n "$$pkg" ] || { echo "no linux-image-6.1.0-*-amd64-unsigned package found" >&2; exit 1; }; \
+	echo "guest kernel: $$pkg"; \
+	tmp=$$(mktemp -d); chmod 755 $$tmp; \
+	(cd $$tmp && apt-get download -qq $$pkg 2>&1 | grep -v '^W: Download is performed unsandboxed' || true); \
+	dpkg -x $$tmp/*.deb $$tmp/root; \
+	rel=$$(ls $$tmp/root/lib/modules); \
+	rm -rf $(GUEST); mkdir -p $(GUEST)/lib/modules; \
+	cp $$tmp/root/boot/vmlinuz-$$rel $(GUEST)/vmlinuz; \
+	cp $$tmp/root/boot/config-$$rel $(GUEST)/; \
+	cp -a $$tmp/root/lib/modules/$$rel $(GUEST)/lib/modules/; \
+	echo $$rel > $(GUEST)/release; \
+	rm -rf $$tmp; touch $@
+
+build: $(BUILD)/.deps
+	@mkdir -p $(BIN)
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/jevmd ./cmd/jevmd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/jevm-agent ./cmd/jevm-agent
+	$(GO) build -o $(BIN)/jevm-testimages ./hack/testimages/cmd/jevm-testimages
+
+images: build
+	$(BIN)/jevm-testimages build
+
+# The demo: a local registry holding the test images as a Docker Hub mirror,
+# and jevmd in the foreground on unix:///run/jevm/docker.sock.
+run: deps guest build images
+	@hack/run.sh
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+unit: deps
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /integration$$)
+
+integration: deps guest build images
+	JEVM_BIN=$(CURDIR)/$(BIN) JEVM_GUEST=$(CURDIR)/$(GUEST) \
+		$(GO) test -count=1 -p 1 -timeout $(INTEGRATION_TIMEOUT) ./integration/
+
+test: deps guest build images fmt vet unit integration
+
+bench: deps guest build images
+	bench/run.sh
+
+clean:
+	rm -rf $(BIN) $(BUILD)

@@ -1,0 +1,135 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+
+	"github.com/jevm/jevm/vmbackend"
+)
+
+// Container is one container and everything the daemon persists about it.
+// The JSON form is written to DATA_ROOT/containers/<id>/config.json on every
+// state change, so a restarted daemon loses nothing.
+type Container struct {
+	mu sync.Mutex `json:"-"`
+
+	ID      string    `json:"id"`
+	Name    string    `json:"name"` // without the leading "/"
+	Created time.Time `json:"created"`
+	// ImageRef is the image as the user named it (shown by `docker ps`).
+	ImageRef string `json:"imageRef"`
+	// ImageID is the image's config digest ("sha256:...").
+	ImageID    string                    `json:"imageId"`
+	Config     *container.Config         `json:"config"`
+	HostConfig *container.HostConfig     `json:"hostConfig"`
+	NetConfig  *network.NetworkingConfig `json:"netConfig,omitempty"`
+	// Path and Args are the merged entrypoint and command that run.
+	Path  string          `json:"path"`
+	Args  []string        `json:"args"`
+	Shape vmbackend.Shape `json:"shape"`
+
+	State        ContainerState `json:"state"`
+	RestartCount int            `json:"restartCount"`
+	// Dir is DATA_ROOT/containers/<id>: config, log, console log, root disk.
+	Dir string `json:"-"`
+
+	// Runtime, not persisted: the VM and the process in it while running.
+	run *runtime `json:"-"`
+	// waiters are told about exits and removal.
+	waiters []*waiter `json:"-"`
+	// removing is set while the container is being removed.
+	removing bool `json:"-"`
+	// output fans the output out to the log and attached clients.
+	output *outputHub `json:"-"`
+	// stdin carries attached clients' input to the process (OpenStdin).
+	stdin *stdinPipe `json:"-"`
+}
+
+// hub returns the container's output hub. Callers hold c.mu.
+func (c *Container) hub() *outputHub {
+	if c.output == nil {
+		c.output = newOutputHub()
+	}
+	return c.output
+}
+
+// ContainerState is the persisted lifecycle state.
+type ContainerState struct {
+	Status     container.ContainerState `json:"status"` // created, running, paused, exited, dead
+	Pid        int                      `json:"pid"`    // the VMM process on the host
+	ExitCode   int                      `json:"exitCode"`
+	Error      string                   `json:"error,omitempty"`
+	OOMKilled  bool                     `json:"oomKilled,omitempty"`
+	StartedAt  time.Time                `json:"startedAt"`
+	FinishedAt time.Time                `json:"finishedAt"`
+}
+
+func (c *Container) configPath() string  { return filepath.Join(c.Dir, "config.json") }
+func (c *Container) logPath() string     { return filepath.Join(c.Dir, "container-json.log") }
+func (c *Container) consolePath() string { return filepath.Join(c.Dir, "console.log") }
+func (c *Container) diskPath() string    { return filepath.Join(c.Dir, "rootfs.qcow2") }
+
+// running reports whether the container's VM is up (running or paused).
+func (c *Container) running() bool {
+	return c.State.Status == container.StateRunning || c.State.Status == container.StatePaused
+}
+
+// save writes the container's record atomically. Callers hold c.mu.
+func (c *Container) save() error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode container %s: %w", c.ID, err)
+	}
+	return writeFileAtomic(c.configPath(), b, 0o600)
+}
+
+func loadContainer(dir string) (*Container, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	c := new(Container)
+	if err := json.Unmarshal(b, c); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", dir, err)
+	}
+	c.Dir = dir
+	if c.Config == nil {
+		c.Config = &container.Config{}
+	}
+	if c.HostConfig == nil {
+		c.HostConfig = &container.HostConfig{}
+	}
+	return c, nil
+}
+
+// writeFileAtomic writes data to path through a temporary file and rename,
+// so a crash never leaves a torn record.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,222 @@
+// Package daemon is jevm's engine: it keeps the containers, their state and
+// logs, and runs each container in its own VM through vmbackend. It
+// implements the backend interfaces the api package declares.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/jevm/jevm/api"
+	"github.com/jevm/jevm/vmbackend"
+)
+
+// Config is the daemon's part of jevmd's configuration.
+type Config struct {
+	// DataRoot holds containers, images and templates (dockerd's data-root).
+	DataRoot string
+	// ExecRoot holds run-time state: the VMs' sockets (dockerd's exec-root).
+	ExecRoot string
+	// DefaultShape is the VM size of a container without -m/--cpus.
+	DefaultShape vmbackend.Shape
+	// MinMemoryMiB is the smallest VM a container gets.
+	MinMemoryMiB int
+	// Version strings for /version and /info.
+	ServerVersion string
+	APIVersion    string
+	MinAPIVersion string
+	GitCommit     string
+	// Settings shown by /info.
+	RegistryMirrors    []string
+	InsecureRegistries []string
+	Debug              bool
+}
+
+// Daemon is the engine.
+type Daemon struct {
+	cfg    Config
+	log    *logrus.Entry
+	vms    vmbackend.Provider
+	images ImageService
+
+	containers *containerStore
+	// stopping is closed when Shutdown begins.
+	stopping chan struct{}
+	// wg tracks container monitors so Shutdown can let them finish.
+	wg sync.WaitGroup
+
+	startedAt time.Time
+}
+
+// New loads the containers under cfg.DataRoot and re-adopts the VMs of those
+// that were running when the previous daemon stopped.
+func New(ctx context.Context, cfg Config, vms vmbackend.Provider, images ImageService, log *logrus.Entry) (*Daemon, error) {
+	if cfg.DefaultShape.MemoryMiB == 0 {
+		cfg.DefaultShape.MemoryMiB = 256
+	}
+	if cfg.DefaultShape.VCPUs == 0 {
+		cfg.DefaultShape.VCPUs = 1
+	}
+	if cfg.MinMemoryMiB == 0 {
+		cfg.MinMemoryMiB = 128
+	}
+	for _, dir := range []string{cfg.containersDir(), cfg.vmStateRoot()} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	d := &Daemon{
+		cfg:        cfg,
+		log:        log,
+		vms:        vms,
+		images:     images,
+		containers: newContainerStore(),
+		stopping:   make(chan struct{}),
+		startedAt:  time.Now(),
+	}
+	if err := d.restore(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (c Config) containersDir() string { return filepath.Join(c.DataRoot, "containers") }
+func (c Config) vmStateRoot() string   { return filepath.Join(c.ExecRoot, "vms") }
+
+// vmStateDir is short on purpose: unix socket paths are limited to 108 bytes.
+func (d *Daemon) vmStateDir(id string) string { return filepath.Join(d.cfg.vmStateRoot(), id[:12]) }
+
+func (d *Daemon) machineSpec(c *Container) vmbackend.MachineSpec {
+	return vmbackend.MachineSpec{
+		ID:         c.ID,
+		Shape:      c.Shape,
+		RootDisk:   c.diskPath(),
+		StateDir:   d.vmStateDir(c.ID),
+		ConsoleLog: c.consolePath(),
+	}
+}
+
+// restore loads every container record and brings running ones back.
+func (d *Daemon) restore(ctx context.Context) error {
+	entries, err := os.ReadDir(d.cfg.containersDir())
+	if err != nil {
+		return fmt.Errorf("read containers: %w", err)
+	}
+	var adopt []*Container
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(d.cfg.containersDir(), e.Name())
+		c, err := loadContainer(dir)
+		if err != nil {
+			// A directory without a record is the leftover of a create
+			// that crashed half-way: nothing refers to it.
+			d.log.WithError(err).WithField("dir", dir).Warn("removing incomplete container directory")
+			_ = os.RemoveAll(dir)
+			continue
+		}
+		d.containers.add(c)
+		if c.running() {
+			adopt = append(adopt, c)
+		}
+	}
+	for _, c := range adopt {
+		d.readopt(ctx, c)
+	}
+	d.log.WithFields(logrus.Fields{"containers": len(entries), "readopted": len(adopt)}).Info("containers restored")
+	return nil
+}
+
+// readopt reconnects to the VM of a container that was running when the
+// previous daemon stopped. If that cannot be done honestly, the container is
+// marked exited with the reason.
+func (d *Daemon) readopt(ctx context.Context, c *Container) {
+	log := d.log.WithField("container", c.ID[:12])
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := d.vms.Adopt(ctx, d.machineSpec(c))
+	if err != nil {
+		code, found := lastExitMarker(c.consolePath())
+		reason := ""
+		if !found {
+			code = 255
+			reason = "the container's VM stopped while jevmd was down; its exit status is unknown"
+		}
+		if !errors.Is(err, vmbackend.ErrNotRunning) {
+			reason = fmt.Sprintf("could not re-adopt the container's VM after a daemon restart: %v", err)
+		}
+		log.WithError(err).WithField("exitCode", code).Warn("VM not re-adopted; marking container exited")
+		d.markExited(c, code, reason)
+		return
+	}
+	if err := d.attachRuntime(ctx, c, m); err != nil {
+		log.WithError(err).Warn("agent of re-adopted VM did not answer; stopping it")
+		_ = m.Kill(context.Background())
+		d.markExited(c, 255, fmt.Sprintf("could not reconnect to the container's agent after a daemon restart: %v", err))
+		return
+	}
+	log.Info("re-adopted running container")
+}
+
+// markExited records an exit without a runtime. Callers hold c.mu.
+func (d *Daemon) markExited(c *Container, code int, reason string) {
+	c.State.Status = "exited"
+	c.State.Pid = 0
+	c.State.ExitCode = code
+	c.State.Error = reason
+	c.State.FinishedAt = time.Now().UTC()
+	if err := c.save(); err != nil {
+		d.log.WithError(err).Error("save container")
+	}
+}
+
+// lastExitMarker finds the agent's last "JEVM-EXIT <code>" console line.
+func lastExitMarker(consoleLog string) (int, bool) {
+	b, err := os.ReadFile(consoleLog)
+	if err != nil {
+		return 0, false
+	}
+	i := strings.LastIndex(string(b), "JEVM-EXIT ")
+	if i < 0 {
+		return 0, false
+	}
+	var code int
+	if _, err := fmt.Sscanf(string(b[i:]), "JEVM-EXIT %d", &code); err != nil {
+		return 0, false
+	}
+	return code, true
+}
+
+// Shutdown stops serving: running containers keep running in their VMs
+// (they are re-adopted by the next daemon), as with dockerd's live-restore.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	close(d.stopping)
+	for _, c := range d.containers.all() {
+		c.mu.Lock()
+		if c.run != nil {
+			c.run.detach()
+		}
+		c.mu.Unlock()
+	}
+	done := make(chan struct{})
+	go func() { d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	return d.vms.Close()
+}
+
+// The daemon is the API's backend.
+var _ api.Backend = (*Daemon)(nil)

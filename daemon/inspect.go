@@ -1,0 +1,248 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/storage"
+	"github.com/docker/docker/errdefs"
+	"github.com/docker/go-connections/nat"
+	units "github.com/docker/go-units"
+)
+
+// ContainerInspect builds dockerd's inspect document. Mounts and
+// NetworkSettings are empty structures until volumes and networking exist.
+func (d *Daemon) ContainerInspect(ctx context.Context, ref string, size bool) (*container.InspectResponse, error) {
+	c, err := d.containers.get(ref)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := &container.State{
+		Status:     c.State.Status,
+		Running:    c.State.Status == container.StateRunning || c.State.Status == container.StatePaused,
+		Paused:     c.State.Status == container.StatePaused,
+		OOMKilled:  c.State.OOMKilled,
+		Dead:       c.State.Status == container.StateDead,
+		Pid:        c.State.Pid,
+		ExitCode:   c.State.ExitCode,
+		Error:      c.State.Error,
+		StartedAt:  formatTime(c.State.StartedAt),
+		FinishedAt: formatTime(c.State.FinishedAt),
+	}
+	hc := *c.HostConfig
+	if hc.NetworkMode == "" {
+		hc.NetworkMode = "none"
+	}
+	if hc.LogConfig.Type == "" {
+		hc.LogConfig.Type = "json-file"
+	}
+	resp := &container.InspectResponse{
+		ContainerJSONBase: &container.ContainerJSONBase{
+			ID:           c.ID,
+			Created:      c.Created.Format(time.RFC3339Nano),
+			Path:         c.Path,
+			Args:         append([]string{}, c.Args...),
+			State:        st,
+			Image:        c.ImageID,
+			LogPath:      c.logPath(),
+			Name:         "/" + c.Name,
+			RestartCount: c.RestartCount,
+			Driver:       "qcow2",
+			Platform:     "linux",
+			HostConfig:   &hc,
+			GraphDriver: storage.DriverData{
+				Name: "qcow2",
+				Data: map[string]string{"RootDisk": c.diskPath(), "VMMemoryMiB": strconv.Itoa(c.Shape.MemoryMiB), "VMCPUs": strconv.Itoa(c.Shape.VCPUs)},
+			},
+		},
+		Mounts: []container.MountPoint{},
+		Config: c.Config,
+		NetworkSettings: &container.NetworkSettings{
+			NetworkSettingsBase: container.NetworkSettingsBase{Ports: nat.PortMap{}},
+			Networks:            map[string]*network.EndpointSettings{},
+		},
+	}
+	return resp, nil
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "0001-01-01T00:00:00Z"
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// ContainerList serves `docker ps`.
+func (d *Daemon) ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error) {
+	f := opts.Filters
+	if err := f.Validate(map[string]bool{
+		"id": true, "name": true, "label": true, "status": true, "ancestor": true,
+		"exited": true, "before": true, "since": true, "isolation": true, "health": true,
+		"volume": true, "network": true, "publish": true, "expose": true, "is-task": true,
+	}); err != nil {
+		return nil, errdefs.InvalidParameter(err)
+	}
+	for _, s := range f.Get("status") {
+		switch s {
+		case "created", "restarting", "running", "removing", "paused", "exited", "dead":
+		default:
+			return nil, errdefs.InvalidParameter(fmt.Errorf("invalid filter 'status=%s'", s))
+		}
+	}
+	var exitCodes []int
+	for _, v := range f.Get("exited") {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, errdefs.InvalidParameter(fmt.Errorf("invalid filter 'exited=%s'", v))
+		}
+		exitCodes = append(exitCodes, n)
+	}
+	// before/since name a container; the list is ordered newest first.
+	var beforeT, sinceT time.Time
+	for key, dst := range map[string]*time.Time{"before": &beforeT, "since": &sinceT} {
+		if vals := f.Get(key); len(vals) > 0 {
+			ref, err := d.containers.get(vals[0])
+			if err != nil {
+				return nil, err
+			}
+			*dst = ref.Created
+		}
+	}
+	var ancestors []string
+	for _, a := range f.Get("ancestor") {
+		id, _, err := d.images.ImageConfig(a)
+		if err == nil {
+			ancestors = append(ancestors, id)
+		}
+	}
+
+	var out []container.Summary
+	for _, c := range d.containers.all() {
+		c.mu.Lock()
+		s, ok := d.summary(c, opts.All, f, exitCodes, beforeT, sinceT, ancestors)
+		c.mu.Unlock()
+		if ok {
+			out = append(out, s)
+		}
+		if opts.Limit > 0 && len(out) >= opts.Limit {
+			break
+		}
+	}
+	if out == nil {
+		out = []container.Summary{}
+	}
+	return out, nil
+}
+
+// summary renders one `docker ps` row if c passes the filters. Callers hold
+// c.mu.
+func (d *Daemon) summary(c *Container, all bool, f filters.Args, exitCodes []int, before, since time.Time, ancestors []string) (container.Summary, bool) {
+	status := string(c.State.Status)
+	if !all && !c.running() && !f.Contains("status") && !f.Contains("exited") {
+		return container.Summary{}, false
+	}
+	if f.Contains("id") && !matchAnyPrefix(f.Get("id"), c.ID) {
+		return container.Summary{}, false
+	}
+	if f.Contains("name") && !matchAnyRegexp(f.Get("name"), "/"+c.Name) {
+		return container.Summary{}, false
+	}
+	if f.Contains("status") && !f.ExactMatch("status", status) {
+		return container.Summary{}, false
+	}
+	if len(exitCodes) > 0 {
+		if c.State.Status != container.StateExited {
+			return container.Summary{}, false
+		}
+		hit := false
+		for _, code := range exitCodes {
+			hit = hit || code == c.State.ExitCode
+		}
+		if !hit {
+			return container.Summary{}, false
+		}
+	}
+	if !matchLabels(f, c.Config.Labels) {
+		return container.Summary{}, false
+	}
+	if f.Contains("ancestor") {
+		hit := false
+		for _, id := range ancestors {
+			hit = hit || id == c.ImageID
+		}
+		if !hit {
+			return container.Summary{}, false
+		}
+	}
+	if !before.IsZero() && !c.Created.Before(before) {
+		return container.Summary{}, false
+	}
+	if !since.IsZero() && !c.Created.After(since) {
+		return container.Summary{}, false
+	}
+	s := container.Summary{
+		ID:      c.ID,
+		Names:   []string{"/" + c.Name},
+		Image:   c.ImageRef,
+		ImageID: c.ImageID,
+		Command: strings.Join(append([]string{c.Path}, c.Args...), " "),
+		Created: c.Created.Unix(),
+		Ports:   []container.Port{},
+		Labels:  c.Config.Labels,
+		State:   c.State.Status,
+		Status:  statusString(c),
+		Mounts:  []container.MountPoint{},
+		NetworkSettings: &container.NetworkSettingsSummary{
+			Networks: map[string]*network.EndpointSettings{},
+		},
+	}
+	s.HostConfig.NetworkMode = "none"
+	return s, true
+}
+
+// statusString is `docker ps`'s STATUS column.
+func statusString(c *Container) string {
+	switch c.State.Status {
+	case container.StateRunning:
+		return "Up " + units.HumanDuration(time.Since(c.State.StartedAt))
+	case container.StatePaused:
+		return "Up " + units.HumanDuration(time.Since(c.State.StartedAt)) + " (Paused)"
+	case container.StateExited:
+		if c.State.FinishedAt.IsZero() {
+			return fmt.Sprintf("Exited (%d)", c.State.ExitCode)
+		}
+		return fmt.Sprintf("Exited (%d) %s ago", c.State.ExitCode, units.HumanDuration(time.Since(c.State.FinishedAt)))
+	case container.StateCreated:
+		return "Created"
+	case container.StateDead:
+		return "Dead"
+	}
+	return string(c.State.Status)
+}
+
+func matchAnyPrefix(prefixes []string, s string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchAnyRegexp(patterns []string, s string) bool {
+	for _, p := range patterns {
+		if re, err := regexp.Compile(p); err == nil && re.MatchString(s) {
+			return true
+		}
+	}
+	return false
+}

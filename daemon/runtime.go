@@ -1,0 +1,408 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/errdefs"
+	"github.com/sirupsen/logrus"
+
+	"github.com/jevm/jevm/vmbackend"
+	"github.com/jevm/jevm/vmbackend/agentclient"
+	"github.com/jevm/jevm/vmbackend/agentproto"
+)
+
+// runtime is a container's VM and main process while it runs.
+type runtime struct {
+	machine vmbackend.Machine
+	agent   *agentclient.Client
+	proc    *agentclient.Process
+	logw    *logWriter
+	// stopRequested is set by stop/kill paths so the monitor can tell an
+	// asked-for exit from a crash (restart policies).
+	stopRequested bool
+	// detachCh is closed when the daemon shuts down: the monitor then lets
+	// the VM run on for the next daemon to adopt.
+	detachOnce sync.Once
+	detachCh   chan struct{}
+	// finished is closed when the monitor has recorded the exit.
+	finished chan struct{}
+}
+
+func (r *runtime) detach() { r.detachOnce.Do(func() { close(r.detachCh) }) }
+
+// outputHub fans a container's output out to its log and to attached
+// clients. It lives as long as the container, across runs: `docker run`
+// attaches before it starts the container.
+type outputHub struct {
+	mu   sync.Mutex
+	logw *logWriter
+	subs map[*subscriber]struct{}
+}
+
+type subscriber struct {
+	stdout, stderr io.Writer
+	done           chan struct{} // closed at the end of the run, or on a write error
+	closeOnce      sync.Once
+}
+
+func (s *subscriber) close() { s.closeOnce.Do(func() { close(s.done) }) }
+
+func newOutputHub() *outputHub { return &outputHub{subs: map[*subscriber]struct{}{}} }
+
+func (h *outputHub) subscribe(stdout, stderr io.Writer) *subscriber {
+	s := &subscriber{stdout: stdout, stderr: stderr, done: make(chan struct{})}
+	h.mu.Lock()
+	h.subs[s] = struct{}{}
+	h.mu.Unlock()
+	return s
+}
+
+func (h *outputHub) unsubscribe(s *subscriber) {
+	h.mu.Lock()
+	delete(h.subs, s)
+	h.mu.Unlock()
+	s.close()
+}
+
+// beginRun directs output to a run's log.
+func (h *outputHub) beginRun(logw *logWriter) {
+	h.mu.Lock()
+	h.logw = logw
+	h.mu.Unlock()
+}
+
+// endRun ends every current subscription: their attach calls return.
+func (h *outputHub) endRun() {
+	h.mu.Lock()
+	h.logw = nil
+	for s := range h.subs {
+		delete(h.subs, s)
+		s.close()
+	}
+	h.mu.Unlock()
+}
+
+func (h *outputHub) writer(stream string) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.logw != nil {
+			if err := h.logw.write(stream, p); err != nil {
+				logrus.WithError(err).Warn("write container log")
+			}
+		}
+		for s := range h.subs {
+			w := s.stdout
+			if stream == "stderr" {
+				w = s.stderr
+			}
+			if w == nil {
+				continue
+			}
+			if _, err := w.Write(p); err != nil {
+				// The client went away; drop it, the container goes on.
+				delete(h.subs, s)
+				s.close()
+			}
+		}
+		return len(p), nil
+	})
+}
+
+// stdinPipe buffers what attached clients send to a container's stdin until
+// a run's process takes it, as dockerd's stdin pipe does for `run -i`.
+type stdinPipe struct {
+	r *io.PipeReader
+	w *io.PipeWriter
+}
+
+func newStdinPipe() *stdinPipe {
+	r, w := io.Pipe()
+	return &stdinPipe{r: r, w: w}
+}
+
+// startContainer clones a VM for c and starts its main process. Callers
+// hold c.mu.
+func (d *Daemon) startContainer(ctx context.Context, c *Container) (retErr error) {
+	log := d.log.WithField("container", c.ID[:12])
+	spec := d.machineSpec(c)
+	if err := os.MkdirAll(spec.StateDir, 0o700); err != nil {
+		return fmt.Errorf("create VM state dir: %w", err)
+	}
+	begin := time.Now()
+	m, err := d.vms.Start(ctx, spec)
+	if err != nil {
+		return fmt.Errorf("start VM: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			_ = m.Kill(context.Background())
+			_ = os.RemoveAll(spec.StateDir)
+		}
+	}()
+	cloned := time.Now()
+	client, _, err := agentclient.Connect(ctx, m.Agent())
+	if err != nil {
+		return fmt.Errorf("connect to guest agent: %w", err)
+	}
+	logw, err := openLogWriter(c.logPath())
+	if err != nil {
+		client.Close()
+		return fmt.Errorf("open container log: %w", err)
+	}
+	c.hub().beginRun(logw)
+	entropy := make([]byte, 64)
+	if _, err := rand.Read(entropy); err != nil {
+		return err
+	}
+	req := &agentproto.StartRequest{
+		RootDevice:   "/dev/vda",
+		ReadOnly:     c.HostConfig.ReadonlyRootfs,
+		Hostname:     c.Config.Hostname,
+		Hosts:        hostsFile(c),
+		Entropy:      entropy,
+		TimeUnixNano: time.Now().UnixNano(),
+		Process: agentproto.ProcessRequest{
+			Args:  append([]string{c.Path}, c.Args...),
+			Env:   containerEnv(c),
+			Cwd:   c.Config.WorkingDir,
+			User:  c.Config.User,
+			TTY:   c.Config.Tty,
+			Stdin: c.Config.OpenStdin,
+		},
+	}
+	hub := c.hub()
+	proc, err := client.Start(ctx, req, agentclient.ProcessIO{Stdout: hub.writer("stdout"), Stderr: hub.writer("stderr")})
+	if err != nil {
+		hub.endRun()
+		logw.Close()
+		client.Close()
+		return startError(c, err)
+	}
+	r := &runtime{machine: m, agent: client, proc: proc, logw: logw, detachCh: make(chan struct{}), finished: make(chan struct{})}
+	c.run = r
+	c.State = ContainerState{Status: container.StateRunning, Pid: m.Pid(), StartedAt: time.Now().UTC()}
+	if err := c.save(); err != nil {
+		log.WithError(err).Error("save container")
+	}
+	if c.Config.OpenStdin {
+		d.connectStdin(c, proc)
+	}
+	log.WithFields(logrus.Fields{"clone": cloned.Sub(begin).String(), "total": time.Since(begin).String(), "pid": m.Pid()}).Info("container started")
+	d.wg.Add(1)
+	go d.monitor(c, r)
+	return nil
+}
+
+// startError turns the agent's refusal to start a process into dockerd's
+// error kinds: a missing or non-executable command is the caller's mistake
+// (400, and the CLI exits 127 or 126 as with dockerd).
+func startError(c *Container, err error) error {
+	msg := err.Error()
+	lower := strings.ToLower(msg)
+	if strings.Contains(lower, "executable file not found") || strings.Contains(lower, "no such file or directory") {
+		c.State.ExitCode = 127
+		c.State.Error = msg
+		_ = c.save()
+		return errdefs.InvalidParameter(fmt.Errorf("failed to create task for container: %s", msg))
+	}
+	if strings.Contains(lower, "permission denied") {
+		c.State.ExitCode = 126
+		c.State.Error = msg
+		_ = c.save()
+		return errdefs.InvalidParameter(fmt.Errorf("failed to create task for container: %s", msg))
+	}
+	return fmt.Errorf("start container process: %w", err)
+}
+
+// connectStdin feeds the container's stdin pipe into the new process.
+func (d *Daemon) connectStdin(c *Container, proc *agentclient.Process) {
+	if c.stdin == nil {
+		c.stdin = newStdinPipe()
+	}
+	pipe := c.stdin
+	go func() {
+		w := proc.Stdin()
+		_, _ = io.Copy(w, pipe.r)
+		_ = w.Close()
+	}()
+}
+
+// attachRuntime reconnects a re-adopted VM's agent and resumes monitoring.
+// Callers hold c.mu.
+func (d *Daemon) attachRuntime(ctx context.Context, c *Container, m vmbackend.Machine) error {
+	client, hello, err := agentclient.Connect(ctx, m.Agent())
+	if err != nil {
+		return err
+	}
+	switch hello.Phase {
+	case "running":
+	case "exited":
+		code := 255
+		if hello.Exit != nil {
+			code = hello.Exit.Code
+		}
+		client.Close()
+		_ = m.Kill(ctx)
+		d.markExited(c, code, "")
+		return nil
+	default:
+		client.Close()
+		return fmt.Errorf("agent reports phase %q", hello.Phase)
+	}
+	logw, err := openLogWriter(c.logPath())
+	if err != nil {
+		client.Close()
+		return err
+	}
+	hub := c.hub()
+	hub.beginRun(logw)
+	proc := client.Reattach(agentclient.ProcessIO{Stdout: hub.writer("stdout"), Stderr: hub.writer("stderr")})
+	r := &runtime{machine: m, agent: client, proc: proc, logw: logw, detachCh: make(chan struct{}), finished: make(chan struct{})}
+	c.run = r
+	c.State.Pid = m.Pid()
+	_ = c.save()
+	if c.Config.OpenStdin {
+		d.connectStdin(c, proc)
+	}
+	d.wg.Add(1)
+	go d.monitor(c, r)
+	return nil
+}
+
+// monitor waits for a run to end and records how it ended.
+func (d *Daemon) monitor(c *Container, r *runtime) {
+	defer d.wg.Done()
+	defer close(r.finished)
+	log := d.log.WithField("container", c.ID[:12])
+
+	select {
+	case <-r.proc.Exited():
+	case <-r.agent.Done():
+	case <-r.machine.Done():
+	case <-r.detachCh:
+		// Daemon shutdown: leave the VM running for the next daemon.
+		r.agent.Close()
+		r.logw.Close()
+		return
+	}
+	status, ok := r.proc.Status()
+	reason := ""
+	if !ok {
+		// The agent went away without reporting an exit: the VM died.
+		select {
+		case <-r.machine.Done():
+		case <-time.After(2 * time.Second):
+		}
+		if code, found := lastExitMarker(c.consolePath()); found {
+			status = agentproto.ExitStatus{Code: code}
+		} else {
+			status = agentproto.ExitStatus{Code: 137}
+			if err := r.agent.Err(); err != nil && !errors.Is(err, io.EOF) {
+				reason = fmt.Sprintf("the container's VM stopped unexpectedly: %v", err)
+			}
+		}
+	}
+	// The agent powers the VM off after reporting; give it a moment, then
+	// make sure no VMM process outlives the container.
+	select {
+	case <-r.machine.Done():
+	case <-time.After(5 * time.Second):
+		log.Warn("VM did not power off after its process exited; killing it")
+	}
+	_ = r.machine.Kill(context.Background())
+	r.agent.Close()
+
+	c.mu.Lock()
+	c.hub().endRun()
+	r.logw.Close()
+	c.run = nil
+	if c.stdin != nil {
+		// A new run gets a fresh stdin pipe.
+		c.stdin.w.Close()
+		c.stdin = nil
+	}
+	c.State.Status = container.StateExited
+	c.State.Pid = 0
+	c.State.ExitCode = status.Code
+	c.State.OOMKilled = status.OOMKilled
+	c.State.Error = reason
+	c.State.FinishedAt = time.Now().UTC()
+	if err := c.save(); err != nil {
+		log.WithError(err).Error("save container")
+	}
+	_ = os.RemoveAll(d.vmStateDir(c.ID))
+	c.notifyWaiters(waitExit)
+	autoRemove := c.HostConfig.AutoRemove
+	c.mu.Unlock()
+	log.WithField("exitCode", status.Code).Info("container exited")
+
+	if autoRemove {
+		if err := d.removeContainer(context.Background(), c, true); err != nil {
+			log.WithError(err).Warn("auto-remove")
+		}
+	}
+}
+
+// hostsFile is the /etc/hosts the container sees (networking adds its
+// addresses later).
+func hostsFile(c *Container) string {
+	var b strings.Builder
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+	fmt.Fprintf(&b, "127.0.1.1\t%s\n", c.Config.Hostname)
+	for _, h := range c.HostConfig.ExtraHosts {
+		if name, ip, ok := strings.Cut(h, ":"); ok {
+			fmt.Fprintf(&b, "%s\t%s\n", ip, name)
+		}
+	}
+	return b.String()
+}
+
+// containerEnv is the environment dockerd gives a process: the merged
+// config env plus HOSTNAME, a default PATH and TERM for TTYs.
+func containerEnv(c *Container) []string {
+	env := []string{"HOSTNAME=" + c.Config.Hostname}
+	if c.Config.Tty {
+		env = append(env, "TERM=xterm")
+	}
+	env = mergeEnv(env, c.Config.Env)
+	hasPath := false
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "PATH=") {
+			hasPath = true
+		}
+	}
+	if !hasPath {
+		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	return env
+}
+
+// mergeEnv overlays over on base by variable name, keeping order.
+func mergeEnv(base, over []string) []string {
+	out := append([]string(nil), base...)
+	index := map[string]int{}
+	for i, kv := range out {
+		k, _, _ := strings.Cut(kv, "=")
+		index[k] = i
+	}
+	for _, kv := range over {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := index[k]; ok {
+			out[i] = kv
+			continue
+		}
+		index[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}
