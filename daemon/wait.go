@@ -34,10 +34,13 @@ func (c *Container) notifyWaiters(ev waitEvent) {
 	c.waiters = kept
 }
 
+// dropWaiter forgets a waiter whose caller went away and closes its
+// channel, unless it was answered already. Callers hold c.mu.
 func (c *Container) dropWaiter(w *waiter) {
 	for i, x := range c.waiters {
 		if x == w {
 			c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
+			close(w.ch)
 			return
 		}
 	}
