@@ -624,6 +624,7 @@ func (d *Daemon) removeContainer(ctx context.Context, c *Container, force bool) 
 	c.State.Status = container.StateDead
 	c.notifyWaiters(waitRemoved)
 	d.log.WithField("container", c.ID[:12]).Info("container removed")
+	go d.images.GCDisks(d.imageUsers)
 	return nil
 }
 

@@ -27,6 +27,9 @@ type ImageService interface {
 	Tag(ctx context.Context, source, repo, tag string) error
 	Delete(ctx context.Context, nameOrID string, force, prune bool, users ImageUsers) ([]image.DeleteResponse, error)
 	Prune(ctx context.Context, pruneFilters filters.Args, users ImageUsers) (*image.PruneReport, error)
+	// GCDisks removes base disks of deleted images that no container
+	// uses any more.
+	GCDisks(users ImageUsers)
 	Count() int
 }
 

@@ -122,7 +122,7 @@ func run(o *options) error {
 		RegistryMirrors:    o.registryMirrors,
 		InsecureRegistries: o.insecureRegistries,
 		Debug:              o.debug,
-	}, vms, daemon.NewImageService(images), logrus.WithField("component", "daemon"))
+	}, vms, imageService{images}, logrus.WithField("component", "daemon"))
 	if err != nil {
 		return err
 	}

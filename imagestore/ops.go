@@ -1,0 +1,714 @@
+package imagestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/storage"
+	timetypes "github.com/docker/docker/api/types/time"
+	"github.com/docker/docker/errdefs"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
+	"github.com/sirupsen/logrus"
+)
+
+// UsersFunc reports the containers using an image, given its full ID
+// ("sha256:<hex>"): their IDs, running ones first, and whether the first one
+// is running. A nil UsersFunc means no container uses any image.
+type UsersFunc = func(id string) (containerIDs []string, running bool)
+
+// GraphDriverName is what Inspect reports as the image's graph driver.
+const GraphDriverName = "jevm-ext4"
+
+var listFilters = map[string]bool{
+	"dangling":  true,
+	"label":     true,
+	"before":    true,
+	"since":     true,
+	"reference": true,
+	"until":     true,
+}
+
+var pruneFilters = map[string]bool{
+	"dangling": true,
+	"label":    true,
+	"label!":   true,
+	"until":    true,
+}
+
+// List returns the images as GET /images/json does (filters: reference,
+// dangling, label, before, since, until), newest first.
+func (s *Store) List(opts image.ListOptions) ([]image.Summary, error) {
+	f := opts.Filters
+	if err := f.Validate(listFilters); err != nil {
+		return nil, err
+	}
+	danglingOnly, err := f.GetBoolOrDefault("dangling", false)
+	if err != nil {
+		return nil, err
+	}
+	var before, since time.Time
+	err = f.WalkValues("before", func(v string) error {
+		img, err := s.Resolve(v)
+		if err != nil {
+			return err
+		}
+		if c := img.Created(); !c.IsZero() && (before.IsZero() || before.After(c)) {
+			before = c
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = f.WalkValues("until", func(v string) error {
+		t, err := parseUntil(v)
+		if err != nil {
+			return err
+		}
+		if before.IsZero() || before.After(t) {
+			before = t
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = f.WalkValues("since", func(v string) error {
+		img, err := s.Resolve(v)
+		if err != nil {
+			return err
+		}
+		if c := img.Created(); since.Before(c) {
+			since = c
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	patterns := f.Get("reference")
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []image.Summary{}
+	for id, img := range s.images {
+		created := img.Created()
+		if !before.IsZero() && (created.IsZero() || !created.Before(before)) {
+			continue
+		}
+		if !since.IsZero() && (created.IsZero() || !created.After(since)) {
+			continue
+		}
+		if f.Contains("label") && !f.MatchKVList("label", img.Config.Config.Labels) {
+			continue
+		}
+		sum := image.Summary{
+			ID:          id.String(),
+			Created:     unixOrZero(created),
+			Size:        img.Size,
+			SharedSize:  -1,
+			Containers:  -1,
+			Labels:      img.Config.Config.Labels,
+			RepoTags:    []string{},
+			RepoDigests: []string{},
+		}
+		for _, named := range s.namedRefsLocked(id) {
+			if len(patterns) > 0 {
+				found := false
+				for _, p := range patterns {
+					ok, err := reference.FamiliarMatch(p, named)
+					if err != nil {
+						return nil, errdefs.InvalidParameter(err)
+					}
+					if ok {
+						found = true
+						break
+					}
+				}
+				if !found {
+					continue
+				}
+			}
+			switch named.(type) {
+			case reference.Canonical:
+				sum.RepoDigests = append(sum.RepoDigests, reference.FamiliarString(named))
+			case reference.NamedTagged:
+				sum.RepoTags = append(sum.RepoTags, reference.FamiliarString(named))
+			}
+		}
+		if len(sum.RepoTags) == 0 && len(sum.RepoDigests) == 0 {
+			if f.Contains("dangling") && !danglingOnly {
+				continue
+			}
+			if len(patterns) > 0 {
+				continue
+			}
+		} else if danglingOnly && len(sum.RepoTags) > 0 {
+			continue
+		}
+		out = append(out, sum)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Created != out[j].Created {
+			return out[i].Created > out[j].Created
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func parseUntil(v string) (time.Time, error) {
+	ts, err := timetypes.GetTimestamp(v, time.Now())
+	if err != nil {
+		return time.Time{}, errdefs.InvalidParameter(err)
+	}
+	sec, nsec, err := timetypes.ParseTimestamps(ts, 0)
+	if err != nil {
+		return time.Time{}, errdefs.InvalidParameter(err)
+	}
+	return time.Unix(sec, nsec), nil
+}
+
+// Inspect returns GET /images/{name}/json's answer.
+func (s *Store) Inspect(nameOrID string) (*image.InspectResponse, error) {
+	img, err := s.Resolve(nameOrID)
+	if err != nil {
+		return nil, err
+	}
+	c := img.Config
+	comment := ""
+	if len(c.History) > 0 {
+		comment = c.History[len(c.History)-1].Comment
+	}
+	created := ""
+	if c.Created != nil {
+		created = c.Created.Format(time.RFC3339Nano)
+	}
+	layers := make([]string, 0, len(c.RootFS.DiffIDs))
+	for _, d := range c.RootFS.DiffIDs {
+		layers = append(layers, d.String())
+	}
+	cfg := dockerspec.DockerOCIImageConfig{}
+	cfg.ImageConfig = c.Config.ImageConfig
+	cfg.DockerOCIImageConfigExt = c.Config.DockerOCIImageConfigExt
+	rootfsType := c.RootFS.Type
+	if rootfsType == "" {
+		rootfsType = "layers"
+	}
+	data := map[string]string{"BaseDisk": s.diskPath(img.ID)}
+	return &image.InspectResponse{
+		ID:           img.ID.String(),
+		RepoTags:     img.RepoTags,
+		RepoDigests:  img.RepoDigests,
+		Comment:      comment,
+		Created:      created,
+		Author:       c.Author,
+		Config:       &cfg,
+		Architecture: c.Architecture,
+		Variant:      c.Variant,
+		Os:           c.OS,
+		OsVersion:    c.OSVersion,
+		Size:         img.Size,
+		GraphDriver:  storage.DriverData{Name: GraphDriverName, Data: data},
+		RootFS:       image.RootFS{Type: rootfsType, Layers: layers},
+		Metadata:     image.Metadata{LastTagTime: img.LastTagTime},
+	}, nil
+}
+
+// Tag adds repo:tag (normalised; tag "" means latest) to the image source
+// names, moving the tag if it pointed elsewhere.
+func (s *Store) Tag(source, repo, tag string) error {
+	ref, err := tagReference(repo, tag)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	img, err := s.resolveLocked(source)
+	if err != nil {
+		return err
+	}
+	s.refs[refKey(ref)] = img.ID
+	img.LastTagTime = time.Now().UTC()
+	if err := s.saveLocked(); err != nil {
+		return errdefs.System(err)
+	}
+	s.log.WithFields(logrus.Fields{"image": img.ID, "tag": reference.FamiliarString(ref)}).Info("tagged image")
+	return nil
+}
+
+// tagReference validates a repo and tag as dockerd's POST /images/{}/tag.
+func tagReference(repo, tag string) (reference.NamedTagged, error) {
+	if repo == "" {
+		return nil, errdefs.InvalidParameter(errors.New("repository name must have at least one component"))
+	}
+	named, err := reference.ParseNormalizedNamed(repo)
+	if err != nil {
+		return nil, errdefs.InvalidParameter(err)
+	}
+	if _, ok := named.(reference.Digested); ok {
+		return nil, errdefs.InvalidParameter(errors.New("refusing to create a tag with a digest reference"))
+	}
+	if tag != "" {
+		named, err = reference.WithTag(reference.TrimNamed(named), tag)
+		if err != nil {
+			return nil, errdefs.InvalidParameter(err)
+		}
+	}
+	named = reference.TagNameOnly(named)
+	if reference.FamiliarName(named) == string(digest.Canonical) {
+		return nil, errdefs.InvalidParameter(errors.New("refusing to create an ambiguous tag using digest algorithm as name"))
+	}
+	t, ok := named.(reference.NamedTagged)
+	if !ok {
+		return nil, errdefs.InvalidParameter(fmt.Errorf("unexpected reference: %q", named.String()))
+	}
+	return t, nil
+}
+
+// deleteConflict is dockerd's imageDeleteConflict.
+type deleteConflict struct {
+	hard    bool
+	used    bool
+	id      digest.Digest
+	message string
+}
+
+func (c *deleteConflict) Error() string {
+	force := "must be forced"
+	if c.hard {
+		force = "cannot be forced"
+	}
+	return fmt.Sprintf("conflict: unable to delete %s (%s) - %s", shortID(c.id), force, c.message)
+}
+
+func (c *deleteConflict) Conflict() {}
+
+type conflictMask int
+
+const (
+	conflictRunning conflictMask = 1 << iota
+	conflictActiveRef
+	conflictStopped
+	conflictHard = conflictRunning
+	conflictSoft = conflictActiveRef | conflictStopped
+)
+
+// usage is what a UsersFunc said about one image.
+type usage struct {
+	ctrs    []string
+	running bool
+}
+
+func (s *Store) checkConflictLocked(id digest.Digest, u usage, mask conflictMask) *deleteConflict {
+	if mask&conflictRunning != 0 && u.running && len(u.ctrs) > 0 {
+		return &deleteConflict{hard: true, used: true, id: id,
+			message: "image is being used by running container " + truncID(u.ctrs[0])}
+	}
+	if mask&conflictActiveRef != 0 && len(s.namedRefsLocked(id)) > 0 {
+		return &deleteConflict{id: id, message: "image is referenced in multiple repositories"}
+	}
+	if mask&conflictStopped != 0 && !u.running && len(u.ctrs) > 0 {
+		return &deleteConflict{used: true, id: id,
+			message: "image is being used by stopped container " + truncID(u.ctrs[0])}
+	}
+	return nil
+}
+
+// isSingleReference reports whether all references are of one repository
+// with at most one tag (dockerd's rule).
+func isSingleReference(refs []reference.Named) bool {
+	if len(refs) <= 1 {
+		return len(refs) == 1
+	}
+	var single reference.Named
+	canonical := map[string]struct{}{}
+	for _, r := range refs {
+		if _, ok := r.(reference.Canonical); ok {
+			canonical[r.Name()] = struct{}{}
+		} else if single == nil {
+			single = r
+		} else {
+			return false
+		}
+	}
+	if single == nil {
+		single = refs[0]
+	}
+	_, ok := canonical[single.Name()]
+	return len(canonical) == 1 && ok
+}
+
+// Delete removes an image or a reference to it with dockerd's semantics
+// (DELETE /images/{name}): a reference is untagged, and the image itself is
+// deleted when nothing references it any more; conflicts with containers and
+// other references are errdefs.Conflict errors worded as dockerd's. Deleting
+// an image removes its record, the content blobs no other image uses and its
+// base disk (kept, until GCDisks, while containers still use it). prune is
+// accepted for API compatibility (pulled images have no parents).
+func (s *Store) Delete(nameOrID string, force, prune bool, users UsersFunc) ([]image.DeleteResponse, error) {
+	_ = prune
+	s.mu.Lock()
+	img, err := s.resolveLocked(nameOrID)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	id := img.ID
+	s.mu.Unlock()
+
+	// Ask about containers without holding the store lock: the caller's
+	// function may take its own locks.
+	var u usage
+	if users != nil {
+		u.ctrs, u.running = users(id.String())
+	}
+
+	s.mu.Lock()
+	records, del, err := s.deleteLocked(nameOrID, id, force, u)
+	s.mu.Unlock()
+	if del != nil {
+		s.finishDelete(del, &records)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.GCDisks(users)
+	return records, nil
+}
+
+// deletion is what remains to do after an image record went away.
+type deletion struct {
+	img      *Image
+	keepDisk bool
+	blobs    []digest.Digest // candidates for collection
+	freed    int64
+}
+
+func (s *Store) deleteLocked(nameOrID string, id digest.Digest, force bool, u usage) ([]image.DeleteResponse, *deletion, error) {
+	if s.images[id] == nil {
+		return nil, nil, notFoundString(nameOrID)
+	}
+	records := []image.DeleteResponse{}
+	changed := false
+	save := func() error {
+		if !changed {
+			return nil
+		}
+		if err := s.saveLocked(); err != nil {
+			return errdefs.System(err)
+		}
+		return nil
+	}
+	repoRefs := s.namedRefsLocked(id)
+	removedRepositoryRef := false
+
+	if !isImageIDPrefix(id.String(), nameOrID) {
+		if !force && isSingleReference(repoRefs) && len(u.ctrs) > 0 {
+			return nil, nil, errdefs.Conflict(fmt.Errorf("conflict: unable to remove repository reference %q (must force) - container %s is using its referenced image %s",
+				nameOrID, truncID(u.ctrs[0]), shortID(id)))
+		}
+		parsed, err := reference.ParseNormalizedNamed(nameOrID)
+		if err != nil {
+			return nil, nil, errdefs.InvalidParameter(err)
+		}
+		parsed = reference.TagNameOnly(parsed)
+		delete(s.refs, refKey(parsed))
+		changed = true
+		records = append(records, image.DeleteResponse{Untagged: reference.FamiliarString(parsed)})
+
+		repoRefs = s.namedRefsLocked(id)
+		if _, canonical := parsed.(reference.Canonical); !canonical {
+			foundTag := false
+			for _, r := range repoRefs {
+				if _, c := r.(reference.Canonical); !c && r.Name() == parsed.Name() {
+					foundTag = true
+					break
+				}
+			}
+			if !foundTag {
+				var remaining []reference.Named
+				for _, r := range repoRefs {
+					if _, c := r.(reference.Canonical); c && r.Name() == parsed.Name() {
+						delete(s.refs, refKey(r))
+						records = append(records, image.DeleteResponse{Untagged: reference.FamiliarString(r)})
+					} else {
+						remaining = append(remaining, r)
+					}
+				}
+				repoRefs = remaining
+			}
+		}
+		if len(repoRefs) > 0 {
+			return records, nil, save()
+		}
+		removedRepositoryRef = true
+	} else if isSingleReference(repoRefs) {
+		mask := conflictHard
+		if !force {
+			mask |= conflictSoft &^ conflictActiveRef
+		}
+		if c := s.checkConflictLocked(id, u, mask); c != nil {
+			return nil, nil, errdefs.Conflict(c)
+		}
+		for _, r := range repoRefs {
+			delete(s.refs, refKey(r))
+			changed = true
+			records = append(records, image.DeleteResponse{Untagged: reference.FamiliarString(r)})
+		}
+	}
+
+	mask := conflictHard
+	if !force {
+		mask |= conflictSoft
+	}
+	if c := s.checkConflictLocked(id, u, mask); c != nil {
+		if removedRepositoryRef && (len(s.namedRefsLocked(id)) > 0 || c.used) {
+			// dockerd: the untag was what was asked for; the image stays.
+			return records, nil, save()
+		}
+		if err := save(); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, errdefs.Conflict(c)
+	}
+
+	for _, r := range s.namedRefsLocked(id) {
+		delete(s.refs, refKey(r))
+		records = append(records, image.DeleteResponse{Untagged: reference.FamiliarString(r)})
+	}
+	img := s.images[id]
+	delete(s.images, id)
+	del := &deletion{img: img, keepDisk: len(u.ctrs) > 0}
+	if del.keepDisk {
+		s.orphans[id] = img.Size
+	}
+	changed = true
+	if err := save(); err != nil {
+		// Put it back: nothing was removed from disk yet.
+		s.images[id] = img
+		delete(s.orphans, id)
+		return nil, nil, err
+	}
+	records = append(records, image.DeleteResponse{Deleted: id.String()})
+	s.log.WithFields(logrus.Fields{"image": id, "keepDisk": del.keepDisk}).Info("deleted image")
+	return records, del, nil
+}
+
+// finishDelete removes the deleted image's unreferenced blobs and its base
+// disk, appending dockerd-style "Deleted: <layer chain ID>" records for the
+// layers whose blobs went away.
+func (s *Store) finishDelete(del *deletion, records *[]image.DeleteResponse) {
+	img := del.img
+	if !del.keepDisk {
+		path := s.diskPath(img.ID)
+		if st, err := os.Stat(path); err == nil {
+			del.freed += allocated(st)
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.WithError(err).Warn("removing base disk")
+		}
+	}
+	cands := []digest.Digest{img.Target.Digest, img.Manifest.Digest, img.ConfigDescriptor.Digest}
+	for _, l := range img.Layers {
+		cands = append(cands, l.Digest)
+	}
+	removed, freed := s.collectBlobs(cands)
+	del.freed += freed
+	diffIDs := img.Config.RootFS.DiffIDs
+	for i, l := range img.Layers {
+		if removed[l.Digest] && i < len(diffIDs) {
+			*records = append(*records, image.DeleteResponse{Deleted: identity.ChainID(diffIDs[:i+1]).String()})
+			removed[l.Digest] = false // once
+		}
+	}
+}
+
+// collectBlobs deletes the candidate blobs no image, reference or running
+// pull uses.
+func (s *Store) collectBlobs(cands []digest.Digest) (map[digest.Digest]bool, int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	used := map[digest.Digest]bool{}
+	for d := range s.leases {
+		used[d] = true
+	}
+	for _, img := range s.images {
+		used[img.Target.Digest] = true
+		used[img.Manifest.Digest] = true
+		used[img.ConfigDescriptor.Digest] = true
+		for _, l := range img.Layers {
+			used[l.Digest] = true
+		}
+	}
+	for k := range s.refs {
+		if named, err := reference.ParseNormalizedNamed(k); err == nil {
+			if c, ok := named.(reference.Canonical); ok {
+				used[c.Digest()] = true
+			}
+		}
+	}
+	removed := map[digest.Digest]bool{}
+	var freed int64
+	ctx := context.Background()
+	for _, d := range cands {
+		if d == "" || used[d] || removed[d] {
+			continue
+		}
+		info, err := s.cs.Info(ctx, d)
+		if err != nil {
+			continue
+		}
+		if err := s.cs.Delete(ctx, d); err != nil {
+			s.log.WithError(err).WithField("blob", d).Warn("removing blob")
+			continue
+		}
+		removed[d] = true
+		freed += info.Size
+	}
+	return removed, freed
+}
+
+// GCDisks removes the base disks kept for containers of deleted images once
+// no container uses them any more. The daemon may call it after removing a
+// container; Delete and Prune call it too.
+func (s *Store) GCDisks(users UsersFunc) {
+	s.mu.Lock()
+	var ids []digest.Digest
+	for id := range s.orphans {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		if users != nil {
+			if ctrs, _ := users(id.String()); len(ctrs) > 0 {
+				continue
+			}
+		}
+		s.mu.Lock()
+		if _, still := s.orphans[id]; still && s.images[id] == nil {
+			delete(s.orphans, id)
+			if err := os.Remove(s.diskPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				s.log.WithError(err).Warn("removing orphaned base disk")
+			}
+			if err := s.saveLocked(); err != nil {
+				s.log.WithError(err).Warn("saving image state")
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Prune deletes unused images as POST /images/prune does: dangling ones
+// (no tag) unless the filters say dangling=false, in which case every image
+// no container uses; filters: dangling, label, label!, until.
+func (s *Store) Prune(pf filters.Args, users UsersFunc) (*image.PruneReport, error) {
+	if !s.pruneRunning.CompareAndSwap(false, true) {
+		return nil, errdefs.Conflict(errors.New("a prune operation is already running"))
+	}
+	defer s.pruneRunning.Store(false)
+	if err := pf.Validate(pruneFilters); err != nil {
+		return nil, err
+	}
+	danglingOnly, err := pf.GetBoolOrDefault("dangling", true)
+	if err != nil {
+		return nil, err
+	}
+	var until time.Time
+	if pf.Contains("until") {
+		vals := pf.Get("until")
+		if len(vals) > 1 {
+			return nil, errdefs.InvalidParameter(errors.New("more than one until filter specified"))
+		}
+		if until, err = parseUntil(vals[0]); err != nil {
+			return nil, err
+		}
+	}
+
+	type cand struct {
+		id   digest.Digest
+		refs []string
+	}
+	var cands []cand
+	s.mu.Lock()
+	for id, img := range s.images {
+		if !until.IsZero() && (img.Config.Created == nil || img.Config.Created.After(until)) {
+			continue
+		}
+		labels := img.Config.Config.Labels
+		if !pf.MatchKVList("label", labels) {
+			continue
+		}
+		if pf.Contains("label!") && pf.MatchKVList("label!", labels) {
+			continue
+		}
+		c := cand{id: id}
+		refs := s.namedRefsLocked(id)
+		if len(refs) > 0 {
+			hasTag := false
+			for _, r := range refs {
+				if _, ok := r.(reference.NamedTagged); ok {
+					hasTag = true
+				}
+			}
+			if danglingOnly && hasTag {
+				continue
+			}
+			for _, r := range refs {
+				c.refs = append(c.refs, r.String())
+			}
+		}
+		cands = append(cands, c)
+	}
+	s.mu.Unlock()
+
+	rep := &image.PruneReport{ImagesDeleted: []image.DeleteResponse{}}
+	for _, c := range cands {
+		targets := c.refs
+		if len(targets) == 0 {
+			targets = []string{c.id.Encoded()}
+		}
+		for _, t := range targets {
+			var u usage
+			if users != nil {
+				u.ctrs, u.running = users(c.id.String())
+			}
+			s.mu.Lock()
+			if s.images[c.id] == nil {
+				s.mu.Unlock()
+				break
+			}
+			recs, del, err := s.deleteLocked(t, c.id, false, u)
+			s.mu.Unlock()
+			if del != nil {
+				s.finishDelete(del, &recs)
+				rep.SpaceReclaimed += uint64(del.freed)
+			}
+			if err != nil {
+				if !errdefs.IsConflict(err) {
+					s.log.WithError(err).WithField("image", t).Warn("failed to prune image")
+				}
+				continue
+			}
+			rep.ImagesDeleted = append(rep.ImagesDeleted, recs...)
+		}
+	}
+	s.GCDisks(users)
+	return rep, nil
+}
