@@ -37,6 +37,17 @@ const Version = 1
 // PortName is the virtio-serial port name the agent opens.
 const PortName = "org.jevm.agent.0"
 
+// Lines the agent writes on the serial console (the VM's console log) for
+// a host that was not connected to the agent channel at the time.
+const (
+	// ConsoleExitMarker starts the line "JEVM-EXIT <code>" written when the
+	// main process exited, just before the VM powers off.
+	ConsoleExitMarker = "JEVM-EXIT"
+	// ConsoleProbeOK is written by an agent booted with jevm.probe=1 (a
+	// test boot of the accelerator) before it powers off.
+	ConsoleProbeOK = "JEVM-PROBE-OK"
+)
+
 // Magic opens every frame.
 var Magic = [4]byte{'J', 'V', 'M', '1'}
 
@@ -179,6 +190,11 @@ type ExitStatus struct {
 // boundary.
 var ErrBadMagic = errors.New("agentproto: bad frame magic")
 
+// ErrTooLarge is wrapped by the error ReadFrame returns for a header whose
+// length exceeds MaxPayload (garbage that happened to start with the magic,
+// when resynchronising).
+var ErrTooLarge = errors.New("agentproto: frame payload too large")
+
 // Writer writes frames; it is safe for concurrent use.
 type Writer struct {
 	mu sync.Mutex
@@ -245,7 +261,7 @@ func (fr *Reader) ReadFrame() (*Frame, error) {
 	}
 	n := binary.BigEndian.Uint32(hdr[12:16])
 	if n > MaxPayload {
-		return nil, fmt.Errorf("agentproto: frame payload of %d bytes exceeds %d", n, MaxPayload)
+		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrTooLarge, n, MaxPayload)
 	}
 	f := &Frame{Type: hdr[4], Stream: binary.BigEndian.Uint32(hdr[8:12]), Payload: make([]byte, n)}
 	if _, err := io.ReadFull(fr.r, f.Payload); err != nil {

@@ -1,0 +1,412 @@
+//go:build linux
+
+package guestagent
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/jevm/jevm/vmbackend/agentproto"
+)
+
+func (a *agent) handleStart(stream uint32, m *agentproto.Msg) {
+	fail := func(err error) {
+		a.logf("start: %v", err)
+		a.reply(stream, m, err)
+	}
+	if stream != agentproto.MainStream {
+		fail(fmt.Errorf("start must use stream %d", agentproto.MainStream))
+		return
+	}
+	req := m.Start
+	if req == nil {
+		fail(errors.New("start request without parameters"))
+		return
+	}
+	a.mu.Lock()
+	phase := a.phase
+	a.mu.Unlock()
+	if phase != phaseIdle {
+		fail(fmt.Errorf("container already started (phase %s)", phase))
+		return
+	}
+
+	// A clone's clock and RNG are the template's: fix both first.
+	if req.TimeUnixNano != 0 {
+		ts := unix.NsecToTimespec(req.TimeUnixNano)
+		if err := unix.ClockSettime(unix.CLOCK_REALTIME, &ts); err != nil {
+			a.logf("set clock: %v", err)
+		}
+	}
+	if len(req.Entropy) > 0 {
+		if err := addEntropy(req.Entropy); err != nil {
+			a.logf("add entropy: %v", err)
+		}
+	}
+
+	t := time.Now()
+	if err := a.setupRoot(req); err != nil {
+		fail(err)
+		return
+	}
+	a.debugf("root set up in %v", time.Since(t).Round(time.Millisecond))
+
+	p, err := a.spawn(stream, &req.Process)
+	if err != nil {
+		fail(err)
+		return
+	}
+	a.send(stream, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: p.pid})
+	close(p.started)
+	a.debugf("started pid %d: %q", p.pid, req.Process.Args)
+}
+
+// addEntropy mixes host-provided randomness into the kernel RNG and
+// credits it (RNDADDENTROPY); plain writes to /dev/urandom mix without
+// crediting and are the fallback.
+func addEntropy(e []byte) error {
+	f, err := os.OpenFile("/dev/urandom", os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 8+len(e))
+	binary.NativeEndian.PutUint32(buf[0:], uint32(len(e)*8)) // entropy_count (bits)
+	binary.NativeEndian.PutUint32(buf[4:], uint32(len(e)))   // buf_size (bytes)
+	copy(buf[8:], e)
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	sc.Control(func(fd uintptr) {
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, unix.RNDADDENTROPY, uintptr(unsafe.Pointer(&buf[0])))
+		if errno != 0 {
+			ierr = errno
+		}
+	})
+	if ierr != nil {
+		_, err = f.Write(e)
+		return err
+	}
+	return nil
+}
+
+func waitForFile(p string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := os.Stat(p)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// flushBlockDevice drops the device's buffer cache: a clone's kernel still
+// caches the template's placeholder disk.
+func flushBlockDevice(dev string) error {
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKFLSBUF, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// setupRoot mounts the container's root disk and its API filesystems and
+// writes the files that make the clone its own machine.
+func (a *agent) setupRoot(req *agentproto.StartRequest) error {
+	root := containerRoot
+	a.mu.Lock()
+	mounted := a.rootMounted
+	a.mu.Unlock()
+	if !mounted {
+		dev := req.RootDevice
+		if dev == "" {
+			return errors.New("no root device given")
+		}
+		if err := waitForFile(dev, 5*time.Second); err != nil {
+			return fmt.Errorf("root device: %w", err)
+		}
+		if err := flushBlockDevice(dev); err != nil {
+			a.logf("BLKFLSBUF %s: %v", dev, err)
+		}
+		fstype := req.RootFSType
+		if fstype == "" {
+			fstype = "ext4"
+		}
+		data := ""
+		if fstype == "ext4" {
+			data = "noinit_itable"
+		}
+		// Mounted read-write even for a read-only container: mount points
+		// and bind targets may have to be created first (remounted
+		// read-only at the end). The disk is the container's own.
+		if err := unix.Mount(dev, root, fstype, 0, data); err != nil {
+			return fmt.Errorf("mount root device %s (%s): %w", dev, fstype, err)
+		}
+		a.mu.Lock()
+		a.rootMounted = true
+		a.mu.Unlock()
+
+		if err := a.mountAPIFS(root); err != nil {
+			return err
+		}
+	}
+
+	hostname := req.Hostname
+	if hostname != "" {
+		if err := unix.Sethostname([]byte(hostname)); err != nil {
+			a.logf("sethostname: %v", err)
+		}
+	}
+	files := []struct{ name, content string }{
+		{"hostname", hostname + "\n"},
+		{"hosts", req.Hosts},
+		{"resolv.conf", req.ResolvConf},
+	}
+	for _, f := range files {
+		if f.content == "" || f.content == "\n" {
+			continue
+		}
+		if err := bindFile(root, "/etc/"+f.name, filepath.Join(runDir, f.name), f.content); err != nil {
+			a.logf("/etc/%s: %v", f.name, err)
+		}
+	}
+	if req.ReadOnly {
+		if err := unix.Mount("", root, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("remount root read-only: %w", err)
+		}
+	}
+	return nil
+}
+
+type mountSpec struct {
+	src, target, fstype string
+	flags               uintptr
+	data                string
+	optional            bool
+}
+
+func (a *agent) mountAPIFS(root string) error {
+	const common = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	mounts := []mountSpec{
+		{"proc", "/proc", "proc", common, "", false},
+		{"sysfs", "/sys", "sysfs", common | unix.MS_RDONLY, "", false},
+		{"tmpfs", "/dev", "tmpfs", unix.MS_NOSUID | unix.MS_STRICTATIME, "mode=755,size=65536k", false},
+	}
+	for _, m := range mounts {
+		if err := mountIn(root, m); err != nil {
+			return err
+		}
+	}
+	dev := root + "/dev"
+	nodes := []struct {
+		name         string
+		major, minor uint32
+	}{
+		{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7},
+		{"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+	}
+	for _, n := range nodes {
+		p := filepath.Join(dev, n.name)
+		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.minor))); err != nil {
+			return fmt.Errorf("mknod /dev/%s: %w", n.name, err)
+		}
+		os.Chmod(p, 0o666) // umask
+	}
+	links := [][2]string{
+		{"pts/ptmx", "ptmx"},
+		{"/proc/self/fd", "fd"},
+		{"/proc/self/fd/0", "stdin"},
+		{"/proc/self/fd/1", "stdout"},
+		{"/proc/self/fd/2", "stderr"},
+		{"/proc/kcore", "core"},
+	}
+	for _, l := range links {
+		if err := os.Symlink(l[0], filepath.Join(dev, l[1])); err != nil {
+			return fmt.Errorf("symlink /dev/%s: %w", l[1], err)
+		}
+	}
+	more := []mountSpec{
+		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5", false},
+		{"shm", "/dev/shm", "tmpfs", common, "mode=1777,size=65536k", false},
+		{"mqueue", "/dev/mqueue", "mqueue", common, "", true},
+	}
+	for _, m := range more {
+		if err := mountIn(root, m); err != nil {
+			if m.optional {
+				a.debugf("%v", err)
+				continue
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func mountIn(root string, m mountSpec) error {
+	if err := mkdirAllInRoot(root, m.target, 0o755); err != nil {
+		return fmt.Errorf("mount %s: %w", m.target, err)
+	}
+	hp, err := resolveInRoot(root, m.target)
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", m.target, err)
+	}
+	if err := unix.Mount(m.src, hp, m.fstype, m.flags, m.data); err != nil {
+		return fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err)
+	}
+	return nil
+}
+
+// bindFile writes content to hostFile and bind-mounts it over the
+// container's file target (creating an empty target if missing), as dockerd
+// does for /etc/hostname, /etc/hosts and /etc/resolv.conf.
+func bindFile(root, target, hostFile, content string) error {
+	if err := os.WriteFile(hostFile, []byte(content), 0o644); err != nil {
+		return err
+	}
+	if err := mkdirAllInRoot(root, path.Dir(target), 0o755); err != nil {
+		return err
+	}
+	hp, err := resolveInRoot(root, target)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Lstat(hp)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		f, err := os.OpenFile(hp, os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		f.Close()
+	case err != nil:
+		return err
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file", target)
+	}
+	return unix.Mount(hostFile, hp, "", unix.MS_BIND, "")
+}
+
+// spawn starts a process of the container on stream.
+func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest) (*proc, error) {
+	root := containerRoot
+	if len(req.Args) == 0 {
+		return nil, errors.New("no command given")
+	}
+	cwd := req.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	cwd = path.Clean("/" + cwd)
+	if err := mkdirAllInRoot(root, cwd, 0o755); err != nil {
+		return nil, fmt.Errorf("chdir to cwd (%q) set in config.json failed: %w", cwd, unwrapPathErr(err))
+	}
+	user, err := resolveUser(root, req.User)
+	if err != nil {
+		return nil, err
+	}
+	env := append([]string(nil), req.Env...)
+	if _, ok := envValue(env, "HOME"); !ok {
+		env = append(env, "HOME="+user.Home)
+	}
+	pathEnv, ok := envValue(env, "PATH")
+	if !ok {
+		pathEnv = defaultPath
+	}
+	argv0, err := lookPath(root, req.Args[0], pathEnv, cwd)
+	if err != nil {
+		return nil, err
+	}
+
+	p := newProc(a, stream, req)
+	files, err := p.setupStdio(root, req)
+	if err != nil {
+		return nil, err
+	}
+	groups := make([]uint32, 0, len(user.Sgids))
+	for _, g := range user.Sgids {
+		groups = append(groups, uint32(g))
+	}
+	attr := &os.ProcAttr{
+		Dir:   cwd,
+		Env:   env,
+		Files: files,
+		Sys: &syscall.SysProcAttr{
+			Chroot:     root,
+			Setsid:     true,
+			Setctty:    req.TTY,
+			Ctty:       0,
+			Credential: &syscall.Credential{Uid: uint32(user.Uid), Gid: uint32(user.Gid), Groups: groups},
+		},
+	}
+	oom := oomKills()
+
+	// Hold mu from fork until the pid is registered: the reaper takes it
+	// too, so it cannot reap this process before it is known.
+	a.mu.Lock()
+	op, err := os.StartProcess(argv0, req.Args, attr)
+	if err != nil {
+		a.mu.Unlock()
+		p.closeChildFiles()
+		p.closeAll()
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("exec %s: %w", argv0, err)
+	}
+	p.pid = op.Pid
+	p.oomBefore = oom
+	a.byPid[p.pid] = p
+	a.procs[stream] = p
+	if stream == agentproto.MainStream {
+		a.phase = phaseRunning
+	}
+	a.mu.Unlock()
+	op.Release()
+	p.closeChildFiles()
+	p.startIO()
+	return p, nil
+}
+
+func unwrapPathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// oomKills reads the kernel's count of OOM kills.
+func oomKills() int64 {
+	b, err := os.ReadFile("/proc/vmstat")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "oom_kill "); ok {
+			var n int64
+			fmt.Sscan(v, &n)
+			return n
+		}
+	}
+	return -1
+}
