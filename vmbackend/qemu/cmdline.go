@@ -1,0 +1,149 @@
+package qemu
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jevm/jevm/vmbackend"
+	"github.com/jevm/jevm/vmbackend/agentproto"
+)
+
+// DeviceLayoutVersion is part of every template key. Bump it whenever
+// devices() or anything else in the guest-visible machine changes (device
+// set, PCI addresses, machine type, memory backend, kernel command line
+// defaults): a clone must be started with exactly the devices its template
+// was snapshotted with.
+const DeviceLayoutVersion = 1
+
+// Device IDs shared by templates and clones. The block backend id must be
+// the same in both, so the clone's own disk takes the placeholder's place.
+const (
+	rootDriveID  = "root"
+	agentCharID  = "agent"
+	qmpCharID    = "qmp"
+	consoleChrID = "console"
+	memBackendID = "mem"
+)
+
+// File names inside a template directory and a machine's StateDir. Keep
+// them short: unix socket paths are limited to 107 bytes.
+const (
+	qmpSockName   = "qmp.sock"
+	agentSockName = "agent.sock"
+	pidFileName   = "qemu.pid"
+	qemuLogName   = "qemu.log"
+
+	tplMemoryName  = "memory"
+	tplStateName   = "state"
+	tplDiskName    = "disk.raw"
+	tplMetaName    = "meta.json"
+	tplConsoleName = "console.log"
+)
+
+// vmConfig is everything that goes on one QEMU command line.
+type vmConfig struct {
+	Name       string // -name, "jevm-<ID>" for clones
+	Accel      string // vmbackend.AccelKVM or AccelTCG
+	Shape      vmbackend.Shape
+	Kernel     string
+	Initrd     string
+	Append     string // kernel command line
+	MemPath    string // template memory file
+	MemShared  bool   // share=on (template) or off (clone: private CoW mapping)
+	Disk       string // file behind drive id "root"
+	DiskFormat string // "raw" or "qcow2"
+	VMGenID    string // vmgenid GUID, new for every clone
+	QMPSock    string
+	AgentSock  string
+	Console    string // serial console file, appended to
+	Incoming   bool   // clone: -incoming defer, restored over QMP
+}
+
+// baseKernelArgs are always on the guest kernel command line (and so part
+// of the template key through DeviceLayoutVersion / the extra args).
+const baseKernelArgs = "console=ttyS0 quiet panic=-1"
+
+// kernelCmdline joins the base arguments with the provider's extras.
+func kernelCmdline(extra string) string {
+	extra = strings.TrimSpace(extra)
+	if extra == "" {
+		return baseKernelArgs
+	}
+	return baseKernelArgs + " " + extra
+}
+
+// accelArgs are the accelerator and CPU model arguments.
+func accelArgs(accel string) []string {
+	if accel == vmbackend.AccelKVM {
+		return []string{"-accel", "kvm", "-cpu", "host"}
+	}
+	return []string{"-accel", "tcg,thread=multi", "-cpu", "max"}
+}
+
+// machineArgs builds the full QEMU argument list (without argv[0]).
+func machineArgs(c vmConfig) []string {
+	share := "off"
+	if c.MemShared {
+		share = "on"
+	}
+	args := []string{
+		"-name", c.Name,
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-M", "pc,memory-backend=" + memBackendID,
+	}
+	args = append(args, accelArgs(c.Accel)...)
+	args = append(args,
+		"-m", strconv.Itoa(c.Shape.MemoryMiB),
+		"-smp", strconv.Itoa(c.Shape.VCPUs),
+		"-object", fmt.Sprintf("memory-backend-file,id=%s,size=%dM,mem-path=%s,share=%s",
+			memBackendID, c.Shape.MemoryMiB, qemuOptEscape(c.MemPath), share),
+		"-kernel", c.Kernel,
+		"-initrd", c.Initrd,
+		"-append", c.Append,
+		"-chardev", fmt.Sprintf("socket,id=%s,path=%s,server=on,wait=off", qmpCharID, qemuOptEscape(c.QMPSock)),
+		"-mon", "chardev="+qmpCharID+",mode=control",
+		"-chardev", fmt.Sprintf("file,id=%s,path=%s,append=on", consoleChrID, qemuOptEscape(c.Console)),
+		"-serial", "chardev:"+consoleChrID,
+	)
+	args = append(args, devices(c)...)
+	if c.Incoming {
+		// -S: stay paused after the restore even if the snapshot said
+		// running; Start resumes with cont once the agent socket is
+		// connected.
+		args = append(args, "-S", "-incoming", "defer")
+	}
+	return args
+}
+
+// devices is the guest-visible device list, identical for a template and
+// its clones apart from the backing files. PCI slots are pinned so that
+// adding a device later cannot shift the others; bump DeviceLayoutVersion
+// on any change here. Slot 5 is reserved for the NIC (virtio-net-pci on a
+// tap netdev) a later change adds.
+func devices(c vmConfig) []string {
+	return []string{
+		// Agent channel: one virtio-serial port on a unix socket.
+		"-device", "virtio-serial-pci,id=vser0,addr=0x3",
+		"-chardev", fmt.Sprintf("socket,id=%s,path=%s,server=on,wait=off", agentCharID, qemuOptEscape(c.AgentSock)),
+		"-device", fmt.Sprintf("virtserialport,bus=vser0.0,nr=1,chardev=%s,name=%s", agentCharID, agentproto.PortName),
+		// Root disk: a sparse placeholder in the template, the
+		// container's qcow2 overlay in a clone (same drive id).
+		"-drive", fmt.Sprintf("file=%s,if=none,id=%s,format=%s,discard=unmap", qemuOptEscape(c.Disk), rootDriveID, c.DiskFormat),
+		"-device", fmt.Sprintf("virtio-blk-pci,drive=%s,id=rootdisk,addr=0x4", rootDriveID),
+		// VM generation ID: a new GUID per clone tells the guest kernel
+		// it was cloned (it reseeds its RNG).
+		"-device", "vmgenid,id=vmgenid0,guid=" + c.VMGenID,
+	}
+}
+
+// qemuOptEscape escapes a value for QEMU's key=value option syntax, where a
+// comma must be doubled.
+func qemuOptEscape(s string) string {
+	return strings.ReplaceAll(s, ",", ",,")
+}
+
+// shellQuote quotes s for /bin/sh (exec: migration URIs run through it).
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

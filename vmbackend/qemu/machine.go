@@ -1,0 +1,508 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/jevm/jevm/vmbackend"
+)
+
+// killGrace is how long Kill waits after QMP quit before SIGKILL.
+const killGrace = 2 * time.Second
+
+// validID restricts machine IDs to what is safe in a QEMU option value and
+// a process name.
+var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// maxSockPath is the unix socket path limit (sun_path is 108 bytes with
+// the terminating NUL).
+const maxSockPath = 107
+
+func processName(id string) string { return "jevm-" + id }
+
+// machine is a running clone.
+type machine struct {
+	p     *Provider
+	id    string
+	spec  vmbackend.MachineSpec
+	pid   int
+	log   *logrus.Entry
+	mon   *monitor
+	agent net.Conn
+
+	proc  *qemuProc // our child; nil for an adopted machine
+	pidfd int       // adopted: pidfd of the QEMU process, or -1
+
+	exited chan struct{} // the process is gone (before cleanup)
+	done   chan struct{} // closed after cleanup
+}
+
+var _ vmbackend.Machine = (*machine)(nil)
+
+func (m *machine) ID() string                { return m.id }
+func (m *machine) Pid() int                  { return m.pid }
+func (m *machine) Agent() io.ReadWriteCloser { return m.agent }
+func (m *machine) Done() <-chan struct{}     { return m.done }
+
+// Pause implements vmbackend.Machine (QMP stop).
+func (m *machine) Pause(ctx context.Context) error {
+	if err := m.mon.run(ctx, "stop", nil, nil); err != nil {
+		return fmt.Errorf("qemu: pause %s: %w", m.id, err)
+	}
+	return nil
+}
+
+// Resume implements vmbackend.Machine (QMP cont).
+func (m *machine) Resume(ctx context.Context) error {
+	if err := m.mon.run(ctx, "cont", nil, nil); err != nil {
+		return fmt.Errorf("qemu: resume %s: %w", m.id, err)
+	}
+	return nil
+}
+
+// Kill implements vmbackend.Machine: QMP quit, SIGKILL after killGrace,
+// then wait until the process is gone.
+func (m *machine) Kill(ctx context.Context) error {
+	select {
+	case <-m.done:
+		return nil
+	default:
+	}
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	if err := m.mon.run(qctx, "quit", nil, nil); err != nil {
+		m.log.WithError(err).Debug("qmp quit failed, will SIGKILL")
+	}
+	cancel()
+	t := time.NewTimer(killGrace)
+	defer t.Stop()
+	select {
+	case <-m.done:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	m.log.Warn("qemu did not quit, sending SIGKILL")
+	if err := m.sigkill(); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("qemu: kill %s: %w", m.id, err)
+	}
+	select {
+	case <-m.done:
+		return nil
+	case <-ctx.Done():
+		// SIGKILL cannot be ignored; give the kernel a moment even if
+		// the caller is in a hurry.
+		select {
+		case <-m.done:
+			return nil
+		case <-time.After(2 * time.Second):
+			return fmt.Errorf("qemu: kill %s: process %d still there: %w", m.id, m.pid, ctx.Err())
+		}
+	}
+}
+
+func (m *machine) sigkill() error {
+	if m.proc != nil {
+		return m.proc.cmd.Process.Signal(syscall.SIGKILL)
+	}
+	if m.pidfd >= 0 {
+		return unix.PidfdSendSignal(m.pidfd, unix.SIGKILL, nil, 0)
+	}
+	// No pidfd (old kernel): make sure the pid is still our QEMU.
+	if ok, _ := procCmdlineHasName(m.pid, processName(m.id)); !ok {
+		return syscall.ESRCH
+	}
+	return syscall.Kill(m.pid, syscall.SIGKILL)
+}
+
+// Stats implements vmbackend.Machine.
+func (m *machine) Stats() (vmbackend.MachineStats, error) {
+	select {
+	case <-m.exited:
+		return vmbackend.MachineStats{}, fmt.Errorf("qemu: stats %s: %w", m.id, vmbackend.ErrNotRunning)
+	default:
+	}
+	cpu, rss, pss, err := readProcStats(m.pid)
+	if err != nil {
+		return vmbackend.MachineStats{}, fmt.Errorf("qemu: stats %s: %w", m.id, err)
+	}
+	return vmbackend.MachineStats{CPUTime: cpu, RSSBytes: rss, PSSBytes: pss}, nil
+}
+
+// watch closes m.done once QEMU has exited and its leftovers are removed.
+func (m *machine) watch() {
+	<-m.exited
+	m.mon.close()
+	if m.pidfd >= 0 {
+		unix.Close(m.pidfd)
+	}
+	removeStateFiles(m.spec.StateDir, m.pid)
+	m.p.unregister(m.id, m)
+	m.log.Info("qemu exited")
+	close(m.done)
+}
+
+// watchPid turns the exit of a process that is not our child into a closed
+// channel, using a pidfd on the runtime's poller (no thread blocked per
+// VM), or polling /proc without a pidfd.
+func watchPid(pid, pidfd int, name string, exited chan struct{}) {
+	defer close(exited)
+	if pidfd >= 0 {
+		// Duplicate: os.File owns and closes its descriptor; the
+		// original stays valid for pidfd_send_signal.
+		dup, err := unix.FcntlInt(uintptr(pidfd), unix.F_DUPFD_CLOEXEC, 0)
+		if err == nil {
+			f := os.NewFile(uintptr(dup), "pidfd")
+			if rc, err := f.SyscallConn(); err == nil {
+				rerr := rc.Read(func(fd uintptr) bool {
+					n, _ := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+					return n > 0
+				})
+				f.Close()
+				if rerr == nil {
+					return
+				}
+			} else {
+				f.Close()
+			}
+		}
+	}
+	for {
+		if ok, _ := procCmdlineHasName(pid, name); !ok {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// removeStateFiles removes the sockets and pid file of the QEMU process
+// pid from stateDir (only if the pid file still names pid, so a newer VM's
+// files are left alone).
+func removeStateFiles(stateDir string, pid int) {
+	pidPath := filepath.Join(stateDir, pidFileName)
+	if b, err := os.ReadFile(pidPath); err == nil {
+		if got, _ := strconv.Atoi(strings.TrimSpace(string(b))); got != pid && pid != 0 {
+			return
+		}
+	}
+	for _, name := range []string{qmpSockName, agentSockName, pidFileName} {
+		os.Remove(filepath.Join(stateDir, name))
+	}
+}
+
+func (p *Provider) register(m *machine) error {
+	p.machinesMu.Lock()
+	defer p.machinesMu.Unlock()
+	if p.machines == nil {
+		p.machines = map[string]*machine{}
+	}
+	if old := p.machines[m.id]; old != nil {
+		return fmt.Errorf("machine %s is already running (pid %d)", m.id, old.pid)
+	}
+	p.machines[m.id] = m
+	return nil
+}
+
+func (p *Provider) unregister(id string, m *machine) {
+	p.machinesMu.Lock()
+	defer p.machinesMu.Unlock()
+	if p.machines[id] == m {
+		delete(p.machines, id)
+	}
+}
+
+func (p *Provider) checkSpec(spec vmbackend.MachineSpec) error {
+	if !validID.MatchString(spec.ID) {
+		return fmt.Errorf("invalid machine id %q", spec.ID)
+	}
+	if spec.StateDir == "" || !filepath.IsAbs(spec.StateDir) {
+		return fmt.Errorf("state dir %q must be an absolute path", spec.StateDir)
+	}
+	if l := len(filepath.Join(spec.StateDir, agentSockName)); l > maxSockPath {
+		return fmt.Errorf("state dir %q too long for unix sockets (%d > %d bytes)", spec.StateDir, l, maxSockPath)
+	}
+	if spec.ConsoleLog == "" {
+		return errors.New("console log path is required")
+	}
+	return nil
+}
+
+// Start implements vmbackend.Provider: clone the template of spec.Shape.
+func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmbackend.Machine, err error) {
+	t0 := time.Now()
+	if err := p.checkSpec(spec); err != nil {
+		return nil, fmt.Errorf("qemu: start: %w", err)
+	}
+	log := p.log.WithField("container", spec.ID)
+	size, format, err := diskVirtualSize(spec.RootDisk)
+	if err != nil {
+		return nil, fmt.Errorf("qemu: start %s: root disk: %w", spec.ID, err)
+	}
+	if size != p.opts.DiskSize {
+		return nil, fmt.Errorf("qemu: start %s: root disk %s has virtual size %d, want %d", spec.ID, spec.RootDisk, size, p.opts.DiskSize)
+	}
+	tpl, err := p.ensureTemplate(ctx, spec.Shape)
+	if err != nil {
+		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
+	}
+	log = log.WithField("template", tpl.key)
+	if err := os.MkdirAll(spec.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
+	}
+	if pid, alive := p.livePid(spec); alive {
+		return nil, fmt.Errorf("qemu: start %s: already running as pid %d", spec.ID, pid)
+	}
+	// Leftovers of a VM that died without cleaning up.
+	removeStateFiles(spec.StateDir, 0)
+
+	m := &machine{
+		p: p, id: spec.ID, spec: spec, log: log, pidfd: -1,
+		exited: make(chan struct{}), done: make(chan struct{}),
+	}
+	if err := p.register(m); err != nil {
+		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
+	}
+	defer func() {
+		if err != nil {
+			p.unregister(m.id, m)
+		}
+	}()
+
+	cfg := vmConfig{
+		Name:       processName(spec.ID),
+		Accel:      tpl.meta.Inputs.Accel,
+		Shape:      tpl.meta.Inputs.Shape,
+		Kernel:     p.opts.Kernel,
+		Initrd:     p.opts.Initrd,
+		Append:     tpl.meta.Inputs.KernelCmdline,
+		MemPath:    tpl.memPath(),
+		MemShared:  false,
+		Disk:       spec.RootDisk,
+		DiskFormat: format,
+		VMGenID:    uuid.NewString(),
+		QMPSock:    filepath.Join(spec.StateDir, qmpSockName),
+		AgentSock:  filepath.Join(spec.StateDir, agentSockName),
+		Console:    spec.ConsoleLog,
+		Incoming:   true,
+	}
+	proc, err := p.spawn(cfg, filepath.Join(spec.StateDir, qemuLogName), true)
+	if err != nil {
+		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
+	}
+	m.proc, m.pid = proc, proc.pid
+	log = log.WithField("pid", proc.pid)
+	m.log = log
+	var conn net.Conn
+	defer func() {
+		if err == nil {
+			return
+		}
+		if conn != nil {
+			conn.Close()
+		}
+		if m.mon != nil {
+			m.mon.close()
+		}
+		proc.kill()
+		removeStateFiles(spec.StateDir, proc.pid)
+		err = fmt.Errorf("qemu: start %s: %w", spec.ID, err)
+		log.WithError(err).Error("clone failed")
+	}()
+	if err := writeFileAtomic(filepath.Join(spec.StateDir, pidFileName), []byte(strconv.Itoa(proc.pid)+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("pid file: %w", err)
+	}
+
+	m.mon, err = dialQMP(ctx, cfg.QMPSock, proc.exited)
+	if err != nil {
+		return nil, proc.explain(err)
+	}
+	tQMP := time.Now()
+	if err := m.mon.setIgnoreShared(ctx); err != nil {
+		return nil, proc.explain(err)
+	}
+	if err := m.mon.run(ctx, "migrate-incoming", map[string]any{"uri": "exec:cat " + shellQuote(tpl.statePath())}, nil); err != nil {
+		return nil, proc.explain(err)
+	}
+	if err := m.mon.waitMigration(ctx, proc.exited); err != nil {
+		return nil, proc.explain(err)
+	}
+	tRestored := time.Now()
+	// Connect the agent channel before the guest runs, so that it finds
+	// the host connected as it was when the template was snapshotted.
+	conn, err = dialAgent(ctx, cfg.AgentSock, proc.exited)
+	if err != nil {
+		return nil, proc.explain(err)
+	}
+	if err := m.mon.run(ctx, "cont", nil, nil); err != nil {
+		return nil, proc.explain(err)
+	}
+	m.agent = conn
+	go func() {
+		<-proc.exited
+		close(m.exited)
+	}()
+	go m.watch()
+	log.WithFields(logrus.Fields{
+		"qmp":      tQMP.Sub(t0).Round(time.Millisecond),
+		"restore":  tRestored.Sub(tQMP).Round(time.Millisecond),
+		"total":    time.Since(t0).Round(time.Millisecond),
+		"rootDisk": spec.RootDisk,
+	}).Info("clone started")
+	return m, nil
+}
+
+// livePid finds the QEMU started for spec.ID: the pid file's process if
+// it is that QEMU, else (pid file lost) any process named for the ID, so
+// that a VM is never started twice on one disk nor leaked by Adopt.
+func (p *Provider) livePid(spec vmbackend.MachineSpec) (int, bool) {
+	name := processName(spec.ID)
+	if b, err := os.ReadFile(filepath.Join(spec.StateDir, pidFileName)); err == nil {
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err == nil && pid > 0 {
+			if ok, _ := procCmdlineHasName(pid, name); ok {
+				return pid, true
+			}
+		}
+	}
+	return findProcessByName(name)
+}
+
+// findProcessByName scans /proc for a process with "-name name" on its
+// command line.
+func findProcessByName(name string) (int, bool) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, false
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if ok, _ := procCmdlineHasName(pid, name); ok {
+			return pid, true
+		}
+	}
+	return 0, false
+}
+
+// Adopt implements vmbackend.Provider: reconnect to a clone a previous
+// daemon started (it runs in its own session and survived).
+func (p *Provider) Adopt(ctx context.Context, spec vmbackend.MachineSpec) (_ vmbackend.Machine, err error) {
+	if err := p.checkSpec(spec); err != nil {
+		return nil, fmt.Errorf("qemu: adopt: %w", err)
+	}
+	log := p.log.WithField("container", spec.ID)
+	notRunning := func(why string) error {
+		removeStateFiles(spec.StateDir, 0)
+		return fmt.Errorf("qemu: adopt %s: %s: %w", spec.ID, why, vmbackend.ErrNotRunning)
+	}
+	pid, alive := p.livePid(spec)
+	if !alive {
+		return nil, notRunning("no qemu process")
+	}
+	// Pin the process with a pidfd, then check again that it is ours (the
+	// pid could have been reused in between).
+	pidfd, err := pidfdOpen(pid)
+	if err != nil {
+		return nil, notRunning("no qemu process")
+	}
+	if ok, _ := procCmdlineHasName(pid, processName(spec.ID)); !ok {
+		if pidfd >= 0 {
+			unix.Close(pidfd)
+		}
+		return nil, notRunning("no qemu process")
+	}
+	log = log.WithField("pid", pid)
+	m := &machine{
+		p: p, id: spec.ID, spec: spec, pid: pid, log: log, pidfd: pidfd,
+		exited: make(chan struct{}), done: make(chan struct{}),
+	}
+	if err := p.register(m); err != nil {
+		if pidfd >= 0 {
+			unix.Close(pidfd)
+		}
+		return nil, fmt.Errorf("qemu: adopt %s: %w", spec.ID, err)
+	}
+	go watchPid(pid, pidfd, processName(spec.ID), m.exited)
+	defer func() {
+		if err != nil {
+			if m.mon != nil {
+				m.mon.close()
+			}
+			// The watcher works on its own duplicate of the pidfd.
+			if m.pidfd >= 0 {
+				unix.Close(m.pidfd)
+				m.pidfd = -1
+			}
+			p.unregister(m.id, m)
+			if !errors.Is(err, vmbackend.ErrNotRunning) {
+				err = fmt.Errorf("qemu: adopt %s: %w", spec.ID, err)
+			}
+		}
+	}()
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	// A VM that answers neither QMP nor its agent socket cannot be
+	// controlled: kill it rather than leak it (unless our caller gave up,
+	// which says nothing about the VM).
+	unusable := func(err error) error {
+		if ctx.Err() == nil {
+			log.WithError(err).Warn("killing unusable qemu")
+			m.killHalfMade()
+		}
+		return err
+	}
+	m.mon, err = dialQMP(qctx, filepath.Join(spec.StateDir, qmpSockName), m.exited)
+	if err != nil {
+		return nil, unusable(err)
+	}
+	st, err := m.mon.queryStatus(qctx)
+	if err != nil {
+		return nil, unusable(err)
+	}
+	switch st.Status {
+	case "inmigrate", "prelaunch", "postmigrate", "internal-error", "shutdown", "guest-panicked":
+		// A Start the previous daemon did not finish, or a dead guest.
+		m.killHalfMade()
+		return nil, notRunning("qemu in state " + st.Status)
+	}
+	conn, err := dialAgent(qctx, filepath.Join(spec.StateDir, agentSockName), m.exited)
+	if err != nil {
+		return nil, unusable(err)
+	}
+	m.agent = conn
+	pidPath := filepath.Join(spec.StateDir, pidFileName)
+	if b, _ := os.ReadFile(pidPath); strings.TrimSpace(string(b)) != strconv.Itoa(pid) {
+		// Found by name: put the pid file back for the next restart.
+		if err := writeFileAtomic(pidPath, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+			log.WithError(err).Warn("cannot rewrite pid file")
+		}
+	}
+	go m.watch()
+	log.WithField("status", st.Status).Info("adopted running clone")
+	return m, nil
+}
+
+// killHalfMade kills an adopted QEMU that cannot be used and waits for it.
+func (m *machine) killHalfMade() {
+	_ = m.sigkill()
+	select {
+	case <-m.exited:
+	case <-time.After(5 * time.Second):
+	}
+	removeStateFiles(m.spec.StateDir, m.pid)
+}

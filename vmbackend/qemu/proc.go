@@ -1,0 +1,294 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// qemuProc is a QEMU process this daemon started.
+type qemuProc struct {
+	cmd     *exec.Cmd
+	pid     int
+	logPath string
+	exited  chan struct{}
+	waitErr error // valid once exited is closed
+}
+
+// spawn starts QEMU with cfg's command line; its stdout and stderr are
+// appended to logPath. A detached process gets its own session so that it
+// survives the daemon (clones); otherwise it is killed with the daemon
+// (template builds).
+func (p *Provider) spawn(cfg vmConfig, logPath string, detach bool) (*qemuProc, error) {
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("qemu log: %w", err)
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "--- %s starting %s\n", time.Now().UTC().Format(time.RFC3339Nano), cfg.Name)
+	cmd := exec.Command(p.opts.QEMUPath, machineArgs(cfg)...)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	if detach {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	} else {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", p.opts.QEMUPath, err)
+	}
+	q := &qemuProc{cmd: cmd, pid: cmd.Process.Pid, logPath: logPath, exited: make(chan struct{})}
+	go func() {
+		q.waitErr = cmd.Wait()
+		close(q.exited)
+	}()
+	return q, nil
+}
+
+// kill SIGKILLs the process (if still running) and waits for it.
+func (q *qemuProc) kill() {
+	select {
+	case <-q.exited:
+		return
+	default:
+	}
+	_ = q.cmd.Process.Signal(syscall.SIGKILL)
+	<-q.exited
+}
+
+// wait waits up to grace (or ctx) for the process to exit by itself, then
+// kills it.
+func (q *qemuProc) wait(ctx context.Context, grace time.Duration) error {
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-q.exited:
+		return nil
+	case <-t.C:
+		q.kill()
+		return fmt.Errorf("qemu did not exit within %s; killed", grace)
+	case <-ctx.Done():
+		q.kill()
+		return ctx.Err()
+	}
+}
+
+// explain adds QEMU's exit status and the tail of its log to err when QEMU
+// has exited (which is usually why err happened).
+func (q *qemuProc) explain(err error) error {
+	select {
+	case <-q.exited:
+	case <-time.After(100 * time.Millisecond):
+		return err
+	}
+	return fmt.Errorf("%w (qemu exited: %v; log: %s)", err, q.waitErr, fileTail(q.logPath, 800))
+}
+
+// fileTail returns the last n bytes of a file, trimmed, for error messages.
+func fileTail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	off := st.Size() - n
+	if off < 0 {
+		off = 0
+	}
+	b := make([]byte, st.Size()-off)
+	nr, _ := f.ReadAt(b, off)
+	s := strings.TrimSpace(string(b[:nr]))
+	if s == "" {
+		return "(empty)"
+	}
+	if off > 0 {
+		s = "..." + s
+	}
+	return strconv.Quote(s)
+}
+
+// writeFileAtomic writes a file through a temporary file and rename.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, perm)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func syncDir(path string) {
+	if f, err := os.Open(path); err == nil {
+		_ = f.Sync()
+		f.Close()
+	}
+}
+
+func inode(st os.FileInfo) uint64 {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return s.Ino
+	}
+	return 0
+}
+
+// procCmdlineHasName reports whether /proc/pid/cmdline has "-name" followed
+// by name, i.e. pid is the QEMU we started for that name.
+func procCmdlineHasName(pid int, name string) (bool, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			return false, nil
+		}
+		return false, err
+	}
+	args := bytes.Split(bytes.TrimRight(b, "\x00"), []byte{0})
+	for i := 0; i+1 < len(args); i++ {
+		if string(args[i]) == "-name" && string(args[i+1]) == name {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// readProcStats reads CPU time from /proc/pid/stat and RSS/PSS from
+// /proc/pid/smaps_rollup.
+func readProcStats(pid int) (cpu time.Duration, rss, pss uint64, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	cpu, err = parseStatCPU(string(b))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	b, err = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	rss, pss = parseSmapsRollup(string(b))
+	return cpu, rss, pss, nil
+}
+
+// clockTicks is USER_HZ, 100 on every Linux architecture we run on.
+const clockTicks = 100
+
+// parseStatCPU returns utime+stime from a /proc/pid/stat line. The comm
+// field may contain spaces and parentheses, so fields are counted after the
+// last ')'.
+func parseStatCPU(s string) (time.Duration, error) {
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc/pid/stat")
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, errors.New("short /proc/pid/stat")
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/pid/stat: %w", err)
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// parseSmapsRollup returns the Rss and Pss lines (kB) in bytes.
+func parseSmapsRollup(s string) (rss, pss uint64) {
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "Rss:":
+			rss = v << 10
+		case "Pss:":
+			pss = v << 10
+		}
+	}
+	return rss, pss
+}
+
+// diskVirtualSize returns the guest-visible size of a raw or qcow2 image
+// and its format, reading the qcow2 header directly (no qemu-img round
+// trip on every start).
+func diskVirtualSize(path string) (int64, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	var hdr [32]byte
+	n, _ := f.ReadAt(hdr[:], 0)
+	if n >= 32 && bytes.Equal(hdr[0:4], []byte{'Q', 'F', 'I', 0xfb}) {
+		size := int64(0)
+		for _, c := range hdr[24:32] {
+			size = size<<8 | int64(c)
+		}
+		return size, "qcow2", nil
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return 0, "", err
+	}
+	return st.Size(), "raw", nil
+}
+
+// pidfdOpen opens a pidfd for pid, or returns -1 if the kernel lacks it.
+func pidfdOpen(pid int) (int, error) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return -1, err
+		}
+		return -1, nil // ENOSYS & co: fall back to polling /proc
+	}
+	return fd, nil
+}

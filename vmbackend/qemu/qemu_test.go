@@ -1,0 +1,524 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/jevm/jevm/vmbackend"
+	"github.com/jevm/jevm/vmbackend/agentclient"
+	"github.com/jevm/jevm/vmbackend/agentproto"
+	"github.com/jevm/jevm/vmbackend/initramfs"
+)
+
+// The real-QEMU test boots one template and a few clones under whatever
+// accelerator the provider picks (TCG on the project's machines).
+
+const (
+	testQEMU    = "/usr/bin/qemu-system-x86_64"
+	testDisk    = 512 << 20 // small: mke2fs and the placeholder stay cheap
+	testKernelV = "6.1.0-56-amd64"
+)
+
+var testShape = vmbackend.Shape{MemoryMiB: 256, VCPUs: 1}
+
+// repoRoot is the module root (this package is vmbackend/qemu).
+func repoRoot(t *testing.T) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Clean(filepath.Join(wd, "..", ".."))
+}
+
+func requireVM(t *testing.T) (kernel string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping real-QEMU test in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("skipping real-QEMU test: needs root (mke2fs -d ownership, QEMU sockets)")
+	}
+	kernel = filepath.Join(repoRoot(t), "build", "guest", "vmlinuz")
+	for _, f := range []string{testQEMU, "/usr/bin/qemu-img", kernel, "/bin/busybox"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Skipf("skipping real-QEMU test: %s missing", f)
+		}
+	}
+	if _, err := exec.LookPath("mke2fs"); err != nil {
+		t.Skip("skipping real-QEMU test: mke2fs missing")
+	}
+	return kernel
+}
+
+// buildInitrd builds cmd/jevm-agent and an initramfs with it.
+func buildInitrd(ctx context.Context, t *testing.T, dir string) string {
+	t.Helper()
+	root := repoRoot(t)
+	agent := filepath.Join(dir, "jevm-agent")
+	if err := initramfs.BuildAgent(ctx, root, "", agent); err != nil {
+		t.Fatal(err)
+	}
+	res, err := initramfs.Build(initramfs.Options{
+		AgentPath:  agent,
+		ModulesDir: filepath.Join(root, "build", "guest", "lib", "modules", testKernelV),
+		Output:     filepath.Join(dir, "initrd.gz"),
+	})
+	if err != nil {
+		t.Fatalf("build initramfs: %v", err)
+	}
+	return res.Path
+}
+
+// makeBaseDisk makes an ext4 image of testDisk bytes with busybox.
+func makeBaseDisk(t *testing.T, dir string) string {
+	t.Helper()
+	rootfs := filepath.Join(dir, "rootfs")
+	for _, d := range []string{"bin", "sbin", "etc", "tmp", "proc", "sys", "dev", "root", "usr/bin", "usr/sbin"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("/bin/busybox", "--list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, applet := range strings.Fields(string(out)) {
+		if applet == "busybox" {
+			continue
+		}
+		os.Symlink("busybox", filepath.Join(rootfs, "bin", applet))
+	}
+	os.WriteFile(filepath.Join(rootfs, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
+	os.WriteFile(filepath.Join(rootfs, "etc", "group"), []byte("root:x:0:\n"), 0o644)
+	base := filepath.Join(dir, "base.ext4")
+	f, err := os.Create(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(testDisk)
+	f.Close()
+	if out, err := exec.Command("mke2fs", "-q", "-t", "ext4", "-E", "root_owner=0:0", "-d", rootfs, base).CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs: %v\n%s", err, out)
+	}
+	return base
+}
+
+// syncBuffer is a goroutine-safe bytes.Buffer for process output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type testClone struct {
+	name    string
+	m       vmbackend.Machine
+	client  *agentclient.Client
+	proc    *agentclient.Process
+	out     *syncBuffer
+	started time.Duration // Start() called -> process started in the guest
+}
+
+func startClone(ctx context.Context, t *testing.T, p *Provider, dir, base, name string, args []string) *testClone {
+	t.Helper()
+	stateDir := filepath.Join(dir, name)
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(stateDir, "root.qcow2")
+	if err := p.CreateRootDisk(ctx, base, disk); err != nil {
+		t.Fatal(err)
+	}
+	spec := vmbackend.MachineSpec{
+		ID: "test-" + name, Shape: testShape, RootDisk: disk,
+		StateDir: stateDir, ConsoleLog: filepath.Join(stateDir, "console.log"),
+	}
+	t0 := time.Now()
+	m, err := p.Start(ctx, spec)
+	if err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	tStarted := time.Since(t0)
+	c := &testClone{name: name, m: m, out: &syncBuffer{}}
+	t.Cleanup(func() {
+		kctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := m.Kill(kctx); err != nil {
+			t.Errorf("cleanup kill %s: %v", name, err)
+		}
+	})
+	client, hello, err := agentclient.Connect(ctx, m.Agent())
+	tConnected := time.Since(t0)
+	if err != nil {
+		t.Fatalf("%s: agent connect: %v\nconsole:\n%s", name, err, fileTail(spec.ConsoleLog, 2000))
+	}
+	if hello.Phase != "idle" {
+		t.Fatalf("%s: agent phase %q, want idle", name, hello.Phase)
+	}
+	c.client = client
+	entropy := make([]byte, 32)
+	rand.Read(entropy)
+	proc, err := client.Start(ctx, &agentproto.StartRequest{
+		RootDevice:   "/dev/vda",
+		Hostname:     name,
+		Entropy:      entropy,
+		TimeUnixNano: time.Now().UnixNano(),
+		Process: agentproto.ProcessRequest{
+			Args: args,
+			Env:  []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root"},
+		},
+	}, agentclient.ProcessIO{Stdout: c.out, Stderr: c.out})
+	if err != nil {
+		t.Fatalf("%s: start process: %v\nconsole:\n%s", name, err, fileTail(spec.ConsoleLog, 2000))
+	}
+	c.proc = proc
+	c.started = time.Since(t0)
+	t.Logf("%s: clone to process started %v (Start() returned %v, agent hello %v; pid %d)",
+		name, c.started.Round(time.Millisecond), tStarted.Round(time.Millisecond), tConnected.Round(time.Millisecond), m.Pid())
+	return c
+}
+
+func waitExit(ctx context.Context, t *testing.T, c *testClone) agentproto.ExitStatus {
+	t.Helper()
+	select {
+	case <-c.proc.Exited():
+	case <-ctx.Done():
+		t.Fatalf("%s: process did not exit; output so far: %q", c.name, c.out.String())
+	}
+	st, ok := c.proc.Status()
+	if !ok {
+		t.Fatalf("%s: connection lost before exit status; output %q", c.name, c.out.String())
+	}
+	return st
+}
+
+func pidGone(pid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return errors.Is(err, os.ErrNotExist)
+}
+
+func TestRealQEMU(t *testing.T) {
+	kernel := requireVM(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	// Short state dirs for the sockets: t.TempDir paths can be long.
+	sdir, err := os.MkdirTemp("", "jq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sdir)
+
+	initrd := buildInitrd(ctx, t, dir)
+	base := makeBaseDisk(t, dir)
+	logger := logrus.New()
+	logger.SetLevel(logrus.InfoLevel)
+	logger.SetOutput(newTestWriter(t))
+	opts := Options{
+		Kernel: kernel, Initrd: initrd, Root: filepath.Join(dir, "templates"),
+		Accel: "auto", DiskSize: testDisk, Logger: logrus.NewEntry(logger),
+	}
+
+	// Accelerator choice (probe, then cached verdict).
+	t0 := time.Now()
+	p, err := New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("New (accel %s, incl. KVM probe): %v", p.Accelerator(), time.Since(t0).Round(time.Millisecond))
+	t0 = time.Now()
+	if p2, err := New(ctx, opts); err != nil || p2.Accelerator() != p.Accelerator() {
+		t.Fatalf("second New: %v, accel %v", err, p2)
+	}
+	t.Logf("second New (cached probe verdict): %v", time.Since(t0).Round(time.Millisecond))
+
+	t.Run("forced-kvm", func(t *testing.T) {
+		if p.Accelerator() == vmbackend.AccelKVM {
+			t.Skip("KVM works here")
+		}
+		o := opts
+		o.Accel = "kvm"
+		if _, err := New(ctx, o); err == nil {
+			t.Fatal("Accel kvm accepted although the probe failed")
+		} else {
+			t.Logf("Accel=kvm refused as expected: %v", err)
+		}
+	})
+
+	// Template: cold boot + snapshot.
+	// Two concurrent callers: one build.
+	t0 = time.Now()
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- p.EnsureTemplate(ctx, testShape) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("EnsureTemplate (cold): %v", time.Since(t0).Round(time.Millisecond))
+	if n := p.builds.Load(); n != 1 {
+		t.Errorf("%d template builds for two concurrent EnsureTemplate calls, want 1", n)
+	}
+	key, _ := p.TemplateKey(testShape)
+	tpl, err := p.loadTemplate(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("template %s: boot %s, snapshot %s, state %d bytes", key, tpl.meta.BootTime, tpl.meta.SnapshotTime, tpl.meta.StateBytes)
+
+	t0 = time.Now()
+	if err := p.EnsureTemplate(ctx, testShape); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d > time.Second {
+		t.Errorf("second EnsureTemplate took %v; want a no-op", d)
+	}
+	if tpl2, _ := p.loadTemplate(key); tpl2 == nil || !tpl2.meta.Created.Equal(tpl.meta.Created) || p.builds.Load() != 1 {
+		t.Error("second EnsureTemplate rebuilt the template")
+	}
+
+	t.Run("two-clones", func(t *testing.T) {
+		script := func(me, other string) []string {
+			return []string{"/bin/sh", "-c", fmt.Sprintf(
+				"echo %[1]s > /whoami; touch /only-%[1]s; sleep 1; "+
+					"cat /whoami; hostname; ls /; test -e /only-%[2]s && echo SAW-OTHER; exit 7", me, other)}
+		}
+		// Both clones run at the same time, each on its own overlay of
+		// the same base disk.
+		for _, name := range []string{"a", "b"} {
+			other := map[string]string{"a": "b", "b": "a"}[name]
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				c := startClone(ctx, t, p, sdir, base, name, script(name, other))
+				st := waitExit(ctx, t, c)
+				out := c.out.String()
+				t.Logf("%s: exit %+v, output:\n%s", c.name, st, out)
+				if st.Code != 7 {
+					t.Errorf("%s: exit code %d, want 7", c.name, st.Code)
+				}
+				if !strings.HasPrefix(out, c.name+"\n"+c.name+"\n") {
+					t.Errorf("%s: output does not start with its own /whoami and hostname", c.name)
+				}
+				if !strings.Contains(out, "only-"+c.name) || strings.Contains(out, "SAW-OTHER") {
+					t.Errorf("%s: clones share files: %q", c.name, out)
+				}
+				// The guest powers off after the main process exited.
+				t0 := time.Now()
+				select {
+				case <-c.m.Done():
+				case <-time.After(30 * time.Second):
+					t.Fatalf("%s: qemu did not exit after the main process", c.name)
+				}
+				t.Logf("%s: qemu exited %v after the exit status", c.name, time.Since(t0).Round(time.Millisecond))
+				if !pidGone(c.m.Pid()) {
+					t.Errorf("%s: qemu pid %d still there", c.name, c.m.Pid())
+				}
+				for _, f := range []string{qmpSockName, agentSockName, pidFileName} {
+					if _, err := os.Stat(filepath.Join(sdir, c.name, f)); err == nil {
+						t.Errorf("%s: %s left behind", c.name, f)
+					}
+				}
+			})
+		}
+	})
+
+	t.Run("kill-stats-adopt", func(t *testing.T) {
+		c := startClone(ctx, t, p, sdir, base, "k", []string{"/bin/sh", "-c", "echo up; while :; do sleep 1; done"})
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(c.out.String(), "up") && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		st, err := c.m.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("running clone: cpu %v, rss %d MiB, pss %d MiB", st.CPUTime, st.RSSBytes>>20, st.PSSBytes>>20)
+		if st.RSSBytes == 0 || st.PSSBytes == 0 || st.PSSBytes > st.RSSBytes {
+			t.Errorf("implausible stats %+v", st)
+		}
+		if err := c.m.Pause(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.m.Resume(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		// Simulate a daemon restart: drop our connections without
+		// stopping the VM, then adopt it from a new provider.
+		mm := c.m.(*machine)
+		c.client.Close()
+		mm.mon.close()
+		p2, err := New(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := mm.spec
+		am, err := p2.Adopt(ctx, spec)
+		if err != nil {
+			t.Fatalf("adopt: %v", err)
+		}
+		if am.Pid() != mm.Pid() {
+			t.Fatalf("adopted pid %d, want %d", am.Pid(), mm.Pid())
+		}
+		client, hello, err := agentclient.Connect(ctx, am.Agent())
+		if err != nil {
+			t.Fatalf("adopted agent connect: %v", err)
+		}
+		defer client.Close()
+		if hello.Phase != "running" {
+			t.Errorf("adopted agent phase %q, want running", hello.Phase)
+		}
+
+		t0 := time.Now()
+		if err := am.Kill(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("Kill of adopted clone: %v", time.Since(t0).Round(time.Millisecond))
+		select {
+		case <-am.Done():
+		default:
+			t.Error("Done not closed after Kill")
+		}
+		<-mm.Done() // the original handle (QEMU's parent) sees the exit and reaps it
+		if !pidGone(am.Pid()) {
+			t.Errorf("qemu pid %d still there after Kill", am.Pid())
+		}
+		if _, err := p2.Adopt(ctx, spec); !errors.Is(err, vmbackend.ErrNotRunning) {
+			t.Errorf("adopt of a killed VM: %v, want ErrNotRunning", err)
+		}
+	})
+
+	t.Run("kill-own", func(t *testing.T) {
+		c := startClone(ctx, t, p, sdir, base, "j", []string{"/bin/sleep", "1000"})
+		t0 := time.Now()
+		if err := c.m.Kill(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("Kill of running clone: %v", time.Since(t0).Round(time.Millisecond))
+		if !pidGone(c.m.Pid()) {
+			t.Errorf("qemu pid %d still there after Kill", c.m.Pid())
+		}
+	})
+
+	t.Run("start-failure-cleans-up", func(t *testing.T) {
+		// An overlay whose backing file is gone: QEMU cannot open the
+		// root disk and exits; Start must report why and leave nothing.
+		stateDir := filepath.Join(sdir, "f")
+		os.MkdirAll(stateDir, 0o755)
+		gone := filepath.Join(dir, "gone.ext4")
+		f, _ := os.Create(gone)
+		f.Truncate(testDisk)
+		f.Close()
+		disk := filepath.Join(stateDir, "root.qcow2")
+		if err := p.CreateRootDisk(ctx, gone, disk); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(gone)
+		_, err := p.Start(ctx, vmbackend.MachineSpec{ID: "test-f", Shape: testShape, RootDisk: disk,
+			StateDir: stateDir, ConsoleLog: filepath.Join(stateDir, "console.log")})
+		if err == nil {
+			t.Fatal("Start succeeded with a broken root disk")
+		}
+		t.Logf("Start error: %v", err)
+		if !strings.Contains(err.Error(), "gone.ext4") {
+			t.Errorf("error does not carry QEMU's message")
+		}
+		for _, f := range []string{qmpSockName, agentSockName, pidFileName} {
+			if _, err := os.Stat(filepath.Join(stateDir, f)); err == nil {
+				t.Errorf("%s left behind", f)
+			}
+		}
+		if pid, ok := findProcessByName(processName("test-f")); ok {
+			t.Errorf("qemu %d left behind", pid)
+		}
+	})
+
+	t.Run("changed-initrd-new-key", func(t *testing.T) {
+		b, err := os.ReadFile(initrd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := filepath.Join(dir, "initrd2.img")
+		os.WriteFile(other, append(b, make([]byte, 512)...), 0o644)
+		o := opts
+		o.Initrd = other
+		o.Accel = p.Accelerator()
+		p3, err := New(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k3, _ := p3.TemplateKey(testShape)
+		if k3 == key {
+			t.Fatal("a changed initrd kept the template key")
+		}
+		if _, err := p3.loadTemplate(k3); err == nil {
+			t.Fatal("template for the new key exists already")
+		}
+		// GC keeps only what is asked for.
+		if err := p.GC([]string{key}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.loadTemplate(key); err != nil {
+			t.Fatalf("GC removed a kept template: %v", err)
+		}
+	})
+}
+
+// testWriter sends log lines to t.Log until the test ends (goroutines
+// such as the exit watchers may log later).
+type testWriter struct {
+	t    *testing.T
+	mu   *sync.Mutex
+	done *bool
+}
+
+func newTestWriter(t *testing.T) testWriter {
+	w := testWriter{t: t, mu: new(sync.Mutex), done: new(bool)}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		*w.done = true
+		w.mu.Unlock()
+	})
+	return w
+}
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !*w.done {
+		w.t.Log(strings.TrimRight(string(b), "\n"))
+	}
+	return len(b), nil
+}
