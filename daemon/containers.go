@@ -231,7 +231,7 @@ func mergeImageConfig(cfg, img *container.Config) *container.Config {
 }
 
 // ContainerStart starts a created or exited container in a new clone.
-func (d *Daemon) ContainerStart(ctx context.Context, ref string) error {
+func (d *Daemon) ContainerStart(ctx context.Context, ref string) (err error) {
 	c, err := d.containers.get(ref)
 	if err != nil {
 		return err
@@ -247,7 +247,17 @@ func (d *Daemon) ContainerStart(ctx context.Context, ref string) error {
 	if c.running() {
 		return errdefs.NotModified(fmt.Errorf("container %s is already running", c.ID))
 	}
-	return d.startContainer(ctx, c)
+	err = d.startContainer(ctx, c)
+	if err != nil && c.HostConfig.AutoRemove {
+		// As dockerd does: a --rm container whose start failed is removed
+		// (`docker run --rm` waits for that before it reports the error).
+		go func() {
+			if rmErr := d.removeContainer(context.Background(), c, true); rmErr != nil {
+				d.log.WithError(rmErr).WithField("container", c.ID[:12]).Warn("remove after failed start")
+			}
+		}()
+	}
+	return err
 }
 
 // ContainerStop sends the stop signal, then SIGKILL after the timeout.

@@ -194,7 +194,7 @@ func (d *Daemon) summary(c *Container, all bool, f filters.Args, exitCodes []int
 		Names:   []string{"/" + c.Name},
 		Image:   c.ImageRef,
 		ImageID: c.ImageID,
-		Command: strings.Join(append([]string{c.Path}, c.Args...), " "),
+		Command: commandString(c.Path, c.Args),
 		Created: c.Created.Unix(),
 		Ports:   []container.Port{},
 		Labels:  c.Config.Labels,
@@ -245,4 +245,17 @@ func matchAnyRegexp(patterns []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// commandString is `docker ps`'s COMMAND: dockerd quotes arguments that
+// contain spaces.
+func commandString(path string, args []string) string {
+	parts := []string{path}
+	for _, a := range args {
+		if strings.Contains(a, " ") {
+			a = "'" + a + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
 }

@@ -26,7 +26,9 @@ func (c *Container) notifyWaiters(ev waitEvent) {
 			continue
 		}
 		resp := container.WaitResponse{StatusCode: int64(c.State.ExitCode)}
-		if c.State.Error != "" {
+		// As in dockerd, a "removed" waiter hears only of a failed removal
+		// (which never answers it); the others get the run's error.
+		if c.State.Error != "" && w.cond != container.WaitConditionRemoved {
 			resp.Error = &container.WaitExitError{Message: c.State.Error}
 		}
 		w.ch <- resp // buffered, one response each

@@ -267,7 +267,7 @@ func TestRestartAndRename(t *testing.T) {
 	renamed := uniqueName(t, "renamed")
 	rmOnCleanup(t, name, renamed)
 	mustDocker(t, "run", "-d", "--name", name, "busybox", "sh", "-c", "echo start; sleep 300")
-	waitFor(t, 30*time.Second, "the container to run", func() bool { return inspectField(t, name, "{{.State.Running}}") == "true" })
+	waitFor(t, 30*time.Second, "the first run's output", func() bool { return mustDocker(t, "logs", name) == "start\n" })
 	firstPid := inspectField(t, name, "{{.State.Pid}}")
 	mustDocker(t, "restart", "-t", "1", name)
 	if inspectField(t, name, "{{.State.Running}}") != "true" || inspectField(t, name, "{{.State.Pid}}") == firstPid {

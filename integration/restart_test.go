@@ -12,7 +12,9 @@ func TestDaemonRestartKeepsContainers(t *testing.T) {
 	running := uniqueName(t, "running")
 	stopped := uniqueName(t, "stopped")
 	rmOnCleanup(t, running, stopped)
-	mustDocker(t, "run", "--name", stopped, "busybox", "sh", "-c", "echo bye; exit 4")
+	if r := docker(t, "run", "--name", stopped, "busybox", "sh", "-c", "echo bye; exit 4"); r.code != 4 {
+		t.Fatalf("run: %s", r)
+	}
 	mustDocker(t, "run", "-d", "--name", running, "busybox", "sh", "-c", `i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.3; done`)
 	waitFor(t, 30*time.Second, "output before the restart", func() bool { return strings.Contains(mustDocker(t, "logs", running), "tick 1\n") })
 	pid := inspectField(t, running, "{{.State.Pid}}")
