@@ -48,6 +48,7 @@ type Daemon struct {
 	images ImageService
 
 	containers *containerStore
+	events     *eventBus
 	// stopping is closed when Shutdown begins.
 	stopping chan struct{}
 	// wg tracks container monitors so Shutdown can let them finish.
@@ -79,6 +80,7 @@ func New(ctx context.Context, cfg Config, vms vmbackend.Provider, images ImageSe
 		vms:        vms,
 		images:     images,
 		containers: newContainerStore(),
+		events:     newEventBus(),
 		stopping:   make(chan struct{}),
 		startedAt:  time.Now(),
 	}

@@ -86,3 +86,10 @@ func (p *Process) Exited() <-chan struct{} { return p.impl.exited }
 // Status is the exit status; valid once Exited is closed. If the connection
 // was lost first, ok is false.
 func (p *Process) Status() (status agentproto.ExitStatus, ok bool) { return p.impl.status() }
+
+// Exec starts another process in the running container, on a new stream,
+// and waits for Started (or the agent's Error). Output flows to pio; its
+// exit does not stop the container.
+func (c *Client) Exec(ctx context.Context, req *agentproto.ProcessRequest, pio ProcessIO) (*Process, error) {
+	return c.impl.exec(ctx, req, pio)
+}

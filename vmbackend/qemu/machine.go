@@ -262,7 +262,10 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 	if err := os.MkdirAll(spec.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
 	}
-	if pid, alive := p.livePid(spec); alive {
+	// Only the pid file is checked here: this is the hot path, the
+	// provider's registry already refuses a second start in this process,
+	// and Adopt (after a daemon restart) scans /proc for lost pid files.
+	if pid, alive := p.pidFromFile(spec); alive {
 		return nil, fmt.Errorf("qemu: start %s: already running as pid %d", spec.ID, pid)
 	}
 	// Leftovers of a VM that died without cleaning up.
@@ -368,16 +371,27 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 // it is that QEMU, else (pid file lost) any process named for the ID, so
 // that a VM is never started twice on one disk nor leaked by Adopt.
 func (p *Provider) livePid(spec vmbackend.MachineSpec) (int, bool) {
-	name := processName(spec.ID)
-	if b, err := os.ReadFile(filepath.Join(spec.StateDir, pidFileName)); err == nil {
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err == nil && pid > 0 {
-			if ok, _ := procCmdlineHasName(pid, name); ok {
-				return pid, true
-			}
-		}
+	if pid, ok := p.pidFromFile(spec); ok {
+		return pid, true
 	}
-	return findProcessByName(name)
+	return findProcessByName(processName(spec.ID))
+}
+
+// pidFromFile returns the VM's pid if its pid file names a live QEMU of
+// this VM.
+func (p *Provider) pidFromFile(spec vmbackend.MachineSpec) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(spec.StateDir, pidFileName))
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	if ok, _ := procCmdlineHasName(pid, processName(spec.ID)); ok {
+		return pid, true
+	}
+	return 0, false
 }
 
 // findProcessByName scans /proc for a process with "-name name" on its
