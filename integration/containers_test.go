@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -364,6 +365,28 @@ func TestVersionAndInfo(t *testing.T) {
 	}
 	if accel != "kvm" && accel != "tcg" {
 		t.Fatalf("info does not say which accelerator the VMs use: %v", info.Labels)
+	}
+}
+
+func TestTCPListener(t *testing.T) {
+	cmd := exec.Command("docker", "-H", "tcp://"+env.tcpAddr, "version", "--format", "{{.Server.Os}}")
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(env.root, "docker-config"))
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "linux" {
+		t.Fatalf("docker -H tcp://%s version: %v\n%s", env.tcpAddr, err, out)
+	}
+}
+
+// -m and --cpus size the container's VM (a template of that shape is
+// booted once and kept).
+func TestMemoryAndCPUsSizeTheVM(t *testing.T) {
+	out := mustDocker(t, "run", "--rm", "-m", "384m", "--cpus", "2", "busybox", "sh", "-c", "grep MemTotal /proc/meminfo; nproc")
+	var memKB, cpus int
+	if _, err := fmt.Sscanf(out, "MemTotal: %d kB\n%d", &memKB, &cpus); err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	if memKB > 384*1024 || memKB < 300*1024 || cpus != 2 {
+		t.Fatalf("guest has %d kB and %d CPUs, want a 384 MiB VM with 2 vCPUs", memKB, cpus)
 	}
 }
 

@@ -28,6 +28,7 @@ var env struct {
 	guest     string // vmlinuz, lib/modules/<release>
 	root      string // temp dir: data-root, exec-root, socket
 	sock      string
+	tcpAddr   string // jevmd also listens on tcp://tcpAddr, as with dockerd -H
 	registry  *testenv.Registry
 	daemon    *exec.Cmd
 	daemonLog *os.File
@@ -68,6 +69,11 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(env.root)
 	env.sock = filepath.Join(env.root, "docker.sock")
+	env.tcpAddr, err = freeTCPAddr()
+	if err != nil {
+		fmt.Println("FAIL integration:", err)
+		return 1
+	}
 
 	imgs, err := testenv.EnsureImages(ctx)
 	if err != nil {
@@ -126,6 +132,7 @@ func startDaemon() error {
 	}
 	cmd := exec.Command(filepath.Join(env.bin, "jevmd"),
 		"-H", "unix://"+env.sock,
+		"-H", "tcp://"+env.tcpAddr,
 		"--config-file", "/dev/null",
 		"--data-root", filepath.Join(env.root, "data"),
 		"--exec-root", filepath.Join(env.root, "run"),
@@ -228,6 +235,15 @@ func qemuProcessesUnder(dir string) []string {
 		}
 	}
 	return found
+}
+
+func freeTCPAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 func unixHTTPClient() *http.Client {
