@@ -42,6 +42,32 @@ type MachineSpec struct {
 	// ConsoleLog receives the guest's serial console (kernel and agent
 	// diagnostics), appended to across restarts.
 	ConsoleLog string
+	// NICs are the VM's network interfaces in guest order (eth0, eth1, ...).
+	// The first takes the place of the template's placeholder NIC; more
+	// are hot-plugged after the restore. Empty: the placeholder NIC is
+	// connected to nothing (--network none).
+	NICs []NICSpec
+	// Shares are host directories exported to the guest over virtio-9p,
+	// hot-plugged after the restore (bind mounts, volumes).
+	Shares []ShareSpec
+}
+
+// NICSpec is one network interface of a VM.
+type NICSpec struct {
+	// TapName is the host tap device the NIC is connected to; the caller
+	// creates it (and enslaves it to its bridge) before Start.
+	TapName string
+	// MAC is the interface's address; the agent sets it in the guest,
+	// since clones share the template's.
+	MAC string
+}
+
+// ShareSpec is one host directory exported to a VM.
+type ShareSpec struct {
+	// Tag is the 9p mount tag the guest mounts it by.
+	Tag      string
+	HostPath string
+	ReadOnly bool
 }
 
 // Provider is one VMM with its templates.
