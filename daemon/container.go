@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/jevm/jevm/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sync"
@@ -87,7 +88,7 @@ func (c *Container) save() error {
 	if err != nil {
 		return fmt.Errorf("encode container %s: %w", c.ID, err)
 	}
-	return writeFileAtomic(c.configPath(), b, 0o600)
+	return atomicfile.WriteFile(c.configPath(), b, 0o600)
 }
 
 func loadContainer(dir string) (*Container, error) {
@@ -107,29 +108,4 @@ func loadContainer(dir string) (*Container, error) {
 		c.HostConfig = &container.HostConfig{}
 	}
 	return c, nil
-}
-
-// writeFileAtomic writes data to path through a temporary file and rename,
-// so a crash never leaves a torn record.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/jevm/jevm/internal/atomicfile"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,7 +132,7 @@ func (p *Provider) probeKVMCached(ctx context.Context) (probeVerdict, error) {
 	}
 	p.log.WithFields(map[string]any{"usable": v.Usable, "reason": v.Reason, "elapsed": v.Elapsed}).Info("kvm probe")
 	b, _ := json.MarshalIndent(v, "", "  ")
-	if err := writeFileAtomic(path, append(b, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		p.log.WithError(err).Warn("cannot cache kvm probe verdict")
 	}
 	return v, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jevm/jevm/internal/atomicfile"
 	"io"
 	"net"
 	"os"
@@ -324,7 +325,7 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 		err = fmt.Errorf("qemu: start %s: %w", spec.ID, err)
 		log.WithError(err).Error("clone failed")
 	}()
-	if err := writeFileAtomic(filepath.Join(spec.StateDir, pidFileName), []byte(strconv.Itoa(proc.pid)+"\n"), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(spec.StateDir, pidFileName), []byte(strconv.Itoa(proc.pid)+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("pid file: %w", err)
 	}
 
@@ -502,7 +503,7 @@ func (p *Provider) Adopt(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 	pidPath := filepath.Join(spec.StateDir, pidFileName)
 	if b, _ := os.ReadFile(pidPath); strings.TrimSpace(string(b)) != strconv.Itoa(pid) {
 		// Found by name: put the pid file back for the next restart.
-		if err := writeFileAtomic(pidPath, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		if err := atomicfile.WriteFile(pidPath, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 			log.WithError(err).Warn("cannot rewrite pid file")
 		}
 	}

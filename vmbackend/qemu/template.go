@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/jevm/jevm/internal/atomicfile"
 	"net"
 	"os"
 	"path/filepath"
@@ -328,7 +329,7 @@ func (p *Provider) buildTemplate(ctx context.Context, key string, in TemplateKey
 			return nil, err
 		}
 	}
-	if err := writeFileAtomic(filepath.Join(tmp, tplMetaName), append(mb, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(tmp, tplMetaName), append(mb, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 
