@@ -1,0 +1,34 @@
+package agentclient
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jevm/jevm/vmbackend/agentproto"
+)
+
+// Top lists the container's processes, formatted for psArgs (empty or
+// "-ef": UID PID PPID C STIME TTY TIME CMD; "aux": USER PID %CPU ...).
+// The agent refuses arguments it does not support.
+func (c *Client) Top(ctx context.Context, psArgs string) (*agentproto.TopResult, error) {
+	r, err := c.impl.request(ctx, 0, &agentproto.Msg{Type: agentproto.MsgTop, PsArgs: psArgs})
+	if err != nil {
+		return nil, err
+	}
+	if r.Top == nil {
+		return nil, errors.New("agentclient: top reply without a table")
+	}
+	return r.Top, nil
+}
+
+// Stats samples the guest's resource usage.
+func (c *Client) Stats(ctx context.Context) (*agentproto.GuestStats, error) {
+	r, err := c.impl.request(ctx, 0, &agentproto.Msg{Type: agentproto.MsgStats})
+	if err != nil {
+		return nil, err
+	}
+	if r.Stats == nil {
+		return nil, errors.New("agentclient: stats reply without a sample")
+	}
+	return r.Stats, nil
+}
