@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
 )
 
 // eventBus keeps recent events for `docker events --since` and fans new
@@ -13,7 +14,7 @@ import (
 type eventBus struct {
 	mu     sync.Mutex
 	recent []events.Message // ring of the last maxRecentEvents
-	subs   map[chan events.Message]struct{}
+	subs   map[chan events.Message]func(events.Message) bool
 }
 
 const (
@@ -22,7 +23,7 @@ const (
 )
 
 func newEventBus() *eventBus {
-	return &eventBus{subs: map[chan events.Message]struct{}{}}
+	return &eventBus{subs: map[chan events.Message]func(events.Message) bool{}}
 }
 
 // publish records an event and delivers it to subscribers.
@@ -34,7 +35,10 @@ func (b *eventBus) publish(m events.Message) {
 		b.recent = b.recent[:maxRecentEvents-1]
 	}
 	b.recent = append(b.recent, m)
-	for ch := range b.subs {
+	for ch, match := range b.subs {
+		if match != nil && !match(m) {
+			continue
+		}
 		select {
 		case ch <- m:
 		default:
@@ -47,11 +51,23 @@ func (b *eventBus) publish(m events.Message) {
 // subscribe returns the recorded events and a channel of new ones; call
 // the returned cancel function when done.
 func (b *eventBus) subscribe() ([]events.Message, <-chan events.Message, func()) {
+	return b.subscribeMatching(nil, nil)
+}
+
+// subscribeMatching is subscribe for the events match accepts (nil: all);
+// past selects the recorded events to return (nil: all that match).
+// Recording and subscribing happen at once, so no event falls between.
+func (b *eventBus) subscribeMatching(match, past func(events.Message) bool) ([]events.Message, <-chan events.Message, func()) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	past := append([]events.Message(nil), b.recent...)
+	var old []events.Message
+	for _, m := range b.recent {
+		if (match == nil || match(m)) && (past == nil || past(m)) {
+			old = append(old, m)
+		}
+	}
 	ch := make(chan events.Message, subscriberBuffer)
-	b.subs[ch] = struct{}{}
+	b.subs[ch] = match
 	cancel := func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -60,7 +76,25 @@ func (b *eventBus) subscribe() ([]events.Message, <-chan events.Message, func())
 			close(ch)
 		}
 	}
-	return past, ch, cancel
+	return old, ch, cancel
+}
+
+// SubscribeToEvents serves GET /events: the recorded events from since to
+// until that match ef (none when both are zero; a zero bound is open, as
+// with dockerd), and a channel of the new events that match. The channel
+// is closed when the subscriber falls too far behind or cancel is called.
+func (d *Daemon) SubscribeToEvents(since, until time.Time, ef filters.Args) ([]events.Message, <-chan events.Message, func()) {
+	f := newEventFilter(ef)
+	past := func(m events.Message) bool {
+		if since.IsZero() && until.IsZero() {
+			return false
+		}
+		if !since.IsZero() && m.TimeNano < since.UnixNano() {
+			return false
+		}
+		return until.IsZero() || m.TimeNano <= until.UnixNano()
+	}
+	return d.events.subscribeMatching(f.match, past)
 }
 
 // logEvent publishes an engine event. attrs may be nil; for containers the
@@ -78,11 +112,16 @@ func (d *Daemon) logEvent(typ events.Type, action events.Action, id string, attr
 		Time:     now.Unix(),
 		TimeNano: now.UnixNano(),
 	}
-	// The deprecated fields the CLI's default format still prints.
-	if typ == events.ContainerEventType {
+	// The deprecated fields the CLI's default format still prints, filled
+	// as dockerd does.
+	switch typ {
+	case events.ContainerEventType:
 		m.Status = string(action)
 		m.ID = id
 		m.From = attrs["image"]
+	case events.ImageEventType:
+		m.Status = string(action)
+		m.ID = id
 	}
 	d.events.publish(m)
 }
@@ -98,4 +137,17 @@ func (d *Daemon) containerEvent(c *Container, action events.Action, extra map[st
 		attrs[k] = v
 	}
 	d.logEvent(events.ContainerEventType, action, c.ID, attrs)
+}
+
+// imageEvent publishes an image event; name is the reference the action
+// was about (dockerd's "name" attribute).
+func (d *Daemon) imageEvent(action events.Action, id, name string, extra map[string]string) {
+	attrs := map[string]string{}
+	if name != "" {
+		attrs["name"] = name
+	}
+	for k, v := range extra {
+		attrs[k] = v
+	}
+	d.logEvent(events.ImageEventType, action, id, attrs)
 }
