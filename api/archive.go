@@ -1,0 +1,230 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/errdefs"
+)
+
+// ArchiveBackend serves the file routes: docker cp (HEAD/GET/PUT
+// /containers/{name}/archive), docker export, docker diff and docker commit.
+// A backend that does not implement it answers them 501.
+type ArchiveBackend interface {
+	// ContainerStatPath stats a path in the container (HEAD archive).
+	ContainerStatPath(ctx context.Context, nameOrID, path string) (*container.PathStat, error)
+	// ContainerArchivePath stats path, calls start with the stat (the
+	// router sets its headers then and returns the body writer) and writes
+	// a tar of the path to it. Errors before start become HTTP errors.
+	ContainerArchivePath(ctx context.Context, nameOrID, path string, start func(*container.PathStat) (io.Writer, error)) error
+	// ContainerExtractToDir extracts the tar content into the directory
+	// path of the container (PUT archive).
+	ContainerExtractToDir(ctx context.Context, nameOrID, path string, copyUIDGID, noOverwriteDirNonDir bool, content io.Reader) error
+	// ContainerExport writes a tar of the container's file system to out.
+	ContainerExport(ctx context.Context, nameOrID string, out io.Writer) error
+	// ContainerChanges lists what changed in the container's file system
+	// since it was created from its image.
+	ContainerChanges(ctx context.Context, nameOrID string) ([]container.FilesystemChange, error)
+	// ContainerCommit makes an image of the container and returns its ID.
+	ContainerCommit(ctx context.Context, cfg *CommitConfig) (string, error)
+}
+
+// CommitConfig is a POST /commit request.
+type CommitConfig struct {
+	Container string
+	// Repo and Tag name the image (Repo "" leaves it untagged).
+	Repo, Tag string
+	Author    string
+	Comment   string
+	// Pause the container while its changes are read (default true).
+	Pause bool
+	// Changes are Dockerfile instructions applied to the config
+	// (`docker commit --change`).
+	Changes []string
+	// Config, if set, replaces the container's config as the base of the
+	// image's config.
+	Config *container.Config
+}
+
+// pathStatHeader carries the stat of the path of an archive request.
+const pathStatHeader = "X-Docker-Container-Path-Stat"
+
+func (s *Server) archiveBackend() (ArchiveBackend, error) {
+	if b, ok := s.backend.(ArchiveBackend); ok {
+		return b, nil
+	}
+	return nil, errdefs.NotImplemented(errors.New("not implemented: container file operations"))
+}
+
+// archiveRoutes are the routes of the file operations.
+func (s *Server) archiveRoutes() []struct {
+	method, path string
+	h            handlerFunc
+} {
+	return []struct {
+		method, path string
+		h            handlerFunc
+	}{
+		{http.MethodHead, "/containers/{name:.*}/archive", s.headContainerArchive},
+		{http.MethodGet, "/containers/{name:.*}/archive", s.getContainerArchive},
+		{http.MethodPut, "/containers/{name:.*}/archive", s.putContainerArchive},
+		{http.MethodGet, "/containers/{name:.*}/export", s.getContainerExport},
+		{http.MethodGet, "/containers/{name:.*}/changes", s.getContainerChanges},
+		{http.MethodPost, "/commit", s.postCommit},
+	}
+}
+
+// archiveArgs are dockerd's httputils.ArchiveFormValues.
+func archiveArgs(r *http.Request, vars map[string]string) (name, path string, err error) {
+	name = vars["name"]
+	if name == "" {
+		return "", "", errdefs.InvalidParameter(errors.New("bad parameter: name cannot be empty"))
+	}
+	path = r.Form.Get("path")
+	if path == "" {
+		return "", "", errdefs.InvalidParameter(errors.New("bad parameter: path cannot be empty"))
+	}
+	return name, path, nil
+}
+
+// setPathStatHeader writes the stat as dockerd does: base64 of its JSON.
+func setPathStatHeader(h http.Header, st *container.PathStat) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	h.Set(pathStatHeader, base64.StdEncoding.EncodeToString(b))
+	return nil
+}
+
+func (s *Server) headContainerArchive(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	b, err := s.archiveBackend()
+	if err != nil {
+		return err
+	}
+	name, path, err := archiveArgs(r, vars)
+	if err != nil {
+		return err
+	}
+	st, err := b.ContainerStatPath(ctx, name, path)
+	if err != nil {
+		return err
+	}
+	if err := setPathStatHeader(w.Header(), st); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (s *Server) getContainerArchive(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	b, err := s.archiveBackend()
+	if err != nil {
+		return err
+	}
+	name, path, err := archiveArgs(r, vars)
+	if err != nil {
+		return err
+	}
+	return b.ContainerArchivePath(ctx, name, path, func(st *container.PathStat) (io.Writer, error) {
+		if err := setPathStatHeader(w.Header(), st); err != nil {
+			return nil, err
+		}
+		w.Header().Set("Content-Type", "application/x-tar")
+		w.WriteHeader(http.StatusOK)
+		return w, nil
+	})
+}
+
+func (s *Server) putContainerArchive(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	b, err := s.archiveBackend()
+	if err != nil {
+		return err
+	}
+	name, path, err := archiveArgs(r, vars)
+	if err != nil {
+		return err
+	}
+	if err := b.ContainerExtractToDir(ctx, name, path, boolValue(r, "copyUIDGID"), boolValue(r, "noOverwriteDirNonDir"), r.Body); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (s *Server) getContainerExport(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	b, err := s.archiveBackend()
+	if err != nil {
+		return err
+	}
+	// Headers go out with the first byte of the tar; an error before it
+	// is still an HTTP error.
+	w.Header().Set("Content-Type", "application/x-tar")
+	return b.ContainerExport(ctx, vars["name"], w)
+}
+
+func (s *Server) getContainerChanges(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	b, err := s.archiveBackend()
+	if err != nil {
+		return err
+	}
+	changes, err := b.ContainerChanges(ctx, vars["name"])
+	if err != nil {
+		return err
+	}
+	if changes == nil {
+		changes = []container.FilesystemChange{}
+	}
+	return writeJSON(w, http.StatusOK, changes)
+}
+
+func (s *Server) postCommit(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	b, err := s.archiveBackend()
+	if err != nil {
+		return err
+	}
+	cfg := &CommitConfig{
+		Container: r.Form.Get("container"),
+		Repo:      r.Form.Get("repo"),
+		Tag:       r.Form.Get("tag"),
+		Author:    r.Form.Get("author"),
+		Comment:   r.Form.Get("comment"),
+		Pause:     true,
+		Changes:   r.Form["changes"],
+	}
+	if v := r.Form.Get("pause"); v != "" {
+		cfg.Pause = boolValue(r, "pause")
+	}
+	if cfg.Container == "" {
+		return errdefs.InvalidParameter(errors.New("bad parameter: container cannot be empty"))
+	}
+	if cfg.Repo == "" && cfg.Tag != "" {
+		return errdefs.InvalidParameter(errors.New("invalid reference format: repository name must have at least one component"))
+	}
+	// The body is an optional container config ("null" from the CLI).
+	if r.Body != nil {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+		if err != nil {
+			return errdefs.InvalidParameter(err)
+		}
+		if t := strings.TrimSpace(string(body)); t != "" && t != "null" {
+			var c container.Config
+			if err := json.Unmarshal(body, &c); err != nil {
+				return errdefs.InvalidParameter(fmt.Errorf("invalid JSON: %w", err))
+			}
+			cfg.Config = &c
+		}
+	}
+	id, err := b.ContainerCommit(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, &container.CommitResponse{ID: id})
+}
