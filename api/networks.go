@@ -1,0 +1,175 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/errdefs"
+)
+
+// NetworkBackend serves /networks (docs/NETWORKING.md). It is optional: a
+// backend without it answers 501 on these routes.
+type NetworkBackend interface {
+	NetworkCreate(ctx context.Context, req network.CreateRequest) (network.CreateResponse, error)
+	NetworkList(ctx context.Context, f filters.Args) ([]network.Summary, error)
+	NetworkInspect(ctx context.Context, nameOrID string, opts network.InspectOptions) (network.Inspect, error)
+	// NetworkRemove refuses a network with active endpoints (Conflict)
+	// and the predefined networks (Forbidden).
+	NetworkRemove(ctx context.Context, nameOrID string) error
+	NetworkConnect(ctx context.Context, nameOrID string, opts network.ConnectOptions) error
+	NetworkDisconnect(ctx context.Context, nameOrID string, opts network.DisconnectOptions) error
+	NetworksPrune(ctx context.Context, f filters.Args) (*network.PruneReport, error)
+}
+
+type networkRoute struct {
+	method, path string
+	h            handlerFunc
+}
+
+// networkRoutes are added to the router by newRouter; the fixed paths come
+// before {id:.*}, which also matches them.
+func (s *Server) networkRoutes() []networkRoute {
+	return []networkRoute{
+		{http.MethodGet, "/networks", s.getNetworksList},
+		{http.MethodGet, "/networks/", s.getNetworksList},
+		{http.MethodPost, "/networks/create", s.postNetworksCreate},
+		{http.MethodPost, "/networks/prune", s.postNetworksPrune},
+		{http.MethodPost, "/networks/{id:.*}/connect", s.postNetworkConnect},
+		{http.MethodPost, "/networks/{id:.*}/disconnect", s.postNetworkDisconnect},
+		{http.MethodGet, "/networks/{id:.*}", s.getNetworkInspect},
+		{http.MethodDelete, "/networks/{id:.*}", s.deleteNetwork},
+	}
+}
+
+func (s *Server) networkBackend() (NetworkBackend, error) {
+	nb, ok := s.backend.(NetworkBackend)
+	if !ok {
+		return nil, errdefs.NotImplemented(errors.New("not implemented: networks"))
+	}
+	return nb, nil
+}
+
+func (s *Server) getNetworksList(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	nb, err := s.networkBackend()
+	if err != nil {
+		return err
+	}
+	f, err := parseFilters(r)
+	if err != nil {
+		return err
+	}
+	list, err := nb.NetworkList(ctx, f)
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []network.Summary{}
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) getNetworkInspect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	nb, err := s.networkBackend()
+	if err != nil {
+		return err
+	}
+	ni, err := nb.NetworkInspect(ctx, vars["id"], network.InspectOptions{Scope: r.Form.Get("scope"), Verbose: boolValue(r, "verbose")})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, ni)
+}
+
+func (s *Server) postNetworksCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	nb, err := s.networkBackend()
+	if err != nil {
+		return err
+	}
+	if err := checkForJSON(r); err != nil {
+		return err
+	}
+	var req network.CreateRequest
+	if err := decodeJSON(r.Body, &req); err != nil {
+		return err
+	}
+	resp, err := nb.NetworkCreate(ctx, req)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, resp)
+}
+
+func (s *Server) postNetworkConnect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	nb, err := s.networkBackend()
+	if err != nil {
+		return err
+	}
+	if err := checkForJSON(r); err != nil {
+		return err
+	}
+	var opts network.ConnectOptions
+	if err := decodeJSON(r.Body, &opts); err != nil {
+		return err
+	}
+	if opts.Container == "" {
+		return errdefs.InvalidParameter(errors.New("a container name or ID is required"))
+	}
+	if err := nb.NetworkConnect(ctx, vars["id"], opts); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (s *Server) postNetworkDisconnect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	nb, err := s.networkBackend()
+	if err != nil {
+		return err
+	}
+	if err := checkForJSON(r); err != nil {
+		return err
+	}
+	var opts network.DisconnectOptions
+	if err := decodeJSON(r.Body, &opts); err != nil {
+		return err
+	}
+	if opts.Container == "" {
+		return errdefs.InvalidParameter(errors.New("a container name or ID is required"))
+	}
+	if err := nb.NetworkDisconnect(ctx, vars["id"], opts); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (s *Server) deleteNetwork(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	nb, err := s.networkBackend()
+	if err != nil {
+		return err
+	}
+	if err := nb.NetworkRemove(ctx, vars["id"]); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) postNetworksPrune(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	nb, err := s.networkBackend()
+	if err != nil {
+		return err
+	}
+	f, err := parseFilters(r)
+	if err != nil {
+		return err
+	}
+	rep, err := nb.NetworksPrune(ctx, f)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, rep)
+}

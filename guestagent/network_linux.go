@@ -1,0 +1,178 @@
+//go:build linux
+
+package guestagent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/jevm/jevm/vmbackend/agentproto"
+)
+
+// Network interfaces (docs/NETWORKING.md, docs/AGENT_PROTOCOL.md). A clone
+// wakes up with the template's NIC as eth0, still down and with the
+// template's MAC; the host's Start request names the container's MAC,
+// addresses, MTU and gateway for it, and for any further NIC (hot-plugged
+// by the host, found by its MAC). With no interfaces (--network none) only
+// loopback is up.
+
+// nicWait bounds how long the agent waits for a hot-plugged NIC to appear.
+const nicWait = 10 * time.Second
+
+// setupInterfaces configures the Start request's interfaces in order. The
+// first may take over the template's NIC by name (its MAC is the
+// template's); the others must show up with their own MAC.
+func (a *agent) setupInterfaces(ifs []agentproto.InterfaceConfig) error {
+	t := time.Now()
+	if len(ifs) == 0 {
+		// --network none: the template's NIC (connected to nothing on
+		// the host) goes away, so that only loopback is left, as in a
+		// dockerd container without a network.
+		a.unbindNICs()
+		return nil
+	}
+	for i, cfg := range ifs {
+		if err := a.configureInterface(cfg, i == 0, nicWait); err != nil {
+			return fmt.Errorf("network interface %s (%s): %w", cfg.Name, cfg.MAC, err)
+		}
+	}
+	if len(ifs) > 0 {
+		a.debugf("%d network interface(s) configured in %v", len(ifs), time.Since(t).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// handleInterfaceUp serves MsgInterfaceUp (docker network connect of a
+// running container). It runs in its own goroutine: the NIC may take a
+// moment to be probed.
+func (a *agent) handleInterfaceUp(stream uint32, m *agentproto.Msg) {
+	if m.Interface == nil {
+		a.reply(stream, m, errors.New("interface-up without an interface"))
+		return
+	}
+	err := a.configureInterface(*m.Interface, false, nicWait)
+	if err != nil {
+		err = fmt.Errorf("network interface %s (%s): %w", m.Interface.Name, m.Interface.MAC, err)
+		a.logf("%v", err)
+	}
+	a.reply(stream, m, err)
+}
+
+// findLink waits for the link with mac; with adoptName, a link of that
+// name that is still down (the template's NIC) will do.
+func findLink(mac net.HardwareAddr, adoptName string, wait time.Duration) (netlink.Link, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return nil, err
+		}
+		var byName netlink.Link
+		for _, l := range links {
+			at := l.Attrs()
+			if at.Flags&net.FlagLoopback != 0 {
+				continue
+			}
+			if strings.EqualFold(at.HardwareAddr.String(), mac.String()) {
+				return l, nil
+			}
+			if adoptName != "" && at.Name == adoptName && at.Flags&net.FlagUp == 0 {
+				byName = l
+			}
+		}
+		if byName != nil {
+			return byName, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no network interface with MAC %s appeared within %s", mac, wait)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (a *agent) configureInterface(cfg agentproto.InterfaceConfig, adoptByName bool, wait time.Duration) error {
+	mac, err := net.ParseMAC(cfg.MAC)
+	if err != nil {
+		return err
+	}
+	adopt := ""
+	if adoptByName {
+		adopt = cfg.Name
+	}
+	l, err := findLink(mac, adopt, wait)
+	if err != nil {
+		return err
+	}
+	if cfg.Name != "" && l.Attrs().Name != cfg.Name {
+		// Renaming needs the link down; a name taken by another NIC
+		// keeps the kernel's name.
+		_ = netlink.LinkSetDown(l)
+		if err := netlink.LinkSetName(l, cfg.Name); err != nil {
+			a.logf("rename %s to %s: %v", l.Attrs().Name, cfg.Name, err)
+		}
+		if nl, err := netlink.LinkByIndex(l.Attrs().Index); err == nil {
+			l = nl
+		}
+	}
+	if !strings.EqualFold(l.Attrs().HardwareAddr.String(), mac.String()) {
+		if err := netlink.LinkSetHardwareAddr(l, mac); err != nil {
+			return fmt.Errorf("set MAC address: %w", err)
+		}
+	}
+	if cfg.MTU > 0 && l.Attrs().MTU != cfg.MTU {
+		if err := netlink.LinkSetMTU(l, cfg.MTU); err != nil {
+			return fmt.Errorf("set MTU %d: %w", cfg.MTU, err)
+		}
+	}
+	for _, s := range cfg.Addresses {
+		addr, err := netlink.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("address %q: %w", s, err)
+		}
+		if err := netlink.AddrReplace(l, addr); err != nil {
+			return fmt.Errorf("add address %s: %w", s, err)
+		}
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("set up: %w", err)
+	}
+	if cfg.Gateway != "" {
+		gw := net.ParseIP(cfg.Gateway)
+		if gw == nil {
+			return fmt.Errorf("invalid gateway %q", cfg.Gateway)
+		}
+		r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw}
+		if err := netlink.RouteAdd(r); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("default route via %s: %w", cfg.Gateway, err)
+		}
+	}
+	a.debugf("interface %s: mac %s, %v, gateway %q", cfg.Name, cfg.MAC, cfg.Addresses, cfg.Gateway)
+	return nil
+}
+
+// virtioNetDriver is the guest's virtio-net driver in sysfs.
+const virtioNetDriver = "/sys/bus/virtio/drivers/virtio_net"
+
+// unbindNICs detaches the virtio-net driver from every NIC: their network
+// interfaces disappear (the devices stay, unused).
+func (a *agent) unbindNICs() {
+	entries, err := os.ReadDir(virtioNetDriver)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "virtio") {
+			continue
+		}
+		if err := os.WriteFile(virtioNetDriver+"/unbind", []byte(e.Name()), 0o200); err != nil {
+			a.logf("unbind %s from virtio_net: %v", e.Name(), err)
+		}
+	}
+}

@@ -1,0 +1,347 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+
+	// github.com/coreos/go-iptables: runs the iptables binary with the
+	// xtables lock (-w) and gives Exists/AppendUnique/DeleteIfExists; it
+	// works with both the legacy and the nf_tables backend of iptables,
+	// whichever the host uses (Debian 12: nf_tables), which is what other
+	// firewall tools on the host see too.
+	"github.com/coreos/go-iptables/iptables"
+	// github.com/vishvananda/netlink: bridges, taps, addresses, routes and
+	// link aliases over rtnetlink without shelling out to ip(8).
+	"github.com/vishvananda/netlink"
+)
+
+// OwnerPrefix starts the alias (IFLA_IFALIAS) jevm puts on every bridge
+// and tap it creates: "jevm:<network or endpoint ID>". A link whose alias
+// is not ours is never touched, so several daemons (or dockerd) can share
+// a host.
+const OwnerPrefix = "jevm:"
+
+// MaxIfNameLen is Linux's limit on interface names (IFNAMSIZ - 1).
+const MaxIfNameLen = 15
+
+// Host makes the host-side network objects.
+type Host struct {
+	ipt *iptables.IPTables
+	mu  sync.Mutex // serialises iptables changes (check then add)
+}
+
+// NewHost checks that iptables is usable.
+func NewHost() (*Host, error) {
+	ipt, err := iptables.NewWithProtocol(iptables.ProtocolIPv4)
+	if err != nil {
+		return nil, fmt.Errorf("iptables: %w", err)
+	}
+	return &Host{ipt: ipt}, nil
+}
+
+// LinkOwner returns the alias of the link called name ("" if it has none),
+// and whether it exists.
+func LinkOwner(name string) (string, bool) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return "", false
+	}
+	return l.Attrs().Alias, true
+}
+
+// EnsureBridge creates (or adopts, if it exists with the same owner alias)
+// the bridge name with gateway/prefix as its address, and sets it up. A
+// link of that name owned by someone else is an error.
+func (h *Host) EnsureBridge(name, owner string, gateway netip.Prefix, mtu int) error {
+	l, err := netlink.LinkByName(name)
+	if err == nil {
+		if l.Attrs().Alias != owner {
+			return fmt.Errorf("interface %s exists and is not jevm's (alias %q)", name, l.Attrs().Alias)
+		}
+		if _, ok := l.(*netlink.Bridge); !ok {
+			return fmt.Errorf("interface %s is a %s, not a bridge", name, l.Type())
+		}
+	} else {
+		la := netlink.NewLinkAttrs()
+		la.Name = name
+		if mtu > 0 {
+			la.MTU = mtu
+		}
+		br := &netlink.Bridge{LinkAttrs: la}
+		if err := netlink.LinkAdd(br); err != nil {
+			return fmt.Errorf("create bridge %s: %w", name, err)
+		}
+		if l, err = netlink.LinkByName(name); err != nil {
+			return fmt.Errorf("create bridge %s: %w", name, err)
+		}
+		if err := netlink.LinkSetAlias(l, owner); err != nil {
+			_ = netlink.LinkDel(l)
+			return fmt.Errorf("bridge %s: set alias: %w", name, err)
+		}
+	}
+	// Exactly the gateway address (a re-picked subnet replaces an old one).
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("bridge %s: list addresses: %w", name, err)
+	}
+	want := &net.IPNet{IP: net.IP(gateway.Addr().AsSlice()), Mask: net.CIDRMask(gateway.Bits(), 32)}
+	have := false
+	for _, a := range addrs {
+		if a.IPNet.String() == want.String() {
+			have = true
+			continue
+		}
+		_ = netlink.AddrDel(l, &a)
+	}
+	if !have {
+		if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: want}); err != nil {
+			return fmt.Errorf("bridge %s: add address %s: %w", name, gateway, err)
+		}
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("bridge %s: set up: %w", name, err)
+	}
+	return nil
+}
+
+// DeleteLink deletes the link name if owner owns it (any jevm owner when
+// owner is OwnerPrefix). A missing link is not an error.
+func DeleteLink(name, owner string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return err
+	}
+	alias := l.Attrs().Alias
+	if alias != owner && !(owner == OwnerPrefix && strings.HasPrefix(alias, OwnerPrefix)) {
+		return fmt.Errorf("interface %s is not owned by %s (alias %q)", name, owner, alias)
+	}
+	if err := netlink.LinkDel(l); err != nil {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	return nil
+}
+
+// CreateTap creates a persistent tap device for a VM's NIC (QEMU opens it
+// by name), enslaves it to bridge and sets it up. An existing tap of the
+// same owner is reused.
+func CreateTap(name, owner, bridge string, mtu int) error {
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		return fmt.Errorf("tap %s: bridge %s: %w", name, bridge, err)
+	}
+	l, err := netlink.LinkByName(name)
+	if err == nil && l.Attrs().Alias != owner {
+		return fmt.Errorf("interface %s exists and is not jevm's (alias %q)", name, l.Attrs().Alias)
+	}
+	if err != nil {
+		la := netlink.NewLinkAttrs()
+		la.Name = name
+		// Flags: single queue, no packet information header, as QEMU's
+		// -netdev tap opens it; QEMU sets the vnet header itself.
+		tap := &netlink.Tuntap{LinkAttrs: la, Mode: netlink.TUNTAP_MODE_TAP, Flags: netlink.TUNTAP_NO_PI}
+		if err := netlink.LinkAdd(tap); err != nil {
+			return fmt.Errorf("create tap %s: %w", name, err)
+		}
+		if l, err = netlink.LinkByName(name); err != nil {
+			return fmt.Errorf("create tap %s: %w", name, err)
+		}
+		if err := netlink.LinkSetAlias(l, owner); err != nil {
+			_ = netlink.LinkDel(l)
+			return fmt.Errorf("tap %s: set alias: %w", name, err)
+		}
+	}
+	fail := func(what string, err error) error {
+		_ = netlink.LinkDel(l)
+		return fmt.Errorf("tap %s: %s: %w", name, what, err)
+	}
+	if mtu > 0 && l.Attrs().MTU != mtu {
+		if err := netlink.LinkSetMTU(l, mtu); err != nil {
+			return fail("set mtu", err)
+		}
+	}
+	if err := netlink.LinkSetMaster(l, br); err != nil {
+		return fail("attach to "+bridge, err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fail("set up", err)
+	}
+	return nil
+}
+
+// OwnedLinks lists the links whose alias starts with prefix (name ->
+// alias), for cleaning up after a crash.
+func OwnedLinks(prefix string) (map[string]string, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, l := range links {
+		if a := l.Attrs().Alias; strings.HasPrefix(a, prefix) {
+			out[l.Attrs().Name] = a
+		}
+	}
+	return out, nil
+}
+
+// Routes are the host's IPv4 routes other than default routes and the
+// routes of exclude (our own bridges): a new subnet must overlap none.
+func Routes(exclude map[string]bool) ([]netip.Prefix, error) {
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, err
+	}
+	names := map[int]string{}
+	if links, err := netlink.LinkList(); err == nil {
+		for _, l := range links {
+			names[l.Attrs().Index] = l.Attrs().Name
+		}
+	}
+	var out []netip.Prefix
+	for _, r := range routes {
+		if r.Dst == nil || exclude[names[r.LinkIndex]] {
+			continue
+		}
+		ones, _ := r.Dst.Mask.Size()
+		if ones == 0 {
+			continue
+		}
+		a, ok := netip.AddrFromSlice(r.Dst.IP.To4())
+		if !ok {
+			continue
+		}
+		out = append(out, netip.PrefixFrom(a, ones).Masked())
+	}
+	return out, nil
+}
+
+// EnableIPForward turns on IPv4 forwarding (needed for NAT), as dockerd
+// does; it is left on.
+func EnableIPForward() error {
+	const p = "/proc/sys/net/ipv4/ip_forward"
+	b, err := os.ReadFile(p)
+	if err == nil && strings.TrimSpace(string(b)) == "1" {
+		return nil
+	}
+	return os.WriteFile(p, []byte("1\n"), 0o644)
+}
+
+// FirewallSpec says what rules a bridge network needs.
+type FirewallSpec struct {
+	Bridge string
+	Subnet netip.Prefix
+	// Internal networks reach nothing outside the bridge and nothing
+	// outside reaches them.
+	Internal bool
+	// Masquerade NATs outbound traffic (not for internal networks).
+	Masquerade bool
+}
+
+func ruleComment(bridge string) string { return OwnerPrefix + bridge }
+
+type rule struct {
+	table, chain string
+	spec         []string
+}
+
+func (s FirewallSpec) rules() []rule {
+	c := []string{"-m", "comment", "--comment", ruleComment(s.Bridge)}
+	with := func(spec ...string) []string { return append(spec, c...) }
+	var rs []rule
+	if s.Internal {
+		rs = append(rs,
+			rule{"filter", "FORWARD", with("-i", s.Bridge, "!", "-o", s.Bridge, "-j", "DROP")},
+			rule{"filter", "FORWARD", with("-o", s.Bridge, "!", "-i", s.Bridge, "-j", "DROP")},
+		)
+		return rs
+	}
+	// Accept what the containers send and the replies to it, even where
+	// the FORWARD policy is DROP (as on hosts that run dockerd).
+	rs = append(rs,
+		rule{"filter", "FORWARD", with("-i", s.Bridge, "-j", "ACCEPT")},
+		rule{"filter", "FORWARD", with("-o", s.Bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")},
+	)
+	if s.Masquerade {
+		rs = append(rs, rule{"nat", "POSTROUTING", with("-s", s.Subnet.String(), "!", "-o", s.Bridge, "-j", "MASQUERADE")})
+	}
+	return rs
+}
+
+// SetupFirewall installs the rules of spec (idempotent). Rules are
+// inserted at the top of FORWARD, so they apply before other tools'
+// rules, and appended to POSTROUTING.
+func (h *Host) SetupFirewall(spec FirewallSpec) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range spec.rules() {
+		ok, err := h.ipt.Exists(r.table, r.chain, r.spec...)
+		if err != nil {
+			return fmt.Errorf("iptables -t %s -C %s: %w", r.table, r.chain, err)
+		}
+		if ok {
+			continue
+		}
+		if r.chain == "FORWARD" {
+			err = h.ipt.Insert(r.table, r.chain, 1, r.spec...)
+		} else {
+			err = h.ipt.Append(r.table, r.chain, r.spec...)
+		}
+		if err != nil {
+			return fmt.Errorf("iptables -t %s %s: %w", r.table, r.chain, err)
+		}
+	}
+	return nil
+}
+
+// TeardownFirewall deletes every rule jevm made for bridge (whatever
+// subnet or mode it was made for).
+func (h *Host) TeardownFirewall(bridge string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var errs []error
+	for _, tc := range [][2]string{{"nat", "POSTROUTING"}, {"filter", "FORWARD"}} {
+		list, err := h.ipt.List(tc[0], tc[1])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, line := range list {
+			spec, ok := ownRule(line, tc[1], ruleComment(bridge))
+			if !ok {
+				continue
+			}
+			if err := h.ipt.Delete(tc[0], tc[1], spec...); err != nil {
+				errs = append(errs, fmt.Errorf("iptables -t %s -D %s %s: %w", tc[0], tc[1], strings.Join(spec, " "), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ownRule parses a line of iptables -S ("-A CHAIN spec...") and returns
+// spec if the rule carries comment.
+func ownRule(line, chain, comment string) ([]string, bool) {
+	f := strings.Fields(line)
+	if len(f) < 3 || f[0] != "-A" || f[1] != chain {
+		return nil, false
+	}
+	spec := f[2:]
+	for i := range spec {
+		spec[i] = strings.Trim(spec[i], `"`)
+	}
+	for i := 0; i+1 < len(spec); i++ {
+		if spec[i] == "--comment" && spec[i+1] == comment {
+			return spec, true
+		}
+	}
+	return nil, false
+}

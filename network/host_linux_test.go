@@ -1,0 +1,118 @@
+package network
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestHostBridgeTapFirewall makes a bridge, a tap on it and the NAT and
+// forwarding rules of a network, then removes them and checks that the
+// host's links and rules are as before. Needs root.
+func TestHostBridgeTapFirewall(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	h, err := NewHost()
+	if err != nil {
+		t.Skip(err)
+	}
+	suffix := fmt.Sprintf("%05d", os.Getpid()%100000)
+	br, tap := "jevmt"+suffix, "tapt"+suffix
+	owner := OwnerPrefix + "test-" + suffix
+	links := func() string { out, _ := exec.Command("ip", "-o", "link").Output(); return string(out) }
+	rules := func() string {
+		a, _ := exec.Command("iptables", "-t", "nat", "-S").Output()
+		b, _ := exec.Command("iptables", "-S", "FORWARD").Output()
+		return string(a) + string(b)
+	}
+	defer func() {
+		_ = h.TeardownFirewall(br)
+		_ = DeleteLink(tap, owner)
+		_ = DeleteLink(br, owner)
+	}()
+
+	gw := mustPrefix("198.18.250.1/24")
+	if err := h.EnsureBridge(br, owner, gw, 1500); err != nil {
+		t.Fatal(err)
+	}
+	// Adopting our own bridge again is fine; another owner's is refused.
+	if err := h.EnsureBridge(br, owner, gw, 1500); err != nil {
+		t.Fatalf("re-ensure: %v", err)
+	}
+	if err := h.EnsureBridge(br, OwnerPrefix+"someone-else", gw, 1500); err == nil {
+		t.Fatal("adopted a bridge with another owner")
+	}
+	if err := CreateTap(tap, owner, br, 1500); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := exec.Command("ip", "-o", "link", "show", tap).Output()
+	if !strings.Contains(string(out), "master "+br) {
+		t.Fatalf("tap not on bridge: %s", out)
+	}
+	if a, ok := LinkOwner(tap); !ok || a != owner {
+		t.Fatalf("tap owner %q %v", a, ok)
+	}
+	owned, err := OwnedLinks(owner)
+	if err != nil || len(owned) != 2 {
+		t.Fatalf("owned links %v %v", owned, err)
+	}
+	routes, err := Routes(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range routes {
+		found = found || r == mustPrefix("198.18.250.0/24")
+	}
+	if !found {
+		t.Fatalf("bridge route missing from %v", routes)
+	}
+	spec := FirewallSpec{Bridge: br, Subnet: gw.Masked(), Masquerade: true}
+	for i := 0; i < 2; i++ { // idempotent
+		if err := h.SetupFirewall(spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nat, _ := exec.Command("iptables", "-t", "nat", "-S", "POSTROUTING").Output()
+	if strings.Count(string(nat), "jevm:"+br) != 1 {
+		t.Fatalf("nat rules:\n%s", nat)
+	}
+	// Switching to internal: teardown removes whatever was there.
+	if err := h.TeardownFirewall(br); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.SetupFirewall(FirewallSpec{Bridge: br, Subnet: gw.Masked(), Internal: true}); err != nil {
+		t.Fatal(err)
+	}
+	fwd, _ := exec.Command("iptables", "-S", "FORWARD").Output()
+	if strings.Count(string(fwd), "jevm:"+br) != 2 || !strings.Contains(string(fwd), "DROP") {
+		t.Fatalf("forward rules:\n%s", fwd)
+	}
+	if err := h.TeardownFirewall(br); err != nil {
+		t.Fatal(err)
+	}
+	if err := DeleteLink(tap, OwnerPrefix+"someone-else"); err == nil {
+		t.Fatal("deleted a link of another owner")
+	}
+	if err := DeleteLink(tap, owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := DeleteLink(br, owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := DeleteLink(br, owner); err != nil {
+		t.Fatalf("deleting a missing link: %v", err)
+	}
+	// Other daemons may change the host meanwhile: compare only our names.
+	for _, name := range []string{br, tap} {
+		if strings.Contains(links(), name) {
+			t.Fatalf("%s left behind", name)
+		}
+	}
+	if strings.Contains(rules(), "jevm:"+br) {
+		t.Fatalf("rules left behind:\n%s", rules())
+	}
+}

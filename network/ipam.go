@@ -1,0 +1,202 @@
+// Package network is the host side of jevm's container networking: IPv4
+// address management (IPAM), Linux bridges and tap devices, NAT rules, the
+// embedded DNS server of user-defined networks, and the userland proxies
+// that publish container ports on the host. It knows nothing about
+// containers; the daemon (daemon/network.go) ties it to them. See
+// docs/NETWORKING.md.
+package network
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// DefaultPools are dockerd's default local address pools: the /16s from
+// 172.17.0.0 to 172.31.0.0, then 192.168.0.0/16 split into /20s. The
+// predefined bridge network takes the first free one (172.17.0.0/16 unless
+// a host route overlaps it), user networks the next free ones.
+var DefaultPools = func() []netip.Prefix {
+	var out []netip.Prefix
+	for b := 17; b <= 31; b++ {
+		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{172, byte(b), 0, 0}), 16))
+	}
+	for c := 0; c < 256; c += 16 {
+		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, byte(c), 0}), 20))
+	}
+	return out
+}()
+
+// ErrPoolsExhausted is returned when every default pool overlaps a taken
+// subnet (dockerd's message).
+var ErrPoolsExhausted = errors.New("all predefined address pools have been fully subnetted")
+
+// Overlaps reports whether two prefixes share any address.
+func Overlaps(a, b netip.Prefix) bool {
+	a, b = a.Masked(), b.Masked()
+	return a.Overlaps(b)
+}
+
+// PickSubnet returns the first pool that overlaps none of taken.
+func PickSubnet(pools, taken []netip.Prefix) (netip.Prefix, error) {
+next:
+	for _, p := range pools {
+		for _, t := range taken {
+			if Overlaps(p, t) {
+				continue next
+			}
+		}
+		return p, nil
+	}
+	return netip.Prefix{}, ErrPoolsExhausted
+}
+
+// Pool allocates the IPv4 addresses of one network's subnet. The network
+// address, the broadcast address, the gateway and reserved (auxiliary)
+// addresses are never handed out. Dynamic allocations come from Range
+// (the whole subnet by default) and go round-robin, as dockerd's do, so a
+// released address is not reused at once; static requests (--ip) may name
+// any free address of the subnet.
+type Pool struct {
+	subnet   netip.Prefix
+	rng      netip.Prefix
+	gateway  netip.Addr
+	reserved map[netip.Addr]bool
+	used     map[netip.Addr]bool
+	last     netip.Addr
+}
+
+// NewPool checks the subnet, the optional range (zero: the subnet) and the
+// gateway (zero: the first host address) and returns an empty pool.
+func NewPool(subnet, ipRange netip.Prefix, gateway netip.Addr) (*Pool, error) {
+	if !subnet.IsValid() || !subnet.Addr().Is4() {
+		return nil, fmt.Errorf("invalid subnet %s: only IPv4 subnets are supported", subnet)
+	}
+	if subnet != subnet.Masked() {
+		return nil, fmt.Errorf("invalid subnet %s: it has host bits set (did you mean %s?)", subnet, subnet.Masked())
+	}
+	if subnet.Bits() > 30 {
+		return nil, fmt.Errorf("invalid subnet %s: too small for a gateway and a container", subnet)
+	}
+	if !ipRange.IsValid() {
+		ipRange = subnet
+	}
+	ipRange = ipRange.Masked()
+	if !ipRange.Addr().Is4() || ipRange.Bits() < subnet.Bits() || !subnet.Contains(ipRange.Addr()) {
+		return nil, fmt.Errorf("invalid ip-range %s: it is not within the subnet %s", ipRange, subnet)
+	}
+	if !gateway.IsValid() {
+		gateway = subnet.Addr().Next()
+	}
+	if !gateway.Is4() || !subnet.Contains(gateway) {
+		return nil, fmt.Errorf("invalid gateway %s: it is not within the subnet %s", gateway, subnet)
+	}
+	if gateway == subnet.Addr() || gateway == lastAddr(subnet) {
+		return nil, fmt.Errorf("invalid gateway %s: it is the network or broadcast address of %s", gateway, subnet)
+	}
+	return &Pool{
+		subnet: subnet, rng: ipRange, gateway: gateway,
+		reserved: map[netip.Addr]bool{}, used: map[netip.Addr]bool{},
+	}, nil
+}
+
+// Subnet, Range and Gateway return the pool's parameters.
+func (p *Pool) Subnet() netip.Prefix { return p.subnet }
+func (p *Pool) Range() netip.Prefix  { return p.rng }
+func (p *Pool) Gateway() netip.Addr  { return p.gateway }
+
+// Reserve excludes an auxiliary address from allocation.
+func (p *Pool) Reserve(a netip.Addr) error {
+	if !p.subnet.Contains(a) {
+		return fmt.Errorf("auxiliary address %s is not within the subnet %s", a, p.subnet)
+	}
+	p.reserved[a] = true
+	return nil
+}
+
+// usable reports whether a is a host address of the subnet that is neither
+// the gateway nor reserved.
+func (p *Pool) usable(a netip.Addr) bool {
+	return p.subnet.Contains(a) && a != p.subnet.Addr() && a != lastAddr(p.subnet) &&
+		a != p.gateway && !p.reserved[a]
+}
+
+// InUse reports whether a is allocated.
+func (p *Pool) InUse(a netip.Addr) bool { return p.used[a] }
+
+// Request allocates a specific address (--ip, or an allocation restored
+// from disk).
+func (p *Pool) Request(a netip.Addr) error {
+	if !p.subnet.Contains(a) {
+		return fmt.Errorf("invalid address %s: it does not belong to the network's subnet %s", a, p.subnet)
+	}
+	if !p.usable(a) {
+		return fmt.Errorf("address %s is the network, broadcast, gateway or a reserved address of %s", a, p.subnet)
+	}
+	if p.used[a] {
+		return fmt.Errorf("Address already in use: %s", a)
+	}
+	p.used[a] = true
+	return nil
+}
+
+// Allocate hands out the next free address of the range after the last
+// one handed out, wrapping around.
+func (p *Pool) Allocate() (netip.Addr, error) {
+	first := p.rng.Addr()
+	end := lastAddr(p.rng)
+	start := first
+	if p.last.IsValid() && p.rng.Contains(p.last) && p.last != end {
+		start = p.last.Next()
+	}
+	a := start
+	for {
+		if p.usable(a) && !p.used[a] {
+			p.used[a] = true
+			p.last = a
+			return a, nil
+		}
+		if a == end {
+			a = first
+		} else {
+			a = a.Next()
+		}
+		if a == start {
+			return netip.Addr{}, fmt.Errorf("no available IPv4 addresses on this network's address pools: %s", p.rng)
+		}
+	}
+}
+
+// Release frees an address.
+func (p *Pool) Release(a netip.Addr) { delete(p.used, a) }
+
+// SetLast restores the round-robin position (persisted with the network).
+func (p *Pool) SetLast(a netip.Addr) {
+	if p.rng.Contains(a) {
+		p.last = a
+	}
+}
+
+// Last is the address handed out most recently.
+func (p *Pool) Last() netip.Addr { return p.last }
+
+// lastAddr is the highest address of a prefix (the broadcast address).
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	host := 32 - p.Bits()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	if host == 32 {
+		v = ^uint32(0)
+	} else {
+		v |= (uint32(1) << host) - 1
+	}
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// MACFor derives a container's MAC address from its IPv4 address as dockerd
+// does: 02:42 followed by the four address bytes (locally administered,
+// unicast, and unique per address).
+func MACFor(a netip.Addr) string {
+	b := a.As4()
+	return fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3])
+}
