@@ -1,0 +1,204 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	dtypes "github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/system"
+	"github.com/docker/docker/api/types/versions"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/errdefs"
+)
+
+// DiskUsageOptions says which parts of GET /system/df to compute.
+type DiskUsageOptions struct {
+	Containers, Images, Volumes bool
+}
+
+// VolumeBackend serves /volumes and /system/df. It is optional: a backend
+// without it answers 501 on these routes.
+type VolumeBackend interface {
+	VolumeList(ctx context.Context, f filters.Args) ([]*volume.Volume, []string, error)
+	VolumeCreate(ctx context.Context, req volume.CreateOptions) (*volume.Volume, error)
+	VolumeInspect(ctx context.Context, name string) (*volume.Volume, error)
+	// VolumeRemove refuses a volume in use (Conflict); force only ignores
+	// a missing one.
+	VolumeRemove(ctx context.Context, name string, force bool) error
+	// VolumesPrune gets the filters as sent; the router adds all=true for
+	// clients older than API 1.42 (which pruned named volumes too).
+	VolumesPrune(ctx context.Context, f filters.Args) (*volume.PruneReport, error)
+	SystemDiskUsage(ctx context.Context, opts DiskUsageOptions) (*system.DiskUsage, error)
+}
+
+type volumeRoute struct {
+	method, path string
+	h            handlerFunc
+}
+
+// volumeRoutes are added to the router by newRouter.
+func (s *Server) volumeRoutes() []volumeRoute {
+	return []volumeRoute{
+		{http.MethodGet, "/volumes", s.getVolumesList},
+		{http.MethodPost, "/volumes/create", s.postVolumesCreate},
+		{http.MethodPost, "/volumes/prune", s.postVolumesPrune},
+		{http.MethodGet, "/volumes/{name:.*}", s.getVolumeByName},
+		{http.MethodPut, "/volumes/{name:.*}", s.putVolume},
+		{http.MethodDelete, "/volumes/{name:.*}", s.deleteVolume},
+		{http.MethodGet, "/system/df", s.getSystemDF},
+	}
+}
+
+func (s *Server) volumeBackend() (VolumeBackend, error) {
+	vb, ok := s.backend.(VolumeBackend)
+	if !ok {
+		return nil, errdefs.NotImplemented(errors.New("not implemented: volumes"))
+	}
+	return vb, nil
+}
+
+func (s *Server) getVolumesList(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	vb, err := s.volumeBackend()
+	if err != nil {
+		return err
+	}
+	f, err := parseFilters(r)
+	if err != nil {
+		return err
+	}
+	vols, warnings, err := vb.VolumeList(ctx, f)
+	if err != nil {
+		return err
+	}
+	if vols == nil {
+		vols = []*volume.Volume{}
+	}
+	return writeJSON(w, http.StatusOK, volume.ListResponse{Volumes: vols, Warnings: warnings})
+}
+
+func (s *Server) postVolumesCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	vb, err := s.volumeBackend()
+	if err != nil {
+		return err
+	}
+	if err := checkForJSON(r); err != nil {
+		return err
+	}
+	var req volume.CreateOptions
+	if err := decodeJSON(r.Body, &req); err != nil {
+		return err
+	}
+	v, err := vb.VolumeCreate(ctx, req)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, v)
+}
+
+func (s *Server) getVolumeByName(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	vb, err := s.volumeBackend()
+	if err != nil {
+		return err
+	}
+	v, err := vb.VolumeInspect(ctx, vars["name"])
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) putVolume(context.Context, http.ResponseWriter, *http.Request, map[string]string) error {
+	return errdefs.Unavailable(errors.New("volume update only valid for cluster volumes, but swarm is unavailable"))
+}
+
+func (s *Server) deleteVolume(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	vb, err := s.volumeBackend()
+	if err != nil {
+		return err
+	}
+	if err := vb.VolumeRemove(ctx, vars["name"], boolValue(r, "force")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) postVolumesPrune(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	vb, err := s.volumeBackend()
+	if err != nil {
+		return err
+	}
+	f, err := parseFilters(r)
+	if err != nil {
+		return err
+	}
+	// API 1.42 made prune remove only anonymous volumes by default.
+	if versions.LessThan(VersionFromContext(ctx), "1.42") {
+		f.Add("all", "true")
+	}
+	rep, err := vb.VolumesPrune(ctx, f)
+	if err != nil {
+		return err
+	}
+	if rep.VolumesDeleted == nil {
+		rep.VolumesDeleted = []string{}
+	}
+	return writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *Server) getSystemDF(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	vb, err := s.volumeBackend()
+	if err != nil {
+		return err
+	}
+	opts := DiskUsageOptions{Containers: true, Images: true, Volumes: true}
+	getBuildCache := true
+	if types, ok := r.Form["type"]; ok && !versions.LessThan(VersionFromContext(ctx), "1.42") {
+		opts = DiskUsageOptions{}
+		getBuildCache = false
+		for _, t := range types {
+			switch dtypes.DiskUsageObject(t) {
+			case dtypes.ContainerObject:
+				opts.Containers = true
+			case dtypes.ImageObject:
+				opts.Images = true
+			case dtypes.VolumeObject:
+				opts.Volumes = true
+			case dtypes.BuildCacheObject:
+				getBuildCache = true
+			default:
+				return errdefs.InvalidParameter(fmt.Errorf("unknown object type: %s", t))
+			}
+		}
+	}
+	du, err := vb.SystemDiskUsage(ctx, opts)
+	if err != nil {
+		return err
+	}
+	// The response is the pre-1.49 shape every client reads.
+	var out dtypes.DiskUsage
+	if du.Images != nil {
+		out.LayersSize = du.Images.TotalSize
+		out.Images = du.Images.Items
+		if versions.LessThan(VersionFromContext(ctx), "1.44") {
+			for _, im := range out.Images {
+				im.VirtualSize = im.Size //nolint:staticcheck // still set for old clients, as dockerd does
+			}
+		}
+	}
+	if du.Containers != nil {
+		out.Containers = du.Containers.Items
+	}
+	if du.Volumes != nil {
+		out.Volumes = du.Volumes.Items
+	}
+	if getBuildCache {
+		// jevm has no builder: an empty cache, as `[]` not null.
+		out.BuildCache = []*build.CacheRecord{}
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
