@@ -47,84 +47,12 @@ func (s *Server) postContainerAttach(ctx context.Context, w http.ResponseWriter,
 		Stream:     boolValue(r, "stream"),
 		DetachKeys: r.Form.Get("detachKeys"),
 	}
-
-	var (
-		mu          sync.Mutex
-		sess        *attachSession
-		multiplexed bool
-	)
-	cfg.GetStreams = func(mux bool) (io.ReadCloser, io.Writer, io.Writer, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if sess != nil {
-			return nil, nil, nil, errors.New("attach: GetStreams called twice")
-		}
-		conn, brw, err := hj.Hijack()
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		sess = &attachSession{conn: conn, br: brw.Reader, cancel: cancel}
-		multiplexed = mux
-		s.trackHijacked(conn, true)
-		_ = conn.SetDeadline(time.Time{})
-
-		contentType := dtypes.MediaTypeRawStream
-		if mux && versions.GreaterThanOrEqualTo(version, "1.42") {
-			contentType = dtypes.MediaTypeMultiplexedStream
-		}
-		h := w.Header().Clone()
-		h.Set("Content-Type", contentType)
-		var head bytes.Buffer
-		status := http.StatusOK
-		if upgrade {
-			status = http.StatusSwitchingProtocols
-			h.Set("Connection", "Upgrade")
-			h.Set("Upgrade", "tcp")
-			head.WriteString("HTTP/1.1 101 UPGRADED\r\n")
-		} else {
-			head.WriteString("HTTP/1.1 200 OK\r\n")
-		}
-		_ = h.Write(&head)
-		head.WriteString("\r\n")
-		if rec, ok := w.(*responseRecorder); ok {
-			rec.setHijackStatus(status)
-		}
-		if _, err := sess.write(head.Bytes()); err != nil {
-			return nil, nil, nil, err
-		}
-
-		var stdin io.ReadCloser = eofReader{}
-		if cfg.UseStdin {
-			stdin = stdinReader{sess}
-		} else {
-			// Nobody reads the client's side: consume it so that a reset
-			// (client gone) is noticed and unread input cannot turn our
-			// close into a RST.
-			go sess.discardInput()
-		}
-		var stdout, stderr io.Writer = io.Discard, io.Discard
-		out := connWriter{sess}
-		if cfg.UseStdout {
-			stdout = out
-			if mux {
-				stdout = stdcopy.NewStdWriter(out, stdcopy.Stdout)
-			}
-		}
-		if cfg.UseStderr {
-			stderr = out
-			if mux {
-				stderr = stdcopy.NewStdWriter(out, stdcopy.Stderr)
-			}
-		}
-		return stdin, stdout, stderr, nil
-	}
+	h := s.newHijacker(w, hj, upgrade, version, cancel, cfg.UseStdin, cfg.UseStdout, cfg.UseStderr)
+	cfg.GetStreams = h.getStreams
 
 	err := s.backend.ContainerAttach(ctx, name, cfg)
 
-	mu.Lock()
-	sn := sess
-	mu.Unlock()
-	if sn == nil {
+	if !h.hijacked() {
 		// Not hijacked yet: an ordinary HTTP error response.
 		if err == nil {
 			err = errdefs.System(fmt.Errorf("attach to %s: backend returned without attaching", name))
@@ -133,14 +61,118 @@ func (s *Server) postContainerAttach(ctx context.Context, w http.ResponseWriter,
 	}
 	if err != nil {
 		s.log.WithError(err).WithField("container", name).Warn("attach ended with error")
-		if multiplexed && ctx.Err() == nil {
+		if h.multiplexed && ctx.Err() == nil {
 			// Shown by the client's stdcopy as "error from daemon in stream".
-			_, _ = stdcopy.NewStdWriter(connWriter{sn}, stdcopy.Systemerr).Write([]byte(err.Error()))
+			_, _ = stdcopy.NewStdWriter(connWriter{h.sess}, stdcopy.Systemerr).Write([]byte(err.Error()))
 		}
 	}
-	sn.finish(attachLingerTimeout)
-	s.trackHijacked(sn.conn, false)
+	h.finish()
 	return nil
+}
+
+// hijacker takes over a request's connection for a raw or multiplexed
+// stream (attach, exec start) when the backend asks for the streams.
+type hijacker struct {
+	s                              *Server
+	w                              http.ResponseWriter
+	hj                             http.Hijacker
+	upgrade                        bool
+	version                        string
+	cancel                         context.CancelFunc
+	useStdin, useStdout, useStderr bool
+
+	mu          sync.Mutex
+	sess        *attachSession
+	multiplexed bool
+}
+
+func (s *Server) newHijacker(w http.ResponseWriter, hj http.Hijacker, upgrade bool, version string, cancel context.CancelFunc, useStdin, useStdout, useStderr bool) *hijacker {
+	return &hijacker{s: s, w: w, hj: hj, upgrade: upgrade, version: version, cancel: cancel,
+		useStdin: useStdin, useStdout: useStdout, useStderr: useStderr}
+}
+
+// getStreams is the GetStreams callback of AttachConfig and
+// ExecStartConfig: it hijacks the connection, writes the response head
+// (101 UPGRADED if the client asked for an upgrade, else 200) and returns
+// the client's streams, stdout and stderr in stdcopy framing when mux.
+func (h *hijacker) getStreams(mux bool) (io.ReadCloser, io.Writer, io.Writer, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.sess != nil {
+		return nil, nil, nil, errors.New("attach: GetStreams called twice")
+	}
+	conn, brw, err := h.hj.Hijack()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sess := &attachSession{conn: conn, br: brw.Reader, cancel: h.cancel}
+	h.sess = sess
+	h.multiplexed = mux
+	h.s.trackHijacked(conn, true)
+	_ = conn.SetDeadline(time.Time{})
+
+	contentType := dtypes.MediaTypeRawStream
+	if mux && versions.GreaterThanOrEqualTo(h.version, "1.42") {
+		contentType = dtypes.MediaTypeMultiplexedStream
+	}
+	hdr := h.w.Header().Clone()
+	hdr.Set("Content-Type", contentType)
+	var head bytes.Buffer
+	status := http.StatusOK
+	if h.upgrade {
+		status = http.StatusSwitchingProtocols
+		hdr.Set("Connection", "Upgrade")
+		hdr.Set("Upgrade", "tcp")
+		head.WriteString("HTTP/1.1 101 UPGRADED\r\n")
+	} else {
+		head.WriteString("HTTP/1.1 200 OK\r\n")
+	}
+	_ = hdr.Write(&head)
+	head.WriteString("\r\n")
+	if rec, ok := h.w.(*responseRecorder); ok {
+		rec.setHijackStatus(status)
+	}
+	if _, err := sess.write(head.Bytes()); err != nil {
+		return nil, nil, nil, err
+	}
+
+	var stdin io.ReadCloser = eofReader{}
+	if h.useStdin {
+		stdin = stdinReader{sess}
+	} else {
+		// Nobody reads the client's side: consume it so that a reset
+		// (client gone) is noticed and unread input cannot turn our
+		// close into a RST.
+		go sess.discardInput()
+	}
+	var stdout, stderr io.Writer = io.Discard, io.Discard
+	out := connWriter{sess}
+	if h.useStdout {
+		stdout = out
+		if mux {
+			stdout = stdcopy.NewStdWriter(out, stdcopy.Stdout)
+		}
+	}
+	if h.useStderr {
+		stderr = out
+		if mux {
+			stderr = stdcopy.NewStdWriter(out, stdcopy.Stderr)
+		}
+	}
+	return stdin, stdout, stderr, nil
+}
+
+// hijacked tells whether getStreams took the connection.
+func (h *hijacker) hijacked() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sess != nil
+}
+
+// finish ends a hijacked session (see attachSession.finish).
+func (h *hijacker) finish() {
+	h.sess.finish(attachLingerTimeout)
+	h.s.trackHijacked(h.sess.conn, false)
 }
 
 // attachSession is the hijacked connection of one attach.

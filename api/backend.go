@@ -7,6 +7,7 @@ import (
 
 	dtypes "github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
@@ -87,9 +88,45 @@ type ImageBackend interface {
 	ImagesPrune(ctx context.Context, pruneFilters filters.Args) (*image.PruneReport, error)
 }
 
+// EventsBackend serves /events.
+type EventsBackend interface {
+	// SubscribeToEvents returns the recorded events from since to until
+	// that match ef (none when both times are zero; a zero bound is open),
+	// and a channel of new matching events, closed if the subscriber falls
+	// behind or after cancel.
+	SubscribeToEvents(since, until time.Time, ef filters.Args) (past []events.Message, live <-chan events.Message, cancel func())
+}
+
+// ExecBackend serves /containers/{name}/exec and /exec/... (docker exec).
+// Exec errors carry their kind as other backend errors do.
+type ExecBackend interface {
+	// ContainerExecCreate registers an exec in a running container and
+	// returns its ID.
+	ContainerExecCreate(ctx context.Context, nameOrID string, cfg *container.ExecOptions) (string, error)
+	// ContainerExecStart validates the exec, then (unless cfg.Detach) calls
+	// cfg.GetStreams once, as ContainerAttach does, starts the process and
+	// copies its streams until it exits or the client goes away. An error
+	// returned after GetStreams is written into the stream by the router.
+	ContainerExecStart(ctx context.Context, execID string, cfg *ExecStartConfig) error
+	ContainerExecInspect(execID string) (*ExecInspect, error)
+	ContainerExecResize(ctx context.Context, execID string, height, width uint) error
+}
+
+// StatsBackend serves /containers/{name}/top and /containers/{name}/stats.
+type StatsBackend interface {
+	ContainerTop(ctx context.Context, nameOrID string, psArgs string) (*container.TopResponse, error)
+	// ContainerStats sends stats through cfg.Send until done (one with
+	// !cfg.Stream); errors before the first Send become HTTP errors.
+	ContainerStats(ctx context.Context, nameOrID string, cfg *StatsConfig) error
+}
+
 // Backend is everything the router serves.
 type Backend interface {
+	ExecBackend
+	StatsBackend
 	SystemBackend
 	ContainerBackend
 	ImageBackend
+	EventsBackend
+	LifecycleBackend
 }

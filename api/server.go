@@ -294,7 +294,7 @@ func (s *Server) newRouter() *mux.Router {
 	add(http.MethodGet, "/_ping", s.getPing)
 	add(http.MethodGet, "/version", s.getVersion)
 	add(http.MethodGet, "/info", s.getInfo)
-	add(http.MethodGet, "/events", s.notImplemented("events"))
+	add(http.MethodGet, "/events", s.getEvents)
 
 	// containers
 	add(http.MethodGet, "/containers/json", s.getContainersJSON)
@@ -310,7 +310,18 @@ func (s *Server) newRouter() *mux.Router {
 	add(http.MethodPost, "/containers/{name:.*}/attach", s.postContainerAttach)
 	add(http.MethodPost, "/containers/{name:.*}/resize", s.postContainerResize)
 	add(http.MethodPost, "/containers/{name:.*}/rename", s.postContainerRename)
+	add(http.MethodPost, "/containers/{name:.*}/pause", s.postContainerPause)
+	add(http.MethodPost, "/containers/{name:.*}/unpause", s.postContainerUnpause)
+	add(http.MethodPost, "/containers/{name:.*}/update", s.postContainerUpdate)
+	add(http.MethodPost, "/containers/{name:.*}/exec", s.postContainerExecCreate)
+	add(http.MethodGet, "/containers/{name:.*}/top", s.getContainerTop)
+	add(http.MethodGet, "/containers/{name:.*}/stats", s.getContainerStats)
 	add(http.MethodDelete, "/containers/{name:.*}", s.deleteContainer)
+
+	// exec
+	add(http.MethodPost, "/exec/{id:.*}/start", s.postExecStart)
+	add(http.MethodPost, "/exec/{id:.*}/resize", s.postExecResize)
+	add(http.MethodGet, "/exec/{id:.*}/json", s.getExecInspect)
 
 	// images: the fixed paths first, since {name:.*} also matches them.
 	add(http.MethodGet, "/images/json", s.getImagesJSON)
@@ -319,6 +330,21 @@ func (s *Server) newRouter() *mux.Router {
 	add(http.MethodGet, "/images/{name:.*}/json", s.getImageInspect)
 	add(http.MethodPost, "/images/{name:.*}/tag", s.postImageTag)
 	add(http.MethodDelete, "/images/{name:.*}", s.deleteImage)
+
+	// volumes and /system/df (volumes.go)
+	for _, rt := range s.volumeRoutes() {
+		add(rt.method, rt.path, rt.h)
+	}
+
+	// docker cp, export, diff, commit (archive.go)
+	for _, rt := range s.archiveRoutes() {
+		add(rt.method, rt.path, rt.h)
+	}
+
+	// networks (networks.go)
+	for _, rt := range s.networkRoutes() {
+		add(rt.method, rt.path, rt.h)
+	}
 	return m
 }
 

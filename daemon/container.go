@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 
 	"github.com/jevm/jevm/vmbackend"
+	"github.com/jevm/jevm/volumes"
 )
 
 // Container is one container and everything the daemon persists about it.
@@ -38,6 +39,12 @@ type Container struct {
 
 	State        ContainerState `json:"state"`
 	RestartCount int            `json:"restartCount"`
+	// MountPoints are the bind mounts and volumes (mounts.go), parents
+	// before children.
+	MountPoints []*volumes.MountPoint `json:"mountPoints,omitempty"`
+	// HasBeenManuallyStopped is set by stop and kill and cleared by start
+	// (the unless-stopped policy, and auto-starts at daemon start-up).
+	HasBeenManuallyStopped bool `json:"hasBeenManuallyStopped,omitempty"`
 	// Dir is DATA_ROOT/containers/<id>: config, log, console log, root disk.
 	Dir string `json:"-"`
 
@@ -51,6 +58,11 @@ type Container struct {
 	output *outputHub `json:"-"`
 	// stdin carries attached clients' input to the process (OpenStdin).
 	stdin *stdinPipe `json:"-"`
+	// removeVolumes: the removal in progress also removes the container's
+	// anonymous volumes (`docker rm -v`).
+	removeVolumes bool `json:"-"`
+	// lc is the restart-policy state (restartpolicy.go).
+	lc lifecycle `json:"-"`
 }
 
 // hub returns the container's output hub. Callers hold c.mu.
@@ -70,6 +82,8 @@ type ContainerState struct {
 	OOMKilled  bool                     `json:"oomKilled,omitempty"`
 	StartedAt  time.Time                `json:"startedAt"`
 	FinishedAt time.Time                `json:"finishedAt"`
+	// Health is the health check state (health.go); nil without one.
+	Health *container.Health `json:"health,omitempty"`
 }
 
 func (c *Container) configPath() string  { return filepath.Join(c.Dir, "config.json") }

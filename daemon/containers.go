@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	timetypes "github.com/docker/docker/api/types/time"
@@ -38,6 +38,9 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 	if err := validateHostConfig(hostCfg); err != nil {
 		return resp, err
 	}
+	if err := validateHealthcheck(cfg.Healthcheck); err != nil {
+		return resp, err
+	}
 	if cfg.Image == "" {
 		return resp, errdefs.InvalidParameter(fmt.Errorf("no image specified"))
 	}
@@ -49,6 +52,10 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 	argv := append(append([]string{}, merged.Entrypoint...), merged.Cmd...)
 	if len(argv) == 0 {
 		return resp, errdefs.InvalidParameter(fmt.Errorf("no command specified"))
+	}
+	// Networks and published ports (network.go).
+	if netCfg, err = d.prepareNetworking(hostCfg, merged, netCfg); err != nil {
+		return resp, err
 	}
 	shape, warnings, err := d.shapeFor(hostCfg)
 	if err != nil {
@@ -91,6 +98,16 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 			_ = os.RemoveAll(c.Dir)
 		}
 	}()
+	// Bind mounts and volumes (mounts.go); it cleans up after itself on
+	// error, and the volumes it made go with a later failure.
+	if err := d.registerMounts(c); err != nil {
+		return resp, err
+	}
+	defer func() {
+		if retErr != nil {
+			d.removeMounts(c, true)
+		}
+	}()
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return resp, fmt.Errorf("create container directory: %w", err)
 	}
@@ -101,6 +118,9 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 		return resp, err
 	}
 	d.containers.add(c)
+	c.mu.Lock()
+	d.containerEvent(c, events.ActionCreate, nil)
+	c.mu.Unlock()
 	d.log.WithFields(map[string]any{"container": id[:12], "name": name, "image": cfg.Image}).Info("container created")
 	return container.CreateResponse{ID: id, Warnings: warnings}, nil
 }
@@ -114,14 +134,6 @@ func validateHostConfig(hc *container.HostConfig) error {
 		return errdefs.InvalidParameter(fmt.Errorf("%s: not supported by jevm yet", what))
 	}
 	switch {
-	case len(hc.Binds) > 0 || len(hc.Mounts) > 0:
-		return notYet("bind mounts and volumes")
-	case len(hc.PortBindings) > 0 || hc.PublishAllPorts:
-		return notYet("published ports")
-	case len(hc.Tmpfs) > 0:
-		return notYet("tmpfs mounts")
-	case len(hc.VolumesFrom) > 0:
-		return notYet("--volumes-from")
 	case hc.Privileged:
 		return notYet("--privileged")
 	}
@@ -131,10 +143,8 @@ func validateHostConfig(hc *container.HostConfig) error {
 	if hc.NanoCPUs < 0 {
 		return errdefs.InvalidParameter(fmt.Errorf("invalid CPU value"))
 	}
-	switch hc.RestartPolicy.Name {
-	case "", container.RestartPolicyDisabled:
-	default:
-		return notYet("restart policies")
+	if err := container.ValidateRestartPolicy(hc.RestartPolicy); err != nil {
+		return errdefs.InvalidParameter(err)
 	}
 	if hc.AutoRemove && hc.RestartPolicy.Name != "" && hc.RestartPolicy.Name != container.RestartPolicyDisabled {
 		return errdefs.InvalidParameter(fmt.Errorf("can't create 'AutoRemove' container with restart policy"))
@@ -218,9 +228,7 @@ func mergeImageConfig(cfg, img *container.Config) *container.Config {
 	if m.StopSignal == "" {
 		m.StopSignal = img.StopSignal
 	}
-	if m.Healthcheck == nil {
-		m.Healthcheck = img.Healthcheck
-	}
+	m.Healthcheck = mergeHealthcheck(cfg.Healthcheck, img.Healthcheck)
 	if len(m.OnBuild) == 0 {
 		m.OnBuild = img.OnBuild
 	}
@@ -247,6 +255,9 @@ func (d *Daemon) ContainerStart(ctx context.Context, ref string) (err error) {
 	if c.running() {
 		return errdefs.NotModified(fmt.Errorf("container %s is already running", c.ID))
 	}
+	if err := d.beforeStart(c); err != nil {
+		return err
+	}
 	err = d.startContainer(ctx, c)
 	if err != nil && c.HostConfig.AutoRemove {
 		// As dockerd does: a --rm container whose start failed is removed
@@ -267,6 +278,10 @@ func (d *Daemon) ContainerStop(ctx context.Context, ref string, opts container.S
 		return err
 	}
 	c.mu.Lock()
+	if done, err := d.beforeStop(ctx, c, true); done || err != nil {
+		c.mu.Unlock()
+		return err
+	}
 	if !c.running() || c.run == nil {
 		c.mu.Unlock()
 		return errdefs.NotModified(fmt.Errorf("container %s is already stopped", c.ID))
@@ -292,7 +307,11 @@ func (d *Daemon) ContainerStop(ctx context.Context, ref string, opts container.S
 			return err
 		}
 	}
-	return d.stopRun(ctx, c, r, sig, timeout)
+	if err := d.stopRun(ctx, c, r, sig, timeout); err != nil {
+		return err
+	}
+	d.lockedContainerEvent(c, events.ActionStop, nil)
+	return nil
 }
 
 // stopRun signals the run's process and escalates to SIGKILL, and to
@@ -301,6 +320,8 @@ func (d *Daemon) stopRun(ctx context.Context, c *Container, r *runtime, sig sysc
 	log := d.log.WithField("container", c.ID[:12])
 	if err := r.proc.Signal(ctx, int(sig)); err != nil {
 		log.WithError(err).Warn("stop signal not delivered")
+	} else {
+		d.killEvent(c, sig)
 	}
 	if timeout < 0 {
 		select {
@@ -320,6 +341,8 @@ func (d *Daemon) stopRun(ctx context.Context, c *Container, r *runtime, sig sysc
 	log.WithField("timeout", timeout).Info("container did not stop in time; sending SIGKILL")
 	if err := r.proc.Signal(ctx, int(syscall.SIGKILL)); err != nil {
 		log.WithError(err).Warn("SIGKILL not delivered")
+	} else {
+		d.killEvent(c, syscall.SIGKILL)
 	}
 	select {
 	case <-r.finished:
@@ -347,6 +370,10 @@ func (d *Daemon) ContainerKill(ctx context.Context, ref string, signal string) e
 		}
 	}
 	c.mu.Lock()
+	if done, err := d.beforeStop(ctx, c, killEndsContainer(c, sig)); done || err != nil {
+		c.mu.Unlock()
+		return err
+	}
 	r := c.run
 	if !c.running() || r == nil {
 		c.mu.Unlock()
@@ -361,8 +388,10 @@ func (d *Daemon) ContainerKill(ctx context.Context, ref string, signal string) e
 			return fmt.Errorf("deliver %s: %w", unix.SignalName(sig), err)
 		}
 		// The agent is unreachable: SIGKILL means the VM goes.
+		d.killEvent(c, sig)
 		return r.machine.Kill(ctx)
 	}
+	d.killEvent(c, sig)
 	if sig == syscall.SIGKILL {
 		select {
 		case <-r.finished:
@@ -408,7 +437,14 @@ func (d *Daemon) ContainerRestart(ctx context.Context, ref string, opts containe
 	}
 	// dockerd counts only restarts made by a restart policy in
 	// RestartCount, not explicit ones.
-	return d.startContainer(ctx, c)
+	if err := d.beforeStart(c); err != nil {
+		return err
+	}
+	if err := d.startContainer(ctx, c); err != nil {
+		return err
+	}
+	d.containerEvent(c, events.ActionRestart, nil)
+	return nil
 }
 
 // ContainerWait registers a waiter and returns its channel.
@@ -459,6 +495,10 @@ func (d *Daemon) ContainerAttach(ctx context.Context, ref string, cfg *api.Attac
 	openStdin := c.Config.OpenStdin
 	stdinOnce := c.Config.StdinOnce
 	c.mu.Unlock()
+	detachKeys, err := attachDetachKeys(cfg.DetachKeys)
+	if err != nil {
+		return err
+	}
 
 	stdin, stdout, stderr, err := cfg.GetStreams(!tty)
 	if err != nil {
@@ -498,21 +538,11 @@ func (d *Daemon) ContainerAttach(ctx context.Context, ref string, cfg *api.Attac
 		}
 		pipe = c.stdin
 	}
+	d.containerEvent(c, events.ActionAttach, nil)
 	c.mu.Unlock()
 	defer hub.unsubscribe(sub)
 
-	if pipe != nil {
-		go func() {
-			_, _ = io.Copy(pipe.w, stdin)
-			if stdinOnce {
-				pipe.w.Close()
-			}
-		}()
-	}
-	select {
-	case <-sub.done:
-	case <-ctx.Done():
-	}
+	d.attachStreams(ctx, c, sub, pipe, stdin, tty, stdinOnce, detachKeys)
 	return nil
 }
 
@@ -586,7 +616,11 @@ func (d *Daemon) ContainerResize(ctx context.Context, ref string, height, width 
 	if !tty {
 		return nil
 	}
-	return r.proc.Resize(ctx, uint16(height), uint16(width))
+	if err := r.proc.Resize(ctx, uint16(height), uint16(width)); err != nil {
+		return err
+	}
+	d.lockedContainerEvent(c, events.ActionResize, map[string]string{"height": strconv.FormatUint(uint64(height), 10), "width": strconv.FormatUint(uint64(width), 10)})
+	return nil
 }
 
 // ContainerRemove removes a container, killing its VM first with force.
@@ -598,6 +632,11 @@ func (d *Daemon) ContainerRemove(ctx context.Context, ref string, opts container
 	if opts.RemoveLinks {
 		return errdefs.InvalidParameter(fmt.Errorf("jevm has no legacy links to remove"))
 	}
+	if opts.RemoveVolumes {
+		c.mu.Lock()
+		c.removeVolumes = true
+		c.mu.Unlock()
+	}
 	return d.removeContainer(ctx, c, opts.Force)
 }
 
@@ -606,6 +645,10 @@ func (d *Daemon) removeContainer(ctx context.Context, c *Container, force bool) 
 	if c.removing {
 		c.mu.Unlock()
 		return errdefs.Conflict(fmt.Errorf("removal of container %s is already in progress", c.ID))
+	}
+	if err := d.beforeRemove(c, force); err != nil {
+		c.mu.Unlock()
+		return err
 	}
 	if c.running() {
 		if !force {
@@ -618,6 +661,7 @@ func (d *Daemon) removeContainer(ctx context.Context, c *Container, force bool) 
 	c.mu.Unlock()
 	if r != nil {
 		r.stopRequested = true
+		d.killEvent(c, syscall.SIGKILL)
 		if err := r.machine.Kill(ctx); err != nil {
 			d.log.WithError(err).WithField("container", c.ID[:12]).Warn("kill VM for removal")
 		}
@@ -631,6 +675,9 @@ func (d *Daemon) removeContainer(ctx context.Context, c *Container, force bool) 
 	}
 	_ = os.RemoveAll(d.vmStateDir(c.ID))
 	d.containers.remove(c)
+	// Volume references; `rm -v` and --rm also remove anonymous volumes.
+	d.removeMounts(c, c.removeVolumes || c.HostConfig.AutoRemove)
+	d.containerEvent(c, events.ActionDestroy, nil)
 	c.State.Status = container.StateDead
 	c.notifyWaiters(waitRemoved)
 	d.log.WithField("container", c.ID[:12]).Info("container removed")
@@ -666,6 +713,7 @@ func (d *Daemon) ContainerRename(ctx context.Context, ref, newName string) error
 		_ = d.containers.rename(c, newName, old)
 		return err
 	}
+	d.containerEvent(c, events.ActionRename, map[string]string{"oldName": "/" + old})
 	return nil
 }
 
@@ -697,6 +745,7 @@ func (d *Daemon) ContainersPrune(ctx context.Context, pruneFilters filters.Args)
 		}
 		report.ContainersDeleted = append(report.ContainersDeleted, c.ID)
 	}
+	d.logEvent(events.ContainerEventType, events.ActionPrune, "", map[string]string{"reclaimed": strconv.FormatUint(report.SpaceReclaimed, 10)})
 	return report, nil
 }
 

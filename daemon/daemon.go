@@ -17,6 +17,7 @@ import (
 
 	"github.com/jevm/jevm/api"
 	"github.com/jevm/jevm/vmbackend"
+	"github.com/jevm/jevm/volumes"
 )
 
 // Config is the daemon's part of jevmd's configuration.
@@ -38,6 +39,8 @@ type Config struct {
 	RegistryMirrors    []string
 	InsecureRegistries []string
 	Debug              bool
+	// Network configures container networking (network.go).
+	Network NetworkConfig
 }
 
 // Daemon is the engine.
@@ -49,6 +52,13 @@ type Daemon struct {
 
 	containers *containerStore
 	events     *eventBus
+	// volumes is the volume store (mounts.go, volumes.go).
+	volumes *volumes.Store
+	// execs are the exec instances of running containers (exec.go).
+	execs *execStore
+	// net holds the networks and endpoints (network.go); nil in unit
+	// tests that build a Daemon by hand.
+	net *netManager
 	// stopping is closed when Shutdown begins.
 	stopping chan struct{}
 	// wg tracks container monitors so Shutdown can let them finish.
@@ -81,12 +91,21 @@ func New(ctx context.Context, cfg Config, vms vmbackend.Provider, images ImageSe
 		images:     images,
 		containers: newContainerStore(),
 		events:     newEventBus(),
+		execs:      newExecStore(),
 		stopping:   make(chan struct{}),
 		startedAt:  time.Now(),
+	}
+	if err := d.openVolumes(); err != nil {
+		return nil, err
+	}
+	// Networks before the containers: re-adopted VMs keep their taps.
+	if err := d.initNetworking(cfg.Network); err != nil {
+		return nil, err
 	}
 	if err := d.restore(ctx); err != nil {
 		return nil, err
 	}
+	d.reconcileNetworking()
 	return d, nil
 }
 
@@ -127,6 +146,7 @@ func (d *Daemon) restore(ctx context.Context) error {
 			continue
 		}
 		d.containers.add(c)
+		d.restoreMounts(c)
 		if c.running() {
 			adopt = append(adopt, c)
 		}
@@ -134,6 +154,8 @@ func (d *Daemon) restore(ctx context.Context) error {
 	for _, c := range adopt {
 		d.readopt(ctx, c)
 	}
+	// Restart policies: start what dockerd starts on boot (restartpolicy.go).
+	d.autoStartRestored()
 	d.log.WithFields(logrus.Fields{"containers": len(entries), "readopted": len(adopt)}).Info("containers restored")
 	return nil
 }
@@ -162,7 +184,7 @@ func (d *Daemon) readopt(ctx context.Context, c *Container) {
 		d.markExited(c, code, reason)
 		return
 	}
-	if err := d.attachRuntime(ctx, c, m); err != nil {
+	if err := d.attachRuntimeKeepingPause(ctx, c, m); err != nil {
 		log.WithError(err).Warn("agent of re-adopted VM did not answer; stopping it")
 		_ = m.Kill(context.Background())
 		d.markExited(c, 255, fmt.Sprintf("could not reconnect to the container's agent after a daemon restart: %v", err))
@@ -204,6 +226,7 @@ func lastExitMarker(consoleLog string) (int, bool) {
 // (they are re-adopted by the next daemon), as with dockerd's live-restore.
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	close(d.stopping)
+	d.shutdownFileOps(ctx) // maintenance clones of stopped containers (maintenance.go)
 	for _, c := range d.containers.all() {
 		c.mu.Lock()
 		if c.run != nil {
@@ -217,6 +240,8 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 	}
+	// Proxies and DNS stop; bridges no running container needs go.
+	d.shutdownNetworking()
 	return d.vms.Close()
 }
 

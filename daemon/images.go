@@ -48,7 +48,11 @@ func (d *Daemon) imageUsers(imageID string) (ids []string, running bool) {
 
 // PullImage serves POST /images/create.
 func (d *Daemon) PullImage(ctx context.Context, ref, platform string, auth *registry.AuthConfig, out io.Writer) error {
-	return d.images.Pull(ctx, ref, platform, auth, out)
+	if err := d.images.Pull(ctx, ref, platform, auth, out); err != nil {
+		return err
+	}
+	d.pullEvent(ref)
+	return nil
 }
 
 // ImageList serves GET /images/json.
@@ -73,15 +77,28 @@ func (d *Daemon) ImageInspect(ctx context.Context, nameOrID string) (*image.Insp
 
 // ImageTag serves POST /images/{name}/tag.
 func (d *Daemon) ImageTag(ctx context.Context, source, repo, tag string) error {
-	return d.images.Tag(ctx, source, repo, tag)
+	if err := d.images.Tag(ctx, source, repo, tag); err != nil {
+		return err
+	}
+	d.tagEvent(source, repo, tag)
+	return nil
 }
 
 // ImageDelete serves DELETE /images/{name}.
 func (d *Daemon) ImageDelete(ctx context.Context, nameOrID string, force, prune bool) ([]image.DeleteResponse, error) {
-	return d.images.Delete(ctx, nameOrID, force, prune, d.imageUsers)
+	id, _, _ := d.images.ImageConfig(nameOrID)
+	resp, err := d.images.Delete(ctx, nameOrID, force, prune, d.imageUsers)
+	if err == nil {
+		d.imageDeleteEvents(id, resp)
+	}
+	return resp, err
 }
 
 // ImagesPrune serves POST /images/prune.
 func (d *Daemon) ImagesPrune(ctx context.Context, pruneFilters filters.Args) (*image.PruneReport, error) {
-	return d.images.Prune(ctx, pruneFilters, d.imageUsers)
+	rep, err := d.images.Prune(ctx, pruneFilters, d.imageUsers)
+	if err == nil && rep != nil {
+		d.imagePruneEvents(rep)
+	}
+	return rep, err
 }

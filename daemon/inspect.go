@@ -28,8 +28,10 @@ func (d *Daemon) ContainerInspect(ctx context.Context, ref string, size bool) (*
 	defer c.mu.Unlock()
 	st := &container.State{
 		Status:     c.State.Status,
-		Running:    c.State.Status == container.StateRunning || c.State.Status == container.StatePaused,
+		Running:    c.State.Status == container.StateRunning || c.State.Status == container.StatePaused || c.State.Status == container.StateRestarting,
 		Paused:     c.State.Status == container.StatePaused,
+		Restarting: c.State.Status == container.StateRestarting,
+		Health:     copyHealth(c.State.Health),
 		OOMKilled:  c.State.OOMKilled,
 		Dead:       c.State.Status == container.StateDead,
 		Pid:        c.State.Pid,
@@ -56,6 +58,7 @@ func (d *Daemon) ContainerInspect(ctx context.Context, ref string, size bool) (*
 			LogPath:      c.logPath(),
 			Name:         "/" + c.Name,
 			RestartCount: c.RestartCount,
+			ExecIDs:      d.execIDs(c),
 			Driver:       "qcow2",
 			Platform:     "linux",
 			HostConfig:   &hc,
@@ -64,13 +67,14 @@ func (d *Daemon) ContainerInspect(ctx context.Context, ref string, size bool) (*
 				Data: map[string]string{"RootDisk": c.diskPath(), "VMMemoryMiB": strconv.Itoa(c.Shape.MemoryMiB), "VMCPUs": strconv.Itoa(c.Shape.VCPUs)},
 			},
 		},
-		Mounts: []container.MountPoint{},
+		Mounts: inspectMounts(c),
 		Config: c.Config,
 		NetworkSettings: &container.NetworkSettings{
 			NetworkSettingsBase: container.NetworkSettingsBase{Ports: nat.PortMap{}},
 			Networks:            map[string]*network.EndpointSettings{},
 		},
 	}
+	d.fillNetworkSettings(c, &hc, resp.NetworkSettings) // network.go
 	return resp, nil
 }
 
@@ -147,13 +151,17 @@ func (d *Daemon) ContainerList(ctx context.Context, opts container.ListOptions) 
 // c.mu.
 func (d *Daemon) summary(c *Container, all bool, f filters.Args, exitCodes []int, before, since time.Time, ancestors []string) (container.Summary, bool) {
 	status := string(c.State.Status)
-	if !all && !c.running() && !f.Contains("status") && !f.Contains("exited") {
+	if !all && !c.running() && c.State.Status != container.StateRestarting && !f.Contains("status") && !f.Contains("exited") {
+		return container.Summary{}, false
+	}
+	if f.Contains("health") && !f.ExactMatch("health", healthFilterValue(c)) {
 		return container.Summary{}, false
 	}
 	if f.Contains("id") && !matchAnyPrefix(f.Get("id"), c.ID) {
 		return container.Summary{}, false
 	}
-	if f.Contains("name") && !matchAnyRegexp(f.Get("name"), "/"+c.Name) {
+	// dockerd matches the name with and without its leading "/".
+	if f.Contains("name") && !matchAnyRegexp(f.Get("name"), "/"+c.Name) && !matchAnyRegexp(f.Get("name"), c.Name) {
 		return container.Summary{}, false
 	}
 	if f.Contains("status") && !f.ExactMatch("status", status) {
@@ -170,6 +178,9 @@ func (d *Daemon) summary(c *Container, all bool, f filters.Args, exitCodes []int
 		if !hit {
 			return container.Summary{}, false
 		}
+	}
+	if !matchVolumeFilter(c, f) {
+		return container.Summary{}, false
 	}
 	if !matchLabels(f, c.Config.Labels) {
 		return container.Summary{}, false
@@ -200,12 +211,15 @@ func (d *Daemon) summary(c *Container, all bool, f filters.Args, exitCodes []int
 		Labels:  c.Config.Labels,
 		State:   c.State.Status,
 		Status:  statusString(c),
-		Mounts:  []container.MountPoint{},
+		Mounts:  inspectMounts(c),
 		NetworkSettings: &container.NetworkSettingsSummary{
 			Networks: map[string]*network.EndpointSettings{},
 		},
 	}
 	s.HostConfig.NetworkMode = "none"
+	if !d.fillSummaryNetwork(c, &s, f) { // network.go (and the network/publish/expose filters)
+		return container.Summary{}, false
+	}
 	return s, true
 }
 
@@ -213,7 +227,12 @@ func (d *Daemon) summary(c *Container, all bool, f filters.Args, exitCodes []int
 func statusString(c *Container) string {
 	switch c.State.Status {
 	case container.StateRunning:
+		if c.State.Health != nil {
+			return "Up " + units.HumanDuration(time.Since(c.State.StartedAt)) + " (" + healthString(c.State.Health) + ")"
+		}
 		return "Up " + units.HumanDuration(time.Since(c.State.StartedAt))
+	case container.StateRestarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", c.State.ExitCode, units.HumanDuration(time.Since(c.State.FinishedAt)))
 	case container.StatePaused:
 		return "Up " + units.HumanDuration(time.Since(c.State.StartedAt)) + " (Paused)"
 	case container.StateExited:

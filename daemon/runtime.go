@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/errdefs"
 	"github.com/sirupsen/logrus"
 
@@ -134,10 +135,38 @@ func newStdinPipe() *stdinPipe {
 // hold c.mu.
 func (d *Daemon) startContainer(ctx context.Context, c *Container) (retErr error) {
 	log := d.log.WithField("container", c.ID[:12])
+	// A maintenance clone (docker cp/export/diff/commit of the stopped
+	// container) may be using the disk: wait for it (archive.go).
+	if err := d.waitFileOps(ctx, c); err != nil {
+		return err
+	}
+	d.refreshShape(c) // `docker update -m/--cpus` applies from the next start (update.go)
 	spec := d.machineSpec(c)
 	if err := os.MkdirAll(spec.StateDir, 0o700); err != nil {
 		return fmt.Errorf("create VM state dir: %w", err)
 	}
+	// Bind mounts, volumes, tmpfs (mounts.go): 9p shares and mount requests.
+	mounts, err := d.prepareMounts(c)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			d.releaseMounts(c)
+		}
+	}()
+	spec.Shares = mounts.shares
+	// Networks (network.go): endpoints, taps, published ports.
+	netAtt, err := d.attachNetworks(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			d.detachNetworks(c)
+		}
+	}()
+	spec.NICs = netAtt.NICs
 	begin := time.Now()
 	m, err := d.vms.Start(ctx, spec)
 	if err != nil {
@@ -168,9 +197,12 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) (retErr error
 		RootDevice:   "/dev/vda",
 		ReadOnly:     c.HostConfig.ReadonlyRootfs,
 		Hostname:     c.Config.Hostname,
-		Hosts:        hostsFile(c),
+		Hosts:        netAtt.Hosts,
+		ResolvConf:   netAtt.ResolvConf,
+		Interfaces:   netAtt.Interfaces,
 		Entropy:      entropy,
 		TimeUnixNano: time.Now().UnixNano(),
+		Mounts:       mounts.requests,
 		Process: agentproto.ProcessRequest{
 			Args:  append([]string{c.Path}, c.Args...),
 			Env:   containerEnv(c),
@@ -178,6 +210,8 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) (retErr error
 			User:  c.Config.User,
 			TTY:   c.Config.Tty,
 			Stdin: c.Config.OpenStdin,
+			Rows:  uint16(c.HostConfig.ConsoleSize[0]),
+			Cols:  uint16(c.HostConfig.ConsoleSize[1]),
 		},
 	}
 	hub := c.hub()
@@ -190,6 +224,7 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) (retErr error
 	}
 	r := &runtime{machine: m, agent: client, proc: proc, logw: logw, detachCh: make(chan struct{}), finished: make(chan struct{})}
 	c.run = r
+	d.mountsStarted(c)
 	c.State = ContainerState{Status: container.StateRunning, Pid: m.Pid(), StartedAt: time.Now().UTC()}
 	if err := c.save(); err != nil {
 		log.WithError(err).Error("save container")
@@ -197,9 +232,11 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) (retErr error
 	if c.Config.OpenStdin {
 		d.connectStdin(c, proc)
 	}
+	d.containerEvent(c, events.ActionStart, nil)
 	log.WithFields(logrus.Fields{"clone": cloned.Sub(begin).String(), "total": time.Since(begin).String(), "pid": m.Pid()}).Info("container started")
 	d.wg.Add(1)
 	go d.monitor(c, r)
+	d.runStarted(c, r) // health checks (health.go)
 	return nil
 }
 
@@ -232,7 +269,7 @@ func (d *Daemon) connectStdin(c *Container, proc *agentclient.Process) {
 	pipe := c.stdin
 	go func() {
 		w := proc.Stdin()
-		_, _ = io.Copy(w, pipe.r)
+		_, _ = io.CopyBuffer(w, pipe.r, make([]byte, stdinCopyBuffer))
 		_ = w.Close()
 	}()
 }
@@ -276,6 +313,7 @@ func (d *Daemon) attachRuntime(ctx context.Context, c *Container, m vmbackend.Ma
 	}
 	d.wg.Add(1)
 	go d.monitor(c, r)
+	d.runStarted(c, r) // health checks (health.go)
 	return nil
 }
 
@@ -323,6 +361,9 @@ func (d *Daemon) monitor(c *Container, r *runtime) {
 	r.agent.Close()
 
 	c.mu.Lock()
+	d.releaseMounts(c) // the VM is gone (mounts.go)
+	// Taps, addresses, port proxies (network.go).
+	d.detachNetworks(c)
 	c.hub().endRun()
 	r.logw.Close()
 	c.run = nil
@@ -337,12 +378,14 @@ func (d *Daemon) monitor(c *Container, r *runtime) {
 	c.State.OOMKilled = status.OOMKilled
 	c.State.Error = reason
 	c.State.FinishedAt = time.Now().UTC()
+	d.dieEvent(c)
+	restarting := d.restartAfterExit(c, r) // restart policy (restartpolicy.go)
 	if err := c.save(); err != nil {
 		log.WithError(err).Error("save container")
 	}
 	_ = os.RemoveAll(d.vmStateDir(c.ID))
 	c.notifyWaiters(waitExit)
-	autoRemove := c.HostConfig.AutoRemove
+	autoRemove := c.HostConfig.AutoRemove && !restarting
 	c.mu.Unlock()
 	log.WithField("exitCode", status.Code).Info("container exited")
 

@@ -61,6 +61,7 @@ type agent struct {
 	byPid       map[int]*proc
 	rootMounted bool
 	shutdown    bool
+	mainExiting bool // the main process exited: no more execs (exec_linux.go)
 	powerOnce   sync.Once
 }
 
@@ -301,6 +302,7 @@ func (a *agent) serve() {
 				}
 				if errors.Is(err, errDisconnected) {
 					a.debugf("host disconnected")
+					a.fileHostGone() // files_linux.go
 				} else {
 					a.logf("read: %v", err)
 					time.Sleep(100 * time.Millisecond)
@@ -316,6 +318,9 @@ func (a *agent) handle(f *agentproto.Frame) {
 	switch f.Type {
 	case agentproto.FrameMsg:
 	case agentproto.FrameStdin, agentproto.FrameEOF:
+		if a.handleFileFrame(f) { // files_linux.go
+			return
+		}
 		a.mu.Lock()
 		p := a.procs[f.Stream]
 		a.mu.Unlock()
@@ -337,13 +342,23 @@ func (a *agent) handle(f *agentproto.Frame) {
 		return
 	}
 	a.debugf("<- %s id=%d stream=%d", m.Type, m.ID, f.Stream)
+	if agentproto.IsFileMsg(m.Type) { // cp, export, diff, commit: files_linux.go
+		a.handleFileMsg(f.Stream, m)
+		return
+	}
 	switch m.Type {
 	case agentproto.MsgHostHello:
 		a.hello(m)
 	case agentproto.MsgStart:
 		a.handleStart(f.Stream, m)
 	case agentproto.MsgExec:
-		a.reply(f.Stream, m, errors.New("exec is not implemented yet"))
+		a.handleExec(f.Stream, m)
+	case agentproto.MsgTop:
+		go a.handleTop(f.Stream, m)
+	case agentproto.MsgStats:
+		go a.handleStats(f.Stream, m)
+	case agentproto.MsgInterfaceUp:
+		go a.handleInterfaceUp(f.Stream, m)
 	case agentproto.MsgSignal:
 		a.reply(f.Stream, m, a.signal(f.Stream, m.Signal))
 	case agentproto.MsgResize:

@@ -61,6 +61,11 @@ func (a *agent) handleStart(stream uint32, m *agentproto.Msg) {
 		return
 	}
 	a.debugf("root set up in %v", time.Since(t).Round(time.Millisecond))
+	// Network interfaces (network_linux.go).
+	if err := a.setupInterfaces(req.Interfaces); err != nil {
+		fail(err)
+		return
+	}
 
 	p, err := a.spawn(stream, &req.Process)
 	if err != nil {
@@ -188,6 +193,11 @@ func (a *agent) setupRoot(req *agentproto.StartRequest) error {
 		if err := bindFile(root, "/etc/"+f.name, filepath.Join(runDir, f.name), f.content); err != nil {
 			a.logf("/etc/%s: %v", f.name, err)
 		}
+	}
+	// Volumes, bind mounts and tmpfs mounts (mounts_linux.go): before the
+	// read-only remount, which would forbid creating their targets.
+	if err := a.setupMounts(root, req.Mounts); err != nil {
+		return err
 	}
 	if req.ReadOnly {
 		if err := unix.Mount("", root, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {

@@ -79,8 +79,12 @@ func (p *proc) setupStdio(root string, req *agentproto.ProcessRequest) ([]*os.Fi
 		if req.Rows > 0 && req.Cols > 0 {
 			p.resize(req.Rows, req.Cols)
 		}
-		// As runc does: the container's /dev/console is its terminal.
+		// As runc does: the container's /dev/console is its terminal
+		// (the main process's; exec'd processes leave it alone).
 		cons := root + "/dev/console"
+		if p.stream != agentproto.MainStream {
+			return []*os.File{slave, slave, slave}, nil
+		}
 		if f, err := os.OpenFile(cons, os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
 			f.Close()
 			if err := unix.Mount(slave.Name(), cons, "", unix.MS_BIND, ""); err != nil {
@@ -365,9 +369,12 @@ func (a *agent) processExited(p *proc, ws unix.WaitStatus) {
 		return
 	}
 
-	// The main process ended: the container ends with it.
+	// The main process ended: the container ends with it. Exec'd
+	// processes die too; their exits are reported before the main one's.
+	a.markMainExiting()
 	unix.Kill(-1, unix.SIGKILL)
 	a.drain(p)
+	a.finishExecs()
 	a.mu.Lock()
 	a.phase = phaseExited
 	a.exit = &st

@@ -132,9 +132,8 @@ func TestDetachedLogsFollowAndStop(t *testing.T) {
 func TestStopEscalatesToSIGKILL(t *testing.T) {
 	name := uniqueName(t, "c")
 	rmOnCleanup(t, name)
-	mustDocker(t, "run", "-d", "--name", name, "busybox", "sh", "-c", `trap "echo got TERM" TERM; while true; do sleep 0.1; done`)
-	waitFor(t, 30*time.Second, "the container to run", func() bool { return inspectField(t, name, "{{.State.Running}}") == "true" })
-	time.Sleep(500 * time.Millisecond) // let the shell install its trap
+	mustDocker(t, "run", "-d", "--name", name, "busybox", "sh", "-c", `trap "echo got TERM" TERM; echo ready; while true; do sleep 0.1; done`)
+	waitFor(t, 60*time.Second, "the shell to install its trap", func() bool { return strings.Contains(mustDocker(t, "logs", name), "ready") })
 	begin := time.Now()
 	mustDocker(t, "stop", "-t", "2", name)
 	if took := time.Since(begin); took < 2*time.Second {
@@ -151,9 +150,8 @@ func TestStopEscalatesToSIGKILL(t *testing.T) {
 func TestKillWithSignal(t *testing.T) {
 	name := uniqueName(t, "c")
 	rmOnCleanup(t, name)
-	mustDocker(t, "run", "-d", "--name", name, "busybox", "sh", "-c", `trap "echo got USR1; exit 7" USR1; while true; do sleep 0.1; done`)
-	waitFor(t, 30*time.Second, "the container to run", func() bool { return inspectField(t, name, "{{.State.Running}}") == "true" })
-	time.Sleep(500 * time.Millisecond)
+	mustDocker(t, "run", "-d", "--name", name, "busybox", "sh", "-c", `trap "echo got USR1; exit 7" USR1; echo ready; while true; do sleep 0.1; done`)
+	waitFor(t, 60*time.Second, "the shell to install its trap", func() bool { return strings.Contains(mustDocker(t, "logs", name), "ready") })
 	mustDocker(t, "kill", "-s", "USR1", name)
 	code := strings.TrimSpace(mustDocker(t, "wait", name))
 	if code != "7" {
@@ -185,8 +183,8 @@ func TestPsAndInspectFields(t *testing.T) {
 	if r.code != 5 {
 		t.Fatalf("start -a exit code %d, want 5\n%s", r.code, r)
 	}
-	got := inspectField(t, name, "{{.State.Status}} {{.State.ExitCode}} {{.State.Pid}} {{.RestartCount}} {{json .Mounts}} {{json .NetworkSettings.Networks}}")
-	if got != "exited 5 0 0 [] {}" {
+	got := inspectField(t, name, "{{.State.Status}} {{.State.ExitCode}} {{.State.Pid}} {{.RestartCount}} {{json .Mounts}} {{len .NetworkSettings.Networks}}{{.NetworkSettings.Networks.bridge.IPAddress}}")
+	if got != "exited 5 0 0 [] 1" { // the bridge network, no address while stopped
 		t.Fatalf("exited state = %q", got)
 	}
 	started, _ := time.Parse(time.RFC3339Nano, inspectField(t, name, "{{.State.StartedAt}}"))

@@ -11,6 +11,7 @@ package vmbackend
 import (
 	"context"
 	"io"
+	"strconv"
 	"time"
 )
 
@@ -64,11 +65,19 @@ type NICSpec struct {
 
 // ShareSpec is one host directory exported to a VM.
 type ShareSpec struct {
-	// Tag is the 9p mount tag the guest mounts it by.
+	// Tag is the 9p mount tag the guest mounts it by: ShareTag(i) for the
+	// i-th share (providers may snapshot templates with devices that
+	// already carry these tags).
 	Tag      string
 	HostPath string
 	ReadOnly bool
 }
+
+// MaxShares bounds len(MachineSpec.Shares).
+const MaxShares = 16
+
+// ShareTag is the mount tag of a VM's i-th share.
+func ShareTag(i int) string { return "jv" + strconv.Itoa(i) }
 
 // Provider is one VMM with its templates.
 type Provider interface {

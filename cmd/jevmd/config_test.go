@@ -19,11 +19,11 @@ func writeConfig(t *testing.T, body string) string {
 func TestConfigFileKeys(t *testing.T) {
 	p := writeConfig(t, `{"hosts":["tcp://127.0.0.1:2375"],"data-root":"/srv/jevm","registry-mirrors":["http://127.0.0.1:5000"],
 		"insecure-registries":["10.0.0.1:5000"],"debug":true,"accelerator":"tcg","vm-memory":"512M","vm-cpus":2,"kernel":"/k"}`)
-	o, err := parseOptions([]string{"--config-file", p, "-H", "unix:///tmp/x.sock"})
+	o, err := parseOptions([]string{"--config-file", p, "--log-level", "warn"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(o.hosts, ",") != "unix:///tmp/x.sock,tcp://127.0.0.1:2375" || o.dataRoot != "/srv/jevm" || !o.debug ||
+	if strings.Join(o.hosts, ",") != "tcp://127.0.0.1:2375" || o.logLevel != "warn" || o.dataRoot != "/srv/jevm" || !o.debug ||
 		o.accel != "tcg" || o.vmMemory != "512M" || o.vmCPUs != 2 || o.kernel != "/k" ||
 		len(o.registryMirrors) != 1 || len(o.insecureRegistries) != 1 {
 		t.Fatalf("options = %+v", o)
@@ -31,6 +31,11 @@ func TestConfigFileKeys(t *testing.T) {
 }
 
 func TestConfigConflictWithFlag(t *testing.T) {
+	// dockerd refuses a setting given both ways, hosts included.
+	h := writeConfig(t, `{"hosts":["tcp://127.0.0.1:2375"]}`)
+	if _, err := parseOptions([]string{"--config-file", h, "-H", "unix:///tmp/x.sock"}); err == nil {
+		t.Fatal("-H with hosts in the file accepted")
+	}
 	p := writeConfig(t, `{"data-root":"/a","accelerator":"kvm"}`)
 	_, err := parseOptions([]string{"--config-file", p, "--data-root", "/b"})
 	if err == nil || !strings.Contains(err.Error(), "specified both as a flag and in the configuration file") || !strings.Contains(err.Error(), "data-root") {

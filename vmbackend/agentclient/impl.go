@@ -51,6 +51,10 @@ type client struct {
 	procs   map[uint32]*process
 	hello   *agentproto.Msg // nil until the handshake completed
 	main    *process        // main process seen before Reattach (phase running/exited)
+	// lastStream is the last stream allocated to an exec (exec.go).
+	lastStream uint32
+	// files are the streams of file operations (archive.go).
+	files fileStreams
 }
 
 func connect(ctx context.Context, conn io.ReadWriteCloser) (*Client, *agentproto.Msg, error) {
@@ -156,6 +160,9 @@ func (c *client) dispatch(f *agentproto.Frame) bool {
 	handshaking := c.hello == nil
 	p := c.procs[f.Stream]
 	c.mu.Unlock()
+	if !handshaking && c.dispatchFile(f) { // file operations: archive.go
+		return true
+	}
 
 	switch f.Type {
 	case agentproto.FrameStdout, agentproto.FrameStderr:
@@ -293,13 +300,22 @@ func (c *client) request(ctx context.Context, stream uint32, m *agentproto.Msg) 
 		forget()
 		return nil, fmt.Errorf("agentclient: send %s: %w", m.Type, err)
 	}
-	select {
-	case r := <-ch:
+	reply := func(r *agentproto.Msg) (*agentproto.Msg, error) {
 		if r.Type == agentproto.MsgError {
 			return r, &AgentError{Op: m.Type, Message: r.Message}
 		}
 		return r, nil
+	}
+	select {
+	case r := <-ch:
+		return reply(r)
 	case <-c.done:
+		// The reply may have arrived just before the connection ended.
+		select {
+		case r := <-ch:
+			return reply(r)
+		default:
+		}
 		forget()
 		return nil, c.err()
 	case <-ctx.Done():

@@ -93,6 +93,11 @@ const (
 	MsgSignal    = "signal"     // send a signal to a process
 	MsgResize    = "resize"     // set a process's TTY size
 	MsgShutdown  = "shutdown"   // kill everything, unmount, power off
+	MsgTop       = "top"        // list the container's processes (reply: ok with Top)
+	MsgStats     = "stats"      // sample the guest's resource usage (reply: ok with Stats)
+	// MsgInterfaceUp configures one more network interface (a NIC the
+	// host just hot-plugged for `docker network connect`): Interface.
+	MsgInterfaceUp = "interface-up"
 )
 
 // Msg is the JSON body of a FrameMsg frame. Type selects which fields are
@@ -132,6 +137,18 @@ type Msg struct {
 
 	// Error / Log
 	Message string `json:"message,omitempty"`
+
+	// File operations (files.go): parameters, results, credit.
+	File *FileOp `json:"file,omitempty"`
+
+	// Top: the request's ps arguments, and the reply's table.
+	PsArgs string     `json:"psArgs,omitempty"`
+	Top    *TopResult `json:"top,omitempty"`
+	// Stats reply.
+	Stats *GuestStats `json:"stats,omitempty"`
+
+	// InterfaceUp: the interface to configure.
+	Interface *InterfaceConfig `json:"interface,omitempty"`
 }
 
 // StartRequest prepares the clone and starts the main process on
@@ -157,6 +174,46 @@ type StartRequest struct {
 	TimeUnixNano int64 `json:"timeUnixNano"`
 	// Process is the main process.
 	Process ProcessRequest `json:"process"`
+	// Interfaces configures the guest's NICs (eth0, eth1, ... in order);
+	// empty leaves only loopback up.
+	Interfaces []InterfaceConfig `json:"interfaces,omitempty"`
+	// Mounts are mounted inside the container's root, in order, before the
+	// process starts (9p shares, tmpfs).
+	Mounts []MountRequest `json:"mounts,omitempty"`
+}
+
+// InterfaceConfig is one guest network interface.
+type InterfaceConfig struct {
+	// Name is the guest's name for it ("eth0"); MAC identifies it and is
+	// set on it.
+	Name string `json:"name"`
+	MAC  string `json:"mac"`
+	// Addresses in CIDR form ("172.18.0.2/16").
+	Addresses []string `json:"addresses,omitempty"`
+	// Gateway is the default route through this interface, if any.
+	Gateway string `json:"gateway,omitempty"`
+	MTU     int    `json:"mtu,omitempty"`
+}
+
+// MountRequest is one mount in the container's root.
+type MountRequest struct {
+	// Type is "9p" (Source is the share's tag) or "tmpfs".
+	Type   string `json:"type"`
+	Source string `json:"source,omitempty"`
+	// Target is the path inside the container's root; created if missing
+	// (as a file when IsFile, e.g. a bind-mounted host file).
+	Target   string   `json:"target"`
+	IsFile   bool     `json:"isFile,omitempty"`
+	ReadOnly bool     `json:"readOnly,omitempty"`
+	Options  []string `json:"options,omitempty"` // e.g. tmpfs size=64m,mode=1777
+	// SubPath (9p) is the path inside the share to mount at Target
+	// instead of the share's root, e.g. the file's name when the host
+	// exported the directory holding a bind-mounted file.
+	SubPath string `json:"subPath,omitempty"`
+	// CopyUp (9p) asks the agent to copy the container's own content at
+	// Target (the image's files) into the share first, if the share (at
+	// SubPath) is empty: dockerd's filling of a new volume.
+	CopyUp bool `json:"copyUp,omitempty"`
 }
 
 // ProcessRequest describes a process to run inside the container's root.

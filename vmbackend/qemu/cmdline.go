@@ -14,7 +14,10 @@ import (
 // set, PCI addresses, machine type, memory backend, kernel command line
 // defaults): a clone must be started with exactly the devices its template
 // was snapshotted with.
-const DeviceLayoutVersion = 1
+//
+// 2: virtio-net-pci NIC "nic0" in slot 5 on netdev "net0" (nics.go).
+// 3: four virtio-9p-pci shares in slots 0x1f-0x1c (shares.go).
+const DeviceLayoutVersion = 3
 
 // Device IDs shared by templates and clones. The block backend id must be
 // the same in both, so the clone's own disk takes the placeholder's place.
@@ -58,6 +61,15 @@ type vmConfig struct {
 	AgentSock  string
 	Console    string // serial console file, appended to
 	Incoming   bool   // clone: -incoming defer, restored over QMP
+	// NICTap is the host tap behind the NIC in slot 5 (nics.go); empty
+	// connects it to nothing (templates, --network none). NICMAC is its
+	// MAC address property (empty: the template's, templateMAC).
+	NICTap string
+	NICMAC string
+	// Shares are the clone's 9p shares (shares.go): the first ones take
+	// the template's pre-plugged devices, the others are hot-plugged
+	// after the restore.
+	Shares []vmbackend.ShareSpec
 }
 
 // baseKernelArgs are always on the guest kernel command line (and so part
@@ -107,6 +119,7 @@ func machineArgs(c vmConfig) []string {
 		"-serial", "chardev:"+consoleChrID,
 	)
 	args = append(args, devices(c)...)
+	args = append(args, shareArgs(c.Shares)...)
 	if c.Incoming {
 		// -S: stay paused after the restore even if the snapshot said
 		// running; Start resumes with cont once the agent socket is
@@ -119,10 +132,10 @@ func machineArgs(c vmConfig) []string {
 // devices is the guest-visible device list, identical for a template and
 // its clones apart from the backing files. PCI slots are pinned so that
 // adding a device later cannot shift the others; bump DeviceLayoutVersion
-// on any change here. Slot 5 is reserved for the NIC (virtio-net-pci on a
-// tap netdev) a later change adds.
+// on any change here. Slot 5 is the NIC (virtio-net-pci, nics.go);
+// hot-plugged NICs take slots 6 to 0xb.
 func devices(c vmConfig) []string {
-	return []string{
+	args := []string{
 		// Agent channel: one virtio-serial port on a unix socket.
 		"-device", "virtio-serial-pci,id=vser0,addr=0x3",
 		"-chardev", fmt.Sprintf("socket,id=%s,path=%s,server=on,wait=off", agentCharID, qemuOptEscape(c.AgentSock)),
@@ -134,7 +147,13 @@ func devices(c vmConfig) []string {
 		// VM generation ID: a new GUID per clone tells the guest kernel
 		// it was cloned (it reseeds its RNG).
 		"-device", "vmgenid,id=vmgenid0,guid=" + c.VMGenID,
+		// The NIC (nics.go): a placeholder backend in the template, the
+		// container's tap in a clone (same netdev id).
+		"-netdev", nicNetdevArg(c.NICTap),
+		"-device", nicDeviceArg(c.NICMAC),
 	}
+	// Pre-plugged 9p shares in slots 0x1f downwards (shares.go).
+	return append(args, shareDevices(c)...)
 }
 
 // qemuOptEscape escapes a value for QEMU's key=value option syntax, where a

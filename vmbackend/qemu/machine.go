@@ -255,11 +255,20 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 	if size != p.opts.DiskSize {
 		return nil, fmt.Errorf("qemu: start %s: root disk %s has virtual size %d, want %d", spec.ID, spec.RootDisk, size, p.opts.DiskSize)
 	}
+	if err := checkShares(spec.Shares); err != nil {
+		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
+	}
+	if err := checkNICs(spec.NICs); err != nil {
+		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
+	}
 	tpl, err := p.ensureTemplate(ctx, spec.Shape)
 	if err != nil {
 		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
 	}
 	log = log.WithField("template", tpl.key)
+	if err := ensureSharePlaceholder(filepath.Dir(tpl.memPath())); err != nil {
+		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
+	}
 	if err := os.MkdirAll(spec.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
 	}
@@ -301,6 +310,11 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 		AgentSock:  filepath.Join(spec.StateDir, agentSockName),
 		Console:    spec.ConsoleLog,
 		Incoming:   true,
+		Shares:     spec.Shares,
+	}
+	if len(spec.NICs) > 0 {
+		// The first NIC takes the template NIC's place (nics.go).
+		cfg.NICTap, cfg.NICMAC = spec.NICs[0].TapName, spec.NICs[0].MAC
 	}
 	proc, err := p.spawn(cfg, filepath.Join(spec.StateDir, qemuLogName), true)
 	if err != nil {
@@ -351,6 +365,18 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 		return nil, proc.explain(err)
 	}
 	if err := m.mon.run(ctx, "cont", nil, nil); err != nil {
+		return nil, proc.explain(err)
+	}
+	// Shares beyond the pre-plugged ones are hot-plugged (shares.go).
+	tPlug := time.Now()
+	if err := m.plugShares(ctx, spec.Shares); err != nil {
+		return nil, proc.explain(err)
+	}
+	if len(spec.Shares) > 0 {
+		log = log.WithField("sharesPlugged", time.Since(tPlug).Round(time.Millisecond))
+	}
+	// NICs after the first are hot-plugged too (nics.go).
+	if err := m.plugNICs(ctx, spec.NICs); err != nil {
 		return nil, proc.explain(err)
 	}
 	m.agent = conn

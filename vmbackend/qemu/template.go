@@ -245,6 +245,10 @@ func (p *Provider) buildTemplate(ctx context.Context, key string, in TemplateKey
 		return nil, fmt.Errorf("placeholder disk: %w", err)
 	}
 
+	// The backend of the template's 9p shares (shares.go).
+	if err := ensureSharePlaceholder(tmp); err != nil {
+		return nil, err
+	}
 	cfg := vmConfig{
 		Name:       "jevm-template-" + key,
 		Accel:      in.Accel,
