@@ -51,6 +51,11 @@ type maintVM struct {
 	c    *Container
 	spec vmbackend.MachineSpec
 	log  *logrus.Entry
+	// mounts are the container's volume and bind mounts (shares in spec),
+	// so that file operations on their paths reach the volume, not the
+	// disk underneath; tmpfs mounts are left out, their contents do not
+	// exist while the container is stopped.
+	mounts []agentproto.MountRequest
 
 	ready   chan struct{} // closed when started (or failed: err)
 	done    chan struct{} // closed when the VM is gone
@@ -148,6 +153,18 @@ func (d *Daemon) withContainerFS(ctx context.Context, c *Container, op string, f
 				ready: make(chan struct{}), done: make(chan struct{}),
 				t0: time.Now(),
 			}
+			ms, err := d.prepareMounts(c)
+			if err != nil {
+				maint.Unlock()
+				c.mu.Unlock()
+				return fmt.Errorf("prepare the container's mounts: %w", err)
+			}
+			mv.spec.Shares = ms.shares
+			for _, req := range ms.requests {
+				if req.Type != "tmpfs" {
+					mv.mounts = append(mv.mounts, req)
+				}
+			}
 			maint.vms[c] = mv
 			go mv.start()
 		}
@@ -239,7 +256,7 @@ func (mv *maintVM) start() {
 		if _, err := rand.Read(entropy); err != nil {
 			return err
 		}
-		req := &agentproto.StartRequest{RootDevice: "/dev/vda", Entropy: entropy, TimeUnixNano: time.Now().UnixNano()}
+		req := &agentproto.StartRequest{RootDevice: "/dev/vda", Entropy: entropy, TimeUnixNano: time.Now().UnixNano(), Mounts: mv.mounts}
 		if err := client.Mount(ctx, req); err != nil {
 			return fmt.Errorf("mount the container's disk in the maintenance VM: %w", err)
 		}
@@ -281,6 +298,7 @@ func (mv *maintVM) doShutdown() {
 		mv.agent.Close()
 	}
 	os.RemoveAll(mv.spec.StateDir)
+	mv.d.releaseMounts(mv.c) // the VM is gone: its shares can go
 	maint.Lock()
 	if maint.vms[mv.c] == mv {
 		delete(maint.vms, mv.c)

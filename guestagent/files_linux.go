@@ -329,6 +329,11 @@ func (a *agent) mountMaintenance(req *agentproto.StartRequest) error {
 	files.Lock()
 	files.maintenance = true
 	files.Unlock()
+	// Volumes and bind mounts, so that paths under them reach the volume
+	// as they do in the running container.
+	if err := a.setupMounts(containerRoot, req.Mounts); err != nil {
+		return fmt.Errorf("mount the container's volumes: %w", err)
+	}
 	return nil
 }
 

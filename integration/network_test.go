@@ -369,3 +369,26 @@ func TestNetworkSurvivesDaemonRestart(t *testing.T) {
 		t.Fatalf("DNS after restart: %q", out)
 	}
 }
+
+// Containers on different networks cannot reach each other, as with
+// dockerd's isolation rules; on one network they can. (busybox's `wget -T`
+// crashes in Debian's busybox 1.35, hence `timeout`.)
+func TestNetworkIsolationBetweenNetworks(t *testing.T) {
+	netA := newNetwork(t, "a")
+	netB := newNetwork(t, "b")
+	target := uniqueName(t, "target")
+	rmOnCleanup(t, target)
+	mustDocker(t, "run", "-d", "--network", netB, "--name", target, "web")
+	ip := inspectField(t, target, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+	if ip == "" {
+		t.Fatal("the target has no address")
+	}
+	same := mustDocker(t, "run", "--rm", "--network", netB, "busybox", "sh", "-c", "timeout 10 wget -qO- http://"+ip+" >/dev/null && echo reached")
+	if !strings.Contains(same, "reached") {
+		t.Fatalf("a container on the same network could not reach %s: %q", ip, same)
+	}
+	other := docker(t, "run", "--rm", "--network", netA, "busybox", "sh", "-c", "timeout 5 wget -qO- http://"+ip+" >/dev/null && echo reached || echo blocked")
+	if !strings.Contains(other.stdout, "blocked") {
+		t.Fatalf("a container on another network reached %s:\n%s", ip, other)
+	}
+}

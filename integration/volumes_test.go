@@ -509,3 +509,23 @@ func TestVolumeManyMounts(t *testing.T) {
 		t.Fatalf("17 mounts:\n%s", r)
 	}
 }
+
+// A stopped container's file operations run in a maintenance clone that
+// mounts the container's volumes too: a copy to a volume path lands in the
+// volume, as it does on dockerd.
+func TestCpIntoStoppedContainerVolume(t *testing.T) {
+	vol := uniqueName(t, "vol")
+	name := uniqueName(t, "c")
+	rmOnCleanup(t, name)
+	t.Cleanup(func() { docker(t, "volume", "rm", "-f", vol) })
+	mustDocker(t, "volume", "create", vol)
+	mustDocker(t, "create", "--name", name, "-v", vol+":/data", "busybox", "true")
+	src := filepath.Join(t.TempDir(), "note.txt")
+	if err := os.WriteFile(src, []byte("into the volume\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustDocker(t, "cp", src, name+":/data/note.txt")
+	if out := mustDocker(t, "run", "--rm", "-v", vol+":/v", "busybox", "cat", "/v/note.txt"); out != "into the volume\n" {
+		t.Fatalf("the volume holds %q", out)
+	}
+}

@@ -26,6 +26,10 @@ import (
 // a host.
 const OwnerPrefix = "jevm:"
 
+// BridgePrefix starts the names of the bridges jevm makes ("jevm0",
+// "jevm-<id>"); isolation rules match other networks by it.
+const BridgePrefix = "jevm"
+
 // MaxIfNameLen is Linux's limit on interface names (IFNAMSIZ - 1).
 const MaxIfNameLen = 15
 
@@ -265,10 +269,16 @@ func (s FirewallSpec) rules() []rule {
 		return rs
 	}
 	// Accept what the containers send and the replies to it, even where
-	// the FORWARD policy is DROP (as on hosts that run dockerd).
+	// the FORWARD policy is DROP (as on hosts that run dockerd); but, as
+	// dockerd's isolation chains do, nothing from this network to another
+	// jevm network. Each rule is inserted at the top of FORWARD, so the
+	// chain ends up in the reverse of this order: same-bridge accept, drop
+	// to other jevm bridges, accept the rest, accept replies.
 	rs = append(rs,
-		rule{"filter", "FORWARD", with("-i", s.Bridge, "-j", "ACCEPT")},
 		rule{"filter", "FORWARD", with("-o", s.Bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")},
+		rule{"filter", "FORWARD", with("-i", s.Bridge, "-j", "ACCEPT")},
+		rule{"filter", "FORWARD", with("-i", s.Bridge, "-o", BridgePrefix+"+", "-j", "DROP")},
+		rule{"filter", "FORWARD", with("-i", s.Bridge, "-o", s.Bridge, "-j", "ACCEPT")},
 	)
 	if s.Masquerade {
 		rs = append(rs, rule{"nat", "POSTROUTING", with("-s", s.Subnet.String(), "!", "-o", s.Bridge, "-j", "MASQUERADE")})

@@ -195,8 +195,16 @@ func TestOwnRule(t *testing.T) {
 		t.Fatal("matched another bridge's rule")
 	}
 	r := FirewallSpec{Bridge: "jevm0", Subnet: mustPrefix("172.17.0.0/16"), Masquerade: true}.rules()
-	if len(r) != 3 || r[2].table != "nat" {
+	if len(r) != 5 || r[4].table != "nat" {
 		t.Fatalf("rules = %v", r)
+	}
+	// Inserted at the top of FORWARD one by one, the chain reads in reverse:
+	// same-bridge accept, then the drop to other jevm bridges, then accept.
+	if got := strings.Join(r[3].spec[:6], " "); got != "-i jevm0 -o jevm0 -j ACCEPT" {
+		t.Fatalf("first rule in the chain = %q", got)
+	}
+	if got := strings.Join(r[2].spec[:6], " "); got != "-i jevm0 -o jevm+ -j DROP" {
+		t.Fatalf("second rule in the chain = %q", got)
 	}
 	if r := (FirewallSpec{Bridge: "b", Internal: true, Masquerade: true}).rules(); len(r) != 2 || r[0].spec[len(r[0].spec)-1] == "MASQUERADE" {
 		t.Fatalf("internal rules = %v", r)
