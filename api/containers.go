@@ -240,16 +240,25 @@ func (s *Server) postContainerWait(ctx context.Context, w http.ResponseWriter, r
 	return encodeJSON(w, resp)
 }
 
-func (s *Server) postContainerResize(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+// resizeParams reads the h and w query parameters of the resize routes.
+func resizeParams(r *http.Request) (height, width uint, err error) {
 	h, err := strconv.ParseUint(r.Form.Get("h"), 10, 32)
 	if err != nil {
-		return errdefs.InvalidParameter(fmt.Errorf("invalid resize height %q: %w", r.Form.Get("h"), err))
+		return 0, 0, errdefs.InvalidParameter(fmt.Errorf("invalid resize height %q: %w", r.Form.Get("h"), err))
 	}
 	wd, err := strconv.ParseUint(r.Form.Get("w"), 10, 32)
 	if err != nil {
-		return errdefs.InvalidParameter(fmt.Errorf("invalid resize width %q: %w", r.Form.Get("w"), err))
+		return 0, 0, errdefs.InvalidParameter(fmt.Errorf("invalid resize width %q: %w", r.Form.Get("w"), err))
 	}
-	if err := s.backend.ContainerResize(ctx, vars["name"], uint(h), uint(wd)); err != nil {
+	return uint(h), uint(wd), nil
+}
+
+func (s *Server) postContainerResize(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	h, wd, err := resizeParams(r)
+	if err != nil {
+		return err
+	}
+	if err := s.backend.ContainerResize(ctx, vars["name"], h, wd); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/errdefs"
@@ -142,15 +141,11 @@ func (s *Server) postExecStart(ctx context.Context, w http.ResponseWriter, r *ht
 
 // postExecResize: POST /exec/{id}/resize?h=&w=.
 func (s *Server) postExecResize(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	h, err := strconv.ParseUint(r.Form.Get("h"), 10, 32)
+	h, wd, err := resizeParams(r)
 	if err != nil {
-		return errdefs.InvalidParameter(fmt.Errorf("invalid resize height %q: %w", r.Form.Get("h"), err))
+		return err
 	}
-	wd, err := strconv.ParseUint(r.Form.Get("w"), 10, 32)
-	if err != nil {
-		return errdefs.InvalidParameter(fmt.Errorf("invalid resize width %q: %w", r.Form.Get("w"), err))
-	}
-	if err := s.backend.ContainerExecResize(ctx, vars["id"], uint(h), uint(wd)); err != nil {
+	if err := s.backend.ContainerExecResize(ctx, vars["id"], h, wd); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)

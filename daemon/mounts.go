@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"github.com/jevm/jevm/internal/mountinfo"
 	"io/fs"
 	"os"
 	"path"
@@ -362,7 +363,7 @@ func stageFile(dir string, n int, file string, readOnly bool) (string, error) {
 		return "", err
 	}
 	target := filepath.Join(sub, filepath.Base(file))
-	if mounted, _ := isMountPointPath(target); mounted {
+	if mounted, _ := mountinfo.IsMountPoint(target); mounted {
 		unix.Unmount(target, unix.MNT_DETACH)
 	}
 	f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY, 0o600)
@@ -380,39 +381,6 @@ func stageFile(dir string, n int, file string, readOnly bool) (string, error) {
 		}
 	}
 	return sub, nil
-}
-
-// isMountPointPath reports whether p is listed as a mount point.
-func isMountPointPath(p string) (bool, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && unescapeMountPath(f[4]) == p {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // mountsStarted records that the container's first start filled its new
@@ -454,7 +422,7 @@ func cleanStaging(dir string, warn func(...any)) {
 		files, _ := os.ReadDir(sub)
 		for _, f := range files {
 			p := filepath.Join(sub, f.Name())
-			if mounted, _ := isMountPointPath(p); mounted {
+			if mounted, _ := mountinfo.IsMountPoint(p); mounted {
 				if err := unix.Unmount(p, unix.MNT_DETACH); err != nil {
 					warn(fmt.Sprintf("unmount %s: %v", p, err))
 					continue

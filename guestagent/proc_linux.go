@@ -5,10 +5,8 @@ package guestagent
 import (
 	"errors"
 	"fmt"
+	"github.com/jevm/jevm/internal/mountinfo"
 	"os"
-	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -463,50 +461,8 @@ func (a *agent) unmountContainer() {
 	}
 }
 
-// mountPointsUnder lists mount points at or below dir, deepest (latest)
-// first.
+// mountPointsUnder lists mount points at or below dir, in unmount order.
 func mountPointsUnder(dir string) []string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMount(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	// mountinfo lists parents before children: reverse, then stable-sort
-	// by depth so children always go first.
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		return strings.Count(filepath.Clean(out[i]), "/") > strings.Count(filepath.Clean(out[j]), "/")
-	})
-	return out
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	mps, _ := mountinfo.Under(dir)
+	return mps
 }

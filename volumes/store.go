@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/jevm/jevm/internal/mountinfo"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -683,36 +684,8 @@ func isMountPoint(p string) (bool, error) {
 }
 
 func inMountinfo(p string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && unescapeOctal(f[4]) == p {
-			return true
-		}
-	}
-	return false
-}
-
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	ok, _ := mountinfo.IsMountPoint(p)
+	return ok
 }
 
 // mountFlagOpts maps mount(8) flag options to MS_ flags (set, or cleared

@@ -1,0 +1,38 @@
+package mountinfo
+
+import (
+	"strings"
+	"testing"
+)
+
+const sample = `22 1 8:1 / / rw - ext4 /dev/vda rw
+30 22 0:5 / /mnt/root rw - ext4 /dev/vdb rw
+31 30 0:6 / /mnt/root/proc rw - proc proc rw
+32 30 0:7 / /mnt/root/my\040dir rw - tmpfs tmpfs rw
+33 30 0:8 / /mnt/root/proc rw - tmpfs tmpfs rw
+34 22 0:9 / /mnt/rootfs rw - tmpfs tmpfs rw
+`
+
+func TestParseAndUnder(t *testing.T) {
+	mps := parse(sample)
+	if len(mps) != 6 || mps[3] != "/mnt/root/my dir" {
+		t.Fatalf("parse = %q", mps)
+	}
+	got := strings.Join(under(mps, "/mnt/root"), ",")
+	// Children first; of the two mounts on /mnt/root/proc the later first;
+	// /mnt/rootfs is not below /mnt/root.
+	if want := "/mnt/root/proc,/mnt/root/my dir,/mnt/root/proc,/mnt/root"; got != want {
+		t.Fatalf("under = %q, want %q", got, want)
+	}
+}
+
+func TestUnescape(t *testing.T) {
+	for in, want := range map[string]string{`a\040b`: "a b", `tab\011x`: "tab\tx", `plain`: "plain", `bad\9`: `bad\9`} {
+		if got := Unescape(in); got != want {
+			t.Errorf("Unescape(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if ok, err := IsMountPoint("/"); err != nil || !ok {
+		t.Errorf("IsMountPoint(/) = %v, %v", ok, err)
+	}
+}
