@@ -86,8 +86,11 @@ integration: deps guest build images
 
 test: deps guest build images fmt vet unit integration
 
+# Side by side with dockerd+runc, dockerd+runsc and podman (issue 7):
+# installs the reference engines if missing, runs them only for the run,
+# writes docs/BENCHMARKS.md's section and docs/bench/. jevm alone: bench/run.sh.
 bench: deps guest build images
-	bench/run.sh
+	bench/compare.sh
 
 clean:
 	rm -rf $(BIN) $(BUILD)

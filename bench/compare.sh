@@ -1,0 +1,356 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks (issue #7): jevm against dockerd+runc,
+# dockerd+runsc (gVisor) and podman's Docker-compatible API, on the same
+# machine, every engine driven by the same docker CLI over its own socket.
+#
+#   make bench                        # or: bench/compare.sh
+#   RUNS=15 PAR=20 PAR_REPS=3 CAP_MAX=100 CAP_SECONDS=180 ENGINES="runc runsc podman jevm" bench/compare.sh
+#   NO_DOC=1 bench/compare.sh         # don't rewrite docs/BENCHMARKS.md / docs/bench
+#
+# It installs what is missing (apt: docker.io, podman, runsc, gnuplot-nox),
+# starts one local registry (bin/jevm-testimages) and then, one engine at a
+# time, starts the engine on a private temp dir, pulls 127.0.0.1:PORT/busybox
+# and tags it busybox, measures, removes its containers and stops it. No
+# engine outlives the script (trap), no global config file is written
+# (dockerd gets --config-file, podman CONTAINERS_CONF/REGISTRIES_CONF).
+#
+# Raw and summary CSVs go to bench/results/compare-<UTC time>/; the summary
+# CSV and PNG charts (gnuplot) to docs/bench/; the "Side by side (issue 7)"
+# section of docs/BENCHMARKS.md is replaced with the new results.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BIN=${JEVM_BIN:-$ROOT/bin}
+GUEST=${JEVM_GUEST:-$ROOT/build/guest}
+RUNS=${RUNS:-15}               # latency samples per metric
+PAR=${PAR:-20}                 # containers started in parallel
+PAR_REPS=${PAR_REPS:-3}        # repetitions of the parallel start
+CAP_MAX=${CAP_MAX:-100}        # capacity test: stop at this many containers
+CAP_SECONDS=${CAP_SECONDS:-180} # ... or after this long (per engine)
+ENGINES=${ENGINES:-"runc runsc podman jevm"}
+T0=$(date +%s)
+
+# The docker CLI: v28 (from /usr/local/bin) rather than Debian's 20.10 one.
+DOCKER=${DOCKER:-}
+if [ -z "$DOCKER" ]; then
+	for c in /usr/local/bin/docker $(type -ap docker); do
+		v=$("$c" --version 2>/dev/null | sed -n 's/Docker version \([0-9]*\)\..*/\1/p')
+		if [ -n "$v" ] && [ "$v" -ge 28 ]; then DOCKER=$c; break; fi
+	done
+	[ -n "$DOCKER" ] || DOCKER=$(command -v docker || true)
+fi
+
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+res="$ROOT/bench/results/compare-$stamp"
+mkdir -p "$res"
+raw="$res/raw.csv"
+summary="$res/summary.csv"
+notes="$res/notes.txt"
+echo "engine,metric,run,value" >"$raw"
+: >"$notes"
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+note() { echo "$1|$2" >>"$notes"; log "$1: $2"; }
+
+# --- packages (only if missing; installing starts no service here) ---------
+need=""
+for p in docker.io podman runsc gnuplot-nox runc containerd; do
+	dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
+done
+if [ -n "$need" ]; then
+	log "installing:$need"
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need; } >"$res/apt.log" 2>&1 ||
+		log "apt-get install failed (see $res/apt.log); engines that need it will be reported unavailable"
+fi
+[ -n "$DOCKER" ] || { echo "no docker CLI found" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/jevm-compare-XXXXXX)
+chmod 755 "$work"
+export DOCKER_CONFIG=$work/docker-config
+mkdir -p "$DOCKER_CONFIG"
+had_docker0=0; ip link show docker0 >/dev/null 2>&1 && had_docker0=1
+had_cnipodman0=0; ip link show cni-podman0 >/dev/null 2>&1 && had_cnipodman0=1
+# podman's CNI firewall plugin adds (empty) CNI-FORWARD/CNI-ADMIN chains and
+# a FORWARD jump; remove them afterwards if they were not there before.
+had_cnichain=0; iptables -S CNI-FORWARD >/dev/null 2>&1 && had_cnichain=1
+# dockerd and podman leave empty parent cgroups (cgroup v1) behind.
+new_cgroups=""
+for g in docker libpod_parent; do ls -d /sys/fs/cgroup/*/$g >/dev/null 2>&1 || new_cgroups="$new_cgroups $g"; done
+
+engine_pid=""
+engine_dir=""
+# Kill every process whose command line names DIR (only processes this
+# script started: the dir is its own mktemp directory) and their
+# descendants (container processes under shims/conmon), then unmount.
+reap_dir() {
+	local dir=$1 pids
+	[ -n "$dir" ] || return 0
+	for sig in TERM KILL; do
+		pids=$(python3 "$ROOT/bench/lib/pss.py" --pids "$dir/" | grep -vx "$$" || true)
+		[ -n "$pids" ] || break
+		kill -"$sig" $pids 2>/dev/null || true
+		sleep 2
+	done
+	grep -- " $dir" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+}
+stop_engine() {
+	if [ -n "$engine_pid" ] && kill -0 "$engine_pid" 2>/dev/null; then
+		"$DOCKER" ps -aq 2>/dev/null | xargs -r -n 10 -P 4 "$DOCKER" rm -f >/dev/null 2>&1 || true
+		kill "$engine_pid" 2>/dev/null || true
+		for _ in $(seq 1 150); do kill -0 "$engine_pid" 2>/dev/null || break; sleep 0.2; done
+		kill -KILL "$engine_pid" 2>/dev/null || true
+		wait "$engine_pid" 2>/dev/null || true
+	fi
+	engine_pid=""
+	reap_dir "$engine_dir"
+	engine_dir=""
+}
+cleanup() {
+	stop_engine
+	[ -n "${registry:-}" ] && kill "$registry" 2>/dev/null && wait "$registry" 2>/dev/null || true
+	[ "$had_docker0" = 0 ] && ip link del docker0 2>/dev/null || true
+	[ "$had_cnipodman0" = 0 ] && ip link del cni-podman0 2>/dev/null || true
+	if [ "$had_cnichain" = 0 ] && iptables -S CNI-FORWARD >/dev/null 2>&1; then
+		iptables -D FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD 2>/dev/null || true
+		iptables -F CNI-FORWARD 2>/dev/null; iptables -X CNI-FORWARD 2>/dev/null
+		iptables -F CNI-ADMIN 2>/dev/null; iptables -X CNI-ADMIN 2>/dev/null
+	fi
+	for g in $new_cgroups; do for d in /sys/fs/cgroup/*/$g; do rmdir "$d"/conmon "$d" 2>/dev/null || true; done; done
+	rm -rf "$work" 2>/dev/null || { sleep 2; rm -rf "$work" 2>/dev/null || true; }
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- registry with the offline test images --------------------------------
+reg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+REG=127.0.0.1:$reg_port
+"$BIN/jevm-testimages" serve --addr "$REG" --dir "$work/registry" >"$work/registry.log" 2>&1 &
+registry=$!
+for _ in $(seq 1 150); do curl -fsS "http://$REG/v2/" >/dev/null 2>&1 && break; sleep 0.2; done
+curl -fsS "http://$REG/v2/" >/dev/null || { echo "registry did not start" >&2; cat "$work/registry.log" >&2; exit 1; }
+
+ms() { date +%s%N; }
+elapsed_ms() { echo $((($(ms) - $1) / 1000000)); }
+rec() { echo "$1,$2,$3,$4" >>"$raw"; }
+D() { "$DOCKER" "$@"; }
+
+wait_api() {
+	for _ in $(seq 1 "$1"); do
+		D version >/dev/null 2>&1 && return 0
+		kill -0 "$engine_pid" 2>/dev/null || return 1
+		sleep 0.2
+	done
+	return 1
+}
+
+# --- engine start functions: set engine_pid, engine_dir, DOCKER_HOST -------
+start_dockerd() { # $1 = runc|runsc
+	local e=$1 d="$work/eng-$1"
+	engine_dir=$d
+	mkdir -p "$d"
+	command -v dockerd >/dev/null || { echo "dockerd not installed"; return 1; }
+	if [ "$e" = runsc ]; then
+		command -v runsc >/dev/null || { echo "runsc not installed"; return 1; }
+		cat >"$d/daemon.json" <<-EOF
+		{"runtimes": {"runsc": {"path": "$(command -v runsc)", "runtimeArgs": ["--network=host"]}},
+		 "default-runtime": "runsc"}
+		EOF
+	else
+		echo '{}' >"$d/daemon.json"
+	fi
+	export DOCKER_HOST=unix://$d/docker.sock
+	dockerd --config-file "$d/daemon.json" -H "$DOCKER_HOST" --data-root "$d/data" --exec-root "$d/run" \
+		--pidfile "$d/docker.pid" --insecure-registry "$REG" --bip 10.213.0.1/24 \
+		--iptables=false --ip-forward=false --ip-masq=false --userland-proxy=false \
+		>"$d/engine.log" 2>&1 &
+	engine_pid=$!
+	wait_api 300 || { echo "dockerd did not answer: $(tail -3 "$d/engine.log" | tr '\n' ' ')"; return 1; }
+}
+start_podman() {
+	local d="$work/eng-podman"
+	engine_dir=$d
+	mkdir -p "$d/tmp" "$d/net"
+	command -v podman >/dev/null || { echo "podman not installed"; return 1; }
+	cat >"$d/containers.conf" <<-EOF
+	[containers]
+	default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+	[network]
+	network_backend = "cni"
+	network_config_dir = "$d/net"
+	[engine]
+	runtime = "runc"
+	cgroup_manager = "cgroupfs"
+	events_logger = "file"
+	events_logfile_path = "$d/events.log"
+	tmp_dir = "$d/tmp"
+	EOF
+	cat >"$d/registries.conf" <<-EOF
+	unqualified-search-registries = ["docker.io"]
+	[[registry]]
+	location = "$REG"
+	insecure = true
+	EOF
+	export CONTAINERS_CONF=$d/containers.conf CONTAINERS_REGISTRIES_CONF=$d/registries.conf
+	export DOCKER_HOST=unix://$d/podman.sock
+	podman --root "$d/root" --runroot "$d/runroot" --storage-driver overlay \
+		system service --time=0 "$DOCKER_HOST" >"$d/engine.log" 2>&1 &
+	engine_pid=$!
+	wait_api 300 || { echo "podman service did not answer: $(tail -3 "$d/engine.log" | tr '\n' ' ')"; return 1; }
+}
+start_jevm() {
+	local d="$work/eng-jevm"
+	engine_dir=$d
+	mkdir -p "$d"
+	[ -x "$BIN/jevmd" ] || { echo "bin/jevmd missing (make build)"; return 1; }
+	export DOCKER_HOST=unix://$d/docker.sock
+	"$BIN/jevmd" -H "$DOCKER_HOST" --config-file /dev/null --data-root "$d/data" --exec-root "$d/run" \
+		--insecure-registry "$REG" \
+		--kernel "$GUEST/vmlinuz" --kernel-modules "$GUEST/lib/modules/$(cat "$GUEST/release")" \
+		--agent "$BIN/jevm-agent" >"$d/engine.log" 2>&1 &
+	engine_pid=$!
+	wait_api 600 || { echo "jevmd did not answer: $(tail -3 "$d/engine.log" | tr '\n' ' ')"; return 1; }
+	# The daemon boots the default template in the background; wait for it.
+	for _ in $(seq 1 1500); do grep -q "default VM template ready" "$d/engine.log" && return 0; sleep 0.2; done
+	echo "default template not ready after 300 s"; return 1
+}
+
+pss() { python3 "$ROOT/bench/lib/pss.py" "$engine_dir/" "$engine_pid"; }
+running_count() { D ps -q --filter status=running | wc -l; }
+rm_all() { D ps -aq | xargs -r -n 10 -P 4 "$DOCKER" rm -f >/dev/null 2>&1 || true; }
+
+SLEEPER=(sh -c 'trap "exit 0" TERM; sleep 3600 & wait')
+
+bench_engine() {
+	local e=$1 i t c ok
+	# run --rm
+	log "$e: docker run --rm busybox true x$RUNS"
+	D run --rm busybox true >/dev/null 2>&1 || true # warm-up, not recorded
+	for i in $(seq 1 "$RUNS"); do
+		t=$(ms)
+		if D run --rm busybox true >/dev/null 2>"$work/err"; then rec "$e" run_rm "$i" "$(elapsed_ms "$t")"
+		else note "$e" "docker run --rm failed: $(head -c 300 "$work/err" | tr '\n,' '  ')"; fi
+	done
+	# create / start / stop / rm, each timed on its own
+	log "$e: create/start/stop/rm x$RUNS"
+	for i in $(seq 1 "$RUNS"); do
+		t=$(ms); c=$(D create busybox "${SLEEPER[@]}" 2>"$work/err") || { note "$e" "create failed: $(head -c 300 "$work/err" | tr '\n,' '  ')"; continue; }
+		rec "$e" create "$i" "$(elapsed_ms "$t")"
+		t=$(ms); if D start "$c" >/dev/null 2>"$work/err"; then rec "$e" start "$i" "$(elapsed_ms "$t")"
+		else note "$e" "start failed: $(head -c 300 "$work/err" | tr '\n,' '  ')"; D rm -f "$c" >/dev/null 2>&1; continue; fi
+		sleep 0.5
+		t=$(ms); D stop "$c" >/dev/null 2>&1 && rec "$e" stop "$i" "$(elapsed_ms "$t")"
+		t=$(ms); D rm "$c" >/dev/null 2>&1 && rec "$e" rm "$i" "$(elapsed_ms "$t")"
+	done
+	rm_all
+	# PAR containers started in parallel: time until all are running
+	log "$e: $PAR x docker run -d in parallel x$PAR_REPS"
+	for i in $(seq 1 "$PAR_REPS"); do
+		t=$(ms)
+		local pids=()
+		for j in $(seq 1 "$PAR"); do D run -d --name "par$j" busybox sleep 3600 >/dev/null 2>>"$work/parerr" & pids+=($!); done
+		wait "${pids[@]}"
+		ok=0
+		for _ in $(seq 1 600); do
+			[ "$(running_count)" -ge "$PAR" ] && { ok=1; break; }
+			sleep 0.1
+		done
+		if [ "$ok" = 1 ]; then rec "$e" parallel$PAR "$i" "$(elapsed_ms "$t")"
+		else note "$e" "parallel start: only $(running_count) of $PAR running after 60 s: $(head -c 200 "$work/parerr" | tr '\n,' '  ')"; fi
+		rm_all
+		: >"$work/parerr"
+	done
+	# idle memory and capacity: start busybox sleep one at a time; PSS of
+	# the engine's whole process set at 0, 10 and 50; stop at CAP_MAX, after
+	# CAP_SECONDS, on a failed start, or when start latency doubles.
+	log "$e: idle memory and capacity (<= $CAP_MAX containers, <= $CAP_SECONDS s)"
+	sleep 3
+	local base base_n p n start_t lat base_lat="" reason="" cnt=0 lats=()
+	read -r base base_n < <(pss)
+	rec "$e" pss_baseline_kib 1 "$base"
+	start_t=$(date +%s)
+	for i in $(seq 1 "$CAP_MAX"); do
+		t=$(ms)
+		if ! D run -d --name "idle$i" busybox sleep 3600 >/dev/null 2>"$work/err"; then
+			reason="start $i failed: $(head -c 200 "$work/err" | tr '\n,' '  ')"; break
+		fi
+		lat=$(elapsed_ms "$t"); cnt=$i; lats+=("$lat")
+		rec "$e" cap_start_latency "$i" "$lat"
+		if [ "$i" = 5 ]; then base_lat=$(printf '%s\n' "${lats[@]}" | sort -n | sed -n 3p); fi
+		if [ "$i" = 10 ] || [ "$i" = 50 ]; then
+			sleep 5
+			read -r p n < <(pss)
+			rec "$e" pss_per_container_n$i 1 $(((p - base) / i))
+			rec "$e" pss_total_kib_n$i 1 "$p"
+			log "$e: N=$i PSS total $((p / 1024)) MiB over $n processes, baseline $((base / 1024)) MiB -> $(((p - base) / i / 1024)) MiB/container"
+		fi
+		if [ -n "$base_lat" ] && [ "$i" -ge 10 ]; then
+			local recent
+			recent=$(printf '%s\n' "${lats[@]: -5}" | sort -n | sed -n 3p)
+			if [ "$recent" -gt $((2 * base_lat)) ]; then reason="start latency doubled (median of last 5: $recent ms, of first 5: $base_lat ms)"; break; fi
+		fi
+		if [ $(($(date +%s) - start_t)) -ge "$CAP_SECONDS" ]; then reason="time bound ${CAP_SECONDS} s reached"; break; fi
+	done
+	[ -n "$reason" ] || reason="count bound $CAP_MAX reached"
+	rec "$e" capacity 1 "$cnt"
+	note "$e" "capacity: $cnt containers running; stopped because: $reason"
+	if [ "$cnt" -lt 50 ]; then note "$e" "PSS at N=50 not measured: only $cnt containers were started"; fi
+	log "$e: removing $cnt containers"
+	rm_all
+}
+
+jevm_extras() {
+	local d="$work/eng-jevm" tmpl accel
+	tmpl=$(grep -o 'default VM template ready.*elapsed=[^ ]*' "$d/engine.log" | sed 's/.*elapsed=//' | tr -d '"' | head -1)
+	accel=$(D info --format '{{range .Labels}}{{println .}}{{end}}' 2>/dev/null | sed -n 's/^com.jevm.accelerator=//p')
+	note jevm "accelerator: ${accel:-unknown}; template cold boot + snapshot: ${tmpl:-unknown}"
+	echo "$accel" >"$res/jevm-accel.txt"
+	echo "$tmpl" >"$res/jevm-template.txt"
+	# per-start timings from the daemon's log: clone restored, clone -> entrypoint
+	grep -o 'container started.*' "$d/engine.log" | sed -n 's/.*clone=\([^ ]*\).*total=\([^ ]*\).*/\1 \2/p' >"$work/clone.txt" || true
+	to_ms() { awk '{v=$1; if (v ~ /ms$/) {sub(/ms/,"",v); print v} else if (v ~ /µs$/) {sub(/µs/,"",v); print v/1000} else {sub(/s$/,"",v); print v*1000}}'; }
+	i=0; awk '{print $1}' "$work/clone.txt" | to_ms | while read -r v; do i=$((i + 1)); rec jevm clone_restore "$i" "${v%.*}"; done
+	i=0; awk '{print $2}' "$work/clone.txt" | to_ms | while read -r v; do i=$((i + 1)); rec jevm clone_to_entrypoint "$i" "${v%.*}"; done
+	cp "$d/engine.log" "$res/jevmd.log" 2>/dev/null || true
+}
+
+for e in $ENGINES; do
+	log "=== $e ==="
+	unset CONTAINERS_CONF CONTAINERS_REGISTRIES_CONF
+	case $e in
+	runc | runsc) msg=$(start_dockerd "$e" 2>&1) ;;
+	podman) msg=$(start_podman 2>&1) ;;
+	jevm) msg=$(start_jevm 2>&1) ;;
+	*) note "$e" "unknown engine"; continue ;;
+	esac
+	rc=$?
+	# the start functions ran in $(...): redo their exports here
+	case $e in
+	runc | runsc) engine_dir=$work/eng-$e; export DOCKER_HOST=unix://$engine_dir/docker.sock ;;
+	podman) engine_dir=$work/eng-podman; export DOCKER_HOST=unix://$engine_dir/podman.sock CONTAINERS_CONF=$engine_dir/containers.conf CONTAINERS_REGISTRIES_CONF=$engine_dir/registries.conf ;;
+	jevm) engine_dir=$work/eng-jevm; export DOCKER_HOST=unix://$engine_dir/docker.sock ;;
+	esac
+	engine_pid=$(pgrep -f -- "$engine_dir/" -o 2>/dev/null | head -1)
+	if [ "$rc" != 0 ]; then
+		note "$e" "UNAVAILABLE: engine did not start: $msg"
+		stop_engine; continue
+	fi
+	D version --format "$e server {{.Server.Version}} API {{.Server.APIVersion}}" >>"$res/versions.txt" 2>&1
+	if ! D pull -q "$REG/busybox" >/dev/null 2>"$work/err" || ! D tag "$REG/busybox" busybox 2>>"$work/err"; then
+		note "$e" "UNAVAILABLE: could not pull/tag $REG/busybox: $(head -c 300 "$work/err" | tr '\n,' '  ')"
+		stop_engine; continue
+	fi
+	if ! D run --rm busybox true >/dev/null 2>"$work/err"; then
+		note "$e" "UNAVAILABLE: docker run --rm busybox true failed: $(head -c 300 "$work/err" | tr '\n,' '  ')"
+		cp "$engine_dir/engine.log" "$res/$e-engine.log" 2>/dev/null
+		stop_engine; continue
+	fi
+	bench_engine "$e"
+	[ "$e" = jevm ] && jevm_extras
+	cp "$engine_dir/engine.log" "$res/$e-engine.log" 2>/dev/null || true
+	log "$e: stopping"
+	stop_engine
+done
+
+total_s=$(($(date +%s) - T0))
+echo "$total_s" >"$res/total_seconds.txt"
+log "measurements done in ${total_s} s; writing results"
+python3 "$ROOT/bench/lib/report.py" "$res" "$ROOT" "${NO_DOC:-0}" "$RUNS" "$PAR" "$PAR_REPS" "$CAP_MAX" "$CAP_SECONDS" "$("$DOCKER" --version)"
