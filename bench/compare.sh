@@ -121,12 +121,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- registry with the offline test images --------------------------------
-reg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-REG=127.0.0.1:$reg_port
-"$BIN/jevm-testimages" serve --addr "$REG" --dir "$work/registry" >"$work/registry.log" 2>&1 &
-registry=$!
-for _ in $(seq 1 150); do curl -fsS "http://$REG/v2/" >/dev/null 2>&1 && break; sleep 0.2; done
-curl -fsS "http://$REG/v2/" >/dev/null || { echo "registry did not start" >&2; cat "$work/registry.log" >&2; exit 1; }
+. "$ROOT/bench/lib/jevm.sh"
+start_registry "$work" || exit 1
 
 ms() { date +%s%N; }
 elapsed_ms() { echo $((($(ms) - $1) / 1000000)); }
@@ -201,16 +197,10 @@ start_jevm() {
 	engine_dir=$d
 	mkdir -p "$d"
 	[ -x "$BIN/jevmd" ] || { echo "bin/jevmd missing (make build)"; return 1; }
-	export DOCKER_HOST=unix://$d/docker.sock
-	"$BIN/jevmd" -H "$DOCKER_HOST" --config-file /dev/null --data-root "$d/data" --exec-root "$d/run" \
-		--insecure-registry "$REG" \
-		--kernel "$GUEST/vmlinuz" --kernel-modules "$GUEST/lib/modules/$(cat "$GUEST/release")" \
-		--agent "$BIN/jevm-agent" >"$d/engine.log" 2>&1 &
-	engine_pid=$!
-	wait_api 600 || { echo "jevmd did not answer: $(tail -3 "$d/engine.log" | tr '\n' ' ')"; return 1; }
-	# The daemon boots the default template in the background; wait for it.
-	for _ in $(seq 1 1500); do grep -q "default VM template ready" "$d/engine.log" && return 0; sleep 0.2; done
-	echo "default template not ready after 300 s"; return 1
+	start_jevmd "$d" "$d/engine.log" --insecure-registry "$REG"
+	local rc=$?
+	engine_pid=$jevmd
+	return $rc
 }
 
 pss() { python3 "$ROOT/bench/lib/pss.py" "$engine_dir/" "$engine_pid"; }

@@ -18,7 +18,6 @@ out="$ROOT/bench/results/core-$(date -u +%Y%m%dT%H%M%SZ).md"
 export DOCKER_HOST=unix://$work/docker.sock
 export DOCKER_CONFIG=$work/docker-config
 
-reg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cleanup() {
 	docker ps -aq 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1 || true
 	[ -n "${jevmd:-}" ] && kill "$jevmd" 2>/dev/null && wait "$jevmd" 2>/dev/null || true
@@ -27,18 +26,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN/jevm-testimages" serve --addr "127.0.0.1:$reg_port" --dir "$work/registry" >"$work/registry.log" 2>&1 &
-registry=$!
-for _ in $(seq 1 150); do curl -fsS "http://127.0.0.1:$reg_port/v2/" >/dev/null 2>&1 && break; sleep 0.2; done
-
-"$BIN/jevmd" -H "$DOCKER_HOST" --config-file /dev/null --data-root "$work/data" --exec-root "$work/run" \
-	--registry-mirror "http://127.0.0.1:$reg_port" --insecure-registry "127.0.0.1:$reg_port" \
-	--kernel "$GUEST/vmlinuz" --kernel-modules "$GUEST/lib/modules/$(cat "$GUEST/release")" \
-	--agent "$BIN/jevm-agent" >"$work/jevmd.log" 2>&1 &
-jevmd=$!
-for _ in $(seq 1 600); do docker version >/dev/null 2>&1 && break; sleep 0.2; done
-# The daemon boots the default template in the background; wait for it.
-for _ in $(seq 1 900); do grep -q "default VM template ready" "$work/jevmd.log" && break; sleep 0.2; done
+. "$ROOT/bench/lib/jevm.sh"
+start_registry "$work"
+start_jevmd "$work" "$work/jevmd.log" --registry-mirror "http://$REG" --insecure-registry "$REG"
 template=$(grep -o 'default VM template ready.*elapsed=[^ ]*' "$work/jevmd.log" | sed 's/.*elapsed=//' | tr -d '"')
 accel=$(docker info --format '{{range .Labels}}{{println .}}{{end}}' | sed -n 's/^com.jevm.accelerator=//p')
 docker pull -q busybox >/dev/null
