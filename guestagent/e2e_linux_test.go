@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jevm/jevm/internal/guestassets"
 	"github.com/jevm/jevm/vmbackend/agentclient"
 	"github.com/jevm/jevm/vmbackend/agentproto"
 	"github.com/jevm/jevm/vmbackend/initramfs"
@@ -93,12 +94,12 @@ func setupE2E(t *testing.T) *e2eEnv {
 			e2eErr = err
 			return
 		}
-		kernel := filepath.Join(root, "build/guest/vmlinuz")
-		mods, _ := filepath.Glob(filepath.Join(root, "build/guest/lib/modules/*/kernel"))
-		if _, err := os.Stat(kernel); err != nil || len(mods) == 0 {
-			e2eSkip = "e2e VM test needs the guest kernel in build/guest (vmlinuz and lib/modules/<release>)"
+		assets, err := guestassets.Load(filepath.Join(root, "build", "guest"))
+		if err != nil {
+			e2eSkip = fmt.Sprintf("e2e VM test needs the guest kernel that `make guest` unpacks: %v", err)
 			return
 		}
+		kernel := assets.Kernel
 		for _, tool := range []string{"qemu-system-x86_64", "mke2fs"} {
 			if _, err := exec.LookPath(tool); err != nil {
 				e2eSkip = "e2e VM test needs " + tool
@@ -122,7 +123,7 @@ func setupE2E(t *testing.T) *e2eEnv {
 			e2eErr = err
 			return
 		}
-		res, err := initramfs.Build(initramfs.Options{AgentPath: agent, ModulesDir: filepath.Dir(mods[0]), Output: filepath.Join(dir, "initrd.gz"),
+		res, err := initramfs.Build(initramfs.Options{AgentPath: agent, ModulesDir: assets.Modules, Output: filepath.Join(dir, "initrd.gz"),
 			KeepSignatures: os.Getenv("JEVM_E2E_KEEPSIG") == "1"})
 		if err != nil {
 			e2eErr = err

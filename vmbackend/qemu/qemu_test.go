@@ -16,6 +16,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/jevm/jevm/internal/guestassets"
 	"github.com/jevm/jevm/vmbackend"
 	"github.com/jevm/jevm/vmbackend/agentclient"
 	"github.com/jevm/jevm/vmbackend/agentproto"
@@ -26,9 +27,8 @@ import (
 // accelerator the provider picks (TCG on the project's machines).
 
 const (
-	testQEMU    = "/usr/bin/qemu-system-x86_64"
-	testDisk    = 512 << 20 // small: mke2fs and the placeholder stay cheap
-	testKernelV = "6.1.0-56-amd64"
+	testQEMU = "/usr/bin/qemu-system-x86_64"
+	testDisk = 512 << 20 // small: mke2fs and the placeholder stay cheap
 )
 
 var testShape = vmbackend.Shape{MemoryMiB: 256, VCPUs: 1}
@@ -42,6 +42,9 @@ func repoRoot(t *testing.T) string {
 	return filepath.Clean(filepath.Join(wd, "..", ".."))
 }
 
+// guestDir is where `make guest` unpacks the kernel the Makefile picked.
+func guestDir(t *testing.T) string { return filepath.Join(repoRoot(t), "build", "guest") }
+
 func requireVM(t *testing.T) (kernel string) {
 	t.Helper()
 	if testing.Short() {
@@ -50,8 +53,12 @@ func requireVM(t *testing.T) (kernel string) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping real-QEMU test: needs root (mke2fs -d ownership, QEMU sockets)")
 	}
-	kernel = filepath.Join(repoRoot(t), "build", "guest", "vmlinuz")
-	for _, f := range []string{testQEMU, "/usr/bin/qemu-img", kernel, "/bin/busybox"} {
+	assets, err := guestassets.Load(guestDir(t))
+	if err != nil {
+		t.Skipf("skipping real-QEMU test: %v (`make guest` unpacks it)", err)
+	}
+	kernel = assets.Kernel
+	for _, f := range []string{testQEMU, "/usr/bin/qemu-img", "/bin/busybox"} {
 		if _, err := os.Stat(f); err != nil {
 			t.Skipf("skipping real-QEMU test: %s missing", f)
 		}
@@ -70,9 +77,13 @@ func buildInitrd(ctx context.Context, t *testing.T, dir string) string {
 	if err := initramfs.BuildAgent(ctx, root, "", agent); err != nil {
 		t.Fatal(err)
 	}
+	assets, err := guestassets.Load(guestDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	res, err := initramfs.Build(initramfs.Options{
 		AgentPath:  agent,
-		ModulesDir: filepath.Join(root, "build", "guest", "lib", "modules", testKernelV),
+		ModulesDir: assets.Modules,
 		Output:     filepath.Join(dir, "initrd.gz"),
 	})
 	if err != nil {
