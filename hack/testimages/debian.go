@@ -92,8 +92,16 @@ func aptDownload(ctx context.Context, dir, pkg string) (string, error) {
 }
 
 // mirrors returns the Debian mirror and the security mirror ("" if none)
-// to build from.
-func mirrors(override string) (mirror, security string) {
+// to build from: the explicit setting, else the host's apt sources. No
+// mirror host is built in: a machine's apt sources say which one it may
+// reach, and a guess would fail slowly where the network is closed.
+func mirrors(override string) (mirror, security string, err error) {
+	return mirrorsFrom(override, "/etc/apt")
+}
+
+// mirrorsFrom is mirrors with the apt configuration directory as a
+// parameter (tests give their own).
+func mirrorsFrom(override, aptDir string) (mirror, security string, err error) {
 	if override == "" {
 		override = os.Getenv(MirrorEnv)
 	}
@@ -102,9 +110,9 @@ func mirrors(override string) (mirror, security string) {
 		if strings.HasSuffix(mirror, "/debian") {
 			security = mirror + "-security"
 		}
-		return mirror, security
+		return mirror, security, nil
 	}
-	for _, u := range hostAptURIs() {
+	for _, u := range aptURIs(aptDir) {
 		u = strings.TrimSuffix(u, "/")
 		switch {
 		case strings.HasSuffix(u, "/debian") && mirror == "":
@@ -114,15 +122,16 @@ func mirrors(override string) (mirror, security string) {
 		}
 	}
 	if mirror == "" {
-		mirror = "http://deb.debian.org/debian"
+		return "", "", fmt.Errorf("no Debian mirror: the host's apt sources (/etc/apt/sources.list, /etc/apt/sources.list.d) name no http(s) URI ending in /debian; give one with --mirror URL or %s=URL", MirrorEnv)
 	}
-	return mirror, security
+	return mirror, security, nil
 }
 
-// hostAptURIs lists the http(s) URIs of the host's apt sources.
-func hostAptURIs() []string {
+// aptURIs lists the http(s) URIs of the apt sources under aptDir
+// (/etc/apt on the host), deb822 .sources files and one-line .list files.
+func aptURIs(aptDir string) []string {
 	var uris []string
-	files, _ := filepath.Glob("/etc/apt/sources.list.d/*.sources")
+	files, _ := filepath.Glob(filepath.Join(aptDir, "sources.list.d", "*.sources"))
 	for _, f := range files {
 		data, _ := os.ReadFile(f)
 		for _, line := range strings.Split(string(data), "\n") {
@@ -131,8 +140,8 @@ func hostAptURIs() []string {
 			}
 		}
 	}
-	lists, _ := filepath.Glob("/etc/apt/sources.list.d/*.list")
-	for _, f := range append([]string{"/etc/apt/sources.list"}, lists...) {
+	lists, _ := filepath.Glob(filepath.Join(aptDir, "sources.list.d", "*.list"))
+	for _, f := range append([]string{filepath.Join(aptDir, "sources.list")}, lists...) {
 		data, _ := os.ReadFile(f)
 		for _, line := range strings.Split(string(data), "\n") {
 			fs := strings.Fields(line)

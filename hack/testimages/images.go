@@ -213,7 +213,10 @@ func (b *builder) buildDebian(ctx context.Context, lay *layout, work string) err
 		return err
 	}
 	defer logw.Close()
-	mirror, security := mirrors(b.opts.Mirror)
+	mirror, security, err := mirrors(b.opts.Mirror)
+	if err != nil {
+		return err
+	}
 	rootfs := filepath.Join(work, "rootfs")
 	b.opts.Logf("debootstrap --variant=minbase %s from %s", Suite, mirror)
 	if err := debootstrap(ctx, rootfs, mirror, logw); err != nil {
