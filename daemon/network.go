@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/go-connections/nat"
 	"github.com/sirupsen/logrus"
@@ -37,12 +39,59 @@ import (
 	"github.com/jevm/jevm/vmbackend/agentproto"
 )
 
-// NetworkConfig is the daemon's networking configuration.
+// NetworkConfig is the daemon's networking configuration. The zero value
+// of every field is jevm's (and dockerd's) default; the fields that carry
+// a dockerd daemon setting name it, so that an admin's dockerd flags and
+// daemon.json keys map onto them one to one.
 type NetworkConfig struct {
 	// DefaultBridge is the Linux bridge of the predefined "bridge"
-	// network (dockerd's docker0); "jevm0" by default. If another owner
-	// has that name, jevm0's successors (jevm1, ...) are tried.
+	// network (dockerd's -b/--bridge, daemon.json "bridge"); "jevm0" by
+	// default. jevm creates it if missing. Under the default name, if
+	// another owner has jevm0, its successors (jevm1, ...) are tried; a
+	// name the admin chose is used as is or the daemon fails to start,
+	// since jevm only uses bridges it created (alias jevm:<network ID>).
+	// "none" is the same as NoDefaultBridge.
 	DefaultBridge string
+	// NoDefaultBridge is dockerd's `-b none` ("bridge": "none"): there is
+	// no predefined "bridge" network and no bridge for it. As in dockerd,
+	// containers on the default network ("bridge", which is what `docker
+	// run` without --network asks for) start without a network interface
+	// (as with --network none) and their published ports are not opened;
+	// user-defined networks work as usual.
+	NoDefaultBridge bool
+	// BridgeIP is dockerd's --bip ("bip"), e.g. 172.30.0.1/16: the
+	// default bridge's gateway address and, masked, its subnet. Zero: the
+	// first free subnet of the address pools. It is applied at daemon
+	// start if no running container is on the default bridge; otherwise
+	// the old subnet is kept, with a warning, until one of the next
+	// starts finds the bridge unused.
+	BridgeIP netip.Prefix
+	// DefaultAddressPools is dockerd's --default-address-pool
+	// ("default-address-pools"): where networks without --subnet (and the
+	// default bridge without BridgeIP) get their subnets. Empty: dockerd's
+	// built-in pools (network.DefaultAddressPools).
+	DefaultAddressPools []AddressPool
+	// DisableIPTables is dockerd's --iptables=false ("iptables": false):
+	// jevm runs no iptables at all (no NAT, forwarding, internal-network
+	// or isolation rules, and needs no iptables binary); bridges, taps and
+	// addresses are still made. The admin provides any firewall rules.
+	DisableIPTables bool
+	// DisableIPForward is dockerd's --ip-forward=false ("ip-forward":
+	// false): jevm does not turn on net.ipv4.ip_forward, so containers
+	// reach beyond the host only if the admin enables it.
+	DisableIPForward bool
+	// DNS, DNSSearch and DNSOptions are dockerd's --dns, --dns-search and
+	// --dns-opt ("dns", "dns-search", "dns-opts"): the defaults of
+	// containers that give no --dns, --dns-search or --dns-option of
+	// their own, used where dockerd uses them: on the default bridge (and
+	// without a network) DNS are the nameservers of the container's
+	// resolv.conf; on user-defined networks resolv.conf names the
+	// embedded DNS server and DNS are the servers it forwards to (instead
+	// of the host's). DNSSearch and DNSOptions replace the host's search
+	// and options lines on every network.
+	DNS        []string
+	DNSSearch  []string
+	DNSOptions []string
 	// MTU of bridges, taps and guest interfaces (default 1500).
 	MTU int
 	// ResolvConf is the host's resolver configuration (default
@@ -54,9 +103,24 @@ type NetworkConfig struct {
 	DNSPort int
 }
 
+// AddressPool is one entry of NetworkConfig.DefaultAddressPools: Base
+// split into subnets of prefix length Size.
+type AddressPool = jnet.AddressPool
+
+// defaultBridgeName is the default bridge's name unless the admin names
+// one.
+const defaultBridgeName = "jevm0"
+
+// bridgeNone is dockerd's `-b none`.
+const bridgeNone = "none"
+
 func (c *NetworkConfig) setDefaults() {
+	if c.DefaultBridge == bridgeNone {
+		c.NoDefaultBridge = true
+		c.DefaultBridge = ""
+	}
 	if c.DefaultBridge == "" {
-		c.DefaultBridge = "jevm0"
+		c.DefaultBridge = defaultBridgeName
 	}
 	if c.MTU == 0 {
 		c.MTU = 1500
@@ -67,6 +131,89 @@ func (c *NetworkConfig) setDefaults() {
 	if c.DNSPort == 0 {
 		c.DNSPort = 53
 	}
+}
+
+// explicitBridge reports whether the admin named the default bridge (then
+// jevm does not fall back to other names).
+func (c *NetworkConfig) explicitBridge() bool {
+	return c.DefaultBridge != "" && c.DefaultBridge != defaultBridgeName && c.DefaultBridge != bridgeNone
+}
+
+// pools are the address pools networks get their subnets from.
+func (c *NetworkConfig) pools() []AddressPool {
+	if len(c.DefaultAddressPools) > 0 {
+		return c.DefaultAddressPools
+	}
+	return jnet.DefaultAddressPools
+}
+
+// validDNSSearch is dockerd's check of a --dns-search domain.
+var validDNSSearch = regexp.MustCompile(`^(:?(:?[a-zA-Z0-9]|(:?[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9]))(:?\.(:?[a-zA-Z0-9]|(:?[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])))*)\.?$`)
+
+// Validate checks the settings an admin gives (flags, daemon.json) and
+// returns every problem found, each naming the dockerd option, so that
+// the daemon refuses to start with a bad configuration rather than fail
+// later. The zero value is valid.
+func (c NetworkConfig) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if b := c.DefaultBridge; b != "" && b != bridgeNone {
+		if len(b) > jnet.MaxIfNameLen || strings.ContainsAny(b, "/: \t\n") || b == "." || b == ".." {
+			bad("invalid --bridge %q: not a valid interface name (at most %d characters, no '/', ':' or spaces)", b, jnet.MaxIfNameLen)
+		}
+	}
+	noBridge := c.NoDefaultBridge || c.DefaultBridge == bridgeNone
+	if c.BridgeIP != (netip.Prefix{}) {
+		ip := c.BridgeIP
+		switch {
+		case !ip.IsValid() || !ip.Addr().Is4():
+			bad("invalid --bip %s: only an IPv4 address with a prefix length (such as 172.30.0.1/16) is supported", ip)
+		case ip.Bits() > 30:
+			bad("invalid --bip %s: the subnet is too small for a gateway and a container (at most /30)", ip)
+		case ip.Addr() == ip.Masked().Addr() || ip.Addr() == lastAddr4(ip):
+			bad("invalid --bip %s: it is the network or broadcast address of %s; give the bridge's own address, such as %s", ip, ip.Masked(), ip.Masked().Addr().Next())
+		}
+		if noBridge {
+			// As dockerd: without a default bridge there is nothing to
+			// address.
+			bad("you specified -b none & --bip, mutually exclusive options: please specify only one")
+		}
+	}
+	for _, p := range c.DefaultAddressPools {
+		if err := p.Validate(); err != nil {
+			bad("invalid --default-address-pool %s: %w", p, err)
+		}
+	}
+	for _, s := range c.DNS {
+		if _, err := netip.ParseAddr(s); err != nil {
+			bad("invalid --dns %q: IP address is not correctly formatted", s)
+		}
+	}
+	for _, s := range c.DNSSearch {
+		if s == "." {
+			continue
+		}
+		if len(s) > 255 || !validDNSSearch.MatchString(s) {
+			bad("invalid --dns-search %q: not a valid domain", s)
+		}
+	}
+	for _, s := range c.DNSOptions {
+		if s == "" || strings.ContainsAny(s, " \t\n") {
+			bad("invalid --dns-opt %q: an option is one word, such as ndots:2", s)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// lastAddr4 is the broadcast address of p.
+func lastAddr4(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr()
+	for i := p.Bits(); i < 32; i++ {
+		b := a.As4()
+		b[i/8] |= 0x80 >> (i % 8)
+		a = netip.AddrFrom4(b)
+	}
+	return a
 }
 
 // Drivers of the predefined networks.
@@ -106,6 +253,10 @@ type netRecord struct {
 	LastIP   string `json:"lastIp,omitempty"`
 	// Endpoints are the running containers' attachments, by endpoint ID.
 	Endpoints map[string]*endpointRecord `json:"endpoints,omitempty"`
+
+	// FromBIP: the default bridge's subnet and gateway came from the
+	// daemon's --bip (kept as is; picked anew when --bip is dropped).
+	FromBIP bool `json:"fromBip,omitempty"`
 
 	pool *jnet.Pool
 	dns  *jnet.DNSServer
@@ -196,6 +347,9 @@ type netStateFile struct {
 // initNetworking loads the networks (making the predefined ones on the
 // first start) and brings their bridges, rules and DNS servers up.
 func (d *Daemon) initNetworking(cfg NetworkConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return errdefs.InvalidParameter(fmt.Errorf("network configuration: %w", err))
+	}
 	cfg.setDefaults()
 	nm := &netManager{
 		d: d, cfg: cfg, log: d.log.WithField("part", "network"),
@@ -208,34 +362,200 @@ func (d *Daemon) initNetworking(cfg NetworkConfig) error {
 	if err := os.MkdirAll(filepath.Dir(nm.path), 0o700); err != nil {
 		return err
 	}
-	host, err := jnet.NewHost()
-	switch {
-	case os.Geteuid() != 0:
-		nm.log.Warn("host networking needs root: containers get no network interfaces")
-	case err != nil:
+	host, err := newNetHost(cfg, os.Geteuid())
+	if err != nil {
 		nm.log.WithError(err).Warn("host networking unavailable: containers get no network interfaces")
-	default:
+	} else {
 		nm.host = host
+		if !host.Firewall() {
+			nm.log.Info("iptables disabled (--iptables=false): jevm installs no NAT, forwarding or isolation rules")
+		}
+		if cfg.DisableIPForward && !jnet.IPForwardEnabled() {
+			nm.log.Warn("IPv4 forwarding is disabled on the host and --ip-forward=false: containers cannot reach beyond the host")
+		}
 	}
 	if err := nm.load(); err != nil {
 		return err
 	}
 	nm.mu.Lock()
 	defer nm.unlock()
+	if err := nm.setUpNetworksLocked(); err != nil {
+		return err
+	}
+	d.net = nm
+	return nm.saveLocked()
+}
+
+// setUpNetworksLocked makes the predefined networks that are missing,
+// applies the configuration to the default bridge and brings every
+// network up.
+func (nm *netManager) setUpNetworksLocked() error {
 	for _, name := range []string{network.NetworkBridge, network.NetworkHost, network.NetworkNone} {
+		if name == network.NetworkBridge && nm.cfg.NoDefaultBridge {
+			continue
+		}
 		if nm.byNameLocked(name) == nil {
 			if err := nm.createPredefinedLocked(name); err != nil {
 				return err
 			}
 		}
 	}
+	// As dockerd, which makes its default bridge anew from the
+	// configuration at every start: a changed -b, --bip or address pool
+	// applies now, unless containers still run on the bridge.
+	if _, err := nm.syncDefaultBridgeLocked(false); err != nil {
+		return err
+	}
 	for _, r := range nm.sortedLocked() {
 		if err := nm.bringUpLocked(r); err != nil {
+			if r.isDefaultBridge() && nm.cfg.explicitBridge() {
+				// The admin named this bridge: no quiet fallback.
+				return fmt.Errorf("default bridge network: %w", err)
+			}
 			nm.log.WithError(err).WithField("network", r.Name).Error("cannot set up network")
 		}
 	}
-	d.net = nm
-	return nm.saveLocked()
+	return nil
+}
+
+// newNetHost returns the host networking backend, or why there is none
+// (containers then start without network interfaces). With
+// DisableIPTables it neither needs nor runs iptables.
+func newNetHost(cfg NetworkConfig, euid int) (*jnet.Host, error) {
+	if euid != 0 {
+		return nil, errors.New("host networking needs root")
+	}
+	if cfg.DisableIPTables {
+		return jnet.NewHostWithoutFirewall(), nil
+	}
+	return jnet.NewHost()
+}
+
+// bridgeDisabled reports whether ref names the default bridge network
+// while the daemon runs without one (-b none): dockerd then starts such
+// containers without a network (NetworkDisabled), and so does jevm.
+func (nm *netManager) bridgeDisabled(ref string) bool {
+	return nm.cfg.NoDefaultBridge && (ref == network.NetworkBridge || ref == network.NetworkDefault)
+}
+
+// defaultBridgeNameOK reports whether the default bridge may keep the
+// host bridge name: the admin's name if one was given, else jevm0 or one
+// of its fallbacks.
+func (nm *netManager) defaultBridgeNameOK(name string) bool {
+	if nm.cfg.explicitBridge() {
+		return name == nm.cfg.DefaultBridge
+	}
+	n, ok := strings.CutPrefix(name, "jevm")
+	if !ok || n == "" {
+		return false
+	}
+	_, err := strconv.ParseUint(n, 10, 8)
+	return err == nil
+}
+
+// defaultBridgeChangeLocked says how the default bridge network's record
+// differs from the configuration: its removal (-b none), its bridge name,
+// its address ("" each where it does not).
+func (nm *netManager) defaultBridgeChangeLocked(r *netRecord) (remove, name, addr string) {
+	if nm.cfg.NoDefaultBridge {
+		return "no default bridge (-b none)", "", ""
+	}
+	if r.Bridge != "" && !nm.defaultBridgeNameOK(r.Bridge) {
+		name = fmt.Sprintf("bridge %s instead of %s", nm.cfg.DefaultBridge, r.Bridge)
+	}
+	bip := nm.cfg.BridgeIP
+	switch {
+	case bip.IsValid() && (r.Subnet != bip.Masked().String() || r.Gateway != bip.Addr().String()):
+		addr = fmt.Sprintf("--bip %s instead of %s", bip, r.gatewayPrefixString())
+	case !bip.IsValid() && r.FromBIP:
+		addr = "a subnet from the address pools instead of the former --bip " + r.gatewayPrefixString()
+	case !bip.IsValid() && !r.subnetInPools(nm.cfg.pools()):
+		addr = "a subnet from the address pools instead of " + r.Subnet
+	}
+	return remove, name, addr
+}
+
+func (r *netRecord) gatewayPrefixString() string {
+	sub, err := netip.ParsePrefix(r.Subnet)
+	if err != nil {
+		return r.Subnet
+	}
+	return r.Gateway + "/" + strconv.Itoa(sub.Bits())
+}
+
+func (r *netRecord) subnetInPools(pools []AddressPool) bool {
+	sub, err := netip.ParsePrefix(r.Subnet)
+	return err == nil && jnet.InPools(pools, sub)
+}
+
+// syncDefaultBridgeLocked makes the default bridge network follow the
+// configuration (NoDefaultBridge, DefaultBridge, BridgeIP,
+// DefaultAddressPools): it is removed, renamed or re-addressed, its old
+// bridge and rules removed first. Like dockerd, which leaves its networks
+// alone while live-restored containers have sandboxes, it changes nothing
+// while endpoints are on it; reconcileNetworking tries again once the
+// endpoints of containers that no longer run are gone (final: the last
+// try of this start, which warns if the change stays pending). It reports
+// whether the record changed.
+func (nm *netManager) syncDefaultBridgeLocked(final bool) (bool, error) {
+	r := nm.byNameLocked(network.NetworkBridge)
+	if r == nil {
+		return false, nil
+	}
+	remove, name, addr := nm.defaultBridgeChangeLocked(r)
+	if remove == "" && name == "" && addr == "" {
+		return false, nil
+	}
+	log := nm.log.WithFields(logrus.Fields{"network": r.Name, "change": strings.Trim(remove+"; "+name+"; "+addr, "; ")})
+	if len(r.Endpoints) > 0 {
+		if final {
+			log.Warn("the default bridge network has running containers: keeping its current configuration until a daemon start finds it unused")
+		}
+		return false, nil
+	}
+	nm.bringDownLocked(r)
+	if nm.cfg.NoDefaultBridge {
+		delete(nm.nets, r.ID)
+		log.Info("default bridge network removed")
+		return true, nil
+	}
+	if name != "" {
+		r.Bridge = "" // bringUpLocked names it
+	}
+	if addr != "" {
+		old := *r
+		if err := nm.addressDefaultBridgeLocked(r); err != nil {
+			r.Subnet, r.Gateway, r.IPRange, r.LastIP, r.FromBIP, r.pool = old.Subnet, old.Gateway, old.IPRange, old.LastIP, old.FromBIP, old.pool
+			return false, err
+		}
+	}
+	log.WithField("subnet", r.Subnet).Info("default bridge network reconfigured")
+	return true, nil
+}
+
+// addressDefaultBridgeLocked gives the default bridge network its subnet
+// and gateway: --bip's, else the first free subnet of the address pools.
+func (nm *netManager) addressDefaultBridgeLocked(r *netRecord) error {
+	r.IPRange, r.LastIP, r.Gateway = "", "", ""
+	if bip := nm.cfg.BridgeIP; bip.IsValid() {
+		sub := bip.Masked()
+		for _, o := range nm.nets {
+			if o == r || o.Subnet == "" {
+				continue
+			}
+			if op, err := netip.ParsePrefix(o.Subnet); err == nil && jnet.Overlaps(op, sub) {
+				return errdefs.Conflict(fmt.Errorf("--bip %s overlaps the subnet %s of network %s", bip, o.Subnet, o.Name))
+			}
+		}
+		r.Subnet, r.Gateway, r.FromBIP = sub.String(), bip.Addr().String(), true
+	} else {
+		sub, err := nm.pickSubnetLocked(r)
+		if err != nil {
+			return err
+		}
+		r.Subnet, r.FromBIP = sub.String(), false
+	}
+	return nm.buildPool(r)
 }
 
 func (nm *netManager) load() error {
@@ -398,12 +718,7 @@ func (nm *netManager) createPredefinedLocked(name string) error {
 			"com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
 			optMTU: strconv.Itoa(nm.cfg.MTU),
 		}
-		sub, err := nm.pickSubnetLocked(r)
-		if err != nil {
-			return err
-		}
-		r.Subnet = sub.String()
-		if err := nm.buildPool(r); err != nil {
+		if err := nm.addressDefaultBridgeLocked(r); err != nil {
 			return err
 		}
 	}
@@ -439,7 +754,7 @@ func (nm *netManager) takenLocked(except *netRecord) []netip.Prefix {
 }
 
 func (nm *netManager) pickSubnetLocked(r *netRecord) (netip.Prefix, error) {
-	sub, err := jnet.PickSubnet(jnet.DefaultPools, nm.takenLocked(r))
+	sub, err := jnet.PickPoolSubnet(nm.cfg.pools(), nm.takenLocked(r))
 	if err != nil {
 		return netip.Prefix{}, errdefs.Forbidden(fmt.Errorf("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network: %w", err))
 	}
@@ -465,7 +780,7 @@ func (nm *netManager) bringUpLocked(r *netRecord) error {
 		}
 		r.Bridge = name
 	}
-	if _, exists := jnet.LinkOwner(r.Bridge); !exists && !r.UserIPAM && len(r.Endpoints) == 0 {
+	if _, exists := jnet.LinkOwner(r.Bridge); !exists && !r.UserIPAM && !r.FromBIP && len(r.Endpoints) == 0 {
 		// Our bridge is gone (removed when the daemon stopped): if
 		// meanwhile something else took the subnet, move on to a free
 		// one, as a fresh dockerd would.
@@ -492,7 +807,7 @@ func (nm *netManager) bringUpLocked(r *netRecord) error {
 	if err := nm.host.SetupFirewall(spec); err != nil {
 		return err
 	}
-	if !r.Internal {
+	if nm.wantIPForward(r) {
 		if err := jnet.EnableIPForward(); err != nil {
 			nm.log.WithError(err).Warn("cannot enable IPv4 forwarding: containers cannot reach outside the host")
 		}
@@ -509,6 +824,13 @@ func (nm *netManager) bringUpLocked(r *netRecord) error {
 	return nil
 }
 
+// wantIPForward reports whether bringing r up turns on the host's IPv4
+// forwarding: for networks that reach outside, unless the admin keeps it
+// (--ip-forward=false).
+func (nm *netManager) wantIPForward(r *netRecord) bool {
+	return !r.Internal && !nm.cfg.DisableIPForward
+}
+
 func (r *netRecord) mtu(def int) int {
 	if v, err := strconv.Atoi(r.Options[optMTU]); err == nil && v >= 68 {
 		return v
@@ -520,15 +842,27 @@ func (r *netRecord) mtu(def int) int {
 }
 
 // bridgeNameLocked picks r's bridge name: the default bridge's is
-// cfg.DefaultBridge (or jevm1, jevm2... if another owner has it), a user
-// network's "jevm-" and ten digits of its ID, or the name given with
-// com.docker.network.bridge.name.
+// cfg.DefaultBridge (under the default name jevm0, jevm1, jevm2... if
+// another owner has it), a user network's "jevm-" and ten digits of its
+// ID, or the name given with com.docker.network.bridge.name.
 func (nm *netManager) bridgeNameLocked(r *netRecord) (string, error) {
 	if n := r.Options[optBridgeName]; n != "" && !r.isDefaultBridge() {
 		return n, nil
 	}
 	if !r.isDefaultBridge() {
 		return "jevm-" + r.ID[:10], nil
+	}
+	if n := nm.cfg.DefaultBridge; nm.cfg.explicitBridge() {
+		// The admin named it: that bridge or none.
+		for _, o := range nm.nets {
+			if o != r && (o.Bridge == n || o.Options[optBridgeName] == n) {
+				return "", fmt.Errorf("bridge %s (--bridge) is the bridge of network %s", n, o.Name)
+			}
+		}
+		if alias, exists := jnet.LinkOwner(n); exists && alias != r.owner() {
+			return "", fmt.Errorf("interface %s (--bridge) exists on the host and was not made by this jevm daemon (alias %q): jevm only uses bridges it creates; remove it or name another bridge", n, alias)
+		}
+		return n, nil
 	}
 	cands := []string{nm.cfg.DefaultBridge}
 	for i := 1; i < 100; i++ {
@@ -581,6 +915,15 @@ func (d *Daemon) reconcileNetworking() {
 			if !running[ep.ContainerID] {
 				nm.releaseEndpointLocked(r, ep)
 			}
+		}
+	}
+	// A configuration change initNetworking kept back because of
+	// endpoints that turned out to be stale applies now.
+	if changed, err := nm.syncDefaultBridgeLocked(true); err != nil {
+		nm.log.WithError(err).Error("cannot apply the default bridge configuration; keeping the current one")
+	} else if r := nm.byNameLocked(network.NetworkBridge); changed && r != nil {
+		if err := nm.bringUpLocked(r); err != nil {
+			nm.log.WithError(err).WithField("network", r.Name).Error("cannot set up network")
 		}
 	}
 	for id, bindings := range nm.ports {
@@ -721,7 +1064,10 @@ func (d *Daemon) attachNetworks(ctx context.Context, c *Container) (att *netAtta
 	}()
 	var primary *endpointRecord
 	var primaryNet *netRecord
-	for i, name := range names {
+	for _, name := range names {
+		if nm.bridgeDisabled(name) {
+			continue // -b none: no network, as dockerd
+		}
 		r, err := nm.getLocked(name)
 		if err != nil {
 			return nil, err
@@ -736,7 +1082,7 @@ func (d *Daemon) attachNetworks(ctx context.Context, c *Container) (att *netAtta
 			nm.log.WithField("container", c.ID[:12]).Warn("host networking unavailable: starting the container without network interfaces")
 			break
 		}
-		ep, err := nm.newEndpointLocked(c, r, endpointConfig(c, name), fmt.Sprintf("eth%d", i), primary == nil && !r.Internal)
+		ep, err := nm.newEndpointLocked(c, r, endpointConfig(c, name), fmt.Sprintf("eth%d", len(att.Interfaces)), primary == nil && !r.Internal)
 		if err != nil {
 			return nil, err
 		}
@@ -970,26 +1316,29 @@ func (nm *netManager) hostResolv() jnet.ResolvConf {
 // resolvConfFor is the container's /etc/resolv.conf: on a user network the
 // embedded DNS server at the gateway (dockerd's 127.0.0.11), elsewhere the
 // host's reachable nameservers or --dns; --dns-search and --dns-option
-// replace the host's search and options.
+// replace the host's search and options. As dockerd, each of the three
+// comes from the container if it gives any, else from the daemon's
+// settings.
 func (nm *netManager) resolvConfFor(c *Container, primary *netRecord) string {
 	host := nm.hostResolv()
 	rc := jnet.ResolvConf{Search: host.Search, Options: host.Options}
+	dns, search, opts := nm.containerDNS(c)
 	switch {
 	case primary != nil && !primary.isDefaultBridge() && primary.dns != nil:
 		rc.Nameservers = []string{primary.Gateway}
-	case len(c.HostConfig.DNS) > 0:
-		rc.Nameservers = append([]string(nil), c.HostConfig.DNS...)
+	case len(dns) > 0:
+		rc.Nameservers = append([]string(nil), dns...)
 	default:
 		rc.Nameservers = jnet.ReachableNameservers(host.Nameservers)
 	}
-	if len(c.HostConfig.DNSSearch) > 0 {
-		rc.Search = c.HostConfig.DNSSearch
+	if len(search) > 0 {
+		rc.Search = search
 		if len(rc.Search) == 1 && rc.Search[0] == "." {
 			rc.Search = nil
 		}
 	}
-	if len(c.HostConfig.DNSOptions) > 0 {
-		rc.Options = c.HostConfig.DNSOptions
+	if len(opts) > 0 {
+		rc.Options = opts
 	}
 	if len(rc.Nameservers) == 1 && primary != nil && rc.Nameservers[0] == primary.Gateway && primary.dns != nil {
 		// As dockerd with its embedded DNS: names without dots are
@@ -1003,6 +1352,18 @@ func (nm *netManager) resolvConfFor(c *Container, primary *netRecord) string {
 		}
 	}
 	return rc.String()
+}
+
+// containerDNS is c's --dns, --dns-search and --dns-option, each falling
+// back to the daemon's (dockerd's precedence).
+func (nm *netManager) containerDNS(c *Container) (dns, search, opts []string) {
+	pick := func(own, def []string) []string {
+		if len(own) > 0 {
+			return own
+		}
+		return def
+	}
+	return pick(c.HostConfig.DNS, nm.cfg.DNS), pick(c.HostConfig.DNSSearch, nm.cfg.DNSSearch), pick(c.HostConfig.DNSOptions, nm.cfg.DNSOptions)
 }
 
 // netNames answers the embedded DNS server of one network.
@@ -1083,6 +1444,11 @@ func (n *netNames) Upstreams(client netip.Addr) []string {
 	}
 	nm.mu.Unlock()
 	if len(dns) == 0 {
+		// The daemon's --dns, as dockerd's embedded DNS forwards to
+		// them; else the host's resolvers.
+		dns = nm.cfg.DNS
+	}
+	if len(dns) == 0 {
 		dns = nm.hostResolv().Nameservers
 	}
 	return jnet.UpstreamAddrs(dns)
@@ -1144,28 +1510,42 @@ func (d *Daemon) prepareNetworking(hc *container.HostConfig, cfg *container.Conf
 	}
 	nm.mu.Lock()
 	defer nm.unlock()
-	primary, err := nm.getLocked(mode)
-	if err != nil {
-		return nil, err
-	}
-	switch primary.Driver {
-	case driverHost:
-		return nil, errHostNetwork()
-	case driverNull:
-		for k := range nc.EndpointsConfig {
-			if r, err := nm.getLocked(k); err != nil || r.Driver != driverNull {
-				return nil, errdefs.InvalidParameter(errors.New("conflicting options: cannot attach both user-defined and non-user-defined network-modes"))
+	if nm.bridgeDisabled(mode) {
+		// -b none: the container keeps "bridge" as its network (as
+		// dockerd's does) and starts without it (attachNetworks).
+		mode = network.NetworkBridge
+	} else {
+		primary, err := nm.getLocked(mode)
+		if err != nil {
+			return nil, err
+		}
+		switch primary.Driver {
+		case driverHost:
+			return nil, errHostNetwork()
+		case driverNull:
+			for k := range nc.EndpointsConfig {
+				if r, err := nm.getLocked(k); err != nil || r.Driver != driverNull {
+					return nil, errdefs.InvalidParameter(errors.New("conflicting options: cannot attach both user-defined and non-user-defined network-modes"))
+				}
 			}
+			if len(hc.PortBindings) > 0 || hc.PublishAllPorts {
+				return nil, errdefs.InvalidParameter(errors.New("conflicting options: port publishing and the container type network mode (--network none)"))
+			}
+			hc.NetworkMode = network.NetworkNone
+			nc.EndpointsConfig = nil
+			return nc, nil
 		}
-		if len(hc.PortBindings) > 0 || hc.PublishAllPorts {
-			return nil, errdefs.InvalidParameter(errors.New("conflicting options: port publishing and the container type network mode (--network none)"))
-		}
-		hc.NetworkMode = network.NetworkNone
-		nc.EndpointsConfig = nil
-		return nc, nil
+		mode = primary.Name
 	}
-	hc.NetworkMode = container.NetworkMode(primary.Name)
+	hc.NetworkMode = container.NetworkMode(mode)
 	for k, es := range nc.EndpointsConfig {
+		if nm.bridgeDisabled(k) {
+			if es == nil {
+				es = &network.EndpointSettings{}
+			}
+			eps[network.NetworkBridge] = es
+			continue
+		}
 		r, err := nm.getLocked(k)
 		if err != nil {
 			return nil, err
@@ -1181,8 +1561,8 @@ func (d *Daemon) prepareNetworking(hc *container.HostConfig, cfg *container.Conf
 		}
 		eps[r.Name] = es
 	}
-	if eps[primary.Name] == nil {
-		eps[primary.Name] = &network.EndpointSettings{}
+	if eps[mode] == nil {
+		eps[mode] = &network.EndpointSettings{}
 	}
 	nc.EndpointsConfig = eps
 	if _, err := jnet.ParsePortBindings(hc.PortBindings, cfg.ExposedPorts, hc.PublishAllPorts); err != nil {
@@ -1270,6 +1650,13 @@ func (d *Daemon) fillNetworkSettings(c *Container, hc *container.HostConfig, ns 
 	for _, name := range containerNetworks(c) {
 		r, err := nm.getLocked(name)
 		if err != nil {
+			if nm.bridgeDisabled(name) {
+				// As dockerd with -b none: the network is listed, with
+				// nothing attached.
+				es := endpointConfig(c, name).Copy()
+				es.NetworkID, es.EndpointID, es.Gateway, es.IPAddress, es.IPPrefixLen, es.DNSNames = "", "", "", "", 0, nil
+				ns.Networks[network.NetworkBridge] = es
+			}
 			continue
 		}
 		es := endpointConfig(c, name).Copy()
@@ -1396,4 +1783,26 @@ func matchPortFilter(vals []string, exposed nat.PortSet, published nat.PortMap) 
 		}
 	}
 	return false
+}
+
+// fillNetworkInfo fills /info's networking fields as dockerd does:
+// IPv4Forwarding is the host's setting (with dockerd's warning when it is
+// off), DefaultAddressPools the configured pools (empty when the built-in
+// ones apply), and FirewallBackend is reported while jevm manages
+// iptables rules (not with --iptables=false, nor without host networking).
+func (d *Daemon) fillNetworkInfo(info *system.Info) {
+	info.IPv4Forwarding = jnet.IPForwardEnabled()
+	if !info.IPv4Forwarding {
+		info.Warnings = append(info.Warnings, "WARNING: IPv4 forwarding is disabled")
+	}
+	nm := d.net
+	if nm == nil {
+		return
+	}
+	for _, p := range nm.cfg.DefaultAddressPools {
+		info.DefaultAddressPools = append(info.DefaultAddressPools, system.NetworkAddressPool{Base: p.Base.String(), Size: p.Size})
+	}
+	if nm.host != nil && nm.host.Firewall() {
+		info.FirewallBackend = &system.FirewallInfo{Driver: "iptables"}
+	}
 }

@@ -68,6 +68,11 @@ func (d *Daemon) NetworkCreate(ctx context.Context, req network.CreateRequest) (
 		return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("invalid bridge name %q", n))
 	}
 
+	if nm.bridgeDisabled(req.Name) {
+		// -b none leaves the name free, but it stays dockerd's
+		// predefined network's.
+		return network.CreateResponse{}, errdefs.Forbidden(fmt.Errorf("%s is a pre-defined network and cannot be created", req.Name))
+	}
 	nm.mu.Lock()
 	defer nm.unlock()
 	if nm.byNameLocked(req.Name) != nil {

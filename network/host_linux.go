@@ -35,6 +35,8 @@ const MaxIfNameLen = 15
 
 // Host makes the host-side network objects.
 type Host struct {
+	// ipt is nil when the daemon must not touch iptables (dockerd's
+	// --iptables=false): the firewall methods then do nothing.
 	ipt *iptables.IPTables
 	mu  sync.Mutex // serialises iptables changes (check then add)
 }
@@ -47,6 +49,14 @@ func NewHost() (*Host, error) {
 	}
 	return &Host{ipt: ipt}, nil
 }
+
+// NewHostWithoutFirewall is a Host that makes bridges and taps but never
+// runs iptables (dockerd's --iptables=false), so it needs no iptables
+// binary either: the admin manages the firewall.
+func NewHostWithoutFirewall() *Host { return &Host{} }
+
+// Firewall reports whether h installs and removes iptables rules.
+func (h *Host) Firewall() bool { return h.ipt != nil }
 
 // LinkOwner returns the alias of the link called name ("" if it has none),
 // and whether it exists.
@@ -228,15 +238,22 @@ func Routes(exclude map[string]bool) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+const ipForwardPath = "/proc/sys/net/ipv4/ip_forward"
+
 // EnableIPForward turns on IPv4 forwarding (needed for NAT), as dockerd
 // does; it is left on.
 func EnableIPForward() error {
-	const p = "/proc/sys/net/ipv4/ip_forward"
-	b, err := os.ReadFile(p)
-	if err == nil && strings.TrimSpace(string(b)) == "1" {
+	if IPForwardEnabled() {
 		return nil
 	}
-	return os.WriteFile(p, []byte("1\n"), 0o644)
+	return os.WriteFile(ipForwardPath, []byte("1\n"), 0o644)
+}
+
+// IPForwardEnabled reports whether the host forwards IPv4 (read only; for
+// /info and for warning when the daemon may not turn it on itself).
+func IPForwardEnabled() bool {
+	b, err := os.ReadFile(ipForwardPath)
+	return err == nil && strings.TrimSpace(string(b)) == "1"
 }
 
 // FirewallSpec says what rules a bridge network needs.
@@ -290,6 +307,9 @@ func (s FirewallSpec) rules() []rule {
 // inserted at the top of FORWARD, so they apply before other tools'
 // rules, and appended to POSTROUTING.
 func (h *Host) SetupFirewall(spec FirewallSpec) error {
+	if h.ipt == nil {
+		return nil
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, r := range spec.rules() {
@@ -315,6 +335,9 @@ func (h *Host) SetupFirewall(spec FirewallSpec) error {
 // TeardownFirewall deletes every rule jevm made for bridge (whatever
 // subnet or mode it was made for).
 func (h *Host) TeardownFirewall(bridge string) error {
+	if h.ipt == nil {
+		return nil
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var errs []error

@@ -9,23 +9,86 @@ package network
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"net/netip"
+	"slices"
 )
 
-// DefaultPools are dockerd's default local address pools: the /16s from
-// 172.17.0.0 to 172.31.0.0, then 192.168.0.0/16 split into /20s. The
-// predefined bridge network takes the first free one (172.17.0.0/16 unless
-// a host route overlaps it), user networks the next free ones.
-var DefaultPools = func() []netip.Prefix {
-	var out []netip.Prefix
+// AddressPool is one of dockerd's default address pools
+// (`--default-address-pool base=10.10.0.0/16,size=24`, daemon.json
+// "default-address-pools"): Base is split, in address order, into subnets
+// of prefix length Size, which networks without a --subnet take.
+type AddressPool struct {
+	Base netip.Prefix
+	Size int
+}
+
+// Validate checks that the pool can be split: an IPv4 base without host
+// bits, and Size between the base's prefix length and 30 (a /31 or /32
+// has no room for a gateway and a container).
+func (p AddressPool) Validate() error {
+	switch {
+	case !p.Base.IsValid():
+		return errors.New("the base is not a CIDR prefix (such as 10.10.0.0/16)")
+	case !p.Base.Addr().Is4():
+		return errors.New("only IPv4 pools are supported by jevm")
+	case p.Base != p.Base.Masked():
+		return fmt.Errorf("the base has host bits set (did you mean %s?)", p.Base.Masked())
+	case p.Size < p.Base.Bits():
+		return fmt.Errorf("size %d is smaller than the base's prefix length %d", p.Size, p.Base.Bits())
+	case p.Size > 30:
+		return fmt.Errorf("size %d is larger than 30: a network needs room for a gateway and a container", p.Size)
+	}
+	return nil
+}
+
+// String is dockerd's flag syntax.
+func (p AddressPool) String() string { return fmt.Sprintf("base=%s,size=%d", p.Base, p.Size) }
+
+// DefaultAddressPools are dockerd's built-in pools: 172.17.0.0/16 to
+// 172.31.0.0/16 whole, then 192.168.0.0/16 in /20s. They apply when the
+// daemon is given none.
+var DefaultAddressPools = func() []AddressPool {
+	var out []AddressPool
 	for b := 17; b <= 31; b++ {
-		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{172, byte(b), 0, 0}), 16))
+		out = append(out, AddressPool{Base: netip.PrefixFrom(netip.AddrFrom4([4]byte{172, byte(b), 0, 0}), 16), Size: 16})
 	}
-	for c := 0; c < 256; c += 16 {
-		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, byte(c), 0}), 20))
-	}
-	return out
+	return append(out, AddressPool{Base: netip.MustParsePrefix("192.168.0.0/16"), Size: 20})
 }()
+
+// DefaultPools is DefaultAddressPools expanded: the candidate subnets in
+// the order they are taken. The predefined bridge network takes the first
+// free one (172.17.0.0/16 unless a host route overlaps it), user networks
+// the next free ones.
+var DefaultPools = slices.Collect(ExpandPools(DefaultAddressPools))
+
+// ExpandPools yields the candidate subnets of pools in order: each base
+// split into /Size subnets from its lowest address up. The sequence is
+// generated lazily, since a pool such as 10.0.0.0/8 in /30s has four
+// million subnets. Pools that fail Validate are skipped.
+func ExpandPools(pools []AddressPool) iter.Seq[netip.Prefix] {
+	return func(yield func(netip.Prefix) bool) {
+		for _, p := range pools {
+			if p.Validate() != nil {
+				continue
+			}
+			start, end, step := poolBounds(p)
+			for v := start; v < end; v += step {
+				if !yield(netip.PrefixFrom(addrFromUint(uint32(v)), p.Size)) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// poolBounds returns p's first address and the address after its last
+// (as uint64, so that the end of 255.255.255.255 does not wrap) and the
+// distance between its subnets.
+func poolBounds(p AddressPool) (start, end, step uint64) {
+	start = uint64(addrToUint(p.Base.Addr()))
+	return start, start + 1<<(32-p.Base.Bits()), 1 << (32 - p.Size)
+}
 
 // ErrPoolsExhausted is returned when every default pool overlaps a taken
 // subnet (dockerd's message).
@@ -39,8 +102,13 @@ func Overlaps(a, b netip.Prefix) bool {
 
 // PickSubnet returns the first pool that overlaps none of taken.
 func PickSubnet(pools, taken []netip.Prefix) (netip.Prefix, error) {
+	return PickSubnetFrom(slices.Values(pools), taken)
+}
+
+// PickSubnetFrom returns the first candidate that overlaps none of taken.
+func PickSubnetFrom(cands iter.Seq[netip.Prefix], taken []netip.Prefix) (netip.Prefix, error) {
 next:
-	for _, p := range pools {
+	for p := range cands {
 		for _, t := range taken {
 			if Overlaps(p, t) {
 				continue next
@@ -49,6 +117,61 @@ next:
 		return p, nil
 	}
 	return netip.Prefix{}, ErrPoolsExhausted
+}
+
+// PickPoolSubnet is PickSubnetFrom(ExpandPools(pools), taken), but it
+// jumps over the candidates a wide taken prefix covers instead of trying
+// them one by one: a host route over 10.0.0.0/8 must not cost four million
+// steps for a pool of /30s.
+func PickPoolSubnet(pools []AddressPool, taken []netip.Prefix) (netip.Prefix, error) {
+	for _, p := range pools {
+		if p.Validate() != nil {
+			continue
+		}
+		start, end, step := poolBounds(p)
+		for v := start; v < end; {
+			cand := netip.PrefixFrom(addrFromUint(uint32(v)), p.Size)
+			next := v + step
+			hit := false
+			for _, t := range taken {
+				if !Overlaps(cand, t) {
+					continue
+				}
+				hit = true
+				// Candidates are aligned to step, so the first one
+				// past t is t's end rounded up to a multiple of step.
+				if after := uint64(addrToUint(lastAddr(t))) + 1; after > next {
+					next = (after + step - 1) / step * step
+				}
+			}
+			if !hit {
+				return cand, nil
+			}
+			v = next
+		}
+	}
+	return netip.Prefix{}, ErrPoolsExhausted
+}
+
+// InPools reports whether sub is one of the subnets pools expand to (for
+// telling whether a persisted subnet still comes from the configured
+// pools).
+func InPools(pools []AddressPool, sub netip.Prefix) bool {
+	for _, p := range pools {
+		if p.Validate() == nil && sub.Bits() == p.Size && sub == sub.Masked() && p.Base.Contains(sub.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+func addrToUint(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func addrFromUint(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 // Pool allocates the IPv4 addresses of one network's subnet. The network
@@ -182,15 +305,13 @@ func (p *Pool) Last() netip.Addr { return p.last }
 
 // lastAddr is the highest address of a prefix (the broadcast address).
 func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().As4()
-	host := 32 - p.Bits()
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	if host == 32 {
+	v := addrToUint(p.Masked().Addr())
+	if host := 32 - p.Bits(); host == 32 {
 		v = ^uint32(0)
 	} else {
 		v |= (uint32(1) << host) - 1
 	}
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	return addrFromUint(v)
 }
 
 // MACFor derives a container's MAC address from its IPv4 address as dockerd
