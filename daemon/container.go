@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 
 	"github.com/jevm/jevm/vmbackend"
+	"github.com/jevm/jevm/vmbackend/agentproto"
 	"github.com/jevm/jevm/volumes"
 )
 
@@ -42,6 +43,11 @@ type Container struct {
 	// MountPoints are the bind mounts and volumes (mounts.go), parents
 	// before children.
 	MountPoints []*volumes.MountPoint `json:"mountPoints,omitempty"`
+	// Rlimits are the resource limits of the container's processes since
+	// its last start (its ulimits merged with the daemon's defaults then,
+	// as dockerd fixes them in the runtime spec): exec'd processes and
+	// health checks get them too.
+	Rlimits []agentproto.Rlimit `json:"rlimits,omitempty"`
 	// HasBeenManuallyStopped is set by stop and kill and cleared by start
 	// (the unless-stopped policy, and auto-starts at daemon start-up).
 	HasBeenManuallyStopped bool `json:"hasBeenManuallyStopped,omitempty"`

@@ -38,6 +38,13 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 	if err := validateHostConfig(hostCfg); err != nil {
 		return resp, err
 	}
+	// The log config is fixed here: the container's, or the daemon's
+	// default, merged as dockerd does (logconfig.go).
+	logCfg, err := resolveLogConfig(hostCfg.LogConfig, d.cfg.DefaultLogConfig)
+	if err != nil {
+		return resp, err
+	}
+	hostCfg.LogConfig = logCfg
 	if err := validateHealthcheck(cfg.Healthcheck); err != nil {
 		return resp, err
 	}
@@ -148,6 +155,9 @@ func validateHostConfig(hc *container.HostConfig) error {
 	}
 	if hc.AutoRemove && hc.RestartPolicy.Name != "" && hc.RestartPolicy.Name != container.RestartPolicyDisabled {
 		return errdefs.InvalidParameter(fmt.Errorf("can't create 'AutoRemove' container with restart policy"))
+	}
+	if err := validateUlimits(hc.Ulimits); err != nil { // ulimits.go
+		return errdefs.InvalidParameter(err)
 	}
 	return nil
 }
@@ -494,7 +504,11 @@ func (d *Daemon) ContainerAttach(ctx context.Context, ref string, cfg *api.Attac
 	tty := c.Config.Tty
 	openStdin := c.Config.OpenStdin
 	stdinOnce := c.Config.StdinOnce
+	logDriver, logPath := c.logConfig().Type, c.logFilePath()
 	c.mu.Unlock()
+	if cfg.Logs && logDriver == logDriverNone {
+		return errReadLogsNotSupported
+	}
 	detachKeys, err := attachDetachKeys(cfg.DetachKeys)
 	if err != nil {
 		return err
@@ -512,7 +526,7 @@ func (d *Daemon) ContainerAttach(ctx context.Context, ref string, cfg *api.Attac
 	}
 	if cfg.Logs {
 		msgs := make(chan api.LogMessage)
-		go readLog(ctx, c.logPath(), logReadOptions{Stdout: stdout != nil, Stderr: stderr != nil, Tail: -1}, func() bool { return false }, msgs)
+		go readLog(ctx, logPath, logReadOptions{Stdout: stdout != nil, Stderr: stderr != nil, Tail: -1}, func() bool { return false }, msgs)
 		for m := range msgs {
 			w := stdout
 			if m.Stream == "stderr" {
@@ -546,7 +560,7 @@ func (d *Daemon) ContainerAttach(ctx context.Context, ref string, cfg *api.Attac
 	return nil
 }
 
-// ContainerLogs reads the container's json-file log.
+// ContainerLogs reads the container's log (json-file or local; logfile.go).
 func (d *Daemon) ContainerLogs(ctx context.Context, ref string, opts container.LogsOptions) (<-chan api.LogMessage, bool, error) {
 	c, err := d.containers.get(ref)
 	if err != nil {
@@ -554,6 +568,12 @@ func (d *Daemon) ContainerLogs(ctx context.Context, ref string, opts container.L
 	}
 	if !opts.ShowStdout && !opts.ShowStderr {
 		return nil, false, errdefs.InvalidParameter(fmt.Errorf("You must choose at least one stream"))
+	}
+	c.mu.Lock()
+	logDriver, logPath := c.logConfig().Type, c.logFilePath()
+	c.mu.Unlock()
+	if logDriver == logDriverNone {
+		return nil, false, errReadLogsNotSupported
 	}
 	ro := logReadOptions{Stdout: opts.ShowStdout, Stderr: opts.ShowStderr, Tail: -1, Follow: opts.Follow}
 	if opts.Tail != "" && opts.Tail != "all" {
@@ -582,7 +602,7 @@ func (d *Daemon) ContainerLogs(ctx context.Context, ref string, opts container.L
 		return c.run != nil
 	}
 	out := make(chan api.LogMessage, 64)
-	go readLog(ctx, c.logPath(), ro, stillRunning, out)
+	go readLog(ctx, logPath, ro, stillRunning, out)
 	return out, tty, nil
 }
 

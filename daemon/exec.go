@@ -204,6 +204,8 @@ func execProcessRequest(c *Container, cfg *container.ExecOptions, size *[2]uint)
 		User:  cfg.User,
 		TTY:   cfg.Tty,
 		Stdin: cfg.AttachStdin,
+		// As runc's exec: the container's rlimits.
+		Rlimits: c.Rlimits,
 	}
 	if req.Cwd == "" {
 		req.Cwd = c.Config.WorkingDir

@@ -238,6 +238,8 @@ func (d *Daemon) healthMonitor(c *Container, r *runtime, cmd []string, s healthS
 			Env:  containerEnv(c),
 			Cwd:  c.Config.WorkingDir,
 			User: c.Config.User,
+			// A probe is an exec: the container's rlimits.
+			Rlimits: c.Rlimits,
 		}
 		c.mu.Unlock()
 		if !paused {

@@ -41,11 +41,16 @@ func (d *Daemon) ContainerInspect(ctx context.Context, ref string, size bool) (*
 		FinishedAt: formatTime(c.State.FinishedAt),
 	}
 	hc := *c.HostConfig
+	hc.Ulimits = mergeUlimits(hc.Ulimits, d.cfg.DefaultUlimits) // as dockerd shows them (ulimits.go)
 	if hc.NetworkMode == "" {
 		hc.NetworkMode = "none"
 	}
-	if hc.LogConfig.Type == "" {
-		hc.LogConfig.Type = "json-file"
+	// The effective log config; only json-file's path is shown, as
+	// dockerd does.
+	hc.LogConfig = c.logConfig()
+	logPath := ""
+	if hc.LogConfig.Type == logDriverJSONFile {
+		logPath = c.logPath()
 	}
 	resp := &container.InspectResponse{
 		ContainerJSONBase: &container.ContainerJSONBase{
@@ -55,7 +60,7 @@ func (d *Daemon) ContainerInspect(ctx context.Context, ref string, size bool) (*
 			Args:         append([]string{}, c.Args...),
 			State:        st,
 			Image:        c.ImageID,
-			LogPath:      c.logPath(),
+			LogPath:      logPath,
 			Name:         "/" + c.Name,
 			RestartCount: c.RestartCount,
 			ExecIDs:      d.execIDs(c),

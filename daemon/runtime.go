@@ -183,7 +183,7 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) (retErr error
 	if err != nil {
 		return fmt.Errorf("connect to guest agent: %w", err)
 	}
-	logw, err := openLogWriter(c.logPath())
+	logw, err := openContainerLog(c)
 	if err != nil {
 		client.Close()
 		return fmt.Errorf("open container log: %w", err)
@@ -212,8 +212,11 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) (retErr error
 			Stdin: c.Config.OpenStdin,
 			Rows:  uint16(c.HostConfig.ConsoleSize[0]),
 			Cols:  uint16(c.HostConfig.ConsoleSize[1]),
+			// ulimits.go: merged with the daemon's defaults now.
+			Rlimits: d.containerRlimits(c),
 		},
 	}
+	c.Rlimits = req.Process.Rlimits // for execs; saved once started
 	hub := c.hub()
 	proc, err := client.Start(ctx, req, agentclient.ProcessIO{Stdout: hub.writer("stdout"), Stderr: hub.writer("stderr")})
 	if err != nil {
@@ -296,7 +299,7 @@ func (d *Daemon) attachRuntime(ctx context.Context, c *Container, m vmbackend.Ma
 		client.Close()
 		return fmt.Errorf("agent reports phase %q", hello.Phase)
 	}
-	logw, err := openLogWriter(c.logPath())
+	logw, err := openContainerLog(c)
 	if err != nil {
 		client.Close()
 		return err

@@ -67,6 +67,9 @@ type agent struct {
 
 // Main runs the agent. It does not return: the VM powers off.
 func Main() {
+	if len(os.Args) > 0 && os.Args[0] == execHelperArg0 {
+		execHelperMain(os.Args[1:]) // rlimit_linux.go
+	}
 	a := &agent{
 		start: time.Now(),
 		phase: phaseIdle,

@@ -345,6 +345,10 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest) (*proc, err
 	if err != nil {
 		return nil, err
 	}
+	rlimits, err := convertRlimits(req.Rlimits) // rlimit_linux.go
+	if err != nil {
+		return nil, err
+	}
 
 	p := newProc(a, stream, req)
 	files, err := p.setupStdio(root, req)
@@ -372,16 +376,32 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest) (*proc, err
 	// Hold mu from fork until the pid is registered: the reaper takes it
 	// too, so it cannot reap this process before it is known.
 	a.mu.Lock()
-	op, err := os.StartProcess(argv0, req.Args, attr)
+	var op *os.Process
+	if len(rlimits) > 0 {
+		// Through the exec helper (rlimit_linux.go), which chroots, sets
+		// the limits and switches to the user itself before the execve.
+		spec := execHelperSpec{Root: root, Dir: cwd, Path: argv0, Rlimits: rlimits,
+			Credential: true, UID: uint32(user.Uid), GID: uint32(user.Gid), Groups: groups}
+		op, err = startWithHelper(agentHelper(), spec, req.Args, env, files,
+			&syscall.SysProcAttr{Setsid: true, Setctty: req.TTY, Ctty: 0})
+		if err != nil && op != nil {
+			op.Release() // the failed helper exits; the reaper reaps it
+		}
+	} else {
+		op, err = os.StartProcess(argv0, req.Args, attr)
+		if err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			err = fmt.Errorf("exec %s: %w", argv0, err)
+		}
+	}
 	if err != nil {
 		a.mu.Unlock()
 		p.closeChildFiles()
 		p.closeAll()
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, fmt.Errorf("exec %s: %w", argv0, err)
+		return nil, err
 	}
 	p.pid = op.Pid
 	p.oomBefore = oom

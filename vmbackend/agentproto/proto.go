@@ -231,7 +231,34 @@ type ProcessRequest struct {
 	Stdin bool   `json:"stdin,omitempty"`
 	Rows  uint16 `json:"rows,omitempty"`
 	Cols  uint16 `json:"cols,omitempty"`
+	// Rlimits are set on the process before its program runs (as root,
+	// before the switch to User), in order: the container's ulimits
+	// (`docker run --ulimit` merged with the daemon's default-ulimits).
+	// Empty leaves the agent's defaults. An optional field: an agent that
+	// predates it ignores it (see docs/AGENT_PROTOCOL.md).
+	Rlimits []Rlimit `json:"rlimits,omitempty"`
 }
+
+// Rlimit is one resource limit (setrlimit(2)) of a process.
+type Rlimit struct {
+	// Name is docker's name of the limit, RLIMIT_<NAME> in lower case
+	// without the prefix: core, cpu, data, fsize, locks, memlock,
+	// msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending,
+	// stack (RlimitNames).
+	Name string `json:"name"`
+	// Soft and Hard are the limits; RlimitInfinity is unlimited (docker's
+	// -1).
+	Soft uint64 `json:"soft"`
+	Hard uint64 `json:"hard"`
+}
+
+// RlimitInfinity is RLIM_INFINITY, "unlimited".
+const RlimitInfinity = ^uint64(0)
+
+// RlimitNames are the limits a Rlimit may name (go-units' table, which
+// docker's --ulimit accepts).
+var RlimitNames = []string{"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+	"nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"}
 
 // ExitStatus is how a process ended.
 type ExitStatus struct {

@@ -1,0 +1,293 @@
+//go:build linux
+
+package guestagent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/jevm/jevm/vmbackend/agentproto"
+)
+
+// Resource limits (docker run --ulimit). os/exec cannot set a child's
+// rlimits, and prlimit(2) on the child races with its program. So a process
+// with rlimits is started through the exec helper: the agent re-executes
+// itself (/proc/self/exe) with argv[0] execHelperArg0; the helper, still
+// root and outside the container, chroots into the container, changes to
+// the working directory, sets the rlimits, drops to the container user and
+// execve(2)s the program in its own process: the pid the agent registered
+// is the program's, and no instruction of the program runs before its
+// limits are in place (as with runc, where the init process sets them).
+//
+// The helper reports a failure before the execve on fd 3 (close-on-exec),
+// as one JSON helperFailure, and exits; the agent reads fd 3 to its end:
+// nothing means the execve happened. This is how Go's own fork/exec reports
+// a failed exec.
+//
+// RLIMIT_NOFILE: the Go runtime raises its soft limit to the hard one at
+// start and restores the original in the children it starts (os/exec) and
+// in syscall.Exec, unless the program set RLIMIT_NOFILE itself through
+// syscall.Setrlimit. The helper uses syscall.Setrlimit and syscall.Exec, so
+// the program gets the nofile limit it was given, or else the agent's
+// original one (what a process started without the helper gets), never
+// the runtime's raised soft limit.
+
+// execHelperArg0 is argv[0] of the agent re-executed as the exec helper.
+const execHelperArg0 = "jevm-agent-exec"
+
+// helperStatusFd is the helper's fd to report a failure on.
+const helperStatusFd = 3
+
+// rlimitResources maps docker's ulimit names (agentproto.RlimitNames) to
+// the kernel's resources.
+var rlimitResources = map[string]int{
+	"core":       unix.RLIMIT_CORE,
+	"cpu":        unix.RLIMIT_CPU,
+	"data":       unix.RLIMIT_DATA,
+	"fsize":      unix.RLIMIT_FSIZE,
+	"locks":      unix.RLIMIT_LOCKS,
+	"memlock":    unix.RLIMIT_MEMLOCK,
+	"msgqueue":   unix.RLIMIT_MSGQUEUE,
+	"nice":       unix.RLIMIT_NICE,
+	"nofile":     unix.RLIMIT_NOFILE,
+	"nproc":      unix.RLIMIT_NPROC,
+	"rss":        unix.RLIMIT_RSS,
+	"rtprio":     unix.RLIMIT_RTPRIO,
+	"rttime":     unix.RLIMIT_RTTIME,
+	"sigpending": unix.RLIMIT_SIGPENDING,
+	"stack":      unix.RLIMIT_STACK,
+}
+
+// helperRlimit is one limit as the helper sets it.
+type helperRlimit struct {
+	Name     string `json:"name"`
+	Resource int    `json:"resource"`
+	Soft     uint64 `json:"soft"`
+	Hard     uint64 `json:"hard"`
+}
+
+// convertRlimits checks the requested limits and maps their names.
+func convertRlimits(rls []agentproto.Rlimit) ([]helperRlimit, error) {
+	out := make([]helperRlimit, 0, len(rls))
+	for _, rl := range rls {
+		res, ok := rlimitResources[rl.Name]
+		if !ok {
+			return nil, fmt.Errorf("unknown rlimit type %q", rl.Name)
+		}
+		if rl.Soft > rl.Hard {
+			return nil, fmt.Errorf("rlimit %s: soft limit %s is above the hard limit %s", rl.Name, rlimitString(rl.Soft), rlimitString(rl.Hard))
+		}
+		out = append(out, helperRlimit{Name: rl.Name, Resource: res, Soft: rl.Soft, Hard: rl.Hard})
+	}
+	return out, nil
+}
+
+func rlimitString(v uint64) string {
+	if v == agentproto.RlimitInfinity {
+		return "unlimited"
+	}
+	return strconv.FormatUint(v, 10)
+}
+
+// execHelperSpec is what the helper does before its execve; argv[1] of the
+// helper. The program's argv (NArgs strings) and environment follow it as
+// the helper's further arguments, so the helper's own environment stays
+// clean of the container's (GODEBUG, GOGC, ... would steer its runtime).
+type execHelperSpec struct {
+	// Root is chrooted into ("" for none), then Dir is the working
+	// directory.
+	Root string `json:"root,omitempty"`
+	Dir  string `json:"dir"`
+	// Path is the program, as seen inside Root.
+	Path  string `json:"path"`
+	NArgs int    `json:"nargs"`
+	// Rlimits are set in order, before the credentials change.
+	Rlimits []helperRlimit `json:"rlimits,omitempty"`
+	// Credential switches to UID, GID and Groups (as os/exec's
+	// SysProcAttr.Credential: setgroups, setgid, setuid).
+	Credential bool     `json:"credential,omitempty"`
+	UID        uint32   `json:"uid"`
+	GID        uint32   `json:"gid"`
+	Groups     []uint32 `json:"groups,omitempty"`
+}
+
+// helperFailure is the helper's report of a failed step.
+type helperFailure struct {
+	Stage    string `json:"stage"` // spec, chroot, chdir, rlimit, credential, exec
+	Errno    int    `json:"errno,omitempty"`
+	Message  string `json:"message"`
+	Resource int    `json:"resource,omitempty"` // stage rlimit
+}
+
+// helperError is a helper failure as the agent reports it.
+type helperError struct {
+	msg   string
+	errno syscall.Errno
+}
+
+func (e *helperError) Error() string { return e.msg }
+func (e *helperError) Unwrap() error {
+	if e.errno == 0 {
+		return nil
+	}
+	return e.errno
+}
+
+// helperCommand is how the agent runs its exec helper.
+type helperCommand struct {
+	Path string   // the agent's binary
+	Argv []string // the helper's argv before the spec
+	Env  []string // the helper's own environment
+}
+
+// agentHelper is the agent re-executing itself.
+func agentHelper() helperCommand {
+	self := "/proc/self/exe"
+	if _, err := os.Stat(self); err != nil {
+		self = os.Args[0]
+	}
+	return helperCommand{Path: self, Argv: []string{execHelperArg0}, Env: []string{}}
+}
+
+// startWithHelper starts args (environment env) through the exec helper
+// as spec says. files and sys (session, terminal) are for the helper
+// process, which becomes the program; sys must not chroot, change
+// credentials or set Dir: the helper does. It returns once the program's
+// execve succeeded, or with the error that prevented it.
+func startWithHelper(hc helperCommand, spec execHelperSpec, args, env []string, files []*os.File, sys *syscall.SysProcAttr) (*os.Process, error) {
+	spec.NArgs = len(args)
+	js, err := json.Marshal(&spec)
+	if err != nil {
+		return nil, err
+	}
+	argv := make([]string, 0, len(hc.Argv)+1+len(args)+len(env))
+	argv = append(argv, hc.Argv...)
+	argv = append(argv, string(js))
+	argv = append(argv, args...)
+	argv = append(argv, env...)
+
+	sr, sw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer sr.Close()
+	if len(files) != helperStatusFd {
+		sw.Close()
+		return nil, fmt.Errorf("exec helper: %d files given, want stdin, stdout and stderr", len(files))
+	}
+	fds := append(append(make([]*os.File, 0, helperStatusFd+1), files...), sw)
+	env0 := hc.Env
+	if env0 == nil {
+		env0 = []string{}
+	}
+	p, err := os.StartProcess(hc.Path, argv, &os.ProcAttr{Env: env0, Files: fds, Sys: sys})
+	sw.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start exec helper: %w", err)
+	}
+	b, rerr := io.ReadAll(sr)
+	if len(bytes.TrimSpace(b)) == 0 {
+		if rerr != nil {
+			p.Kill()
+			return p, fmt.Errorf("exec helper: %w", rerr)
+		}
+		return p, nil // execve succeeded: the pipe closed with it
+	}
+	var f helperFailure
+	if err := json.Unmarshal(b, &f); err != nil {
+		return p, fmt.Errorf("exec helper: %s", strings.TrimSpace(string(b)))
+	}
+	e := &helperError{msg: f.Message, errno: syscall.Errno(f.Errno)}
+	switch f.Stage {
+	case "exec":
+		// As os.StartProcess reports it (spawn's direct path).
+		e.msg = fmt.Sprintf("exec %s: %v", spec.Path, e.errno)
+	case "rlimit":
+		if f.Resource == unix.RLIMIT_NOFILE && e.errno == unix.EPERM {
+			if max, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+				e.msg += fmt.Sprintf(" (the kernel allows at most %s open files: fs.nr_open)", strings.TrimSpace(string(max)))
+			}
+		}
+	}
+	return p, e
+}
+
+// execHelperMain is the exec helper (argv[0] execHelperArg0); args are its
+// arguments: the spec, then the program's argv and environment. It does
+// not return.
+func execHelperMain(args []string) {
+	unix.CloseOnExec(helperStatusFd)
+	fail := func(f helperFailure) {
+		b, _ := json.Marshal(&f)
+		unix.Write(helperStatusFd, append(b, '\n'))
+		os.Exit(127)
+	}
+	failErr := func(stage string, err error, msg string) {
+		var errno syscall.Errno
+		errors.As(err, &errno)
+		fail(helperFailure{Stage: stage, Errno: int(errno), Message: msg})
+	}
+	if len(args) == 0 {
+		fail(helperFailure{Stage: "spec", Errno: int(unix.EINVAL), Message: "exec helper: no spec"})
+	}
+	var spec execHelperSpec
+	if err := json.Unmarshal([]byte(args[0]), &spec); err != nil {
+		fail(helperFailure{Stage: "spec", Errno: int(unix.EINVAL), Message: "exec helper: " + err.Error()})
+	}
+	rest := args[1:]
+	if spec.NArgs < 1 || spec.NArgs > len(rest) {
+		fail(helperFailure{Stage: "spec", Errno: int(unix.EINVAL), Message: "exec helper: bad argument count"})
+	}
+	argv, env := rest[:spec.NArgs], rest[spec.NArgs:]
+
+	if spec.Root != "" {
+		if err := syscall.Chroot(spec.Root); err != nil {
+			failErr("chroot", err, fmt.Sprintf("chroot %s: %v", spec.Root, err))
+		}
+	}
+	dir := spec.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	if err := syscall.Chdir(dir); err != nil {
+		failErr("chdir", err, fmt.Sprintf("chdir to cwd (%q) set in config.json failed: %v", dir, err))
+	}
+	// As root, before the switch to the container's user: raising a hard
+	// limit needs CAP_SYS_RESOURCE. syscall.Setrlimit (not a raw
+	// prlimit) also tells syscall.Exec not to restore the Go runtime's
+	// original RLIMIT_NOFILE over the one set here.
+	for _, rl := range spec.Rlimits {
+		if err := syscall.Setrlimit(rl.Resource, &syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}); err != nil {
+			var errno syscall.Errno
+			errors.As(err, &errno)
+			fail(helperFailure{Stage: "rlimit", Errno: int(errno), Resource: rl.Resource,
+				Message: fmt.Sprintf("error setting rlimit type %d (%s=%s:%s): %v", rl.Resource, rl.Name, rlimitString(rl.Soft), rlimitString(rl.Hard), err)})
+		}
+	}
+	if spec.Credential {
+		groups := make([]int, len(spec.Groups))
+		for i, g := range spec.Groups {
+			groups[i] = int(g)
+		}
+		if err := syscall.Setgroups(groups); err != nil {
+			failErr("credential", err, fmt.Sprintf("setgroups: %v", err))
+		}
+		if err := syscall.Setgid(int(spec.GID)); err != nil {
+			failErr("credential", err, fmt.Sprintf("setgid %d: %v", spec.GID, err))
+		}
+		if err := syscall.Setuid(int(spec.UID)); err != nil {
+			failErr("credential", err, fmt.Sprintf("setuid %d: %v", spec.UID, err))
+		}
+	}
+	err := syscall.Exec(spec.Path, argv, env)
+	failErr("exec", err, fmt.Sprintf("exec %s: %v", spec.Path, err))
+}
