@@ -25,7 +25,17 @@ LDFLAGS := -X main.version=0.1.0+$(VERSION) -X main.gitCommit=$(shell git rev-pa
 # Test timeouts keep CI (90 min) safe; the suite targets < 25 min.
 INTEGRATION_TIMEOUT ?= 25m
 
-.PHONY: all deps guest build images run test unit integration vet fmt bench clean
+# `make install`: PREFIX and DESTDIR as users of Makefiles expect. jevmd
+# finds its guest (kernel, modules, agent) in BINDIR/../lib/jevm, so an
+# install under any PREFIX or DESTDIR runs without flags.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR := $(PREFIX)/bin
+JEVMLIBDIR := $(PREFIX)/lib/jevm
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+
+.PHONY: all deps guest build images run test unit integration vet fmt bench clean install uninstall
 
 all: build
 
@@ -80,9 +90,17 @@ fmt:
 unit: deps
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /integration$$)
 
+# The suite also checks an installed jevm: `make install` into a DESTDIR
+# (integration/install_test.go), then `make uninstall` from it.
+INSTALL_TEST_DESTDIR := $(CURDIR)/$(BUILD)/destdir
 integration: deps guest build images
-	JEVM_BIN=$(CURDIR)/$(BIN) JEVM_GUEST=$(CURDIR)/$(GUEST) \
+	rm -rf $(INSTALL_TEST_DESTDIR)
+	$(MAKE) --no-print-directory install DESTDIR=$(INSTALL_TEST_DESTDIR)
+	JEVM_BIN=$(CURDIR)/$(BIN) JEVM_GUEST=$(CURDIR)/$(GUEST) JEVM_DESTDIR=$(INSTALL_TEST_DESTDIR) \
 		$(GO) test -count=1 -p 1 -timeout $(INTEGRATION_TIMEOUT) ./integration/
+	$(MAKE) --no-print-directory uninstall DESTDIR=$(INSTALL_TEST_DESTDIR)
+	@left=$$(cd $(INSTALL_TEST_DESTDIR) && find . -type f | sort); \
+	if [ "$$left" != "./etc/jevm/daemon.json" ]; then echo "make uninstall left: $$left" >&2; exit 1; fi
 
 test: deps guest build images fmt vet unit integration
 
@@ -94,3 +112,32 @@ bench: deps guest build images
 
 clean:
 	rm -rf $(BIN) $(BUILD)
+
+# The guest directory is laid out as build/guest is (internal/guestassets):
+# vmlinuz, release, lib/modules/RELEASE, plus the agent. The configuration
+# file is written only if there is none; systemd units as dockerd ships
+# them (jevm.service started by jevm.socket, -H fd://).
+install: build guest
+	@set -e; rel=$$(cat $(GUEST)/release); \
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(JEVMLIBDIR) $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSCONFDIR)/jevm; \
+	install -m 0755 $(BIN)/jevmd $(DESTDIR)$(BINDIR)/jevmd; \
+	install -m 0755 $(BIN)/jevm-agent $(DESTDIR)$(JEVMLIBDIR)/jevm-agent; \
+	install -m 0644 $(GUEST)/vmlinuz $(GUEST)/release $(DESTDIR)$(JEVMLIBDIR)/; \
+	rm -rf $(DESTDIR)$(JEVMLIBDIR)/lib; install -d $(DESTDIR)$(JEVMLIBDIR)/lib/modules; \
+	cp -a $(GUEST)/lib/modules/$$rel $(DESTDIR)$(JEVMLIBDIR)/lib/modules/; \
+	for u in jevm.service jevm.socket; do \
+		sed 's|@BINDIR@|$(BINDIR)|g' contrib/systemd/$$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
+	done; \
+	if [ -e $(DESTDIR)$(SYSCONFDIR)/jevm/daemon.json ]; then \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/jevm/daemon.json"; \
+	else install -m 0644 contrib/daemon.json $(DESTDIR)$(SYSCONFDIR)/jevm/daemon.json; fi; \
+	if [ -z "$(DESTDIR)" ] && ! getent group docker >/dev/null; then groupadd --system docker; fi; \
+	if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	echo "installed jevmd in $(DESTDIR)$(BINDIR), its guest (kernel $$rel) in $(DESTDIR)$(JEVMLIBDIR)"
+
+# Removes what install put; keeps $(SYSCONFDIR)/jevm/daemon.json (the
+# admin's) and the data root, as removing a package without purging does.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/jevmd $(DESTDIR)$(SYSTEMDUNITDIR)/jevm.service $(DESTDIR)$(SYSTEMDUNITDIR)/jevm.socket
+	rm -rf $(DESTDIR)$(JEVMLIBDIR)

@@ -25,7 +25,10 @@ require (
 	golang.org/x/sys v0.34.0
 )
 
-require github.com/creack/pty v1.1.24
+require (
+	github.com/coreos/go-systemd/v22 v22.5.0
+	github.com/creack/pty v1.1.24
+)
 
 require (
 	github.com/AdaLogics/go-fuzz-headers v0.0.0-20230811130428-ced1acdcaa24 // indirect

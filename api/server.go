@@ -7,10 +7,8 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"runtime"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 
@@ -45,6 +43,9 @@ type Options struct {
 	// ShutdownTimeout bounds how long Serve waits for in-flight requests
 	// once its context is cancelled.
 	ShutdownTimeout time.Duration
+	// Experimental is dockerd's --experimental: the Docker-Experimental
+	// header says so, and the CLI then shows experimental commands.
+	Experimental bool
 }
 
 // Server serves the Docker Remote API on top of a Backend.
@@ -197,66 +198,6 @@ func (s *Server) streamContext(parent context.Context) (context.Context, context
 	return ctx, func() { stop(); cancel() }
 }
 
-// Listen opens a listener for a dockerd-style -H value:
-// "unix:///path/to.sock" (the parent directory is created, a stale
-// socket file removed, the socket made mode 0660), "tcp://host:port"
-// (port defaults to 2375). A bare absolute path is taken as a unix
-// socket; "unix://" alone means DefaultUnixSocket.
-func Listen(host string) (net.Listener, error) {
-	proto, addr, ok := strings.Cut(host, "://")
-	if !ok {
-		if strings.HasPrefix(host, "/") {
-			proto, addr = "unix", host
-		} else {
-			return nil, fmt.Errorf("invalid daemon host %q: expected unix:///path or tcp://host:port", host)
-		}
-	}
-	switch proto {
-	case "unix":
-		if addr == "" {
-			addr = DefaultUnixSocket
-		}
-		return listenUnix(addr)
-	case "tcp":
-		if addr == "" {
-			addr = "127.0.0.1:" + defaultTCPPort
-		} else if _, _, err := net.SplitHostPort(addr); err != nil {
-			addr = net.JoinHostPort(strings.Trim(addr, "[]"), defaultTCPPort)
-		}
-		return net.Listen("tcp", addr)
-	default:
-		return nil, fmt.Errorf("invalid daemon host %q: unsupported protocol %q", host, proto)
-	}
-}
-
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("%s exists and is not a socket", path)
-		}
-		// A socket someone still answers on is not stale.
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("%s is in use by another daemon", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, err
-		}
-	}
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		l.Close()
-		return nil, err
-	}
-	return l, nil
-}
-
 // handlerFunc is the signature of every route handler. A returned error
 // is written by writeError unless the response was already started.
 type handlerFunc func(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error
@@ -393,12 +334,13 @@ func (s *Server) wrap(h handlerFunc) http.Handler {
 // commonHeaders sets the headers dockerd puts on every response.
 func (s *Server) commonHeaders(next http.Handler) http.Handler {
 	server := fmt.Sprintf("Docker/%s (%s)", s.opts.ServerVersion, runtime.GOOS)
+	experimental := strconv.FormatBool(s.opts.Experimental)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Server", server)
 		h.Set("Api-Version", s.opts.APIVersion)
 		h.Set("Ostype", runtime.GOOS)
-		h.Set("Docker-Experimental", "false")
+		h.Set("Docker-Experimental", experimental)
 		next.ServeHTTP(w, r)
 	})
 }

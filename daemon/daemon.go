@@ -11,8 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	units "github.com/docker/go-units"
 	"github.com/sirupsen/logrus"
 
 	"github.com/jevm/jevm/api"
@@ -41,6 +44,24 @@ type Config struct {
 	Debug              bool
 	// Network configures container networking (network.go).
 	Network NetworkConfig
+	// DefaultUlimits are dockerd's --default-ulimit (daemon.json
+	// "default-ulimits"): every container gets those it does not set
+	// itself, merged at start (ulimits.go).
+	DefaultUlimits []*units.Ulimit
+	// DefaultLogConfig is dockerd's --log-driver/--log-opt (daemon.json
+	// "log-driver", "log-opts"): the logging of containers that do not
+	// choose a driver (logconfig.go). Empty Type: json-file. Check it
+	// with ValidateLogConfig.
+	DefaultLogConfig container.LogConfig
+	// Experimental is dockerd's --experimental, shown by /info and
+	// /version.
+	Experimental bool
+	// LiveRestoreDisabled is dockerd's --live-restore=false: Shutdown
+	// stops the running containers instead of leaving their VMs running
+	// for the next daemon. jevm's default is to keep them (a VM does not
+	// depend on the daemon's process), the same as dockerd with
+	// --live-restore.
+	LiveRestoreDisabled bool
 }
 
 // Daemon is the engine.
@@ -79,6 +100,13 @@ func New(ctx context.Context, cfg Config, vms vmbackend.Provider, images ImageSe
 	if cfg.MinMemoryMiB == 0 {
 		cfg.MinMemoryMiB = 128
 	}
+	if err := validateUlimits(cfg.DefaultUlimits); err != nil {
+		return nil, fmt.Errorf("default-ulimits: %w", err)
+	}
+	if err := ValidateLogConfig(cfg.DefaultLogConfig); err != nil {
+		return nil, fmt.Errorf("default logging configuration: %w", err)
+	}
+	cfg.DefaultLogConfig = normalizeDefaultLogConfig(cfg.DefaultLogConfig)
 	for _, dir := range []string{cfg.containersDir(), cfg.vmStateRoot()} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
@@ -223,10 +251,16 @@ func lastExitMarker(consoleLog string) (int, bool) {
 }
 
 // Shutdown stops serving: running containers keep running in their VMs
-// (they are re-adopted by the next daemon), as with dockerd's live-restore.
+// (they are re-adopted by the next daemon), as with dockerd's live-restore,
+// unless live restore is disabled: then they are stopped first, each with
+// its stop signal and timeout, all within ctx (dockerd's
+// --shutdown-timeout).
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	close(d.stopping)
 	d.shutdownFileOps(ctx) // maintenance clones of stopped containers (maintenance.go)
+	if d.cfg.LiveRestoreDisabled {
+		d.stopAllForShutdown(ctx)
+	}
 	for _, c := range d.containers.all() {
 		c.mu.Lock()
 		if c.run != nil {
@@ -247,3 +281,86 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 
 // The daemon is the API's backend.
 var _ api.Backend = (*Daemon)(nil)
+
+// stopAllForShutdown stops every running container as dockerd does when it
+// shuts down without live-restore: in parallel, with each container's stop
+// signal and timeout. A container that is not gone when ctx ends has its VM
+// killed. Restart policies are not applied now (the daemon is stopping) and
+// the stop is not a manual one, so the next daemon starts the containers
+// whose policy says so.
+func (d *Daemon) stopAllForShutdown(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, c := range d.containers.all() {
+		c.mu.Lock()
+		r := c.run
+		if r == nil || !c.running() {
+			c.mu.Unlock()
+			continue
+		}
+		sig := syscall.SIGTERM
+		if c.Config.StopSignal != "" {
+			if s, err := parseSignal(c.Config.StopSignal); err == nil {
+				sig = s
+			}
+		}
+		timeout := defaultStopTimeout
+		if c.Config.StopTimeout != nil {
+			timeout = *c.Config.StopTimeout
+		}
+		paused := c.State.Status == container.StatePaused
+		c.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			log := d.log.WithField("container", c.ID[:12])
+			if paused {
+				// A paused VM cannot take a signal; nothing it runs can
+				// clean up, so end it.
+				_ = r.machine.Kill(ctx)
+				<-r.finished
+				return
+			}
+			if err := d.stopRun(ctx, c, r, sig, timeout); err != nil {
+				log.WithError(err).Warn("container did not stop within the shutdown timeout; killing its VM")
+				_ = r.machine.Kill(context.Background())
+				<-r.finished
+			}
+			log.Info("stopped at daemon shutdown (live restore is off)")
+		}()
+	}
+	wg.Wait()
+}
+
+// shutdownGrace is what dockerd adds to a container's stop timeout when it
+// sizes the shutdown timeout: time for the kill after the timeout.
+const shutdownGrace = 5 * time.Second
+
+// ShutdownTimeout is how long Shutdown may take, as dockerd computes it:
+// the configured --shutdown-timeout, raised to the longest stop timeout of
+// a running container plus a grace period when live restore is off; a
+// negative result means no limit.
+func (d *Daemon) ShutdownTimeout(configured time.Duration) time.Duration {
+	if configured < 0 || !d.cfg.LiveRestoreDisabled {
+		return configured
+	}
+	out := configured
+	for _, c := range d.containers.all() {
+		c.mu.Lock()
+		running := c.running()
+		stop := defaultStopTimeout
+		if c.Config.StopTimeout != nil {
+			stop = *c.Config.StopTimeout
+		}
+		c.mu.Unlock()
+		if !running {
+			continue
+		}
+		if stop < 0 {
+			return -1
+		}
+		if t := time.Duration(stop)*time.Second + shutdownGrace; t > out {
+			out = t
+		}
+	}
+	return out
+}

@@ -53,7 +53,7 @@ func (d *Daemon) SystemInfo(ctx context.Context) (*system.Info, error) {
 		Debug:              d.cfg.Debug,
 		NGoroutines:        goruntime.NumGoroutine(),
 		SystemTime:         time.Now().Format(time.RFC3339Nano),
-		LoggingDriver:      "json-file",
+		LoggingDriver:      d.defaultLogConfig().Type,
 		CgroupDriver:       "none",
 		KernelVersion:      kernelRelease(),
 		OperatingSystem:    osPrettyName(),
@@ -78,7 +78,8 @@ func (d *Daemon) SystemInfo(ctx context.Context) (*system.Info, error) {
 			"jevm": {Runtime: system.Runtime{Path: d.vms.Name(), Args: []string{"--accel", accel}}},
 		},
 		DefaultRuntime:     "jevm",
-		LiveRestoreEnabled: true,
+		LiveRestoreEnabled: !d.cfg.LiveRestoreDisabled,
+		ExperimentalBuild:  d.cfg.Experimental,
 		Isolation:          "",
 		SecurityOptions:    []string{"name=jevm,vmm=" + d.vms.Name() + ",accelerator=" + accel},
 	}
@@ -88,6 +89,7 @@ func (d *Daemon) SystemInfo(ctx context.Context) (*system.Info, error) {
 	if accel == "tcg" {
 		info.Warnings = append(info.Warnings, "WARNING: jevm runs its VMs with QEMU TCG (software emulation): KVM is not usable on this host")
 	}
+	d.fillNetworkInfo(info) // network.go
 	return info, nil
 }
 
@@ -102,6 +104,7 @@ func (d *Daemon) SystemVersion(ctx context.Context) dtypes.Version {
 		Os:            goruntime.GOOS,
 		Arch:          goruntime.GOARCH,
 		KernelVersion: kernelRelease(),
+		Experimental:  d.cfg.Experimental,
 	}
 	v.Platform.Name = "jevm"
 	v.Components = []dtypes.ComponentVersion{

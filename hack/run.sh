@@ -31,5 +31,5 @@ MSG
 "$BIN/jevmd" -H "unix://$SOCK" \
 	--config-file /dev/null \
 	--registry-mirror "http://$REGISTRY_ADDR" --insecure-registry "$REGISTRY_ADDR" \
-	--kernel "$GUEST/vmlinuz" --kernel-modules "$GUEST/lib/modules/$(cat "$GUEST/release")" \
+	--guest-dir "$GUEST" \
 	--agent "$BIN/jevm-agent" "$@"

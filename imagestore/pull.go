@@ -27,8 +27,9 @@ import (
 )
 
 const (
-	// maxConcurrentDownloads is dockerd's default.
-	maxConcurrentDownloads = 3
+	// DefaultMaxConcurrentDownloads is dockerd's default of
+	// --max-concurrent-downloads.
+	DefaultMaxConcurrentDownloads = 3
 	// maxDownloadAttempts is how often a layer download is tried.
 	maxDownloadAttempts = 3
 	// maxSmallBlob bounds manifests, indexes and configs.
@@ -346,12 +347,12 @@ func (s *Store) pullLayers(ctx context.Context, fetcher remotes.Fetcher, id dige
 		po.update(j.id, "Pulling fs layer")
 	}
 	for k, j := range missing {
-		if k >= maxConcurrentDownloads {
+		if k >= s.maxDownloads {
 			po.update(j.id, "Waiting")
 		}
 	}
 
-	sem := make(chan struct{}, maxConcurrentDownloads)
+	sem := make(chan struct{}, s.maxDownloads)
 	for _, j := range missing {
 		go func(j *layerJob) {
 			defer close(j.done)

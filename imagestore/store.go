@@ -66,6 +66,10 @@ type Options struct {
 	// DiskSize is the virtual size in bytes of every base disk; 0 means
 	// DefaultDiskSize.
 	DiskSize int64
+	// MaxConcurrentDownloads bounds the layers one pull downloads at once
+	// (dockerd's --max-concurrent-downloads); 0 means
+	// DefaultMaxConcurrentDownloads.
+	MaxConcurrentDownloads int
 	// Logger defaults to logrus.StandardLogger().
 	Logger logrus.FieldLogger
 }
@@ -196,6 +200,8 @@ type Store struct {
 	diskSize int64
 	log      logrus.FieldLogger
 	cs       content.Store
+	// maxDownloads bounds the layers one pull downloads at once.
+	maxDownloads int
 
 	mirrors  []*url.URL
 	insecure []string     // host[:port] names
@@ -227,6 +233,9 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if opts.DiskSize == 0 {
 		opts.DiskSize = DefaultDiskSize
 	}
+	if opts.MaxConcurrentDownloads <= 0 {
+		opts.MaxConcurrentDownloads = DefaultMaxConcurrentDownloads
+	}
 	if opts.DiskSize < minDiskSize {
 		return nil, fmt.Errorf("imagestore: disk size %d is smaller than the minimum %d", opts.DiskSize, minDiskSize)
 	}
@@ -255,16 +264,17 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	}
 
 	s := &Store{
-		root:     root,
-		diskSize: opts.DiskSize,
-		log:      log,
-		cs:       cs,
-		clients:  map[string]*http.Client{},
-		images:   map[digest.Digest]*Image{},
-		refs:     map[string]digest.Digest{},
-		leases:   map[digest.Digest]int{},
-		builds:   map[digest.Digest]*diskBuild{},
-		orphans:  map[digest.Digest]int64{},
+		root:         root,
+		diskSize:     opts.DiskSize,
+		log:          log,
+		maxDownloads: opts.MaxConcurrentDownloads,
+		cs:           cs,
+		clients:      map[string]*http.Client{},
+		images:       map[digest.Digest]*Image{},
+		refs:         map[string]digest.Digest{},
+		leases:       map[digest.Digest]int{},
+		builds:       map[digest.Digest]*diskBuild{},
+		orphans:      map[digest.Digest]int64{},
 	}
 	for _, m := range opts.Mirrors {
 		u, err := parseMirror(m)

@@ -126,10 +126,6 @@ func startDaemon() error {
 		return err
 	}
 	env.daemonLog = f
-	release, err := os.ReadFile(filepath.Join(env.guest, "release"))
-	if err != nil {
-		return err
-	}
 	cmd := exec.Command(filepath.Join(env.bin, "jevmd"),
 		"-H", "unix://"+env.sock,
 		"-H", "tcp://"+env.tcpAddr,
@@ -138,8 +134,7 @@ func startDaemon() error {
 		"--exec-root", filepath.Join(env.root, "run"),
 		"--registry-mirror", "http://"+env.registry.Addr,
 		"--insecure-registry", env.registry.Addr,
-		"--kernel", filepath.Join(env.guest, "vmlinuz"),
-		"--kernel-modules", filepath.Join(env.guest, "lib", "modules", strings.TrimSpace(string(release))),
+		"--guest-dir", env.guest,
 		"--agent", filepath.Join(env.bin, "jevm-agent"),
 		"--debug",
 	)

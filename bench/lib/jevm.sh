@@ -22,7 +22,7 @@ start_jevmd() {
 	shift 2
 	export DOCKER_HOST=unix://$dir/docker.sock
 	"$BIN/jevmd" -H "$DOCKER_HOST" --config-file /dev/null --data-root "$dir/data" --exec-root "$dir/run" \
-		--kernel "$GUEST/vmlinuz" --kernel-modules "$GUEST/lib/modules/$(cat "$GUEST/release")" \
+		--guest-dir "$GUEST" \
 		--agent "$BIN/jevm-agent" "$@" >"$log" 2>&1 &
 	jevmd=$!
 	local up=

@@ -5,13 +5,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
+
+	units "github.com/docker/go-units"
 )
 
 // fileConfig is daemon.json: dockerd's keys where the meaning is the same,
-// plus jevm's own VM settings.
+// plus jevm's own VM settings. Booleans and numbers whose zero value is a
+// real setting are pointers, so "absent" differs from "false" or 0.
 type fileConfig struct {
 	Hosts              []string `json:"hosts,omitempty"`
 	DataRoot           string   `json:"data-root,omitempty"`
@@ -21,15 +26,41 @@ type fileConfig struct {
 	Debug              *bool    `json:"debug,omitempty"`
 	LogLevel           string   `json:"log-level,omitempty"`
 	Pidfile            string   `json:"pidfile,omitempty"`
+	Group              string   `json:"group,omitempty"`
+
+	Bridge              string        `json:"bridge,omitempty"`
+	BIP                 string        `json:"bip,omitempty"`
+	DefaultAddressPools []addressPool `json:"default-address-pools,omitempty"`
+	DNS                 []string      `json:"dns,omitempty"`
+	DNSSearch           []string      `json:"dns-search,omitempty"`
+	DNSOptions          []string      `json:"dns-opts,omitempty"`
+	IPTables            *bool         `json:"iptables,omitempty"`
+	IPForward           *bool         `json:"ip-forward,omitempty"`
+	UserlandProxy       *bool         `json:"userland-proxy,omitempty"`
+
+	Experimental           *bool                    `json:"experimental,omitempty"`
+	LiveRestore            *bool                    `json:"live-restore,omitempty"`
+	LogDriver              string                   `json:"log-driver,omitempty"`
+	LogOpts                map[string]string        `json:"log-opts,omitempty"`
+	DefaultUlimits         map[string]*units.Ulimit `json:"default-ulimits,omitempty"`
+	MaxConcurrentDownloads *int                     `json:"max-concurrent-downloads,omitempty"`
+	ShutdownTimeout        *int                     `json:"shutdown-timeout,omitempty"`
 
 	// jevm's own.
 	Accelerator   string `json:"accelerator,omitempty"`
 	VMMemory      string `json:"vm-memory,omitempty"`
 	VMCPUs        int    `json:"vm-cpus,omitempty"`
+	GuestDir      string `json:"guest-dir,omitempty"`
 	Kernel        string `json:"kernel,omitempty"`
 	KernelModules string `json:"kernel-modules,omitempty"`
 	Agent         string `json:"agent,omitempty"`
 	QEMU          string `json:"qemu,omitempty"`
+}
+
+// addressPool is one entry of dockerd's default-address-pools.
+type addressPool struct {
+	Base string `json:"base"`
+	Size int    `json:"size"`
 }
 
 // flagToKey maps command-line flags to daemon.json keys; dockerd refuses a
@@ -38,9 +69,23 @@ var flagToKey = map[string]string{
 	"H": "hosts", "host": "hosts", "data-root": "data-root", "exec-root": "exec-root",
 	"registry-mirror": "registry-mirrors", "insecure-registry": "insecure-registries",
 	"D": "debug", "debug": "debug", "l": "log-level", "log-level": "log-level", "p": "pidfile", "pidfile": "pidfile",
-	"accel": "accelerator", "vm-memory": "vm-memory", "vm-cpus": "vm-cpus",
+	"G": "group", "group": "group",
+	"b": "bridge", "bridge": "bridge", "bip": "bip", "default-address-pool": "default-address-pools",
+	"dns": "dns", "dns-search": "dns-search", "dns-opt": "dns-opts",
+	"iptables": "iptables", "ip-forward": "ip-forward", "userland-proxy": "userland-proxy",
+	"experimental": "experimental", "live-restore": "live-restore",
+	"log-driver": "log-driver", "log-opt": "log-opts", "default-ulimit": "default-ulimits",
+	"max-concurrent-downloads": "max-concurrent-downloads", "shutdown-timeout": "shutdown-timeout",
+	"accel": "accelerator", "vm-memory": "vm-memory", "vm-cpus": "vm-cpus", "guest-dir": "guest-dir",
 	"kernel": "kernel", "kernel-modules": "kernel-modules", "agent": "agent", "qemu": "qemu",
 }
+
+// dockerd's defaults for the settings below.
+const (
+	defaultShutdownTimeout        = 15
+	defaultMaxConcurrentDownloads = 3
+	defaultSocketGroup            = "docker"
+)
 
 // options is the effective configuration.
 type options struct {
@@ -53,13 +98,38 @@ type options struct {
 	debug              bool
 	logLevel           string
 	pidfile            string
-	accel              string
-	vmMemory           string
-	vmCPUs             int
-	kernel             string
-	kernelModules      string
-	agent              string
-	qemu               string
+	group              string
+	groupExplicit      bool // named by the admin: a missing group is an error
+
+	bridge         string
+	bip            string
+	addressPools   []addressPool
+	dns            listFlag
+	dnsSearch      listFlag
+	dnsOptions     listFlag
+	iptables       bool
+	ipForward      bool
+	userlandProxy  bool
+	experimental   bool
+	liveRestore    bool
+	logDriver      string
+	logOpts        map[string]string
+	defaultUlimits map[string]*units.Ulimit
+	maxDownloads   int
+	shutdownSecs   int
+
+	accel         string
+	vmMemory      string
+	vmCPUs        int
+	guestDir      string
+	kernel        string
+	kernelModules string
+	agent         string
+	qemu          string
+
+	// Actions instead of running the daemon.
+	validateOnly bool
+	showVersion  bool
 }
 
 type listFlag []string
@@ -67,11 +137,106 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
+// poolFlag is dockerd's --default-address-pool base=CIDR,size=N.
+type poolFlag struct{ pools *[]addressPool }
+
+func (p poolFlag) String() string {
+	if p.pools == nil {
+		return ""
+	}
+	var s []string
+	for _, a := range *p.pools {
+		s = append(s, fmt.Sprintf("base=%s,size=%d", a.Base, a.Size))
+	}
+	return strings.Join(s, " ")
+}
+
+func (p poolFlag) Set(v string) error {
+	var a addressPool
+	for _, field := range strings.Split(v, ",") {
+		k, val, ok := strings.Cut(strings.TrimSpace(field), "=")
+		if !ok {
+			return fmt.Errorf("invalid field %q: expected base=CIDR,size=N", field)
+		}
+		switch strings.ToLower(k) {
+		case "base":
+			a.Base = val
+		case "size":
+			n, err := strconv.Atoi(val)
+			if err != nil {
+				return fmt.Errorf("invalid size %q: %w", val, err)
+			}
+			a.Size = n
+		default:
+			return fmt.Errorf("unexpected key %q in %q: expected base and size", k, v)
+		}
+	}
+	if a.Base == "" || a.Size == 0 {
+		return fmt.Errorf("%q: both base and size are required", v)
+	}
+	*p.pools = append(*p.pools, a)
+	return nil
+}
+
+// mapFlag collects KEY=VALUE pairs (--log-opt).
+type mapFlag struct{ m *map[string]string }
+
+func (f mapFlag) String() string {
+	if f.m == nil {
+		return ""
+	}
+	var s []string
+	for k, v := range *f.m {
+		s = append(s, k+"="+v)
+	}
+	sort.Strings(s)
+	return strings.Join(s, ",")
+}
+
+func (f mapFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("invalid key/value pair %q: expected KEY=VALUE", v)
+	}
+	if *f.m == nil {
+		*f.m = map[string]string{}
+	}
+	(*f.m)[k] = val
+	return nil
+}
+
+// ulimitFlag is dockerd's --default-ulimit NAME=SOFT[:HARD].
+type ulimitFlag struct{ m *map[string]*units.Ulimit }
+
+func (f ulimitFlag) String() string {
+	if f.m == nil {
+		return ""
+	}
+	var s []string
+	for _, u := range *f.m {
+		s = append(s, u.String())
+	}
+	sort.Strings(s)
+	return strings.Join(s, ",")
+}
+
+func (f ulimitFlag) Set(v string) error {
+	u, err := units.ParseUlimit(v)
+	if err != nil {
+		return err
+	}
+	if *f.m == nil {
+		*f.m = map[string]*units.Ulimit{}
+	}
+	(*f.m)[u.Name] = u
+	return nil
+}
+
 func parseOptions(args []string) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("jevmd", flag.ContinueOnError)
 	fs.StringVar(&o.configFile, "config-file", "/etc/jevm/daemon.json", "daemon configuration file")
-	fs.Var(&o.hosts, "H", "daemon socket to listen on: unix:///path or tcp://host:port (repeatable)")
+	fs.Var(&o.hosts, "H", "daemon socket to listen on: unix:///path, tcp://host:port or fd:// (systemd socket activation); repeatable")
 	fs.Var(&o.hosts, "host", "same as -H")
 	fs.StringVar(&o.dataRoot, "data-root", "/var/lib/jevm", "root of persistent state (containers, images, templates)")
 	fs.StringVar(&o.execRoot, "exec-root", "/run/jevm", "root of run-time state (VM sockets)")
@@ -83,13 +248,39 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.pidfile, "p", "", "pid file")
 	fs.StringVar(&o.pidfile, "pidfile", "", "pid file")
+	fs.StringVar(&o.group, "G", defaultSocketGroup, "group of the unix sockets")
+	fs.StringVar(&o.group, "group", defaultSocketGroup, "group of the unix sockets")
+
+	fs.StringVar(&o.bridge, "b", "", "Linux bridge of the default \"bridge\" network (default jevm0; \"none\": no default bridge)")
+	fs.StringVar(&o.bridge, "bridge", "", "same as -b")
+	fs.StringVar(&o.bip, "bip", "", "address and prefix of the default bridge's gateway, e.g. 172.30.0.1/16")
+	fs.Var(poolFlag{&o.addressPools}, "default-address-pool", "pool for network subnets: base=CIDR,size=N (repeatable)")
+	fs.Var(&o.dns, "dns", "DNS server for containers (repeatable)")
+	fs.Var(&o.dnsSearch, "dns-search", "DNS search domain for containers (repeatable)")
+	fs.Var(&o.dnsOptions, "dns-opt", "DNS option for containers (repeatable)")
+	fs.BoolVar(&o.iptables, "iptables", true, "install iptables rules (NAT, forwarding, isolation)")
+	fs.BoolVar(&o.ipForward, "ip-forward", true, "enable IPv4 forwarding on the host")
+	fs.BoolVar(&o.userlandProxy, "userland-proxy", true, "publish ports with the userland proxy (jevm's only way today)")
+	fs.BoolVar(&o.experimental, "experimental", false, "enable experimental features")
+	fs.BoolVar(&o.liveRestore, "live-restore", true, "keep containers running while the daemon is down (false: stop them at shutdown)")
+	fs.StringVar(&o.logDriver, "log-driver", "", "default logging driver of containers (default json-file)")
+	fs.Var(mapFlag{&o.logOpts}, "log-opt", "default logging driver option KEY=VALUE (repeatable)")
+	fs.Var(ulimitFlag{&o.defaultUlimits}, "default-ulimit", "default ulimit of containers NAME=SOFT[:HARD] (repeatable)")
+	fs.IntVar(&o.maxDownloads, "max-concurrent-downloads", defaultMaxConcurrentDownloads, "layers downloaded at once by one pull")
+	fs.IntVar(&o.shutdownSecs, "shutdown-timeout", defaultShutdownTimeout, "seconds to wait for containers at shutdown (-1: no limit)")
+
 	fs.StringVar(&o.accel, "accel", "auto", "VM accelerator: auto (probe KVM, fall back to TCG), kvm or tcg")
 	fs.StringVar(&o.vmMemory, "vm-memory", "256M", "memory of a container VM without -m")
 	fs.IntVar(&o.vmCPUs, "vm-cpus", 1, "vCPUs of a container VM without --cpus")
-	fs.StringVar(&o.kernel, "kernel", "/usr/lib/jevm/vmlinuz", "guest kernel")
-	fs.StringVar(&o.kernelModules, "kernel-modules", "/usr/lib/jevm/modules", "guest kernel modules (lib/modules/<release>)")
-	fs.StringVar(&o.agent, "agent", "/usr/lib/jevm/jevm-agent", "guest agent binary (static)")
+	fs.StringVar(&o.guestDir, "guest-dir", "", "directory with the guest kernel (vmlinuz, release, lib/modules) and agent; default: BINDIR/../lib/jevm, /usr/local/lib/jevm, /usr/lib/jevm")
+	fs.StringVar(&o.kernel, "kernel", "", "guest kernel (default: from the guest directory)")
+	fs.StringVar(&o.kernelModules, "kernel-modules", "", "guest kernel modules, lib/modules/<release> (default: from the guest directory)")
+	fs.StringVar(&o.agent, "agent", "", "static guest agent binary (default: from the guest directory, else next to jevmd)")
 	fs.StringVar(&o.qemu, "qemu", "/usr/bin/qemu-system-x86_64", "QEMU system emulator")
+
+	fs.BoolVar(&o.validateOnly, "validate", false, "validate the configuration and exit")
+	fs.BoolVar(&o.showVersion, "v", false, "print the version and exit")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -98,16 +289,20 @@ func parseOptions(args []string) (*options, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.groupExplicit = set["G"] || set["group"]
+	if o.showVersion {
+		return o, nil
+	}
 
 	b, err := os.ReadFile(o.configFile)
 	switch {
 	case errors.Is(err, os.ErrNotExist) && !set["config-file"]:
-		return o, nil // the default file is optional
+		return o, o.check() // the default file is optional
 	case err != nil:
 		return nil, fmt.Errorf("read config file: %w", err)
 	}
 	if strings.TrimSpace(string(b)) == "" {
-		return o, nil
+		return o, o.check()
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
@@ -131,29 +326,104 @@ func parseOptions(args []string) (*options, error) {
 		sort.Strings(conflicts)
 		return nil, fmt.Errorf("unable to configure the jevm daemon with file %s: the following directives are specified both as a flag and in the configuration file: %s", o.configFile, strings.Join(conflicts, ", "))
 	}
-	apply := func(dst *string, v string) {
+	o.apply(&fc)
+	return o, o.check()
+}
+
+// apply copies what daemon.json sets over the flag defaults (a setting
+// cannot come from both, parseOptions checked that).
+func (o *options) apply(fc *fileConfig) {
+	str := func(dst *string, v string) {
 		if v != "" {
 			*dst = v
 		}
 	}
+	boolean := func(dst *bool, v *bool) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	integer := func(dst *int, v *int) {
+		if v != nil {
+			*dst = *v
+		}
+	}
 	o.hosts = append(o.hosts, fc.Hosts...)
-	apply(&o.dataRoot, fc.DataRoot)
-	apply(&o.execRoot, fc.ExecRoot)
+	str(&o.dataRoot, fc.DataRoot)
+	str(&o.execRoot, fc.ExecRoot)
 	o.registryMirrors = append(o.registryMirrors, fc.RegistryMirrors...)
 	o.insecureRegistries = append(o.insecureRegistries, fc.InsecureRegistries...)
-	if fc.Debug != nil {
-		o.debug = *fc.Debug
+	boolean(&o.debug, fc.Debug)
+	str(&o.logLevel, fc.LogLevel)
+	str(&o.pidfile, fc.Pidfile)
+	if fc.Group != "" {
+		o.group, o.groupExplicit = fc.Group, true
 	}
-	apply(&o.logLevel, fc.LogLevel)
-	apply(&o.pidfile, fc.Pidfile)
-	apply(&o.accel, fc.Accelerator)
-	apply(&o.vmMemory, fc.VMMemory)
+
+	str(&o.bridge, fc.Bridge)
+	str(&o.bip, fc.BIP)
+	o.addressPools = append(o.addressPools, fc.DefaultAddressPools...)
+	o.dns = append(o.dns, fc.DNS...)
+	o.dnsSearch = append(o.dnsSearch, fc.DNSSearch...)
+	o.dnsOptions = append(o.dnsOptions, fc.DNSOptions...)
+	boolean(&o.iptables, fc.IPTables)
+	boolean(&o.ipForward, fc.IPForward)
+	boolean(&o.userlandProxy, fc.UserlandProxy)
+	boolean(&o.experimental, fc.Experimental)
+	boolean(&o.liveRestore, fc.LiveRestore)
+	str(&o.logDriver, fc.LogDriver)
+	if len(fc.LogOpts) > 0 {
+		o.logOpts = fc.LogOpts
+	}
+	if len(fc.DefaultUlimits) > 0 {
+		o.defaultUlimits = fc.DefaultUlimits
+	}
+	integer(&o.maxDownloads, fc.MaxConcurrentDownloads)
+	integer(&o.shutdownSecs, fc.ShutdownTimeout)
+
+	str(&o.accel, fc.Accelerator)
+	str(&o.vmMemory, fc.VMMemory)
 	if fc.VMCPUs > 0 {
 		o.vmCPUs = fc.VMCPUs
 	}
-	apply(&o.kernel, fc.Kernel)
-	apply(&o.kernelModules, fc.KernelModules)
-	apply(&o.agent, fc.Agent)
-	apply(&o.qemu, fc.QEMU)
-	return o, nil
+	str(&o.guestDir, fc.GuestDir)
+	str(&o.kernel, fc.Kernel)
+	str(&o.kernelModules, fc.KernelModules)
+	str(&o.agent, fc.Agent)
+	str(&o.qemu, fc.QEMU)
+}
+
+// check refuses settings that are wrong on their own, with dockerd's
+// wording where dockerd has one. What needs the daemon's packages to judge
+// (network, logging) is checked by daemonConfig.
+func (o *options) check() error {
+	if o.maxDownloads < 1 {
+		return fmt.Errorf("invalid max concurrent downloads: %d", o.maxDownloads)
+	}
+	if o.shutdownSecs < -1 {
+		return fmt.Errorf("invalid shutdown timeout %d: -1 (no limit) or more", o.shutdownSecs)
+	}
+	if o.bip != "" {
+		if _, err := netip.ParsePrefix(o.bip); err != nil {
+			return fmt.Errorf("invalid --bip %q: expected an address with a prefix length, e.g. 172.30.0.1/16: %w", o.bip, err)
+		}
+	}
+	if o.bridge == "none" && o.bip != "" {
+		return errors.New("you specified -b & --bip, mutually exclusive options. Configure IP range either using existing bridge or by creating new one")
+	}
+	for name, u := range o.defaultUlimits {
+		if u == nil || u.Name == "" {
+			return fmt.Errorf("default-ulimits: %q has no value", name)
+		}
+		if u.Name != name {
+			return fmt.Errorf("default-ulimits: key %q does not match the ulimit's Name %q", name, u.Name)
+		}
+	}
+	if o.vmCPUs < 1 {
+		return fmt.Errorf("invalid vm-cpus %d", o.vmCPUs)
+	}
+	if _, err := units.RAMInBytes(o.vmMemory); err != nil {
+		return fmt.Errorf("vm-memory: %w", err)
+	}
+	return nil
 }

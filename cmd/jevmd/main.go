@@ -6,22 +6,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
-	units "github.com/docker/go-units"
+	sdnotify "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/sirupsen/logrus"
 
 	"github.com/jevm/jevm/api"
 	"github.com/jevm/jevm/daemon"
 	"github.com/jevm/jevm/imagestore"
-	"github.com/jevm/jevm/vmbackend"
 	"github.com/jevm/jevm/vmbackend/initramfs"
 	"github.com/jevm/jevm/vmbackend/qemu"
 )
@@ -42,6 +39,20 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "jevmd:", err)
 		os.Exit(2)
+	}
+	if opts.showVersion {
+		fmt.Printf("jevm version %s, build %s\n", version, gitCommit)
+		return
+	}
+	if opts.validateOnly {
+		// dockerd's --validate: the configuration as a whole, without
+		// starting anything.
+		if _, err := opts.daemonSettings(); err != nil {
+			fmt.Fprintln(os.Stderr, "jevmd:", err)
+			os.Exit(1)
+		}
+		fmt.Println("configuration OK")
+		return
 	}
 	if err := run(opts); err != nil {
 		logrus.WithError(err).Error("jevmd failed")
@@ -64,12 +75,15 @@ func run(o *options) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 
-	if len(o.hosts) == 0 {
-		o.hosts = []string{"unix:///run/jevm/docker.sock"}
-	}
-	memBytes, err := units.RAMInBytes(o.vmMemory)
+	settings, err := o.daemonSettings()
 	if err != nil {
-		return fmt.Errorf("--vm-memory: %w", err)
+		return err
+	}
+	if len(o.hosts) == 0 {
+		o.hosts = []string{"unix://" + api.DefaultUnixSocket}
+	}
+	if !o.userlandProxy {
+		log.Warn("userland-proxy=false is not implemented: jevm publishes ports through its userland proxy")
 	}
 	for _, dir := range []string{o.dataRoot, o.execRoot} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
@@ -85,13 +99,13 @@ func run(o *options) error {
 
 	// The initramfs is the agent plus the kernel modules it loads; it is
 	// rebuilt when either changes, and its hash keys the templates.
-	initrd, err := buildInitrd(o)
+	initrd, err := buildInitrd(o.dataRoot, settings.guest)
 	if err != nil {
 		return err
 	}
 	vms, err := qemu.New(ctx, qemu.Options{
 		QEMUPath: o.qemu,
-		Kernel:   o.kernel,
+		Kernel:   settings.guest.kernel,
 		Initrd:   initrd,
 		Root:     filepath.Join(o.dataRoot, "templates"),
 		Accel:    o.accel,
@@ -101,28 +115,18 @@ func run(o *options) error {
 		return fmt.Errorf("VM backend: %w", err)
 	}
 	images, err := imagestore.New(ctx, imagestore.Options{
-		Root:               filepath.Join(o.dataRoot, "image"),
-		Mirrors:            o.registryMirrors,
-		InsecureRegistries: o.insecureRegistries,
-		DiskSize:           vms.DiskSize(),
-		Logger:             logrus.WithField("component", "images"),
+		Root:                   filepath.Join(o.dataRoot, "image"),
+		Mirrors:                o.registryMirrors,
+		InsecureRegistries:     o.insecureRegistries,
+		DiskSize:               vms.DiskSize(),
+		MaxConcurrentDownloads: o.maxDownloads,
+		Logger:                 logrus.WithField("component", "images"),
 	})
 	if err != nil {
 		return fmt.Errorf("image store: %w", err)
 	}
-	shape := vmbackend.Shape{MemoryMiB: int(memBytes >> 20), VCPUs: o.vmCPUs}
-	d, err := daemon.New(ctx, daemon.Config{
-		DataRoot:           o.dataRoot,
-		ExecRoot:           o.execRoot,
-		DefaultShape:       shape,
-		ServerVersion:      version,
-		APIVersion:         apiVersion,
-		MinAPIVersion:      minAPIVersion,
-		GitCommit:          gitCommit,
-		RegistryMirrors:    o.registryMirrors,
-		InsecureRegistries: o.insecureRegistries,
-		Debug:              o.debug,
-	}, vms, imageService{images}, logrus.WithField("component", "daemon"))
+	shape := settings.daemon.DefaultShape
+	d, err := daemon.New(ctx, settings.daemon, vms, imageService{images}, logrus.WithField("component", "daemon"))
 	if err != nil {
 		return err
 	}
@@ -138,24 +142,39 @@ func run(o *options) error {
 		log.WithField("elapsed", time.Since(begin).String()).Info("default VM template ready")
 	}()
 
-	var listeners []net.Listener
-	for _, h := range o.hosts {
-		l, err := api.Listen(h)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", h, err)
-		}
-		listeners = append(listeners, l)
-		log.WithField("host", h).Info("API listening")
+	listeners, err := api.ListenHosts(o.hosts, api.ListenOptions{
+		SocketGroup:         o.group,
+		SocketGroupExplicit: o.groupExplicit,
+		Logger:              log,
+	})
+	if err != nil {
+		return err
+	}
+	for _, l := range listeners {
+		log.WithField("address", l.Addr().String()).Info("API listening")
 	}
 	srv := api.NewServer(d, api.Options{
 		Logger:        logrus.WithField("component", "api"),
 		APIVersion:    apiVersion,
 		MinAPIVersion: minAPIVersion,
 		ServerVersion: version,
+		Experimental:  o.experimental,
 	})
 	log.WithFields(logrus.Fields{"version": version, "accelerator": vms.Accelerator(), "data-root": o.dataRoot}).Info("jevmd ready")
+	// Type=notify in jevm.service: systemd counts the service started
+	// once the API answers. Outside systemd this does nothing.
+	if _, err := sdnotify.SdNotify(false, sdnotify.SdNotifyReady); err != nil {
+		log.WithError(err).Warn("notify systemd")
+	}
+	go func() {
+		<-ctx.Done()
+		_, _ = sdnotify.SdNotify(false, sdnotify.SdNotifyStopping)
+	}()
 	serveErr := srv.Serve(ctx, listeners)
-	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
+	shutdownCtx, done := context.Background(), func() {}
+	if t := d.ShutdownTimeout(time.Duration(o.shutdownSecs) * time.Second); t >= 0 {
+		shutdownCtx, done = context.WithTimeout(context.Background(), t)
+	}
 	defer done()
 	if err := d.Shutdown(shutdownCtx); err != nil {
 		log.WithError(err).Warn("shutdown")
@@ -168,18 +187,18 @@ func run(o *options) error {
 }
 
 // buildInitrd writes DATA_ROOT/guest/initrd.img from the agent and modules.
-func buildInitrd(o *options) (string, error) {
-	dir := filepath.Join(o.dataRoot, "guest")
+func buildInitrd(dataRoot string, g guestPaths) (string, error) {
+	dir := filepath.Join(dataRoot, "guest")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
 	out := filepath.Join(dir, "initrd.img")
 	if _, err := initramfs.Build(initramfs.Options{
-		AgentPath:  o.agent,
-		ModulesDir: o.kernelModules,
+		AgentPath:  g.agent,
+		ModulesDir: g.modules,
 		Output:     out,
 	}); err != nil {
-		return "", fmt.Errorf("build guest initramfs (agent %s, modules %s): %w", o.agent, strings.TrimSpace(o.kernelModules), err)
+		return "", fmt.Errorf("build guest initramfs (agent %s, modules %s): %w", g.agent, g.modules, err)
 	}
 	return out, nil
 }

@@ -1,0 +1,193 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/sirupsen/logrus"
+)
+
+// DefaultSocketGroup is dockerd's default --group: members of this group
+// may use the daemon's unix sockets.
+const DefaultSocketGroup = "docker"
+
+// ListenOptions say how ListenHosts makes the API's sockets.
+type ListenOptions struct {
+	// SocketGroup owns the unix sockets jevmd creates (mode 0660),
+	// dockerd's --group. An empty value leaves them root's.
+	SocketGroup string
+	// SocketGroupExplicit is set when the admin named the group: a missing
+	// group is then an error, while a missing default group ("docker") is
+	// only a warning, as dockerd does.
+	SocketGroupExplicit bool
+	// Logger receives the warning about a missing default group.
+	Logger *logrus.Entry
+}
+
+// ListenHosts opens the listeners of every -H value. Besides what Listen
+// takes, "fd://" means every socket systemd passed by socket activation
+// (jevm.socket), and "fd://N" the one with file descriptor N.
+func ListenHosts(hosts []string, opts ListenOptions) ([]net.Listener, error) {
+	gid := -1
+	if opts.SocketGroup != "" {
+		g, err := lookupGID(opts.SocketGroup)
+		switch {
+		case err == nil:
+			gid = g
+		case opts.SocketGroupExplicit:
+			return nil, fmt.Errorf("socket group %q: %w", opts.SocketGroup, err)
+		case opts.Logger != nil:
+			opts.Logger.WithError(err).Warnf("the API sockets stay in root's group: group %q does not exist", opts.SocketGroup)
+		}
+	}
+	var out []net.Listener
+	closeAll := func() {
+		for _, l := range out {
+			l.Close()
+		}
+	}
+	for _, h := range hosts {
+		if addr, ok := strings.CutPrefix(h, "fd://"); ok {
+			ls, err := listenFD(addr)
+			if err != nil {
+				closeAll()
+				return nil, err
+			}
+			out = append(out, ls...)
+			continue
+		}
+		l, err := listen(h, gid)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("listen on %s: %w", h, err)
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+func lookupGID(name string) (int, error) {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		if n, nerr := strconv.Atoi(name); nerr == nil && n >= 0 {
+			return n, nil // a numeric group ID
+		}
+		return -1, err
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// listenFD returns the sockets systemd passed (LISTEN_FDS, LISTEN_PID).
+// Their ownership and mode are the socket unit's (SocketGroup=,
+// SocketMode=), not ours.
+func listenFD(addr string) ([]net.Listener, error) {
+	ls, err := activation.Listeners()
+	if err != nil {
+		return nil, fmt.Errorf("fd://%s: %w", addr, err)
+	}
+	var got []net.Listener
+	for _, l := range ls {
+		if l != nil { // a passed fd that is not a listening socket
+			got = append(got, l)
+		}
+	}
+	if len(got) == 0 {
+		return nil, errors.New("no sockets found via socket activation: make sure the service was started by systemd")
+	}
+	if addr == "" {
+		return got, nil
+	}
+	n, err := strconv.Atoi(addr)
+	if err != nil {
+		return nil, fmt.Errorf("invalid daemon host fd://%s: the file descriptor must be a number", addr)
+	}
+	// activation.Listeners returns them in order from fd 3
+	// (SD_LISTEN_FDS_START).
+	off := n - 3
+	if off < 0 || off >= len(ls) || ls[off] == nil {
+		return nil, fmt.Errorf("fd://%d: too few socket activated files passed in by systemd", n)
+	}
+	for i, l := range ls {
+		if i != off && l != nil {
+			l.Close()
+		}
+	}
+	return []net.Listener{ls[off]}, nil
+}
+
+// Listen opens a listener for a dockerd-style -H value:
+// "unix:///path/to.sock" (the parent directory is created, a stale
+// socket file removed, the socket made mode 0660), "tcp://host:port"
+// (port defaults to 2375). A bare absolute path is taken as a unix
+// socket; "unix://" alone means DefaultUnixSocket.
+func Listen(host string) (net.Listener, error) { return listen(host, -1) }
+
+// listen is Listen with the group of a unix socket (-1: unchanged).
+func listen(host string, gid int) (net.Listener, error) {
+	proto, addr, ok := strings.Cut(host, "://")
+	if !ok {
+		if strings.HasPrefix(host, "/") {
+			proto, addr = "unix", host
+		} else {
+			return nil, fmt.Errorf("invalid daemon host %q: expected unix:///path, tcp://host:port or fd://", host)
+		}
+	}
+	switch proto {
+	case "unix":
+		if addr == "" {
+			addr = DefaultUnixSocket
+		}
+		return listenUnix(addr, gid)
+	case "tcp":
+		if addr == "" {
+			addr = "127.0.0.1:" + defaultTCPPort
+		} else if _, _, err := net.SplitHostPort(addr); err != nil {
+			addr = net.JoinHostPort(strings.Trim(addr, "[]"), defaultTCPPort)
+		}
+		return net.Listen("tcp", addr)
+	default:
+		return nil, fmt.Errorf("invalid daemon host %q: unsupported protocol %q", host, proto)
+	}
+}
+
+func listenUnix(path string, gid int) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		// A socket someone still answers on is not stale.
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s is in use by another daemon", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if gid >= 0 {
+		if err := os.Chown(path, -1, gid); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
