@@ -33,7 +33,7 @@ func TestInstalledDaemon(t *testing.T) {
 	}
 	for _, p := range []string{
 		filepath.Join(lib, "vmlinuz"), filepath.Join(lib, "jevm-agent"),
-		filepath.Join(lib, "lib", "modules", strings.TrimSpace(string(release)), "modules.dep"),
+		filepath.Join(lib, "lib", "modules", strings.TrimSpace(string(release)), "kernel"),
 		filepath.Join(destdir, "etc", "jevm", "daemon.json"),
 	} {
 		if _, err := os.Stat(p); err != nil {
@@ -82,11 +82,13 @@ func TestInstalledDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lf, err := l.(*net.UnixListener).File()
+	ul := l.(*net.UnixListener)
+	lf, err := ul.File()
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Close()
+	ul.SetUnlinkOnClose(false) // the path stays: jevmd serves the passed copy
+	ul.Close()
 	defer lf.Close()
 	const bridge = "jevmi0"
 	logf, err := os.Create(filepath.Join(root, "jevmd.log"))
