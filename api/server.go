@@ -286,6 +286,11 @@ func (s *Server) newRouter() *mux.Router {
 	for _, rt := range s.networkRoutes() {
 		add(rt.method, rt.path, rt.h)
 	}
+
+	// plugins: none installed (plugins.go)
+	for _, rt := range s.pluginRoutes() {
+		add(rt.method, rt.path, rt.h)
+	}
 	return m
 }
 

@@ -1,0 +1,61 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/docker/docker/errdefs"
+)
+
+// jevm has no managed plugins (no volume, network, log or authz plugin
+// runs inside a jeVM engine yet), so the plugin API answers as a dockerd
+// with none installed: an empty list, "not found" for a named plugin. Tools
+// list plugins before they start (moby's test harness, SDK clean-up code),
+// so the list must answer rather than 404 on the route. Installing or
+// creating one is refused with 501 until plugins are supported.
+
+type pluginRoute struct {
+	method, path string
+	h            handlerFunc
+}
+
+// pluginRoutes are added to the router by newRouter.
+func (s *Server) pluginRoutes() []pluginRoute {
+	return []pluginRoute{
+		{http.MethodGet, "/plugins", s.getPluginsList},
+		{http.MethodGet, "/plugins/privileges", pluginsUnsupported},
+		{http.MethodPost, "/plugins/pull", pluginsUnsupported},
+		{http.MethodPost, "/plugins/create", pluginsUnsupported},
+		{http.MethodGet, "/plugins/{name:.*}/json", pluginNotFound},
+		{http.MethodPost, "/plugins/{name:.*}/enable", pluginNotFound},
+		{http.MethodPost, "/plugins/{name:.*}/disable", pluginNotFound},
+		{http.MethodPost, "/plugins/{name:.*}/push", pluginNotFound},
+		{http.MethodPost, "/plugins/{name:.*}/upgrade", pluginNotFound},
+		{http.MethodPost, "/plugins/{name:.*}/set", pluginNotFound},
+		{http.MethodDelete, "/plugins/{name:.*}", pluginNotFound},
+	}
+}
+
+// pluginListFilters are the filters dockerd's GET /plugins accepts.
+var pluginListFilters = map[string]bool{"capability": true, "enabled": true}
+
+func (s *Server) getPluginsList(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	f, err := parseFilters(r)
+	if err != nil {
+		return err
+	}
+	if err := f.Validate(pluginListFilters); err != nil {
+		return errdefs.InvalidParameter(err)
+	}
+	return writeJSON(w, http.StatusOK, []struct{}{})
+}
+
+func pluginNotFound(_ context.Context, _ http.ResponseWriter, _ *http.Request, vars map[string]string) error {
+	return errdefs.NotFound(fmt.Errorf("plugin %q not found", vars["name"]))
+}
+
+func pluginsUnsupported(context.Context, http.ResponseWriter, *http.Request, map[string]string) error {
+	return errdefs.NotImplemented(errors.New("jevm does not support managed plugins yet"))
+}

@@ -1,0 +1,37 @@
+package api
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// With no plugins jevm answers as a dockerd with none installed.
+func TestPluginsAsDockerdWithNone(t *testing.T) {
+	e := newTestEnv(t)
+	resp, body := e.do("GET", "/v1.51/plugins", nil)
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "[]" {
+		t.Fatalf("GET /plugins = %d %s", resp.StatusCode, body)
+	}
+	resp, body = e.do("GET", "/plugins?filters="+url.QueryEscape(`{"enabled":{"true":true}}`), nil)
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "[]" {
+		t.Fatalf("GET /plugins with a filter = %d %s", resp.StatusCode, body)
+	}
+	resp, body = e.do("GET", "/plugins?filters="+url.QueryEscape(`{"bogus":{"x":true}}`), nil)
+	if resp.StatusCode != 400 || !strings.Contains(string(body), "bogus") {
+		t.Fatalf("GET /plugins with an unknown filter = %d %s", resp.StatusCode, body)
+	}
+	for _, rq := range [][2]string{
+		{"GET", "/plugins/vieux/sshfs:latest/json"}, {"POST", "/plugins/vieux/sshfs/enable"},
+		{"POST", "/plugins/x/disable"}, {"DELETE", "/plugins/x"}, {"POST", "/plugins/x/set"},
+	} {
+		resp, body = e.do(rq[0], rq[1], nil)
+		if resp.StatusCode != 404 || !strings.Contains(string(body), `"message":"plugin \"`) || !strings.Contains(string(body), `not found`) {
+			t.Errorf("%s %s = %d %s", rq[0], rq[1], resp.StatusCode, body)
+		}
+	}
+	resp, body = e.do("POST", "/plugins/pull?remote=vieux/sshfs", nil)
+	if resp.StatusCode != 501 || !strings.Contains(string(body), "plugins") {
+		t.Errorf("POST /plugins/pull = %d %s", resp.StatusCode, body)
+	}
+}
