@@ -7,15 +7,12 @@ package daemon
 // container's VM (maintenance.go).
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
@@ -169,7 +166,7 @@ func (d *Daemon) ContainerChanges(ctx context.Context, name string) ([]container
 	if err != nil {
 		return nil, err
 	}
-	base, err := c.baseDisk()
+	base, err := d.baseDisk(c)
 	if err != nil {
 		return nil, err
 	}
@@ -202,44 +199,15 @@ func attachBaseDisk(ctx context.Context, m vmbackend.Machine, base string) (stri
 	return da.AttachDisk(ctx, base, true)
 }
 
-// baseDisk is the image's base disk under the container's disk: the qcow2
-// overlay's backing file (still there when the image was deleted since).
-func (c *Container) baseDisk() (string, error) {
-	p, err := qcow2BackingFile(c.diskPath())
+// baseDisk is the image's base disk under the container's disk, as the VM
+// backend layered it (still there when the image was deleted since).
+func (d *Daemon) baseDisk(c *Container) (string, error) {
+	p, err := d.vms.RootDiskBase(c.diskPath())
 	if err != nil {
 		return "", errdefs.System(fmt.Errorf("container %s: %w", c.ID, err))
-	}
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(c.Dir, p)
 	}
 	if _, err := os.Stat(p); err != nil {
 		return "", errdefs.System(fmt.Errorf("container %s: image disk: %w", c.ID, err))
 	}
 	return p, nil
-}
-
-// qcow2BackingFile reads the backing file name from a qcow2 header.
-func qcow2BackingFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	var hdr [20]byte
-	if _, err := io.ReadFull(f, hdr[:]); err != nil {
-		return "", fmt.Errorf("read qcow2 header of %s: %w", path, err)
-	}
-	if !bytes.Equal(hdr[:4], []byte{'Q', 'F', 'I', 0xfb}) {
-		return "", fmt.Errorf("%s is not a qcow2 disk", path)
-	}
-	off := binary.BigEndian.Uint64(hdr[8:16])
-	size := binary.BigEndian.Uint32(hdr[16:20])
-	if off == 0 || size == 0 || size > 4096 {
-		return "", fmt.Errorf("%s has no backing file", path)
-	}
-	name := make([]byte, size)
-	if _, err := f.ReadAt(name, int64(off)); err != nil {
-		return "", fmt.Errorf("read backing file name of %s: %w", path, err)
-	}
-	return string(name), nil
 }

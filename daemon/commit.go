@@ -85,7 +85,7 @@ func (d *Daemon) ContainerCommit(ctx context.Context, req *api.CommitConfig) (st
 	}
 	mergeCommitConfig(newCfg, ctrCfg)
 
-	baseDisk, err := c.baseDisk()
+	baseDisk, err := d.baseDisk(c)
 	if err != nil {
 		return "", err
 	}

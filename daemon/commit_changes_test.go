@@ -1,11 +1,7 @@
 package daemon
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -137,28 +133,5 @@ func TestMergeCommitConfig(t *testing.T) {
 	}
 	if user.Labels["l"] != "1" || user.Labels["m"] != "2" || len(user.ExposedPorts) != 1 {
 		t.Errorf("labels %v ports %v", user.Labels, user.ExposedPorts)
-	}
-}
-
-func TestQcow2BackingFile(t *testing.T) {
-	qemuImg, err := exec.LookPath("qemu-img")
-	if err != nil {
-		t.Skip("no qemu-img")
-	}
-	dir := t.TempDir()
-	base := filepath.Join(dir, "base.ext4")
-	if err := os.WriteFile(base, make([]byte, 1<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	overlay := filepath.Join(dir, "rootfs.qcow2")
-	if out, err := exec.Command(qemuImg, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, overlay).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
-	got, err := qcow2BackingFile(overlay)
-	if err != nil || got != base {
-		t.Fatalf("backing file %q, %v", got, err)
-	}
-	if _, err := qcow2BackingFile(base); err == nil || !strings.Contains(err.Error(), "not a qcow2") {
-		t.Fatalf("raw file: %v", err)
 	}
 }

@@ -118,8 +118,14 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return resp, fmt.Errorf("create container directory: %w", err)
 	}
-	if err := d.images.NewContainerDisk(ctx, imageID, c.diskPath()); err != nil {
-		return resp, fmt.Errorf("create root disk: %w", err)
+	// The image store has the image's base disk; the VM backend layers the
+	// container's own disk over it in its format.
+	base, err := d.images.BaseDisk(ctx, imageID)
+	if err != nil {
+		return resp, fmt.Errorf("image disk: %w", err)
+	}
+	if err := d.vms.CreateRootDisk(ctx, base, c.diskPath()); err != nil {
+		return resp, errdefs.System(fmt.Errorf("create root disk: %w", err))
 	}
 	if err := c.save(); err != nil {
 		return resp, err

@@ -19,9 +19,9 @@ type ImageService interface {
 	Pull(ctx context.Context, ref, platform string, auth *registry.AuthConfig, out io.Writer) error
 	// ImageConfig resolves a name or ID to the image ID and its config.
 	ImageConfig(nameOrID string) (id string, cfg *container.Config, err error)
-	// NewContainerDisk makes a copy-on-write disk for a container on the
-	// image's base disk.
-	NewContainerDisk(ctx context.Context, imageID, path string) error
+	// BaseDisk is the image's base disk (built on first use), over which
+	// the VM backend layers each container's own disk.
+	BaseDisk(ctx context.Context, imageID string) (string, error)
 	List(ctx context.Context, opts image.ListOptions) ([]image.Summary, error)
 	Inspect(ctx context.Context, nameOrID string) (*image.InspectResponse, error)
 	Tag(ctx context.Context, source, repo, tag string) error

@@ -1,7 +1,6 @@
 package imagestore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -50,7 +49,7 @@ func (s *Store) diskPath(id digest.Digest) string {
 // exactly DiskSize bytes (sparse) holding the image's root file system. It
 // is built once per image (at the end of a pull, or here when missing) and
 // must only be used read-only, as the backing file of container overlays
-// (see NewContainerDisk). id may be anything Resolve accepts.
+// (the VM backend layers containers' disks over it). id may be anything Resolve accepts.
 func (s *Store) BaseDisk(ctx context.Context, id string) (string, error) {
 	img, err := s.Resolve(id)
 	if err != nil {
@@ -76,32 +75,6 @@ func (s *Store) BaseDisk(ctx context.Context, id string) (string, error) {
 		s.mu.Unlock()
 	}
 	return path, nil
-}
-
-// NewContainerDisk creates a qcow2 overlay at path backed by the image's base
-// disk (qemu-img create -f qcow2 -F raw -b <base>). path must not exist.
-func (s *Store) NewContainerDisk(ctx context.Context, id, path string) error {
-	base, err := s.BaseDisk(ctx, id)
-	if err != nil {
-		return err
-	}
-	path, err = filepath.Abs(path)
-	if err != nil {
-		return err
-	}
-	if _, err := os.Lstat(path); err == nil {
-		return errdefs.Conflict(fmt.Errorf("container disk %s already exists", path))
-	}
-	qemuImg, err := findTool("qemu-img")
-	if err != nil {
-		return errdefs.System(err)
-	}
-	cmd := exec.CommandContext(ctx, qemuImg, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, path)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		os.Remove(path)
-		return errdefs.System(fmt.Errorf("creating container disk %s: %v: %s", path, err, bytes.TrimSpace(out)))
-	}
-	return nil
 }
 
 // ensureDisk builds the base disk of image id unless it exists; concurrent

@@ -5,7 +5,6 @@ import (
 	"context"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -283,29 +282,6 @@ func TestConcurrentPullsBuildOnce(t *testing.T) {
 	}
 	if s.Count() != 1 {
 		t.Errorf("count %d", s.Count())
-	}
-}
-
-func TestNewContainerDisk(t *testing.T) {
-	findToolT(t, "mke2fs")
-	qemuImg := findToolT(t, "qemu-img")
-	s := newTestStore(t, "")
-	recordImage(t, s, simpleImage(t, "q"), "q")
-	path := t.TempDir() + "/ctr.qcow2"
-	if err := s.NewContainerDisk(context.Background(), "q", path); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(qemuImg, "info", "-U", path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	base, _ := s.BaseDisk(context.Background(), "q")
-	if !strings.Contains(string(out), "file format: qcow2") || !strings.Contains(string(out), "backing file: "+base) ||
-		!strings.Contains(string(out), "backing file format: raw") || !strings.Contains(string(out), "virtual size: 64 MiB") {
-		t.Errorf("qemu-img info:\n%s", out)
-	}
-	if err := s.NewContainerDisk(context.Background(), "q", path); !errdefs.IsConflict(err) {
-		t.Errorf("existing path: %v", err)
 	}
 }
 

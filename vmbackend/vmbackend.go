@@ -100,6 +100,21 @@ type Provider interface {
 	Adopt(ctx context.Context, spec MachineSpec) (Machine, error)
 	// Close releases the provider's resources; running machines keep running.
 	Close() error
+	RootDisks
+}
+
+// RootDisks makes containers' root disks in the provider's own format: the
+// image store builds an image's base disk (a raw ext4 file system of
+// DiskSize bytes), and each container gets a copy-on-write disk over it.
+type RootDisks interface {
+	// CreateRootDisk makes a container's own disk at path, layered over
+	// base; it fails if path exists, and leaves nothing on failure.
+	CreateRootDisk(ctx context.Context, base, path string) error
+	// RootDiskBase returns the base disk a root disk is layered over.
+	RootDiskBase(path string) (string, error)
+	// GuestRootDevice is the device the guest sees the root disk as
+	// (what the agent mounts), e.g. "/dev/vda".
+	GuestRootDevice() string
 }
 
 // Machine is one running VM.

@@ -31,8 +31,8 @@ func (a imageService) ImageConfig(nameOrID string) (string, *container.Config, e
 	return img.ID.String(), img.ContainerConfig(), nil
 }
 
-func (a imageService) NewContainerDisk(ctx context.Context, imageID, path string) error {
-	return a.s.NewContainerDisk(ctx, imageID, path)
+func (a imageService) BaseDisk(ctx context.Context, imageID string) (string, error) {
+	return a.s.BaseDisk(ctx, imageID)
 }
 
 func (a imageService) List(ctx context.Context, opts image.ListOptions) ([]image.Summary, error) {

@@ -229,31 +229,6 @@ func parseSmapsRollup(s string) (rss, pss uint64) {
 	return rss, pss
 }
 
-// diskVirtualSize returns the guest-visible size of a raw or qcow2 image
-// and its format, reading the qcow2 header directly (no qemu-img round
-// trip on every start).
-func diskVirtualSize(path string) (int64, string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, "", err
-	}
-	defer f.Close()
-	var hdr [32]byte
-	n, _ := f.ReadAt(hdr[:], 0)
-	if n >= 32 && bytes.Equal(hdr[0:4], []byte{'Q', 'F', 'I', 0xfb}) {
-		size := int64(0)
-		for _, c := range hdr[24:32] {
-			size = size<<8 | int64(c)
-		}
-		return size, "qcow2", nil
-	}
-	st, err := f.Stat()
-	if err != nil {
-		return 0, "", err
-	}
-	return st.Size(), "raw", nil
-}
-
 // pidfdOpen opens a pidfd for pid, or returns -1 if the kernel lacks it.
 func pidfdOpen(pid int) (int, error) {
 	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)

@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -177,7 +178,8 @@ func (p *Provider) Close() error {
 }
 
 // CreateRootDisk creates a qcow2 overlay at path backed by the raw disk
-// base (whose size must be DiskSize), for use as MachineSpec.RootDisk.
+// base (whose size must be DiskSize), for use as MachineSpec.RootDisk. A
+// failed create leaves no file behind.
 func (p *Provider) CreateRootDisk(ctx context.Context, base, path string) error {
 	st, err := os.Stat(base)
 	if err != nil {
@@ -186,13 +188,44 @@ func (p *Provider) CreateRootDisk(ctx context.Context, base, path string) error 
 	if st.Size() != p.opts.DiskSize {
 		return fmt.Errorf("qemu: base disk %s is %d bytes, want %d", base, st.Size(), p.opts.DiskSize)
 	}
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("qemu: root disk %s: %w", path, os.ErrExist)
+	}
 	out, err := exec.CommandContext(ctx, p.opts.QEMUImgPath, "create", "-q", "-f", "qcow2",
 		"-F", "raw", "-b", base, path).CombinedOutput()
 	if err != nil {
+		os.Remove(path)
 		return fmt.Errorf("qemu-img create %s: %w: %s", path, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
+
+// RootDiskBase returns the base disk a root disk made by CreateRootDisk
+// is layered on (the qcow2 overlay's backing file, made absolute).
+func (p *Provider) RootDiskBase(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h, ok, err := readQcow2Header(f)
+	switch {
+	case err != nil:
+		return "", err
+	case !ok:
+		return "", fmt.Errorf("%s is not a qcow2 disk", path)
+	case h.backingFile == "":
+		return "", fmt.Errorf("%s has no backing file", path)
+	}
+	if !filepath.IsAbs(h.backingFile) {
+		return filepath.Join(filepath.Dir(path), h.backingFile), nil
+	}
+	return h.backingFile, nil
+}
+
+// GuestRootDevice is the root disk as the guest sees it: the first
+// virtio-blk device of the template's device layout (cmdline.go).
+func (p *Provider) GuestRootDevice() string { return "/dev/vda" }
 
 // qemuVersion returns the first line of `qemu --version`, e.g.
 // "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)".

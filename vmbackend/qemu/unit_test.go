@@ -1,10 +1,13 @@
 package qemu
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -217,6 +220,61 @@ func TestDiskVirtualSize(t *testing.T) {
 	os.WriteFile(q, hdr, 0o644)
 	if n, fmt, err := diskVirtualSize(q); err != nil || n != 8<<30 || fmt != "qcow2" {
 		t.Errorf("qcow2: %d %s %v", n, fmt, err)
+	}
+}
+
+// A container's root disk is the provider's business: made over an image's
+// base disk with qemu-img, and read back (its base) from the qcow2 header.
+func TestRootDisks(t *testing.T) {
+	qemuImg, err := exec.LookPath("qemu-img")
+	if err != nil {
+		t.Skip("qemu-img not installed")
+	}
+	dir := t.TempDir()
+	p := &Provider{opts: Options{DiskSize: 64 << 20, QEMUImgPath: qemuImg}}
+	base := filepath.Join(dir, "base.ext4")
+	if err := os.WriteFile(base, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(base, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(dir, "rootfs.qcow2")
+	if err := p.CreateRootDisk(context.Background(), base, disk); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.RootDiskBase(disk); err != nil || got != base {
+		t.Fatalf("RootDiskBase = %q, %v; want %q", got, err, base)
+	}
+	if n, format, err := diskVirtualSize(disk); err != nil || n != 64<<20 || format != "qcow2" {
+		t.Fatalf("root disk: %d %s %v", n, format, err)
+	}
+	if err := p.CreateRootDisk(context.Background(), base, disk); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("over an existing disk: %v", err)
+	}
+	if _, err := p.RootDiskBase(base); err == nil || !strings.Contains(err.Error(), "not a qcow2") {
+		t.Fatalf("RootDiskBase of a raw disk: %v", err)
+	}
+	// A base of the wrong size is refused before anything is written.
+	small := filepath.Join(dir, "small.ext4")
+	os.WriteFile(small, make([]byte, 4096), 0o644)
+	other := filepath.Join(dir, "other.qcow2")
+	if err := p.CreateRootDisk(context.Background(), small, other); err == nil {
+		t.Fatal("a base disk of the wrong size was accepted")
+	}
+	if _, err := os.Stat(other); !os.IsNotExist(err) {
+		t.Fatalf("failed create left %s behind: %v", other, err)
+	}
+	// A relative backing file name is taken relative to the overlay.
+	rel := filepath.Join(dir, "rel.qcow2")
+	if out, err := exec.Command(qemuImg, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", "base.ext4", rel).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if got, err := p.RootDiskBase(rel); err != nil || got != base {
+		t.Fatalf("relative backing file: %q, %v", got, err)
+	}
+	if p.GuestRootDevice() != "/dev/vda" {
+		t.Fatalf("GuestRootDevice = %q", p.GuestRootDevice())
 	}
 }
 
