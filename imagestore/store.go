@@ -19,7 +19,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/jevm/jevm/internal/atomicfile"
 	"net"
 	"net/http"
 	"net/url"
@@ -30,6 +29,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jevm/jevm/internal/atomicfile"
 
 	"github.com/containerd/containerd/content"
 	"github.com/containerd/containerd/content/local"
