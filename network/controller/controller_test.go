@@ -1,7 +1,8 @@
-package daemon
+package controller
 
 import (
 	"context"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,21 +14,60 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/go-connections/nat"
+	"github.com/sirupsen/logrus"
 
 	jnet "github.com/jevm/jevm/network"
 )
 
-// netTestDaemon has a network manager without host networking (no
-// bridges, taps or rules are made): the bookkeeping alone.
-func netTestDaemon(t *testing.T) *Daemon {
-	d := testDaemon(t)
-	d.cfg.DataRoot = t.TempDir()
+// testEnv stands for the daemon: its container names and the
+// controller it uses (replaced when a test "restarts" the daemon).
+type testEnv struct {
+	net   *Controller
+	log   *logrus.Entry
+	names testNames
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return &testEnv{log: logrus.NewEntry(l), names: testNames{}}
+}
+
+// testNames maps container names to IDs, as the daemon's container store.
+type testNames map[string]string
+
+func (n testNames) IDByName(name string) string { return n[strings.TrimPrefix(name, "/")] }
+
+func (n testNames) NameByID(id string) string {
+	for name, other := range n {
+		if other == id {
+			return name
+		}
+	}
+	return ""
+}
+
+// testContainer is a stopped container called name, known to the names.
+func testContainer(t *testing.T, d *testEnv, name string) *Container {
+	c := &Container{
+		ID: strings.Repeat(name[:1], 64), Name: name,
+		Config: &container.Config{}, HostConfig: &container.HostConfig{},
+	}
+	d.names[name] = c.ID
+	return c
+}
+
+// netTestEnv has a controller without host networking (no bridges, taps
+// or rules are made): the bookkeeping alone.
+func netTestEnv(t *testing.T) *testEnv {
+	d := newTestEnv(t)
+	dataRoot := t.TempDir()
 	rc := filepath.Join(t.TempDir(), "resolv.conf")
 	os.WriteFile(rc, []byte("search corp.example\nnameserver 127.0.0.53\noptions edns0\n"), 0o644)
-	cfg := NetworkConfig{ResolvConf: rc}
+	cfg := Config{ResolvConf: rc}
 	cfg.setDefaults()
-	nm := &netManager{
-		d: d, cfg: cfg, log: d.log, path: filepath.Join(d.cfg.DataRoot, "state.json"), instance: "test",
+	nm := &Controller{
+		names: d.names, cfg: cfg, log: d.log, path: filepath.Join(dataRoot, "state.json"), instance: "test",
 		nets: map[string]*netRecord{}, ports: map[string][]jnet.PortBinding{}, proxies: map[string][]*jnet.Proxy{},
 	}
 	for _, n := range []string{network.NetworkBridge, network.NetworkHost, network.NetworkNone} {
@@ -40,61 +80,61 @@ func netTestDaemon(t *testing.T) *Daemon {
 }
 
 func TestNetworkCreateListRemoveBookkeeping(t *testing.T) {
-	d := netTestDaemon(t)
+	d := netTestEnv(t)
 	ctx := context.Background()
-	br, _ := d.NetworkInspect(ctx, "bridge", network.InspectOptions{})
+	br, _ := d.net.Inspect(ctx, "bridge", network.InspectOptions{})
 	if br.IPAM.Config[0].Subnet != "172.17.0.0/16" || br.IPAM.Config[0].Gateway != "172.17.0.1" {
 		t.Fatalf("default bridge = %+v", br.IPAM)
 	}
-	r1, err := d.NetworkCreate(ctx, network.CreateRequest{Name: "a", CreateOptions: network.CreateOptions{Labels: map[string]string{"k": "v"}}})
+	r1, err := d.net.Create(ctx, network.CreateRequest{Name: "a", CreateOptions: network.CreateOptions{Labels: map[string]string{"k": "v"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := d.NetworkInspect(ctx, r1.ID[:6], network.InspectOptions{})
+	a, _ := d.net.Inspect(ctx, r1.ID[:6], network.InspectOptions{})
 	if a.Name != "a" || a.IPAM.Config[0].Subnet != "172.18.0.0/16" {
 		t.Fatalf("a = %+v", a.IPAM)
 	}
-	if _, err := d.NetworkCreate(ctx, network.CreateRequest{Name: "a"}); !errdefs.IsConflict(err) {
+	if _, err := d.net.Create(ctx, network.CreateRequest{Name: "a"}); !errdefs.IsConflict(err) {
 		t.Fatalf("duplicate name: %v", err)
 	}
-	_, err = d.NetworkCreate(ctx, network.CreateRequest{Name: "b", CreateOptions: network.CreateOptions{IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: "172.18.128.0/24"}}}}})
+	_, err = d.net.Create(ctx, network.CreateRequest{Name: "b", CreateOptions: network.CreateOptions{IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: "172.18.128.0/24"}}}}})
 	if !errdefs.IsForbidden(err) {
 		t.Fatalf("overlapping subnet: %v", err)
 	}
-	_, err = d.NetworkCreate(ctx, network.CreateRequest{Name: "c", CreateOptions: network.CreateOptions{IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.5.0.0/24", Gateway: "10.6.0.1"}}}}})
+	_, err = d.net.Create(ctx, network.CreateRequest{Name: "c", CreateOptions: network.CreateOptions{IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.5.0.0/24", Gateway: "10.6.0.1"}}}}})
 	if !errdefs.IsInvalidParameter(err) {
 		t.Fatalf("gateway outside the subnet: %v", err)
 	}
-	if _, err := d.NetworkCreate(ctx, network.CreateRequest{Name: "d", CreateOptions: network.CreateOptions{Driver: "macvlan"}}); !errdefs.IsInvalidParameter(err) {
+	if _, err := d.net.Create(ctx, network.CreateRequest{Name: "d", CreateOptions: network.CreateOptions{Driver: "macvlan"}}); !errdefs.IsInvalidParameter(err) {
 		t.Fatalf("macvlan: %v", err)
 	}
-	list, _ := d.NetworkList(ctx, filters.NewArgs(filters.Arg("type", "custom")))
+	list, _ := d.net.List(ctx, filters.NewArgs(filters.Arg("type", "custom")))
 	if len(list) != 1 || list[0].Name != "a" {
 		t.Fatalf("custom networks = %v", list)
 	}
-	list, _ = d.NetworkList(ctx, filters.NewArgs(filters.Arg("label", "k=v")))
+	list, _ = d.net.List(ctx, filters.NewArgs(filters.Arg("label", "k=v")))
 	if len(list) != 1 {
 		t.Fatalf("label filter = %v", list)
 	}
-	if err := d.NetworkRemove(ctx, "bridge"); !errdefs.IsForbidden(err) {
+	if err := d.net.Remove(ctx, "bridge"); !errdefs.IsForbidden(err) {
 		t.Fatalf("rm bridge: %v", err)
 	}
 	// An endpoint makes it busy (409), as dockerd.
 	d.net.nets[r1.ID].Endpoints["e"] = &endpointRecord{ID: "e", ContainerID: "x", IP: "172.18.0.2"}
-	if err := d.NetworkRemove(ctx, "a"); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "has active endpoints") {
+	if err := d.net.Remove(ctx, "a"); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "has active endpoints") {
 		t.Fatalf("rm of a busy network: %v", err)
 	}
-	rep, _ := d.NetworksPrune(ctx, filters.NewArgs())
+	rep, _ := d.net.Prune(ctx, filters.NewArgs())
 	if len(rep.NetworksDeleted) != 0 {
 		t.Fatalf("pruned a busy network: %v", rep)
 	}
 	delete(d.net.nets[r1.ID].Endpoints, "e")
-	rep, _ = d.NetworksPrune(ctx, filters.NewArgs())
+	rep, _ = d.net.Prune(ctx, filters.NewArgs())
 	if len(rep.NetworksDeleted) != 1 || rep.NetworksDeleted[0] != "a" {
 		t.Fatalf("prune = %v", rep)
 	}
 	// Persisted: a new manager sees the same networks.
-	nm2 := &netManager{d: d, log: d.log, path: d.net.path, nets: map[string]*netRecord{}, ports: map[string][]jnet.PortBinding{}}
+	nm2 := &Controller{names: d.names, log: d.log, path: d.net.path, nets: map[string]*netRecord{}, ports: map[string][]jnet.PortBinding{}}
 	if err := nm2.load(); err != nil {
 		t.Fatal(err)
 	}
@@ -104,16 +144,16 @@ func TestNetworkCreateListRemoveBookkeeping(t *testing.T) {
 }
 
 func TestPrepareNetworking(t *testing.T) {
-	d := netTestDaemon(t)
+	d := netTestEnv(t)
 	ctx := context.Background()
-	if _, err := d.NetworkCreate(ctx, network.CreateRequest{Name: "user", CreateOptions: network.CreateOptions{IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.77.0.0/24"}}}}}); err != nil {
+	if _, err := d.net.Create(ctx, network.CreateRequest{Name: "user", CreateOptions: network.CreateOptions{IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.77.0.0/24"}}}}}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := &container.Config{ExposedPorts: nat.PortSet{"80/tcp": {}}}
 
 	// Default: the CLI sends "default" both as the mode and the key.
 	hc := &container.HostConfig{NetworkMode: "default"}
-	nc, err := d.prepareNetworking(hc, cfg, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"default": {}}})
+	nc, err := d.net.Prepare(hc, cfg, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"default": {}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +163,7 @@ func TestPrepareNetworking(t *testing.T) {
 
 	// Two networks, --ip and an alias on the user network.
 	hc = &container.HostConfig{NetworkMode: "user"}
-	nc, err = d.prepareNetworking(hc, cfg, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+	nc, err = d.net.Prepare(hc, cfg, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 		"user":   {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "10.77.0.9"}, Aliases: []string{"db"}},
 		"bridge": {},
 	}})
@@ -153,7 +193,7 @@ func TestPrepareNetworking(t *testing.T) {
 	} {
 		hc := bad.hc
 		hc.NetworkMode = container.NetworkMode(bad.mode)
-		_, err := d.prepareNetworking(&hc, cfg, &network.NetworkingConfig{EndpointsConfig: bad.eps})
+		_, err := d.net.Prepare(&hc, cfg, &network.NetworkingConfig{EndpointsConfig: bad.eps})
 		if err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%s %v: err %v, want %q", bad.mode, bad.eps, err, bad.want)
 		}
@@ -161,7 +201,7 @@ func TestPrepareNetworking(t *testing.T) {
 }
 
 func TestContainerHostsAndResolvConf(t *testing.T) {
-	d := netTestDaemon(t)
+	d := netTestEnv(t)
 	c := &Container{
 		ID:     strings.Repeat("a", 64),
 		Config: &container.Config{Hostname: "h1", Domainname: "example.test"},
@@ -199,9 +239,9 @@ func TestContainerHostsAndResolvConf(t *testing.T) {
 }
 
 func TestEmbeddedDNSNames(t *testing.T) {
-	d := netTestDaemon(t)
+	d := netTestEnv(t)
 	ctx := context.Background()
-	resp, err := d.NetworkCreate(ctx, network.CreateRequest{Name: "app"})
+	resp, err := d.net.Create(ctx, network.CreateRequest{Name: "app"})
 	if err != nil {
 		t.Fatal(err)
 	}
