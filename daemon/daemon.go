@@ -77,9 +77,9 @@ type Daemon struct {
 	volumes *volumes.Store
 	// execs are the exec instances of running containers (exec.go).
 	execs *execStore
-	// net holds the networks and endpoints (network.go); nil in unit
-	// tests that build a Daemon by hand.
-	net *netManager
+	// net is the network controller (network/controller, used through
+	// network.go); nil in unit tests that build a Daemon by hand.
+	net networkController
 	// stopping is closed when Shutdown begins.
 	stopping chan struct{}
 	// wg tracks container monitors so Shutdown can let them finish.

@@ -2,238 +2,64 @@ package daemon
 
 import (
 	"context"
-	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/errdefs"
-	"github.com/docker/go-connections/nat"
 
-	jnet "github.com/jevm/jevm/network"
+	"github.com/jevm/jevm/network/controller"
 )
 
-// netTestDaemon has a network manager without host networking (no
-// bridges, taps or rules are made): the bookkeeping alone.
-func netTestDaemon(t *testing.T) *Daemon {
+// fakeNet records what the daemon passes to the network controller
+// (network/controller has the controller's own tests).
+type fakeNet struct {
+	networkController // nil: other calls panic
+	got               *controller.Container
+	plug              controller.NICPlugger
+}
+
+func (f *fakeNet) Connect(ctx context.Context, c *controller.Container, ref string, es *network.EndpointSettings, plug controller.NICPlugger, record func(string, *network.EndpointSettings) error) error {
+	f.got, f.plug = c, plug
+	return record("net-"+ref, &network.EndpointSettings{Aliases: es.Aliases})
+}
+
+func (f *fakeNet) Disconnect(ctx context.Context, c *controller.Container, ref string, force bool, plug controller.NICPlugger, forget func(string) error) error {
+	f.got, f.plug = c, plug
+	return forget("net-" + ref)
+}
+
+func TestNetworkConnectRecordsInContainer(t *testing.T) {
 	d := testDaemon(t)
-	d.cfg.DataRoot = t.TempDir()
-	rc := filepath.Join(t.TempDir(), "resolv.conf")
-	os.WriteFile(rc, []byte("search corp.example\nnameserver 127.0.0.53\noptions edns0\n"), 0o644)
-	cfg := NetworkConfig{ResolvConf: rc}
-	cfg.setDefaults()
-	nm := &netManager{
-		d: d, cfg: cfg, log: d.log, path: filepath.Join(d.cfg.DataRoot, "state.json"), instance: "test",
-		nets: map[string]*netRecord{}, ports: map[string][]jnet.PortBinding{}, proxies: map[string][]*jnet.Proxy{},
-	}
-	for _, n := range []string{network.NetworkBridge, network.NetworkHost, network.NetworkNone} {
-		if err := nm.createPredefinedLocked(n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d.net = nm
-	return d
-}
-
-func TestNetworkCreateListRemoveBookkeeping(t *testing.T) {
-	d := netTestDaemon(t)
+	c := testContainer(t, d, "web")
+	f := &fakeNet{}
+	d.net = f
 	ctx := context.Background()
-	br, _ := d.NetworkInspect(ctx, "bridge", network.InspectOptions{})
-	if br.IPAM.Config[0].Subnet != "172.17.0.0/16" || br.IPAM.Config[0].Gateway != "172.17.0.1" {
-		t.Fatalf("default bridge = %+v", br.IPAM)
-	}
-	r1, err := d.NetworkCreate(ctx, network.CreateRequest{Name: "a", CreateOptions: network.CreateOptions{Labels: map[string]string{"k": "v"}}})
-	if err != nil {
+	es := &network.EndpointSettings{Aliases: []string{"db"}}
+	if err := d.NetworkConnect(ctx, "u", network.ConnectOptions{Container: "web", EndpointConfig: es}); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := d.NetworkInspect(ctx, r1.ID[:6], network.InspectOptions{})
-	if a.Name != "a" || a.IPAM.Config[0].Subnet != "172.18.0.0/16" {
-		t.Fatalf("a = %+v", a.IPAM)
+	// A stopped container: no VM to plug into, and its name and ID passed.
+	if f.got.ID != c.ID || f.got.Name != "web" || f.got.Running || f.plug != nil {
+		t.Fatalf("controller got %+v, plug %v", f.got, f.plug)
 	}
-	if _, err := d.NetworkCreate(ctx, network.CreateRequest{Name: "a"}); !errdefs.IsConflict(err) {
-		t.Fatalf("duplicate name: %v", err)
+	if got := c.NetConfig.EndpointsConfig["net-u"]; got == nil || got.Aliases[0] != "db" {
+		t.Fatalf("recorded %v", c.NetConfig.EndpointsConfig)
 	}
-	_, err = d.NetworkCreate(ctx, network.CreateRequest{Name: "b", CreateOptions: network.CreateOptions{IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: "172.18.128.0/24"}}}}})
-	if !errdefs.IsForbidden(err) {
-		t.Fatalf("overlapping subnet: %v", err)
-	}
-	_, err = d.NetworkCreate(ctx, network.CreateRequest{Name: "c", CreateOptions: network.CreateOptions{IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.5.0.0/24", Gateway: "10.6.0.1"}}}}})
-	if !errdefs.IsInvalidParameter(err) {
-		t.Fatalf("gateway outside the subnet: %v", err)
-	}
-	if _, err := d.NetworkCreate(ctx, network.CreateRequest{Name: "d", CreateOptions: network.CreateOptions{Driver: "macvlan"}}); !errdefs.IsInvalidParameter(err) {
-		t.Fatalf("macvlan: %v", err)
-	}
-	list, _ := d.NetworkList(ctx, filters.NewArgs(filters.Arg("type", "custom")))
-	if len(list) != 1 || list[0].Name != "a" {
-		t.Fatalf("custom networks = %v", list)
-	}
-	list, _ = d.NetworkList(ctx, filters.NewArgs(filters.Arg("label", "k=v")))
-	if len(list) != 1 {
-		t.Fatalf("label filter = %v", list)
-	}
-	if err := d.NetworkRemove(ctx, "bridge"); !errdefs.IsForbidden(err) {
-		t.Fatalf("rm bridge: %v", err)
-	}
-	// An endpoint makes it busy (409), as dockerd.
-	d.net.nets[r1.ID].Endpoints["e"] = &endpointRecord{ID: "e", ContainerID: "x", IP: "172.18.0.2"}
-	if err := d.NetworkRemove(ctx, "a"); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "has active endpoints") {
-		t.Fatalf("rm of a busy network: %v", err)
-	}
-	rep, _ := d.NetworksPrune(ctx, filters.NewArgs())
-	if len(rep.NetworksDeleted) != 0 {
-		t.Fatalf("pruned a busy network: %v", rep)
-	}
-	delete(d.net.nets[r1.ID].Endpoints, "e")
-	rep, _ = d.NetworksPrune(ctx, filters.NewArgs())
-	if len(rep.NetworksDeleted) != 1 || rep.NetworksDeleted[0] != "a" {
-		t.Fatalf("prune = %v", rep)
-	}
-	// Persisted: a new manager sees the same networks.
-	nm2 := &netManager{d: d, log: d.log, path: d.net.path, nets: map[string]*netRecord{}, ports: map[string][]jnet.PortBinding{}}
-	if err := nm2.load(); err != nil {
+	if err := d.NetworkDisconnect(ctx, "u", network.DisconnectOptions{Container: c.ID}); err != nil {
 		t.Fatal(err)
 	}
-	if len(nm2.nets) != 3 || nm2.byNameLocked("bridge").pool == nil {
-		t.Fatalf("reloaded %d networks", len(nm2.nets))
+	if _, ok := c.NetConfig.EndpointsConfig["net-u"]; ok {
+		t.Fatalf("still recorded %v", c.NetConfig.EndpointsConfig)
 	}
 }
 
-func TestPrepareNetworking(t *testing.T) {
-	d := netTestDaemon(t)
-	ctx := context.Background()
-	if _, err := d.NetworkCreate(ctx, network.CreateRequest{Name: "user", CreateOptions: network.CreateOptions{IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.77.0.0/24"}}}}}); err != nil {
-		t.Fatal(err)
+func TestContainerNamesForNetworks(t *testing.T) {
+	d := testDaemon(t)
+	c := testContainer(t, d, "web")
+	n := containerNames{d.containers}
+	if n.IDByName("web") != c.ID || n.IDByName("/web") != c.ID || n.IDByName("nope") != "" {
+		t.Fatal("IDByName")
 	}
-	cfg := &container.Config{ExposedPorts: nat.PortSet{"80/tcp": {}}}
-
-	// Default: the CLI sends "default" both as the mode and the key.
-	hc := &container.HostConfig{NetworkMode: "default"}
-	nc, err := d.prepareNetworking(hc, cfg, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"default": {}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if hc.NetworkMode != "bridge" || len(nc.EndpointsConfig) != 1 || nc.EndpointsConfig["bridge"] == nil {
-		t.Fatalf("default: mode %q, endpoints %v", hc.NetworkMode, nc.EndpointsConfig)
-	}
-
-	// Two networks, --ip and an alias on the user network.
-	hc = &container.HostConfig{NetworkMode: "user"}
-	nc, err = d.prepareNetworking(hc, cfg, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-		"user":   {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "10.77.0.9"}, Aliases: []string{"db"}},
-		"bridge": {},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &Container{ID: strings.Repeat("c", 64), HostConfig: hc, NetConfig: nc, Config: cfg}
-	if got := containerNetworks(c); strings.Join(got, ",") != "user,bridge" {
-		t.Fatalf("order = %v", got)
-	}
-
-	for _, bad := range []struct {
-		mode string
-		eps  map[string]*network.EndpointSettings
-		hc   container.HostConfig
-		want string
-	}{
-		{mode: "host", want: "--network host is not supported"},
-		{mode: "container:abc", want: "not supported"},
-		{mode: "nope", want: "network nope not found"},
-		{mode: "bridge", eps: map[string]*network.EndpointSettings{"bridge": {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "172.17.0.9"}}}, want: "user configured subnets"},
-		{mode: "bridge", eps: map[string]*network.EndpointSettings{"bridge": {Aliases: []string{"x"}}}, want: "user defined networks"},
-		{mode: "user", eps: map[string]*network.EndpointSettings{"user": {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "10.78.0.9"}}}, want: "no configured subnet"},
-		{mode: "none", eps: map[string]*network.EndpointSettings{"user": {}}, want: "conflicting options"},
-		{mode: "none", hc: container.HostConfig{PublishAllPorts: true}, want: "port publishing"},
-		{mode: "bridge", hc: container.HostConfig{PortBindings: nat.PortMap{"80/tcp": {{HostPort: "99999"}}}}, want: "invalid host port"},
-	} {
-		hc := bad.hc
-		hc.NetworkMode = container.NetworkMode(bad.mode)
-		_, err := d.prepareNetworking(&hc, cfg, &network.NetworkingConfig{EndpointsConfig: bad.eps})
-		if err == nil || !strings.Contains(err.Error(), bad.want) {
-			t.Errorf("%s %v: err %v, want %q", bad.mode, bad.eps, err, bad.want)
-		}
-	}
-}
-
-func TestContainerHostsAndResolvConf(t *testing.T) {
-	d := netTestDaemon(t)
-	c := &Container{
-		ID:     strings.Repeat("a", 64),
-		Config: &container.Config{Hostname: "h1", Domainname: "example.test"},
-		HostConfig: &container.HostConfig{
-			ExtraHosts: []string{"foo:1.2.3.4", "gw:host-gateway"},
-		},
-	}
-	br := d.net.byNameLocked("bridge")
-	ep := &endpointRecord{IP: "172.17.0.5"}
-	h := containerHosts(c, ep, br)
-	for _, want := range []string{"172.17.0.5\th1.example.test\th1\n", "1.2.3.4\tfoo\n", "172.17.0.1\tgw\n"} {
-		if !strings.Contains(h, want) {
-			t.Fatalf("hosts lacks %q:\n%s", want, h)
-		}
-	}
-	if strings.Contains(h, "127.0.1.1") {
-		t.Fatalf("hosts keeps 127.0.1.1:\n%s", h)
-	}
-	// Default bridge: the host's resolvers, loopback ones replaced.
-	if rc := d.net.resolvConfFor(c, br); rc != "search corp.example\nnameserver 8.8.8.8\nnameserver 8.8.4.4\noptions edns0\n" {
-		t.Fatalf("bridge resolv.conf:\n%s", rc)
-	}
-	c.HostConfig.DNS = []string{"10.0.0.53"}
-	c.HostConfig.DNSSearch = []string{"."}
-	c.HostConfig.DNSOptions = []string{"ndots:2"}
-	if rc := d.net.resolvConfFor(c, br); rc != "nameserver 10.0.0.53\noptions ndots:2\n" {
-		t.Fatalf("--dns resolv.conf:\n%s", rc)
-	}
-	// A user network with its DNS server: the gateway, ndots:0.
-	user := &netRecord{Name: "u", Gateway: "10.1.0.1", dns: &jnet.DNSServer{}}
-	c.HostConfig = &container.HostConfig{}
-	if rc := d.net.resolvConfFor(c, user); rc != "search corp.example\nnameserver 10.1.0.1\noptions edns0 ndots:0\n" {
-		t.Fatalf("user network resolv.conf:\n%s", rc)
-	}
-}
-
-func TestEmbeddedDNSNames(t *testing.T) {
-	d := netTestDaemon(t)
-	ctx := context.Background()
-	resp, err := d.NetworkCreate(ctx, network.CreateRequest{Name: "app"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	web := testContainer(t, d, "web")
-	other := testContainer(t, d, "xother")
-	r := d.net.nets[resp.ID]
-	r.Endpoints["e1"] = &endpointRecord{ID: "e1", ContainerID: web.ID, IP: "172.18.0.2", Aliases: []string{"www"}}
-	r.Endpoints["e2"] = &endpointRecord{ID: "e2", ContainerID: other.ID, IP: "172.18.0.3", Aliases: []string{"www"}, DNS: []string{"10.0.0.53"}}
-	names := &netNames{nm: d.net, id: resp.ID}
-	for q, want := range map[string]string{
-		"web": "172.18.0.2", "web.app": "172.18.0.2", web.ID[:12]: "172.18.0.2",
-		"www": "172.18.0.2 172.18.0.3", "nothing": "", web.ID[:5]: "",
-	} {
-		var got []string
-		for _, a := range names.LookupName(q) {
-			got = append(got, a.String())
-		}
-		if strings.Join(got, " ") != want {
-			t.Errorf("LookupName(%q) = %v, want %q", q, got, want)
-		}
-	}
-	if n, ok := names.LookupAddr(netip.MustParseAddr("172.18.0.2")); !ok || n != "web.app" {
-		t.Errorf("LookupAddr = %q %v", n, ok)
-	}
-	if up := names.Upstreams(netip.MustParseAddr("172.18.0.3")); strings.Join(up, ",") != "10.0.0.53:53" {
-		t.Errorf("--dns upstream = %v", up)
-	}
-	if up := names.Upstreams(netip.MustParseAddr("172.18.0.2")); strings.Join(up, ",") != "127.0.0.53:53" {
-		t.Errorf("host upstream = %v", up)
-	}
-	r.Internal = true
-	if up := names.Upstreams(netip.MustParseAddr("172.18.0.2")); len(up) != 0 {
-		t.Errorf("internal network forwards to %v", up)
+	if n.NameByID(c.ID) != "web" || n.NameByID("x") != "" {
+		t.Fatal("NameByID")
 	}
 }

@@ -399,20 +399,6 @@ func (d *Daemon) monitor(c *Container, r *runtime) {
 	}
 }
 
-// hostsFile is the /etc/hosts the container sees (networking adds its
-// addresses later).
-func hostsFile(c *Container) string {
-	var b strings.Builder
-	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
-	fmt.Fprintf(&b, "127.0.1.1\t%s\n", c.Config.Hostname)
-	for _, h := range c.HostConfig.ExtraHosts {
-		if name, ip, ok := strings.Cut(h, ":"); ok {
-			fmt.Fprintf(&b, "%s\t%s\n", ip, name)
-		}
-	}
-	return b.String()
-}
-
 // containerEnv is the environment dockerd gives a process: the merged
 // config env plus HOSTNAME, a default PATH and TERM for TTYs.
 func containerEnv(c *Container) []string {

@@ -1,4 +1,4 @@
-package daemon
+package controller
 
 import (
 	"context"
@@ -18,10 +18,10 @@ import (
 	jnet "github.com/jevm/jevm/network"
 )
 
-// netTestManager is a network manager with cfg and no host networking,
+// netTestManager is a controller with cfg and no host networking,
 // its state in dir, set up as a daemon start does (predefined networks,
 // the default bridge following cfg).
-func netTestManager(t *testing.T, d *Daemon, dir string, cfg NetworkConfig) *netManager {
+func netTestManager(t *testing.T, d *testEnv, dir string, cfg Config) *Controller {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -30,8 +30,8 @@ func netTestManager(t *testing.T, d *Daemon, dir string, cfg NetworkConfig) *net
 	os.WriteFile(rc, []byte("search corp.example\nnameserver 127.0.0.53\noptions edns0\n"), 0o644)
 	cfg.ResolvConf = rc
 	cfg.setDefaults()
-	nm := &netManager{
-		d: d, cfg: cfg, log: d.log, path: filepath.Join(dir, "state.json"), instance: "test",
+	nm := &Controller{
+		names: d.names, cfg: cfg, log: d.log, path: filepath.Join(dir, "state.json"), instance: "test",
 		nets: map[string]*netRecord{}, ports: map[string][]jnet.PortBinding{}, proxies: map[string][]*jnet.Proxy{},
 	}
 	if err := nm.load(); err != nil {
@@ -49,20 +49,20 @@ func netTestManager(t *testing.T, d *Daemon, dir string, cfg NetworkConfig) *net
 	return nm
 }
 
-func bridgeIPAM(t *testing.T, d *Daemon) string {
+func bridgeIPAM(t *testing.T, d *testEnv) string {
 	t.Helper()
-	ni, err := d.NetworkInspect(context.Background(), "bridge", network.InspectOptions{})
+	ni, err := d.net.Inspect(context.Background(), "bridge", network.InspectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ni.IPAM.Config[0].Subnet + " " + ni.IPAM.Config[0].Gateway
 }
 
-func TestNetworkConfigValidate(t *testing.T) {
-	if err := (NetworkConfig{}).Validate(); err != nil {
+func TestConfigValidate(t *testing.T) {
+	if err := (Config{}).Validate(); err != nil {
 		t.Fatalf("zero value: %v", err)
 	}
-	good := NetworkConfig{
+	good := Config{
 		DefaultBridge: "br-admin", BridgeIP: netip.MustParsePrefix("172.30.0.1/16"),
 		DefaultAddressPools: []AddressPool{{Base: netip.MustParsePrefix("10.10.0.0/16"), Size: 24}},
 		DNS:                 []string{"10.0.0.53", "2001:db8::53"}, DNSSearch: []string{"corp.example", "."}, DNSOptions: []string{"ndots:2", "rotate"},
@@ -72,23 +72,23 @@ func TestNetworkConfigValidate(t *testing.T) {
 		t.Fatalf("good config: %v", err)
 	}
 	for _, tc := range []struct {
-		cfg  NetworkConfig
+		cfg  Config
 		want string
 	}{
-		{NetworkConfig{DefaultBridge: "a-very-long-bridge-name"}, "invalid --bridge"},
-		{NetworkConfig{DefaultBridge: "br/0"}, "invalid --bridge"},
-		{NetworkConfig{BridgeIP: netip.MustParsePrefix("2001:db8::1/64")}, "invalid --bip"},
-		{NetworkConfig{BridgeIP: netip.MustParsePrefix("172.30.0.1/31")}, "at most /30"},
-		{NetworkConfig{BridgeIP: netip.MustParsePrefix("172.30.0.0/16")}, "network or broadcast address"},
-		{NetworkConfig{BridgeIP: netip.MustParsePrefix("172.30.255.255/16")}, "network or broadcast address"},
-		{NetworkConfig{NoDefaultBridge: true, BridgeIP: netip.MustParsePrefix("172.30.0.1/16")}, "mutually exclusive"},
-		{NetworkConfig{DefaultBridge: "none", BridgeIP: netip.MustParsePrefix("172.30.0.1/16")}, "mutually exclusive"},
-		{NetworkConfig{DefaultAddressPools: []AddressPool{{Base: netip.MustParsePrefix("10.10.0.0/16"), Size: 8}}}, "invalid --default-address-pool base=10.10.0.0/16,size=8: size 8 is smaller"},
-		{NetworkConfig{DefaultAddressPools: []AddressPool{{Base: netip.MustParsePrefix("10.10.0.0/16"), Size: 31}}}, "larger than 30"},
-		{NetworkConfig{DefaultAddressPools: []AddressPool{{Base: netip.MustParsePrefix("fd00::/48"), Size: 64}}}, "only IPv4"},
-		{NetworkConfig{DNS: []string{"dns.example"}}, `invalid --dns "dns.example"`},
-		{NetworkConfig{DNSSearch: []string{"-bad.example"}}, "invalid --dns-search"},
-		{NetworkConfig{DNSOptions: []string{"ndots: 2"}}, "invalid --dns-opt"},
+		{Config{DefaultBridge: "a-very-long-bridge-name"}, "invalid --bridge"},
+		{Config{DefaultBridge: "br/0"}, "invalid --bridge"},
+		{Config{BridgeIP: netip.MustParsePrefix("2001:db8::1/64")}, "invalid --bip"},
+		{Config{BridgeIP: netip.MustParsePrefix("172.30.0.1/31")}, "at most /30"},
+		{Config{BridgeIP: netip.MustParsePrefix("172.30.0.0/16")}, "network or broadcast address"},
+		{Config{BridgeIP: netip.MustParsePrefix("172.30.255.255/16")}, "network or broadcast address"},
+		{Config{NoDefaultBridge: true, BridgeIP: netip.MustParsePrefix("172.30.0.1/16")}, "mutually exclusive"},
+		{Config{DefaultBridge: "none", BridgeIP: netip.MustParsePrefix("172.30.0.1/16")}, "mutually exclusive"},
+		{Config{DefaultAddressPools: []AddressPool{{Base: netip.MustParsePrefix("10.10.0.0/16"), Size: 8}}}, "invalid --default-address-pool base=10.10.0.0/16,size=8: size 8 is smaller"},
+		{Config{DefaultAddressPools: []AddressPool{{Base: netip.MustParsePrefix("10.10.0.0/16"), Size: 31}}}, "larger than 30"},
+		{Config{DefaultAddressPools: []AddressPool{{Base: netip.MustParsePrefix("fd00::/48"), Size: 64}}}, "only IPv4"},
+		{Config{DNS: []string{"dns.example"}}, `invalid --dns "dns.example"`},
+		{Config{DNSSearch: []string{"-bad.example"}}, "invalid --dns-search"},
+		{Config{DNSOptions: []string{"ndots: 2"}}, "invalid --dns-opt"},
 	} {
 		err := tc.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -96,12 +96,12 @@ func TestNetworkConfigValidate(t *testing.T) {
 		}
 	}
 	// Every problem at once.
-	err := NetworkConfig{DNS: []string{"x"}, DNSSearch: []string{"-y"}}.Validate()
+	err := Config{DNS: []string{"x"}, DNSSearch: []string{"-y"}}.Validate()
 	if err == nil || !strings.Contains(err.Error(), "--dns ") || !strings.Contains(err.Error(), "--dns-search") {
 		t.Errorf("two problems: %v", err)
 	}
 	// "-b none" given as the bridge name.
-	cfg := NetworkConfig{DefaultBridge: "none"}
+	cfg := Config{DefaultBridge: "none"}
 	cfg.setDefaults()
 	if !cfg.NoDefaultBridge || cfg.explicitBridge() {
 		t.Errorf("-b none: %+v", cfg)
@@ -109,8 +109,8 @@ func TestNetworkConfigValidate(t *testing.T) {
 }
 
 func TestNetworkDefaultAddressPools(t *testing.T) {
-	d := testDaemon(t)
-	cfg := NetworkConfig{DefaultAddressPools: []AddressPool{
+	d := newTestEnv(t)
+	cfg := Config{DefaultAddressPools: []AddressPool{
 		{Base: netip.MustParsePrefix("10.10.0.0/16"), Size: 24},
 		{Base: netip.MustParsePrefix("10.0.0.0/8"), Size: 30}, // four million subnets
 	}}
@@ -118,7 +118,7 @@ func TestNetworkDefaultAddressPools(t *testing.T) {
 	if got := bridgeIPAM(t, d); got != "10.10.0.0/24 10.10.0.1" {
 		t.Fatalf("default bridge = %s", got)
 	}
-	r, err := d.NetworkCreate(context.Background(), network.CreateRequest{Name: "u"})
+	r, err := d.net.Create(context.Background(), network.CreateRequest{Name: "u"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,14 +127,14 @@ func TestNetworkDefaultAddressPools(t *testing.T) {
 	}
 	// The first pool used up (a wide network taken by hand): on to the
 	// next, past the subnets inside 10.10.0.0/16.
-	if _, err := d.NetworkCreate(context.Background(), network.CreateRequest{Name: "wide", CreateOptions: network.CreateOptions{IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.10.128.0/17"}}}}}); err != nil {
+	if _, err := d.net.Create(context.Background(), network.CreateRequest{Name: "wide", CreateOptions: network.CreateOptions{IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.10.128.0/17"}}}}}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 2; i < 128; i++ {
 		id := fmt.Sprintf("fill%d", i)
 		d.net.nets[id] = &netRecord{ID: id, Name: id, Subnet: fmt.Sprintf("10.10.%d.0/24", i)}
 	}
-	r, err = d.NetworkCreate(context.Background(), network.CreateRequest{Name: "next"})
+	r, err = d.net.Create(context.Background(), network.CreateRequest{Name: "next"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,24 +142,24 @@ func TestNetworkDefaultAddressPools(t *testing.T) {
 		t.Fatalf("next pool = %s", s)
 	}
 	info := &system.Info{}
-	d.fillNetworkInfo(info)
+	d.net.FillInfo(info)
 	if len(info.DefaultAddressPools) != 2 || info.DefaultAddressPools[0] != (system.NetworkAddressPool{Base: "10.10.0.0/16", Size: 24}) || info.FirewallBackend != nil {
 		t.Fatalf("info: pools %v, firewall %v", info.DefaultAddressPools, info.FirewallBackend)
 	}
 }
 
 func TestNetworkPoolsChangeMovesIdleDefaultBridge(t *testing.T) {
-	d := testDaemon(t)
+	d := newTestEnv(t)
 	dir := t.TempDir()
-	netTestManager(t, d, dir, NetworkConfig{})
+	netTestManager(t, d, dir, Config{})
 	if got := bridgeIPAM(t, d); got != "172.17.0.0/16 172.17.0.1" {
 		t.Fatalf("default = %s", got)
 	}
 	// Restart with address pools: the unused default bridge is made from
 	// them, as dockerd re-creates it; user networks stay.
-	u, _ := d.NetworkCreate(context.Background(), network.CreateRequest{Name: "u"})
+	u, _ := d.net.Create(context.Background(), network.CreateRequest{Name: "u"})
 	pools := []AddressPool{{Base: netip.MustParsePrefix("10.10.0.0/16"), Size: 24}}
-	netTestManager(t, d, dir, NetworkConfig{DefaultAddressPools: pools})
+	netTestManager(t, d, dir, Config{DefaultAddressPools: pools})
 	if got := bridgeIPAM(t, d); got != "10.10.0.0/24 10.10.0.1" {
 		t.Fatalf("after pools = %s", got)
 	}
@@ -167,28 +167,28 @@ func TestNetworkPoolsChangeMovesIdleDefaultBridge(t *testing.T) {
 		t.Fatalf("user network moved to %s", s)
 	}
 	// Same configuration again: nothing moves.
-	netTestManager(t, d, dir, NetworkConfig{DefaultAddressPools: pools})
+	netTestManager(t, d, dir, Config{DefaultAddressPools: pools})
 	if got := bridgeIPAM(t, d); got != "10.10.0.0/24 10.10.0.1" {
 		t.Fatalf("second start = %s", got)
 	}
 }
 
 func TestNetworkBridgeIP(t *testing.T) {
-	d := testDaemon(t)
+	d := newTestEnv(t)
 	dir := t.TempDir()
-	netTestManager(t, d, dir, NetworkConfig{})
+	netTestManager(t, d, dir, Config{})
 	if got := bridgeIPAM(t, d); got != "172.17.0.0/16 172.17.0.1" {
 		t.Fatalf("default = %s", got)
 	}
 	// --bip at the next start: the unused default bridge takes it.
-	bip := NetworkConfig{BridgeIP: netip.MustParsePrefix("172.30.0.1/16")}
+	bip := Config{BridgeIP: netip.MustParsePrefix("172.30.0.1/16")}
 	nm := netTestManager(t, d, dir, bip)
 	br := nm.byNameLocked("bridge")
 	if got := bridgeIPAM(t, d); got != "172.30.0.0/16 172.30.0.1" || !br.FromBIP {
 		t.Fatalf("--bip = %s (fromBip %v)", got, br.FromBIP)
 	}
 	// User networks go around it.
-	r, _ := d.NetworkCreate(context.Background(), network.CreateRequest{Name: "u"})
+	r, _ := d.net.Create(context.Background(), network.CreateRequest{Name: "u"})
 	if s := d.net.nets[r.ID].Subnet; s != "172.17.0.0/16" {
 		t.Fatalf("user network = %s", s)
 	}
@@ -198,13 +198,13 @@ func TestNetworkBridgeIP(t *testing.T) {
 	nm.mu.Lock()
 	nm.saveLocked()
 	nm.mu.Unlock()
-	nm = netTestManager(t, d, dir, NetworkConfig{BridgeIP: netip.MustParsePrefix("172.29.0.1/24")})
+	nm = netTestManager(t, d, dir, Config{BridgeIP: netip.MustParsePrefix("172.29.0.1/24")})
 	if got := bridgeIPAM(t, d); got != "172.30.0.0/16 172.30.0.1" {
 		t.Fatalf("in use: %s", got)
 	}
 	nm.mu.Lock()
 	nm.releaseEndpointLocked(nm.byNameLocked("bridge"), nm.byNameLocked("bridge").Endpoints["e1"])
-	changed, err := nm.syncDefaultBridgeLocked(true) // as reconcileNetworking does
+	changed, err := nm.syncDefaultBridgeLocked(true) // as Restore does
 	nm.saveLocked()
 	nm.mu.Unlock()
 	if err != nil || !changed {
@@ -214,12 +214,12 @@ func TestNetworkBridgeIP(t *testing.T) {
 		t.Fatalf("after release: %s", got)
 	}
 	// --bip dropped: back to the pools.
-	netTestManager(t, d, dir, NetworkConfig{})
+	netTestManager(t, d, dir, Config{})
 	if got := bridgeIPAM(t, d); got != "172.18.0.0/16 172.18.0.1" || d.net.byNameLocked("bridge").FromBIP {
 		t.Fatalf("--bip dropped: %s", got)
 	}
 	// --bip over a user network's subnet: the daemon does not start.
-	nm = &netManager{d: d, cfg: NetworkConfig{BridgeIP: netip.MustParsePrefix("172.17.5.1/24")}, log: d.log, path: filepath.Join(dir, "state.json"), nets: map[string]*netRecord{}, ports: map[string][]jnet.PortBinding{}}
+	nm = &Controller{names: d.names, cfg: Config{BridgeIP: netip.MustParsePrefix("172.17.5.1/24")}, log: d.log, path: filepath.Join(dir, "state.json"), nets: map[string]*netRecord{}, ports: map[string][]jnet.PortBinding{}}
 	nm.cfg.setDefaults()
 	if err := nm.load(); err != nil {
 		t.Fatal(err)
@@ -230,25 +230,25 @@ func TestNetworkBridgeIP(t *testing.T) {
 }
 
 func TestNetworkNoDefaultBridge(t *testing.T) {
-	d := testDaemon(t)
+	d := newTestEnv(t)
 	dir := t.TempDir()
-	netTestManager(t, d, dir, NetworkConfig{})
+	netTestManager(t, d, dir, Config{})
 	// -b none at the next start: the unused bridge network goes.
-	netTestManager(t, d, dir, NetworkConfig{NoDefaultBridge: true})
+	netTestManager(t, d, dir, Config{NoDefaultBridge: true})
 	ctx := context.Background()
-	if _, err := d.NetworkInspect(ctx, "bridge", network.InspectOptions{}); !errdefs.IsNotFound(err) {
+	if _, err := d.net.Inspect(ctx, "bridge", network.InspectOptions{}); !errdefs.IsNotFound(err) {
 		t.Fatalf("bridge network: %v", err)
 	}
-	if _, err := d.NetworkCreate(ctx, network.CreateRequest{Name: "bridge"}); !errdefs.IsForbidden(err) {
+	if _, err := d.net.Create(ctx, network.CreateRequest{Name: "bridge"}); !errdefs.IsForbidden(err) {
 		t.Fatalf("create bridge: %v", err)
 	}
-	if _, err := d.NetworkCreate(ctx, network.CreateRequest{Name: "user"}); err != nil {
+	if _, err := d.net.Create(ctx, network.CreateRequest{Name: "user"}); err != nil {
 		t.Fatal(err)
 	}
 	// docker run without --network: "bridge", as dockerd records it.
 	cfg := &container.Config{ExposedPorts: nat.PortSet{"80/tcp": {}}}
 	hc := &container.HostConfig{NetworkMode: "default", PublishAllPorts: true}
-	nc, err := d.prepareNetworking(hc, cfg, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"default": {}}})
+	nc, err := d.net.Prepare(hc, cfg, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"default": {}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestNetworkNoDefaultBridge(t *testing.T) {
 	// the user network attach nothing either, but the bridge is skipped
 	// before any lookup), and no ports are published.
 	c := &Container{ID: strings.Repeat("b", 64), Config: cfg, HostConfig: hc, NetConfig: nc}
-	att, err := d.attachNetworks(ctx, c)
+	att, err := d.net.Attach(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,35 +267,35 @@ func TestNetworkNoDefaultBridge(t *testing.T) {
 		t.Fatalf("attachment %+v, ports %v", att, d.net.ports)
 	}
 	// Inspect lists the network with nothing attached, as dockerd.
-	c.State.Status = container.StateRunning
+	c.Running = true
 	ns := &container.NetworkSettings{}
-	d.fillNetworkSettings(c, &container.HostConfig{}, ns)
+	d.net.FillSettings(c, &container.HostConfig{}, ns)
 	if es := ns.Networks["bridge"]; len(ns.Networks) != 1 || es == nil || es.NetworkID != "" || es.IPAddress != "" {
 		t.Fatalf("networks %v", ns.Networks)
 	}
 	// With a user network too, only the user network is looked up.
 	hc = &container.HostConfig{NetworkMode: "bridge"}
-	nc, err = d.prepareNetworking(hc, cfg, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"bridge": {}, "user": {}}})
+	nc, err = d.net.Prepare(hc, cfg, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"bridge": {}, "user": {}}})
 	if err != nil || len(nc.EndpointsConfig) != 2 {
 		t.Fatalf("bridge and user: %v %v", nc, err)
 	}
 	// Bridge enabled again: the network is made anew (the user network
 	// made meanwhile has 172.17.0.0/16).
-	netTestManager(t, d, dir, NetworkConfig{})
+	netTestManager(t, d, dir, Config{})
 	if got := bridgeIPAM(t, d); got != "172.18.0.0/16 172.18.0.1" {
 		t.Fatalf("re-enabled: %s", got)
 	}
 }
 
 func TestNetworkNoDefaultBridgeKeepsBusyBridge(t *testing.T) {
-	d := testDaemon(t)
+	d := newTestEnv(t)
 	dir := t.TempDir()
-	nm := netTestManager(t, d, dir, NetworkConfig{})
+	nm := netTestManager(t, d, dir, Config{})
 	nm.byNameLocked("bridge").Endpoints["e1"] = &endpointRecord{ID: "e1", ContainerID: "c1", IP: "172.17.0.2"}
 	nm.mu.Lock()
 	nm.saveLocked()
 	nm.mu.Unlock()
-	nm = netTestManager(t, d, dir, NetworkConfig{NoDefaultBridge: true})
+	nm = netTestManager(t, d, dir, Config{NoDefaultBridge: true})
 	if nm.byNameLocked("bridge") == nil {
 		t.Fatal("a bridge network with a running container was removed")
 	}
@@ -313,9 +313,9 @@ func TestNetworkNoDefaultBridgeKeepsBusyBridge(t *testing.T) {
 }
 
 func TestNetworkExplicitBridgeName(t *testing.T) {
-	d := testDaemon(t)
+	d := newTestEnv(t)
 	dir := t.TempDir()
-	nm := netTestManager(t, d, dir, NetworkConfig{})
+	nm := netTestManager(t, d, dir, Config{})
 	r := nm.byNameLocked("bridge")
 	r.Bridge = "jevm0" // as if it had been brought up
 	nm.mu.Lock()
@@ -325,7 +325,7 @@ func TestNetworkExplicitBridgeName(t *testing.T) {
 		t.Fatal("defaultBridgeNameOK with the default name")
 	}
 	// The admin names a bridge: the record follows at the next start.
-	nm = netTestManager(t, d, dir, NetworkConfig{DefaultBridge: "jevmtst9z"})
+	nm = netTestManager(t, d, dir, Config{DefaultBridge: "jevmtst9z"})
 	r = nm.byNameLocked("bridge")
 	if r.Bridge != "" || !nm.defaultBridgeNameOK("jevmtst9z") || nm.defaultBridgeNameOK("jevm0") {
 		t.Fatalf("bridge %q after naming one", r.Bridge)
@@ -341,7 +341,7 @@ func TestNetworkExplicitBridgeName(t *testing.T) {
 		t.Fatalf("taken explicit name: %q %v", n, err)
 	}
 	// ... and so is another network's bridge.
-	if _, err := d.NetworkCreate(context.Background(), network.CreateRequest{Name: "u", CreateOptions: network.CreateOptions{Options: map[string]string{optBridgeName: "br-u"}}}); err != nil {
+	if _, err := d.net.Create(context.Background(), network.CreateRequest{Name: "u", CreateOptions: network.CreateOptions{Options: map[string]string{optBridgeName: "br-u"}}}); err != nil {
 		t.Fatal(err)
 	}
 	nm.cfg.DefaultBridge = "br-u"
@@ -357,21 +357,21 @@ func TestNetworkExplicitBridgeName(t *testing.T) {
 
 func TestNetworkIPTablesAndForwardSwitches(t *testing.T) {
 	// --iptables=false: a host that runs no iptables (and needs none).
-	h, err := newNetHost(NetworkConfig{DisableIPTables: true}, 0)
+	h, err := newNetHost(Config{DisableIPTables: true}, 0)
 	if err != nil || h.Firewall() {
 		t.Fatalf("--iptables=false: %v, firewall %v", err, h != nil && h.Firewall())
 	}
 	if err := h.SetupFirewall(jnet.FirewallSpec{Bridge: "jevm-x", Subnet: netip.MustParsePrefix("10.1.0.0/24"), Masquerade: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newNetHost(NetworkConfig{DisableIPTables: true}, 1000); err == nil {
+	if _, err := newNetHost(Config{DisableIPTables: true}, 1000); err == nil {
 		t.Fatal("host networking without root")
 	}
-	d := testDaemon(t)
-	nm := netTestManager(t, d, t.TempDir(), NetworkConfig{DisableIPTables: true})
+	d := newTestEnv(t)
+	nm := netTestManager(t, d, t.TempDir(), Config{DisableIPTables: true})
 	nm.host = h
 	info := &system.Info{}
-	d.fillNetworkInfo(info)
+	d.net.FillInfo(info)
 	if info.FirewallBackend != nil || info.DefaultAddressPools != nil {
 		t.Fatalf("info: firewall %v, pools %v", info.FirewallBackend, info.DefaultAddressPools)
 	}
@@ -390,8 +390,8 @@ func TestNetworkIPTablesAndForwardSwitches(t *testing.T) {
 }
 
 func TestDaemonDNSDefaults(t *testing.T) {
-	d := testDaemon(t)
-	nm := netTestManager(t, d, t.TempDir(), NetworkConfig{
+	d := newTestEnv(t)
+	nm := netTestManager(t, d, t.TempDir(), Config{
 		DNS: []string{"10.0.0.53", "10.0.0.54"}, DNSSearch: []string{"svc.example"}, DNSOptions: []string{"ndots:3", "timeout:2"},
 	})
 	br := nm.byNameLocked("bridge")
@@ -427,7 +427,7 @@ func TestDaemonDNSDefaults(t *testing.T) {
 
 	// The embedded DNS forwards for containers without --dns to the
 	// daemon's servers, for those with --dns to theirs.
-	r, err := d.NetworkCreate(context.Background(), network.CreateRequest{Name: "app"})
+	r, err := d.net.Create(context.Background(), network.CreateRequest{Name: "app"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,571 @@
+package controller
+
+// The /networks API (docker network create/ls/inspect/rm/prune/connect/
+// disconnect) on top of the networks (controller.go).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	timetypes "github.com/docker/docker/api/types/time"
+	"github.com/docker/docker/errdefs"
+	"github.com/sirupsen/logrus"
+
+	jnet "github.com/jevm/jevm/network"
+	"github.com/jevm/jevm/vmbackend"
+)
+
+var validNetworkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// Create makes a bridge network: its subnet (given, or the next free
+// default pool), its bridge, NAT rules and DNS server.
+func (nm *Controller) Create(ctx context.Context, req network.CreateRequest) (network.CreateResponse, error) {
+	if req.Name == "" {
+		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("network name is required"))
+	}
+	if !validNetworkName.MatchString(req.Name) {
+		return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("invalid network name %q, only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.Name))
+	}
+	driver := req.Driver
+	if driver == "" {
+		driver = driverBridge
+	}
+	switch {
+	case driver != driverBridge:
+		return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("network driver %q is not supported by jevm (only %q)", driver, driverBridge))
+	case req.Scope != "" && req.Scope != "local":
+		return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("scope %q is not supported by jevm (only \"local\")", req.Scope))
+	case req.EnableIPv6 != nil && *req.EnableIPv6:
+		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("IPv6 networks are not supported by jevm"))
+	case req.EnableIPv4 != nil && !*req.EnableIPv4:
+		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("IPv4-less networks are not supported by jevm"))
+	case req.ConfigOnly || req.ConfigFrom != nil || req.Ingress:
+		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("config-only, config-from and ingress networks are not supported by jevm"))
+	}
+	if req.IPAM != nil && req.IPAM.Driver != "" && req.IPAM.Driver != "default" {
+		return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("IPAM driver %q is not supported by jevm", req.IPAM.Driver))
+	}
+	if n := req.Options[optBridgeName]; n != "" && (len(n) > jnet.MaxIfNameLen || strings.ContainsAny(n, "/: \t")) {
+		return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("invalid bridge name %q", n))
+	}
+
+	if nm.bridgeDisabled(req.Name) {
+		// -b none leaves the name free, but it stays dockerd's
+		// predefined network's.
+		return network.CreateResponse{}, errdefs.Forbidden(fmt.Errorf("%s is a pre-defined network and cannot be created", req.Name))
+	}
+	nm.mu.Lock()
+	defer nm.unlock()
+	if nm.byNameLocked(req.Name) != nil {
+		return network.CreateResponse{}, errdefs.Conflict(fmt.Errorf("network with name %s already exists", req.Name))
+	}
+	r := &netRecord{
+		ID: newID(), Name: req.Name, Driver: driverBridge, Created: time.Now().UTC(),
+		Internal: req.Internal, Attachable: req.Attachable,
+		Labels: copyMap(req.Labels), Options: copyMap(req.Options),
+		Endpoints: map[string]*endpointRecord{}, MTU: nm.cfg.MTU,
+	}
+	if r.Options == nil {
+		r.Options = map[string]string{}
+	}
+	if n := r.Options[optBridgeName]; n != "" {
+		for _, o := range nm.nets {
+			if o.Bridge == n || o.Options[optBridgeName] == n {
+				return network.CreateResponse{}, errdefs.Conflict(fmt.Errorf("bridge name %s is used by network %s", n, o.Name))
+			}
+		}
+		if alias, exists := jnet.LinkOwner(n); exists && alias != r.owner() {
+			return network.CreateResponse{}, errdefs.Conflict(fmt.Errorf("interface %s already exists on the host", n))
+		}
+	}
+	var cfgs []network.IPAMConfig
+	if req.IPAM != nil {
+		cfgs = req.IPAM.Config
+	}
+	var v4 []network.IPAMConfig
+	for _, c := range cfgs {
+		if p, err := netip.ParsePrefix(c.Subnet); err == nil && p.Addr().Is6() {
+			return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("IPv6 subnets are not supported by jevm"))
+		}
+		v4 = append(v4, c)
+	}
+	if len(v4) > 1 {
+		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("jevm supports one IPv4 subnet per network"))
+	}
+	if len(v4) == 1 && v4[0].Subnet != "" {
+		c := v4[0]
+		sub, err := netip.ParsePrefix(c.Subnet)
+		if err != nil {
+			return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("invalid subnet %s: invalid CIDR block notation", c.Subnet))
+		}
+		for _, o := range nm.nets {
+			if o.Subnet == "" {
+				continue
+			}
+			if op, err := netip.ParsePrefix(o.Subnet); err == nil && jnet.Overlaps(op, sub) {
+				return network.CreateResponse{}, errdefs.Forbidden(fmt.Errorf("invalid pool request: Pool overlaps with other one on this address space"))
+			}
+		}
+		r.Subnet, r.Gateway, r.IPRange, r.Aux, r.UserIPAM = c.Subnet, c.Gateway, c.IPRange, copyMap(c.AuxAddress), true
+	} else {
+		if len(v4) == 1 && (v4[0].Gateway != "" || v4[0].IPRange != "") {
+			return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("--gateway and --ip-range need --subnet"))
+		}
+		sub, err := nm.pickSubnetLocked(r)
+		if err != nil {
+			return network.CreateResponse{}, err
+		}
+		r.Subnet = sub.String()
+	}
+	if err := nm.buildPool(r); err != nil {
+		return network.CreateResponse{}, errdefs.InvalidParameter(err)
+	}
+	for name, a := range r.Aux {
+		ip, err := netip.ParseAddr(a)
+		if err != nil || !r.pool.Subnet().Contains(ip) {
+			return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("invalid auxiliary address %s=%s", name, a))
+		}
+	}
+	nm.nets[r.ID] = r
+	if err := nm.bringUpLocked(r); err != nil {
+		nm.bringDownLocked(r)
+		delete(nm.nets, r.ID)
+		return network.CreateResponse{}, fmt.Errorf("create network %s: %w", r.Name, err)
+	}
+	if err := nm.saveLocked(); err != nil {
+		nm.bringDownLocked(r)
+		delete(nm.nets, r.ID)
+		return network.CreateResponse{}, err
+	}
+	nm.log.WithFields(logrus.Fields{"network": r.Name, "id": r.ID[:12], "subnet": r.Subnet, "bridge": r.Bridge, "internal": r.Internal}).Info("network created")
+	nm.event(r, events.ActionCreate, nil)
+	return network.CreateResponse{ID: r.ID}, nil
+}
+
+func copyMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// event publishes a network event (docker events --filter type=network).
+func (nm *Controller) event(r *netRecord, action events.Action, extra map[string]string) {
+	if nm.events == nil {
+		return
+	}
+	attrs := map[string]string{"name": r.Name, "type": r.Driver}
+	for k, v := range extra {
+		attrs[k] = v
+	}
+	nm.events(action, r.ID, attrs)
+}
+
+// inspectLocked renders r; containers maps endpoint container IDs to
+// names (looked up without nm.mu held).
+func (r *netRecord) inspectLocked() network.Inspect {
+	ni := network.Inspect{
+		Name: r.Name, ID: r.ID, Created: r.Created, Scope: "local", Driver: r.Driver,
+		EnableIPv4: r.Driver == driverBridge, Internal: r.Internal, Attachable: r.Attachable,
+		IPAM:       network.IPAM{Driver: "default", Options: map[string]string{}, Config: []network.IPAMConfig{}},
+		ConfigFrom: network.ConfigReference{},
+		Containers: map[string]network.EndpointResource{},
+		Options:    copyMap(r.Options),
+		Labels:     copyMap(r.Labels),
+	}
+	if ni.Options == nil {
+		ni.Options = map[string]string{}
+	}
+	if ni.Labels == nil {
+		ni.Labels = map[string]string{}
+	}
+	if r.Driver == driverBridge {
+		ni.IPAM.Config = []network.IPAMConfig{{Subnet: r.Subnet, Gateway: r.Gateway, IPRange: r.IPRange, AuxAddress: copyMap(r.Aux)}}
+		if r.Bridge != "" && !r.isDefaultBridge() && ni.Options[optBridgeName] == "" {
+			// Not an option the user set, but where to find the
+			// bridge on the host.
+			ni.Options[optBridgeName] = r.Bridge
+		}
+		if r.isDefaultBridge() && r.Bridge != "" {
+			ni.Options[optBridgeName] = r.Bridge
+		}
+	}
+	bits := 0
+	if r.pool != nil {
+		bits = r.pool.Subnet().Bits()
+	}
+	for _, ep := range r.Endpoints {
+		ni.Containers[ep.ContainerID] = network.EndpointResource{
+			EndpointID: ep.ID, MacAddress: ep.MAC,
+			IPv4Address: fmt.Sprintf("%s/%d", ep.IP, bits),
+		}
+	}
+	return ni
+}
+
+func (nm *Controller) withContainerNames(ni network.Inspect) network.Inspect {
+	for id, er := range ni.Containers {
+		er.Name = nm.names.NameByID(id)
+		ni.Containers[id] = er
+	}
+	return ni
+}
+
+// Inspect serves `docker network inspect`.
+func (nm *Controller) Inspect(ctx context.Context, ref string, opts network.InspectOptions) (network.Inspect, error) {
+	if opts.Scope != "" && opts.Scope != "local" {
+		return network.Inspect{}, errdefs.NotFound(fmt.Errorf("network %s not found", ref))
+	}
+	nm.mu.Lock()
+	r, err := nm.getLocked(ref)
+	var ni network.Inspect
+	if err == nil {
+		ni = r.inspectLocked()
+	}
+	nm.unlock()
+	if err != nil {
+		return network.Inspect{}, err
+	}
+	return nm.withContainerNames(ni), nil
+}
+
+// List serves `docker network ls` with dockerd's filters.
+func (nm *Controller) List(ctx context.Context, f filters.Args) ([]network.Summary, error) {
+	if err := network.ValidateFilters(f); err != nil {
+		return nil, errdefs.InvalidParameter(err)
+	}
+	for _, t := range f.Get("type") {
+		if t != "custom" && t != "builtin" {
+			return nil, errdefs.InvalidParameter(fmt.Errorf("invalid filter: 'type'='%s'", t))
+		}
+	}
+	if f.Contains("dangling") {
+		for _, v := range f.Get("dangling") {
+			if v != "true" && v != "false" && v != "1" && v != "0" {
+				return nil, errdefs.InvalidParameter(fmt.Errorf("invalid filter: 'dangling'='%s'", v))
+			}
+		}
+	}
+	nm.mu.Lock()
+	var out []network.Summary
+	for _, r := range nm.sortedLocked() {
+		if !r.matches(f) {
+			continue
+		}
+		out = append(out, r.inspectLocked())
+	}
+	nm.unlock()
+	if out == nil {
+		out = []network.Summary{}
+	}
+	for i := range out {
+		// dockerd's list does not show the endpoints (API >= 1.28).
+		out[i].Containers = map[string]network.EndpointResource{}
+	}
+	return out, nil
+}
+
+func (r *netRecord) matches(f filters.Args) bool {
+	if f.Contains("driver") && !f.ExactMatch("driver", r.Driver) {
+		return false
+	}
+	if f.Contains("name") && !f.Match("name", r.Name) {
+		return false
+	}
+	if f.Contains("id") {
+		hit := false
+		for _, v := range f.Get("id") {
+			hit = hit || strings.HasPrefix(r.ID, v)
+		}
+		if !hit {
+			return false
+		}
+	}
+	if f.Contains("scope") && !f.ExactMatch("scope", "local") {
+		return false
+	}
+	if f.Contains("type") {
+		want := "custom"
+		if r.predefined() {
+			want = "builtin"
+		}
+		if !f.ExactMatch("type", want) {
+			return false
+		}
+	}
+	if f.Contains("dangling") {
+		dangling := len(r.Endpoints) == 0 && !r.predefined()
+		want := f.ExactMatch("dangling", "true") || f.ExactMatch("dangling", "1")
+		if dangling != want {
+			return false
+		}
+	}
+	return matchLabels(f, r.Labels)
+}
+
+// Remove serves `docker network rm`.
+func (nm *Controller) Remove(ctx context.Context, ref string) error {
+	nm.mu.Lock()
+	defer nm.unlock()
+	r, err := nm.getLocked(ref)
+	if err != nil {
+		return err
+	}
+	return nm.removeLocked(r)
+}
+
+func (nm *Controller) removeLocked(r *netRecord) error {
+	if r.predefined() {
+		return errdefs.Forbidden(fmt.Errorf("%s is a pre-defined network and cannot be removed", r.Name))
+	}
+	if len(r.Endpoints) > 0 {
+		return errdefs.Conflict(fmt.Errorf("error while removing network: network %s id %s has active endpoints", r.Name, r.ID))
+	}
+	nm.bringDownLocked(r)
+	delete(nm.nets, r.ID)
+	if err := nm.saveLocked(); err != nil {
+		return err
+	}
+	nm.log.WithFields(logrus.Fields{"network": r.Name, "id": r.ID[:12]}).Info("network removed")
+	nm.event(r, events.ActionDestroy, nil)
+	return nil
+}
+
+// Prune removes the user-defined networks no running container uses.
+func (nm *Controller) Prune(ctx context.Context, f filters.Args) (*network.PruneReport, error) {
+	if err := f.Validate(map[string]bool{"label": true, "label!": true, "until": true}); err != nil {
+		return nil, errdefs.InvalidParameter(err)
+	}
+	var until time.Time
+	if vals := f.Get("until"); len(vals) > 0 {
+		var err error
+		if until, err = parseTime(vals[0], time.Now()); err != nil {
+			return nil, err
+		}
+	}
+	report := &network.PruneReport{NetworksDeleted: []string{}}
+	nm.mu.Lock()
+	defer nm.unlock()
+	for _, r := range nm.sortedLocked() {
+		if r.predefined() || len(r.Endpoints) > 0 || !matchLabels(f, r.Labels) || (!until.IsZero() && r.Created.After(until)) {
+			continue
+		}
+		if err := nm.removeLocked(r); err == nil {
+			report.NetworksDeleted = append(report.NetworksDeleted, r.Name)
+		}
+	}
+	sort.Strings(report.NetworksDeleted)
+	return report, nil
+}
+
+// Connect serves `docker network connect` for c: the network and the
+// endpoint settings are checked, a running container (c.Running) gets a
+// NIC hot-plugged through plug (nil: the VM cannot, NotImplemented) and
+// configured at once, then record keeps the settings in the container's
+// configuration (under the network's name) and the event follows.
+func (nm *Controller) Connect(ctx context.Context, c *Container, ref string, es *network.EndpointSettings, plug NICPlugger, record func(netName string, es *network.EndpointSettings) error) error {
+	if es == nil {
+		es = &network.EndpointSettings{}
+	}
+	nm.mu.Lock()
+	r, err := nm.getLocked(ref)
+	if err != nil {
+		nm.unlock()
+		return err
+	}
+	mode := string(c.HostConfig.NetworkMode)
+	switch {
+	case r.Driver == driverHost || r.Driver == driverNull:
+		nm.unlock()
+		return errdefs.Forbidden(fmt.Errorf("container cannot be disconnected from host network or connected to host network"))
+	case mode == network.NetworkNone:
+		nm.unlock()
+		return errdefs.Forbidden(fmt.Errorf("container %s uses --network none and cannot be connected to a network", c.Name))
+	}
+	if err := r.checkEndpointSettings(es); err != nil {
+		nm.unlock()
+		return err
+	}
+	if c.NetConfig != nil && c.NetConfig.EndpointsConfig[r.Name] != nil {
+		nm.unlock()
+		return errdefs.Forbidden(fmt.Errorf("endpoint with name %s already exists in network %s", c.Name, r.Name))
+	}
+	netName := r.Name
+	nm.unlock()
+
+	if c.Running {
+		if err := nm.hotConnect(ctx, c, netName, es, plug); err != nil {
+			return err
+		}
+	}
+	saved := es.Copy()
+	saved.NetworkID, saved.EndpointID, saved.IPAddress, saved.Gateway = "", "", "", ""
+	if err := record(netName, saved); err != nil {
+		return err
+	}
+	nm.mu.Lock()
+	if r, err := nm.getLocked(netName); err == nil {
+		nm.event(r, events.ActionConnect, map[string]string{"container": c.ID})
+	}
+	nm.unlock()
+	return nil
+}
+
+// hotConnect attaches a running container to a network (nm.mu not held).
+func (nm *Controller) hotConnect(ctx context.Context, c *Container, netName string, es *network.EndpointSettings, plug NICPlugger) error {
+	if plug == nil || nm.host == nil {
+		return errdefs.NotImplemented(errors.New("connecting a running container to a network is not supported by this VM backend"))
+	}
+	nm.mu.Lock()
+	r, err := nm.getLocked(netName)
+	if err != nil {
+		nm.unlock()
+		return err
+	}
+	used := map[int]bool{}
+	hasRoute := false
+	for _, o := range nm.nets {
+		for _, ep := range o.Endpoints {
+			if ep.ContainerID == c.ID {
+				used[ifIndex(ep.IfName)] = true
+				hasRoute = hasRoute || ep.DefaultRoute
+			}
+		}
+	}
+	idx := 0
+	for used[idx] {
+		idx++
+	}
+	ep, err := nm.newEndpointLocked(c, r, es, fmt.Sprintf("eth%d", idx), !hasRoute && !r.Internal)
+	if err != nil {
+		nm.unlock()
+		return err
+	}
+	ic := r.interfaceConfig(ep, nm.cfg.MTU)
+	_ = nm.saveLocked()
+	nm.unlock()
+	undo := func() {
+		nm.mu.Lock()
+		if r, err := nm.getLocked(netName); err == nil {
+			if e := r.Endpoints[ep.ID]; e != nil {
+				nm.releaseEndpointLocked(r, e)
+			}
+		}
+		_ = nm.saveLocked()
+		nm.unlock()
+	}
+	if err := plug.AddNIC(ctx, vmbackend.NICSpec{TapName: ep.Tap, MAC: ep.MAC}); err != nil {
+		undo()
+		return fmt.Errorf("connect container to network %s: %w", netName, err)
+	}
+	if err := plug.InterfaceUp(ctx, ic); err != nil {
+		_ = plug.RemoveNIC(context.Background(), ep.MAC)
+		undo()
+		return fmt.Errorf("connect container to network %s: %w", netName, err)
+	}
+	nm.log.WithFields(logrus.Fields{"container": c.ID[:12], "network": netName, "ip": ep.IP, "interface": ep.IfName}).Info("container connected to network")
+	return nil
+}
+
+// Disconnect serves `docker network disconnect` for c: its NIC on the
+// network is unplugged through plug (nil: the container has no VM, or one
+// that cannot; an error stops the disconnect unless force), its endpoint
+// released, the event published, and forget drops the network from the
+// container's configuration if it was there.
+func (nm *Controller) Disconnect(ctx context.Context, c *Container, ref string, force bool, plug NICPlugger, forget func(netName string) error) error {
+	nm.mu.Lock()
+	r, err := nm.getLocked(ref)
+	if err != nil {
+		nm.unlock()
+		return err
+	}
+	if r.Driver == driverHost || r.Driver == driverNull {
+		nm.unlock()
+		return errdefs.Forbidden(fmt.Errorf("container cannot be disconnected from host network or connected to host network"))
+	}
+	var ep *endpointRecord
+	for _, e := range r.Endpoints {
+		if e.ContainerID == c.ID {
+			ep = e
+		}
+	}
+	configured := c.NetConfig != nil && c.NetConfig.EndpointsConfig[r.Name] != nil
+	if ep == nil && !configured {
+		nm.unlock()
+		return errdefs.Forbidden(fmt.Errorf("container %s is not connected to network %s", c.ID, r.Name))
+	}
+	netName := r.Name
+	var mac string
+	if ep != nil {
+		mac = ep.MAC
+	}
+	nm.unlock()
+
+	if ep != nil && plug != nil {
+		if err := plug.RemoveNIC(ctx, mac); err != nil && !force {
+			return fmt.Errorf("disconnect container from network %s: %w", netName, err)
+		}
+	}
+	nm.mu.Lock()
+	if r, err := nm.getLocked(netName); err == nil {
+		if e := r.Endpoints[ep.idOrEmpty()]; e != nil {
+			nm.releaseEndpointLocked(r, e)
+		}
+		_ = nm.saveLocked()
+		nm.event(r, events.ActionDisconnect, map[string]string{"container": c.ID})
+	}
+	nm.unlock()
+	if configured {
+		return forget(netName)
+	}
+	return nil
+}
+
+func (ep *endpointRecord) idOrEmpty() string {
+	if ep == nil {
+		return ""
+	}
+	return ep.ID
+}
+
+// matchLabels applies "label" and "label!" filters.
+func matchLabels(f filters.Args, labels map[string]string) bool {
+	if !f.MatchKVList("label", labels) {
+		return false
+	}
+	for _, neg := range f.Get("label!") {
+		k, v, hasV := strings.Cut(neg, "=")
+		if got, ok := labels[k]; ok && (!hasV || got == v) {
+			return false
+		}
+	}
+	return true
+}
+
+// parseTime accepts what prune's until filter takes (as `docker logs
+// --since`): unix seconds with a fraction, RFC 3339 or a duration before
+// now.
+func parseTime(v string, now time.Time) (time.Time, error) {
+	ts, err := timetypes.GetTimestamp(v, now)
+	if err != nil {
+		return time.Time{}, errdefs.InvalidParameter(err)
+	}
+	sec, nsec, err := timetypes.ParseTimestamps(ts, 0)
+	if err != nil {
+		return time.Time{}, errdefs.InvalidParameter(err)
+	}
+	return time.Unix(sec, nsec), nil
+}
