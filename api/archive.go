@@ -12,6 +12,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // ArchiveBackend serves the file routes: docker cp (HEAD/GET/PUT
@@ -33,24 +35,7 @@ type ArchiveBackend interface {
 	// since it was created from its image.
 	ContainerChanges(ctx context.Context, nameOrID string) ([]container.FilesystemChange, error)
 	// ContainerCommit makes an image of the container and returns its ID.
-	ContainerCommit(ctx context.Context, cfg *CommitConfig) (string, error)
-}
-
-// CommitConfig is a POST /commit request.
-type CommitConfig struct {
-	Container string
-	// Repo and Tag name the image (Repo "" leaves it untagged).
-	Repo, Tag string
-	Author    string
-	Comment   string
-	// Pause the container while its changes are read (default true).
-	Pause bool
-	// Changes are Dockerfile instructions applied to the config
-	// (`docker commit --change`).
-	Changes []string
-	// Config, if set, replaces the container's config as the base of the
-	// image's config.
-	Config *container.Config
+	ContainerCommit(ctx context.Context, cfg *backend.CommitConfig) (string, error)
 }
 
 // pathStatHeader carries the stat of the path of an archive request.
@@ -190,7 +175,7 @@ func (s *Server) postCommit(ctx context.Context, w http.ResponseWriter, r *http.
 	if err != nil {
 		return err
 	}
-	cfg := &CommitConfig{
+	cfg := &backend.CommitConfig{
 		Container: r.Form.Get("container"),
 		Repo:      r.Form.Get("repo"),
 		Tag:       r.Form.Get("tag"),

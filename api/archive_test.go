@@ -13,13 +13,15 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // fakeArchive adds the file operations to the fake backend.
 type fakeArchive struct {
 	*fakeBackend
 	put     []string
-	commits []*CommitConfig
+	commits []*backend.CommitConfig
 }
 
 var testStat = &container.PathStat{Name: "passwd", Size: 42, Mode: 0o644, Mtime: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
@@ -65,7 +67,7 @@ func (f *fakeArchive) ContainerChanges(ctx context.Context, name string) ([]cont
 	return []container.FilesystemChange{{Path: "/tmp/x", Kind: container.ChangeAdd}, {Path: "/etc", Kind: container.ChangeModify}}, nil
 }
 
-func (f *fakeArchive) ContainerCommit(ctx context.Context, cfg *CommitConfig) (string, error) {
+func (f *fakeArchive) ContainerCommit(ctx context.Context, cfg *backend.CommitConfig) (string, error) {
 	f.commits = append(f.commits, cfg)
 	return "sha256:abc", nil
 }

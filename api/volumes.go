@@ -13,12 +13,9 @@ import (
 	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/errdefs"
-)
 
-// DiskUsageOptions says which parts of GET /system/df to compute.
-type DiskUsageOptions struct {
-	Containers, Images, Volumes bool
-}
+	"github.com/jevm/jevm/api/types/backend"
+)
 
 // VolumeBackend serves /volumes and /system/df. It is optional: a backend
 // without it answers 501 on these routes.
@@ -32,7 +29,7 @@ type VolumeBackend interface {
 	// VolumesPrune gets the filters as sent; the router adds all=true for
 	// clients older than API 1.42 (which pruned named volumes too).
 	VolumesPrune(ctx context.Context, f filters.Args) (*volume.PruneReport, error)
-	SystemDiskUsage(ctx context.Context, opts DiskUsageOptions) (*system.DiskUsage, error)
+	SystemDiskUsage(ctx context.Context, opts backend.DiskUsageOptions) (*system.DiskUsage, error)
 }
 
 type volumeRoute struct {
@@ -155,10 +152,10 @@ func (s *Server) getSystemDF(ctx context.Context, w http.ResponseWriter, r *http
 	if err != nil {
 		return err
 	}
-	opts := DiskUsageOptions{Containers: true, Images: true, Volumes: true}
+	opts := backend.DiskUsageOptions{Containers: true, Images: true, Volumes: true}
 	getBuildCache := true
 	if types, ok := r.Form["type"]; ok && !versions.LessThan(VersionFromContext(ctx), "1.42") {
-		opts = DiskUsageOptions{}
+		opts = backend.DiskUsageOptions{}
 		getBuildCache = false
 		for _, t := range types {
 			switch dtypes.DiskUsageObject(t) {

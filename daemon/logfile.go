@@ -18,7 +18,7 @@ import (
 	"github.com/docker/docker/errdefs"
 	"github.com/sirupsen/logrus"
 
-	"github.com/jevm/jevm/api"
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // The container log is dockerd's json-file format, one JSON object per
@@ -540,7 +540,7 @@ func logRotatedSince(path string, st *logFileState, gen uint64) (newer []*logSou
 // files on. With Follow it keeps reading new entries, across rotations,
 // until stillRunning reports false (then drains what is left) or ctx is
 // done.
-func readLog(ctx context.Context, path string, opts logReadOptions, stillRunning func() bool, out chan<- api.LogMessage) {
+func readLog(ctx context.Context, path string, opts logReadOptions, stillRunning func() bool, out chan<- backend.LogMessage) {
 	defer close(out)
 	st := acquireLogFile(path)
 	defer releaseLogFile(path, st)
@@ -552,7 +552,7 @@ func readLog(ctx context.Context, path string, opts logReadOptions, stillRunning
 		var err error
 		rotated, cur, gen, err = openLogFiles(path, st, opts.Since)
 		if err != nil {
-			sendLog(ctx, out, api.LogMessage{Err: err})
+			sendLog(ctx, out, backend.LogMessage{Err: err})
 			return
 		}
 		if cur != nil || !opts.Follow {
@@ -583,7 +583,7 @@ func readLog(ctx context.Context, path string, opts logReadOptions, stillRunning
 		if !opts.Until.IsZero() && e.Time.After(opts.Until) {
 			return false
 		}
-		return sendLog(ctx, out, api.LogMessage{Stream: e.Stream, Line: []byte(e.Log), Timestamp: e.Time})
+		return sendLog(ctx, out, backend.LogMessage{Stream: e.Stream, Line: []byte(e.Log), Timestamp: e.Time})
 	}
 
 	// The backlog: all of it as it is read, or only the last Tail entries.
@@ -628,7 +628,7 @@ func readLog(ctx context.Context, path string, opts logReadOptions, stillRunning
 		}
 		newer, next, ngen, didRotate, err := logRotatedSince(path, st, gen)
 		if err != nil {
-			sendLog(ctx, out, api.LogMessage{Err: err})
+			sendLog(ctx, out, backend.LogMessage{Err: err})
 			return
 		}
 		if didRotate {
@@ -661,7 +661,7 @@ func readLog(ctx context.Context, path string, opts logReadOptions, stillRunning
 	}
 }
 
-func sendLog(ctx context.Context, out chan<- api.LogMessage, m api.LogMessage) bool {
+func sendLog(ctx context.Context, out chan<- backend.LogMessage, m backend.LogMessage) bool {
 	select {
 	case out <- m:
 		return true

@@ -14,7 +14,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/errdefs"
 
-	"github.com/jevm/jevm/api"
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 func TestValidateLogConfig(t *testing.T) {
@@ -311,7 +311,7 @@ func TestLogRotation(t *testing.T) {
 
 func readAll(t *testing.T, path string, o logReadOptions) string {
 	t.Helper()
-	ch := make(chan api.LogMessage)
+	ch := make(chan backend.LogMessage)
 	go readLog(context.Background(), path, o, func() bool { return false }, ch)
 	var got []string
 	for m := range ch {
@@ -374,7 +374,7 @@ func TestLogFollowAcrossRotation(t *testing.T) {
 					return true
 				}
 			}
-			ch := make(chan api.LogMessage)
+			ch := make(chan backend.LogMessage)
 			go readLog(context.Background(), tl.path, logReadOptions{Stdout: true, Tail: 1, Follow: true}, stillRunning, ch)
 			next := func() string {
 				select {
@@ -421,7 +421,7 @@ func TestLogPartialLines(t *testing.T) {
 	w.Write([]byte(strings.Repeat("x", 2*maxLogLine+5)))
 	w.Write([]byte("y\nz"))
 	tl.lw.Close()
-	ch := make(chan api.LogMessage)
+	ch := make(chan backend.LogMessage)
 	go readLog(context.Background(), tl.path, logReadOptions{Stderr: true, Tail: -1}, func() bool { return false }, ch)
 	var lens []int
 	for m := range ch {
@@ -466,7 +466,7 @@ func TestLogDriverNone(t *testing.T) {
 	if !errdefs.IsNotImplemented(err) || err.Error() != "configured logging driver does not support reading" {
 		t.Errorf("logs: %v, want NotImplemented 'configured logging driver does not support reading'", err)
 	}
-	err = d.ContainerAttach(context.Background(), "quiet", &api.AttachConfig{Logs: true, UseStdout: true})
+	err = d.ContainerAttach(context.Background(), "quiet", &backend.AttachConfig{Logs: true, UseStdout: true})
 	if !errdefs.IsNotImplemented(err) {
 		t.Errorf("attach with logs: %v, want NotImplemented", err)
 	}
