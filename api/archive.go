@@ -41,13 +41,6 @@ type ArchiveBackend interface {
 // pathStatHeader carries the stat of the path of an archive request.
 const pathStatHeader = "X-Docker-Container-Path-Stat"
 
-func (s *Server) archiveBackend() (ArchiveBackend, error) {
-	if b, ok := s.backend.(ArchiveBackend); ok {
-		return b, nil
-	}
-	return nil, errdefs.NotImplemented(errors.New("not implemented: container file operations"))
-}
-
 // archiveRoutes are the routes of the file operations.
 func (s *Server) archiveRoutes() []struct {
 	method, path string
@@ -90,15 +83,11 @@ func setPathStatHeader(h http.Header, st *container.PathStat) error {
 }
 
 func (s *Server) headContainerArchive(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	b, err := s.archiveBackend()
-	if err != nil {
-		return err
-	}
 	name, path, err := archiveArgs(r, vars)
 	if err != nil {
 		return err
 	}
-	st, err := b.ContainerStatPath(ctx, name, path)
+	st, err := s.backend.ContainerStatPath(ctx, name, path)
 	if err != nil {
 		return err
 	}
@@ -110,15 +99,11 @@ func (s *Server) headContainerArchive(ctx context.Context, w http.ResponseWriter
 }
 
 func (s *Server) getContainerArchive(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	b, err := s.archiveBackend()
-	if err != nil {
-		return err
-	}
 	name, path, err := archiveArgs(r, vars)
 	if err != nil {
 		return err
 	}
-	return b.ContainerArchivePath(ctx, name, path, func(st *container.PathStat) (io.Writer, error) {
+	return s.backend.ContainerArchivePath(ctx, name, path, func(st *container.PathStat) (io.Writer, error) {
 		if err := setPathStatHeader(w.Header(), st); err != nil {
 			return nil, err
 		}
@@ -129,15 +114,11 @@ func (s *Server) getContainerArchive(ctx context.Context, w http.ResponseWriter,
 }
 
 func (s *Server) putContainerArchive(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	b, err := s.archiveBackend()
-	if err != nil {
-		return err
-	}
 	name, path, err := archiveArgs(r, vars)
 	if err != nil {
 		return err
 	}
-	if err := b.ContainerExtractToDir(ctx, name, path, boolValue(r, "copyUIDGID"), boolValue(r, "noOverwriteDirNonDir"), r.Body); err != nil {
+	if err := s.backend.ContainerExtractToDir(ctx, name, path, boolValue(r, "copyUIDGID"), boolValue(r, "noOverwriteDirNonDir"), r.Body); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)
@@ -145,22 +126,14 @@ func (s *Server) putContainerArchive(ctx context.Context, w http.ResponseWriter,
 }
 
 func (s *Server) getContainerExport(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	b, err := s.archiveBackend()
-	if err != nil {
-		return err
-	}
 	// Headers go out with the first byte of the tar; an error before it
 	// is still an HTTP error.
 	w.Header().Set("Content-Type", "application/x-tar")
-	return b.ContainerExport(ctx, vars["name"], w)
+	return s.backend.ContainerExport(ctx, vars["name"], w)
 }
 
 func (s *Server) getContainerChanges(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	b, err := s.archiveBackend()
-	if err != nil {
-		return err
-	}
-	changes, err := b.ContainerChanges(ctx, vars["name"])
+	changes, err := s.backend.ContainerChanges(ctx, vars["name"])
 	if err != nil {
 		return err
 	}
@@ -171,10 +144,6 @@ func (s *Server) getContainerChanges(ctx context.Context, w http.ResponseWriter,
 }
 
 func (s *Server) postCommit(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	b, err := s.archiveBackend()
-	if err != nil {
-		return err
-	}
 	cfg := &backend.CommitConfig{
 		Container: r.Form.Get("container"),
 		Repo:      r.Form.Get("repo"),
@@ -207,7 +176,7 @@ func (s *Server) postCommit(ctx context.Context, w http.ResponseWriter, r *http.
 			cfg.Config = &c
 		}
 	}
-	id, err := b.ContainerCommit(ctx, cfg)
+	id, err := s.backend.ContainerCommit(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -161,13 +161,3 @@ func TestArchiveRoutes(t *testing.T) {
 		t.Fatalf("commit defaults %+v", c)
 	}
 }
-
-// Without an ArchiveBackend the routes answer 501.
-func TestArchiveRoutesNotImplemented(t *testing.T) {
-	e := newTestEnv(t)
-	if _, ok := any(e.fake).(ArchiveBackend); ok {
-		t.Skip("the fake backend implements the file operations")
-	}
-	resp, body := e.do(http.MethodGet, "/containers/c1/changes", nil)
-	expectError(t, resp, body, 501, "")
-}

@@ -98,7 +98,11 @@ type StatsBackend interface {
 	ContainerStats(ctx context.Context, nameOrID string, cfg *backend.StatsConfig) error
 }
 
-// Backend is everything the router serves.
+// Backend is everything the router serves. Every area is required: an
+// engine that does not serve one answers its routes with an
+// errdefs.NotImplemented error (501) itself. cmd/jevmd asserts at compile
+// time that daemon.Daemon implements each of these interfaces, so a
+// signature that drifts breaks the build.
 type Backend interface {
 	ExecBackend
 	StatsBackend
@@ -107,4 +111,7 @@ type Backend interface {
 	ImageBackend
 	EventsBackend
 	LifecycleBackend
+	VolumeBackend
+	NetworkBackend
+	ArchiveBackend
 }

@@ -10,8 +10,7 @@ import (
 	"github.com/docker/docker/errdefs"
 )
 
-// NetworkBackend serves /networks (docs/NETWORKING.md). It is optional: a
-// backend without it answers 501 on these routes.
+// NetworkBackend serves /networks (docs/NETWORKING.md).
 type NetworkBackend interface {
 	NetworkCreate(ctx context.Context, req network.CreateRequest) (network.CreateResponse, error)
 	NetworkList(ctx context.Context, f filters.Args) ([]network.Summary, error)
@@ -44,24 +43,12 @@ func (s *Server) networkRoutes() []networkRoute {
 	}
 }
 
-func (s *Server) networkBackend() (NetworkBackend, error) {
-	nb, ok := s.backend.(NetworkBackend)
-	if !ok {
-		return nil, errdefs.NotImplemented(errors.New("not implemented: networks"))
-	}
-	return nb, nil
-}
-
 func (s *Server) getNetworksList(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	nb, err := s.networkBackend()
-	if err != nil {
-		return err
-	}
 	f, err := parseFilters(r)
 	if err != nil {
 		return err
 	}
-	list, err := nb.NetworkList(ctx, f)
+	list, err := s.backend.NetworkList(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -72,11 +59,7 @@ func (s *Server) getNetworksList(ctx context.Context, w http.ResponseWriter, r *
 }
 
 func (s *Server) getNetworkInspect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	nb, err := s.networkBackend()
-	if err != nil {
-		return err
-	}
-	ni, err := nb.NetworkInspect(ctx, vars["id"], network.InspectOptions{Scope: r.Form.Get("scope"), Verbose: boolValue(r, "verbose")})
+	ni, err := s.backend.NetworkInspect(ctx, vars["id"], network.InspectOptions{Scope: r.Form.Get("scope"), Verbose: boolValue(r, "verbose")})
 	if err != nil {
 		return err
 	}
@@ -84,10 +67,6 @@ func (s *Server) getNetworkInspect(ctx context.Context, w http.ResponseWriter, r
 }
 
 func (s *Server) postNetworksCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	nb, err := s.networkBackend()
-	if err != nil {
-		return err
-	}
 	if err := checkForJSON(r); err != nil {
 		return err
 	}
@@ -95,7 +74,7 @@ func (s *Server) postNetworksCreate(ctx context.Context, w http.ResponseWriter, 
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return err
 	}
-	resp, err := nb.NetworkCreate(ctx, req)
+	resp, err := s.backend.NetworkCreate(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -103,10 +82,6 @@ func (s *Server) postNetworksCreate(ctx context.Context, w http.ResponseWriter, 
 }
 
 func (s *Server) postNetworkConnect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	nb, err := s.networkBackend()
-	if err != nil {
-		return err
-	}
 	if err := checkForJSON(r); err != nil {
 		return err
 	}
@@ -117,7 +92,7 @@ func (s *Server) postNetworkConnect(ctx context.Context, w http.ResponseWriter, 
 	if opts.Container == "" {
 		return errdefs.InvalidParameter(errors.New("a container name or ID is required"))
 	}
-	if err := nb.NetworkConnect(ctx, vars["id"], opts); err != nil {
+	if err := s.backend.NetworkConnect(ctx, vars["id"], opts); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)
@@ -125,10 +100,6 @@ func (s *Server) postNetworkConnect(ctx context.Context, w http.ResponseWriter, 
 }
 
 func (s *Server) postNetworkDisconnect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	nb, err := s.networkBackend()
-	if err != nil {
-		return err
-	}
 	if err := checkForJSON(r); err != nil {
 		return err
 	}
@@ -139,7 +110,7 @@ func (s *Server) postNetworkDisconnect(ctx context.Context, w http.ResponseWrite
 	if opts.Container == "" {
 		return errdefs.InvalidParameter(errors.New("a container name or ID is required"))
 	}
-	if err := nb.NetworkDisconnect(ctx, vars["id"], opts); err != nil {
+	if err := s.backend.NetworkDisconnect(ctx, vars["id"], opts); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)
@@ -147,11 +118,7 @@ func (s *Server) postNetworkDisconnect(ctx context.Context, w http.ResponseWrite
 }
 
 func (s *Server) deleteNetwork(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	nb, err := s.networkBackend()
-	if err != nil {
-		return err
-	}
-	if err := nb.NetworkRemove(ctx, vars["id"]); err != nil {
+	if err := s.backend.NetworkRemove(ctx, vars["id"]); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -159,15 +126,11 @@ func (s *Server) deleteNetwork(ctx context.Context, w http.ResponseWriter, r *ht
 }
 
 func (s *Server) postNetworksPrune(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	nb, err := s.networkBackend()
-	if err != nil {
-		return err
-	}
 	f, err := parseFilters(r)
 	if err != nil {
 		return err
 	}
-	rep, err := nb.NetworksPrune(ctx, f)
+	rep, err := s.backend.NetworksPrune(ctx, f)
 	if err != nil {
 		return err
 	}

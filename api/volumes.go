@@ -17,8 +17,7 @@ import (
 	"github.com/jevm/jevm/api/types/backend"
 )
 
-// VolumeBackend serves /volumes and /system/df. It is optional: a backend
-// without it answers 501 on these routes.
+// VolumeBackend serves /volumes and /system/df.
 type VolumeBackend interface {
 	VolumeList(ctx context.Context, f filters.Args) ([]*volume.Volume, []string, error)
 	VolumeCreate(ctx context.Context, req volume.CreateOptions) (*volume.Volume, error)
@@ -50,24 +49,12 @@ func (s *Server) volumeRoutes() []volumeRoute {
 	}
 }
 
-func (s *Server) volumeBackend() (VolumeBackend, error) {
-	vb, ok := s.backend.(VolumeBackend)
-	if !ok {
-		return nil, errdefs.NotImplemented(errors.New("not implemented: volumes"))
-	}
-	return vb, nil
-}
-
 func (s *Server) getVolumesList(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	vb, err := s.volumeBackend()
-	if err != nil {
-		return err
-	}
 	f, err := parseFilters(r)
 	if err != nil {
 		return err
 	}
-	vols, warnings, err := vb.VolumeList(ctx, f)
+	vols, warnings, err := s.backend.VolumeList(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -78,10 +65,6 @@ func (s *Server) getVolumesList(ctx context.Context, w http.ResponseWriter, r *h
 }
 
 func (s *Server) postVolumesCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	vb, err := s.volumeBackend()
-	if err != nil {
-		return err
-	}
 	if err := checkForJSON(r); err != nil {
 		return err
 	}
@@ -89,7 +72,7 @@ func (s *Server) postVolumesCreate(ctx context.Context, w http.ResponseWriter, r
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return err
 	}
-	v, err := vb.VolumeCreate(ctx, req)
+	v, err := s.backend.VolumeCreate(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -97,11 +80,7 @@ func (s *Server) postVolumesCreate(ctx context.Context, w http.ResponseWriter, r
 }
 
 func (s *Server) getVolumeByName(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	vb, err := s.volumeBackend()
-	if err != nil {
-		return err
-	}
-	v, err := vb.VolumeInspect(ctx, vars["name"])
+	v, err := s.backend.VolumeInspect(ctx, vars["name"])
 	if err != nil {
 		return err
 	}
@@ -113,11 +92,7 @@ func (s *Server) putVolume(context.Context, http.ResponseWriter, *http.Request, 
 }
 
 func (s *Server) deleteVolume(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	vb, err := s.volumeBackend()
-	if err != nil {
-		return err
-	}
-	if err := vb.VolumeRemove(ctx, vars["name"], boolValue(r, "force")); err != nil {
+	if err := s.backend.VolumeRemove(ctx, vars["name"], boolValue(r, "force")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -125,10 +100,6 @@ func (s *Server) deleteVolume(ctx context.Context, w http.ResponseWriter, r *htt
 }
 
 func (s *Server) postVolumesPrune(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	vb, err := s.volumeBackend()
-	if err != nil {
-		return err
-	}
 	f, err := parseFilters(r)
 	if err != nil {
 		return err
@@ -137,7 +108,7 @@ func (s *Server) postVolumesPrune(ctx context.Context, w http.ResponseWriter, r 
 	if versions.LessThan(VersionFromContext(ctx), "1.42") {
 		f.Add("all", "true")
 	}
-	rep, err := vb.VolumesPrune(ctx, f)
+	rep, err := s.backend.VolumesPrune(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -148,10 +119,6 @@ func (s *Server) postVolumesPrune(ctx context.Context, w http.ResponseWriter, r 
 }
 
 func (s *Server) getSystemDF(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	vb, err := s.volumeBackend()
-	if err != nil {
-		return err
-	}
 	opts := backend.DiskUsageOptions{Containers: true, Images: true, Volumes: true}
 	getBuildCache := true
 	if types, ok := r.Form["type"]; ok && !versions.LessThan(VersionFromContext(ctx), "1.42") {
@@ -172,7 +139,7 @@ func (s *Server) getSystemDF(ctx context.Context, w http.ResponseWriter, r *http
 			}
 		}
 	}
-	du, err := vb.SystemDiskUsage(ctx, opts)
+	du, err := s.backend.SystemDiskUsage(ctx, opts)
 	if err != nil {
 		return err
 	}
