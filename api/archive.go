@@ -42,14 +42,8 @@ type ArchiveBackend interface {
 const pathStatHeader = "X-Docker-Container-Path-Stat"
 
 // archiveRoutes are the routes of the file operations.
-func (s *Server) archiveRoutes() []struct {
-	method, path string
-	h            handlerFunc
-} {
-	return []struct {
-		method, path string
-		h            handlerFunc
-	}{
+func (s *Server) archiveRoutes() []route {
+	return []route{
 		{http.MethodHead, "/containers/{name:.*}/archive", s.headContainerArchive},
 		{http.MethodGet, "/containers/{name:.*}/archive", s.getContainerArchive},
 		{http.MethodPut, "/containers/{name:.*}/archive", s.putContainerArchive},

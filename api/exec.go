@@ -15,6 +15,16 @@ import (
 	"github.com/jevm/jevm/api/types/backend"
 )
 
+// execRoutes are added to the router by newRouter.
+func (s *Server) execRoutes() []route {
+	return []route{
+		{http.MethodPost, "/containers/{name:.*}/exec", s.postContainerExecCreate},
+		{http.MethodPost, "/exec/{id:.*}/start", s.postExecStart},
+		{http.MethodPost, "/exec/{id:.*}/resize", s.postExecResize},
+		{http.MethodGet, "/exec/{id:.*}/json", s.getExecInspect},
+	}
+}
+
 // postContainerExecCreate: POST /containers/{name}/exec.
 func (s *Server) postContainerExecCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
 	if err := checkForJSON(r); err != nil {

@@ -23,15 +23,10 @@ type NetworkBackend interface {
 	NetworksPrune(ctx context.Context, f filters.Args) (*network.PruneReport, error)
 }
 
-type networkRoute struct {
-	method, path string
-	h            handlerFunc
-}
-
 // networkRoutes are added to the router by newRouter; the fixed paths come
 // before {id:.*}, which also matches them.
-func (s *Server) networkRoutes() []networkRoute {
-	return []networkRoute{
+func (s *Server) networkRoutes() []route {
+	return []route{
 		{http.MethodGet, "/networks", s.getNetworksList},
 		{http.MethodGet, "/networks/", s.getNetworksList},
 		{http.MethodPost, "/networks/create", s.postNetworksCreate},

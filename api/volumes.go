@@ -31,14 +31,9 @@ type VolumeBackend interface {
 	SystemDiskUsage(ctx context.Context, opts backend.DiskUsageOptions) (*system.DiskUsage, error)
 }
 
-type volumeRoute struct {
-	method, path string
-	h            handlerFunc
-}
-
 // volumeRoutes are added to the router by newRouter.
-func (s *Server) volumeRoutes() []volumeRoute {
-	return []volumeRoute{
+func (s *Server) volumeRoutes() []route {
+	return []route{
 		{http.MethodGet, "/volumes", s.getVolumesList},
 		{http.MethodPost, "/volumes/create", s.postVolumesCreate},
 		{http.MethodPost, "/volumes/prune", s.postVolumesPrune},
