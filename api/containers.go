@@ -43,7 +43,7 @@ func (s *Server) containerRoutes() []route {
 		{http.MethodPost, "/containers/{name:.*}/rename", s.postContainerRename},
 		{http.MethodPost, "/containers/{name:.*}/pause", s.postContainerPause},
 		{http.MethodPost, "/containers/{name:.*}/unpause", s.postContainerUnpause},
-		{http.MethodPost, "/containers/{name:.*}/update", s.postContainerUpdate},
+		{http.MethodPost, "/containers/{name:.*}/update", withJSONBody(s.postContainerUpdate)},
 		{http.MethodGet, "/containers/{name:.*}/top", s.getContainerTop},
 		{http.MethodGet, "/containers/{name:.*}/stats", s.getContainerStats},
 		{http.MethodDelete, "/containers/{name:.*}", s.deleteContainer},
@@ -103,11 +103,8 @@ func (s *Server) postContainersCreate(ctx context.Context, w http.ResponseWriter
 			return err
 		}
 	}
-	if err := checkForJSON(r); err != nil {
-		return err
-	}
 	var req container.CreateRequest
-	if err := decodeJSON(r.Body, &req); err != nil {
+	if err := readJSON(r, &req); err != nil {
 		return err
 	}
 	if req.Config == nil {

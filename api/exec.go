@@ -18,7 +18,7 @@ import (
 // execRoutes are added to the router by newRouter.
 func (s *Server) execRoutes() []route {
 	return []route{
-		{http.MethodPost, "/containers/{name:.*}/exec", s.postContainerExecCreate},
+		{http.MethodPost, "/containers/{name:.*}/exec", withJSONBody(s.postContainerExecCreate)},
 		{http.MethodPost, "/exec/{id:.*}/start", s.postExecStart},
 		{http.MethodPost, "/exec/{id:.*}/resize", s.postExecResize},
 		{http.MethodGet, "/exec/{id:.*}/json", s.getExecInspect},
@@ -26,18 +26,11 @@ func (s *Server) execRoutes() []route {
 }
 
 // postContainerExecCreate: POST /containers/{name}/exec.
-func (s *Server) postContainerExecCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	if err := checkForJSON(r); err != nil {
-		return err
-	}
-	var cfg container.ExecOptions
-	if err := decodeJSON(r.Body, &cfg); err != nil {
-		return err
-	}
+func (s *Server) postContainerExecCreate(ctx context.Context, w http.ResponseWriter, vars map[string]string, cfg *container.ExecOptions) error {
 	if len(cfg.Cmd) == 0 {
 		return errdefs.InvalidParameter(errors.New("No exec command specified"))
 	}
-	id, err := s.backend.ContainerExecCreate(ctx, vars["name"], &cfg)
+	id, err := s.backend.ContainerExecCreate(ctx, vars["name"], cfg)
 	if err != nil {
 		return err
 	}

@@ -29,10 +29,10 @@ func (s *Server) networkRoutes() []route {
 	return []route{
 		{http.MethodGet, "/networks", s.getNetworksList},
 		{http.MethodGet, "/networks/", s.getNetworksList},
-		{http.MethodPost, "/networks/create", s.postNetworksCreate},
+		{http.MethodPost, "/networks/create", withJSONBody(s.postNetworksCreate)},
 		{http.MethodPost, "/networks/prune", s.postNetworksPrune},
-		{http.MethodPost, "/networks/{id:.*}/connect", s.postNetworkConnect},
-		{http.MethodPost, "/networks/{id:.*}/disconnect", s.postNetworkDisconnect},
+		{http.MethodPost, "/networks/{id:.*}/connect", withJSONBody(s.postNetworkConnect)},
+		{http.MethodPost, "/networks/{id:.*}/disconnect", withJSONBody(s.postNetworkDisconnect)},
 		{http.MethodGet, "/networks/{id:.*}", s.getNetworkInspect},
 		{http.MethodDelete, "/networks/{id:.*}", s.deleteNetwork},
 	}
@@ -61,51 +61,30 @@ func (s *Server) getNetworkInspect(ctx context.Context, w http.ResponseWriter, r
 	return writeJSON(w, http.StatusOK, ni)
 }
 
-func (s *Server) postNetworksCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	if err := checkForJSON(r); err != nil {
-		return err
-	}
-	var req network.CreateRequest
-	if err := decodeJSON(r.Body, &req); err != nil {
-		return err
-	}
-	resp, err := s.backend.NetworkCreate(ctx, req)
+func (s *Server) postNetworksCreate(ctx context.Context, w http.ResponseWriter, _ map[string]string, req *network.CreateRequest) error {
+	resp, err := s.backend.NetworkCreate(ctx, *req)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, resp)
 }
 
-func (s *Server) postNetworkConnect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	if err := checkForJSON(r); err != nil {
-		return err
-	}
-	var opts network.ConnectOptions
-	if err := decodeJSON(r.Body, &opts); err != nil {
-		return err
-	}
+func (s *Server) postNetworkConnect(ctx context.Context, w http.ResponseWriter, vars map[string]string, opts *network.ConnectOptions) error {
 	if opts.Container == "" {
 		return errdefs.InvalidParameter(errors.New("a container name or ID is required"))
 	}
-	if err := s.backend.NetworkConnect(ctx, vars["id"], opts); err != nil {
+	if err := s.backend.NetworkConnect(ctx, vars["id"], *opts); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
 
-func (s *Server) postNetworkDisconnect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	if err := checkForJSON(r); err != nil {
-		return err
-	}
-	var opts network.DisconnectOptions
-	if err := decodeJSON(r.Body, &opts); err != nil {
-		return err
-	}
+func (s *Server) postNetworkDisconnect(ctx context.Context, w http.ResponseWriter, vars map[string]string, opts *network.DisconnectOptions) error {
 	if opts.Container == "" {
 		return errdefs.InvalidParameter(errors.New("a container name or ID is required"))
 	}
-	if err := s.backend.NetworkDisconnect(ctx, vars["id"], opts); err != nil {
+	if err := s.backend.NetworkDisconnect(ctx, vars["id"], *opts); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)

@@ -35,7 +35,7 @@ type VolumeBackend interface {
 func (s *Server) volumeRoutes() []route {
 	return []route{
 		{http.MethodGet, "/volumes", s.getVolumesList},
-		{http.MethodPost, "/volumes/create", s.postVolumesCreate},
+		{http.MethodPost, "/volumes/create", withJSONBody(s.postVolumesCreate)},
 		{http.MethodPost, "/volumes/prune", s.postVolumesPrune},
 		{http.MethodGet, "/volumes/{name:.*}", s.getVolumeByName},
 		{http.MethodPut, "/volumes/{name:.*}", s.putVolume},
@@ -59,15 +59,8 @@ func (s *Server) getVolumesList(ctx context.Context, w http.ResponseWriter, r *h
 	return writeJSON(w, http.StatusOK, volume.ListResponse{Volumes: vols, Warnings: warnings})
 }
 
-func (s *Server) postVolumesCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	if err := checkForJSON(r); err != nil {
-		return err
-	}
-	var req volume.CreateOptions
-	if err := decodeJSON(r.Body, &req); err != nil {
-		return err
-	}
-	v, err := s.backend.VolumeCreate(ctx, req)
+func (s *Server) postVolumesCreate(ctx context.Context, w http.ResponseWriter, _ map[string]string, req *volume.CreateOptions) error {
+	v, err := s.backend.VolumeCreate(ctx, *req)
 	if err != nil {
 		return err
 	}
