@@ -257,12 +257,6 @@ func (s *Server) newRouter() *mux.Router {
 	return m
 }
 
-func (s *Server) notImplemented(what string) handlerFunc {
-	return func(context.Context, http.ResponseWriter, *http.Request, map[string]string) error {
-		return errdefs.NotImplemented(fmt.Errorf("not implemented: %s", what))
-	}
-}
-
 // wrap checks the API version, parses the form and maps a handler's
 // error to a response.
 func (s *Server) wrap(h handlerFunc) http.Handler {

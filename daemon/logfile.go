@@ -104,11 +104,6 @@ type logWriter struct {
 	closed      bool
 }
 
-// openLogWriter opens a plain json-file log at path, without rotation.
-func openLogWriter(path string) (*logWriter, error) {
-	return newLogWriter(path, logSettings{driver: logDriverJSONFile, maxSize: -1, maxFiles: 1}, nil)
-}
-
 // openContainerLog opens c's log with c's logging driver and options.
 func openContainerLog(c *Container) (*logWriter, error) {
 	lc := c.logConfig()
@@ -154,11 +149,6 @@ func newLogWriter(path string, set logSettings, attrs map[string]string) (*logWr
 		}
 	}
 	return l, nil
-}
-
-// streamWriter returns an io.Writer that logs to stream ("stdout"/"stderr").
-func (l *logWriter) streamWriter(stream string) io.Writer {
-	return writerFunc(func(p []byte) (int, error) { return len(p), l.write(stream, p) })
 }
 
 func (l *logWriter) write(stream string, p []byte) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -536,4 +537,14 @@ func TestOpenLogWriterUsesContainerRecord(t *testing.T) {
 		}
 		lw.Close()
 	})
+}
+
+// openLogWriter opens a plain json-file log at path, without rotation.
+func openLogWriter(path string) (*logWriter, error) {
+	return newLogWriter(path, logSettings{driver: logDriverJSONFile, maxSize: -1, maxFiles: 1}, nil)
+}
+
+// streamWriter returns an io.Writer that logs to stream ("stdout"/"stderr").
+func (l *logWriter) streamWriter(stream string) io.Writer {
+	return writerFunc(func(p []byte) (int, error) { return len(p), l.write(stream, p) })
 }
