@@ -12,6 +12,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // ArchiveBackend serves the file routes: docker cp (HEAD/GET/PUT
@@ -33,45 +35,15 @@ type ArchiveBackend interface {
 	// since it was created from its image.
 	ContainerChanges(ctx context.Context, nameOrID string) ([]container.FilesystemChange, error)
 	// ContainerCommit makes an image of the container and returns its ID.
-	ContainerCommit(ctx context.Context, cfg *CommitConfig) (string, error)
-}
-
-// CommitConfig is a POST /commit request.
-type CommitConfig struct {
-	Container string
-	// Repo and Tag name the image (Repo "" leaves it untagged).
-	Repo, Tag string
-	Author    string
-	Comment   string
-	// Pause the container while its changes are read (default true).
-	Pause bool
-	// Changes are Dockerfile instructions applied to the config
-	// (`docker commit --change`).
-	Changes []string
-	// Config, if set, replaces the container's config as the base of the
-	// image's config.
-	Config *container.Config
+	ContainerCommit(ctx context.Context, cfg *backend.CommitConfig) (string, error)
 }
 
 // pathStatHeader carries the stat of the path of an archive request.
 const pathStatHeader = "X-Docker-Container-Path-Stat"
 
-func (s *Server) archiveBackend() (ArchiveBackend, error) {
-	if b, ok := s.backend.(ArchiveBackend); ok {
-		return b, nil
-	}
-	return nil, errdefs.NotImplemented(errors.New("not implemented: container file operations"))
-}
-
 // archiveRoutes are the routes of the file operations.
-func (s *Server) archiveRoutes() []struct {
-	method, path string
-	h            handlerFunc
-} {
-	return []struct {
-		method, path string
-		h            handlerFunc
-	}{
+func (s *Server) archiveRoutes() []route {
+	return []route{
 		{http.MethodHead, "/containers/{name:.*}/archive", s.headContainerArchive},
 		{http.MethodGet, "/containers/{name:.*}/archive", s.getContainerArchive},
 		{http.MethodPut, "/containers/{name:.*}/archive", s.putContainerArchive},
@@ -105,15 +77,11 @@ func setPathStatHeader(h http.Header, st *container.PathStat) error {
 }
 
 func (s *Server) headContainerArchive(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	b, err := s.archiveBackend()
-	if err != nil {
-		return err
-	}
 	name, path, err := archiveArgs(r, vars)
 	if err != nil {
 		return err
 	}
-	st, err := b.ContainerStatPath(ctx, name, path)
+	st, err := s.backend.ContainerStatPath(ctx, name, path)
 	if err != nil {
 		return err
 	}
@@ -125,15 +93,11 @@ func (s *Server) headContainerArchive(ctx context.Context, w http.ResponseWriter
 }
 
 func (s *Server) getContainerArchive(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	b, err := s.archiveBackend()
-	if err != nil {
-		return err
-	}
 	name, path, err := archiveArgs(r, vars)
 	if err != nil {
 		return err
 	}
-	return b.ContainerArchivePath(ctx, name, path, func(st *container.PathStat) (io.Writer, error) {
+	return s.backend.ContainerArchivePath(ctx, name, path, func(st *container.PathStat) (io.Writer, error) {
 		if err := setPathStatHeader(w.Header(), st); err != nil {
 			return nil, err
 		}
@@ -144,15 +108,11 @@ func (s *Server) getContainerArchive(ctx context.Context, w http.ResponseWriter,
 }
 
 func (s *Server) putContainerArchive(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	b, err := s.archiveBackend()
-	if err != nil {
-		return err
-	}
 	name, path, err := archiveArgs(r, vars)
 	if err != nil {
 		return err
 	}
-	if err := b.ContainerExtractToDir(ctx, name, path, boolValue(r, "copyUIDGID"), boolValue(r, "noOverwriteDirNonDir"), r.Body); err != nil {
+	if err := s.backend.ContainerExtractToDir(ctx, name, path, boolValue(r, "copyUIDGID"), boolValue(r, "noOverwriteDirNonDir"), r.Body); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)
@@ -160,22 +120,14 @@ func (s *Server) putContainerArchive(ctx context.Context, w http.ResponseWriter,
 }
 
 func (s *Server) getContainerExport(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	b, err := s.archiveBackend()
-	if err != nil {
-		return err
-	}
 	// Headers go out with the first byte of the tar; an error before it
 	// is still an HTTP error.
 	w.Header().Set("Content-Type", "application/x-tar")
-	return b.ContainerExport(ctx, vars["name"], w)
+	return s.backend.ContainerExport(ctx, vars["name"], w)
 }
 
 func (s *Server) getContainerChanges(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	b, err := s.archiveBackend()
-	if err != nil {
-		return err
-	}
-	changes, err := b.ContainerChanges(ctx, vars["name"])
+	changes, err := s.backend.ContainerChanges(ctx, vars["name"])
 	if err != nil {
 		return err
 	}
@@ -186,11 +138,7 @@ func (s *Server) getContainerChanges(ctx context.Context, w http.ResponseWriter,
 }
 
 func (s *Server) postCommit(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	b, err := s.archiveBackend()
-	if err != nil {
-		return err
-	}
-	cfg := &CommitConfig{
+	cfg := &backend.CommitConfig{
 		Container: r.Form.Get("container"),
 		Repo:      r.Form.Get("repo"),
 		Tag:       r.Form.Get("tag"),
@@ -222,7 +170,7 @@ func (s *Server) postCommit(ctx context.Context, w http.ResponseWriter, r *http.
 			cfg.Config = &c
 		}
 	}
-	id, err := b.ContainerCommit(ctx, cfg)
+	id, err := s.backend.ContainerCommit(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -13,13 +13,15 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // fakeArchive adds the file operations to the fake backend.
 type fakeArchive struct {
 	*fakeBackend
 	put     []string
-	commits []*CommitConfig
+	commits []*backend.CommitConfig
 }
 
 var testStat = &container.PathStat{Name: "passwd", Size: 42, Mode: 0o644, Mtime: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
@@ -65,7 +67,7 @@ func (f *fakeArchive) ContainerChanges(ctx context.Context, name string) ([]cont
 	return []container.FilesystemChange{{Path: "/tmp/x", Kind: container.ChangeAdd}, {Path: "/etc", Kind: container.ChangeModify}}, nil
 }
 
-func (f *fakeArchive) ContainerCommit(ctx context.Context, cfg *CommitConfig) (string, error) {
+func (f *fakeArchive) ContainerCommit(ctx context.Context, cfg *backend.CommitConfig) (string, error) {
 	f.commits = append(f.commits, cfg)
 	return "sha256:abc", nil
 }
@@ -158,14 +160,4 @@ func TestArchiveRoutes(t *testing.T) {
 	if c := fa.commits[1]; !c.Pause || c.Config == nil || c.Config.Cmd[0] != "a" {
 		t.Fatalf("commit defaults %+v", c)
 	}
-}
-
-// Without an ArchiveBackend the routes answer 501.
-func TestArchiveRoutesNotImplemented(t *testing.T) {
-	e := newTestEnv(t)
-	if _, ok := any(e.fake).(ArchiveBackend); ok {
-		t.Skip("the fake backend implements the file operations")
-	}
-	resp, body := e.do(http.MethodGet, "/containers/c1/changes", nil)
-	expectError(t, resp, body, 501, "")
 }

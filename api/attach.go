@@ -17,6 +17,8 @@ import (
 	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // attachLingerTimeout bounds how long a finished attach waits for the
@@ -39,7 +41,7 @@ func (s *Server) postContainerAttach(ctx context.Context, w http.ResponseWriter,
 	ctx, cancel := s.streamContext(context.WithoutCancel(ctx))
 	defer cancel()
 
-	cfg := &AttachConfig{
+	cfg := &backend.AttachConfig{
 		UseStdin:   boolValue(r, "stdin"),
 		UseStdout:  boolValue(r, "stdout"),
 		UseStderr:  boolValue(r, "stderr"),

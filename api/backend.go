@@ -13,6 +13,8 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/system"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // The API layer declares what it needs from the engine; daemon.Daemon
@@ -26,30 +28,6 @@ type SystemBackend interface {
 	SystemVersion(ctx context.Context) dtypes.Version
 }
 
-// AttachConfig is what the router hands the backend for an attach. The
-// backend validates the container, then calls GetStreams exactly once with
-// multiplexed = !tty; the router hijacks the connection at that point and
-// returns the client's streams (stdout and stderr are already wrapped in
-// stdcopy framing when multiplexed). The backend then copies until the
-// container's process exits or the client goes away, and returns.
-type AttachConfig struct {
-	GetStreams func(multiplexed bool) (stdin io.ReadCloser, stdout, stderr io.Writer, err error)
-	UseStdin   bool
-	UseStdout  bool
-	UseStderr  bool
-	Logs       bool // replay the log first
-	Stream     bool // then stream live output
-	DetachKeys string
-}
-
-// LogMessage is one line (or partial line) of a container's output.
-type LogMessage struct {
-	Stream    string // "stdout" or "stderr"
-	Line      []byte
-	Timestamp time.Time
-	Err       error // set on the last message if reading failed
-}
-
 // ContainerBackend serves /containers/...
 type ContainerBackend interface {
 	ContainerCreate(ctx context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig) (container.CreateResponse, error)
@@ -61,11 +39,11 @@ type ContainerBackend interface {
 	// start cannot be missed) and delivers exactly one response on the
 	// channel.
 	ContainerWait(ctx context.Context, nameOrID string, cond container.WaitCondition) (<-chan container.WaitResponse, error)
-	ContainerAttach(ctx context.Context, nameOrID string, cfg *AttachConfig) error
+	ContainerAttach(ctx context.Context, nameOrID string, cfg *backend.AttachConfig) error
 	// ContainerLogs returns the messages (closed at the end, or when ctx is
 	// done with Follow) and whether the container has a TTY (then the
 	// router writes them raw instead of stdcopy-multiplexed).
-	ContainerLogs(ctx context.Context, nameOrID string, opts container.LogsOptions) (<-chan LogMessage, bool, error)
+	ContainerLogs(ctx context.Context, nameOrID string, opts container.LogsOptions) (<-chan backend.LogMessage, bool, error)
 	ContainerResize(ctx context.Context, nameOrID string, height, width uint) error
 	ContainerRemove(ctx context.Context, nameOrID string, opts container.RemoveOptions) error
 	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
@@ -107,8 +85,8 @@ type ExecBackend interface {
 	// cfg.GetStreams once, as ContainerAttach does, starts the process and
 	// copies its streams until it exits or the client goes away. An error
 	// returned after GetStreams is written into the stream by the router.
-	ContainerExecStart(ctx context.Context, execID string, cfg *ExecStartConfig) error
-	ContainerExecInspect(execID string) (*ExecInspect, error)
+	ContainerExecStart(ctx context.Context, execID string, cfg *backend.ExecStartConfig) error
+	ContainerExecInspect(execID string) (*backend.ExecInspect, error)
 	ContainerExecResize(ctx context.Context, execID string, height, width uint) error
 }
 
@@ -117,10 +95,14 @@ type StatsBackend interface {
 	ContainerTop(ctx context.Context, nameOrID string, psArgs string) (*container.TopResponse, error)
 	// ContainerStats sends stats through cfg.Send until done (one with
 	// !cfg.Stream); errors before the first Send become HTTP errors.
-	ContainerStats(ctx context.Context, nameOrID string, cfg *StatsConfig) error
+	ContainerStats(ctx context.Context, nameOrID string, cfg *backend.StatsConfig) error
 }
 
-// Backend is everything the router serves.
+// Backend is everything the router serves. Every area is required: an
+// engine that does not serve one answers its routes with an
+// errdefs.NotImplemented error (501) itself. cmd/jevmd asserts at compile
+// time that daemon.Daemon implements each of these interfaces, so a
+// signature that drifts breaks the build.
 type Backend interface {
 	ExecBackend
 	StatsBackend
@@ -129,4 +111,7 @@ type Backend interface {
 	ImageBackend
 	EventsBackend
 	LifecycleBackend
+	VolumeBackend
+	NetworkBackend
+	ArchiveBackend
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/errdefs"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // TestDockerCLI drives the server with the real docker CLI over a unix
@@ -135,7 +137,7 @@ func TestDockerCLI(t *testing.T) {
 	}
 
 	fake.mu.Lock()
-	fake.logs = []LogMessage{
+	fake.logs = []backend.LogMessage{
 		{Stream: "stdout", Line: []byte("log out\n"), Timestamp: time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)},
 		{Stream: "stderr", Line: []byte("log err\n"), Timestamp: time.Date(2024, 5, 6, 7, 8, 10, 0, time.UTC)},
 	}

@@ -23,6 +23,33 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 )
 
+// containerRoutes are added to the router by newRouter: the fixed paths
+// first, since {name:.*} also matches them. The exec and file routes under
+// /containers/{name} are in execRoutes and archiveRoutes.
+func (s *Server) containerRoutes() []route {
+	return []route{
+		{http.MethodGet, "/containers/json", s.getContainersJSON},
+		{http.MethodPost, "/containers/create", s.postContainersCreate},
+		{http.MethodPost, "/containers/prune", s.postContainersPrune},
+		{http.MethodGet, "/containers/{name:.*}/json", s.getContainerInspect},
+		{http.MethodGet, "/containers/{name:.*}/logs", s.getContainerLogs},
+		{http.MethodPost, "/containers/{name:.*}/start", s.postContainerStart},
+		{http.MethodPost, "/containers/{name:.*}/stop", s.postContainerStop},
+		{http.MethodPost, "/containers/{name:.*}/restart", s.postContainerRestart},
+		{http.MethodPost, "/containers/{name:.*}/kill", s.postContainerKill},
+		{http.MethodPost, "/containers/{name:.*}/wait", s.postContainerWait},
+		{http.MethodPost, "/containers/{name:.*}/attach", s.postContainerAttach},
+		{http.MethodPost, "/containers/{name:.*}/resize", s.postContainerResize},
+		{http.MethodPost, "/containers/{name:.*}/rename", s.postContainerRename},
+		{http.MethodPost, "/containers/{name:.*}/pause", s.postContainerPause},
+		{http.MethodPost, "/containers/{name:.*}/unpause", s.postContainerUnpause},
+		{http.MethodPost, "/containers/{name:.*}/update", withJSONBody(s.postContainerUpdate)},
+		{http.MethodGet, "/containers/{name:.*}/top", s.getContainerTop},
+		{http.MethodGet, "/containers/{name:.*}/stats", s.getContainerStats},
+		{http.MethodDelete, "/containers/{name:.*}", s.deleteContainer},
+	}
+}
+
 // Container names as dockerd accepts them.
 const validContainerNameChars = `[a-zA-Z0-9][a-zA-Z0-9_.-]`
 
@@ -76,11 +103,8 @@ func (s *Server) postContainersCreate(ctx context.Context, w http.ResponseWriter
 			return err
 		}
 	}
-	if err := checkForJSON(r); err != nil {
-		return err
-	}
 	var req container.CreateRequest
-	if err := decodeJSON(r.Body, &req); err != nil {
+	if err := readJSON(r, &req); err != nil {
 		return err
 	}
 	if req.Config == nil {

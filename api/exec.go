@@ -11,59 +11,26 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
-// ExecStartConfig is what the router hands the backend to start an exec.
-type ExecStartConfig struct {
-	// Detach: start the process and return; GetStreams is not called.
-	Detach bool
-	Tty    bool
-	// ConsoleSize is the initial terminal size [height, width], if given.
-	ConsoleSize *[2]uint
-	// GetStreams hijacks the connection, as AttachConfig.GetStreams does;
-	// the backend calls it once (multiplexed = !tty) unless Detach.
-	GetStreams func(multiplexed bool) (stdin io.ReadCloser, stdout, stderr io.Writer, err error)
-}
-
-// ExecInspect is the answer to GET /exec/{id}/json (dockerd's
-// api/types/backend.ExecInspect, which we do not import: that package
-// pulls in the image builder's dependencies).
-type ExecInspect struct {
-	ID            string
-	Running       bool
-	ExitCode      *int // nil until the process exited
-	ProcessConfig *ExecProcessConfig
-	OpenStdin     bool
-	OpenStderr    bool
-	OpenStdout    bool
-	CanRemove     bool
-	ContainerID   string
-	DetachKeys    []byte
-	Pid           int
-}
-
-// ExecProcessConfig describes an exec's process in ExecInspect.
-type ExecProcessConfig struct {
-	Tty        bool     `json:"tty"`
-	Entrypoint string   `json:"entrypoint"`
-	Arguments  []string `json:"arguments"`
-	Privileged *bool    `json:"privileged,omitempty"`
-	User       string   `json:"user,omitempty"`
+// execRoutes are added to the router by newRouter.
+func (s *Server) execRoutes() []route {
+	return []route{
+		{http.MethodPost, "/containers/{name:.*}/exec", withJSONBody(s.postContainerExecCreate)},
+		{http.MethodPost, "/exec/{id:.*}/start", s.postExecStart},
+		{http.MethodPost, "/exec/{id:.*}/resize", s.postExecResize},
+		{http.MethodGet, "/exec/{id:.*}/json", s.getExecInspect},
+	}
 }
 
 // postContainerExecCreate: POST /containers/{name}/exec.
-func (s *Server) postContainerExecCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	if err := checkForJSON(r); err != nil {
-		return err
-	}
-	var cfg container.ExecOptions
-	if err := decodeJSON(r.Body, &cfg); err != nil {
-		return err
-	}
+func (s *Server) postContainerExecCreate(ctx context.Context, w http.ResponseWriter, vars map[string]string, cfg *container.ExecOptions) error {
 	if len(cfg.Cmd) == 0 {
 		return errdefs.InvalidParameter(errors.New("No exec command specified"))
 	}
-	id, err := s.backend.ContainerExecCreate(ctx, vars["name"], &cfg)
+	id, err := s.backend.ContainerExecCreate(ctx, vars["name"], cfg)
 	if err != nil {
 		return err
 	}
@@ -92,7 +59,7 @@ func (s *Server) postExecStart(ctx context.Context, w http.ResponseWriter, r *ht
 		}
 	}
 	if opts.Detach {
-		err := s.backend.ContainerExecStart(ctx, id, &ExecStartConfig{Detach: true, Tty: opts.Tty, ConsoleSize: opts.ConsoleSize})
+		err := s.backend.ContainerExecStart(ctx, id, &backend.ExecStartConfig{Detach: true, Tty: opts.Tty, ConsoleSize: opts.ConsoleSize})
 		if err != nil {
 			return err
 		}
@@ -117,7 +84,7 @@ func (s *Server) postExecStart(ctx context.Context, w http.ResponseWriter, r *ht
 	defer cancel()
 	h := s.newHijacker(w, hj, upgrade, version, cancel, ei.OpenStdin, ei.OpenStdout, ei.OpenStderr)
 
-	err = s.backend.ContainerExecStart(ctx, id, &ExecStartConfig{Tty: opts.Tty, ConsoleSize: opts.ConsoleSize, GetStreams: h.getStreams})
+	err = s.backend.ContainerExecStart(ctx, id, &backend.ExecStartConfig{Tty: opts.Tty, ConsoleSize: opts.ConsoleSize, GetStreams: h.getStreams})
 	if !h.hijacked() {
 		if err == nil {
 			err = errdefs.System(fmt.Errorf("exec %s: backend returned without attaching", id))

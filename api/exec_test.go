@@ -19,6 +19,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // The fake backend's exec, top and stats; its exec state lives here,
@@ -27,7 +29,7 @@ import (
 type fakeExec struct {
 	id, container string
 	cfg           container.ExecOptions
-	start         *ExecStartConfig
+	start         *backend.ExecStartConfig
 	exitCode      *int
 	resized       [2]uint
 }
@@ -78,7 +80,7 @@ func (f *fakeBackend) ContainerExecCreate(_ context.Context, nameOrID string, cf
 // ContainerExecStart: "sh -c 'exit N'" exits N; "nosuchcmd" fails after
 // the hijack; otherwise stdin is echoed, the command written to stdout and
 // "err" to stderr.
-func (f *fakeBackend) ContainerExecStart(ctx context.Context, id string, cfg *ExecStartConfig) error {
+func (f *fakeBackend) ContainerExecStart(ctx context.Context, id string, cfg *backend.ExecStartConfig) error {
 	e, err := f.getExec(id)
 	if err != nil {
 		return err
@@ -114,15 +116,15 @@ func (f *fakeBackend) ContainerExecStart(ctx context.Context, id string, cfg *Ex
 	return nil
 }
 
-func (f *fakeBackend) ContainerExecInspect(id string) (*ExecInspect, error) {
+func (f *fakeBackend) ContainerExecInspect(id string) (*backend.ExecInspect, error) {
 	e, err := f.getExec(id)
 	if err != nil {
 		return nil, err
 	}
-	return &ExecInspect{
+	return &backend.ExecInspect{
 		ID: e.id, ContainerID: e.container, ExitCode: e.exitCode,
 		OpenStdin: e.cfg.AttachStdin, OpenStdout: e.cfg.AttachStdout, OpenStderr: e.cfg.AttachStderr,
-		ProcessConfig: &ExecProcessConfig{Tty: e.cfg.Tty, Entrypoint: e.cfg.Cmd[0], Arguments: e.cfg.Cmd[1:]},
+		ProcessConfig: &backend.ExecProcessConfig{Tty: e.cfg.Tty, Entrypoint: e.cfg.Cmd[0], Arguments: e.cfg.Cmd[1:]},
 	}, nil
 }
 
@@ -148,7 +150,7 @@ func (f *fakeBackend) ContainerTop(_ context.Context, nameOrID string, psArgs st
 	return &container.TopResponse{Titles: []string{"PID", "CMD", "ARGS"}, Processes: [][]string{{"7", "sleep", psArgs}}}, nil
 }
 
-func (f *fakeBackend) ContainerStats(ctx context.Context, nameOrID string, cfg *StatsConfig) error {
+func (f *fakeBackend) ContainerStats(ctx context.Context, nameOrID string, cfg *backend.StatsConfig) error {
 	f.mu.Lock()
 	c, err := f.lookup(nameOrID)
 	f.mu.Unlock()

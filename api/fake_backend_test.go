@@ -21,6 +21,8 @@ import (
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // fakeBackend is an in-memory api.Backend: containers "run" when
@@ -40,7 +42,7 @@ type fakeBackend struct {
 	pullErr           error // after pullOutput
 	pullHook          func(ctx context.Context, out io.Writer) error
 	waitHook          func(ctx context.Context, name string, cond container.WaitCondition) (<-chan container.WaitResponse, error)
-	logs              []LogMessage
+	logs              []backend.LogMessage
 	attachDelay       time.Duration // before GetStreams
 
 	// recorded
@@ -57,7 +59,7 @@ type fakeBackend struct {
 	lastRename     [2]string
 	lastResize     [2]uint
 	lastLogs       container.LogsOptions
-	lastAttach     AttachConfig
+	lastAttach     backend.AttachConfig
 	lastPrune      filters.Args
 	lastPullRef    string
 	lastPullPlat   string
@@ -292,7 +294,7 @@ func (f *fakeBackend) ContainerWait(ctx context.Context, nameOrID string, cond c
 	return ch, nil
 }
 
-func (f *fakeBackend) ContainerAttach(ctx context.Context, nameOrID string, cfg *AttachConfig) error {
+func (f *fakeBackend) ContainerAttach(ctx context.Context, nameOrID string, cfg *backend.AttachConfig) error {
 	if err := f.injected("ContainerAttach"); err != nil {
 		return err
 	}
@@ -343,7 +345,7 @@ func (f *fakeBackend) ContainerAttach(ctx context.Context, nameOrID string, cfg 
 	return nil
 }
 
-func (f *fakeBackend) ContainerLogs(ctx context.Context, nameOrID string, opts container.LogsOptions) (<-chan LogMessage, bool, error) {
+func (f *fakeBackend) ContainerLogs(ctx context.Context, nameOrID string, opts container.LogsOptions) (<-chan backend.LogMessage, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lastLogs = opts
@@ -351,8 +353,8 @@ func (f *fakeBackend) ContainerLogs(ctx context.Context, nameOrID string, opts c
 	if err != nil {
 		return nil, false, err
 	}
-	msgs := append([]LogMessage(nil), f.logs...)
-	ch := make(chan LogMessage)
+	msgs := append([]backend.LogMessage(nil), f.logs...)
+	ch := make(chan backend.LogMessage)
 	go func() {
 		defer close(ch)
 		for _, m := range msgs {

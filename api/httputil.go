@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,6 +115,32 @@ func checkForJSON(r *http.Request) error {
 		return errdefs.InvalidParameter(fmt.Errorf("unsupported Content-Type header (%s): must be 'application/json'", ct))
 	}
 	return nil
+}
+
+// readJSON reads a request body that must be JSON into v, with dockerd's
+// errors: 400 for another content type (checkForJSON), for malformed JSON,
+// an empty body or content after the value (decodeJSON).
+func readJSON(r *http.Request, v any) error {
+	if err := checkForJSON(r); err != nil {
+		return err
+	}
+	return decodeJSON(r.Body, v)
+}
+
+// jsonBodyHandler is a handler of a JSON request body decoded into a T.
+type jsonBodyHandler[T any] func(ctx context.Context, w http.ResponseWriter, vars map[string]string, req *T) error
+
+// withJSONBody is the handler of the routes that decode a JSON body into a
+// request type, then call the backend: it reads the body with readJSON and
+// calls h with it only if that succeeded.
+func withJSONBody[T any](h jsonBodyHandler[T]) handlerFunc {
+	return func(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+		var req T
+		if err := readJSON(r, &req); err != nil {
+			return err
+		}
+		return h(ctx, w, vars, &req)
+	}
 }
 
 // decodeJSON decodes exactly one JSON value from a request body.

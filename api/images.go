@@ -13,6 +13,19 @@ import (
 	"github.com/docker/docker/errdefs"
 )
 
+// imageRoutes are added to the router by newRouter: the fixed paths first,
+// since {name:.*} also matches them.
+func (s *Server) imageRoutes() []route {
+	return []route{
+		{http.MethodGet, "/images/json", s.getImagesJSON},
+		{http.MethodPost, "/images/create", s.postImagesCreate},
+		{http.MethodPost, "/images/prune", s.postImagesPrune},
+		{http.MethodGet, "/images/{name:.*}/json", s.getImageInspect},
+		{http.MethodPost, "/images/{name:.*}/tag", s.postImageTag},
+		{http.MethodDelete, "/images/{name:.*}", s.deleteImage},
+	}
+}
+
 // pullReference combines the fromImage and tag parameters of
 // POST /images/create as dockerd does: "tag" may also hold a digest, a
 // tag in fromImage is replaced by an explicit tag, and without either the

@@ -32,15 +32,8 @@ func (s *Server) postContainerUnpause(ctx context.Context, w http.ResponseWriter
 	return nil
 }
 
-func (s *Server) postContainerUpdate(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	if err := checkForJSON(r); err != nil {
-		return err
-	}
-	var cfg container.UpdateConfig
-	if err := decodeJSON(r.Body, &cfg); err != nil {
-		return err
-	}
-	resp, err := s.backend.ContainerUpdate(ctx, vars["name"], &cfg)
+func (s *Server) postContainerUpdate(ctx context.Context, w http.ResponseWriter, vars map[string]string, cfg *container.UpdateConfig) error {
+	resp, err := s.backend.ContainerUpdate(ctx, vars["name"], cfg)
 	if err != nil {
 		return err
 	}

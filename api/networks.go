@@ -10,8 +10,7 @@ import (
 	"github.com/docker/docker/errdefs"
 )
 
-// NetworkBackend serves /networks (docs/NETWORKING.md). It is optional: a
-// backend without it answers 501 on these routes.
+// NetworkBackend serves /networks (docs/NETWORKING.md).
 type NetworkBackend interface {
 	NetworkCreate(ctx context.Context, req network.CreateRequest) (network.CreateResponse, error)
 	NetworkList(ctx context.Context, f filters.Args) ([]network.Summary, error)
@@ -24,44 +23,27 @@ type NetworkBackend interface {
 	NetworksPrune(ctx context.Context, f filters.Args) (*network.PruneReport, error)
 }
 
-type networkRoute struct {
-	method, path string
-	h            handlerFunc
-}
-
 // networkRoutes are added to the router by newRouter; the fixed paths come
 // before {id:.*}, which also matches them.
-func (s *Server) networkRoutes() []networkRoute {
-	return []networkRoute{
+func (s *Server) networkRoutes() []route {
+	return []route{
 		{http.MethodGet, "/networks", s.getNetworksList},
 		{http.MethodGet, "/networks/", s.getNetworksList},
-		{http.MethodPost, "/networks/create", s.postNetworksCreate},
+		{http.MethodPost, "/networks/create", withJSONBody(s.postNetworksCreate)},
 		{http.MethodPost, "/networks/prune", s.postNetworksPrune},
-		{http.MethodPost, "/networks/{id:.*}/connect", s.postNetworkConnect},
-		{http.MethodPost, "/networks/{id:.*}/disconnect", s.postNetworkDisconnect},
+		{http.MethodPost, "/networks/{id:.*}/connect", withJSONBody(s.postNetworkConnect)},
+		{http.MethodPost, "/networks/{id:.*}/disconnect", withJSONBody(s.postNetworkDisconnect)},
 		{http.MethodGet, "/networks/{id:.*}", s.getNetworkInspect},
 		{http.MethodDelete, "/networks/{id:.*}", s.deleteNetwork},
 	}
 }
 
-func (s *Server) networkBackend() (NetworkBackend, error) {
-	nb, ok := s.backend.(NetworkBackend)
-	if !ok {
-		return nil, errdefs.NotImplemented(errors.New("not implemented: networks"))
-	}
-	return nb, nil
-}
-
 func (s *Server) getNetworksList(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	nb, err := s.networkBackend()
-	if err != nil {
-		return err
-	}
 	f, err := parseFilters(r)
 	if err != nil {
 		return err
 	}
-	list, err := nb.NetworkList(ctx, f)
+	list, err := s.backend.NetworkList(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -72,74 +54,37 @@ func (s *Server) getNetworksList(ctx context.Context, w http.ResponseWriter, r *
 }
 
 func (s *Server) getNetworkInspect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	nb, err := s.networkBackend()
-	if err != nil {
-		return err
-	}
-	ni, err := nb.NetworkInspect(ctx, vars["id"], network.InspectOptions{Scope: r.Form.Get("scope"), Verbose: boolValue(r, "verbose")})
+	ni, err := s.backend.NetworkInspect(ctx, vars["id"], network.InspectOptions{Scope: r.Form.Get("scope"), Verbose: boolValue(r, "verbose")})
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, ni)
 }
 
-func (s *Server) postNetworksCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	nb, err := s.networkBackend()
-	if err != nil {
-		return err
-	}
-	if err := checkForJSON(r); err != nil {
-		return err
-	}
-	var req network.CreateRequest
-	if err := decodeJSON(r.Body, &req); err != nil {
-		return err
-	}
-	resp, err := nb.NetworkCreate(ctx, req)
+func (s *Server) postNetworksCreate(ctx context.Context, w http.ResponseWriter, _ map[string]string, req *network.CreateRequest) error {
+	resp, err := s.backend.NetworkCreate(ctx, *req)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, resp)
 }
 
-func (s *Server) postNetworkConnect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	nb, err := s.networkBackend()
-	if err != nil {
-		return err
-	}
-	if err := checkForJSON(r); err != nil {
-		return err
-	}
-	var opts network.ConnectOptions
-	if err := decodeJSON(r.Body, &opts); err != nil {
-		return err
-	}
+func (s *Server) postNetworkConnect(ctx context.Context, w http.ResponseWriter, vars map[string]string, opts *network.ConnectOptions) error {
 	if opts.Container == "" {
 		return errdefs.InvalidParameter(errors.New("a container name or ID is required"))
 	}
-	if err := nb.NetworkConnect(ctx, vars["id"], opts); err != nil {
+	if err := s.backend.NetworkConnect(ctx, vars["id"], *opts); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
 
-func (s *Server) postNetworkDisconnect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	nb, err := s.networkBackend()
-	if err != nil {
-		return err
-	}
-	if err := checkForJSON(r); err != nil {
-		return err
-	}
-	var opts network.DisconnectOptions
-	if err := decodeJSON(r.Body, &opts); err != nil {
-		return err
-	}
+func (s *Server) postNetworkDisconnect(ctx context.Context, w http.ResponseWriter, vars map[string]string, opts *network.DisconnectOptions) error {
 	if opts.Container == "" {
 		return errdefs.InvalidParameter(errors.New("a container name or ID is required"))
 	}
-	if err := nb.NetworkDisconnect(ctx, vars["id"], opts); err != nil {
+	if err := s.backend.NetworkDisconnect(ctx, vars["id"], *opts); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)
@@ -147,11 +92,7 @@ func (s *Server) postNetworkDisconnect(ctx context.Context, w http.ResponseWrite
 }
 
 func (s *Server) deleteNetwork(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	nb, err := s.networkBackend()
-	if err != nil {
-		return err
-	}
-	if err := nb.NetworkRemove(ctx, vars["id"]); err != nil {
+	if err := s.backend.NetworkRemove(ctx, vars["id"]); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -159,15 +100,11 @@ func (s *Server) deleteNetwork(ctx context.Context, w http.ResponseWriter, r *ht
 }
 
 func (s *Server) postNetworksPrune(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	nb, err := s.networkBackend()
-	if err != nil {
-		return err
-	}
 	f, err := parseFilters(r)
 	if err != nil {
 		return err
 	}
-	rep, err := nb.NetworksPrune(ctx, f)
+	rep, err := s.backend.NetworksPrune(ctx, f)
 	if err != nil {
 		return err
 	}

@@ -16,14 +16,9 @@ import (
 // so the list must answer rather than 404 on the route. Installing or
 // creating one is refused with 501 until plugins are supported.
 
-type pluginRoute struct {
-	method, path string
-	h            handlerFunc
-}
-
 // pluginRoutes are added to the router by newRouter.
-func (s *Server) pluginRoutes() []pluginRoute {
-	return []pluginRoute{
+func (s *Server) pluginRoutes() []route {
+	return []route{
 		{http.MethodGet, "/plugins", s.getPluginsList},
 		{http.MethodGet, "/plugins/privileges", pluginsUnsupported},
 		{http.MethodPost, "/plugins/pull", pluginsUnsupported},

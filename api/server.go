@@ -202,6 +202,13 @@ func (s *Server) streamContext(parent context.Context) (context.Context, context
 // is written by writeError unless the response was already started.
 type handlerFunc func(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error
 
+// route is one entry of an area's route table (xxxRoutes); newRouter
+// serves each with and without the /vN.NN prefix.
+type route struct {
+	method, path string
+	h            handlerFunc
+}
+
 type apiVersionKey struct{}
 
 // VersionFromContext returns the API version the request was served
@@ -231,73 +238,23 @@ func (s *Server) newRouter() *mux.Router {
 		m.Path(path).Methods(methods...).Handler(wrapped)
 	}
 
-	// system
-	add(http.MethodGet, "/_ping", s.getPing)
-	add(http.MethodGet, "/version", s.getVersion)
-	add(http.MethodGet, "/info", s.getInfo)
-	add(http.MethodGet, "/events", s.getEvents)
-
-	// containers
-	add(http.MethodGet, "/containers/json", s.getContainersJSON)
-	add(http.MethodPost, "/containers/create", s.postContainersCreate)
-	add(http.MethodPost, "/containers/prune", s.postContainersPrune)
-	add(http.MethodGet, "/containers/{name:.*}/json", s.getContainerInspect)
-	add(http.MethodGet, "/containers/{name:.*}/logs", s.getContainerLogs)
-	add(http.MethodPost, "/containers/{name:.*}/start", s.postContainerStart)
-	add(http.MethodPost, "/containers/{name:.*}/stop", s.postContainerStop)
-	add(http.MethodPost, "/containers/{name:.*}/restart", s.postContainerRestart)
-	add(http.MethodPost, "/containers/{name:.*}/kill", s.postContainerKill)
-	add(http.MethodPost, "/containers/{name:.*}/wait", s.postContainerWait)
-	add(http.MethodPost, "/containers/{name:.*}/attach", s.postContainerAttach)
-	add(http.MethodPost, "/containers/{name:.*}/resize", s.postContainerResize)
-	add(http.MethodPost, "/containers/{name:.*}/rename", s.postContainerRename)
-	add(http.MethodPost, "/containers/{name:.*}/pause", s.postContainerPause)
-	add(http.MethodPost, "/containers/{name:.*}/unpause", s.postContainerUnpause)
-	add(http.MethodPost, "/containers/{name:.*}/update", s.postContainerUpdate)
-	add(http.MethodPost, "/containers/{name:.*}/exec", s.postContainerExecCreate)
-	add(http.MethodGet, "/containers/{name:.*}/top", s.getContainerTop)
-	add(http.MethodGet, "/containers/{name:.*}/stats", s.getContainerStats)
-	add(http.MethodDelete, "/containers/{name:.*}", s.deleteContainer)
-
-	// exec
-	add(http.MethodPost, "/exec/{id:.*}/start", s.postExecStart)
-	add(http.MethodPost, "/exec/{id:.*}/resize", s.postExecResize)
-	add(http.MethodGet, "/exec/{id:.*}/json", s.getExecInspect)
-
-	// images: the fixed paths first, since {name:.*} also matches them.
-	add(http.MethodGet, "/images/json", s.getImagesJSON)
-	add(http.MethodPost, "/images/create", s.postImagesCreate)
-	add(http.MethodPost, "/images/prune", s.postImagesPrune)
-	add(http.MethodGet, "/images/{name:.*}/json", s.getImageInspect)
-	add(http.MethodPost, "/images/{name:.*}/tag", s.postImageTag)
-	add(http.MethodDelete, "/images/{name:.*}", s.deleteImage)
-
-	// volumes and /system/df (volumes.go)
-	for _, rt := range s.volumeRoutes() {
-		add(rt.method, rt.path, rt.h)
-	}
-
-	// docker cp, export, diff, commit (archive.go)
-	for _, rt := range s.archiveRoutes() {
-		add(rt.method, rt.path, rt.h)
-	}
-
-	// networks (networks.go)
-	for _, rt := range s.networkRoutes() {
-		add(rt.method, rt.path, rt.h)
-	}
-
-	// plugins: none installed (plugins.go)
-	for _, rt := range s.pluginRoutes() {
-		add(rt.method, rt.path, rt.h)
+	// Order matters: within an area the fixed paths come before the
+	// {name:.*} patterns that also match them.
+	for _, routes := range [][]route{
+		s.systemRoutes(),    // system.go, events.go
+		s.containerRoutes(), // containers.go, attach.go, lifecycle.go, stats.go
+		s.execRoutes(),      // exec.go
+		s.imageRoutes(),     // images.go
+		s.volumeRoutes(),    // volumes.go, with /system/df
+		s.archiveRoutes(),   // archive.go: cp, export, diff, commit
+		s.networkRoutes(),   // networks.go
+		s.pluginRoutes(),    // plugins.go: none installed
+	} {
+		for _, rt := range routes {
+			add(rt.method, rt.path, rt.h)
+		}
 	}
 	return m
-}
-
-func (s *Server) notImplemented(what string) handlerFunc {
-	return func(context.Context, http.ResponseWriter, *http.Request, map[string]string) error {
-		return errdefs.NotImplemented(fmt.Errorf("not implemented: %s", what))
-	}
 }
 
 // wrap checks the API version, parses the form and maps a handler's

@@ -25,6 +25,8 @@ import (
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/sirupsen/logrus"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 func testLogger(t *testing.T) *logrus.Entry {
@@ -623,7 +625,7 @@ type failingAttach struct {
 	err error
 }
 
-func (f *failingAttach) ContainerAttach(_ context.Context, _ string, cfg *AttachConfig) error {
+func (f *failingAttach) ContainerAttach(_ context.Context, _ string, cfg *backend.AttachConfig) error {
 	if _, _, _, err := cfg.GetStreams(true); err != nil {
 		return err
 	}
@@ -635,7 +637,7 @@ func TestLogs(t *testing.T) {
 	e.createContainer("c1", false)
 	e.createContainer("t1", true)
 	ts := time.Date(2024, 1, 2, 3, 4, 5, 1, time.UTC)
-	e.fake.logs = []LogMessage{
+	e.fake.logs = []backend.LogMessage{
 		{Stream: "stdout", Line: []byte("out1\n"), Timestamp: ts},
 		{Stream: "stderr", Line: []byte("err1\n"), Timestamp: ts.Add(time.Second)},
 		{Stream: "stdout", Line: []byte("out2\n"), Timestamp: ts.Add(2 * time.Second)},
@@ -680,7 +682,7 @@ func TestLogs(t *testing.T) {
 	resp, body = e.do("GET", "/containers/nope/logs?stdout=1", nil)
 	expectError(t, resp, body, 404, "No such container: nope")
 
-	e.fake.logs = append(e.fake.logs, LogMessage{Err: errors.New("disk on fire")})
+	e.fake.logs = append(e.fake.logs, backend.LogMessage{Err: errors.New("disk on fire")})
 	_, body = e.do("GET", "/containers/c1/logs?stdout=1", nil)
 	if _, _, err := demux(body); err == nil || !strings.Contains(err.Error(), "Error grabbing logs: disk on fire") {
 		t.Fatalf("log error not in stream: %v", err)

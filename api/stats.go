@@ -8,18 +8,9 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/errdefs"
-)
 
-// StatsConfig is what the router hands the backend for /stats.
-type StatsConfig struct {
-	// Stream: one sample a second until the client goes or the container
-	// stops; else one, with PreCPUStats from a sample a second earlier
-	// (unless OneShot).
-	Stream  bool
-	OneShot bool
-	// Send writes one sample to the client.
-	Send func(*container.StatsResponse) error
-}
+	"github.com/jevm/jevm/api/types/backend"
+)
 
 // getContainerTop: GET /containers/{name}/top?ps_args=.
 func (s *Server) getContainerTop(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
@@ -45,7 +36,7 @@ func (s *Server) getContainerStats(ctx context.Context, w http.ResponseWriter, r
 	w.Header().Set("Content-Type", "application/json")
 	sw := &streamWriter{w: w}
 	enc := json.NewEncoder(sw)
-	err := s.backend.ContainerStats(ctx, vars["name"], &StatsConfig{
+	err := s.backend.ContainerStats(ctx, vars["name"], &backend.StatsConfig{
 		Stream:  stream,
 		OneShot: oneShot,
 		Send:    func(st *container.StatsResponse) error { return enc.Encode(st) },

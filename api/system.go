@@ -6,6 +6,16 @@ import (
 	"runtime"
 )
 
+// systemRoutes are added to the router by newRouter.
+func (s *Server) systemRoutes() []route {
+	return []route{
+		{http.MethodGet, "/_ping", s.getPing}, // and HEAD
+		{http.MethodGet, "/version", s.getVersion},
+		{http.MethodGet, "/info", s.getInfo},
+		{http.MethodGet, "/events", s.getEvents},
+	}
+}
+
 func (s *Server) getPing(_ context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
 	h := w.Header()
 	h.Add("Cache-Control", "no-cache, no-store, must-revalidate")

@@ -13,15 +13,11 @@ import (
 	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
-// DiskUsageOptions says which parts of GET /system/df to compute.
-type DiskUsageOptions struct {
-	Containers, Images, Volumes bool
-}
-
-// VolumeBackend serves /volumes and /system/df. It is optional: a backend
-// without it answers 501 on these routes.
+// VolumeBackend serves /volumes and /system/df.
 type VolumeBackend interface {
 	VolumeList(ctx context.Context, f filters.Args) ([]*volume.Volume, []string, error)
 	VolumeCreate(ctx context.Context, req volume.CreateOptions) (*volume.Volume, error)
@@ -32,19 +28,14 @@ type VolumeBackend interface {
 	// VolumesPrune gets the filters as sent; the router adds all=true for
 	// clients older than API 1.42 (which pruned named volumes too).
 	VolumesPrune(ctx context.Context, f filters.Args) (*volume.PruneReport, error)
-	SystemDiskUsage(ctx context.Context, opts DiskUsageOptions) (*system.DiskUsage, error)
-}
-
-type volumeRoute struct {
-	method, path string
-	h            handlerFunc
+	SystemDiskUsage(ctx context.Context, opts backend.DiskUsageOptions) (*system.DiskUsage, error)
 }
 
 // volumeRoutes are added to the router by newRouter.
-func (s *Server) volumeRoutes() []volumeRoute {
-	return []volumeRoute{
+func (s *Server) volumeRoutes() []route {
+	return []route{
 		{http.MethodGet, "/volumes", s.getVolumesList},
-		{http.MethodPost, "/volumes/create", s.postVolumesCreate},
+		{http.MethodPost, "/volumes/create", withJSONBody(s.postVolumesCreate)},
 		{http.MethodPost, "/volumes/prune", s.postVolumesPrune},
 		{http.MethodGet, "/volumes/{name:.*}", s.getVolumeByName},
 		{http.MethodPut, "/volumes/{name:.*}", s.putVolume},
@@ -53,24 +44,12 @@ func (s *Server) volumeRoutes() []volumeRoute {
 	}
 }
 
-func (s *Server) volumeBackend() (VolumeBackend, error) {
-	vb, ok := s.backend.(VolumeBackend)
-	if !ok {
-		return nil, errdefs.NotImplemented(errors.New("not implemented: volumes"))
-	}
-	return vb, nil
-}
-
 func (s *Server) getVolumesList(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	vb, err := s.volumeBackend()
-	if err != nil {
-		return err
-	}
 	f, err := parseFilters(r)
 	if err != nil {
 		return err
 	}
-	vols, warnings, err := vb.VolumeList(ctx, f)
+	vols, warnings, err := s.backend.VolumeList(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -80,19 +59,8 @@ func (s *Server) getVolumesList(ctx context.Context, w http.ResponseWriter, r *h
 	return writeJSON(w, http.StatusOK, volume.ListResponse{Volumes: vols, Warnings: warnings})
 }
 
-func (s *Server) postVolumesCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	vb, err := s.volumeBackend()
-	if err != nil {
-		return err
-	}
-	if err := checkForJSON(r); err != nil {
-		return err
-	}
-	var req volume.CreateOptions
-	if err := decodeJSON(r.Body, &req); err != nil {
-		return err
-	}
-	v, err := vb.VolumeCreate(ctx, req)
+func (s *Server) postVolumesCreate(ctx context.Context, w http.ResponseWriter, _ map[string]string, req *volume.CreateOptions) error {
+	v, err := s.backend.VolumeCreate(ctx, *req)
 	if err != nil {
 		return err
 	}
@@ -100,11 +68,7 @@ func (s *Server) postVolumesCreate(ctx context.Context, w http.ResponseWriter, r
 }
 
 func (s *Server) getVolumeByName(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	vb, err := s.volumeBackend()
-	if err != nil {
-		return err
-	}
-	v, err := vb.VolumeInspect(ctx, vars["name"])
+	v, err := s.backend.VolumeInspect(ctx, vars["name"])
 	if err != nil {
 		return err
 	}
@@ -116,11 +80,7 @@ func (s *Server) putVolume(context.Context, http.ResponseWriter, *http.Request, 
 }
 
 func (s *Server) deleteVolume(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	vb, err := s.volumeBackend()
-	if err != nil {
-		return err
-	}
-	if err := vb.VolumeRemove(ctx, vars["name"], boolValue(r, "force")); err != nil {
+	if err := s.backend.VolumeRemove(ctx, vars["name"], boolValue(r, "force")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -128,10 +88,6 @@ func (s *Server) deleteVolume(ctx context.Context, w http.ResponseWriter, r *htt
 }
 
 func (s *Server) postVolumesPrune(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	vb, err := s.volumeBackend()
-	if err != nil {
-		return err
-	}
 	f, err := parseFilters(r)
 	if err != nil {
 		return err
@@ -140,7 +96,7 @@ func (s *Server) postVolumesPrune(ctx context.Context, w http.ResponseWriter, r 
 	if versions.LessThan(VersionFromContext(ctx), "1.42") {
 		f.Add("all", "true")
 	}
-	rep, err := vb.VolumesPrune(ctx, f)
+	rep, err := s.backend.VolumesPrune(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -151,14 +107,10 @@ func (s *Server) postVolumesPrune(ctx context.Context, w http.ResponseWriter, r 
 }
 
 func (s *Server) getSystemDF(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	vb, err := s.volumeBackend()
-	if err != nil {
-		return err
-	}
-	opts := DiskUsageOptions{Containers: true, Images: true, Volumes: true}
+	opts := backend.DiskUsageOptions{Containers: true, Images: true, Volumes: true}
 	getBuildCache := true
 	if types, ok := r.Form["type"]; ok && !versions.LessThan(VersionFromContext(ctx), "1.42") {
-		opts = DiskUsageOptions{}
+		opts = backend.DiskUsageOptions{}
 		getBuildCache = false
 		for _, t := range types {
 			switch dtypes.DiskUsageObject(t) {
@@ -175,7 +127,7 @@ func (s *Server) getSystemDF(ctx context.Context, w http.ResponseWriter, r *http
 			}
 		}
 	}
-	du, err := vb.SystemDiskUsage(ctx, opts)
+	du, err := s.backend.SystemDiskUsage(ctx, opts)
 	if err != nil {
 		return err
 	}

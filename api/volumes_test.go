@@ -14,13 +14,15 @@ import (
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // volFake serves only the volume routes; the rest of Backend is nil.
 type volFake struct {
 	Backend
 	pruneFilters filters.Args
-	dfOpts       DiskUsageOptions
+	dfOpts       backend.DiskUsageOptions
 	removed      string
 	force        bool
 	created      volume.CreateOptions
@@ -55,7 +57,7 @@ func (f *volFake) VolumesPrune(ctx context.Context, fl filters.Args) (*volume.Pr
 	return &volume.PruneReport{}, nil
 }
 
-func (f *volFake) SystemDiskUsage(ctx context.Context, opts DiskUsageOptions) (*system.DiskUsage, error) {
+func (f *volFake) SystemDiskUsage(ctx context.Context, opts backend.DiskUsageOptions) (*system.DiskUsage, error) {
 	f.dfOpts = opts
 	du := &system.DiskUsage{}
 	if opts.Volumes {

@@ -18,13 +18,10 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/errdefs"
 
-	"github.com/jevm/jevm/api"
 	"github.com/jevm/jevm/vmbackend"
 	"github.com/jevm/jevm/vmbackend/agentclient"
 	"github.com/jevm/jevm/vmbackend/agentproto"
 )
-
-var _ api.ArchiveBackend = (*Daemon)(nil)
 
 // containerFileNotFound is dockerd's error for a missing path.
 func containerFileNotFound(path, name string) error {

@@ -24,7 +24,7 @@ import (
 	"github.com/docker/go-connections/nat"
 	"github.com/sirupsen/logrus"
 
-	"github.com/jevm/jevm/api"
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // ImageCommitter is implemented by image services that can make an image
@@ -47,7 +47,7 @@ type CommitRequest struct {
 }
 
 // ContainerCommit serves POST /commit.
-func (d *Daemon) ContainerCommit(ctx context.Context, req *api.CommitConfig) (string, error) {
+func (d *Daemon) ContainerCommit(ctx context.Context, req *backend.CommitConfig) (string, error) {
 	start := time.Now()
 	committer, ok := d.images.(ImageCommitter)
 	if !ok {

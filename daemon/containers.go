@@ -18,7 +18,7 @@ import (
 	"github.com/docker/go-connections/nat"
 	"golang.org/x/sys/unix"
 
-	"github.com/jevm/jevm/api"
+	"github.com/jevm/jevm/api/types/backend"
 	"github.com/jevm/jevm/vmbackend"
 )
 
@@ -497,7 +497,7 @@ func (d *Daemon) ContainerWait(ctx context.Context, ref string, cond container.W
 
 // ContainerAttach streams the container's output (and input) until the
 // current or next run ends.
-func (d *Daemon) ContainerAttach(ctx context.Context, ref string, cfg *api.AttachConfig) error {
+func (d *Daemon) ContainerAttach(ctx context.Context, ref string, cfg *backend.AttachConfig) error {
 	c, err := d.containers.get(ref)
 	if err != nil {
 		return err
@@ -531,7 +531,7 @@ func (d *Daemon) ContainerAttach(ctx context.Context, ref string, cfg *api.Attac
 		stderr = nil
 	}
 	if cfg.Logs {
-		msgs := make(chan api.LogMessage)
+		msgs := make(chan backend.LogMessage)
 		go readLog(ctx, logPath, logReadOptions{Stdout: stdout != nil, Stderr: stderr != nil, Tail: -1}, func() bool { return false }, msgs)
 		for m := range msgs {
 			w := stdout
@@ -567,7 +567,7 @@ func (d *Daemon) ContainerAttach(ctx context.Context, ref string, cfg *api.Attac
 }
 
 // ContainerLogs reads the container's log (json-file or local; logfile.go).
-func (d *Daemon) ContainerLogs(ctx context.Context, ref string, opts container.LogsOptions) (<-chan api.LogMessage, bool, error) {
+func (d *Daemon) ContainerLogs(ctx context.Context, ref string, opts container.LogsOptions) (<-chan backend.LogMessage, bool, error) {
 	c, err := d.containers.get(ref)
 	if err != nil {
 		return nil, false, err
@@ -607,7 +607,7 @@ func (d *Daemon) ContainerLogs(ctx context.Context, ref string, opts container.L
 		defer c.mu.Unlock()
 		return c.run != nil
 	}
-	out := make(chan api.LogMessage, 64)
+	out := make(chan backend.LogMessage, 64)
 	go readLog(ctx, logPath, ro, stillRunning, out)
 	return out, tty, nil
 }

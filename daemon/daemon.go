@@ -18,7 +18,6 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/sirupsen/logrus"
 
-	"github.com/jevm/jevm/api"
 	"github.com/jevm/jevm/vmbackend"
 	"github.com/jevm/jevm/volumes"
 )
@@ -278,9 +277,6 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.shutdownNetworking()
 	return d.vms.Close()
 }
-
-// The daemon is the API's backend.
-var _ api.Backend = (*Daemon)(nil)
 
 // stopAllForShutdown stops every running container as dockerd does when it
 // shuts down without live-restore: in parallel, with each container's stop

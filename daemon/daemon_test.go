@@ -12,7 +12,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/errdefs"
 
-	"github.com/jevm/jevm/api"
+	"github.com/jevm/jevm/api/types/backend"
 	"github.com/jevm/jevm/vmbackend"
 )
 
@@ -116,7 +116,7 @@ func TestLogWriteAndRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	read := func(o logReadOptions) []string {
-		ch := make(chan api.LogMessage)
+		ch := make(chan backend.LogMessage)
 		go readLog(context.Background(), path, o, func() bool { return false }, ch)
 		var got []string
 		for m := range ch {
@@ -153,7 +153,7 @@ func TestLogFollow(t *testing.T) {
 			return true
 		}
 	}
-	ch := make(chan api.LogMessage)
+	ch := make(chan backend.LogMessage)
 	go readLog(context.Background(), path, logReadOptions{Stdout: true, Tail: -1, Follow: true}, stillRunning, ch)
 	lw.streamWriter("stdout").Write([]byte("first\n"))
 	if m := <-ch; string(m.Line) != "first\n" {

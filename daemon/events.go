@@ -48,14 +48,9 @@ func (b *eventBus) publish(m events.Message) {
 	}
 }
 
-// subscribe returns the recorded events and a channel of new ones; call
-// the returned cancel function when done.
-func (b *eventBus) subscribe() ([]events.Message, <-chan events.Message, func()) {
-	return b.subscribeMatching(nil, nil)
-}
-
-// subscribeMatching is subscribe for the events match accepts (nil: all);
-// past selects the recorded events to return (nil: all that match).
+// subscribeMatching returns the recorded events past selects (nil: all
+// that match) and a channel of the new events match accepts (nil: all);
+// call the returned cancel function when done.
 // Recording and subscribing happen at once, so no event falls between.
 func (b *eventBus) subscribeMatching(match, past func(events.Message) bool) ([]events.Message, <-chan events.Message, func()) {
 	b.mu.Lock()

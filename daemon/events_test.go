@@ -164,3 +164,8 @@ func TestEventBusDropsSlowSubscriber(t *testing.T) {
 		t.Fatalf("ring: %d events, last %d", len(past), past[len(past)-1].TimeNano)
 	}
 }
+
+// subscribe returns all recorded events and a channel of all new ones.
+func (b *eventBus) subscribe() ([]events.Message, <-chan events.Message, func()) {
+	return b.subscribeMatching(nil, nil)
+}

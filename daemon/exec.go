@@ -16,7 +16,7 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/errdefs"
 
-	"github.com/jevm/jevm/api"
+	"github.com/jevm/jevm/api/types/backend"
 	"github.com/jevm/jevm/vmbackend/agentclient"
 	"github.com/jevm/jevm/vmbackend/agentproto"
 )
@@ -237,7 +237,7 @@ func execStartError(err error) (int, error) {
 
 // ContainerExecStart starts an exec and, unless detached, copies its
 // streams until it exits.
-func (d *Daemon) ContainerExecStart(ctx context.Context, id string, cfg *api.ExecStartConfig) (retErr error) {
+func (d *Daemon) ContainerExecStart(ctx context.Context, id string, cfg *backend.ExecStartConfig) (retErr error) {
 	e, err := d.execs.get(id)
 	if err != nil {
 		return err
@@ -403,7 +403,7 @@ func (d *Daemon) waitExec(e *execInstance, proc *agentclient.Process) {
 }
 
 // ContainerExecInspect describes an exec.
-func (d *Daemon) ContainerExecInspect(id string) (*api.ExecInspect, error) {
+func (d *Daemon) ContainerExecInspect(id string) (*backend.ExecInspect, error) {
 	e, err := d.execs.get(id)
 	if err != nil {
 		return nil, err
@@ -411,14 +411,14 @@ func (d *Daemon) ContainerExecInspect(id string) (*api.ExecInspect, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	priv := e.cfg.Privileged
-	pc := &api.ExecProcessConfig{
+	pc := &backend.ExecProcessConfig{
 		Tty:        e.cfg.Tty,
 		Entrypoint: e.cfg.Cmd[0],
 		Arguments:  append([]string{}, e.cfg.Cmd[1:]...),
 		Privileged: &priv,
 		User:       e.cfg.User,
 	}
-	ei := &api.ExecInspect{
+	ei := &backend.ExecInspect{
 		ID:            e.id,
 		Running:       e.running,
 		ProcessConfig: pc,

@@ -18,7 +18,7 @@ import (
 	"github.com/docker/docker/errdefs"
 	"github.com/sirupsen/logrus"
 
-	"github.com/jevm/jevm/api"
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // The container log is dockerd's json-file format, one JSON object per
@@ -104,11 +104,6 @@ type logWriter struct {
 	closed      bool
 }
 
-// openLogWriter opens a plain json-file log at path, without rotation.
-func openLogWriter(path string) (*logWriter, error) {
-	return newLogWriter(path, logSettings{driver: logDriverJSONFile, maxSize: -1, maxFiles: 1}, nil)
-}
-
 // openContainerLog opens c's log with c's logging driver and options.
 func openContainerLog(c *Container) (*logWriter, error) {
 	lc := c.logConfig()
@@ -154,11 +149,6 @@ func newLogWriter(path string, set logSettings, attrs map[string]string) (*logWr
 		}
 	}
 	return l, nil
-}
-
-// streamWriter returns an io.Writer that logs to stream ("stdout"/"stderr").
-func (l *logWriter) streamWriter(stream string) io.Writer {
-	return writerFunc(func(p []byte) (int, error) { return len(p), l.write(stream, p) })
 }
 
 func (l *logWriter) write(stream string, p []byte) error {
@@ -540,7 +530,7 @@ func logRotatedSince(path string, st *logFileState, gen uint64) (newer []*logSou
 // files on. With Follow it keeps reading new entries, across rotations,
 // until stillRunning reports false (then drains what is left) or ctx is
 // done.
-func readLog(ctx context.Context, path string, opts logReadOptions, stillRunning func() bool, out chan<- api.LogMessage) {
+func readLog(ctx context.Context, path string, opts logReadOptions, stillRunning func() bool, out chan<- backend.LogMessage) {
 	defer close(out)
 	st := acquireLogFile(path)
 	defer releaseLogFile(path, st)
@@ -552,7 +542,7 @@ func readLog(ctx context.Context, path string, opts logReadOptions, stillRunning
 		var err error
 		rotated, cur, gen, err = openLogFiles(path, st, opts.Since)
 		if err != nil {
-			sendLog(ctx, out, api.LogMessage{Err: err})
+			sendLog(ctx, out, backend.LogMessage{Err: err})
 			return
 		}
 		if cur != nil || !opts.Follow {
@@ -583,7 +573,7 @@ func readLog(ctx context.Context, path string, opts logReadOptions, stillRunning
 		if !opts.Until.IsZero() && e.Time.After(opts.Until) {
 			return false
 		}
-		return sendLog(ctx, out, api.LogMessage{Stream: e.Stream, Line: []byte(e.Log), Timestamp: e.Time})
+		return sendLog(ctx, out, backend.LogMessage{Stream: e.Stream, Line: []byte(e.Log), Timestamp: e.Time})
 	}
 
 	// The backlog: all of it as it is read, or only the last Tail entries.
@@ -628,7 +618,7 @@ func readLog(ctx context.Context, path string, opts logReadOptions, stillRunning
 		}
 		newer, next, ngen, didRotate, err := logRotatedSince(path, st, gen)
 		if err != nil {
-			sendLog(ctx, out, api.LogMessage{Err: err})
+			sendLog(ctx, out, backend.LogMessage{Err: err})
 			return
 		}
 		if didRotate {
@@ -661,7 +651,7 @@ func readLog(ctx context.Context, path string, opts logReadOptions, stillRunning
 	}
 }
 
-func sendLog(ctx context.Context, out chan<- api.LogMessage, m api.LogMessage) bool {
+func sendLog(ctx context.Context, out chan<- backend.LogMessage, m backend.LogMessage) bool {
 	select {
 	case out <- m:
 		return true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,7 +15,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/errdefs"
 
-	"github.com/jevm/jevm/api"
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 func TestValidateLogConfig(t *testing.T) {
@@ -311,7 +312,7 @@ func TestLogRotation(t *testing.T) {
 
 func readAll(t *testing.T, path string, o logReadOptions) string {
 	t.Helper()
-	ch := make(chan api.LogMessage)
+	ch := make(chan backend.LogMessage)
 	go readLog(context.Background(), path, o, func() bool { return false }, ch)
 	var got []string
 	for m := range ch {
@@ -374,7 +375,7 @@ func TestLogFollowAcrossRotation(t *testing.T) {
 					return true
 				}
 			}
-			ch := make(chan api.LogMessage)
+			ch := make(chan backend.LogMessage)
 			go readLog(context.Background(), tl.path, logReadOptions{Stdout: true, Tail: 1, Follow: true}, stillRunning, ch)
 			next := func() string {
 				select {
@@ -421,7 +422,7 @@ func TestLogPartialLines(t *testing.T) {
 	w.Write([]byte(strings.Repeat("x", 2*maxLogLine+5)))
 	w.Write([]byte("y\nz"))
 	tl.lw.Close()
-	ch := make(chan api.LogMessage)
+	ch := make(chan backend.LogMessage)
 	go readLog(context.Background(), tl.path, logReadOptions{Stderr: true, Tail: -1}, func() bool { return false }, ch)
 	var lens []int
 	for m := range ch {
@@ -466,7 +467,7 @@ func TestLogDriverNone(t *testing.T) {
 	if !errdefs.IsNotImplemented(err) || err.Error() != "configured logging driver does not support reading" {
 		t.Errorf("logs: %v, want NotImplemented 'configured logging driver does not support reading'", err)
 	}
-	err = d.ContainerAttach(context.Background(), "quiet", &api.AttachConfig{Logs: true, UseStdout: true})
+	err = d.ContainerAttach(context.Background(), "quiet", &backend.AttachConfig{Logs: true, UseStdout: true})
 	if !errdefs.IsNotImplemented(err) {
 		t.Errorf("attach with logs: %v, want NotImplemented", err)
 	}
@@ -536,4 +537,14 @@ func TestOpenLogWriterUsesContainerRecord(t *testing.T) {
 		}
 		lw.Close()
 	})
+}
+
+// openLogWriter opens a plain json-file log at path, without rotation.
+func openLogWriter(path string) (*logWriter, error) {
+	return newLogWriter(path, logSettings{driver: logDriverJSONFile, maxSize: -1, maxFiles: 1}, nil)
+}
+
+// streamWriter returns an io.Writer that logs to stream ("stdout"/"stderr").
+func (l *logWriter) streamWriter(stream string) io.Writer {
+	return writerFunc(func(p []byte) (int, error) { return len(p), l.write(stream, p) })
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/errdefs"
 
-	"github.com/jevm/jevm/api"
+	"github.com/jevm/jevm/api/types/backend"
 	"github.com/jevm/jevm/vmbackend/agentclient"
 	"github.com/jevm/jevm/vmbackend/agentproto"
 )
@@ -69,7 +69,7 @@ func (d *Daemon) ContainerTop(ctx context.Context, ref string, psArgs string) (*
 
 // ContainerStats samples the container's resource usage, once or every
 // second.
-func (d *Daemon) ContainerStats(ctx context.Context, ref string, cfg *api.StatsConfig) error {
+func (d *Daemon) ContainerStats(ctx context.Context, ref string, cfg *backend.StatsConfig) error {
 	c, err := d.containers.get(ref)
 	if err != nil {
 		return err

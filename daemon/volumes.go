@@ -18,12 +18,9 @@ import (
 	"github.com/docker/docker/errdefs"
 	"golang.org/x/sys/unix"
 
-	"github.com/jevm/jevm/api"
+	"github.com/jevm/jevm/api/types/backend"
 	"github.com/jevm/jevm/volumes"
 )
-
-// The daemon serves /volumes and /system/df (api.VolumeBackend).
-var _ api.VolumeBackend = (*Daemon)(nil)
 
 // openVolumes opens the volume store under the data root.
 func (d *Daemon) openVolumes() error {
@@ -191,7 +188,7 @@ func (d *Daemon) VolumesPrune(ctx context.Context, f filters.Args) (*volume.Prun
 // SystemDiskUsage serves GET /system/df: volumes with their sizes and
 // reference counts; images and containers from what the stores know
 // cheaply (a container's size is its disk's allocated blocks).
-func (d *Daemon) SystemDiskUsage(ctx context.Context, opts api.DiskUsageOptions) (*system.DiskUsage, error) {
+func (d *Daemon) SystemDiskUsage(ctx context.Context, opts backend.DiskUsageOptions) (*system.DiskUsage, error) {
 	du := &system.DiskUsage{}
 	if opts.Volumes {
 		vu := &volume.DiskUsage{Items: []*volume.Volume{}}

@@ -33,10 +33,6 @@ func ParseReference(s string) (reference.Named, error) {
 	return reference.TagNameOnly(named), nil
 }
 
-// FamiliarString returns the short form docker shows for a full reference
-// ("docker.io/library/busybox:latest" -> "busybox:latest").
-func FamiliarString(ref reference.Named) string { return reference.FamiliarString(ref) }
-
 // refKey is the key a reference is stored under: its full normalised form
 // with the default tag added; for a reference with both a tag and a digest
 // the digest wins (as in dockerd's reference store).
