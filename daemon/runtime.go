@@ -234,21 +234,20 @@ func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentcl
 // error kinds: a missing or non-executable command is the caller's mistake
 // (400, and the CLI exits 127 or 126 as with dockerd).
 func startError(c *Container, err error) error {
+	code := 0
+	switch {
+	case agentclient.IsCommandNotFound(err):
+		code = 127
+	case agentclient.IsCommandNotExecutable(err):
+		code = 126
+	default:
+		return fmt.Errorf("start container process: %w", err)
+	}
 	msg := err.Error()
-	lower := strings.ToLower(msg)
-	if strings.Contains(lower, "executable file not found") || strings.Contains(lower, "no such file or directory") {
-		c.State.ExitCode = 127
-		c.State.Error = msg
-		_ = c.save()
-		return errdefs.InvalidParameter(fmt.Errorf("failed to create task for container: %s", msg))
-	}
-	if strings.Contains(lower, "permission denied") {
-		c.State.ExitCode = 126
-		c.State.Error = msg
-		_ = c.save()
-		return errdefs.InvalidParameter(fmt.Errorf("failed to create task for container: %s", msg))
-	}
-	return fmt.Errorf("start container process: %w", err)
+	c.State.ExitCode = code
+	c.State.Error = msg
+	_ = c.save()
+	return errdefs.InvalidParameter(fmt.Errorf("failed to create task for container: %s", msg))
 }
 
 // connectStdin feeds the container's stdin pipe into the new process.

@@ -197,7 +197,12 @@ func TestStartError(t *testing.T) {
 	go func() {
 		a.hello(nil, "idle", agentproto.Version, nil)
 		_, m := a.nextMsg(agentproto.MsgStart)
-		a.w.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: `exec: "nosuchcmd": executable file not found in $PATH`})
+		a.w.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, ErrCode: agentproto.ErrCommandNotFound, Message: `exec: "nosuchcmd": executable file not found in $PATH`})
+		// An agent that predates errCode: the text is classified.
+		_, m = a.nextMsg(agentproto.MsgStart)
+		a.w.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: `exec: "/x": permission denied`})
+		_, m = a.nextMsg(agentproto.MsgStart)
+		a.w.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: `unable to find user x: no matching entries in passwd file`})
 	}()
 	ctx := ctxT(t)
 	c, _, err := Connect(ctx, host)
@@ -205,8 +210,16 @@ func TestStartError(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Start(ctx, &agentproto.StartRequest{Process: agentproto.ProcessRequest{Args: []string{"nosuchcmd"}}}, ProcessIO{})
-	if err == nil || !strings.Contains(err.Error(), "executable file not found") {
+	if err == nil || !strings.Contains(err.Error(), "executable file not found") || !IsCommandNotFound(err) || IsCommandNotExecutable(err) {
 		t.Fatalf("err %v", err)
+	}
+	_, err = c.Start(ctx, &agentproto.StartRequest{Process: agentproto.ProcessRequest{Args: []string{"/x"}}}, ProcessIO{})
+	if !IsCommandNotExecutable(err) {
+		t.Fatalf("legacy permission denied: %#v", err)
+	}
+	_, err = c.Start(ctx, &agentproto.StartRequest{Process: agentproto.ProcessRequest{Args: []string{"x"}}}, ProcessIO{})
+	if err == nil || IsCommandNotFound(err) || IsCommandNotExecutable(err) {
+		t.Fatalf("other error: %#v", err)
 	}
 	c.Close()
 	<-c.Done()
