@@ -223,9 +223,8 @@ func execProcessRequest(c *Container, cfg *container.ExecOptions, size *[2]uint)
 // runtime could not start.
 func execStartError(err error) (int, error) {
 	msg := err.Error()
-	lower := strings.ToLower(msg)
 	code := 126
-	if strings.Contains(lower, "executable file not found") || strings.Contains(lower, "no such file or directory") {
+	if agentclient.IsCommandNotFound(err) {
 		code = 127
 	}
 	var ae *agentclient.AgentError

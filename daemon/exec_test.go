@@ -32,11 +32,11 @@ func TestExecProcessRequest(t *testing.T) {
 }
 
 func TestExecStartError(t *testing.T) {
-	code, err := execStartError(&agentclient.AgentError{Op: "exec", Message: `exec: "x": executable file not found in $PATH`})
+	code, err := execStartError(&agentclient.AgentError{Op: "exec", Code: agentproto.ErrCommandNotFound, Message: `exec: "x": executable file not found in $PATH`})
 	if code != 127 || err.Error() != `OCI runtime exec failed: exec failed: unable to start container process: exec: "x": executable file not found in $PATH: unknown` {
 		t.Errorf("%d %v", code, err)
 	}
-	if code, _ := execStartError(&agentclient.AgentError{Message: "exec /bin/x: permission denied"}); code != 126 {
+	if code, _ := execStartError(&agentclient.AgentError{Code: agentproto.ErrCommandNotExecutable, Message: "exec /bin/x: permission denied"}); code != 126 {
 		t.Errorf("permission denied: %d", code)
 	}
 	if code, _ := execStartError(errors.New("connection lost")); code != 126 {

@@ -13,7 +13,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -233,40 +232,39 @@ func (mv *maintVM) release() {
 	})
 }
 
-// start clones the VM and mounts the container's root in it.
+// start clones the VM and mounts the container's root in it, with the
+// steps of a container's start (steps.go); the container's shares were
+// prepared by withContainerFS and are released by shutdown. On failure the
+// VM is gone at once.
 func (mv *maintVM) start() {
 	defer close(mv.ready)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	err := func() error {
-		if err := os.MkdirAll(mv.spec.StateDir, 0o700); err != nil {
-			return fmt.Errorf("create VM state dir: %w", err)
-		}
-		m, err := mv.d.vms.Start(ctx, mv.spec)
-		if err != nil {
-			return fmt.Errorf("start maintenance VM: %w", err)
-		}
-		mv.machine = m
-		client, _, err := agentclient.Connect(ctx, m.Agent())
-		if err != nil {
-			return fmt.Errorf("connect to the maintenance VM's agent: %w", err)
-		}
-		mv.agent = client
-		entropy := make([]byte, 32)
-		if _, err := rand.Read(entropy); err != nil {
-			return err
-		}
-		req := &agentproto.StartRequest{RootDevice: "/dev/vda", Entropy: entropy, TimeUnixNano: time.Now().UnixNano(), Mounts: mv.mounts}
-		if err := client.Mount(ctx, req); err != nil {
-			return fmt.Errorf("mount the container's disk in the maintenance VM: %w", err)
-		}
-		return nil
-	}()
+	s := &vmStart{d: mv.d, c: mv.c, spec: mv.spec}
+	steps := []step{
+		s.stateDirStep(),
+		s.startMachineStep("maintenance VM"),
+		s.connectAgentStep("the maintenance VM's agent"),
+		{"mount-root", func(ctx context.Context) error {
+			entropy, err := startEntropy()
+			if err != nil {
+				return err
+			}
+			req := &agentproto.StartRequest{RootDevice: "/dev/vda", Entropy: entropy, TimeUnixNano: time.Now().UnixNano(), Mounts: mv.mounts}
+			if err := s.agent.Mount(ctx, req); err != nil {
+				return fmt.Errorf("mount the container's disk in the maintenance VM: %w", err)
+			}
+			return nil
+		}},
+	}
+	_, err := runSteps(ctx, mv.log, "maintenance", &s.cs, steps)
 	mv.tReady = time.Now()
 	if err != nil {
 		mv.err = err
 		mv.log.WithError(err).Warn("maintenance VM failed")
+		return
 	}
+	mv.machine, mv.agent = s.machine, s.agent
 }
 
 // shutdown powers the clone off, waits for it to go and logs its cost.

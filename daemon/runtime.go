@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -132,66 +131,72 @@ func newStdinPipe() *stdinPipe {
 }
 
 // startContainer clones a VM for c and starts its main process. Callers
-// hold c.mu.
-func (d *Daemon) startContainer(ctx context.Context, c *Container) (retErr error) {
+// hold c.mu. On error nothing is left: the steps' cleanups are unwound
+// (steps.go).
+func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 	log := d.log.WithField("container", c.ID[:12])
-	// A maintenance clone (docker cp/export/diff/commit of the stopped
-	// container) may be using the disk: wait for it (archive.go).
-	if err := d.waitFileOps(ctx, c); err != nil {
-		return err
+	s := &vmStart{d: d, c: c}
+	var mounts *mountSession
+	var netAtt *netAttachment
+	var proc *agentclient.Process
+	steps := []step{
+		// A maintenance clone (docker cp/export/diff/commit of the stopped
+		// container) may be using the disk: wait for it (maintenance.go).
+		{"wait-file-ops", func(ctx context.Context) error { return d.waitFileOps(ctx, c) }},
+		{"machine-spec", func(context.Context) error {
+			d.refreshShape(c) // `docker update -m/--cpus` applies from the next start (update.go)
+			s.spec = d.machineSpec(c)
+			return nil
+		}},
+		s.stateDirStep(),
+		// Bind mounts, volumes, tmpfs (mounts.go): 9p shares and mount requests.
+		{"prepare-mounts", func(context.Context) (err error) {
+			if mounts, err = d.prepareMounts(c); err != nil {
+				return err
+			}
+			s.cs.push("release-mounts", func() { d.releaseMounts(c) })
+			s.spec.Shares = mounts.shares
+			return nil
+		}},
+		// Networks (network.go): endpoints, taps, published ports.
+		{"attach-networks", func(ctx context.Context) (err error) {
+			if netAtt, err = d.attachNetworks(ctx, c); err != nil {
+				return err
+			}
+			s.cs.push("detach-networks", func() { d.detachNetworks(c) })
+			s.spec.NICs = netAtt.NICs
+			return nil
+		}},
+		s.startMachineStep("VM"),
+		s.connectAgentStep("guest agent"),
+		s.openLogStep(true),
+		{"start-process", func(ctx context.Context) (err error) {
+			proc, err = d.startProcess(ctx, c, s.agent, mounts, netAtt)
+			return err
+		}},
 	}
-	d.refreshShape(c) // `docker update -m/--cpus` applies from the next start (update.go)
-	spec := d.machineSpec(c)
-	if err := os.MkdirAll(spec.StateDir, 0o700); err != nil {
-		return fmt.Errorf("create VM state dir: %w", err)
-	}
-	// Bind mounts, volumes, tmpfs (mounts.go): 9p shares and mount requests.
-	mounts, err := d.prepareMounts(c)
+	tr, err := runSteps(ctx, log, "container", &s.cs, steps)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if retErr != nil {
-			d.releaseMounts(c)
-		}
-	}()
-	spec.Shares = mounts.shares
-	// Networks (network.go): endpoints, taps, published ports.
-	netAtt, err := d.attachNetworks(ctx, c)
-	if err != nil {
-		return err
+	r := s.beginRun(proc)
+	d.mountsStarted(c)
+	c.State = ContainerState{Status: container.StateRunning, Pid: s.machine.Pid(), StartedAt: time.Now().UTC()}
+	if err := c.save(); err != nil {
+		log.WithError(err).Error("save container")
 	}
-	defer func() {
-		if retErr != nil {
-			d.detachNetworks(c)
-		}
-	}()
-	spec.NICs = netAtt.NICs
-	begin := time.Now()
-	m, err := d.vms.Start(ctx, spec)
+	d.containerEvent(c, events.ActionStart, nil)
+	log.WithFields(logrus.Fields{"clone": tr.duration("start-machine").String(), "total": tr.since("start-machine").String(), "pid": s.machine.Pid()}).Info("container started")
+	d.monitorRun(c, r)
+	return nil
+}
+
+// startProcess sends the agent the start request: the clone becomes the
+// container's machine and runs its main process.
+func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentclient.Client, mounts *mountSession, netAtt *netAttachment) (*agentclient.Process, error) {
+	entropy, err := startEntropy()
 	if err != nil {
-		return fmt.Errorf("start VM: %w", err)
-	}
-	defer func() {
-		if retErr != nil {
-			_ = m.Kill(context.Background())
-			_ = os.RemoveAll(spec.StateDir)
-		}
-	}()
-	cloned := time.Now()
-	client, _, err := agentclient.Connect(ctx, m.Agent())
-	if err != nil {
-		return fmt.Errorf("connect to guest agent: %w", err)
-	}
-	logw, err := openContainerLog(c)
-	if err != nil {
-		client.Close()
-		return fmt.Errorf("open container log: %w", err)
-	}
-	c.hub().beginRun(logw)
-	entropy := make([]byte, 64)
-	if _, err := rand.Read(entropy); err != nil {
-		return err
+		return nil, err
 	}
 	req := &agentproto.StartRequest{
 		RootDevice:   "/dev/vda",
@@ -220,48 +225,29 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) (retErr error
 	hub := c.hub()
 	proc, err := client.Start(ctx, req, agentclient.ProcessIO{Stdout: hub.writer("stdout"), Stderr: hub.writer("stderr")})
 	if err != nil {
-		hub.endRun()
-		logw.Close()
-		client.Close()
-		return startError(c, err)
+		return nil, startError(c, err)
 	}
-	r := &runtime{machine: m, agent: client, proc: proc, logw: logw, detachCh: make(chan struct{}), finished: make(chan struct{})}
-	c.run = r
-	d.mountsStarted(c)
-	c.State = ContainerState{Status: container.StateRunning, Pid: m.Pid(), StartedAt: time.Now().UTC()}
-	if err := c.save(); err != nil {
-		log.WithError(err).Error("save container")
-	}
-	if c.Config.OpenStdin {
-		d.connectStdin(c, proc)
-	}
-	d.containerEvent(c, events.ActionStart, nil)
-	log.WithFields(logrus.Fields{"clone": cloned.Sub(begin).String(), "total": time.Since(begin).String(), "pid": m.Pid()}).Info("container started")
-	d.wg.Add(1)
-	go d.monitor(c, r)
-	d.runStarted(c, r) // health checks (health.go)
-	return nil
+	return proc, nil
 }
 
 // startError turns the agent's refusal to start a process into dockerd's
 // error kinds: a missing or non-executable command is the caller's mistake
 // (400, and the CLI exits 127 or 126 as with dockerd).
 func startError(c *Container, err error) error {
+	code := 0
+	switch {
+	case agentclient.IsCommandNotFound(err):
+		code = 127
+	case agentclient.IsCommandNotExecutable(err):
+		code = 126
+	default:
+		return fmt.Errorf("start container process: %w", err)
+	}
 	msg := err.Error()
-	lower := strings.ToLower(msg)
-	if strings.Contains(lower, "executable file not found") || strings.Contains(lower, "no such file or directory") {
-		c.State.ExitCode = 127
-		c.State.Error = msg
-		_ = c.save()
-		return errdefs.InvalidParameter(fmt.Errorf("failed to create task for container: %s", msg))
-	}
-	if strings.Contains(lower, "permission denied") {
-		c.State.ExitCode = 126
-		c.State.Error = msg
-		_ = c.save()
-		return errdefs.InvalidParameter(fmt.Errorf("failed to create task for container: %s", msg))
-	}
-	return fmt.Errorf("start container process: %w", err)
+	c.State.ExitCode = code
+	c.State.Error = msg
+	_ = c.save()
+	return errdefs.InvalidParameter(fmt.Errorf("failed to create task for container: %s", msg))
 }
 
 // connectStdin feeds the container's stdin pipe into the new process.
@@ -277,46 +263,50 @@ func (d *Daemon) connectStdin(c *Container, proc *agentclient.Process) {
 	}()
 }
 
+// errAgentExited is the re-adopt steps' way to say that the agent reports
+// the main process exited: not a failure, the run is over.
+var errAgentExited = errors.New("the container's process exited")
+
 // attachRuntime reconnects a re-adopted VM's agent and resumes monitoring.
 // Callers hold c.mu.
 func (d *Daemon) attachRuntime(ctx context.Context, c *Container, m vmbackend.Machine) error {
-	client, hello, err := agentclient.Connect(ctx, m.Agent())
-	if err != nil {
-		return err
+	s := &vmStart{d: d, c: c, machine: m}
+	var proc *agentclient.Process
+	steps := []step{
+		s.connectAgentStep(""),
+		{"agent-phase", func(context.Context) error {
+			switch s.hello.Phase {
+			case "running":
+				return nil
+			case "exited":
+				return errAgentExited
+			default:
+				return fmt.Errorf("agent reports phase %q", s.hello.Phase)
+			}
+		}},
+		s.openLogStep(false),
+		{"reattach-process", func(context.Context) error {
+			hub := c.hub()
+			proc = s.agent.Reattach(agentclient.ProcessIO{Stdout: hub.writer("stdout"), Stderr: hub.writer("stderr")})
+			return nil
+		}},
 	}
-	switch hello.Phase {
-	case "running":
-	case "exited":
-		code := 255
-		if hello.Exit != nil {
-			code = hello.Exit.Code
+	if _, err := runSteps(ctx, d.log.WithField("container", c.ID[:12]), "readopt", &s.cs, steps); err != nil {
+		if errors.Is(err, errAgentExited) {
+			code := 255
+			if s.hello.Exit != nil {
+				code = s.hello.Exit.Code
+			}
+			_ = m.Kill(ctx)
+			d.markExited(c, code, "")
+			return nil
 		}
-		client.Close()
-		_ = m.Kill(ctx)
-		d.markExited(c, code, "")
-		return nil
-	default:
-		client.Close()
-		return fmt.Errorf("agent reports phase %q", hello.Phase)
-	}
-	logw, err := openContainerLog(c)
-	if err != nil {
-		client.Close()
 		return err
 	}
-	hub := c.hub()
-	hub.beginRun(logw)
-	proc := client.Reattach(agentclient.ProcessIO{Stdout: hub.writer("stdout"), Stderr: hub.writer("stderr")})
-	r := &runtime{machine: m, agent: client, proc: proc, logw: logw, detachCh: make(chan struct{}), finished: make(chan struct{})}
-	c.run = r
+	r := s.beginRun(proc)
 	c.State.Pid = m.Pid()
 	_ = c.save()
-	if c.Config.OpenStdin {
-		d.connectStdin(c, proc)
-	}
-	d.wg.Add(1)
-	go d.monitor(c, r)
-	d.runStarted(c, r) // health checks (health.go)
+	d.monitorRun(c, r)
 	return nil
 }
 

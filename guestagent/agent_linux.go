@@ -383,7 +383,8 @@ func (a *agent) send(stream uint32, m *agentproto.Msg) {
 func (a *agent) reply(stream uint32, m *agentproto.Msg, err error) {
 	r := &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID}
 	if err != nil {
-		r.Type, r.Message = agentproto.MsgError, err.Error()
+		// ErrCode: only the command errors of start and exec have one.
+		r.Type, r.Message, r.ErrCode = agentproto.MsgError, err.Error(), processErrCode(err)
 	}
 	a.send(stream, r)
 }

@@ -387,6 +387,10 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest) (*proc, err
 		if err != nil && op != nil {
 			op.Release() // the failed helper exits; the reaper reaps it
 		}
+		var he *helperError
+		if errors.As(err, &he) && he.exec {
+			err = &execError{he.msg, execveErrCode(he.errno)}
+		}
 	} else {
 		op, err = os.StartProcess(argv0, req.Args, attr)
 		if err != nil {
@@ -394,7 +398,7 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest) (*proc, err
 			if errors.As(err, &pe) {
 				err = pe.Err
 			}
-			err = fmt.Errorf("exec %s: %w", argv0, err)
+			err = &execError{fmt.Sprintf("exec %s: %v", argv0, err), execveErrCode(err)}
 		}
 	}
 	if err != nil {

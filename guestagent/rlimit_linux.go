@@ -132,6 +132,7 @@ type helperFailure struct {
 type helperError struct {
 	msg   string
 	errno syscall.Errno
+	exec  bool // the execve failed (the command), not the set-up
 }
 
 func (e *helperError) Error() string { return e.msg }
@@ -211,6 +212,7 @@ func startWithHelper(hc helperCommand, spec execHelperSpec, args, env []string, 
 	case "exec":
 		// As os.StartProcess reports it (spawn's direct path).
 		e.msg = fmt.Sprintf("exec %s: %v", spec.Path, e.errno)
+		e.exec = true
 	case "rlimit":
 		if f.Resource == unix.RLIMIT_NOFILE && e.errno == unix.EPERM {
 			if max, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/jevm/jevm/vmbackend/agentproto"
 )
 
 // The container's root filesystem is mounted at a directory of the agent's
@@ -117,10 +119,34 @@ func envValue(env []string, key string) (string, bool) {
 }
 
 // execError is the error for a command that cannot be started; its text
-// mirrors runc's so that the daemon can show dockerd-like messages.
-type execError struct{ msg string }
+// mirrors runc's so that the daemon can show dockerd-like messages, and
+// code classifies it for the host (agentproto.ErrCommandNotFound,
+// ErrCommandNotExecutable, or "").
+type execError struct{ msg, code string }
 
 func (e *execError) Error() string { return e.msg }
+
+// execveErrCode classifies the error of the execve of a command that
+// lookPath found: a missing interpreter (ENOENT) or a noexec mount
+// (EACCES).
+func execveErrCode(errno error) string {
+	switch {
+	case errors.Is(errno, syscall.ENOENT):
+		return agentproto.ErrCommandNotFound
+	case errors.Is(errno, syscall.EACCES):
+		return agentproto.ErrCommandNotExecutable
+	}
+	return ""
+}
+
+// processErrCode is Msg.ErrCode for an error of a start or exec.
+func processErrCode(err error) string {
+	var ee *execError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return ""
+}
 
 // lookPath resolves argv0 the way runc does (exec.LookPath semantics), but
 // inside root: a name with a slash is used as is (relative to cwd), other
@@ -128,7 +154,7 @@ func (e *execError) Error() string { return e.msg }
 // process sees it after chroot.
 func lookPath(root, argv0, pathEnv, cwd string) (string, error) {
 	if argv0 == "" {
-		return "", &execError{`exec: "": executable file not found in $PATH`}
+		return "", &execError{`exec: "": executable file not found in $PATH`, agentproto.ErrCommandNotFound}
 	}
 	check := func(p string) error {
 		cp := p
@@ -159,15 +185,15 @@ func lookPath(root, argv0, pathEnv, cwd string) (string, error) {
 			var pe *fs.PathError
 			switch {
 			case errors.Is(err, syscall.ENOENT):
-				return "", &execError{fmt.Sprintf("exec: %q: stat %s: no such file or directory", argv0, argv0)}
+				return "", &execError{fmt.Sprintf("exec: %q: stat %s: no such file or directory", argv0, argv0), agentproto.ErrCommandNotFound}
 			case errors.Is(err, syscall.EISDIR):
-				return "", &execError{fmt.Sprintf("exec: %q: is a directory", argv0)}
+				return "", &execError{fmt.Sprintf("exec: %q: is a directory", argv0), ""}
 			case errors.Is(err, fs.ErrPermission):
-				return "", &execError{fmt.Sprintf("exec: %q: permission denied", argv0)}
+				return "", &execError{fmt.Sprintf("exec: %q: permission denied", argv0), agentproto.ErrCommandNotExecutable}
 			case errors.As(err, &pe):
-				return "", &execError{fmt.Sprintf("exec: %q: %v", argv0, pe.Err)}
+				return "", &execError{fmt.Sprintf("exec: %q: %v", argv0, pe.Err), ""}
 			default:
-				return "", &execError{fmt.Sprintf("exec: %q: %v", argv0, err)}
+				return "", &execError{fmt.Sprintf("exec: %q: %v", argv0, err), ""}
 			}
 		}
 		return argv0, nil
@@ -181,7 +207,7 @@ func lookPath(root, argv0, pathEnv, cwd string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", &execError{fmt.Sprintf("exec: %q: executable file not found in $PATH", argv0)}
+	return "", &execError{fmt.Sprintf("exec: %q: executable file not found in $PATH", argv0), agentproto.ErrCommandNotFound}
 }
 
 // execUser is a resolved user spec.

@@ -1,11 +1,14 @@
 package guestagent
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/jevm/jevm/vmbackend/agentproto"
 )
 
 func mkroot(t *testing.T) string {
@@ -87,18 +90,21 @@ func TestLookPath(t *testing.T) {
 			t.Errorf("lookPath(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	bad := map[string]string{
-		"nosuchcmd":   `exec: "nosuchcmd": executable file not found in $PATH`,
-		"noexec":      `exec: "noexec": executable file not found in $PATH`,
-		"/nosuch":     `exec: "/nosuch": stat /nosuch: no such file or directory`,
-		"/bin/noexec": `exec: "/bin/noexec": permission denied`,
-		"/data":       `exec: "/data": is a directory`,
+	bad := map[string]struct{ msg, code string }{
+		"nosuchcmd":   {`exec: "nosuchcmd": executable file not found in $PATH`, agentproto.ErrCommandNotFound},
+		"noexec":      {`exec: "noexec": executable file not found in $PATH`, agentproto.ErrCommandNotFound},
+		"/nosuch":     {`exec: "/nosuch": stat /nosuch: no such file or directory`, agentproto.ErrCommandNotFound},
+		"/bin/noexec": {`exec: "/bin/noexec": permission denied`, agentproto.ErrCommandNotExecutable},
+		"/data":       {`exec: "/data": is a directory`, ""},
 	}
 	for in, want := range bad {
 		_, err := lookPath(root, in, p, "/")
-		if err == nil || err.Error() != want {
-			t.Errorf("lookPath(%q) error %v, want %s", in, err, want)
+		if err == nil || err.Error() != want.msg || processErrCode(err) != want.code {
+			t.Errorf("lookPath(%q) error %v (code %q), want %s (%q)", in, err, processErrCode(err), want.msg, want.code)
 		}
+	}
+	if c := processErrCode(errors.New("mount: no such file or directory")); c != "" {
+		t.Errorf("a set-up error has code %q", c)
 	}
 }
 

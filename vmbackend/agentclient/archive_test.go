@@ -7,13 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jevm/jevm/vmbackend/agentclient/fakeagent"
 	"github.com/jevm/jevm/vmbackend/agentproto"
 )
 
-func connectFake(t *testing.T) (*Client, *fakeAgent) {
+func connectFake(t *testing.T) (*Client, *fakeagent.Agent) {
 	t.Helper()
-	host, a := newPair(t)
-	go a.hello(nil, "running", agentproto.Version, nil)
+	host, a := fakeagent.NewPair(t)
+	go a.Hello(nil, "running", agentproto.Version, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, _, err := Connect(ctx, host)
@@ -31,7 +32,7 @@ func TestArchiveGetFlowControl(t *testing.T) {
 	payload := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
 	const window = 1 << 20
 	go func() {
-		f, m := a.nextMsg(agentproto.MsgArchiveGet)
+		f, m := a.NextMsg(agentproto.MsgArchiveGet)
 		if m == nil {
 			return
 		}
@@ -40,11 +41,11 @@ func TestArchiveGetFlowControl(t *testing.T) {
 			return
 		}
 		credit := int64(window) // the agent takes at most this window
-		a.w.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID, File: &agentproto.FileOp{Stat: &agentproto.PathStat{Name: "etc", Mode: 0x80000000 | 0o755}}})
+		a.W.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID, File: &agentproto.FileOp{Stat: &agentproto.PathStat{Name: "etc", Mode: 0x80000000 | 0o755}}})
 		rest := payload
 		for len(rest) > 0 {
 			for credit <= 0 {
-				_, cm := a.nextMsg(agentproto.MsgCredit)
+				_, cm := a.NextMsg(agentproto.MsgCredit)
 				if cm == nil {
 					return
 				}
@@ -57,13 +58,13 @@ func TestArchiveGetFlowControl(t *testing.T) {
 			if n > 100000 {
 				n = 100000
 			}
-			a.w.WriteFrame(agentproto.FrameStdout, f.Stream, rest[:n])
+			a.W.WriteFrame(agentproto.FrameStdout, f.Stream, rest[:n])
 			credit -= n
 			rest = rest[n:]
 		}
-		a.w.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgStreamEnd})
+		a.W.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgStreamEnd})
 		// Keep reading (credit messages) until the test ends.
-		drain(a)
+		a.Drain()
 	}()
 	ctx := context.Background()
 	st, rc, err := c.ArchiveGet(ctx, "/etc")
@@ -86,13 +87,13 @@ func TestArchiveGetFlowControl(t *testing.T) {
 func TestArchiveErrors(t *testing.T) {
 	c, a := connectFake(t)
 	go func() {
-		_, m := a.nextMsg(agentproto.MsgStatPath)
-		a.w.WriteMsg(0, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: "lstat /x: no such file or directory", File: &agentproto.FileOp{ErrCode: agentproto.FileErrNotFound}})
-		f, m := a.nextMsg(agentproto.MsgExport)
-		a.w.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID})
-		a.w.WriteFrame(agentproto.FrameStdout, f.Stream, []byte("partial"))
-		a.w.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgStreamEnd, Message: "disk on fire"})
-		drain(a)
+		_, m := a.NextMsg(agentproto.MsgStatPath)
+		a.W.WriteMsg(0, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: "lstat /x: no such file or directory", File: &agentproto.FileOp{ErrCode: agentproto.FileErrNotFound}})
+		f, m := a.NextMsg(agentproto.MsgExport)
+		a.W.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID})
+		a.W.WriteFrame(agentproto.FrameStdout, f.Stream, []byte("partial"))
+		a.W.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgStreamEnd, Message: "disk on fire"})
+		a.Drain()
 	}()
 	ctx := context.Background()
 	if _, err := c.StatPath(ctx, "/x"); !IsNotFound(err) {
@@ -116,15 +117,15 @@ func TestArchivePutFlowControl(t *testing.T) {
 	const window = 64 << 10
 	received := make(chan []byte, 1)
 	go func() {
-		f, m := a.nextMsg(agentproto.MsgArchivePut)
+		f, m := a.NextMsg(agentproto.MsgArchivePut)
 		if m.File == nil || m.File.Path != "/tmp" || !m.File.NoOverwriteDirNonDir {
 			t.Errorf("put request %+v", m.File)
 		}
-		a.w.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID, File: &agentproto.FileOp{Window: window}})
+		a.W.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID, File: &agentproto.FileOp{Window: window}})
 		var got []byte
 		outstanding := int64(window)
 		for {
-			fr, _ := a.next()
+			fr, _ := a.Next()
 			if fr == nil {
 				return
 			}
@@ -140,11 +141,11 @@ func TestArchivePutFlowControl(t *testing.T) {
 			}
 			got = append(got, fr.Payload...)
 			// Credit back what was "extracted".
-			a.w.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgCredit, File: &agentproto.FileOp{Credit: int64(len(fr.Payload))}})
+			a.W.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgCredit, File: &agentproto.FileOp{Credit: int64(len(fr.Payload))}})
 			outstanding += int64(len(fr.Payload))
 		}
 		received <- got
-		a.w.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgStreamEnd})
+		a.W.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgStreamEnd})
 	}()
 	err := c.ArchivePut(context.Background(), agentproto.FileOp{Path: "/tmp", NoOverwriteDirNonDir: true}, bytes.NewReader(body))
 	if err != nil {
@@ -152,14 +153,5 @@ func TestArchivePutFlowControl(t *testing.T) {
 	}
 	if got := <-received; !bytes.Equal(got, body) {
 		t.Fatalf("agent got %d bytes, want %d", len(got), len(body))
-	}
-}
-
-// drain reads frames until the connection closes.
-func drain(a *fakeAgent) {
-	for {
-		if _, err := a.r.ReadFrame(); err != nil {
-			return
-		}
 	}
 }

@@ -5,77 +5,14 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jevm/jevm/vmbackend/agentclient/fakeagent"
 	"github.com/jevm/jevm/vmbackend/agentproto"
 )
-
-// fakeAgent serves the agent side of a net.Pipe.
-type fakeAgent struct {
-	t    *testing.T
-	conn net.Conn
-	r    *agentproto.Reader
-	w    *agentproto.Writer
-}
-
-func newPair(t *testing.T) (host net.Conn, a *fakeAgent) {
-	h, g := net.Pipe()
-	t.Cleanup(func() { h.Close(); g.Close() })
-	return h, &fakeAgent{t: t, conn: g, r: agentproto.NewReader(g), w: agentproto.NewWriter(g)}
-}
-
-// next reads the next message frame, skipping others.
-func (a *fakeAgent) next() (*agentproto.Frame, *agentproto.Msg) {
-	for {
-		f, err := a.r.ReadFrame()
-		if err != nil {
-			a.t.Errorf("fake agent read: %v", err)
-			return nil, nil
-		}
-		if f.Type != agentproto.FrameMsg {
-			return f, nil
-		}
-		m, err := agentproto.DecodeMsg(f)
-		if err != nil {
-			a.t.Errorf("fake agent decode: %v", err)
-		}
-		return f, m
-	}
-}
-
-func (a *fakeAgent) nextMsg(typ string) (*agentproto.Frame, *agentproto.Msg) {
-	for {
-		f, m := a.next()
-		if f == nil {
-			return nil, nil
-		}
-		if m != nil && m.Type == typ {
-			return f, m
-		}
-	}
-}
-
-// hello answers the host-hello; junk is written first (a partial frame).
-func (a *fakeAgent) hello(junk []byte, phase string, version int, extra func(*agentproto.Msg)) {
-	_, hh := a.nextMsg(agentproto.MsgHostHello)
-	if hh == nil {
-		return
-	}
-	if len(junk) > 0 {
-		a.conn.Write(junk)
-	}
-	m := &agentproto.Msg{Type: agentproto.MsgHello, Version: version, Nonce: hh.Nonce, Agent: "test", Kernel: "6.1", Phase: phase}
-	if extra != nil {
-		extra(m)
-	}
-	// A hello with a wrong nonce (stale) must be skipped.
-	a.w.WriteMsg(0, &agentproto.Msg{Type: agentproto.MsgHello, Version: version, Nonce: "stale", Phase: "idle"})
-	a.w.WriteMsg(0, m)
-}
 
 type syncBuf struct {
 	mu sync.Mutex
@@ -96,13 +33,13 @@ func ctxT(t *testing.T) context.Context {
 }
 
 func TestStartOutputExit(t *testing.T) {
-	host, a := newPair(t)
+	host, a := fakeagent.NewPair(t)
 	go func() {
 		// Tail of a frame from a previous connection, then garbage that
 		// contains the magic with an absurd length.
 		junk := append([]byte("tail-of-old-frame"), 'J', 'V', 'M', '1', 3, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff)
-		a.hello(junk, "idle", agentproto.Version, nil)
-		f, m := a.nextMsg(agentproto.MsgStart)
+		a.Hello(junk, "idle", agentproto.Version, nil)
+		f, m := a.NextMsg(agentproto.MsgStart)
 		if m == nil {
 			return
 		}
@@ -110,34 +47,34 @@ func TestStartOutputExit(t *testing.T) {
 			t.Errorf("bad start request: stream %d %+v", f.Stream, m.Start)
 		}
 		// Output may precede Started.
-		a.w.WriteFrame(agentproto.FrameStdout, 1, []byte("hel"))
-		a.w.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: 42})
-		a.w.WriteFrame(agentproto.FrameStdout, 1, []byte("lo\n"))
-		a.w.WriteFrame(agentproto.FrameStderr, 1, []byte("err\n"))
+		a.W.WriteFrame(agentproto.FrameStdout, 1, []byte("hel"))
+		a.W.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: 42})
+		a.W.WriteFrame(agentproto.FrameStdout, 1, []byte("lo\n"))
+		a.W.WriteFrame(agentproto.FrameStderr, 1, []byte("err\n"))
 
 		// stdin
-		f, _ = a.next()
+		f, _ = a.Next()
 		if f.Type != agentproto.FrameStdin || string(f.Payload) != "input" {
 			t.Errorf("want stdin frame, got %d %q", f.Type, f.Payload)
 		}
-		f, _ = a.next()
+		f, _ = a.Next()
 		if f.Type != agentproto.FrameEOF {
 			t.Errorf("want EOF frame, got %d", f.Type)
 		}
 		// signal: OK; resize: Error
-		_, m = a.nextMsg(agentproto.MsgSignal)
+		_, m = a.NextMsg(agentproto.MsgSignal)
 		if m.Signal != 15 {
 			t.Errorf("signal %d", m.Signal)
 		}
-		a.w.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID})
-		_, m = a.nextMsg(agentproto.MsgResize)
-		a.w.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: "no tty"})
+		a.W.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID})
+		_, m = a.NextMsg(agentproto.MsgResize)
+		a.W.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: "no tty"})
 
-		a.w.WriteFrame(agentproto.FrameStdout, 1, []byte("bye\n"))
-		a.w.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgExit, Status: &agentproto.ExitStatus{Code: 3}})
-		_, m = a.nextMsg(agentproto.MsgShutdown)
-		a.w.WriteMsg(0, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID})
-		a.conn.Close()
+		a.W.WriteFrame(agentproto.FrameStdout, 1, []byte("bye\n"))
+		a.W.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgExit, Status: &agentproto.ExitStatus{Code: 3}})
+		_, m = a.NextMsg(agentproto.MsgShutdown)
+		a.W.WriteMsg(0, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID})
+		a.Conn.Close()
 	}()
 
 	ctx := ctxT(t)
@@ -193,11 +130,16 @@ func TestStartOutputExit(t *testing.T) {
 }
 
 func TestStartError(t *testing.T) {
-	host, a := newPair(t)
+	host, a := fakeagent.NewPair(t)
 	go func() {
-		a.hello(nil, "idle", agentproto.Version, nil)
-		_, m := a.nextMsg(agentproto.MsgStart)
-		a.w.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: `exec: "nosuchcmd": executable file not found in $PATH`})
+		a.Hello(nil, "idle", agentproto.Version, nil)
+		_, m := a.NextMsg(agentproto.MsgStart)
+		a.W.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, ErrCode: agentproto.ErrCommandNotFound, Message: `exec: "nosuchcmd": executable file not found in $PATH`})
+		// An agent that predates errCode: the text is classified.
+		_, m = a.NextMsg(agentproto.MsgStart)
+		a.W.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: `exec: "/x": permission denied`})
+		_, m = a.NextMsg(agentproto.MsgStart)
+		a.W.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: `unable to find user x: no matching entries in passwd file`})
 	}()
 	ctx := ctxT(t)
 	c, _, err := Connect(ctx, host)
@@ -205,8 +147,16 @@ func TestStartError(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Start(ctx, &agentproto.StartRequest{Process: agentproto.ProcessRequest{Args: []string{"nosuchcmd"}}}, ProcessIO{})
-	if err == nil || !strings.Contains(err.Error(), "executable file not found") {
+	if err == nil || !strings.Contains(err.Error(), "executable file not found") || !IsCommandNotFound(err) || IsCommandNotExecutable(err) {
 		t.Fatalf("err %v", err)
+	}
+	_, err = c.Start(ctx, &agentproto.StartRequest{Process: agentproto.ProcessRequest{Args: []string{"/x"}}}, ProcessIO{})
+	if !IsCommandNotExecutable(err) {
+		t.Fatalf("legacy permission denied: %#v", err)
+	}
+	_, err = c.Start(ctx, &agentproto.StartRequest{Process: agentproto.ProcessRequest{Args: []string{"x"}}}, ProcessIO{})
+	if err == nil || IsCommandNotFound(err) || IsCommandNotExecutable(err) {
+		t.Fatalf("other error: %#v", err)
 	}
 	c.Close()
 	<-c.Done()
@@ -216,8 +166,8 @@ func TestStartError(t *testing.T) {
 }
 
 func TestVersionMismatch(t *testing.T) {
-	host, a := newPair(t)
-	go a.hello(nil, "idle", agentproto.Version+1, nil)
+	host, a := fakeagent.NewPair(t)
+	go a.Hello(nil, "idle", agentproto.Version+1, nil)
 	_, _, err := Connect(ctxT(t), host)
 	if err == nil || !strings.Contains(err.Error(), "version") {
 		t.Fatalf("err %v", err)
@@ -225,10 +175,10 @@ func TestVersionMismatch(t *testing.T) {
 }
 
 func TestConnectContext(t *testing.T) {
-	host, a := newPair(t)
+	host, a := fakeagent.NewPair(t)
 	go func() { // read host-hellos, never answer
 		for {
-			if _, err := a.r.ReadFrame(); err != nil {
+			if _, err := a.R.ReadFrame(); err != nil {
 				return
 			}
 		}
@@ -241,18 +191,18 @@ func TestConnectContext(t *testing.T) {
 }
 
 func TestReattach(t *testing.T) {
-	host, a := newPair(t)
+	host, a := fakeagent.NewPair(t)
 	release := make(chan struct{})
 	go func() {
-		_, hh := a.nextMsg(agentproto.MsgHostHello)
+		_, hh := a.NextMsg(agentproto.MsgHostHello)
 		// Output the agent was blocked writing while no host was connected.
-		a.w.WriteFrame(agentproto.FrameStdout, 1, []byte("before "))
-		a.w.WriteMsg(0, &agentproto.Msg{Type: agentproto.MsgHello, Version: agentproto.Version, Nonce: hh.Nonce, Phase: "running", Pid: 7})
-		a.w.WriteFrame(agentproto.FrameStdout, 1, []byte("between "))
+		a.W.WriteFrame(agentproto.FrameStdout, 1, []byte("before "))
+		a.W.WriteMsg(0, &agentproto.Msg{Type: agentproto.MsgHello, Version: agentproto.Version, Nonce: hh.Nonce, Phase: "running", Pid: 7})
+		a.W.WriteFrame(agentproto.FrameStdout, 1, []byte("between "))
 		<-release
-		a.w.WriteFrame(agentproto.FrameStdout, 1, []byte("after"))
-		a.w.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgExit, Status: &agentproto.ExitStatus{Code: 137, Signal: 9}})
-		a.conn.Close()
+		a.W.WriteFrame(agentproto.FrameStdout, 1, []byte("after"))
+		a.W.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgExit, Status: &agentproto.ExitStatus{Code: 137, Signal: 9}})
+		a.Conn.Close()
 	}()
 	ctx := ctxT(t)
 	c, h, err := Connect(ctx, host)
@@ -280,11 +230,11 @@ func TestReattach(t *testing.T) {
 }
 
 func TestReattachExited(t *testing.T) {
-	host, a := newPair(t)
+	host, a := fakeagent.NewPair(t)
 	go func() {
-		_, hh := a.nextMsg(agentproto.MsgHostHello)
-		a.w.WriteMsg(0, &agentproto.Msg{Type: agentproto.MsgHello, Version: agentproto.Version, Nonce: hh.Nonce, Phase: "exited", Exit: &agentproto.ExitStatus{Code: 5}})
-		a.conn.Close()
+		_, hh := a.NextMsg(agentproto.MsgHostHello)
+		a.W.WriteMsg(0, &agentproto.Msg{Type: agentproto.MsgHello, Version: agentproto.Version, Nonce: hh.Nonce, Phase: "exited", Exit: &agentproto.ExitStatus{Code: 5}})
+		a.Conn.Close()
 	}()
 	ctx := ctxT(t)
 	c, _, err := Connect(ctx, host)
@@ -300,12 +250,12 @@ func TestReattachExited(t *testing.T) {
 }
 
 func TestConnectionLost(t *testing.T) {
-	host, a := newPair(t)
+	host, a := fakeagent.NewPair(t)
 	go func() {
-		a.hello(nil, "idle", agentproto.Version, nil)
-		_, m := a.nextMsg(agentproto.MsgStart)
-		a.w.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: 1})
-		a.conn.Close()
+		a.Hello(nil, "idle", agentproto.Version, nil)
+		_, m := a.NextMsg(agentproto.MsgStart)
+		a.W.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: 1})
+		a.Conn.Close()
 	}()
 	ctx := ctxT(t)
 	c, _, err := Connect(ctx, host)

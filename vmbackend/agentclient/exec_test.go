@@ -6,83 +6,84 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jevm/jevm/vmbackend/agentclient/fakeagent"
 	"github.com/jevm/jevm/vmbackend/agentproto"
 )
 
 func TestExec(t *testing.T) {
-	host, a := newPair(t)
+	host, a := fakeagent.NewPair(t)
 	agentDone := make(chan struct{})
 	go func() {
 		defer close(agentDone)
-		a.hello(nil, "running", agentproto.Version, func(m *agentproto.Msg) { m.Pid = 5 })
+		a.Hello(nil, "running", agentproto.Version, func(m *agentproto.Msg) { m.Pid = 5 })
 
 		// First exec: stream 2 was left in use by a previous connection,
 		// the client retries on the next stream.
-		f, m := a.nextMsg(agentproto.MsgExec)
+		f, m := a.NextMsg(agentproto.MsgExec)
 		if f.Stream <= agentproto.MainStream || m.Process == nil || m.Process.Args[0] != "cat" || !m.Process.Stdin || m.Process.User != "nobody" {
 			t.Errorf("bad exec request: stream %d %+v", f.Stream, m.Process)
 		}
-		a.w.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: "stream 2 is in use"})
-		f, m = a.nextMsg(agentproto.MsgExec)
+		a.W.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: "stream 2 is in use"})
+		f, m = a.NextMsg(agentproto.MsgExec)
 		s1 := f.Stream
 		if s1 <= 2 {
 			t.Errorf("retry used stream %d", s1)
 		}
-		a.w.WriteFrame(agentproto.FrameStdout, s1, []byte("early "))
-		a.w.WriteMsg(s1, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: 100})
+		a.W.WriteFrame(agentproto.FrameStdout, s1, []byte("early "))
+		a.W.WriteMsg(s1, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: 100})
 
 		// Second exec on another stream, while the first runs.
-		f, m = a.nextMsg(agentproto.MsgExec)
+		f, m = a.NextMsg(agentproto.MsgExec)
 		s2 := f.Stream
 		if s2 == s1 || s2 <= agentproto.MainStream {
 			t.Errorf("second exec stream %d (first %d)", s2, s1)
 		}
-		a.w.WriteMsg(s2, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: 101})
-		a.w.WriteFrame(agentproto.FrameStderr, s2, []byte("two-err\n"))
+		a.W.WriteMsg(s2, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: 101})
+		a.W.WriteFrame(agentproto.FrameStderr, s2, []byte("two-err\n"))
 		// Main-stream output is not delivered to execs (nobody reattached).
-		a.w.WriteFrame(agentproto.FrameStdout, agentproto.MainStream, []byte("main\n"))
+		a.W.WriteFrame(agentproto.FrameStdout, agentproto.MainStream, []byte("main\n"))
 
 		// stdin, EOF, signal and resize arrive on the first exec's stream.
-		f, _ = a.next()
+		f, _ = a.Next()
 		if f.Type != agentproto.FrameStdin || f.Stream != s1 || string(f.Payload) != "data" {
 			t.Errorf("stdin frame: type %d stream %d %q", f.Type, f.Stream, f.Payload)
 		}
-		f, _ = a.next()
+		f, _ = a.Next()
 		if f.Type != agentproto.FrameEOF || f.Stream != s1 {
 			t.Errorf("EOF frame: type %d stream %d", f.Type, f.Stream)
 		}
-		f, m = a.nextMsg(agentproto.MsgResize)
+		f, m = a.NextMsg(agentproto.MsgResize)
 		if f.Stream != s1 || m.Rows != 30 || m.Cols != 100 {
 			t.Errorf("resize on stream %d: %+v", f.Stream, m)
 		}
-		a.w.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID})
-		f, m = a.nextMsg(agentproto.MsgSignal)
+		a.W.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID})
+		f, m = a.NextMsg(agentproto.MsgSignal)
 		if f.Stream != s2 || m.Signal != 9 {
 			t.Errorf("signal on stream %d: %+v", f.Stream, m)
 		}
-		a.w.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID})
+		a.W.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID})
 
-		a.w.WriteFrame(agentproto.FrameStdout, s1, []byte("data"))
-		a.w.WriteMsg(s1, &agentproto.Msg{Type: agentproto.MsgExit, Status: &agentproto.ExitStatus{Code: 4}})
-		a.w.WriteMsg(s2, &agentproto.Msg{Type: agentproto.MsgExit, Status: &agentproto.ExitStatus{Code: 137, Signal: 9}})
+		a.W.WriteFrame(agentproto.FrameStdout, s1, []byte("data"))
+		a.W.WriteMsg(s1, &agentproto.Msg{Type: agentproto.MsgExit, Status: &agentproto.ExitStatus{Code: 4}})
+		a.W.WriteMsg(s2, &agentproto.Msg{Type: agentproto.MsgExit, Status: &agentproto.ExitStatus{Code: 137, Signal: 9}})
 
 		// A failing exec.
-		f, m = a.nextMsg(agentproto.MsgExec)
+		f, m = a.NextMsg(agentproto.MsgExec)
 		if f.Stream == s1 || f.Stream == s2 {
 			t.Errorf("stream %d reused", f.Stream)
 		}
-		a.w.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: `exec: "nope": executable file not found in $PATH`})
+		a.W.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: `exec: "nope": executable file not found in $PATH`})
 
 		// top and stats
-		f, m = a.nextMsg(agentproto.MsgTop)
+		f, m = a.NextMsg(agentproto.MsgTop)
 		if f.Stream != 0 || m.PsArgs != "aux" {
 			t.Errorf("top on stream %d args %q", f.Stream, m.PsArgs)
 		}
-		a.w.WriteMsg(0, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID, Top: &agentproto.TopResult{Titles: []string{"PID", "CMD"}, Processes: [][]string{{"5", "sleep 1"}}}})
-		_, m = a.nextMsg(agentproto.MsgStats)
-		a.w.WriteMsg(0, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID, Stats: &agentproto.GuestStats{CPUTotal: 10, Pids: 3, Memory: map[string]uint64{"MemTotal": 1 << 20}}})
-		_, m = a.nextMsg(agentproto.MsgTop)
-		a.w.WriteMsg(0, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: "unsupported ps arguments"})
+		a.W.WriteMsg(0, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID, Top: &agentproto.TopResult{Titles: []string{"PID", "CMD"}, Processes: [][]string{{"5", "sleep 1"}}}})
+		_, m = a.NextMsg(agentproto.MsgStats)
+		a.W.WriteMsg(0, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID, Stats: &agentproto.GuestStats{CPUTotal: 10, Pids: 3, Memory: map[string]uint64{"MemTotal": 1 << 20}}})
+		_, m = a.NextMsg(agentproto.MsgTop)
+		a.W.WriteMsg(0, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: "unsupported ps arguments"})
 	}()
 
 	ctx := ctxT(t)
@@ -148,12 +149,12 @@ func TestExec(t *testing.T) {
 }
 
 func TestExecConnectionLost(t *testing.T) {
-	host, a := newPair(t)
+	host, a := fakeagent.NewPair(t)
 	go func() {
-		a.hello(nil, "running", agentproto.Version, nil)
-		f, m := a.nextMsg(agentproto.MsgExec)
-		a.w.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: 9})
-		a.conn.Close()
+		a.Hello(nil, "running", agentproto.Version, nil)
+		f, m := a.NextMsg(agentproto.MsgExec)
+		a.W.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: 9})
+		a.Conn.Close()
 	}()
 	ctx := ctxT(t)
 	c, _, err := Connect(ctx, host)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -302,7 +303,11 @@ func (c *client) request(ctx context.Context, stream uint32, m *agentproto.Msg) 
 	}
 	reply := func(r *agentproto.Msg) (*agentproto.Msg, error) {
 		if r.Type == agentproto.MsgError {
-			return r, &AgentError{Op: m.Type, Message: r.Message}
+			code := r.ErrCode
+			if code == "" && (m.Type == agentproto.MsgStart || m.Type == agentproto.MsgExec) {
+				code = legacyProcessErrCode(r.Message)
+			}
+			return r, &AgentError{Op: m.Type, Code: code, Message: r.Message}
 		}
 		return r, nil
 	}
@@ -325,13 +330,48 @@ func (c *client) request(ctx context.Context, stream uint32, m *agentproto.Msg) 
 }
 
 // AgentError is a request the agent refused; Message is the agent's text
-// (e.g. `exec: "x": executable file not found in $PATH`).
+// (e.g. `exec: "x": executable file not found in $PATH`). For start and
+// exec, Code says why the command could not run
+// (agentproto.ErrCommandNotFound, ErrCommandNotExecutable) or is empty.
 type AgentError struct {
 	Op      string
+	Code    string
 	Message string
 }
 
 func (e *AgentError) Error() string { return e.Message }
+
+// IsCommandNotFound reports whether err is a start or exec refused because
+// the command does not exist (dockerd's exit code 127).
+func IsCommandNotFound(err error) bool { return agentErrCode(err) == agentproto.ErrCommandNotFound }
+
+// IsCommandNotExecutable reports whether err is a start or exec refused
+// because the command may not be executed (dockerd's exit code 126).
+func IsCommandNotExecutable(err error) bool {
+	return agentErrCode(err) == agentproto.ErrCommandNotExecutable
+}
+
+func agentErrCode(err error) string {
+	var ae *AgentError
+	if errors.As(err, &ae) {
+		return ae.Code
+	}
+	return ""
+}
+
+// legacyProcessErrCode classifies the error text of an agent that predates
+// Msg.ErrCode (a container started before a daemon upgrade keeps its
+// agent), as the daemon used to.
+func legacyProcessErrCode(msg string) string {
+	lower := strings.ToLower(msg)
+	switch {
+	case strings.Contains(lower, "executable file not found") || strings.Contains(lower, "no such file or directory"):
+		return agentproto.ErrCommandNotFound
+	case strings.Contains(lower, "permission denied"):
+		return agentproto.ErrCommandNotExecutable
+	}
+	return ""
+}
 
 func (c *client) start(ctx context.Context, req *agentproto.StartRequest, pio ProcessIO) (*Process, error) {
 	p := newProcess(c, agentproto.MainStream)

@@ -100,6 +100,18 @@ const (
 	MsgInterfaceUp = "interface-up"
 )
 
+// Error kinds in Msg.ErrCode: why a start or exec could not run its
+// command. dockerd reports the first with exit code 127, the second with
+// 126.
+const (
+	// ErrCommandNotFound: args[0] is not in PATH, or the file (or its
+	// interpreter) does not exist (ENOENT).
+	ErrCommandNotFound = "command-not-found"
+	// ErrCommandNotExecutable: args[0] exists but may not be executed
+	// (EACCES: no execute permission, a noexec mount).
+	ErrCommandNotExecutable = "permission-denied"
+)
+
 // Msg is the JSON body of a FrameMsg frame. Type selects which fields are
 // meaningful; unknown fields are ignored by both sides.
 type Msg struct {
@@ -137,6 +149,11 @@ type Msg struct {
 
 	// Error / Log
 	Message string `json:"message,omitempty"`
+	// ErrCode classifies an error reply to start or exec (ErrCommand...;
+	// empty: any other failure). File operations have their own
+	// (FileOp.ErrCode). An optional field: agents that predate it send
+	// none, and the host falls back on the message's text.
+	ErrCode string `json:"errCode,omitempty"`
 
 	// File operations (files.go): parameters, results, credit.
 	File *FileOp `json:"file,omitempty"`
