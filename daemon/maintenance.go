@@ -250,7 +250,7 @@ func (mv *maintVM) start() {
 			if err != nil {
 				return err
 			}
-			req := &agentproto.StartRequest{RootDevice: "/dev/vda", Entropy: entropy, TimeUnixNano: time.Now().UnixNano(), Mounts: mv.mounts}
+			req := &agentproto.StartRequest{RootDevice: mv.d.vms.GuestRootDevice(), Entropy: entropy, TimeUnixNano: time.Now().UnixNano(), Mounts: mv.mounts}
 			if err := s.agent.Mount(ctx, req); err != nil {
 				return fmt.Errorf("mount the container's disk in the maintenance VM: %w", err)
 			}

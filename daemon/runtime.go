@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/errdefs"
 	"github.com/sirupsen/logrus"
 
+	"github.com/jevm/jevm/network/controller"
 	"github.com/jevm/jevm/vmbackend"
 	"github.com/jevm/jevm/vmbackend/agentclient"
 	"github.com/jevm/jevm/vmbackend/agentproto"
@@ -137,7 +138,7 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 	log := d.log.WithField("container", c.ID[:12])
 	s := &vmStart{d: d, c: c}
 	var mounts *mountSession
-	var netAtt *netAttachment
+	var netAtt *controller.Attachment
 	var proc *agentclient.Process
 	steps := []step{
 		// A maintenance clone (docker cp/export/diff/commit of the stopped
@@ -193,13 +194,13 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 
 // startProcess sends the agent the start request: the clone becomes the
 // container's machine and runs its main process.
-func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentclient.Client, mounts *mountSession, netAtt *netAttachment) (*agentclient.Process, error) {
+func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentclient.Client, mounts *mountSession, netAtt *controller.Attachment) (*agentclient.Process, error) {
 	entropy, err := startEntropy()
 	if err != nil {
 		return nil, err
 	}
 	req := &agentproto.StartRequest{
-		RootDevice:   "/dev/vda",
+		RootDevice:   d.vms.GuestRootDevice(),
 		ReadOnly:     c.HostConfig.ReadonlyRootfs,
 		Hostname:     c.Config.Hostname,
 		Hosts:        netAtt.Hosts,

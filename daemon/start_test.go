@@ -122,7 +122,8 @@ func TestFakeStartStopEscalates(t *testing.T) {
 	}
 	c.mu.Unlock()
 	req := m.Guest.StartRequest()
-	if len(req.Entropy) != startEntropyBytes || req.Hostname != "s1" || !reflect.DeepEqual(req.Process.Args, []string{"app", "--serve"}) {
+	if len(req.Entropy) != startEntropyBytes || req.Hostname != "s1" || !reflect.DeepEqual(req.Process.Args, []string{"app", "--serve"}) ||
+		req.RootDevice != fakevm.GuestRootDevice {
 		t.Fatalf("start request %+v", req)
 	}
 	tr := startTrace(hook, "container")
@@ -440,7 +441,7 @@ func TestFakeMaintenanceClone(t *testing.T) {
 		t.Fatalf("file operation: %v (ran %v)", err, ran)
 	}
 	m := vms.Machine(c.ID)
-	if req := m.Guest.StartRequest(); req == nil || len(req.Entropy) != startEntropyBytes || req.Process.Args != nil {
+	if req := m.Guest.StartRequest(); req == nil || len(req.Entropy) != startEntropyBytes || req.Process.Args != nil || req.RootDevice != fakevm.GuestRootDevice {
 		t.Fatalf("mount request %+v", req)
 	}
 	tr := startTrace(hook, "maintenance")

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +43,43 @@ func (p *Provider) Accelerator() string                                   { retu
 func (p *Provider) DiskSize() int64                                       { return 1 << 30 }
 func (p *Provider) EnsureTemplate(context.Context, vmbackend.Shape) error { return nil }
 func (p *Provider) Close() error                                          { return nil }
+
+// GuestRootDevice is what the fake guest calls its root disk; a name no
+// real guest has, so tests see that the daemon takes it from the backend.
+const GuestRootDevice = "/dev/fakeroot"
+
+func (p *Provider) GuestRootDevice() string { return GuestRootDevice }
+
+// CreateRootDisk writes a small file naming base (the fake's "overlay").
+func (p *Provider) CreateRootDisk(_ context.Context, base, path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(rootDiskMagic + base)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
+}
+
+// RootDiskBase reads back the base CreateRootDisk recorded.
+func (p *Provider) RootDiskBase(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	base, ok := strings.CutPrefix(string(b), rootDiskMagic)
+	if !ok {
+		return "", fmt.Errorf("fakevm: %s is not a fake root disk", path)
+	}
+	return base, nil
+}
+
+const rootDiskMagic = "fakevm-root-disk\n"
 
 // Start makes a running machine for spec. As the QEMU provider, it refuses
 // a second VM for the same ID.
