@@ -3,11 +3,12 @@ package daemon
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/jevm/jevm/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/jevm/jevm/internal/atomicfile"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"

@@ -1,7 +1,11 @@
 package daemon
 
 import (
+	"context"
+	"fmt"
+
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/errdefs"
 )
 
 type waitEvent int
@@ -46,4 +50,36 @@ func (c *Container) dropWaiter(w *waiter) {
 			return
 		}
 	}
+}
+
+// ContainerWait registers a waiter and returns its channel.
+func (d *Daemon) ContainerWait(ctx context.Context, ref string, cond container.WaitCondition) (<-chan container.WaitResponse, error) {
+	c, err := d.containers.get(ref)
+	if err != nil {
+		return nil, err
+	}
+	switch cond {
+	case "", container.WaitConditionNotRunning:
+		cond = container.WaitConditionNotRunning
+	case container.WaitConditionNextExit, container.WaitConditionRemoved:
+	default:
+		return nil, errdefs.InvalidParameter(fmt.Errorf("invalid condition: %q", cond))
+	}
+	w := &waiter{cond: cond, ch: make(chan container.WaitResponse, 1)}
+	c.mu.Lock()
+	if cond == container.WaitConditionNotRunning && !c.running() {
+		resp := container.WaitResponse{StatusCode: int64(c.State.ExitCode)}
+		c.mu.Unlock()
+		w.ch <- resp
+		return w.ch, nil
+	}
+	c.waiters = append(c.waiters, w)
+	c.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		c.mu.Lock()
+		c.dropWaiter(w)
+		c.mu.Unlock()
+	}()
+	return w.ch, nil
 }

@@ -1,0 +1,246 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/errdefs"
+	"github.com/docker/go-connections/nat"
+
+	"github.com/jevm/jevm/vmbackend"
+)
+
+// ContainerCreate makes a container: its record, its log and its own
+// copy-on-write root disk on the image's base disk. Nothing of a failed
+// create is left behind.
+func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig) (resp container.CreateResponse, retErr error) {
+	if cfg == nil {
+		return resp, errdefs.InvalidParameter(fmt.Errorf("config cannot be empty in order to create a container"))
+	}
+	if hostCfg == nil {
+		hostCfg = &container.HostConfig{}
+	}
+	if err := validateHostConfig(hostCfg); err != nil {
+		return resp, err
+	}
+	// The log config is fixed here: the container's, or the daemon's
+	// default, merged as dockerd does (logconfig.go).
+	logCfg, err := resolveLogConfig(hostCfg.LogConfig, d.cfg.DefaultLogConfig)
+	if err != nil {
+		return resp, err
+	}
+	hostCfg.LogConfig = logCfg
+	if err := validateHealthcheck(cfg.Healthcheck); err != nil {
+		return resp, err
+	}
+	if cfg.Image == "" {
+		return resp, errdefs.InvalidParameter(fmt.Errorf("no image specified"))
+	}
+	imageID, imgCfg, err := d.images.ImageConfig(cfg.Image)
+	if err != nil {
+		return resp, err
+	}
+	merged := mergeImageConfig(cfg, imgCfg)
+	argv := append(append([]string{}, merged.Entrypoint...), merged.Cmd...)
+	if len(argv) == 0 {
+		return resp, errdefs.InvalidParameter(fmt.Errorf("no command specified"))
+	}
+	// Networks and published ports (network.go).
+	if netCfg, err = d.prepareNetworking(hostCfg, merged, netCfg); err != nil {
+		return resp, err
+	}
+	shape, warnings, err := d.shapeFor(hostCfg)
+	if err != nil {
+		return resp, err
+	}
+
+	id := newID()
+	if name != "" {
+		name = strings.TrimPrefix(name, "/")
+		if !validName.MatchString(name) {
+			return resp, errdefs.InvalidParameter(fmt.Errorf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
+		}
+		if err := d.containers.reserve(name, id); err != nil {
+			return resp, err
+		}
+	} else if name, err = d.containers.generateName(id); err != nil {
+		return resp, err
+	}
+	if merged.Hostname == "" {
+		merged.Hostname = id[:12]
+	}
+	c := &Container{
+		ID:         id,
+		Name:       name,
+		Created:    time.Now().UTC(),
+		ImageRef:   cfg.Image,
+		ImageID:    imageID,
+		Config:     merged,
+		HostConfig: hostCfg,
+		NetConfig:  netCfg,
+		Path:       argv[0],
+		Args:       argv[1:],
+		Shape:      shape,
+		State:      ContainerState{Status: container.StateCreated},
+		Dir:        d.containerDir(id),
+	}
+	defer func() {
+		if retErr != nil {
+			d.containers.release(name)
+			_ = os.RemoveAll(c.Dir)
+		}
+	}()
+	// Bind mounts and volumes (mounts.go); it cleans up after itself on
+	// error, and the volumes it made go with a later failure.
+	if err := d.registerMounts(c); err != nil {
+		return resp, err
+	}
+	defer func() {
+		if retErr != nil {
+			d.removeMounts(c, true)
+		}
+	}()
+	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+		return resp, fmt.Errorf("create container directory: %w", err)
+	}
+	// The image store has the image's base disk; the VM backend layers the
+	// container's own disk over it in its format.
+	base, err := d.images.BaseDisk(ctx, imageID)
+	if err != nil {
+		return resp, fmt.Errorf("image disk: %w", err)
+	}
+	if err := d.vms.CreateRootDisk(ctx, base, c.diskPath()); err != nil {
+		return resp, errdefs.System(fmt.Errorf("create root disk: %w", err))
+	}
+	if err := c.save(); err != nil {
+		return resp, err
+	}
+	d.containers.add(c)
+	c.mu.Lock()
+	d.containerEvent(c, events.ActionCreate, nil)
+	c.mu.Unlock()
+	d.log.WithFields(map[string]any{"container": id[:12], "name": name, "image": cfg.Image}).Info("container created")
+	return container.CreateResponse{ID: id, Warnings: warnings}, nil
+}
+
+func (d *Daemon) containerDir(id string) string { return d.cfg.containersDir() + "/" + id }
+
+// validateHostConfig refuses what jevm cannot honour yet, rather than
+// silently ignoring it.
+func validateHostConfig(hc *container.HostConfig) error {
+	notYet := func(what string) error {
+		return errdefs.InvalidParameter(fmt.Errorf("%s: not supported by jevm yet", what))
+	}
+	switch {
+	case hc.Privileged:
+		return notYet("--privileged")
+	}
+	if hc.Memory != 0 && hc.Memory < 6*1024*1024 {
+		return errdefs.InvalidParameter(fmt.Errorf("Minimum memory limit allowed is 6MB"))
+	}
+	if hc.NanoCPUs < 0 {
+		return errdefs.InvalidParameter(fmt.Errorf("invalid CPU value"))
+	}
+	if err := container.ValidateRestartPolicy(hc.RestartPolicy); err != nil {
+		return errdefs.InvalidParameter(err)
+	}
+	if hc.AutoRemove && hc.RestartPolicy.Name != "" && hc.RestartPolicy.Name != container.RestartPolicyDisabled {
+		return errdefs.InvalidParameter(fmt.Errorf("can't create 'AutoRemove' container with restart policy"))
+	}
+	if err := validateUlimits(hc.Ulimits); err != nil { // ulimits.go
+		return errdefs.InvalidParameter(err)
+	}
+	return nil
+}
+
+// shapeFor maps -m and --cpus to a VM size. The VM's memory is the
+// container's memory limit (rounded up to 64 MiB, at least MinMemoryMiB).
+func (d *Daemon) shapeFor(hc *container.HostConfig) (shape vmbackend.Shape, warnings []string, err error) {
+	shape = d.cfg.DefaultShape
+	if hc.Memory > 0 {
+		mib := int((hc.Memory + (1<<20 - 1)) >> 20)
+		mib = (mib + 63) / 64 * 64
+		if mib < d.cfg.MinMemoryMiB {
+			warnings = append(warnings, fmt.Sprintf("a jeVM needs at least %d MiB of memory; the memory limit was raised from %d MiB", d.cfg.MinMemoryMiB, hc.Memory>>20))
+			mib = d.cfg.MinMemoryMiB
+		}
+		shape.MemoryMiB = mib
+	}
+	switch {
+	case hc.NanoCPUs > 0:
+		shape.VCPUs = int((hc.NanoCPUs + 1e9 - 1) / 1e9)
+	case hc.CPUCount > 0:
+		shape.VCPUs = int(hc.CPUCount)
+	}
+	return shape, warnings, nil
+}
+
+// mergeImageConfig applies dockerd's rules: container settings win, the
+// image fills the gaps; an entrypoint given by the user drops the image's
+// command.
+func mergeImageConfig(cfg, img *container.Config) *container.Config {
+	m := *cfg
+	if img == nil {
+		return &m
+	}
+	m.Env = mergeEnv(img.Env, cfg.Env)
+	if len(cfg.Entrypoint) == 0 {
+		m.Entrypoint = img.Entrypoint
+		if len(cfg.Cmd) == 0 {
+			m.Cmd = img.Cmd
+		}
+	}
+	if m.WorkingDir == "" {
+		m.WorkingDir = img.WorkingDir
+	}
+	if m.User == "" {
+		m.User = img.User
+	}
+	if len(img.Labels) > 0 {
+		labels := map[string]string{}
+		for k, v := range img.Labels {
+			labels[k] = v
+		}
+		for k, v := range cfg.Labels {
+			labels[k] = v
+		}
+		m.Labels = labels
+	}
+	if len(img.ExposedPorts) > 0 {
+		ports := nat.PortSet{}
+		for k := range img.ExposedPorts {
+			ports[k] = struct{}{}
+		}
+		for k := range cfg.ExposedPorts {
+			ports[k] = struct{}{}
+		}
+		m.ExposedPorts = ports
+	}
+	if len(img.Volumes) > 0 {
+		vols := map[string]struct{}{}
+		for k := range img.Volumes {
+			vols[k] = struct{}{}
+		}
+		for k := range cfg.Volumes {
+			vols[k] = struct{}{}
+		}
+		m.Volumes = vols
+	}
+	if m.StopSignal == "" {
+		m.StopSignal = img.StopSignal
+	}
+	m.Healthcheck = mergeHealthcheck(cfg.Healthcheck, img.Healthcheck)
+	if len(m.OnBuild) == 0 {
+		m.OnBuild = img.OnBuild
+	}
+	if len(m.Shell) == 0 {
+		m.Shell = img.Shell
+	}
+	return &m
+}
