@@ -15,6 +15,8 @@ import (
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/go-connections/nat"
 	units "github.com/docker/go-units"
+
+	"github.com/jevm/jevm/internal/filterutil"
 )
 
 // ContainerInspect builds dockerd's inspect document. Mounts and
@@ -187,7 +189,7 @@ func (d *Daemon) summary(c *Container, all bool, f filters.Args, exitCodes []int
 	if !matchVolumeFilter(c, f) {
 		return container.Summary{}, false
 	}
-	if !matchLabels(f, c.Config.Labels) {
+	if !filterutil.MatchLabels(f, c.Config.Labels) {
 		return container.Summary{}, false
 	}
 	if f.Contains("ancestor") {

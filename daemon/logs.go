@@ -7,10 +7,10 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	timetypes "github.com/docker/docker/api/types/time"
 	"github.com/docker/docker/errdefs"
 
 	"github.com/jevm/jevm/api/types/backend"
+	"github.com/jevm/jevm/internal/filterutil"
 )
 
 // ContainerLogs reads the container's log (json-file or local; logfile.go).
@@ -37,12 +37,12 @@ func (d *Daemon) ContainerLogs(ctx context.Context, ref string, opts container.L
 	}
 	now := time.Now()
 	if opts.Since != "" {
-		if ro.Since, err = parseLogTime(opts.Since, now); err != nil {
+		if ro.Since, err = filterutil.ParseTime(opts.Since, now); err != nil {
 			return nil, false, err
 		}
 	}
 	if opts.Until != "" {
-		if ro.Until, err = parseLogTime(opts.Until, now); err != nil {
+		if ro.Until, err = filterutil.ParseTime(opts.Until, now); err != nil {
 			return nil, false, err
 		}
 	}
@@ -57,18 +57,4 @@ func (d *Daemon) ContainerLogs(ctx context.Context, ref string, opts container.L
 	out := make(chan backend.LogMessage, 64)
 	go readLog(ctx, logPath, ro, stillRunning, out)
 	return out, tty, nil
-}
-
-// parseLogTime accepts what `docker logs --since/--until` send: unix
-// seconds with a fraction, RFC 3339 or a duration before now.
-func parseLogTime(v string, now time.Time) (time.Time, error) {
-	ts, err := timetypes.GetTimestamp(v, now)
-	if err != nil {
-		return time.Time{}, errdefs.InvalidParameter(err)
-	}
-	sec, nsec, err := timetypes.ParseTimestamps(ts, 0)
-	if err != nil {
-		return time.Time{}, errdefs.InvalidParameter(err)
-	}
-	return time.Unix(sec, nsec), nil
 }

@@ -151,17 +151,7 @@ func (d *Daemon) fillNetworkSettings(c *Container, hc *container.HostConfig, ns 
 		d.net.FillSettings(netContainer(c), hc, ns)
 		return
 	}
-	mode := string(c.HostConfig.NetworkMode)
-	if mode == "" || mode == network.NetworkDefault {
-		mode = network.NetworkBridge
-	}
-	hc.NetworkMode = container.NetworkMode(mode)
-	if ns.Networks == nil {
-		ns.Networks = map[string]*network.EndpointSettings{}
-	}
-	if ns.Ports == nil {
-		ns.Ports = map[nat.Port][]nat.PortBinding{}
-	}
+	controller.FillUnmanagedSettings(netContainer(c), hc, ns)
 }
 
 // fillSummaryNetwork fills a `docker ps` row's Ports, Networks and

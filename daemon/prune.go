@@ -3,13 +3,14 @@ package daemon
 import (
 	"context"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/jevm/jevm/internal/filterutil"
 )
 
 // ContainersPrune removes stopped containers.
@@ -19,7 +20,7 @@ func (d *Daemon) ContainersPrune(ctx context.Context, pruneFilters filters.Args)
 	}
 	var until time.Time
 	if vals := pruneFilters.Get("until"); len(vals) > 0 {
-		t, err := parseLogTime(vals[0], time.Now())
+		t, err := filterutil.ParseTime(vals[0], time.Now())
 		if err != nil {
 			return nil, err
 		}
@@ -30,7 +31,7 @@ func (d *Daemon) ContainersPrune(ctx context.Context, pruneFilters filters.Args)
 		c.mu.Lock()
 		keep := c.running() || c.removing ||
 			(!until.IsZero() && c.Created.After(until)) ||
-			!matchLabels(pruneFilters, c.Config.Labels)
+			!filterutil.MatchLabels(pruneFilters, c.Config.Labels)
 		c.mu.Unlock()
 		if keep {
 			continue
@@ -42,18 +43,4 @@ func (d *Daemon) ContainersPrune(ctx context.Context, pruneFilters filters.Args)
 	}
 	d.logEvent(events.ContainerEventType, events.ActionPrune, "", map[string]string{"reclaimed": strconv.FormatUint(report.SpaceReclaimed, 10)})
 	return report, nil
-}
-
-// matchLabels applies "label" and "label!" filters.
-func matchLabels(f filters.Args, labels map[string]string) bool {
-	if !f.MatchKVList("label", labels) {
-		return false
-	}
-	for _, neg := range f.Get("label!") {
-		k, v, hasV := strings.Cut(neg, "=")
-		if got, ok := labels[k]; ok && (!hasV || got == v) {
-			return false
-		}
-	}
-	return true
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/jevm/jevm/api/types/backend"
+	"github.com/jevm/jevm/internal/filterutil"
 	"github.com/jevm/jevm/volumes"
 )
 
@@ -86,7 +87,7 @@ func (d *Daemon) volumeMatcher(f filters.Args, accepted map[string]bool) (func(*
 		if f.Contains("driver") && !f.ExactMatch("driver", v.Driver) {
 			return false
 		}
-		if !matchLabels(f, v.Labels) {
+		if !filterutil.MatchLabels(f, v.Labels) {
 			return false
 		}
 		if dangling != nil && d.volumes.InUse(v.Name) == *dangling {

@@ -6,8 +6,9 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/image"
-	timetypes "github.com/docker/docker/api/types/time"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/jevm/jevm/internal/filterutil"
 )
 
 var listFilters = map[string]bool{
@@ -45,7 +46,7 @@ func (s *Store) List(opts image.ListOptions) ([]image.Summary, error) {
 		return nil, err
 	}
 	err = f.WalkValues("until", func(v string) error {
-		t, err := parseUntil(v)
+		t, err := filterutil.ParseTime(v, time.Now())
 		if err != nil {
 			return err
 		}
@@ -146,16 +147,4 @@ func unixOrZero(t time.Time) int64 {
 		return 0
 	}
 	return t.Unix()
-}
-
-func parseUntil(v string) (time.Time, error) {
-	ts, err := timetypes.GetTimestamp(v, time.Now())
-	if err != nil {
-		return time.Time{}, errdefs.InvalidParameter(err)
-	}
-	sec, nsec, err := timetypes.ParseTimestamps(ts, 0)
-	if err != nil {
-		return time.Time{}, errdefs.InvalidParameter(err)
-	}
-	return time.Unix(sec, nsec), nil
 }

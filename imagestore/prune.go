@@ -9,6 +9,8 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/errdefs"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/jevm/jevm/internal/filterutil"
 )
 
 var pruneFilters = map[string]bool{
@@ -39,7 +41,7 @@ func (s *Store) Prune(pf filters.Args, users UsersFunc) (*image.PruneReport, err
 		if len(vals) > 1 {
 			return nil, errdefs.InvalidParameter(errors.New("more than one until filter specified"))
 		}
-		if until, err = parseUntil(vals[0]); err != nil {
+		if until, err = filterutil.ParseTime(vals[0], time.Now()); err != nil {
 			return nil, err
 		}
 	}

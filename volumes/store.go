@@ -15,8 +15,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/jevm/jevm/internal/mountinfo"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,6 +25,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/jevm/jevm/internal/mountinfo"
 
 	"github.com/docker/docker/errdefs"
 	"golang.org/x/sys/unix"
@@ -98,20 +100,9 @@ func (v *Volume) needsMount() bool {
 
 func (v *Volume) clone() *Volume {
 	c := *v
-	c.Labels = copyMap(v.Labels)
-	c.Options = copyMap(v.Options)
+	c.Labels = maps.Clone(v.Labels)
+	c.Options = maps.Clone(v.Options)
 	return &c
-}
-
-func copyMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // entry is a volume with its run-time bookkeeping.
@@ -296,7 +287,7 @@ func (s *Store) Create(name, driver string, opts, labels map[string]string, ref 
 	}
 	if name == "" {
 		name = randomName()
-		labels = copyMap(labels)
+		labels = maps.Clone(labels)
 		if labels == nil {
 			labels = map[string]string{}
 		}
@@ -318,8 +309,8 @@ func (s *Store) Create(name, driver string, opts, labels map[string]string, ref 
 	v := &Volume{
 		Name:      name,
 		Driver:    driver,
-		Labels:    copyMap(labels),
-		Options:   copyMap(opts),
+		Labels:    maps.Clone(labels),
+		Options:   maps.Clone(opts),
 		CreatedAt: time.Now().UTC().Truncate(time.Second),
 	}
 	if v.Labels == nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
 	"sort"
@@ -16,10 +17,10 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
-	timetypes "github.com/docker/docker/api/types/time"
 	"github.com/docker/docker/errdefs"
 	"github.com/sirupsen/logrus"
 
+	"github.com/jevm/jevm/internal/filterutil"
 	jnet "github.com/jevm/jevm/network"
 	"github.com/jevm/jevm/vmbackend"
 )
@@ -71,7 +72,7 @@ func (nm *Controller) Create(ctx context.Context, req network.CreateRequest) (ne
 	r := &netRecord{
 		ID: newID(), Name: req.Name, Driver: driverBridge, Created: time.Now().UTC(),
 		Internal: req.Internal, Attachable: req.Attachable,
-		Labels: copyMap(req.Labels), Options: copyMap(req.Options),
+		Labels: maps.Clone(req.Labels), Options: maps.Clone(req.Options),
 		Endpoints: map[string]*endpointRecord{}, MTU: nm.cfg.MTU,
 	}
 	if r.Options == nil {
@@ -115,7 +116,7 @@ func (nm *Controller) Create(ctx context.Context, req network.CreateRequest) (ne
 				return network.CreateResponse{}, errdefs.Forbidden(fmt.Errorf("invalid pool request: Pool overlaps with other one on this address space"))
 			}
 		}
-		r.Subnet, r.Gateway, r.IPRange, r.Aux, r.UserIPAM = c.Subnet, c.Gateway, c.IPRange, copyMap(c.AuxAddress), true
+		r.Subnet, r.Gateway, r.IPRange, r.Aux, r.UserIPAM = c.Subnet, c.Gateway, c.IPRange, maps.Clone(c.AuxAddress), true
 	} else {
 		if len(v4) == 1 && (v4[0].Gateway != "" || v4[0].IPRange != "") {
 			return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("--gateway and --ip-range need --subnet"))
@@ -151,17 +152,6 @@ func (nm *Controller) Create(ctx context.Context, req network.CreateRequest) (ne
 	return network.CreateResponse{ID: r.ID}, nil
 }
 
-func copyMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
 // event publishes a network event (docker events --filter type=network).
 func (nm *Controller) event(r *netRecord, action events.Action, extra map[string]string) {
 	if nm.events == nil {
@@ -183,8 +173,8 @@ func (r *netRecord) inspectLocked() network.Inspect {
 		IPAM:       network.IPAM{Driver: "default", Options: map[string]string{}, Config: []network.IPAMConfig{}},
 		ConfigFrom: network.ConfigReference{},
 		Containers: map[string]network.EndpointResource{},
-		Options:    copyMap(r.Options),
-		Labels:     copyMap(r.Labels),
+		Options:    maps.Clone(r.Options),
+		Labels:     maps.Clone(r.Labels),
 	}
 	if ni.Options == nil {
 		ni.Options = map[string]string{}
@@ -193,7 +183,7 @@ func (r *netRecord) inspectLocked() network.Inspect {
 		ni.Labels = map[string]string{}
 	}
 	if r.Driver == driverBridge {
-		ni.IPAM.Config = []network.IPAMConfig{{Subnet: r.Subnet, Gateway: r.Gateway, IPRange: r.IPRange, AuxAddress: copyMap(r.Aux)}}
+		ni.IPAM.Config = []network.IPAMConfig{{Subnet: r.Subnet, Gateway: r.Gateway, IPRange: r.IPRange, AuxAddress: maps.Clone(r.Aux)}}
 		if r.Bridge != "" && !r.isDefaultBridge() && ni.Options[optBridgeName] == "" {
 			// Not an option the user set, but where to find the
 			// bridge on the host.
@@ -313,7 +303,7 @@ func (r *netRecord) matches(f filters.Args) bool {
 			return false
 		}
 	}
-	return matchLabels(f, r.Labels)
+	return filterutil.MatchLabels(f, r.Labels)
 }
 
 // Remove serves `docker network rm`.
@@ -352,7 +342,7 @@ func (nm *Controller) Prune(ctx context.Context, f filters.Args) (*network.Prune
 	var until time.Time
 	if vals := f.Get("until"); len(vals) > 0 {
 		var err error
-		if until, err = parseTime(vals[0], time.Now()); err != nil {
+		if until, err = filterutil.ParseTime(vals[0], time.Now()); err != nil {
 			return nil, err
 		}
 	}
@@ -360,7 +350,7 @@ func (nm *Controller) Prune(ctx context.Context, f filters.Args) (*network.Prune
 	nm.mu.Lock()
 	defer nm.unlock()
 	for _, r := range nm.sortedLocked() {
-		if r.predefined() || len(r.Endpoints) > 0 || !matchLabels(f, r.Labels) || (!until.IsZero() && r.Created.After(until)) {
+		if r.predefined() || len(r.Endpoints) > 0 || !filterutil.MatchLabels(f, r.Labels) || (!until.IsZero() && r.Created.After(until)) {
 			continue
 		}
 		if err := nm.removeLocked(r); err == nil {
@@ -539,33 +529,4 @@ func (ep *endpointRecord) idOrEmpty() string {
 		return ""
 	}
 	return ep.ID
-}
-
-// matchLabels applies "label" and "label!" filters.
-func matchLabels(f filters.Args, labels map[string]string) bool {
-	if !f.MatchKVList("label", labels) {
-		return false
-	}
-	for _, neg := range f.Get("label!") {
-		k, v, hasV := strings.Cut(neg, "=")
-		if got, ok := labels[k]; ok && (!hasV || got == v) {
-			return false
-		}
-	}
-	return true
-}
-
-// parseTime accepts what prune's until filter takes (as `docker logs
-// --since`): unix seconds with a fraction, RFC 3339 or a duration before
-// now.
-func parseTime(v string, now time.Time) (time.Time, error) {
-	ts, err := timetypes.GetTimestamp(v, now)
-	if err != nil {
-		return time.Time{}, errdefs.InvalidParameter(err)
-	}
-	sec, nsec, err := timetypes.ParseTimestamps(ts, 0)
-	if err != nil {
-		return time.Time{}, errdefs.InvalidParameter(err)
-	}
-	return time.Unix(sec, nsec), nil
 }

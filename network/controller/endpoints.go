@@ -627,9 +627,10 @@ func parseMAC(s string) (string, error) {
 
 // ---- inspect and ps ----
 
-// FillSettings fills inspect's NetworkSettings (networks, endpoints,
-// ports) and NetworkMode for c.
-func (nm *Controller) FillSettings(c *Container, hc *container.HostConfig, ns *container.NetworkSettings) {
+// FillUnmanagedSettings fills what inspect shows of c's networking without a
+// controller (daemons built by hand in unit tests): the mode, and empty
+// maps where dockerd never sends null.
+func FillUnmanagedSettings(c *Container, hc *container.HostConfig, ns *container.NetworkSettings) {
 	mode := string(c.HostConfig.NetworkMode)
 	if mode == "" || mode == network.NetworkDefault {
 		mode = network.NetworkBridge
@@ -641,13 +642,19 @@ func (nm *Controller) FillSettings(c *Container, hc *container.HostConfig, ns *c
 	if ns.Ports == nil {
 		ns.Ports = map[nat.Port][]nat.PortBinding{}
 	}
+}
+
+// FillSettings fills inspect's NetworkSettings (networks, endpoints,
+// ports) and NetworkMode for c.
+func (nm *Controller) FillSettings(c *Container, hc *container.HostConfig, ns *container.NetworkSettings) {
+	FillUnmanagedSettings(c, hc, ns)
 	nm.mu.Lock()
 	defer nm.unlock()
 	running := c.Running
 	if running {
 		ns.Ports = jnet.PortMap(nm.ports[c.ID], c.Config.ExposedPorts)
 	}
-	if mode == network.NetworkNone {
+	if string(hc.NetworkMode) == network.NetworkNone {
 		if r := nm.byNameLocked(network.NetworkNone); r != nil {
 			ns.Networks[network.NetworkNone] = &network.EndpointSettings{NetworkID: r.ID}
 		}
