@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"bytes"
-	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -135,20 +133,7 @@ func TestInstalledDaemon(t *testing.T) {
 		}
 	}()
 	dockerAt := func(args ...string) result {
-		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-		defer cancel()
-		c := exec.CommandContext(ctx, "docker", append([]string{"-H", "unix://" + sock}, args...)...)
-		c.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(root, "docker-config"))
-		var o, e bytes.Buffer
-		c.Stdout, c.Stderr = &o, &e
-		err := c.Run()
-		r := result{stdout: o.String(), stderr: e.String()}
-		if ee, ok := err.(*exec.ExitError); ok {
-			r.code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatalf("docker %v: %v", args, err)
-		}
-		return r
+		return dockerOn(t, sock, filepath.Join(root, "docker-config"), "", args...)
 	}
 	// The socket answers before jevmd serves (the kernel queues the
 	// connection), so wait for a real answer.

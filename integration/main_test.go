@@ -269,10 +269,16 @@ func docker(t *testing.T, args ...string) result {
 
 func dockerStdin(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
+	return dockerOn(t, env.sock, filepath.Join(env.root, "docker-config"), stdin, args...)
+}
+
+// dockerOn runs the docker CLI against the daemon on the unix socket sock.
+func dockerOn(t *testing.T, sock, config, stdin string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+env.sock, "DOCKER_CONFIG="+filepath.Join(env.root, "docker-config"))
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+sock, "DOCKER_CONFIG="+config)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
