@@ -35,3 +35,21 @@ func TestPluginsAsDockerdWithNone(t *testing.T) {
 		t.Errorf("POST /plugins/pull = %d %s", resp.StatusCode, body)
 	}
 }
+
+// Not in a swarm: dockerd's 503 for what needs one, 501 for creating one.
+func TestSwarmAsDockerdOutsideASwarm(t *testing.T) {
+	e := newTestEnv(t)
+	for _, rq := range [][2]string{
+		{"GET", "/swarm"}, {"POST", "/swarm/leave?force=1"}, {"GET", "/nodes"}, {"GET", "/services"},
+		{"GET", "/services/web"}, {"GET", "/tasks"}, {"GET", "/secrets"}, {"POST", "/configs/create"}, {"GET", "/v1.51/swarm"},
+	} {
+		resp, body := e.do(rq[0], rq[1], nil)
+		if resp.StatusCode != 503 || !strings.Contains(string(body), "This node is not part of a swarm") {
+			t.Errorf("%s %s = %d %s", rq[0], rq[1], resp.StatusCode, body)
+		}
+	}
+	resp, body := e.do("POST", "/swarm/init", "{}")
+	if resp.StatusCode != 501 {
+		t.Errorf("POST /swarm/init = %d %s", resp.StatusCode, body)
+	}
+}

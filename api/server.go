@@ -249,6 +249,7 @@ func (s *Server) newRouter() *mux.Router {
 		s.archiveRoutes(),   // archive.go: cp, export, diff, commit
 		s.networkRoutes(),   // networks.go
 		s.pluginRoutes(),    // plugins.go: none installed
+		s.swarmRoutes(),     // swarm.go: not part of a swarm
 	} {
 		for _, rt := range routes {
 			add(rt.method, rt.path, rt.h)

@@ -205,7 +205,8 @@ func execProcessRequest(c *Container, cfg *container.ExecOptions, size *[2]uint)
 		TTY:   cfg.Tty,
 		Stdin: cfg.AttachStdin,
 		// As runc's exec: the container's rlimits.
-		Rlimits: c.Rlimits,
+		Rlimits:          c.Rlimits,
+		AdditionalGroups: c.HostConfig.GroupAdd,
 	}
 	if req.Cwd == "" {
 		req.Cwd = c.Config.WorkingDir
@@ -294,7 +295,11 @@ func (d *Daemon) ContainerExecStart(ctx context.Context, id string, cfg *backend
 		if cfg.GetStreams == nil {
 			return errdefs.System(errors.New("exec start without streams"))
 		}
-		stdin, stdout, stderr, err = cfg.GetStreams(!e.cfg.Tty)
+		// As dockerd: the start request's Tty decides the framing, not the
+		// exec's own. SDKs create an exec with a TTY and start it with
+		// Tty=false, then read stdcopy frames (all output as stdout, since
+		// the TTY merges the streams).
+		stdin, stdout, stderr, err = cfg.GetStreams(!cfg.Tty)
 		if err != nil {
 			return err
 		}

@@ -239,7 +239,8 @@ func (d *Daemon) healthMonitor(c *Container, r *runtime, cmd []string, s healthS
 			Cwd:  c.Config.WorkingDir,
 			User: c.Config.User,
 			// A probe is an exec: the container's rlimits.
-			Rlimits: c.Rlimits,
+			Rlimits:          c.Rlimits,
+			AdditionalGroups: c.HostConfig.GroupAdd,
 		}
 		c.mu.Unlock()
 		if !paused {

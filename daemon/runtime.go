@@ -220,6 +220,8 @@ func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentcl
 			Cols:  uint16(c.HostConfig.ConsoleSize[1]),
 			// ulimits.go: merged with the daemon's defaults now.
 			Rlimits: d.containerRlimits(c),
+			// --group-add; execs and probes get them too, as in dockerd.
+			AdditionalGroups: c.HostConfig.GroupAdd,
 		},
 	}
 	c.Rlimits = req.Process.Rlimits // for execs; saved once started

@@ -14,6 +14,7 @@ import (
 	dtypes "github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
 	"golang.org/x/sys/unix"
 )
@@ -77,7 +78,10 @@ func (d *Daemon) SystemInfo(ctx context.Context) (*system.Info, error) {
 		Runtimes: map[string]system.RuntimeWithStatus{
 			"jevm": {Runtime: system.Runtime{Path: d.vms.Name(), Args: []string{"--accel", accel}}},
 		},
-		DefaultRuntime:     "jevm",
+		DefaultRuntime: "jevm",
+		// Not part of a swarm, as dockerd reports it (Swarm mode is not
+		// there yet; api/swarm.go answers its endpoints).
+		Swarm:              swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive},
 		LiveRestoreEnabled: !d.cfg.LiveRestoreDisabled,
 		ExperimentalBuild:  d.cfg.Experimental,
 		Isolation:          "",

@@ -333,6 +333,10 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest) (*proc, err
 	if err != nil {
 		return nil, err
 	}
+	extra, err := additionalGroups(root, req.AdditionalGroups) // --group-add
+	if err != nil {
+		return nil, err
+	}
 	env := append([]string(nil), req.Env...)
 	if _, ok := envValue(env, "HOME"); !ok {
 		env = append(env, "HOME="+user.Home)
@@ -355,8 +359,8 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest) (*proc, err
 	if err != nil {
 		return nil, err
 	}
-	groups := make([]uint32, 0, len(user.Sgids))
-	for _, g := range user.Sgids {
+	groups := make([]uint32, 0, len(user.Sgids)+len(extra))
+	for _, g := range append(user.Sgids, extra...) {
 		groups = append(groups, uint32(g))
 	}
 	attr := &os.ProcAttr{

@@ -383,3 +383,38 @@ func resolveUser(root, spec string) (*execUser, error) {
 	}
 	return u, nil
 }
+
+// additionalGroups resolves `--group-add` values against the container's
+// /etc/group as runc does: a name must be there; a number is taken as is.
+func additionalGroups(root string, specs []string) ([]int, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	var groups []groupEntry
+	if hp, err := resolveInRoot(root, "/etc/group"); err == nil {
+		if g, err := parseGroup(hp); err == nil {
+			groups = g
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("unable to read group file: %w", err)
+		}
+	}
+	var out []int
+next:
+	for _, spec := range specs {
+		for _, g := range groups {
+			if g.name == spec {
+				out = append(out, g.gid)
+				continue next
+			}
+		}
+		gid, err := strconv.Atoi(spec)
+		if err != nil {
+			return nil, fmt.Errorf("Unable to find group %s: no matching entries in group file", spec)
+		}
+		if gid < 0 || gid > maxID {
+			return nil, errors.New("uids and gids must be in range 0-2147483647")
+		}
+		out = append(out, gid)
+	}
+	return out, nil
+}

@@ -153,3 +153,22 @@ func TestResolveUser(t *testing.T) {
 		t.Error("scratch name resolved")
 	}
 }
+
+// --group-add: names come from the container's /etc/group, numbers are
+// taken as they are, an unknown name is refused with runc's message.
+func TestAdditionalGroups(t *testing.T) {
+	root := mkroot(t)
+	got, err := additionalGroups(root, []string{"wheel", "4321"})
+	if err != nil || !reflect.DeepEqual(got, []int{10, 4321}) {
+		t.Fatalf("additionalGroups = %v, %v", got, err)
+	}
+	if _, err := additionalGroups(root, []string{"ghosts"}); err == nil || !strings.Contains(err.Error(), "Unable to find group ghosts") {
+		t.Fatalf("unknown group: %v", err)
+	}
+	if got, err := additionalGroups(t.TempDir(), []string{"77"}); err != nil || !reflect.DeepEqual(got, []int{77}) {
+		t.Fatalf("scratch numeric: %v, %v", got, err)
+	}
+	if got, err := additionalGroups(root, nil); err != nil || got != nil {
+		t.Fatalf("none: %v, %v", got, err)
+	}
+}

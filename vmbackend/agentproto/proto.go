@@ -254,6 +254,11 @@ type ProcessRequest struct {
 	// Empty leaves the agent's defaults. An optional field: an agent that
 	// predates it ignores it (see docs/AGENT_PROTOCOL.md).
 	Rlimits []Rlimit `json:"rlimits,omitempty"`
+	// AdditionalGroups are supplementary groups added to User's (`docker
+	// run --group-add`): group names, resolved in the container's
+	// /etc/group, or numeric IDs. An optional field: an agent that
+	// predates it ignores it.
+	AdditionalGroups []string `json:"additionalGroups,omitempty"`
 }
 
 // Rlimit is one resource limit (setrlimit(2)) of a process.

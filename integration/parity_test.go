@@ -1,0 +1,74 @@
+package integration
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// Small dockerd-parity checks (issue 12) that need no VM.
+
+// moby's test harness and SDK clean-up code list plugins first: the CLI's
+// plugin commands answer as with a dockerd that has none.
+func TestPluginListEmpty(t *testing.T) {
+	if out := mustDocker(t, "plugin", "ls", "--format", "{{.Name}}"); strings.TrimSpace(out) != "" {
+		t.Fatalf("docker plugin ls = %q", out)
+	}
+	r := docker(t, "plugin", "inspect", "vieux/sshfs")
+	if r.code == 0 || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("docker plugin inspect of a missing plugin:\n%s", r)
+	}
+}
+
+// Not in a swarm: `docker swarm leave --force` (what clean-up scripts run)
+// gets dockerd's answer, and info says inactive.
+func TestNotInASwarm(t *testing.T) {
+	r := docker(t, "swarm", "leave", "--force")
+	if r.code == 0 || !strings.Contains(r.stderr, "This node is not part of a swarm") {
+		t.Fatalf("docker swarm leave --force:\n%s", r)
+	}
+	if got := strings.TrimSpace(mustDocker(t, "info", "--format", "{{.Swarm.LocalNodeState}}")); got != "inactive" {
+		t.Fatalf("Swarm.LocalNodeState = %q", got)
+	}
+}
+
+// attach with logs=1&stream=0 to an exited container returns its logs and
+// ends, as SDKs use it to fetch a finished container's output.
+func TestAttachLogsOfExitedContainer(t *testing.T) {
+	name := uniqueName(t, "done")
+	rmOnCleanup(t, name)
+	mustDocker(t, "run", "--name", name, "busybox", "sh", "-c", "echo out; echo err >&2")
+	resp, err := unixHTTPClient().Post("http://jevm/v1.45/containers/"+name+"/attach?logs=1&stream=0&stdout=1&stderr=1", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var stdout, stderr bytes.Buffer
+	if _, err := stdcopy.StdCopy(&stdout, &stderr, resp.Body); err != nil {
+		t.Fatalf("attach stream: %v", err)
+	}
+	if resp.StatusCode != 200 || stdout.String() != "out\n" || stderr.String() != "err\n" {
+		t.Fatalf("attach logs=1 stream=0: status %d, stdout %q, stderr %q", resp.StatusCode, stdout.String(), stderr.String())
+	}
+}
+
+// --group-add adds supplementary groups (by name from the image's
+// /etc/group, or by number) to the process and to execs; --mac-address
+// sets eth0's address.
+func TestGroupAddAndMacAddress(t *testing.T) {
+	out := mustDocker(t, "run", "--rm", "--group-add", "4321", "--group-add", "daemon", "--mac-address", "02:42:ac:11:00:99",
+		"busybox", "sh", "-c", "id -G; cat /sys/class/net/eth0/address")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.Contains(" "+lines[0]+" ", " 4321 ") || !strings.Contains(" "+lines[0]+" ", " 1 ") {
+		t.Fatalf("id -G with --group-add 4321 --group-add daemon: %q", out)
+	}
+	if lines[1] != "02:42:ac:11:00:99" {
+		t.Fatalf("eth0 address with --mac-address: %q", lines[1])
+	}
+	r := docker(t, "run", "--rm", "--group-add", "no-such-group", "busybox", "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "Unable to find group no-such-group") {
+		t.Fatalf("unknown --group-add group:\n%s", r)
+	}
+}
