@@ -5,8 +5,10 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/distribution/reference"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/versions"
@@ -138,7 +140,32 @@ func (s *Server) getImageInspect(ctx context.Context, w http.ResponseWriter, _ *
 	if err != nil {
 		return err
 	}
+	imageInspectForVersion(img, VersionFromContext(ctx))
 	return writeJSON(w, http.StatusOK, img)
+}
+
+// imageInspectForVersion applies the version gates dockerd applies to
+// GET /images/{name}/json (swagger.yaml and moby's image router): older
+// clients get the fields they were written against. compose v1 (API 1.41
+// and older) reads ContainerConfig and fails without it.
+func imageInspectForVersion(img *image.InspectResponse, version string) {
+	if versions.LessThan(version, "1.44") {
+		img.VirtualSize = img.Size //nolint:staticcheck // still sent before API 1.44
+		if img.Created == "" {
+			img.Created = time.Time{}.Format(time.RFC3339Nano)
+		}
+	}
+	if versions.GreaterThanOrEqualTo(version, "1.45") {
+		img.Container = ""        //nolint:staticcheck // omitted from API 1.45
+		img.ContainerConfig = nil //nolint:staticcheck // omitted from API 1.45
+	} else if img.ContainerConfig == nil { //nolint:staticcheck // still sent before API 1.45
+		// dockerd sends the image's container_config, an empty config
+		// when the image has none.
+		img.ContainerConfig = &container.Config{} //nolint:staticcheck // still sent before API 1.45
+	}
+	if versions.LessThan(version, "1.48") {
+		img.Descriptor = nil
+	}
 }
 
 // postImageTag passes the target as a fully qualified repository

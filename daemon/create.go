@@ -133,6 +133,10 @@ func (d *Daemon) containerDir(id string) string { return d.cfg.containersDir() +
 
 // validateHostConfig refuses what jevm cannot honour yet, rather than
 // silently ignoring it.
+// runtimeName is jevm's one OCI-runtime-like name, as /info lists it:
+// every container is a jeVM.
+const runtimeName = "jevm"
+
 func validateHostConfig(hc *container.HostConfig) error {
 	notYet := func(what string) error {
 		return errdefs.InvalidParameter(fmt.Errorf("%s: not supported by jevm yet", what))
@@ -140,6 +144,10 @@ func validateHostConfig(hc *container.HostConfig) error {
 	switch {
 	case hc.Privileged:
 		return notYet("--privileged")
+	}
+	if hc.Runtime != "" && hc.Runtime != runtimeName {
+		// dockerd's answer for a runtime it does not have.
+		return errdefs.InvalidParameter(fmt.Errorf("unknown or invalid runtime name: %s", hc.Runtime))
 	}
 	if hc.Memory != 0 && hc.Memory < 6*1024*1024 {
 		return errdefs.InvalidParameter(fmt.Errorf("Minimum memory limit allowed is 6MB"))

@@ -44,6 +44,9 @@ func (d *Daemon) ContainerInspect(ctx context.Context, ref string, size bool) (*
 	}
 	hc := *c.HostConfig
 	hc.Ulimits = mergeUlimits(hc.Ulimits, d.cfg.DefaultUlimits) // as dockerd shows them (ulimits.go)
+	if hc.Runtime == "" {
+		hc.Runtime = runtimeName // dockerd shows its default runtime
+	}
 	if hc.NetworkMode == "" {
 		hc.NetworkMode = "none"
 	}

@@ -76,9 +76,9 @@ func (d *Daemon) SystemInfo(ctx context.Context) (*system.Info, error) {
 		},
 		ServerVersion: d.cfg.ServerVersion,
 		Runtimes: map[string]system.RuntimeWithStatus{
-			"jevm": {Runtime: system.Runtime{Path: d.vms.Name(), Args: []string{"--accel", accel}}},
+			runtimeName: {Runtime: system.Runtime{Path: d.vms.Name(), Args: []string{"--accel", accel}}},
 		},
-		DefaultRuntime: "jevm",
+		DefaultRuntime: runtimeName,
 		// Not part of a swarm, as dockerd reports it (Swarm mode is not
 		// there yet; api/swarm.go answers its endpoints).
 		Swarm:              swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive},

@@ -72,3 +72,18 @@ func TestGroupAddAndMacAddress(t *testing.T) {
 		t.Fatalf("unknown --group-add group:\n%s", r)
 	}
 }
+
+// inspect shows the runtime (jevm's only one); another is refused as
+// dockerd refuses a runtime it does not know.
+func TestRuntimeName(t *testing.T) {
+	name := uniqueName(t, "rt")
+	rmOnCleanup(t, name)
+	mustDocker(t, "create", "--name", name, "busybox", "true")
+	if got := strings.TrimSpace(mustDocker(t, "inspect", "--format", "{{.HostConfig.Runtime}}", name)); got != "jevm" {
+		t.Fatalf("HostConfig.Runtime = %q", got)
+	}
+	r := docker(t, "create", "--runtime", "runsc", "busybox", "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "unknown or invalid runtime name: runsc") {
+		t.Fatalf("--runtime runsc:\n%s", r)
+	}
+}
