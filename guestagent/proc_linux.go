@@ -15,10 +15,16 @@ import (
 	"github.com/jevm/jevm/vmbackend/agentproto"
 )
 
-// outputDrainTimeout bounds how long the exit path waits for a process's
-// output after it exited (a pipe may be held open by a process that does
-// not die, or the host may not be reading).
-const outputDrainTimeout = 2 * time.Second
+// outputDrainTimeout is how long the exit path waits for a process's
+// output after it exited while none of its output pipes has anything to
+// read: then a pipe is held open, idle, by a process that does not die
+// (`sh -c 'sleep 100 &'`). While a pipe still has data or its end of file
+// waiting, the output is not lost to a busy guest: the wait goes on, up to
+// outputDrainCap.
+const (
+	outputDrainTimeout = 2 * time.Second
+	outputDrainCap     = 60 * time.Second
+)
 
 // exitSendTimeout bounds how long the exit path waits to hand the Exit
 // message to a host that may not be connected (then the console marker is
@@ -408,12 +414,56 @@ func (a *agent) drain(p *proc) {
 	p.stopStdin()
 	done := make(chan struct{})
 	go func() { p.outWG.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(outputDrainTimeout):
-		a.logf("output of pid %d not drained after %v", p.pid, outputDrainTimeout)
+	tick := time.NewTicker(outputDrainTimeout)
+	defer tick.Stop()
+	begin := time.Now()
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case <-tick.C:
+			// A guest starved of CPU (TCG on a busy host) may not have
+			// run the copiers yet: output still in a pipe is not dropped.
+			if !p.outputWaiting() {
+				a.logf("output of pid %d not drained: a pipe is held open, idle, after the process exited", p.pid)
+				break wait
+			}
+			if time.Since(begin) > outputDrainCap {
+				a.logf("output of pid %d not drained after %v", p.pid, outputDrainCap)
+				break wait
+			}
+		}
 	}
 	p.closeAll()
+}
+
+// outputWaiting reports whether one of p's output pipes (or its pty) has
+// data or an end of file waiting to be read.
+func (p *proc) outputWaiting() bool {
+	for _, f := range []*os.File{p.master, p.stdout, p.stderr} {
+		if f != nil && readable(f) {
+			return true
+		}
+	}
+	return false
+}
+
+// readable polls f without blocking; SyscallConn keeps the file in the
+// runtime poller's non-blocking mode (Fd would switch it to blocking).
+func readable(f *os.File) bool {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ready := false
+	_ = rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(fds, 0); err == nil && n > 0 && fds[0].Revents&(unix.POLLIN|unix.POLLHUP) != 0 {
+			ready = true
+		}
+	})
+	return ready
 }
 
 // powerOff kills everything, unmounts the container, syncs and powers off.
