@@ -87,3 +87,18 @@ func TestRuntimeName(t *testing.T) {
 		t.Fatalf("--runtime runsc:\n%s", r)
 	}
 }
+
+// dockerd accepts any non-empty network name, spaces included; containers
+// attach to such a network by name.
+func TestNetworkNameWithSpaces(t *testing.T) {
+	name := uniqueName(t, "my net")
+	mustDocker(t, "network", "create", name)
+	t.Cleanup(func() { docker(t, "network", "rm", name) })
+	out := mustDocker(t, "run", "--rm", "--network", name, "busybox", "sh", "-c", "ip -4 -o addr show eth0 | wc -l")
+	if strings.TrimSpace(out) != "1" {
+		t.Fatalf("container on %q has no IPv4 address: %q", name, out)
+	}
+	if got := strings.TrimSpace(mustDocker(t, "network", "inspect", "--format", "{{.Name}}", name)); got != name {
+		t.Fatalf("network inspect name = %q", got)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -25,16 +24,14 @@ import (
 	"github.com/jevm/jevm/vmbackend"
 )
 
-var validNetworkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-
 // Create makes a bridge network: its subnet (given, or the next free
 // default pool), its bridge, NAT rules and DNS server.
 func (nm *Controller) Create(ctx context.Context, req network.CreateRequest) (network.CreateResponse, error) {
+	// dockerd refuses only an empty name (libnetwork's message): names
+	// with spaces or other characters are fine, since bridges and taps are
+	// named from the network's ID.
 	if req.Name == "" {
-		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("network name is required"))
-	}
-	if !validNetworkName.MatchString(req.Name) {
-		return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("invalid network name %q, only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.Name))
+		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("invalid name: name is empty"))
 	}
 	driver := req.Driver
 	if driver == "" {
