@@ -85,7 +85,23 @@ func (d *Daemon) ContainerInspect(ctx context.Context, ref string, size bool) (*
 		},
 	}
 	d.fillNetworkSettings(c, &hc, resp.NetworkSettings) // network.go
+	if size {
+		rw, rootfs := d.containerSizes(ctx, c)
+		resp.SizeRw, resp.SizeRootFs = &rw, &rootfs
+	}
 	return resp, nil
+}
+
+// containerSizes are `docker ps -s` and `inspect --size`'s figures: the
+// bytes the container's own disk holds (what it wrote, plus the overlay's
+// small metadata) and that plus its image's size.
+func (d *Daemon) containerSizes(ctx context.Context, c *Container) (rw, rootfs int64) {
+	rw = allocatedSize(c.diskPath())
+	rootfs = rw
+	if img, err := d.images.Inspect(ctx, c.ImageID); err == nil {
+		rootfs += img.Size
+	}
+	return rw, rootfs
 }
 
 func formatTime(t time.Time) string {
@@ -143,6 +159,9 @@ func (d *Daemon) ContainerList(ctx context.Context, opts container.ListOptions) 
 	for _, c := range d.containers.all() {
 		c.mu.Lock()
 		s, ok := d.summary(c, opts.All, f, exitCodes, beforeT, sinceT, ancestors)
+		if ok && opts.Size {
+			s.SizeRw, s.SizeRootFs = d.containerSizes(ctx, c)
+		}
 		c.mu.Unlock()
 		if ok {
 			out = append(out, s)

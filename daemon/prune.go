@@ -36,10 +36,12 @@ func (d *Daemon) ContainersPrune(ctx context.Context, pruneFilters filters.Args)
 		if keep {
 			continue
 		}
+		size := allocatedSize(c.diskPath()) // what removing the disk frees
 		if err := d.removeContainer(ctx, c, false); err != nil {
 			continue
 		}
 		report.ContainersDeleted = append(report.ContainersDeleted, c.ID)
+		report.SpaceReclaimed += uint64(size)
 	}
 	d.logEvent(events.ContainerEventType, events.ActionPrune, "", map[string]string{"reclaimed": strconv.FormatUint(report.SpaceReclaimed, 10)})
 	return report, nil

@@ -230,17 +230,13 @@ func (d *Daemon) SystemDiskUsage(ctx context.Context, opts backend.DiskUsageOpti
 		du.Images = iu
 	}
 	if opts.Containers {
-		list, err := d.ContainerList(ctx, container.ListOptions{All: true})
+		list, err := d.ContainerList(ctx, container.ListOptions{All: true, Size: true})
 		if err != nil {
 			return nil, err
 		}
 		cu := &container.DiskUsage{Items: []*container.Summary{}}
 		for i := range list {
 			s := list[i]
-			if c, err := d.containers.get(s.ID); err == nil {
-				s.SizeRw = allocatedSize(c.diskPath())
-				s.SizeRootFs = s.SizeRw
-			}
 			cu.TotalSize += s.SizeRw
 			if s.State != container.StateRunning && s.State != container.StatePaused {
 				cu.Reclaimable += s.SizeRw

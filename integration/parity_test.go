@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -100,5 +101,27 @@ func TestNetworkNameWithSpaces(t *testing.T) {
 	}
 	if got := strings.TrimSpace(mustDocker(t, "network", "inspect", "--format", "{{.Name}}", name)); got != name {
 		t.Fatalf("network inspect name = %q", got)
+	}
+}
+
+// Sizes are real: a container that wrote 4 MiB shows it in `ps -s` and
+// `inspect --size`, and `container prune` reports the space it freed.
+func TestContainerSizesAndPruneReclaimed(t *testing.T) {
+	name := uniqueName(t, "writer")
+	rmOnCleanup(t, name)
+	mustDocker(t, "run", "--name", name, "--label", "jevm-test="+name, "busybox", "sh", "-c", "dd if=/dev/urandom of=/data bs=1M count=4 2>/dev/null; sync")
+	var rw, rootfs int64
+	if _, err := fmt.Sscanf(strings.TrimSpace(mustDocker(t, "inspect", "--size", "--format", "{{.SizeRw}} {{.SizeRootFs}}", name)), "%d %d", &rw, &rootfs); err != nil {
+		t.Fatal(err)
+	}
+	if rw < 4<<20 || rootfs <= rw {
+		t.Fatalf("inspect --size: SizeRw %d, SizeRootFs %d", rw, rootfs)
+	}
+	if out := mustDocker(t, "ps", "-a", "-s", "--filter", "name="+name, "--format", "{{.Size}}"); !strings.Contains(out, "MB") {
+		t.Fatalf("docker ps -s: %q", out)
+	}
+	out := mustDocker(t, "container", "prune", "-f", "--filter", "label=jevm-test="+name)
+	if !strings.Contains(out, "Total reclaimed space: 4.") && !strings.Contains(out, "Total reclaimed space: 5.") {
+		t.Fatalf("container prune: %q", out)
 	}
 }
