@@ -138,12 +138,10 @@ func (d *Daemon) containerDir(id string) string { return d.cfg.containersDir() +
 const runtimeName = "jevm"
 
 func validateHostConfig(hc *container.HostConfig) error {
-	notYet := func(what string) error {
-		return errdefs.InvalidParameter(fmt.Errorf("%s: not supported by jevm yet", what))
-	}
-	switch {
-	case hc.Privileged:
-		return notYet("--privileged")
+	// --cap-add/--cap-drop: known names only (caps.go). --privileged is
+	// what it is to the process, inside the container's own VM.
+	if _, err := containerCapabilities(hc); err != nil {
+		return err
 	}
 	if hc.Runtime != "" && hc.Runtime != runtimeName {
 		// dockerd's answer for a runtime it does not have.

@@ -207,6 +207,7 @@ func execProcessRequest(c *Container, cfg *container.ExecOptions, size *[2]uint)
 		// As runc's exec: the container's rlimits.
 		Rlimits:          c.Rlimits,
 		AdditionalGroups: c.HostConfig.GroupAdd,
+		Capabilities:     execCapabilities(c, cfg.Privileged), // caps.go
 	}
 	if req.Cwd == "" {
 		req.Cwd = c.Config.WorkingDir

@@ -241,6 +241,7 @@ func (d *Daemon) healthMonitor(c *Container, r *runtime, cmd []string, s healthS
 			// A probe is an exec: the container's rlimits.
 			Rlimits:          c.Rlimits,
 			AdditionalGroups: c.HostConfig.GroupAdd,
+			Capabilities:     execCapabilities(c, false),
 		}
 		c.mu.Unlock()
 		if !paused {

@@ -199,7 +199,12 @@ func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentcl
 	if err != nil {
 		return nil, err
 	}
+	caps, err := containerCapabilities(c.HostConfig) // caps.go
+	if err != nil {
+		return nil, err
+	}
 	req := &agentproto.StartRequest{
+		Privileged:   c.HostConfig.Privileged,
 		RootDevice:   d.vms.GuestRootDevice(),
 		ReadOnly:     c.HostConfig.ReadonlyRootfs,
 		Hostname:     c.Config.Hostname,
@@ -222,6 +227,7 @@ func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentcl
 			Rlimits: d.containerRlimits(c),
 			// --group-add; execs and probes get them too, as in dockerd.
 			AdditionalGroups: c.HostConfig.GroupAdd,
+			Capabilities:     caps,
 		},
 	}
 	c.Rlimits = req.Process.Rlimits // for execs; saved once started

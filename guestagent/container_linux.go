@@ -170,7 +170,7 @@ func (a *agent) setupRoot(req *agentproto.StartRequest) error {
 		a.rootMounted = true
 		a.mu.Unlock()
 
-		if err := a.mountAPIFS(root); err != nil {
+		if err := a.mountAPIFS(root, req.Privileged); err != nil {
 			return err
 		}
 	}
@@ -214,11 +214,15 @@ type mountSpec struct {
 	optional            bool
 }
 
-func (a *agent) mountAPIFS(root string) error {
+func (a *agent) mountAPIFS(root string, privileged bool) error {
 	const common = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	sysFlags := uintptr(common | unix.MS_RDONLY)
+	if privileged {
+		sysFlags = common // as runc: /sys is writable for --privileged
+	}
 	mounts := []mountSpec{
 		{"proc", "/proc", "proc", common, "", false},
-		{"sysfs", "/sys", "sysfs", common | unix.MS_RDONLY, "", false},
+		{"sysfs", "/sys", "sysfs", sysFlags, "", false},
 		{"tmpfs", "/dev", "tmpfs", unix.MS_NOSUID | unix.MS_STRICTATIME, "mode=755,size=65536k", false},
 	}
 	for _, m := range mounts {
@@ -252,6 +256,11 @@ func (a *agent) mountAPIFS(root string) error {
 	for _, l := range links {
 		if err := os.Symlink(l[0], filepath.Join(dev, l[1])); err != nil {
 			return fmt.Errorf("symlink /dev/%s: %w", l[1], err)
+		}
+	}
+	if privileged {
+		if err := copyGuestDevices("/dev", dev); err != nil {
+			return err
 		}
 	}
 	more := []mountSpec{
@@ -384,7 +393,7 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest) (*proc, err
 	if len(rlimits) > 0 {
 		// Through the exec helper (rlimit_linux.go), which chroots, sets
 		// the limits and switches to the user itself before the execve.
-		spec := execHelperSpec{Root: root, Dir: cwd, Path: argv0, Rlimits: rlimits,
+		spec := execHelperSpec{Root: root, Dir: cwd, Path: argv0, Rlimits: rlimits, Capabilities: req.Capabilities,
 			Credential: true, UID: uint32(user.Uid), GID: uint32(user.Gid), Groups: groups}
 		op, err = startWithHelper(agentHelper(), spec, req.Args, env, files,
 			&syscall.SysProcAttr{Setsid: true, Setctty: req.TTY, Ctty: 0})
@@ -396,7 +405,9 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest) (*proc, err
 			err = &execError{he.msg, execveErrCode(he.errno)}
 		}
 	} else {
-		op, err = os.StartProcess(argv0, req.Args, attr)
+		op, err = startWithCapabilities(req.Capabilities, func() (*os.Process, error) { // caps_linux.go
+			return os.StartProcess(argv0, req.Args, attr)
+		})
 		if err != nil {
 			var pe *os.PathError
 			if errors.As(err, &pe) {

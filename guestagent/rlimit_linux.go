@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -112,6 +113,10 @@ type execHelperSpec struct {
 	NArgs int    `json:"nargs"`
 	// Rlimits are set in order, before the credentials change.
 	Rlimits []helperRlimit `json:"rlimits,omitempty"`
+	// Capabilities is the bounding set, dropped after the rlimits (raising
+	// a hard limit needs CAP_SYS_RESOURCE) and before the credentials
+	// change; nil keeps every capability.
+	Capabilities *[]string `json:"capabilities,omitempty"`
 	// Credential switches to UID, GID and Groups (as os/exec's
 	// SysProcAttr.Credential: setgroups, setgid, setuid).
 	Credential bool     `json:"credential,omitempty"`
@@ -122,7 +127,7 @@ type execHelperSpec struct {
 
 // helperFailure is the helper's report of a failed step.
 type helperFailure struct {
-	Stage    string `json:"stage"` // spec, chroot, chdir, rlimit, credential, exec
+	Stage    string `json:"stage"` // spec, chroot, chdir, rlimit, capabilities, credential, exec
 	Errno    int    `json:"errno,omitempty"`
 	Message  string `json:"message"`
 	Resource int    `json:"resource,omitempty"` // stage rlimit
@@ -273,6 +278,14 @@ func execHelperMain(args []string) {
 			errors.As(err, &errno)
 			fail(helperFailure{Stage: "rlimit", Errno: int(errno), Resource: rl.Resource,
 				Message: fmt.Sprintf("error setting rlimit type %d (%s=%s:%s): %v", rl.Resource, rl.Name, rlimitString(rl.Soft), rlimitString(rl.Hard), err)})
+		}
+	}
+	if spec.Capabilities != nil {
+		// The bounding set is per thread: the execve below must come from
+		// this one.
+		runtime.LockOSThread()
+		if err := dropCapabilities(*spec.Capabilities); err != nil {
+			fail(helperFailure{Stage: "capabilities", Errno: int(unix.EPERM), Message: err.Error()})
 		}
 	}
 	if spec.Credential {

@@ -125,3 +125,41 @@ func TestContainerSizesAndPruneReclaimed(t *testing.T) {
 		t.Fatalf("container prune: %q", out)
 	}
 }
+
+// Capabilities as dockerd gives them: the default set, --cap-add and
+// --cap-drop, everything for --privileged (which also gets a writable /sys
+// and the guest's devices, not the agent's channel) and for
+// `exec --privileged`.
+func TestCapabilitiesAndPrivileged(t *testing.T) {
+	capEff := "grep '^CapEff:' /proc/self/status | cut -f2"
+	if got := strings.TrimSpace(mustDocker(t, "run", "--rm", "busybox", "sh", "-c", capEff)); got != "00000000a80425fb" {
+		t.Fatalf("default CapEff = %s, dockerd's is 00000000a80425fb", got)
+	}
+	if r := docker(t, "run", "--rm", "busybox", "ip", "link", "set", "lo", "mtu", "1400"); r.code == 0 {
+		t.Fatalf("NET_ADMIN without --cap-add:\n%s", r)
+	}
+	mustDocker(t, "run", "--rm", "--cap-add", "NET_ADMIN", "--cap-drop", "chown", "busybox", "ip", "link", "set", "lo", "mtu", "1400")
+	if r := docker(t, "run", "--rm", "--cap-drop", "CHOWN", "busybox", "chown", "1:1", "/tmp"); r.code == 0 {
+		t.Fatalf("chown with --cap-drop CHOWN:\n%s", r)
+	}
+	if r := docker(t, "run", "--rm", "--cap-add", "NOT_A_CAP", "busybox", "true"); r.code == 0 || !strings.Contains(r.stderr, "unknown capability") {
+		t.Fatalf("unknown capability:\n%s", r)
+	}
+
+	out := mustDocker(t, "run", "--rm", "--privileged", "busybox", "sh", "-c",
+		capEff+"; grep '^CapBnd:' /proc/self/status | cut -f2; mkdir -p /tmp/m && mount -t tmpfs t /tmp/m && echo mounted; grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; ls /dev/vda; ls /dev | grep -c vport || true")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 6 || lines[0] != lines[1] || lines[2] != "mounted" || lines[3] != "rw" || lines[4] != "/dev/vda" || lines[5] != "0" {
+		t.Fatalf("--privileged: %q (want CapEff = CapBnd, a tmpfs mount, rw /sys, /dev/vda, no vport)", out)
+	}
+
+	name := uniqueName(t, "execpriv")
+	rmOnCleanup(t, name)
+	mustDocker(t, "run", "-d", "--name", name, "busybox", "sleep", "300")
+	if got := strings.TrimSpace(mustDocker(t, "exec", name, "sh", "-c", capEff)); got != "00000000a80425fb" {
+		t.Fatalf("exec CapEff = %s", got)
+	}
+	if got := strings.TrimSpace(mustDocker(t, "exec", "--privileged", name, "sh", "-c", capEff)); got != lines[0] {
+		t.Fatalf("exec --privileged CapEff = %s, want %s", got, lines[0])
+	}
+}
