@@ -85,7 +85,7 @@ func (s *Store) PullWithAuth(ctx context.Context, refStr, platform string, auth 
 	start := time.Now()
 
 	resolver := s.resolver(auth)
-	name, target, err := resolver.Resolve(ctx, named.String())
+	name, target, err := s.resolve(ctx, auth, named)
 	if err != nil {
 		log.WithError(err).Info("resolving image failed")
 		return nil, translatePullError(err, named)

@@ -17,6 +17,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 const (
@@ -98,6 +99,12 @@ func (s *Store) client(host string, insecure bool) *http.Client {
 // mirrors (docker.io only, before docker.io itself), the insecure-registry
 // rules and anonymous (or given) token authentication.
 func (s *Store) resolver(auth *registry.AuthConfig) remotes.Resolver {
+	return s.resolverFor(auth, false)
+}
+
+// resolverFor is resolver; with mirrorsOnly, Docker Hub itself is left out
+// (resolveOffline's second look).
+func (s *Store) resolverFor(auth *registry.AuthConfig, mirrorsOnly bool) remotes.Resolver {
 	creds := func(host string) (string, string, error) {
 		if auth == nil {
 			return "", "", nil
@@ -136,6 +143,9 @@ func (s *Store) resolver(auth *registry.AuthConfig) remotes.Resolver {
 				})
 			}
 			host = dockerHubHost
+			if mirrorsOnly {
+				return out, nil
+			}
 		}
 		insecure := s.isInsecure(host)
 		c := s.client(host, insecure)
@@ -153,6 +163,61 @@ func (s *Store) resolver(auth *registry.AuthConfig) remotes.Resolver {
 	return docker.NewResolver(docker.ResolverOptions{Hosts: hosts, Headers: hdr})
 }
 
+// resolve resolves ref through the mirrors and then Docker Hub. When Hub
+// cannot be reached (no network, as on a machine that only has its mirror)
+// and the mirrors answered that the image is not there, that answer is the
+// error, as a client expects it (404, dockerd's wording), not Hub's
+// connection failure: containerd's resolver reports the first transport
+// error and drops the mirrors' 404s.
+func (s *Store) resolve(ctx context.Context, auth *registry.AuthConfig, ref reference.Named) (string, ocispec.Descriptor, error) {
+	name, desc, err := s.resolver(auth).Resolve(ctx, ref.String())
+	if err == nil || len(s.mirrors) == 0 || reference.Domain(ref) != dockerHubDomain || !isTransportError(err) {
+		return name, desc, err
+	}
+	_, _, merr := s.resolverFor(auth, true).Resolve(ctx, ref.String())
+	if !cerrdefs.IsNotFound(merr) {
+		return name, desc, err
+	}
+	if s.mirrorHasRepository(ctx, ref) {
+		return "", desc, merr // the tag (or digest) is missing
+	}
+	// As Docker Hub answers for a repository it does not have.
+	return "", desc, &translatedError{errdefs.NotFound(fmt.Errorf("pull access denied for %s, repository does not exist or may require 'docker login': denied: requested access to the resource is denied",
+		reference.FamiliarName(ref)))}
+}
+
+// translatedError is an error already worded and typed for the client.
+type translatedError struct{ err error }
+
+func (e *translatedError) Error() string { return e.err.Error() }
+func (e *translatedError) Unwrap() error { return e.err }
+
+// isTransportError: no HTTP answer at all (DNS, connection, TLS).
+func isTransportError(err error) bool {
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &oe) || errors.As(err, &ne)
+}
+
+// mirrorHasRepository asks the first mirror for ref's tag list: a registry
+// answers 404 (NAME_UNKNOWN) for a repository it does not have.
+func (s *Store) mirrorHasRepository(ctx context.Context, ref reference.Named) bool {
+	m := s.mirrors[0]
+	insecure := m.Scheme == "http" || s.isInsecure(m.Host)
+	u := m.Scheme + "://" + m.Host + m.Path + "/v2/" + reference.Path(ref) + "/tags/list"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return true
+	}
+	req.Header.Set("User-Agent", userAgent)
+	resp, err := s.client(m.Host, insecure && m.Scheme == "https").Do(req)
+	if err != nil {
+		return true // unknown: keep the manifest error
+	}
+	resp.Body.Close()
+	return resp.StatusCode != http.StatusNotFound
+}
+
 // translatePullError turns an error from resolving or fetching a reference
 // into a typed error worded as dockerd words it.
 func translatePullError(err error, ref reference.Named) error {
@@ -161,6 +226,9 @@ func translatePullError(err error, ref reference.Named) error {
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
+	}
+	if te := (*translatedError)(nil); errors.As(err, &te) {
+		return te.err
 	}
 	var us remoteerrors.ErrUnexpectedStatus
 	if errors.Is(err, docker.ErrInvalidAuthorization) ||

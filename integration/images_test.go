@@ -84,3 +84,22 @@ func TestRunPullsMissingImageWithProgress(t *testing.T) {
 		t.Fatal("empty index.html")
 	}
 }
+
+// With only a mirror reachable (as on these machines), a name the mirror
+// does not have gets dockerd's 404 answer, not Docker Hub's connection
+// error; a missing tag gets dockerd's manifest message; a digest pull works.
+func TestPullMissingAndByDigest(t *testing.T) {
+	r := docker(t, "pull", "no-such-repo-for-jevm")
+	if r.code == 0 || !strings.Contains(r.stderr, "pull access denied for no-such-repo-for-jevm, repository does not exist or may require 'docker login'") {
+		t.Fatalf("pull of a missing repository:\n%s", r)
+	}
+	r = docker(t, "pull", "busybox:no-such-tag")
+	if r.code == 0 || !strings.Contains(r.stderr, "manifest for busybox:no-such-tag not found: manifest unknown") {
+		t.Fatalf("pull of a missing tag:\n%s", r)
+	}
+	mustDocker(t, "pull", "busybox")
+	dig := strings.TrimSpace(mustDocker(t, "image", "inspect", "--format", "{{index .RepoDigests 0}}", "busybox"))
+	if out := mustDocker(t, "pull", dig); !strings.Contains(out, "Digest: ") {
+		t.Fatalf("pull by digest %s: %q", dig, out)
+	}
+}
