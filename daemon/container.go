@@ -49,6 +49,9 @@ type Container struct {
 	// as dockerd fixes them in the runtime spec): exec'd processes and
 	// health checks get them too.
 	Rlimits []agentproto.Rlimit `json:"rlimits,omitempty"`
+	// LinkEnv is the legacy links' environment since the last start
+	// (links.go), for execs too; saved so it outlives a daemon restart.
+	LinkEnv []string `json:"linkEnv,omitempty"`
 	// HasBeenManuallyStopped is set by stop and kill and cleared by start
 	// (the unless-stopped policy, and auto-starts at daemon start-up).
 	HasBeenManuallyStopped bool `json:"hasBeenManuallyStopped,omitempty"`

@@ -75,6 +75,11 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 	if merged.Hostname == "" {
 		merged.Hostname = id[:12]
 	}
+	// Legacy links: the linked containers must exist (links.go).
+	if err := d.normalizeLinks(name, hostCfg); err != nil {
+		d.containers.release(name)
+		return resp, err
+	}
 	c := &Container{
 		ID:         id,
 		Name:       name,

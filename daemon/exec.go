@@ -196,7 +196,7 @@ func execProcessRequest(c *Container, cfg *container.ExecOptions, size *[2]uint)
 	// the container's.
 	cc := *c.Config
 	cc.Tty = cfg.Tty
-	env := mergeEnv(containerEnv(&Container{ID: c.ID, Name: c.Name, Config: &cc, HostConfig: c.HostConfig}), cfg.Env)
+	env := mergeEnv(mergeEnv(c.LinkEnv, containerEnv(&Container{ID: c.ID, Name: c.Name, Config: &cc, HostConfig: c.HostConfig})), cfg.Env)
 	req := &agentproto.ProcessRequest{
 		Args:  append([]string(nil), cfg.Cmd...),
 		Env:   env,

@@ -50,6 +50,8 @@ type networkController interface {
 	Detach(containerID string)
 	// FillSettings fills inspect's network settings.
 	FillSettings(c *controller.Container, hc *container.HostConfig, ns *container.NetworkSettings)
+	// IPOn is a running container's address on a network (legacy links).
+	IPOn(containerID, network string) (string, bool)
 	// FillInfo fills /info's address pools and firewall backend.
 	FillInfo(info *system.Info)
 	// Restore releases the endpoints of containers that no longer run
@@ -119,11 +121,20 @@ func netContainer(c *Container) *controller.Container {
 // attachNetworks creates c's endpoints (addresses, MACs, taps on the
 // bridges) and opens its published ports. Callers hold c.mu. On error
 // nothing is left.
-func (d *Daemon) attachNetworks(ctx context.Context, c *Container) (*controller.Attachment, error) {
-	if d.net == nil {
-		return &controller.Attachment{Hosts: controller.HostsFile(netContainer(c))}, nil
+func (d *Daemon) attachNetworks(ctx context.Context, c *Container, linkHosts []string) (*controller.Attachment, error) {
+	nc := netContainer(c)
+	if len(linkHosts) > 0 {
+		// Legacy links' /etc/hosts entries (links.go), in ExtraHosts'
+		// "names:ip" form; the container's own HostConfig keeps its
+		// --add-host list.
+		hc := *nc.HostConfig
+		hc.ExtraHosts = append(append([]string(nil), hc.ExtraHosts...), linkHosts...)
+		nc.HostConfig = &hc
 	}
-	return d.net.Attach(ctx, netContainer(c))
+	if d.net == nil {
+		return &controller.Attachment{Hosts: controller.HostsFile(nc)}, nil
+	}
+	return d.net.Attach(ctx, nc)
 }
 
 // detachNetworks releases c's endpoints and proxies (the VM is gone).

@@ -13,12 +13,12 @@ import (
 
 // ContainerRemove removes a container, killing its VM first with force.
 func (d *Daemon) ContainerRemove(ctx context.Context, ref string, opts container.RemoveOptions) error {
+	if opts.RemoveLinks {
+		return d.removeLink(ref) // links.go
+	}
 	c, err := d.containers.get(ref)
 	if err != nil {
 		return err
-	}
-	if opts.RemoveLinks {
-		return errdefs.InvalidParameter(fmt.Errorf("jevm has no legacy links to remove"))
 	}
 	if opts.RemoveVolumes {
 		c.mu.Lock()

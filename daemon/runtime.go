@@ -139,6 +139,7 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 	s := &vmStart{d: d, c: c}
 	var mounts *mountSession
 	var netAtt *controller.Attachment
+	var linkHosts []string
 	var proc *agentclient.Process
 	steps := []step{
 		// A maintenance clone (docker cp/export/diff/commit of the stopped
@@ -159,9 +160,14 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 			s.spec.Shares = mounts.shares
 			return nil
 		}},
+		// Legacy links (links.go): the linked containers' addresses.
+		{"resolve-links", func(context.Context) (err error) {
+			linkHosts, c.LinkEnv, err = d.resolveLinks(c)
+			return err
+		}},
 		// Networks (network.go): endpoints, taps, published ports.
 		{"attach-networks", func(ctx context.Context) (err error) {
-			if netAtt, err = d.attachNetworks(ctx, c); err != nil {
+			if netAtt, err = d.attachNetworks(ctx, c, linkHosts); err != nil {
 				return err
 			}
 			s.cs.push("detach-networks", func() { d.detachNetworks(c) })
@@ -216,7 +222,7 @@ func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentcl
 		Mounts:       mounts.requests,
 		Process: agentproto.ProcessRequest{
 			Args:  append([]string{c.Path}, c.Args...),
-			Env:   containerEnv(c),
+			Env:   mergeEnv(c.LinkEnv, containerEnv(c)), // a container's own variables win, as in dockerd
 			Cwd:   c.Config.WorkingDir,
 			User:  c.Config.User,
 			TTY:   c.Config.Tty,

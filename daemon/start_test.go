@@ -127,7 +127,7 @@ func TestFakeStartStopEscalates(t *testing.T) {
 		t.Fatalf("start request %+v", req)
 	}
 	tr := startTrace(hook, "container")
-	if tr == nil || tr.Data["steps"] != "wait-file-ops,machine-spec,state-dir,prepare-mounts,attach-networks,start-machine,connect-agent,open-log,start-process" || tr.Data["failed"] != nil {
+	if tr == nil || tr.Data["steps"] != "wait-file-ops,machine-spec,state-dir,prepare-mounts,resolve-links,attach-networks,start-machine,connect-agent,open-log,start-process" || tr.Data["failed"] != nil {
 		t.Fatalf("start trace %v", tr)
 	}
 	if _, ok := tr.Data["start-machine_ms"].(float64); !ok {

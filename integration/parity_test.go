@@ -163,3 +163,30 @@ func TestCapabilitiesAndPrivileged(t *testing.T) {
 		t.Fatalf("exec --privileged CapEff = %s, want %s", got, lines[0])
 	}
 }
+
+// Legacy links on the default bridge: the alias resolves through
+// /etc/hosts and dockerd's ALIAS_* variables are set; the linked container
+// must exist and run; `docker rm --link` removes the link.
+func TestLegacyLinks(t *testing.T) {
+	db, web := uniqueName(t, "db"), uniqueName(t, "web")
+	rmOnCleanup(t, web, db)
+	mustDocker(t, "run", "-d", "--name", db, "-e", "SECRET=s3", "--expose", "5432", "busybox", "sleep", "300")
+	ip := strings.TrimSpace(mustDocker(t, "inspect", "--format", "{{.NetworkSettings.IPAddress}}", db))
+	out := mustDocker(t, "run", "--name", web, "--link", db+":database", "busybox", "sh", "-c",
+		"echo $DATABASE_NAME $DATABASE_PORT $DATABASE_PORT_5432_TCP_ADDR $DATABASE_ENV_SECRET; grep -w database /etc/hosts")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	want := "/" + web + "/database tcp://" + ip + ":5432 " + ip + " s3"
+	if len(lines) != 2 || lines[0] != want || !strings.HasPrefix(lines[1], ip+"\tdatabase "+db) {
+		t.Fatalf("linked container's view:\n%s\nwant %q and an /etc/hosts line for %s", out, want, ip)
+	}
+	if got := strings.TrimSpace(mustDocker(t, "inspect", "--format", "{{json .HostConfig.Links}}", web)); got != `["/`+db+`:/`+web+`/database"]` {
+		t.Fatalf("HostConfig.Links = %s", got)
+	}
+	mustDocker(t, "rm", "--link", "/"+web+"/database")
+	if got := strings.TrimSpace(mustDocker(t, "inspect", "--format", "{{json .HostConfig.Links}}", web)); got != "null" && got != "[]" {
+		t.Fatalf("after rm --link: HostConfig.Links = %s", got)
+	}
+	if r := docker(t, "run", "--rm", "--link", "no-such-container-jevm:x", "busybox", "true"); r.code == 0 || !strings.Contains(r.stderr, "could not get container for no-such-container-jevm") {
+		t.Fatalf("link to a missing container:\n%s", r)
+	}
+}

@@ -705,3 +705,20 @@ func (nm *Controller) FillSettings(c *Container, hc *container.HostConfig, ns *c
 		ns.DefaultNetworkSettings = container.DefaultNetworkSettings{}
 	}
 }
+
+// IPOn is the address of container cid's endpoint on network ref (a name
+// or ID), for legacy links.
+func (nm *Controller) IPOn(cid, ref string) (string, bool) {
+	nm.mu.Lock()
+	defer nm.unlock()
+	r, err := nm.getLocked(ref)
+	if err != nil {
+		return "", false
+	}
+	for _, ep := range r.Endpoints {
+		if ep.ContainerID == cid && ep.IP != "" {
+			return ep.IP, true
+		}
+	}
+	return "", false
+}
