@@ -39,6 +39,7 @@ func (s *Server) containerRoutes() []route {
 		{http.MethodPost, "/containers/{name:.*}/kill", s.postContainerKill},
 		{http.MethodPost, "/containers/{name:.*}/wait", s.postContainerWait},
 		{http.MethodPost, "/containers/{name:.*}/attach", s.postContainerAttach},
+		{http.MethodGet, "/containers/{name:.*}/attach/ws", s.getContainerAttachWS},
 		{http.MethodPost, "/containers/{name:.*}/resize", s.postContainerResize},
 		{http.MethodPost, "/containers/{name:.*}/rename", s.postContainerRename},
 		{http.MethodPost, "/containers/{name:.*}/pause", s.postContainerPause},

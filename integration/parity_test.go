@@ -3,10 +3,13 @@ package integration
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/pkg/stdcopy"
+	"golang.org/x/net/websocket"
 )
 
 // Small dockerd-parity checks (issue 12) that need no VM.
@@ -188,5 +191,39 @@ func TestLegacyLinks(t *testing.T) {
 	}
 	if r := docker(t, "run", "--rm", "--link", "no-such-container-jevm:x", "busybox", "true"); r.code == 0 || !strings.Contains(r.stderr, "could not get container for no-such-container-jevm") {
 		t.Fatalf("link to a missing container:\n%s", r)
+	}
+}
+
+// Websocket attach (browser-based tools): what is typed reaches the
+// container's stdin and its output comes back, unframed.
+func TestAttachWebsocket(t *testing.T) {
+	name := uniqueName(t, "ws")
+	rmOnCleanup(t, name)
+	mustDocker(t, "run", "-d", "-i", "--name", name, "busybox", "cat")
+	cfg, err := websocket.NewConfig("ws://jevm/v1.51/containers/"+name+"/attach/ws?stream=1&stdin=1&stdout=1&stderr=1", "http://localhost/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := net.Dial("unix", env.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := websocket.NewClient(cfg, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("over the websocket\n")); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var got []byte
+	buf := make([]byte, 256)
+	for !bytes.Contains(got, []byte("over the websocket\n")) {
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("read %q: %v", got, err)
+		}
+		got = append(got, buf[:n]...)
 	}
 }
