@@ -35,7 +35,7 @@ JEVMLIBDIR := $(PREFIX)/lib/jevm
 SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all deps guest build images run test unit integration vet fmt bench clean install uninstall
+.PHONY: all deps guest build images run test unit integration vet fmt bench conformance clean install uninstall
 
 all: build
 
@@ -109,6 +109,26 @@ test: deps guest build images fmt vet unit integration
 # writes docs/BENCHMARKS.md's section and docs/bench/. jevm alone: bench/run.sh.
 bench: deps guest build images
 	bench/compare.sh
+
+# moby's own integration suite (container, image, network, volume, system,
+# build, plugin) against a private jevmd and a private Debian dockerd, the
+# same test binaries for both (docs/CONFORMANCE.md). Not part of `make test`.
+# MOBY_SRC: a moby source tree at MOBY_VERSION (it is built, never copied in).
+MOBY_SRC ?=
+MOBY_VERSION ?= v28.3.3
+CONFORMANCE_PKGS ?= container image network volume system build plugin/...
+CONFORMANCE_RUN ?=
+CONFORMANCE_TIMEOUT ?= 20m
+CONFORMANCE_ENGINES ?= jevm dockerd
+ifneq ($(filter conformance,$(MAKECMDGOALS)),)
+ifeq ($(strip $(MOBY_SRC)),)
+$(error MOBY_SRC is not set: make conformance MOBY_SRC=/path/to/moby at $(MOBY_VERSION), e.g. from `git -C MOBY.git worktree add /tmp/moby-$(MOBY_VERSION) $(MOBY_VERSION)` (see docs/CONFORMANCE.md))
+endif
+endif
+conformance: deps guest build images
+	MOBY_SRC="$(MOBY_SRC)" MOBY_VERSION="$(MOBY_VERSION)" CONFORMANCE_PKGS="$(CONFORMANCE_PKGS)" \
+		CONFORMANCE_RUN="$(CONFORMANCE_RUN)" CONFORMANCE_TIMEOUT="$(CONFORMANCE_TIMEOUT)" \
+		CONFORMANCE_ENGINES="$(CONFORMANCE_ENGINES)" hack/conformance/run.sh
 
 clean:
 	rm -rf $(BIN) $(BUILD)
