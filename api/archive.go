@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -150,13 +149,11 @@ func (s *Server) postCommit(ctx context.Context, w http.ResponseWriter, r *http.
 	if v := r.Form.Get("pause"); v != "" {
 		cfg.Pause = boolValue(r, "pause")
 	}
-	if cfg.Container == "" {
-		return errdefs.InvalidParameter(errors.New("bad parameter: container cannot be empty"))
+	// The body is an optional container config ("null" from the CLI);
+	// as dockerd, it is checked before the query.
+	if err := checkForJSON(r); err != nil {
+		return err
 	}
-	if cfg.Repo == "" && cfg.Tag != "" {
-		return errdefs.InvalidParameter(errors.New("invalid reference format: repository name must have at least one component"))
-	}
-	// The body is an optional container config ("null" from the CLI).
 	if r.Body != nil {
 		body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
 		if err != nil {
@@ -164,11 +161,17 @@ func (s *Server) postCommit(ctx context.Context, w http.ResponseWriter, r *http.
 		}
 		if t := strings.TrimSpace(string(body)); t != "" && t != "null" {
 			var c container.Config
-			if err := json.Unmarshal(body, &c); err != nil {
-				return errdefs.InvalidParameter(fmt.Errorf("invalid JSON: %w", err))
+			if err := decodeJSON(strings.NewReader(t), &c); err != nil {
+				return err
 			}
 			cfg.Config = &c
 		}
+	}
+	if cfg.Container == "" {
+		return errdefs.InvalidParameter(errors.New("bad parameter: container cannot be empty"))
+	}
+	if cfg.Repo == "" && cfg.Tag != "" {
+		return errdefs.InvalidParameter(errors.New("invalid reference format: repository name must have at least one component"))
 	}
 	id, err := s.backend.ContainerCommit(ctx, cfg)
 	if err != nil {

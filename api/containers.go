@@ -266,14 +266,23 @@ func (s *Server) postContainerWait(ctx context.Context, w http.ResponseWriter, r
 }
 
 // resizeParams reads the h and w query parameters of the resize routes.
+func numErrCause(err error) error {
+	var ne *strconv.NumError
+	if errors.As(err, &ne) {
+		return ne.Err
+	}
+	return err
+}
+
 func resizeParams(r *http.Request) (height, width uint, err error) {
+	// dockerd's messages name the cause only ("invalid syntax").
 	h, err := strconv.ParseUint(r.Form.Get("h"), 10, 32)
 	if err != nil {
-		return 0, 0, errdefs.InvalidParameter(fmt.Errorf("invalid resize height %q: %w", r.Form.Get("h"), err))
+		return 0, 0, errdefs.InvalidParameter(fmt.Errorf("invalid resize height %q: %w", r.Form.Get("h"), numErrCause(err)))
 	}
 	wd, err := strconv.ParseUint(r.Form.Get("w"), 10, 32)
 	if err != nil {
-		return 0, 0, errdefs.InvalidParameter(fmt.Errorf("invalid resize width %q: %w", r.Form.Get("w"), err))
+		return 0, 0, errdefs.InvalidParameter(fmt.Errorf("invalid resize width %q: %w", r.Form.Get("w"), numErrCause(err)))
 	}
 	return uint(h), uint(wd), nil
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/docker/docker/api/types/container"
@@ -69,4 +70,42 @@ func allBut(c string) []string {
 		}
 	}
 	return out
+}
+
+// dockerd's create-time checks of the host config and config.
+func TestCreateValidation(t *testing.T) {
+	for _, tc := range []struct {
+		hc   container.HostConfig
+		want string
+	}{
+		{container.HostConfig{IpcMode: "invalid"}, "invalid IPC mode: invalid"},
+		{container.HostConfig{PidMode: "invalid"}, "invalid PID mode: invalid"},
+		{container.HostConfig{PidMode: "container"}, "invalid PID mode: container"},
+		{container.HostConfig{UTSMode: "invalid"}, "invalid UTS mode: invalid"},
+		{container.HostConfig{Annotations: map[string]string{"": "a"}}, "invalid Annotations: the empty string is not permitted as an annotation key"},
+		{container.HostConfig{Resources: container.Resources{CPUShares: -1}}, "invalid CPU shares (-1): value must be a positive integer"},
+		{container.HostConfig{PidMode: "container:x"}, "not supported by jevm yet"},
+	} {
+		err := validateHostConfig(&tc.hc)
+		if !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.hc, err, tc.want)
+		}
+	}
+	for _, ok := range []container.HostConfig{{PidMode: "host"}, {IpcMode: "shareable"}, {UTSMode: "host"}} {
+		if err := validateHostConfig(&ok); err != nil {
+			t.Errorf("%+v refused: %v", ok, err)
+		}
+	}
+	for _, env := range []string{"", "=", "=foo"} {
+		if err := validateConfig(&container.Config{Env: []string{env}}); !errdefs.IsInvalidParameter(err) || err.Error() != "invalid environment variable: "+env {
+			t.Errorf("env %q: %v", env, err)
+		}
+	}
+	cfg := &container.Config{WorkingDir: "/tmp/"}
+	if err := validateConfig(cfg); err != nil || cfg.WorkingDir != "/tmp" {
+		t.Errorf("working dir: %q %v", cfg.WorkingDir, err)
+	}
+	if err := validateConfig(&container.Config{WorkingDir: "rel"}); !errdefs.IsInvalidParameter(err) {
+		t.Errorf("relative working dir: %v", err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -37,6 +38,9 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 	}
 	hostCfg.LogConfig = logCfg
 	if err := validateHealthcheck(cfg.Healthcheck); err != nil {
+		return resp, err
+	}
+	if err := validateConfig(cfg); err != nil {
 		return resp, err
 	}
 	if cfg.Image == "" {
@@ -138,6 +142,24 @@ func (d *Daemon) containerDir(id string) string { return d.cfg.containersDir() +
 
 // validateHostConfig refuses what jevm cannot honour yet, rather than
 // silently ignoring it.
+// validateConfig checks and normalises the container config as dockerd
+// does: environment entries need a name, the working directory is an
+// absolute path, kept clean.
+func validateConfig(cfg *container.Config) error {
+	for _, e := range cfg.Env {
+		if k, _, _ := strings.Cut(e, "="); k == "" {
+			return errdefs.InvalidParameter(fmt.Errorf("invalid environment variable: %s", e))
+		}
+	}
+	if cfg.WorkingDir != "" {
+		if !path.IsAbs(cfg.WorkingDir) {
+			return errdefs.InvalidParameter(fmt.Errorf("the working directory '%s' is invalid, it needs to be an absolute path", cfg.WorkingDir))
+		}
+		cfg.WorkingDir = path.Clean(cfg.WorkingDir)
+	}
+	return nil
+}
+
 // runtimeName is jevm's one OCI-runtime-like name, as /info lists it:
 // every container is a jeVM.
 const runtimeName = "jevm"
@@ -147,6 +169,32 @@ func validateHostConfig(hc *container.HostConfig) error {
 	// what it is to the process, inside the container's own VM.
 	if _, err := containerCapabilities(hc); err != nil {
 		return err
+	}
+	// Namespace modes, with dockerd's checks and messages. In a jeVM
+	// "host" is the container's own VM; sharing another container's
+	// namespaces is the pods work (not there yet, refused at start).
+	if !hc.IpcMode.Valid() {
+		return errdefs.InvalidParameter(fmt.Errorf("invalid IPC mode: %s", hc.IpcMode))
+	}
+	if !hc.PidMode.Valid() {
+		return errdefs.InvalidParameter(fmt.Errorf("invalid PID mode: %s", hc.PidMode))
+	}
+	if !hc.UTSMode.Valid() {
+		return errdefs.InvalidParameter(fmt.Errorf("invalid UTS mode: %s", hc.UTSMode))
+	}
+	if hc.PidMode.IsContainer() || hc.IpcMode.IsContainer() {
+		// Sharing another container's process table or IPC needs both in
+		// one VM (pods), which jevm does not do yet: refused rather than
+		// silently ignored.
+		return errdefs.InvalidParameter(fmt.Errorf("--pid container: and --ipc container: are not supported by jevm yet: each container runs in its own VM"))
+	}
+	for k := range hc.Annotations {
+		if k == "" {
+			return errdefs.InvalidParameter(fmt.Errorf("invalid Annotations: the empty string is not permitted as an annotation key"))
+		}
+	}
+	if hc.CPUShares < 0 {
+		return errdefs.InvalidParameter(fmt.Errorf("invalid CPU shares (%d): value must be a positive integer", hc.CPUShares))
 	}
 	if hc.Runtime != "" && hc.Runtime != runtimeName {
 		// dockerd's answer for a runtime it does not have.

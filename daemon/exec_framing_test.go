@@ -70,3 +70,30 @@ func TestFakeExecStartTtyDecidesFraming(t *testing.T) {
 		}
 	}
 }
+
+// `docker restart` of a --rm container restarts it; the stop's exit does
+// not remove it (dockerd's TestContainerWithAutoRemoveCanBeRestarted).
+func TestFakeRestartAutoRemoveContainer(t *testing.T) {
+	d, vms, _ := fakeDaemon(t, nil)
+	c := fakeContainer(t, d, "rmrestart")
+	c.HostConfig.AutoRemove = true
+	if err := d.ContainerStart(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	timeout := 1
+	if err := d.ContainerRestart(context.Background(), c.ID, container.StopOptions{Timeout: &timeout}); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	if _, err := d.containers.get(c.ID); err != nil {
+		t.Fatalf("the restarted --rm container is gone: %v", err)
+	}
+	c.mu.Lock()
+	running := c.running()
+	// The test's clean-up kills the VM; this fake daemon has no image
+	// store for the removal that would follow.
+	c.HostConfig.AutoRemove = false
+	c.mu.Unlock()
+	if !running || len(vms.Started()) != 2 {
+		t.Fatalf("after restart: running %v, %d VMs started", running, len(vms.Started()))
+	}
+}

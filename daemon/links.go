@@ -58,7 +58,8 @@ func (d *Daemon) normalizeLinks(name string, hc *container.HostConfig) error {
 	for _, l := range links {
 		t, err := d.containers.get(l.target)
 		if err != nil {
-			return errdefs.InvalidParameter(fmt.Errorf("could not get container for %s: %w", l.target, err))
+			// 400, not the lookup's 404: the request is what is wrong.
+			return errdefs.InvalidParameter(fmt.Errorf("could not get container for %s: %v", l.target, err))
 		}
 		if t.Name == name {
 			return errdefs.InvalidParameter(fmt.Errorf("could not link to %s: a container cannot link to itself", l.target))
@@ -94,7 +95,7 @@ func (d *Daemon) resolveLinks(c *Container) (hosts, env []string, err error) {
 	for _, l := range links {
 		t, gerr := d.containers.get(l.target)
 		if gerr != nil {
-			return nil, nil, errdefs.InvalidParameter(fmt.Errorf("could not get container for %s: %w", l.target, gerr))
+			return nil, nil, errdefs.InvalidParameter(fmt.Errorf("could not get container for %s: %v", l.target, gerr))
 		}
 		if t == c {
 			continue

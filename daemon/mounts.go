@@ -73,7 +73,8 @@ func (d *Daemon) registerMounts(c *Container) (retErr error) {
 		}
 		src, err := d.containers.get(ref)
 		if err != nil {
-			return errdefs.InvalidParameter(err)
+			// 400, not the lookup's 404: the request is what is wrong.
+			return errdefs.InvalidParameter(errors.New(err.Error()))
 		}
 		src.mu.Lock()
 		mps := append([]*volumes.MountPoint(nil), src.MountPoints...)

@@ -41,6 +41,9 @@ type lifecycle struct {
 	// autoStart is set while the container waits for its start after a
 	// daemon restart; stop, start and removal clear it.
 	autoStart bool
+	// restarting is set during `docker restart`: the stop's exit must not
+	// auto-remove a --rm container that is about to start again.
+	restarting bool
 }
 
 // restartInput is what a restart decision depends on.

@@ -393,7 +393,7 @@ func (d *Daemon) monitor(c *Container, r *runtime) {
 	}
 	_ = os.RemoveAll(d.vmStateDir(c.ID))
 	c.notifyWaiters(waitExit)
-	autoRemove := c.HostConfig.AutoRemove && !restarting
+	autoRemove := c.HostConfig.AutoRemove && !restarting && !c.lc.restarting
 	c.mu.Unlock()
 	log.WithField("exitCode", status.Code).Info("container exited")
 

@@ -173,11 +173,18 @@ func (d *Daemon) ContainerRestart(ctx context.Context, ref string, opts containe
 	if err != nil {
 		return err
 	}
-	if err := d.ContainerStop(ctx, c.ID, opts); err != nil && !errdefs.IsNotModified(err) {
-		return err
-	}
+	// As dockerd: a --rm container that is restarted is not removed by
+	// the stop's exit.
+	c.mu.Lock()
+	c.lc.restarting = true
+	c.mu.Unlock()
+	err = d.ContainerStop(ctx, c.ID, opts)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.lc.restarting = false
+	if err != nil && !errdefs.IsNotModified(err) {
+		return err
+	}
 	if c.running() {
 		return nil
 	}
