@@ -265,26 +265,40 @@ func (s *Server) postContainerWait(ctx context.Context, w http.ResponseWriter, r
 	return encodeJSON(w, resp)
 }
 
-// resizeParams reads the h and w query parameters of the resize routes.
-func numErrCause(err error) error {
-	var ne *strconv.NumError
-	if errors.As(err, &ne) {
-		return ne.Err
+// uint32Param reads a non-negative 32-bit query parameter with dockerd's
+// errors: strconv.ErrSyntax for what is not a number, strconv.ErrRange
+// for a negative or too large one (ParseUint alone calls "-1" a syntax
+// error).
+func uint32Param(r *http.Request, field string) (uint, error) {
+	v, neg := strings.CutPrefix(r.Form.Get(field), "-")
+	if v == "" || v[0] == '+' {
+		return 0, strconv.ErrSyntax
 	}
-	return err
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		var ne *strconv.NumError
+		if errors.As(err, &ne) {
+			return 0, ne.Err
+		}
+		return 0, err
+	}
+	if neg {
+		return 0, strconv.ErrRange
+	}
+	return uint(n), nil
 }
 
+// resizeParams reads the h and w query parameters of the resize routes.
 func resizeParams(r *http.Request) (height, width uint, err error) {
-	// dockerd's messages name the cause only ("invalid syntax").
-	h, err := strconv.ParseUint(r.Form.Get("h"), 10, 32)
+	h, err := uint32Param(r, "h")
 	if err != nil {
-		return 0, 0, errdefs.InvalidParameter(fmt.Errorf("invalid resize height %q: %w", r.Form.Get("h"), numErrCause(err)))
+		return 0, 0, errdefs.InvalidParameter(fmt.Errorf("invalid resize height %q: %w", r.Form.Get("h"), err))
 	}
-	wd, err := strconv.ParseUint(r.Form.Get("w"), 10, 32)
+	wd, err := uint32Param(r, "w")
 	if err != nil {
-		return 0, 0, errdefs.InvalidParameter(fmt.Errorf("invalid resize width %q: %w", r.Form.Get("w"), numErrCause(err)))
+		return 0, 0, errdefs.InvalidParameter(fmt.Errorf("invalid resize width %q: %w", r.Form.Get("w"), err))
 	}
-	return uint(h), uint(wd), nil
+	return h, wd, nil
 }
 
 func (s *Server) postContainerResize(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {

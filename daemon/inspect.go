@@ -155,10 +155,25 @@ func (d *Daemon) ContainerList(ctx context.Context, opts container.ListOptions) 
 		}
 	}
 
+	// A linked container is also listed under its link names
+	// ("/parent/alias"), as dockerd lists it (links.go).
+	linkNames := map[string][]string{}
+	for _, c := range d.containers.all() {
+		c.mu.Lock()
+		for _, l := range c.HostConfig.Links {
+			if target, alias, ok := strings.Cut(l, ":"); ok && strings.HasPrefix(alias, "/") {
+				linkNames[strings.TrimPrefix(target, "/")] = append(linkNames[strings.TrimPrefix(target, "/")], alias)
+			}
+		}
+		c.mu.Unlock()
+	}
 	var out []container.Summary
 	for _, c := range d.containers.all() {
 		c.mu.Lock()
 		s, ok := d.summary(c, opts.All, f, exitCodes, beforeT, sinceT, ancestors)
+		if ok {
+			s.Names = append(s.Names, linkNames[c.Name]...)
+		}
 		if ok && opts.Size {
 			s.SizeRw, s.SizeRootFs = d.containerSizes(ctx, c)
 		}
