@@ -78,32 +78,7 @@ for g in docker libpod_parent; do ls -d /sys/fs/cgroup/*/$g >/dev/null 2>&1 || n
 
 engine_pid=""
 engine_dir=""
-# Kill every process whose command line names DIR (only processes this
-# script started: the dir is its own mktemp directory) and their
-# descendants (container processes under shims/conmon), then unmount.
-reap_dir() {
-	local dir=$1 pids
-	[ -n "$dir" ] || return 0
-	for sig in TERM KILL; do
-		pids=$(python3 "$ROOT/bench/lib/pss.py" --pids "$dir/" | grep -vx "$$" || true)
-		[ -n "$pids" ] || break
-		kill -"$sig" $pids 2>/dev/null || true
-		sleep 2
-	done
-	grep -- " $dir" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-}
-stop_engine() {
-	if [ -n "$engine_pid" ] && kill -0 "$engine_pid" 2>/dev/null; then
-		"$DOCKER" ps -aq 2>/dev/null | xargs -r -n 10 -P 4 "$DOCKER" rm -f >/dev/null 2>&1 || true
-		kill "$engine_pid" 2>/dev/null || true
-		for _ in $(seq 1 150); do kill -0 "$engine_pid" 2>/dev/null || break; sleep 0.2; done
-		kill -KILL "$engine_pid" 2>/dev/null || true
-		wait "$engine_pid" 2>/dev/null || true
-	fi
-	engine_pid=""
-	reap_dir "$engine_dir"
-	engine_dir=""
-}
+. "$ROOT/bench/lib/engine.sh" # reap_dir, stop_engine
 cleanup() {
 	stop_engine
 	[ -n "${registry:-}" ] && kill "$registry" 2>/dev/null && wait "$registry" 2>/dev/null || true

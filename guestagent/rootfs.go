@@ -335,13 +335,9 @@ func resolveUser(root, spec string) (*execUser, error) {
 		matchedName = matched.name
 	}
 	if groupArg != "" || matchedName != "" {
-		var groups []groupEntry
-		if hp, err := resolveInRoot(root, "/etc/group"); err == nil {
-			if g, err := parseGroup(hp); err == nil {
-				groups = g
-			} else if !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("unable to read group file: %w", err)
-			}
+		groups, err := containerGroups(root)
+		if err != nil {
+			return nil, err
 		}
 		var sel []groupEntry
 		for _, g := range groups {
@@ -384,19 +380,29 @@ func resolveUser(root, spec string) (*execUser, error) {
 	return u, nil
 }
 
+// containerGroups reads the container's /etc/group; a missing file is no
+// groups (a scratch image).
+func containerGroups(root string) ([]groupEntry, error) {
+	hp, err := resolveInRoot(root, "/etc/group")
+	if err != nil {
+		return nil, nil
+	}
+	g, err := parseGroup(hp)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("unable to read group file: %w", err)
+	}
+	return g, nil
+}
+
 // additionalGroups resolves `--group-add` values against the container's
 // /etc/group as runc does: a name must be there; a number is taken as is.
 func additionalGroups(root string, specs []string) ([]int, error) {
 	if len(specs) == 0 {
 		return nil, nil
 	}
-	var groups []groupEntry
-	if hp, err := resolveInRoot(root, "/etc/group"); err == nil {
-		if g, err := parseGroup(hp); err == nil {
-			groups = g
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("unable to read group file: %w", err)
-		}
+	groups, err := containerGroups(root)
+	if err != nil {
+		return nil, err
 	}
 	var out []int
 next:
