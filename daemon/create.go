@@ -193,6 +193,11 @@ func validateHostConfig(hc *container.HostConfig) error {
 			return errdefs.InvalidParameter(fmt.Errorf("invalid Annotations: the empty string is not permitted as an annotation key"))
 		}
 	}
+	for k := range hc.Sysctls {
+		if k == "" || strings.ContainsAny(k, "/ ") || strings.Contains(k, "..") {
+			return errdefs.InvalidParameter(fmt.Errorf("invalid sysctl key %q", k))
+		}
+	}
 	if hc.CPUShares < 0 {
 		return errdefs.InvalidParameter(fmt.Errorf("invalid CPU shares (%d): value must be a positive integer", hc.CPUShares))
 	}

@@ -211,6 +211,8 @@ func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentcl
 	}
 	req := &agentproto.StartRequest{
 		Privileged:   c.HostConfig.Privileged,
+		Domainname:   c.Config.Domainname,
+		Sysctls:      containerSysctls(c.HostConfig),
 		RootDevice:   d.vms.GuestRootDevice(),
 		ReadOnly:     c.HostConfig.ReadonlyRootfs,
 		Hostname:     c.Config.Hostname,
@@ -440,6 +442,26 @@ func mergeEnv(base, over []string) []string {
 		}
 		index[k] = len(out)
 		out = append(out, kv)
+	}
+	return out
+}
+
+// defaultSysctls are what dockerd sets in a container's network namespace
+// unless the container sets them itself: unprivileged ICMP echo sockets
+// (ping without CAP_NET_RAW) and unprivileged low ports.
+var defaultSysctls = map[string]string{
+	"net.ipv4.ping_group_range":           "0 2147483647",
+	"net.ipv4.ip_unprivileged_port_start": "0",
+}
+
+// containerSysctls is `--sysctl` over dockerd's defaults.
+func containerSysctls(hc *container.HostConfig) map[string]string {
+	out := make(map[string]string, len(defaultSysctls)+len(hc.Sysctls))
+	for k, v := range defaultSysctls {
+		out[k] = v
+	}
+	for k, v := range hc.Sysctls {
+		out[k] = v
 	}
 	return out
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -63,6 +64,11 @@ func (a *agent) handleStart(stream uint32, m *agentproto.Msg) {
 	a.debugf("root set up in %v", time.Since(t).Round(time.Millisecond))
 	// Network interfaces (network_linux.go).
 	if err := a.setupInterfaces(req.Interfaces); err != nil {
+		fail(err)
+		return
+	}
+	// After the interfaces: per-interface keys (net.ipv4.conf.eth0.*).
+	if err := writeSysctls(req.Sysctls); err != nil {
 		fail(err)
 		return
 	}
@@ -181,6 +187,12 @@ func (a *agent) setupRoot(req *agentproto.StartRequest) error {
 			a.logf("sethostname: %v", err)
 		}
 	}
+	if req.Domainname != "" {
+		if err := unix.Setdomainname([]byte(req.Domainname)); err != nil {
+			return fmt.Errorf("setdomainname: %w", err)
+		}
+	}
+
 	files := []struct{ name, content string }{
 		{"hostname", hostname + "\n"},
 		{"hosts", req.Hosts},
@@ -458,4 +470,25 @@ func oomKills() int64 {
 		}
 	}
 	return -1
+}
+
+// writeSysctls sets the container's sysctls in the guest, in key order.
+// A key that names no file under /proc/sys, or a value the kernel
+// refuses, fails the start with runc's wording.
+func writeSysctls(sysctls map[string]string) error {
+	keys := make([]string, 0, len(sysctls))
+	for k := range sysctls {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		rel := strings.ReplaceAll(k, ".", "/")
+		if k == "" || strings.Contains(k, "..") || strings.HasPrefix(rel, "/") {
+			return fmt.Errorf("invalid sysctl %q", k)
+		}
+		if err := os.WriteFile("/proc/sys/"+rel, []byte(sysctls[k]), 0); err != nil {
+			return fmt.Errorf("write sysctl key %s: %w", k, err)
+		}
+	}
+	return nil
 }

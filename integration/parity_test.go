@@ -227,3 +227,21 @@ func TestAttachWebsocket(t *testing.T) {
 		got = append(got, buf[:n]...)
 	}
 }
+
+// dockerd's default sysctls (unprivileged ping and low ports), --sysctl
+// over them, and --domainname, set in the guest before the process runs.
+func TestSysctlsAndDomainname(t *testing.T) {
+	out := mustDocker(t, "run", "--rm", "--domainname", "baz.example", "busybox", "sh", "-c",
+		"cat /proc/sys/net/ipv4/ping_group_range /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/domainname")
+	if got := strings.Fields(out); strings.Join(got, " ") != "0 2147483647 0 baz.example" {
+		t.Fatalf("defaults and domainname: %q", out)
+	}
+	out = mustDocker(t, "run", "--rm", "--sysctl", "net.ipv4.ip_unprivileged_port_start=1024", "--sysctl", "kernel.msgmax=65536",
+		"busybox", "cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start", "/proc/sys/kernel/msgmax")
+	if got := strings.Fields(out); strings.Join(got, " ") != "1024 65536" {
+		t.Fatalf("--sysctl: %q", out)
+	}
+	if r := docker(t, "run", "--rm", "--sysctl", "kernel.no_such_key_jevm=1", "busybox", "true"); r.code == 0 || !strings.Contains(r.stderr, "kernel.no_such_key_jevm") {
+		t.Fatalf("unknown sysctl:\n%s", r)
+	}
+}

@@ -201,6 +201,13 @@ type StartRequest struct {
 	// guest's devices are in the container's /dev (all but the agent's
 	// channel and the serial console). Capabilities are the process's.
 	Privileged bool `json:"privileged,omitempty"`
+	// Domainname is the guest's NIS domain name (`docker run --domainname`).
+	Domainname string `json:"domainname,omitempty"`
+	// Sysctls are written under /proc/sys before the process starts, in
+	// key order ("net.ipv4.ping_group_range" → net/ipv4/ping_group_range):
+	// `docker run --sysctl` merged over dockerd's defaults. The guest's
+	// kernel is the container's own, so any key may be set.
+	Sysctls map[string]string `json:"sysctls,omitempty"`
 }
 
 // InterfaceConfig is one guest network interface.
