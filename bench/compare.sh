@@ -30,15 +30,8 @@ CAP_SECONDS=${CAP_SECONDS:-180} # ... or after this long (per engine)
 ENGINES=${ENGINES:-"runc runsc podman jevm"}
 T0=$(date +%s)
 
-# The docker CLI: v28 (from /usr/local/bin) rather than Debian's 20.10 one.
-DOCKER=${DOCKER:-}
-if [ -z "$DOCKER" ]; then
-	for c in /usr/local/bin/docker $(type -ap docker); do
-		v=$("$c" --version 2>/dev/null | sed -n 's/Docker version \([0-9]*\)\..*/\1/p')
-		if [ -n "$v" ] && [ "$v" -ge 28 ]; then DOCKER=$c; break; fi
-	done
-	[ -n "$DOCKER" ] || DOCKER=$(command -v docker || true)
-fi
+. "$ROOT/bench/lib/engine.sh" # find_docker_cli, reap_dir, stop_engine
+DOCKER=${DOCKER:-$(find_docker_cli)}
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 res="$ROOT/bench/results/compare-$stamp"
@@ -78,7 +71,6 @@ for g in docker libpod_parent; do ls -d /sys/fs/cgroup/*/$g >/dev/null 2>&1 || n
 
 engine_pid=""
 engine_dir=""
-. "$ROOT/bench/lib/engine.sh" # reap_dir, stop_engine
 cleanup() {
 	stop_engine
 	[ -n "${registry:-}" ] && kill "$registry" 2>/dev/null && wait "$registry" 2>/dev/null || true

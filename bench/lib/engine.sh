@@ -1,6 +1,18 @@
-# Sourced by bench/compare.sh and hack/conformance/run.sh: stopping an
-# engine those scripts started. Needs DOCKER, ROOT, engine_pid and
-# engine_dir (the engine's own mktemp directory).
+# Sourced by bench/compare.sh and hack/conformance/run.sh: the docker CLI
+# they drive engines with, and stopping an engine they started (needs
+# DOCKER, ROOT, engine_pid and engine_dir, the engine's own mktemp
+# directory).
+
+# find_docker_cli prints the docker CLI to use: v28 (from /usr/local/bin)
+# rather than Debian's 20.10 one that the docker.io package brings.
+find_docker_cli() {
+	local c v
+	for c in /usr/local/bin/docker $(type -ap docker); do
+		v=$("$c" --version 2>/dev/null | sed -n 's/Docker version \([0-9]*\)\..*/\1/p')
+		if [ -n "$v" ] && [ "$v" -ge 28 ]; then echo "$c"; return; fi
+	done
+	command -v docker || true
+}
 
 # reap_dir DIR: kills every process whose command line names DIR (only
 # processes the calling script started: DIR is its own mktemp directory)

@@ -78,15 +78,8 @@ else
 	log "MOBY_SRC is not a git checkout: taking it to be $MOBY_VERSION (MOBY_VERSION=...)"
 fi
 
-# The docker CLI: v28 from /usr/local/bin rather than Debian's 20.10 one.
-DOCKER=${DOCKER:-}
-if [ -z "$DOCKER" ]; then
-	for c in /usr/local/bin/docker $(type -ap docker); do
-		v=$("$c" --version 2>/dev/null | sed -n 's/Docker version \([0-9]*\)\..*/\1/p')
-		if [ -n "$v" ] && [ "$v" -ge 28 ]; then DOCKER=$c; break; fi
-	done
-	[ -n "$DOCKER" ] || DOCKER=$(command -v docker || true)
-fi
+. "$ROOT/bench/lib/engine.sh" # find_docker_cli, reap_dir, stop_engine
+DOCKER=${DOCKER:-$(find_docker_cli)}
 [ -n "$DOCKER" ] || die "no docker CLI found"
 
 for e in $ENGINES; do
@@ -170,7 +163,6 @@ for g in docker; do ls -d /sys/fs/cgroup/*/$g >/dev/null 2>&1 || new_cgroups="$n
 engine_pid=""
 engine_dir=""
 registry=""
-. "$ROOT/bench/lib/engine.sh" # reap_dir, stop_engine
 # Links and iptables rules that appeared during the run and are ours: the
 # engines' bridges (jevmcf0, jevmN, docker0, br-*), taps and veths.
 host_cleanup() {
