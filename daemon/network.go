@@ -123,14 +123,7 @@ func netContainer(c *Container) *controller.Container {
 // nothing is left.
 func (d *Daemon) attachNetworks(ctx context.Context, c *Container, linkHosts []string) (*controller.Attachment, error) {
 	nc := netContainer(c)
-	if len(linkHosts) > 0 {
-		// Legacy links' /etc/hosts entries (links.go), in ExtraHosts'
-		// "names:ip" form; the container's own HostConfig keeps its
-		// --add-host list.
-		hc := *nc.HostConfig
-		hc.ExtraHosts = append(append([]string(nil), hc.ExtraHosts...), linkHosts...)
-		nc.HostConfig = &hc
-	}
+	nc.LinkHosts = linkHosts // legacy links' /etc/hosts entries (links.go)
 	if d.net == nil {
 		return &controller.Attachment{Hosts: controller.HostsFile(nc)}, nil
 	}

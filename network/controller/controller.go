@@ -55,6 +55,9 @@ type Container struct {
 	NetConfig  *network.NetworkingConfig
 	// Running: the container's VM is up (running or paused).
 	Running bool
+	// LinkHosts are legacy links' /etc/hosts entries ("names:ip", as
+	// HostConfig.ExtraHosts), resolved by the daemon at start.
+	LinkHosts []string
 }
 
 // ContainerNames resolves container names and IDs for the embedded DNS
@@ -882,9 +885,11 @@ func HostsFile(c *Container) string {
 	var b strings.Builder
 	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
 	fmt.Fprintf(&b, "127.0.1.1\t%s\n", c.Config.Hostname)
-	for _, h := range c.HostConfig.ExtraHosts {
-		if name, ip, ok := strings.Cut(h, ":"); ok {
-			fmt.Fprintf(&b, "%s\t%s\n", ip, name)
+	for _, hosts := range [][]string{c.HostConfig.ExtraHosts, c.LinkHosts} {
+		for _, h := range hosts {
+			if name, ip, ok := strings.Cut(h, ":"); ok {
+				fmt.Fprintf(&b, "%s\t%s\n", ip, name)
+			}
 		}
 	}
 	return b.String()
