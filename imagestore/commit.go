@@ -1,6 +1,7 @@
 package imagestore
 
 import (
+	"archive/tar"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -44,6 +45,13 @@ type CommitOptions struct {
 	CreatedBy string
 	// Repo and Tag name the new image; an empty Repo leaves it untagged.
 	Repo, Tag string
+	// LazyDisk leaves the base disk to be built by the first BaseDisk call:
+	// a build's intermediate images are mostly never run, and making an
+	// ext4 disk per step would cost a full unpack each.
+	LazyDisk bool
+	// EmptyLayer records a step that changed no file (ENV, LABEL, ...)
+	// without reading a layer; layer may then be nil.
+	EmptyLayer bool
 }
 
 // Commit makes a new image whose top layer is layer (an uncompressed OCI
@@ -81,9 +89,14 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 	defer release()
 
 	// 1. The layer: gzip it into a temporary file, hashing both forms.
-	ldesc, diffID, err := s.storeLayer(ctx, layer)
-	if err != nil {
-		return nil, err
+	var ldesc ocispec.Descriptor
+	var layerFiles int64
+	diffID := EmptyLayerDiffID
+	if !opts.EmptyLayer {
+		var err error
+		if ldesc, diffID, layerFiles, err = s.storeLayer(ctx, layer); err != nil {
+			return nil, err
+		}
 	}
 	emptyLayer := diffID == EmptyLayerDiffID
 	if !emptyLayer {
@@ -158,12 +171,15 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 
 	// 4. The base disk (from all the layers, as for a pulled image).
 	tDisk := time.Now()
-	size, _, err := s.ensureDisk(ctx, id, buildSpec{layers: layers, diffIDs: cfg.RootFS.DiffIDs}, false)
-	if err != nil {
-		return nil, err
+	var size int64
+	if !opts.LazyDisk {
+		if size, _, err = s.ensureDisk(ctx, id, buildSpec{layers: layers, diffIDs: cfg.RootFS.DiffIDs}, false); err != nil {
+			return nil, err
+		}
 	}
 	if size == 0 && parent != nil {
-		size = parent.Size
+		// Until the disk is built: the parent's files and this layer's.
+		size = parent.Size + layerFiles
 	}
 	diskTook := time.Since(tDisk)
 
@@ -180,6 +196,9 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 			Config:           cfg,
 			Size:             size,
 			Pulled:           now,
+		}
+		if parent != nil {
+			img.Parent = parent.ID
 		}
 		delete(s.orphans, id)
 		s.images[id] = img
@@ -212,10 +231,10 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 
 // storeLayer gzips an uncompressed layer into the content store and
 // returns its descriptor and diff ID.
-func (s *Store) storeLayer(ctx context.Context, layer io.Reader) (ocispec.Descriptor, digest.Digest, error) {
+func (s *Store) storeLayer(ctx context.Context, layer io.Reader) (ocispec.Descriptor, digest.Digest, int64, error) {
 	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "commit-layer-")
 	if err != nil {
-		return ocispec.Descriptor{}, "", errdefs.System(err)
+		return ocispec.Descriptor{}, "", 0, errdefs.System(err)
 	}
 	defer func() {
 		f.Close()
@@ -225,14 +244,36 @@ func (s *Store) storeLayer(ctx context.Context, layer io.Reader) (ocispec.Descri
 	counter := &countingWriter{w: io.MultiWriter(f, compressed.Hash())}
 	gz := gzip.NewWriter(counter)
 	uncompressed := digest.Canonical.Digester()
-	if _, err := io.Copy(gz, io.TeeReader(layer, uncompressed.Hash())); err != nil {
-		if ctx.Err() != nil {
-			return ocispec.Descriptor{}, "", ctx.Err()
+	// The sizes of the layer's files, read from the same stream: the
+	// image's size until its base disk is built (LazyDisk).
+	pr, pw := io.Pipe()
+	fileBytes := make(chan int64, 1)
+	go func() {
+		var n int64
+		tr := tar.NewReader(pr)
+		for {
+			h, err := tr.Next()
+			if err != nil {
+				break
+			}
+			if h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA {
+				n += h.Size
+			}
 		}
-		return ocispec.Descriptor{}, "", fmt.Errorf("reading the container's changes: %w", err)
+		io.Copy(io.Discard, pr)
+		fileBytes <- n
+	}()
+	_, err = io.Copy(gz, io.TeeReader(layer, io.MultiWriter(uncompressed.Hash(), pw)))
+	pw.Close()
+	files := <-fileBytes
+	if err != nil {
+		if ctx.Err() != nil {
+			return ocispec.Descriptor{}, "", 0, ctx.Err()
+		}
+		return ocispec.Descriptor{}, "", 0, fmt.Errorf("reading the container's changes: %w", err)
 	}
 	if err := gz.Close(); err != nil {
-		return ocispec.Descriptor{}, "", errdefs.System(err)
+		return ocispec.Descriptor{}, "", 0, errdefs.System(err)
 	}
 	desc := ocispec.Descriptor{
 		MediaType: ocispec.MediaTypeImageLayerGzip,
@@ -241,15 +282,15 @@ func (s *Store) storeLayer(ctx context.Context, layer io.Reader) (ocispec.Descri
 	}
 	diffID := uncompressed.Digest()
 	if diffID == EmptyLayerDiffID {
-		return desc, diffID, nil
+		return desc, diffID, files, nil
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return ocispec.Descriptor{}, "", errdefs.System(err)
+		return ocispec.Descriptor{}, "", 0, errdefs.System(err)
 	}
 	if err := content.WriteBlob(ctx, s.cs, "commit-"+desc.Digest.Encoded(), f, desc); err != nil && !isAlreadyExists(err) {
-		return ocispec.Descriptor{}, "", errdefs.System(fmt.Errorf("storing layer: %w", err))
+		return ocispec.Descriptor{}, "", 0, errdefs.System(fmt.Errorf("storing layer: %w", err))
 	}
-	return desc, diffID, nil
+	return desc, diffID, files, nil
 }
 
 func (s *Store) writeSmallBlob(ctx context.Context, desc ocispec.Descriptor, b []byte) error {

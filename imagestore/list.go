@@ -7,6 +7,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/errdefs"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/jevm/jevm/internal/filterutil"
 )
@@ -75,6 +76,12 @@ func (s *Store) List(opts image.ListOptions) ([]image.Summary, error) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	parents := map[digest.Digest]bool{}
+	for _, img := range s.images {
+		if img.Parent != "" {
+			parents[img.Parent] = true
+		}
+	}
 	out := []image.Summary{}
 	for id, img := range s.images {
 		created := img.Created()
@@ -96,6 +103,7 @@ func (s *Store) List(opts image.ListOptions) ([]image.Summary, error) {
 			Labels:      img.Config.Config.Labels,
 			RepoTags:    []string{},
 			RepoDigests: []string{},
+			ParentID:    img.Parent.String(),
 		}
 		for _, named := range s.namedRefsLocked(id) {
 			if len(patterns) > 0 {
@@ -122,6 +130,11 @@ func (s *Store) List(opts image.ListOptions) ([]image.Summary, error) {
 			}
 		}
 		if len(sum.RepoTags) == 0 && len(sum.RepoDigests) == 0 {
+			// An untagged parent is an intermediate image (of a build or a
+			// commit): dockerd lists it only with -a, and never as dangling.
+			if parents[id] && (!opts.All || danglingOnly) {
+				continue
+			}
 			if f.Contains("dangling") && !danglingOnly {
 				continue
 			}

@@ -106,6 +106,9 @@ type Image struct {
 	Pulled time.Time `json:"pulled"`
 	// LastTagTime is when a reference was last added to the image.
 	LastTagTime time.Time `json:"lastTagTime,omitempty"`
+	// Parent is the image a commit or build step started from ("" for
+	// pulled images), as dockerd's image Parent.
+	Parent digest.Digest `json:"parent,omitempty"`
 }
 
 // ShortID returns the 12 hex digits docker shows for the image.
