@@ -114,4 +114,5 @@ type Backend interface {
 	VolumeBackend
 	NetworkBackend
 	ArchiveBackend
+	BuildBackend
 }

@@ -69,6 +69,7 @@ type fakeBackend struct {
 	lastTag        [3]string
 	lastImageDel   []any
 	stdin          map[string]string // by container ID
+	build          fakeBuild
 }
 
 type fakeContainer struct {

@@ -19,5 +19,4 @@ var (
 	_ api.VolumeBackend    = (*daemon.Daemon)(nil)
 	_ api.NetworkBackend   = (*daemon.Daemon)(nil)
 	_ api.ArchiveBackend   = (*daemon.Daemon)(nil)
-	_ api.Backend          = (*daemon.Daemon)(nil)
 )
