@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
@@ -252,12 +253,15 @@ func validateOptions(opts *build.ImageBuildOptions) error {
 
 // checkPlatform accepts the platform jevm's guests run.
 func checkPlatform(p string) error {
-	norm := strings.ToLower(strings.TrimSpace(p))
-	switch norm {
-	case "linux", "linux/amd64", "linux/x86_64", "linux/amd64/v1", "linux/amd64/v2", "linux/amd64/v3":
-		return nil
+	plat, err := platforms.Parse(p)
+	if err != nil {
+		return errdefs.InvalidParameter(err)
 	}
-	return errdefs.InvalidParameter(fmt.Errorf("platform %q is not supported: jevm builds for linux/amd64", p))
+	plat = platforms.Normalize(plat)
+	if plat.OS != "linux" || plat.Architecture != "amd64" {
+		return errdefs.InvalidParameter(fmt.Errorf("platform %q is not supported: jevm builds for linux/amd64", p))
+	}
+	return nil
 }
 
 // parseTags validates every tag before anything is built, as dockerd does.

@@ -345,16 +345,18 @@ func TestBuildErrors(t *testing.T) {
 		code int // a failed RUN's exit code (JSONError)
 	}{
 		{df: "FRM busybox\n", msg: "unknown instruction: FRM"},
-		{df: "", msg: "the Dockerfile (Dockerfile) cannot be empty"},
+		{df: "", msg: "failed to parse Dockerfile: file with no instructions"},
+		{df: "# only a comment\n\n", msg: "file with no instructions"},
 		{df: "FROM busybox\n", opts: build.ImageBuildOptions{Target: "nope"}, msg: "failed to reach build target nope in Dockerfile"},
 		{df: "FROM busybox\n", opts: build.ImageBuildOptions{Tags: []string{"UPPER:case"}}, msg: "invalid reference format"},
 		{df: "FROM busybox\n", opts: build.ImageBuildOptions{Platform: "linux/arm64"}, msg: `platform "linux/arm64" is not supported`},
+		{df: "FROM busybox\n", opts: build.ImageBuildOptions{Platform: "foobar"}, msg: "unknown operating system or architecture"},
 		{df: "FROM busybox\n", opts: build.ImageBuildOptions{Version: build.BuilderBuildKit}, msg: "buildkit not supported by daemon"},
 		{df: "FROM nosuchimage\n", msg: "pull access denied for nosuchimage"},
 		{df: "FROM busybox\nRUN --mount=type=cache,target=/x true\n", msg: "the --mount option requires BuildKit"},
 		{df: "FROM busybox\nSTOPSIGNAL SIGNOPE\n", msg: "Invalid signal: SIGNOPE"},
 		{df: "FROM busybox\nONBUILD ONBUILD RUN x\n", msg: "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"},
-		{df: "FROM busybox\nRUN exit 3\n", opts: build.ImageBuildOptions{Remove: true}, msg: "The command '/bin/sh -c exit 3' returned a non-zero code: 3", code: 3},
+		{df: "FROM busybox\nRUN exit 3\n", opts: build.ImageBuildOptions{Remove: true, ForceRemove: true}, msg: "The command '/bin/sh -c exit 3' returned a non-zero code: 3", code: 3},
 	} {
 		n := len(fe.created)
 		_, text, err := runBuild(t, b, c.opts, contextTar(t, map[string]string{"Dockerfile": c.df}))
@@ -377,9 +379,10 @@ func TestBuildErrors(t *testing.T) {
 	if len(fe.containers) != 0 {
 		t.Errorf("failed builds left containers: %v", fe.containers)
 	}
-	// rm=0 keeps a failed step's container, as asked.
-	_, _, err := runBuild(t, b, build.ImageBuildOptions{Remove: false}, contextTar(t, map[string]string{"Dockerfile": "FROM busybox\nRUN exit 3\n"}))
+	// Without forcerm, a failed step's container stays, as in dockerd
+	// (rm only removes the containers of steps that succeeded).
+	_, _, err := runBuild(t, b, build.ImageBuildOptions{Remove: true}, contextTar(t, map[string]string{"Dockerfile": "FROM busybox\nRUN exit 3\n"}))
 	if err == nil || len(fe.containers) != 1 {
-		t.Errorf("rm=0: %v, %d containers", err, len(fe.containers))
+		t.Errorf("rm=1: %v, %d containers", err, len(fe.containers))
 	}
 }

@@ -556,14 +556,17 @@ func (bs *buildState) dispatchRun(ctx context.Context, st *stage, c *instruction
 		}
 	}
 	if err != nil {
-		if bs.opts.Remove || bs.opts.ForceRemove {
+		// As dockerd: the failed step's container stays for inspection
+		// (stopped: its VM is gone) unless forcerm; a cancelled build
+		// leaves nothing.
+		if bs.opts.ForceRemove || ctx.Err() != nil {
 			bs.removeContainer(id, false)
 		}
 		return err
 	}
 	imageID, err := cb.CommitBuildContainer(ctx, id, st.config, createdBy)
 	if err != nil {
-		if bs.opts.Remove || bs.opts.ForceRemove {
+		if bs.opts.ForceRemove {
 			bs.removeContainer(id, false)
 		}
 		return err

@@ -25,9 +25,6 @@ type dockerfile struct {
 // before anything runs.
 func parseDockerfile(src []byte, target string) (*dockerfile, error) {
 	res, err := parser.Parse(bytes.NewReader(src))
-	if err != nil && strings.Contains(err.Error(), "file with no instructions") {
-		return nil, errdefs.InvalidParameter(errors.New("the Dockerfile (Dockerfile) cannot be empty"))
-	}
 	if err != nil {
 		return nil, errdefs.InvalidParameter(fmt.Errorf("failed to parse Dockerfile: %w", err))
 	}
@@ -36,7 +33,7 @@ func parseDockerfile(src []byte, target string) (*dockerfile, error) {
 		return nil, errdefs.InvalidParameter(fmt.Errorf("failed to parse Dockerfile: %w", err))
 	}
 	if len(stages) == 0 {
-		return nil, errdefs.InvalidParameter(errors.New("the Dockerfile (Dockerfile) cannot be empty"))
+		return nil, errdefs.InvalidParameter(errors.New("failed to parse Dockerfile: file with no instructions"))
 	}
 	df := &dockerfile{stages: stages, metaArgs: metaArgs, escapeToken: res.EscapeToken}
 	for _, w := range res.Warnings {
