@@ -175,6 +175,26 @@ func TestPrepareNetworking(t *testing.T) {
 		t.Fatalf("order = %v", got)
 	}
 
+	// Networks named in EndpointsConfig need not exist at create (as
+	// dockerd); the start is what fails.
+	hc = &container.HostConfig{}
+	nc, err = d.net.Prepare(hc, cfg, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"net1": {}, "net2": nil}})
+	if err != nil {
+		t.Fatalf("create with networks made later: %v", err)
+	}
+	c = &Container{ID: strings.Repeat("d", 64), Name: "later", HostConfig: hc, NetConfig: nc, Config: cfg}
+	if got := containerNetworks(c); strings.Join(got, ",") != "bridge,net1,net2" {
+		t.Fatalf("networks = %v", got)
+	}
+	ns := &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{}}
+	d.net.FillSettings(c, hc, ns)
+	if ns.Networks["net1"] == nil || ns.Networks["net1"].NetworkID != "" || ns.Networks["bridge"] == nil {
+		t.Fatalf("inspect of networks made later: %v", ns.Networks)
+	}
+	if _, err := d.net.Attach(ctx, c); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "network net1 not found") {
+		t.Fatalf("start with a missing network: %v", err)
+	}
+
 	for _, bad := range []struct {
 		mode string
 		eps  map[string]*network.EndpointSettings

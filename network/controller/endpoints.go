@@ -84,8 +84,13 @@ func (nm *Controller) Attach(ctx context.Context, c *Container) (att *Attachment
 			_ = nm.saveLocked()
 		}
 	}()
-	var primary *endpointRecord
-	var primaryNet *netRecord
+	// Every network must exist before any endpoint is made: one named at
+	// create may never have been made, or be gone.
+	type named struct {
+		name string
+		r    *netRecord
+	}
+	nets := make([]named, 0, len(names))
 	for _, name := range names {
 		if nm.bridgeDisabled(name) {
 			continue // -b none: no network, as dockerd
@@ -94,6 +99,12 @@ func (nm *Controller) Attach(ctx context.Context, c *Container) (att *Attachment
 		if err != nil {
 			return nil, err
 		}
+		nets = append(nets, named{name, r})
+	}
+	var primary *endpointRecord
+	var primaryNet *netRecord
+	for _, n := range nets {
+		name, r := n.name, n.r
 		switch r.Driver {
 		case driverNull:
 			continue
@@ -557,6 +568,16 @@ func prepare(nm *Controller, hc *container.HostConfig, cfg *container.Config, nc
 			continue
 		}
 		r, err := nm.getLocked(k)
+		if errdefs.IsNotFound(err) && k != mode {
+			// As dockerd: a network named in EndpointsConfig may be made
+			// after the create; kept by the given name, the start fails
+			// with "not found" if it still does not exist.
+			if es == nil {
+				es = &network.EndpointSettings{}
+			}
+			eps[k] = es
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -669,6 +690,12 @@ func (nm *Controller) FillSettings(c *Container, hc *container.HostConfig, ns *c
 				es := endpointConfig(c, name).Copy()
 				es.NetworkID, es.EndpointID, es.Gateway, es.IPAddress, es.IPPrefixLen, es.DNSNames = "", "", "", "", 0, nil
 				ns.Networks[network.NetworkBridge] = es
+			} else if errdefs.IsNotFound(err) {
+				// A network named at create that does not exist (yet):
+				// listed as given, as dockerd does; the start fails.
+				es := endpointConfig(c, name).Copy()
+				es.NetworkID, es.EndpointID, es.Gateway, es.IPAddress, es.IPPrefixLen, es.DNSNames = "", "", "", "", 0, nil
+				ns.Networks[name] = es
 			}
 			continue
 		}
