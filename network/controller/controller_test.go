@@ -267,13 +267,17 @@ func TestEmbeddedDNSNames(t *testing.T) {
 	}
 	web := testContainer(t, d, "web")
 	other := testContainer(t, d, "xother")
+	// A renamed container with capitals: DNS queries come lower case.
+	renamed := testContainer(t, d, "zRenamed")
 	r := d.net.nets[resp.ID]
-	r.Endpoints["e1"] = &endpointRecord{ID: "e1", ContainerID: web.ID, IP: "172.18.0.2", Aliases: []string{"www"}}
+	r.Endpoints["e1"] = &endpointRecord{ID: "e1", ContainerID: web.ID, IP: "172.18.0.2", Aliases: []string{"www"}, Hostname: "FooBar"}
 	r.Endpoints["e2"] = &endpointRecord{ID: "e2", ContainerID: other.ID, IP: "172.18.0.3", Aliases: []string{"www"}, DNS: []string{"10.0.0.53"}}
+	r.Endpoints["e3"] = &endpointRecord{ID: "e3", ContainerID: renamed.ID, IP: "172.18.0.4"}
 	names := &netNames{nm: d.net, id: resp.ID}
 	for q, want := range map[string]string{
 		"web": "172.18.0.2", "web.app": "172.18.0.2", web.ID[:12]: "172.18.0.2",
 		"www": "172.18.0.2 172.18.0.3", "nothing": "", web.ID[:5]: "",
+		"foobar": "172.18.0.2", "zrenamed": "172.18.0.4", "zrenamed.app": "172.18.0.4",
 	} {
 		var got []string
 		for _, a := range names.LookupName(q) {

@@ -212,6 +212,9 @@ func (nm *Controller) newEndpointLocked(c *Container, r *netRecord, es *network.
 		Aliases: append([]string(nil), es.Aliases...), DefaultRoute: defaultRoute,
 		DNS: append([]string(nil), c.HostConfig.DNS...),
 	}
+	if c.Config != nil {
+		ep.Hostname = c.Config.Hostname
+	}
 	if err := jnet.CreateTap(ep.Tap, nm.tapOwner(ep), r.Bridge, r.mtu(nm.cfg.MTU)); err != nil {
 		r.pool.Release(ip)
 		return nil, err
@@ -396,6 +399,21 @@ func (nm *Controller) containerDNS(c *Container) (dns, search, opts []string) {
 	return pick(c.HostConfig.DNS, nm.cfg.DNS), pick(c.HostConfig.DNSSearch, nm.cfg.DNSSearch), pick(c.HostConfig.DNSOptions, nm.cfg.DNSOptions)
 }
 
+// dnsNames are the names ep answers to on a user network, in dockerd's
+// order (the first one is the PTR answer): the container's name, its
+// aliases, its short ID and its hostname, without repeats.
+func dnsNames(c *Container, ep *endpointRecord) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range append(append([]string{c.Name}, ep.Aliases...), c.ID[:12], ep.Hostname) {
+		if n != "" && !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // netNames answers the embedded DNS server of one network.
 type netNames struct {
 	nm *Controller
@@ -417,7 +435,12 @@ func (n *netNames) LookupName(name string) []netip.Addr {
 	cid := nm.names.IDByName(name)
 	var out []netip.Addr
 	for _, ep := range r.Endpoints {
-		hit := ep.ContainerID == cid || (len(name) == 12 && strings.HasPrefix(ep.ContainerID, name)) || ep.ContainerID == name
+		// DNS names are case-insensitive, container names are not: a
+		// container "Web" answers to "web" (the query is lower case).
+		hit := ep.ContainerID == cid || (len(name) == 12 && strings.HasPrefix(ep.ContainerID, name)) || ep.ContainerID == name ||
+			strings.EqualFold(nm.names.NameByID(ep.ContainerID), name)
+		// As dockerd: a container's hostname is one of its DNS names.
+		hit = hit || (ep.Hostname != "" && strings.EqualFold(ep.Hostname, name))
 		for _, a := range ep.Aliases {
 			hit = hit || strings.EqualFold(a, name)
 		}
@@ -715,7 +738,7 @@ func (nm *Controller) FillSettings(c *Container, hc *container.HostConfig, ns *c
 			es.IPPrefixLen = r.pool.Subnet().Bits()
 			es.MacAddress = ep.MAC
 			if !r.isDefaultBridge() {
-				es.DNSNames = append(append([]string{c.Name}, ep.Aliases...), c.ID[:12])
+				es.DNSNames = dnsNames(c, ep)
 			}
 			if r.isDefaultBridge() || (ep.DefaultRoute && ns.IPAddress == "") {
 				ns.DefaultNetworkSettings = container.DefaultNetworkSettings{
