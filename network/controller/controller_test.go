@@ -175,8 +175,13 @@ func TestPrepareNetworking(t *testing.T) {
 		t.Fatalf("order = %v", got)
 	}
 
-	// Networks named in EndpointsConfig need not exist at create (as
-	// dockerd); the start is what fails.
+	// Networks named at create need not exist yet (as dockerd); the
+	// start is what fails.
+	hc = &container.HostConfig{NetworkMode: "nope"}
+	nc, err = d.net.Prepare(hc, cfg, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"user": {}}})
+	if err != nil || hc.NetworkMode != "nope" || nc.EndpointsConfig["nope"] == nil || nc.EndpointsConfig["user"] == nil {
+		t.Fatalf("create on a network made later: %v %q %v", err, hc.NetworkMode, nc)
+	}
 	hc = &container.HostConfig{}
 	nc, err = d.net.Prepare(hc, cfg, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"net1": {}, "net2": nil}})
 	if err != nil {
@@ -203,7 +208,6 @@ func TestPrepareNetworking(t *testing.T) {
 	}{
 		{mode: "host", want: "--network host is not supported"},
 		{mode: "container:abc", want: "not supported"},
-		{mode: "nope", want: "network nope not found"},
 		{mode: "bridge", eps: map[string]*network.EndpointSettings{"bridge": {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "172.17.0.9"}}}, want: "user configured subnets"},
 		{mode: "bridge", eps: map[string]*network.EndpointSettings{"bridge": {Aliases: []string{"x"}}}, want: "user defined networks"},
 		{mode: "user", eps: map[string]*network.EndpointSettings{"user": {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "10.78.0.9"}}}, want: "no configured subnet"},

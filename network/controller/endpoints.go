@@ -558,11 +558,13 @@ func prepare(nm *Controller, hc *container.HostConfig, cfg *container.Config, nc
 		// -b none: the container keeps "bridge" as its network (as
 		// dockerd's does) and starts without it (attachNetworks).
 		mode = network.NetworkBridge
+	} else if primary, err := nm.getLocked(mode); errdefs.IsNotFound(err) {
+		// As dockerd: the network may be made after the create; the
+		// mode is kept as given and the start fails if it still does
+		// not exist.
+	} else if err != nil {
+		return nil, err
 	} else {
-		primary, err := nm.getLocked(mode)
-		if err != nil {
-			return nil, err
-		}
 		switch primary.Driver {
 		case driverHost:
 			return nil, errHostNetwork()
@@ -591,10 +593,9 @@ func prepare(nm *Controller, hc *container.HostConfig, cfg *container.Config, nc
 			continue
 		}
 		r, err := nm.getLocked(k)
-		if errdefs.IsNotFound(err) && k != mode {
-			// As dockerd: a network named in EndpointsConfig may be made
-			// after the create; kept by the given name, the start fails
-			// with "not found" if it still does not exist.
+		if errdefs.IsNotFound(err) {
+			// Likewise a network named in EndpointsConfig: kept by the
+			// given name.
 			if es == nil {
 				es = &network.EndpointSettings{}
 			}
