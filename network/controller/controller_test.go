@@ -305,3 +305,17 @@ func TestEmbeddedDNSNames(t *testing.T) {
 		t.Errorf("internal network forwards to %v", up)
 	}
 }
+
+// inspect's DNSNames: dockerd's order (name, aliases, short ID, hostname),
+// without repeats (the default hostname is the short ID).
+func TestDNSNamesOrder(t *testing.T) {
+	c := &Container{ID: strings.Repeat("ab", 32), Name: "web"}
+	got := dnsNames(c, &endpointRecord{Aliases: []string{"www", "web"}, Hostname: "foobar"})
+	if strings.Join(got, ",") != "web,www,abababababab,foobar" {
+		t.Errorf("DNSNames = %v", got)
+	}
+	got = dnsNames(c, &endpointRecord{Hostname: c.ID[:12]})
+	if strings.Join(got, ",") != "web,abababababab" {
+		t.Errorf("DNSNames with the default hostname = %v", got)
+	}
+}
