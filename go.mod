@@ -28,6 +28,7 @@ require (
 require (
 	github.com/coreos/go-systemd/v22 v22.5.0
 	github.com/creack/pty v1.1.24
+	golang.org/x/crypto v0.40.0
 	golang.org/x/net v0.42.0
 )
 

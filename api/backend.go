@@ -109,6 +109,7 @@ type Backend interface {
 	SystemBackend
 	ContainerBackend
 	ImageBackend
+	RegistryBackend
 	EventsBackend
 	LifecycleBackend
 	VolumeBackend

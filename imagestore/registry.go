@@ -90,7 +90,7 @@ func (s *Store) client(host string, insecure bool) *http.Client {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // configured insecure registry
 		rt = docker.NewHTTPFallback(tr)
 	}
-	c := &http.Client{Transport: rt}
+	c := &http.Client{Transport: &failureRecorder{rt: rt}}
 	s.clients[key] = c
 	return c
 }
@@ -105,6 +105,11 @@ func (s *Store) resolver(auth *registry.AuthConfig) remotes.Resolver {
 // resolverFor is resolver; with mirrorsOnly, Docker Hub itself is left out
 // (resolveOffline's second look).
 func (s *Store) resolverFor(auth *registry.AuthConfig, mirrorsOnly bool) remotes.Resolver {
+	return docker.NewResolver(s.resolverOptions(auth, mirrorsOnly))
+}
+
+// resolverOptions are resolverFor's options (Push sets its own tracker).
+func (s *Store) resolverOptions(auth *registry.AuthConfig, mirrorsOnly bool) docker.ResolverOptions {
 	creds := func(host string) (string, string, error) {
 		if auth == nil {
 			return "", "", nil
@@ -160,7 +165,7 @@ func (s *Store) resolverFor(auth *registry.AuthConfig, mirrorsOnly bool) remotes
 		})
 		return out, nil
 	}
-	return docker.NewResolver(docker.ResolverOptions{Hosts: hosts, Headers: hdr})
+	return docker.ResolverOptions{Hosts: hosts, Headers: hdr}
 }
 
 // resolve resolves ref through the mirrors and then Docker Hub. When Hub

@@ -1,0 +1,22 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/docker/docker/api/types/registry"
+
+	"github.com/jevm/jevm/daemon"
+)
+
+var _ daemon.RegistryClient = imageService{}
+
+// Push implements daemon.RegistryClient (docker push).
+func (a imageService) Push(ctx context.Context, ref string, auth *registry.AuthConfig, out io.Writer) error {
+	return a.s.Push(ctx, ref, auth, out)
+}
+
+// Login implements daemon.RegistryClient (docker login).
+func (a imageService) Login(ctx context.Context, auth *registry.AuthConfig) (string, string, error) {
+	return a.s.Login(ctx, auth)
+}
