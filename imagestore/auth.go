@@ -149,7 +149,7 @@ func (s *Store) login(ctx context.Context, client *http.Client, host string, aut
 // loginFailed is dockerd's error for a registry that does not accept the
 // login; dockerd leaves it untyped (500).
 func loginFailed(endpoint string, code int) error {
-	return fmt.Errorf("login attempt to %s failed with status: %d %s", endpoint, code, http.StatusText(code))
+	return errdefs.System(fmt.Errorf("login attempt to %s failed with status: %d %s", endpoint, code, http.StatusText(code)))
 }
 
 func loginGet(ctx context.Context, client *http.Client, u, authorization string) (*http.Response, error) {
@@ -344,6 +344,8 @@ func defaultCodeMessage(code string) string {
 // message.
 type authFailure struct {
 	mu     sync.Mutex
+	method string
+	url    string
 	status int
 	header http.Header
 	body   []byte
@@ -356,6 +358,42 @@ func (a *authFailure) message() (string, bool) {
 		return "", false
 	}
 	return registryErrorMessage(a.status, a.header, a.body), true
+}
+
+// basicAuthError words an authorization failure at a registry that asks
+// for HTTP basic authentication (an htpasswd registry) as dockerd's
+// distribution client does: without credentials `Head "<url>": no basic
+// auth credentials`, with wrong ones the registry's message
+// ("unauthorized: authentication required"). dockerd leaves both untyped
+// (500). ok is false for other registries (token auth: Docker Hub's
+// wording applies).
+func (a *authFailure) basicAuthError(err error) (error, bool) {
+	if a == nil {
+		return nil, false
+	}
+	a.mu.Lock()
+	method, u, status, hdr, body := a.method, a.url, a.status, a.header, a.body
+	a.mu.Unlock()
+	if status != http.StatusUnauthorized {
+		return nil, false
+	}
+	basic := false
+	for _, c := range dauth.ParseAuthHeader(hdr) {
+		if c.Scheme == dauth.BasicAuth {
+			basic = true
+		}
+	}
+	if !basic {
+		return nil, false
+	}
+	if errors.Is(err, docker.ErrInvalidAuthorization) && strings.Contains(err.Error(), "no basic auth credentials") {
+		op := method
+		if len(op) > 1 {
+			op = op[:1] + strings.ToLower(op[1:])
+		}
+		return errdefs.System(fmt.Errorf("%s %q: no basic auth credentials", op, u)), true
+	}
+	return errdefs.System(errors.New(registryErrorMessage(status, hdr, body))), true
 }
 
 type authFailureKey struct{}
@@ -383,6 +421,7 @@ func (f *failureRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.Body.Close()
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	a.mu.Lock()
+	a.method, a.url = req.Method, req.URL.String()
 	a.status, a.header, a.body = resp.StatusCode, resp.Header.Clone(), body
 	a.mu.Unlock()
 	return resp, nil

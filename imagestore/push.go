@@ -470,6 +470,10 @@ func translatePushError(err error, failure *authFailure) error {
 		return errdefs.System(msg)
 	}
 	if isAuthError(err) {
+		if strings.Contains(err.Error(), "no basic auth credentials") {
+			// dockerd's words for an htpasswd registry and no login.
+			return errdefs.Unauthorized(errors.New("no basic auth credentials"))
+		}
 		if msg, ok := failure.message(); ok {
 			return errdefs.Unauthorized(errors.New(msg))
 		}

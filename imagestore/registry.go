@@ -85,12 +85,14 @@ func (s *Store) client(host string, insecure bool) *http.Client {
 	tr.TLSHandshakeTimeout = 10 * time.Second
 	tr.ResponseHeaderTimeout = 60 * time.Second
 	tr.MaxIdleConnsPerHost = 4
-	var rt http.RoundTripper = tr
+	// The recorder sits under the HTTP fallback, so it sees the URL that
+	// was actually asked.
+	var rt http.RoundTripper = &failureRecorder{rt: tr}
 	if insecure {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // configured insecure registry
-		rt = docker.NewHTTPFallback(tr)
+		rt = docker.NewHTTPFallback(rt)
 	}
-	c := &http.Client{Transport: &failureRecorder{rt: rt}}
+	c := &http.Client{Transport: rt}
 	s.clients[key] = c
 	return c
 }
@@ -236,8 +238,7 @@ func translatePullError(err error, ref reference.Named) error {
 		return te.err
 	}
 	var us remoteerrors.ErrUnexpectedStatus
-	if errors.Is(err, docker.ErrInvalidAuthorization) ||
-		(errors.As(err, &us) && (us.StatusCode == http.StatusUnauthorized || us.StatusCode == http.StatusForbidden)) {
+	if isPullAuthError(err) {
 		return errdefs.NotFound(fmt.Errorf("pull access denied for %s, repository does not exist or may require 'docker login': denied: requested access to the resource is denied",
 			reference.FamiliarName(ref)))
 	}
@@ -253,6 +254,14 @@ func translatePullError(err error, ref reference.Named) error {
 		return errdefs.Unavailable(err)
 	}
 	return errdefs.System(err)
+}
+
+// isPullAuthError: the registry refused the request's credentials (or
+// their absence).
+func isPullAuthError(err error) bool {
+	var us remoteerrors.ErrUnexpectedStatus
+	return errors.Is(err, docker.ErrInvalidAuthorization) ||
+		(errors.As(err, &us) && (us.StatusCode == http.StatusUnauthorized || us.StatusCode == http.StatusForbidden))
 }
 
 // unwrapRequestError drops containerd's "failed to do request: " prefix so
