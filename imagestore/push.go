@@ -492,5 +492,5 @@ func (p *progressOut) aux(v any) {
 		return
 	}
 	raw := json.RawMessage(b)
-	p.write(&jsonmessage.JSONMessage{Aux: &raw})
+	p.write(&jsonmessage.JSONMessage{Aux: &raw, Progress: &jsonmessage.JSONProgress{}})
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/registry"
@@ -61,10 +62,11 @@ func TestPushRealRegistry(t *testing.T) {
 
 	// One tag.
 	var out bytes.Buffer
+	start := time.Now()
 	if err := s.Push(ctx, repo+":v1", nil, &out); err != nil {
 		t.Fatalf("push: %v\n%s", err, out.String())
 	}
-	t.Logf("push output:\n%s", out.String())
+	t.Logf("push took %v; output:\n%s", time.Since(start), out.String())
 	lines, aux := pushMessages(t, out.Bytes())
 	top, bottom := shortID(l2.diffID), shortID(l1.diffID)
 	mdgst := src.manifestDesc.Digest.String()
@@ -101,9 +103,11 @@ func TestPushRealRegistry(t *testing.T) {
 
 	// All tags (a bare name): the layers are there now.
 	out.Reset()
+	start = time.Now()
 	if err := s.Push(ctx, repo, nil, &out); err != nil {
 		t.Fatalf("push all: %v\n%s", err, out.String())
 	}
+	t.Logf("push of two tags, all blobs present, took %v", time.Since(start))
 	lines, aux = pushMessages(t, out.Bytes())
 	checkLines(t, lines, []string{"The push refers to repository [" + repo + "]", "v1: digest: " + mdgst, "v2: digest: " + mdgst})
 	hasLines(t, lines, top+": Layer already exists", bottom+": Layer already exists")
