@@ -42,6 +42,7 @@ func TestPushThenPullBackSameDigest(t *testing.T) {
 	t.Cleanup(func() { docker(t, "rmi", ref) })
 
 	out := mustDocker(t, "push", ref)
+	t.Logf("docker push %s:\n%s", ref, out)
 	for _, want := range []string{"The push refers to repository [" + repo + "]", "Preparing", "Pushed"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("push output lacks %q:\n%s", want, out)
@@ -135,6 +136,7 @@ func TestLoginAndPushPullWithCredentials(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, want) {
 		t.Fatalf("login with a wrong password:\n%s", r)
 	}
+	t.Logf("login with a wrong password:\n%s", r)
 	if _, err := os.Stat(filepath.Join(cfg, "config.json")); err == nil {
 		if b, _ := os.ReadFile(filepath.Join(cfg, "config.json")); strings.Contains(string(b), reg.Addr) {
 			t.Errorf("a failed login stored credentials: %s", b)
@@ -154,6 +156,7 @@ func TestLoginAndPushPullWithCredentials(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr+r.stdout, "no basic auth credentials") {
 		t.Errorf("push without credentials:\n%s", r)
 	}
+	t.Logf("push without credentials:\n%s", r)
 	r = dockerOn(t, env.sock, cfg, "", "push", ref)
 	if r.code != 0 {
 		t.Fatalf("push with credentials:\n%s", r)
