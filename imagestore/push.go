@@ -262,7 +262,11 @@ func (s *Store) pushTag(ctx context.Context, resolver remotes.Resolver, tracker 
 	}
 	// A writer of its own per tag: the tracker would otherwise take a
 	// second tag of the same manifest for already pushed.
-	w, err := pusher.(content.Ingester).Writer(ctx, content.WithRef("manifest-"+ref.Tag()+"-"+mdesc.Digest.String()), content.WithDescriptor(mdesc))
+	ing, ok := pusher.(content.Ingester)
+	if !ok {
+		return nil, errdefs.System(fmt.Errorf("pusher %T cannot open writers", pusher))
+	}
+	w, err := ing.Writer(ctx, content.WithRef("manifest-"+ref.Tag()+"-"+mdesc.Digest.String()), content.WithDescriptor(mdesc))
 	switch {
 	case err == nil:
 		if err := content.Copy(ctx, w, strings.NewReader(string(manifestBytes)), mdesc.Size, mdesc.Digest); err != nil {

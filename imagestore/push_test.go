@@ -376,3 +376,33 @@ func TestRegistryErrorMessage(t *testing.T) {
 		}
 	}
 }
+
+// More layers than uploads at once: the rest say "Waiting" first, and
+// every layer gets pushed.
+func TestPushManyLayersWait(t *testing.T) {
+	host := startRegistry(t)
+	s := newTestStore(t, "")
+	var layers []testLayer
+	for i := 0; i < DefaultMaxConcurrentUploads+2; i++ {
+		layers = append(layers, makeLayer(t, file(fmt.Sprintf("f%d", i), strings.Repeat("x", 1000*(i+1)))))
+	}
+	src := makeImage(t, []string{"sh"}, nil, layers...)
+	img := recordImage(t, s, src, host+"/many/layers:1")
+	var out bytes.Buffer
+	if err := s.Push(context.Background(), host+"/many/layers:1", nil, &out); err != nil {
+		t.Fatalf("push: %v\n%s", err, out.String())
+	}
+	lines, _ := pushMessages(t, out.Bytes())
+	waiting := 0
+	for _, l := range lines {
+		if strings.HasSuffix(l, ": Waiting") {
+			waiting++
+		}
+	}
+	if waiting != 2 {
+		t.Errorf("%d layers waited, want 2:\n%s", waiting, strings.Join(lines, "\n"))
+	}
+	for _, d := range img.Config.RootFS.DiffIDs {
+		hasLines(t, lines, shortID(d)+": Pushed")
+	}
+}
