@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -404,5 +406,75 @@ func TestPushManyLayersWait(t *testing.T) {
 	}
 	for _, d := range img.Config.RootFS.DiffIDs {
 		hasLines(t, lines, shortID(d)+": Pushed")
+	}
+}
+
+// A token-auth front (Docker Hub's flow) for a real docker-registry:
+// /token hands out "tok" for jevm:s3cret (GET with basic credentials, or
+// the OAuth password grant), /v2/… needs "Bearer tok" and is proxied.
+func tokenRegistry(t *testing.T) string {
+	backend := startRegistry(t)
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: backend})
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			ok := false
+			if r.Method == http.MethodPost {
+				r.ParseForm()
+				ok = r.Form.Get("grant_type") == "password" && r.Form.Get("username") == "jevm" && r.Form.Get("password") == "s3cret"
+			} else if u, p, has := r.BasicAuth(); has {
+				ok = u == "jevm" && p == "s3cret"
+			}
+			w.Header().Set("Content-Type", "application/json")
+			if !ok {
+				w.WriteHeader(http.StatusUnauthorized)
+				io.WriteString(w, `{"details":"incorrect username or password"}`)
+				return
+			}
+			io.WriteString(w, `{"token":"tok","access_token":"tok"}`)
+			return
+		}
+		if r.Header.Get("Authorization") != "Bearer tok" {
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="test-registry",scope="repository:x:pull"`, srv.URL))
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func TestPushPullTokenAuth(t *testing.T) {
+	findToolT(t, "mke2fs")
+	host := tokenRegistry(t)
+	ctx := context.Background()
+	s := newTestStore(t, "")
+	good := &registry.AuthConfig{Username: "jevm", Password: "s3cret", ServerAddress: host}
+	bad := &registry.AuthConfig{Username: "jevm", Password: "wrong", ServerAddress: host}
+	if st, _, err := s.Login(ctx, good); err != nil || st != "Login Succeeded" {
+		t.Fatalf("login: %q %v", st, err)
+	}
+
+	src := makeImage(t, []string{"sh"}, nil, makeLayer(t, file("f", "token\n")))
+	img := recordImage(t, s, src, host+"/tok/app:1")
+	var out bytes.Buffer
+	err := s.Push(ctx, host+"/tok/app:1", bad, &out)
+	if want := "unauthorized: incorrect username or password"; err == nil || err.Error() != want {
+		t.Errorf("push with a wrong password: %v, want %q", err, want)
+	}
+	out.Reset()
+	if err := s.Push(ctx, host+"/tok/app:1", good, &out); err != nil {
+		t.Fatalf("push: %v\n%s", err, out.String())
+	}
+	s2 := newTestStore(t, "")
+	if _, err := s2.Pull(ctx, host+"/tok/app:1", "", io.Discard); err == nil {
+		t.Errorf("anonymous pull worked")
+	}
+	got, err := s2.PullWithAuth(ctx, host+"/tok/app:1", "", good, io.Discard)
+	if err != nil || got.ID != img.ID {
+		t.Fatalf("pull: %v", err)
 	}
 }
