@@ -2,13 +2,17 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 
 	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // RegistryBackend serves the registry's write side and authentication:
@@ -20,7 +24,8 @@ type RegistryBackend interface {
 	// returned before anything was written gets its HTTP status, a later
 	// one goes into the stream (dockerd reports unknown images and
 	// registry refusals that way, after its first line).
-	ImagePush(ctx context.Context, ref string, auth *registry.AuthConfig, out io.Writer) error
+	// platform (API 1.46+, nil when not given) must match the image's.
+	ImagePush(ctx context.Context, ref string, platform *ocispec.Platform, auth *registry.AuthConfig, out io.Writer) error
 	// AuthenticateToRegistry checks credentials against a registry and
 	// returns the status ("Login Succeeded") and an identity token.
 	AuthenticateToRegistry(ctx context.Context, auth *registry.AuthConfig) (status, identityToken string, err error)
@@ -52,6 +57,13 @@ func (s *Server) postImagePush(ctx context.Context, w http.ResponseWriter, r *ht
 	if err != nil {
 		return err
 	}
+	var platform *ocispec.Platform
+	// Older clients may send a platform too; dockerd ignores it before 1.46.
+	if p := r.Form.Get("platform"); p != "" && versions.GreaterThanOrEqualTo(VersionFromContext(ctx), "1.46") {
+		if platform, err = decodePlatform(p); err != nil {
+			return err
+		}
+	}
 	// As dockerd: an undecodable X-Registry-Auth is ignored (anonymous).
 	auth, err := registry.DecodeAuthConfig(r.Header.Get(registry.AuthHeader))
 	if err != nil || auth == nil {
@@ -59,11 +71,27 @@ func (s *Server) postImagePush(ctx context.Context, w http.ResponseWriter, r *ht
 	}
 	w.Header().Set("Content-Type", "application/json")
 	out := &streamWriter{w: w}
-	err = s.backend.ImagePush(ctx, ref.String(), auth, out)
+	err = s.backend.ImagePush(ctx, ref.String(), platform, auth, out)
 	if err != nil && out.Started() {
 		s.log.WithError(err).WithField("image", ref.String()).Warn("push failed")
 	}
 	return out.finish(err)
+}
+
+// decodePlatform reads a JSON OCI platform as dockerd's
+// httputils.DecodePlatform: OS and architecture are required.
+func decodePlatform(s string) (*ocispec.Platform, error) {
+	var p ocispec.Platform
+	if err := json.Unmarshal([]byte(s), &p); err != nil {
+		return nil, errdefs.InvalidParameter(fmt.Errorf("failed to parse platform: %w", err))
+	}
+	if p.OS == "" && p.Architecture == "" && (p.Variant != "" || p.OSVersion != "" || len(p.OSFeatures) > 0) {
+		return nil, errdefs.InvalidParameter(errors.New("optional platform fields provided, but OS and Architecture are missing"))
+	}
+	if p.OS == "" || p.Architecture == "" {
+		return nil, errdefs.InvalidParameter(errors.New("both OS and Architecture must be provided"))
+	}
+	return &p, nil
 }
 
 func (s *Server) postAuth(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {

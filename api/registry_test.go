@@ -8,16 +8,18 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 var errFakeRegistry = errdefs.NotImplemented(errors.New("fake backend: no registry"))
 
-func (f *fakeBackend) ImagePush(context.Context, string, *registry.AuthConfig, io.Writer) error {
+func (f *fakeBackend) ImagePush(context.Context, string, *ocispec.Platform, *registry.AuthConfig, io.Writer) error {
 	return errFakeRegistry
 }
 
@@ -29,6 +31,7 @@ func (f *fakeBackend) AuthenticateToRegistry(context.Context, *registry.AuthConf
 type regFake struct {
 	Backend
 	ref       string
+	platform  *ocispec.Platform
 	auth      *registry.AuthConfig
 	out       string // written before err
 	err       error
@@ -36,8 +39,8 @@ type regFake struct {
 	loginErr  error
 }
 
-func (f *regFake) ImagePush(_ context.Context, ref string, auth *registry.AuthConfig, out io.Writer) error {
-	f.ref, f.auth = ref, auth
+func (f *regFake) ImagePush(_ context.Context, ref string, platform *ocispec.Platform, auth *registry.AuthConfig, out io.Writer) error {
+	f.ref, f.platform, f.auth = ref, platform, auth
 	if f.out != "" {
 		io.WriteString(out, f.out)
 	}
@@ -78,6 +81,20 @@ func TestPushRoute(t *testing.T) {
 	w = regRequest(h, "POST", "/images/busybox/push", "")
 	if w.Code != 200 || f.ref != "docker.io/library/busybox" || f.auth == nil || f.auth.Username != "" {
 		t.Fatalf("push all: %d ref=%q auth=%+v", w.Code, f.ref, f.auth)
+	}
+	// platform: from API 1.46 (JSON), ignored before.
+	plat := url.QueryEscape(`{"os":"linux","architecture":"arm64"}`)
+	w = regRequest(h, "POST", "/v1.46/images/busybox/push?tag=1&platform="+plat, "")
+	if w.Code != 200 || f.platform == nil || f.platform.Architecture != "arm64" {
+		t.Fatalf("platform: %d %+v", w.Code, f.platform)
+	}
+	w = regRequest(h, "POST", "/v1.45/images/busybox/push?tag=1&platform="+plat, "")
+	if w.Code != 200 || f.platform != nil {
+		t.Fatalf("platform before 1.46: %d %+v", w.Code, f.platform)
+	}
+	w = regRequest(h, "POST", "/v1.46/images/busybox/push?tag=1&platform="+url.QueryEscape(`{"os":"linux"}`), "")
+	if w.Code != 400 || !strings.Contains(w.Body.String(), "both OS and Architecture must be provided") {
+		t.Fatalf("half a platform: %d %s", w.Code, w.Body)
 	}
 	// Bad references are 400 before the backend is called.
 	f.ref = ""

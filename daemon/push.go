@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // RegistryClient is implemented by image services that can push images
@@ -19,7 +20,8 @@ import (
 type RegistryClient interface {
 	// Push pushes ref ("name:tag", or a bare name for all its tags),
 	// writing JSON progress messages to out.
-	Push(ctx context.Context, ref string, auth *registry.AuthConfig, out io.Writer) error
+	// platform, when set, must match the image's.
+	Push(ctx context.Context, ref string, platform *ocispec.Platform, auth *registry.AuthConfig, out io.Writer) error
 	// Login checks auth against auth.ServerAddress's registry.
 	Login(ctx context.Context, auth *registry.AuthConfig) (status, identityToken string, err error)
 }
@@ -33,12 +35,12 @@ func (d *Daemon) registryClient() (RegistryClient, error) {
 }
 
 // ImagePush serves POST /images/{name}/push.
-func (d *Daemon) ImagePush(ctx context.Context, ref string, auth *registry.AuthConfig, out io.Writer) error {
+func (d *Daemon) ImagePush(ctx context.Context, ref string, platform *ocispec.Platform, auth *registry.AuthConfig, out io.Writer) error {
 	rc, err := d.registryClient()
 	if err != nil {
 		return err
 	}
-	if err := rc.Push(ctx, ref, auth, out); err != nil {
+	if err := rc.Push(ctx, ref, platform, auth, out); err != nil {
 		return err
 	}
 	// dockerd: the event's ID is the reference pushed, its name the

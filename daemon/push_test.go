@@ -10,6 +10,7 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // regImages is an image service that only pushes and logs in.
@@ -23,7 +24,7 @@ func (f *regImages) ImageConfig(string) (string, *container.Config, error) {
 	return "sha256:1111", &container.Config{Labels: map[string]string{"l": "v"}}, nil
 }
 
-func (f *regImages) Push(_ context.Context, ref string, _ *registry.AuthConfig, out io.Writer) error {
+func (f *regImages) Push(_ context.Context, ref string, _ *ocispec.Platform, _ *registry.AuthConfig, out io.Writer) error {
 	f.pushed = ref
 	return f.pushErr
 }
@@ -38,7 +39,7 @@ func (f *regImages) Login(_ context.Context, auth *registry.AuthConfig) (string,
 func TestImagePushEventAndLogin(t *testing.T) {
 	imgs := &regImages{}
 	d := &Daemon{events: newEventBus(), images: imgs}
-	if err := d.ImagePush(context.Background(), "localhost:5000/app:v1", &registry.AuthConfig{}, io.Discard); err != nil {
+	if err := d.ImagePush(context.Background(), "localhost:5000/app:v1", nil, &registry.AuthConfig{}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if imgs.pushed != "localhost:5000/app:v1" {
@@ -46,7 +47,7 @@ func TestImagePushEventAndLogin(t *testing.T) {
 	}
 	// A failed push logs nothing.
 	imgs.pushErr = errors.New("denied")
-	if err := d.ImagePush(context.Background(), "localhost:5000/app:v2", &registry.AuthConfig{}, io.Discard); err == nil {
+	if err := d.ImagePush(context.Background(), "localhost:5000/app:v2", nil, &registry.AuthConfig{}, io.Discard); err == nil {
 		t.Fatal("error lost")
 	}
 	all, _, cancel := d.events.subscribe()
@@ -69,7 +70,7 @@ func TestImagePushEventAndLogin(t *testing.T) {
 
 	// An image service that cannot talk to registries: 501.
 	d2 := &Daemon{events: newEventBus(), images: struct{ ImageService }{}}
-	if err := d2.ImagePush(context.Background(), "a:b", nil, io.Discard); !errdefs.IsNotImplemented(err) {
+	if err := d2.ImagePush(context.Background(), "a:b", nil, nil, io.Discard); !errdefs.IsNotImplemented(err) {
 		t.Fatalf("push without a registry client: %v", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	remoteerrors "github.com/containerd/containerd/remotes/errors"
 	cerrdefs "github.com/containerd/errdefs"
 	clog "github.com/containerd/log"
+	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/errdefs"
@@ -46,7 +47,9 @@ type PushResult struct {
 
 // Push uploads images to their registry as dockerd's POST
 // /images/{name}/push does. ref is "name:tag" to push one tag, or a bare
-// name to push every tag of the repository. For each tag the layer blobs
+// name to push every tag of the repository. A platform (nil: none given)
+// must match the image's: the store holds one platform per image, so it
+// only selects, as in dockerd, whether the push happens. For each tag the layer blobs
 // (up to five at a time), the config and the manifest go to the registry
 // straight from the content store, unchanged, so the manifest digest is
 // the one the image already has; afterwards the repository's digest
@@ -59,10 +62,23 @@ type PushResult struct {
 // an invalid reference is returned before anything is written; every
 // other error (no such image, registry refusal) comes after the first
 // line, so the caller reports it in the stream, as dockerd does.
-func (s *Store) Push(ctx context.Context, refStr string, auth *registry.AuthConfig, out io.Writer) error {
+func (s *Store) Push(ctx context.Context, refStr string, platform *ocispec.Platform, auth *registry.AuthConfig, out io.Writer) error {
 	named, err := reference.ParseNormalizedNamed(refStr)
 	if err != nil {
 		return errdefs.InvalidParameter(err)
+	}
+	if platform != nil {
+		// dockerd looks the image up with the platform before it writes
+		// anything, so these are HTTP errors.
+		img, err := s.Resolve(refStr)
+		if err != nil {
+			return err
+		}
+		want := platforms.Normalize(*platform)
+		if have := platforms.Normalize(img.Platform()); !platforms.Only(want).Match(have) {
+			return errdefs.NotFound(fmt.Errorf("image with reference %s was found but its platform (%s) does not match the specified platform (%s)",
+				reference.FamiliarString(named), platforms.FormatAll(have), platforms.FormatAll(want)))
+		}
 	}
 	repo := reference.TrimNamed(named)
 	log := s.log.WithField("ref", named.String())

@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -65,7 +66,7 @@ func TestPushRealRegistry(t *testing.T) {
 	// One tag.
 	var out bytes.Buffer
 	start := time.Now()
-	if err := s.Push(ctx, repo+":v1", nil, &out); err != nil {
+	if err := s.Push(ctx, repo+":v1", nil, nil, &out); err != nil {
 		t.Fatalf("push: %v\n%s", err, out.String())
 	}
 	t.Logf("push took %v; output:\n%s", time.Since(start), out.String())
@@ -106,7 +107,7 @@ func TestPushRealRegistry(t *testing.T) {
 	// All tags (a bare name): the layers are there now.
 	out.Reset()
 	start = time.Now()
-	if err := s.Push(ctx, repo, nil, &out); err != nil {
+	if err := s.Push(ctx, repo, nil, nil, &out); err != nil {
 		t.Fatalf("push all: %v\n%s", err, out.String())
 	}
 	t.Logf("push of two tags, all blobs present, took %v", time.Since(start))
@@ -125,7 +126,7 @@ func TestPushRealRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	out.Reset()
-	if err := s.Push(ctx, host+"/other/app:x", nil, &out); err != nil {
+	if err := s.Push(ctx, host+"/other/app:x", nil, nil, &out); err != nil {
 		t.Fatalf("push other: %v\n%s", err, out.String())
 	}
 	lines, _ = pushMessages(t, out.Bytes())
@@ -138,7 +139,7 @@ func TestPushRealRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	out.Reset()
-	if err := s.Push(ctx, repo+":committed", nil, &out); err != nil {
+	if err := s.Push(ctx, repo+":committed", nil, nil, &out); err != nil {
 		t.Fatalf("push committed: %v\n%s", err, out.String())
 	}
 	lines, _ = pushMessages(t, out.Bytes())
@@ -158,7 +159,7 @@ func TestPushRealRegistry(t *testing.T) {
 		repo + "@" + mdgst + "": "cannot push a digest reference",
 	} {
 		out.Reset()
-		err := s.Push(ctx, ref, nil, &out)
+		err := s.Push(ctx, ref, nil, nil, &out)
 		if err == nil || err.Error() != msg {
 			t.Errorf("push %s: %v, want %q", ref, err, msg)
 		}
@@ -166,14 +167,28 @@ func TestPushRealRegistry(t *testing.T) {
 			t.Errorf("push %s: no first line: %s", ref, out.String())
 		}
 	}
-	if err := s.Push(ctx, "Bad:name", nil, io.Discard); !errdefs.IsInvalidParameter(err) {
+	// A platform (API 1.46) must match the image's; a mismatch or an
+	// unknown image is an error before anything is written.
+	out.Reset()
+	err = s.Push(ctx, repo+":v1", &ocispec.Platform{OS: "linux", Architecture: "arm64"}, nil, &out)
+	want := "image with reference " + repo + ":v1 was found but its platform (linux/amd64) does not match the specified platform (linux/arm64)"
+	if !errdefs.IsNotFound(err) || err.Error() != want || out.Len() != 0 {
+		t.Errorf("platform mismatch: %v (wrote %q), want %q", err, out.String(), want)
+	}
+	if err := s.Push(ctx, repo+":nope", &ocispec.Platform{OS: "linux", Architecture: "amd64"}, nil, io.Discard); !errdefs.IsNotFound(err) {
+		t.Errorf("platform and unknown tag: %v", err)
+	}
+	if err := s.Push(ctx, repo+":v1", &ocispec.Platform{OS: "linux", Architecture: "amd64"}, nil, io.Discard); err != nil {
+		t.Errorf("push with the image's platform: %v", err)
+	}
+	if err := s.Push(ctx, "Bad:name", nil, nil, io.Discard); !errdefs.IsInvalidParameter(err) {
 		t.Errorf("bad name: %v", err)
 	}
 	// An unreachable registry.
 	if err := s.Tag(img.ID.String(), "127.0.0.1:1/x", "y"); err != nil {
 		t.Fatal(err)
 	}
-	err = s.Push(ctx, "127.0.0.1:1/x:y", nil, io.Discard)
+	err = s.Push(ctx, "127.0.0.1:1/x:y", nil, nil, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("unreachable: %v", err)
 	}
@@ -259,13 +274,13 @@ func TestLoginPushPullBasicAuth(t *testing.T) {
 		want string
 	}{{nil, "no basic auth credentials"}, {bad, "unauthorized: authentication required"}} {
 		var out bytes.Buffer
-		err := s.Push(ctx, repo+":1", c.auth, &out)
+		err := s.Push(ctx, repo+":1", nil, c.auth, &out)
 		if err == nil || err.Error() != c.want {
 			t.Errorf("push with %+v: %v, want %q\n%s", c.auth, err, c.want, out.String())
 		}
 	}
 	var out bytes.Buffer
-	if err := s.Push(ctx, repo+":1", good, &out); err != nil {
+	if err := s.Push(ctx, repo+":1", nil, good, &out); err != nil {
 		t.Fatalf("push with credentials: %v\n%s", err, out.String())
 	}
 
@@ -391,7 +406,7 @@ func TestPushManyLayersWait(t *testing.T) {
 	src := makeImage(t, []string{"sh"}, nil, layers...)
 	img := recordImage(t, s, src, host+"/many/layers:1")
 	var out bytes.Buffer
-	if err := s.Push(context.Background(), host+"/many/layers:1", nil, &out); err != nil {
+	if err := s.Push(context.Background(), host+"/many/layers:1", nil, nil, &out); err != nil {
 		t.Fatalf("push: %v\n%s", err, out.String())
 	}
 	lines, _ := pushMessages(t, out.Bytes())
@@ -461,12 +476,12 @@ func TestPushPullTokenAuth(t *testing.T) {
 	src := makeImage(t, []string{"sh"}, nil, makeLayer(t, file("f", "token\n")))
 	img := recordImage(t, s, src, host+"/tok/app:1")
 	var out bytes.Buffer
-	err := s.Push(ctx, host+"/tok/app:1", bad, &out)
+	err := s.Push(ctx, host+"/tok/app:1", nil, bad, &out)
 	if want := "unauthorized: incorrect username or password"; err == nil || err.Error() != want {
 		t.Errorf("push with a wrong password: %v, want %q", err, want)
 	}
 	out.Reset()
-	if err := s.Push(ctx, host+"/tok/app:1", good, &out); err != nil {
+	if err := s.Push(ctx, host+"/tok/app:1", nil, good, &out); err != nil {
 		t.Fatalf("push: %v\n%s", err, out.String())
 	}
 	s2 := newTestStore(t, "")

@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/docker/docker/api/types/registry"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/jevm/jevm/daemon"
 )
@@ -12,8 +13,8 @@ import (
 var _ daemon.RegistryClient = imageService{}
 
 // Push implements daemon.RegistryClient (docker push).
-func (a imageService) Push(ctx context.Context, ref string, auth *registry.AuthConfig, out io.Writer) error {
-	return a.s.Push(ctx, ref, auth, out)
+func (a imageService) Push(ctx context.Context, ref string, platform *ocispec.Platform, auth *registry.AuthConfig, out io.Writer) error {
+	return a.s.Push(ctx, ref, platform, auth, out)
 }
 
 // Login implements daemon.RegistryClient (docker login).
