@@ -52,6 +52,14 @@ func TestPushThenPullBackSameDigest(t *testing.T) {
 	if got := repoDigest0(t, ref); got != repo+"@"+dgst {
 		t.Errorf("RepoDigests[0] = %q, want %s@%s", got, repo, dgst)
 	}
+	// --platform: the image's own works, another is refused up front.
+	if out := mustDocker(t, "push", "--platform", "linux/amd64", ref); pushedDigest(t, out, "1") != dgst {
+		t.Errorf("push --platform linux/amd64:\n%s", out)
+	}
+	r := docker(t, "push", "--platform", "linux/arm64", ref)
+	if r.code == 0 || !strings.Contains(r.stderr, "does not match the specified platform (linux/arm64)") {
+		t.Errorf("push --platform linux/arm64:\n%s", r)
+	}
 	// A second push finds everything there.
 	if out := mustDocker(t, "push", ref); !strings.Contains(out, "Layer already exists") || pushedDigest(t, out, "1") != dgst {
 		t.Errorf("second push:\n%s", out)
@@ -74,7 +82,7 @@ func TestPushThenPullBackSameDigest(t *testing.T) {
 	}
 
 	// dockerd's in-stream errors for what is not there.
-	r := docker(t, "push", env.registry.Addr+"/jevm-push/nothing:1")
+	r = docker(t, "push", env.registry.Addr+"/jevm-push/nothing:1")
 	if r.code == 0 || !strings.Contains(r.stderr+r.stdout, "An image does not exist locally with the tag: "+env.registry.Addr+"/jevm-push/nothing") {
 		t.Errorf("push of an unknown image:\n%s", r)
 	}
