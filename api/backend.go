@@ -109,10 +109,10 @@ type Backend interface {
 	SystemBackend
 	ContainerBackend
 	ImageBackend
-	RegistryBackend
 	EventsBackend
 	LifecycleBackend
 	VolumeBackend
 	NetworkBackend
 	ArchiveBackend
+	RegistryBackend
 }

@@ -15,7 +15,6 @@ var (
 	_ api.StatsBackend     = (*daemon.Daemon)(nil)
 	_ api.ExecBackend      = (*daemon.Daemon)(nil)
 	_ api.ImageBackend     = (*daemon.Daemon)(nil)
-	_ api.RegistryBackend  = (*daemon.Daemon)(nil)
 	_ api.EventsBackend    = (*daemon.Daemon)(nil)
 	_ api.VolumeBackend    = (*daemon.Daemon)(nil)
 	_ api.NetworkBackend   = (*daemon.Daemon)(nil)
