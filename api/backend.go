@@ -107,6 +107,7 @@ type Backend interface {
 	ExecBackend
 	StatsBackend
 	SystemBackend
+	RegistryBackend
 	ContainerBackend
 	ImageBackend
 	EventsBackend
@@ -114,5 +115,4 @@ type Backend interface {
 	VolumeBackend
 	NetworkBackend
 	ArchiveBackend
-	RegistryBackend
 }
