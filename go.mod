@@ -22,6 +22,7 @@ require (
 	github.com/opencontainers/image-spec v1.1.1
 	github.com/sirupsen/logrus v1.9.3
 	github.com/vishvananda/netlink v1.3.1 // network, guestagent: bridges, taps, addresses, routes
+	golang.org/x/crypto v0.40.0 // test registries: bcrypt for docker-registry's htpasswd
 	golang.org/x/sys v0.34.0
 )
 

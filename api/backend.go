@@ -110,6 +110,7 @@ type Backend interface {
 	ExecBackend
 	StatsBackend
 	SystemBackend
+	RegistryBackend
 	ContainerBackend
 	ImageBackend
 	EventsBackend

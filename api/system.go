@@ -17,6 +17,7 @@ func (s *Server) systemRoutes() []route {
 		{http.MethodGet, "/version", s.getVersion},
 		{http.MethodGet, "/info", s.getInfo},
 		{http.MethodGet, "/events", s.getEvents},
+		{http.MethodPost, "/auth", s.postAuth}, // registry.go
 	}
 }
 
