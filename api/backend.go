@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/system"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/jevm/jevm/api/types/backend"
 )
@@ -30,7 +31,9 @@ type SystemBackend interface {
 
 // ContainerBackend serves /containers/...
 type ContainerBackend interface {
-	ContainerCreate(ctx context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig) (container.CreateResponse, error)
+	// ContainerCreate makes a container; platform, when not nil, is the
+	// platform the image must be of (the create's "platform" query).
+	ContainerCreate(ctx context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig, platform *ocispec.Platform) (container.CreateResponse, error)
 	ContainerStart(ctx context.Context, nameOrID string) error
 	ContainerStop(ctx context.Context, nameOrID string, opts container.StopOptions) error
 	ContainerKill(ctx context.Context, nameOrID string, signal string) error
@@ -107,6 +110,7 @@ type Backend interface {
 	ExecBackend
 	StatsBackend
 	SystemBackend
+	RegistryBackend
 	ContainerBackend
 	ImageBackend
 	EventsBackend

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,9 @@ import (
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/jsonmessage"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // containerRoutes are added to the router by newRouter: the fixed paths
@@ -94,6 +98,11 @@ func (s *Server) getContainersJSON(ctx context.Context, w http.ResponseWriter, r
 	if list == nil {
 		list = []container.Summary{}
 	}
+	if versions.LessThan(VersionFromContext(ctx), "1.46") {
+		for i := range list {
+			list[i].HostConfig.Annotations = nil // added to the list in API 1.46
+		}
+	}
 	return writeJSON(w, http.StatusOK, list)
 }
 
@@ -119,9 +128,34 @@ func (s *Server) postContainersCreate(ctx context.Context, w http.ResponseWriter
 	if netCfg == nil {
 		netCfg = &network.NetworkingConfig{}
 	}
-	// The "platform" query parameter is accepted; the engine runs
-	// linux/<host arch> guests only and the backend decides by image.
-	resp, err := s.backend.ContainerCreate(ctx, strings.TrimPrefix(name, "/"), req.Config, hostCfg, netCfg)
+	version := VersionFromContext(ctx)
+	if versions.LessThan(version, "1.40") && hostCfg.IpcMode.IsEmpty() {
+		// Clients before API 1.40 expect dockerd's old default IPC mode.
+		hostCfg.IpcMode = container.IPCModeShareable
+	}
+	if versions.LessThan(version, "1.43") {
+		hostCfg.Annotations = nil // added in API 1.43
+	}
+	if versions.LessThan(version, "1.44") && len(netCfg.EndpointsConfig) > 1 {
+		// Several networks at create came with API 1.44.
+		l := make([]string, 0, len(netCfg.EndpointsConfig))
+		for k := range netCfg.EndpointsConfig {
+			l = append(l, k)
+		}
+		sort.Strings(l)
+		return errdefs.InvalidParameter(fmt.Errorf("Container cannot be created with multiple network endpoints: %s", strings.Join(l, ", ")))
+	}
+	// The image must be of the platform asked for (API 1.41 and later);
+	// the backend answers "not found" for an image of another platform.
+	var platform *ocispec.Platform
+	if v := r.Form.Get("platform"); v != "" && versions.GreaterThanOrEqualTo(version, "1.41") {
+		p, err := platforms.Parse(v)
+		if err != nil {
+			return errdefs.InvalidParameter(err)
+		}
+		platform = &p
+	}
+	resp, err := s.backend.ContainerCreate(ctx, strings.TrimPrefix(name, "/"), req.Config, hostCfg, netCfg, platform)
 	if err != nil {
 		return err
 	}

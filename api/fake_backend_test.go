@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/jevm/jevm/api/types/backend"
 )
@@ -49,6 +50,8 @@ type fakeBackend struct {
 	lastCreateName string
 	lastCreate     *container.Config
 	lastHostConfig *container.HostConfig
+	lastNetConfig  *network.NetworkingConfig
+	lastPlatform   *ocispec.Platform
 	lastStop       container.StopOptions
 	lastRestart    container.StopOptions
 	lastKill       string
@@ -157,13 +160,14 @@ func (f *fakeBackend) SystemVersion(context.Context) dtypes.Version {
 	return dtypes.Version{Version: "0.0.1-fake", GitCommit: "fake"}
 }
 
-func (f *fakeBackend) ContainerCreate(_ context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, _ *network.NetworkingConfig) (container.CreateResponse, error) {
+func (f *fakeBackend) ContainerCreate(_ context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig, platform *ocispec.Platform) (container.CreateResponse, error) {
 	if err := f.injected("ContainerCreate"); err != nil {
 		return container.CreateResponse{}, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lastCreateName, f.lastCreate, f.lastHostConfig = name, cfg, hostCfg
+	f.lastNetConfig, f.lastPlatform = netCfg, platform
 	fam, err := familiar(cfg.Image)
 	if err != nil {
 		return container.CreateResponse{}, errdefs.InvalidParameter(err)
@@ -416,6 +420,7 @@ func (f *fakeBackend) ContainerList(_ context.Context, opts container.ListOption
 			ID: c.id, Names: []string{"/" + c.name}, Image: c.config.Image,
 			Created: c.created.Unix(), State: f.state(c), Status: f.state(c),
 		})
+		out[len(out)-1].HostConfig.Annotations = c.host.Annotations
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Names[0] < out[j].Names[0] })
 	return out, nil

@@ -24,6 +24,7 @@ func (s *Server) imageRoutes() []route {
 		{http.MethodPost, "/images/prune", s.postImagesPrune},
 		{http.MethodGet, "/images/{name:.*}/json", s.getImageInspect},
 		{http.MethodPost, "/images/{name:.*}/tag", s.postImageTag},
+		{http.MethodPost, "/images/{name:.*}/push", s.postImagePush}, // registry.go
 		{http.MethodDelete, "/images/{name:.*}", s.deleteImage},
 	}
 }

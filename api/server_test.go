@@ -116,7 +116,7 @@ func expectError(t *testing.T, resp *http.Response, body []byte, status int, msg
 func (e *testEnv) createContainer(name string, tty bool) string {
 	e.t.Helper()
 	e.fake.addImage("busybox")
-	resp, err := e.fake.ContainerCreate(context.Background(), name, &container.Config{Image: "busybox", Tty: tty}, &container.HostConfig{}, nil)
+	resp, err := e.fake.ContainerCreate(context.Background(), name, &container.Config{Image: "busybox", Tty: tty}, &container.HostConfig{}, nil, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -910,7 +910,7 @@ func TestListen(t *testing.T) {
 func TestServeShutdown(t *testing.T) {
 	fake := newFakeBackend()
 	fake.addImage("busybox")
-	if _, err := fake.ContainerCreate(context.Background(), "c1", &container.Config{Image: "busybox"}, &container.HostConfig{}, nil); err != nil {
+	if _, err := fake.ContainerCreate(context.Background(), "c1", &container.Config{Image: "busybox"}, &container.HostConfig{}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	srv := NewServer(fake, Options{Logger: testLogger(t), ShutdownTimeout: 5 * time.Second})

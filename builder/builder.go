@@ -30,6 +30,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 )
 
@@ -77,7 +78,7 @@ type ImageBackend interface {
 
 // ContainerBackend is what the builder needs of the engine to run steps.
 type ContainerBackend interface {
-	ContainerCreate(ctx context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig) (container.CreateResponse, error)
+	ContainerCreate(ctx context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig, platform *ocispec.Platform) (container.CreateResponse, error)
 	// RunBuildContainer starts the container, streams its output to stdout
 	// and stderr from the first byte and returns its exit code.
 	RunBuildContainer(ctx context.Context, id string, stdout, stderr io.Writer) (int, error)

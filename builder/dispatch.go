@@ -538,7 +538,7 @@ func (bs *buildState) dispatchRun(ctx context.Context, st *stage, c *instruction
 		hostCfg.NetworkMode = "default"
 	}
 	cb := bs.b.opts.Containers
-	resp, err := cb.ContainerCreate(ctx, "", runCfg, hostCfg, nil)
+	resp, err := cb.ContainerCreate(ctx, "", runCfg, hostCfg, nil, nil)
 	if err != nil {
 		return err
 	}

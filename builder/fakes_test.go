@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // fakeFile is one entry of a fake image's file system.
@@ -214,7 +215,7 @@ func (f *fakeEngine) PrepareImage(ctx context.Context, id string) error {
 	return nil
 }
 
-func (f *fakeEngine) ContainerCreate(ctx context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig) (container.CreateResponse, error) {
+func (f *fakeEngine) ContainerCreate(ctx context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig, _ *ocispec.Platform) (container.CreateResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.images[cfg.Image] == nil {

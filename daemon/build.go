@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/errdefs"
 	"github.com/sirupsen/logrus"
 )
@@ -67,6 +68,13 @@ func (d *Daemon) RunBuildContainer(ctx context.Context, id string, stdout, stder
 	return int(res.StatusCode), nil
 }
 
+// BuildImageCreated records the image event of a build step that made an
+// image without a container (COPY, ENV, ...), as dockerd's commit of each
+// step does.
+func (d *Daemon) BuildImageCreated(imageID string) {
+	d.imageEvent(events.ActionCreate, imageID, imageID, nil)
+}
+
 // CommitBuildContainer makes an image of a build step's container: its
 // changes on top of its image, with exactly cfg as the image's config (no
 // merging with the container's, which ran the step's command) and
@@ -94,6 +102,7 @@ func (d *Daemon) CommitBuildContainer(ctx context.Context, id string, cfg *conta
 	if err != nil {
 		return "", err
 	}
+	d.imageEvent(events.ActionCreate, imageID, imageID, nil)
 	d.log.WithFields(logrus.Fields{
 		"container":  c.ID[:12],
 		"image":      imageID,

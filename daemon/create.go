@@ -10,9 +10,13 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/go-connections/nat"
+
+	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/jevm/jevm/vmbackend"
 )
@@ -20,7 +24,7 @@ import (
 // ContainerCreate makes a container: its record, its log and its own
 // copy-on-write root disk on the image's base disk. Nothing of a failed
 // create is left behind.
-func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig) (resp container.CreateResponse, retErr error) {
+func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig, platform *ocispec.Platform) (resp container.CreateResponse, retErr error) {
 	if cfg == nil {
 		return resp, errdefs.InvalidParameter(fmt.Errorf("config cannot be empty in order to create a container"))
 	}
@@ -49,6 +53,20 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 	imageID, imgCfg, err := d.images.ImageConfig(cfg.Image)
 	if err != nil {
 		return resp, err
+	}
+	if platform != nil {
+		img, err := d.images.Inspect(ctx, imageID)
+		if err != nil {
+			return resp, err
+		}
+		if err := checkImagePlatform(cfg.Image, img, *platform); err != nil {
+			return resp, err
+		}
+	}
+	if hostCfg.IpcMode.IsEmpty() {
+		// dockerd's default IPC mode (its default-ipc-mode); a jeVM's IPC
+		// namespace is its own in any case.
+		hostCfg.IpcMode = container.IPCModePrivate
 	}
 	merged := mergeImageConfig(cfg, imgCfg)
 	argv := append(append([]string{}, merged.Entrypoint...), merged.Cmd...)
@@ -136,6 +154,18 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 	c.mu.Unlock()
 	d.log.WithFields(map[string]any{"container": id[:12], "name": name, "image": cfg.Image}).Info("container created")
 	return container.CreateResponse{ID: id, Warnings: warnings}, nil
+}
+
+// checkImagePlatform answers as dockerd does when the image a create names
+// is of another platform than the one asked for: "not found", so that a
+// client may pull the right one. Like dockerd, a variant the image does
+// not state matches (containerd's platform matcher).
+func checkImagePlatform(ref string, img *image.InspectResponse, want ocispec.Platform) error {
+	have := ocispec.Platform{OS: img.Os, Architecture: img.Architecture, Variant: img.Variant}
+	if platforms.Only(want).Match(have) {
+		return nil
+	}
+	return errdefs.NotFound(fmt.Errorf("image with reference %s was found but its platform (%s) does not match the specified platform (%s)", ref, platforms.FormatAll(have), platforms.FormatAll(want)))
 }
 
 func (d *Daemon) containerDir(id string) string { return d.cfg.containersDir() + "/" + id }

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/jevm/jevm/api/types/backend"
 	"github.com/jevm/jevm/vmbackend"
@@ -202,3 +204,18 @@ func TestWaiters(t *testing.T) {
 }
 
 func shapeOf(mem, cpus int) vmbackend.Shape { return vmbackend.Shape{MemoryMiB: mem, VCPUs: cpus} }
+
+func TestCheckImagePlatform(t *testing.T) {
+	img := &image.InspectResponse{Os: "linux", Architecture: "amd64"}
+	for _, ok := range []ocispec.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "x86_64"}, {OS: "Linux", Architecture: "amd64"}} {
+		if err := checkImagePlatform("busybox:latest", img, ok); err != nil {
+			t.Errorf("%+v: %v", ok, err)
+		}
+	}
+	for _, bad := range []ocispec.Platform{{OS: "linuxDifferentOS", Architecture: "amd64"}, {OS: "linux", Architecture: "amd64DifferentArch"}, {OS: "linux", Architecture: "arm64"}} {
+		err := checkImagePlatform("busybox:latest", img, bad)
+		if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "image with reference busybox:latest was found but its platform (linux/amd64) does not match the specified platform") {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+}

@@ -50,6 +50,9 @@ func (d *Daemon) ContainerInspect(ctx context.Context, ref string, size bool) (*
 	if hc.NetworkMode == "" {
 		hc.NetworkMode = "none"
 	}
+	if hc.IpcMode.IsEmpty() {
+		hc.IpcMode = container.IPCModePrivate // a record from before create set the default
+	}
 	// The effective log config; only json-file's path is shown, as
 	// dockerd does.
 	hc.LogConfig = c.logConfig()
@@ -261,6 +264,8 @@ func (d *Daemon) summary(c *Container, all bool, f filters.Args, exitCodes []int
 		},
 	}
 	s.HostConfig.NetworkMode = "none"
+	// API 1.46; the router drops them for older clients.
+	s.HostConfig.Annotations = c.HostConfig.Annotations
 	if !d.fillSummaryNetwork(c, &s, f) { // network.go (and the network/publish/expose filters)
 		return container.Summary{}, false
 	}

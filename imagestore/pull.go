@@ -85,9 +85,13 @@ func (s *Store) PullWithAuth(ctx context.Context, refStr, platform string, auth 
 	start := time.Now()
 
 	resolver := s.resolver(auth)
+	ctx, failure := withAuthFailure(ctx)
 	name, target, err := s.resolve(ctx, auth, named)
 	if err != nil {
 		log.WithError(err).Info("resolving image failed")
+		if berr, ok := failure.basicAuthError(err); ok && isPullAuthError(err) {
+			return nil, berr
+		}
 		return nil, translatePullError(err, named)
 	}
 	fetcher, err := resolver.Fetcher(ctx, name)

@@ -85,10 +85,12 @@ func (s *Store) client(host string, insecure bool) *http.Client {
 	tr.TLSHandshakeTimeout = 10 * time.Second
 	tr.ResponseHeaderTimeout = 60 * time.Second
 	tr.MaxIdleConnsPerHost = 4
-	var rt http.RoundTripper = tr
+	// The recorder sits under the HTTP fallback, so it sees the URL that
+	// was actually asked.
+	var rt http.RoundTripper = &failureRecorder{rt: tr}
 	if insecure {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // configured insecure registry
-		rt = docker.NewHTTPFallback(tr)
+		rt = docker.NewHTTPFallback(rt)
 	}
 	c := &http.Client{Transport: rt}
 	s.clients[key] = c
@@ -105,6 +107,11 @@ func (s *Store) resolver(auth *registry.AuthConfig) remotes.Resolver {
 // resolverFor is resolver; with mirrorsOnly, Docker Hub itself is left out
 // (resolveOffline's second look).
 func (s *Store) resolverFor(auth *registry.AuthConfig, mirrorsOnly bool) remotes.Resolver {
+	return docker.NewResolver(s.resolverOptions(auth, mirrorsOnly))
+}
+
+// resolverOptions are resolverFor's options (Push sets its own tracker).
+func (s *Store) resolverOptions(auth *registry.AuthConfig, mirrorsOnly bool) docker.ResolverOptions {
 	creds := func(host string) (string, string, error) {
 		if auth == nil {
 			return "", "", nil
@@ -160,7 +167,7 @@ func (s *Store) resolverFor(auth *registry.AuthConfig, mirrorsOnly bool) remotes
 		})
 		return out, nil
 	}
-	return docker.NewResolver(docker.ResolverOptions{Hosts: hosts, Headers: hdr})
+	return docker.ResolverOptions{Hosts: hosts, Headers: hdr}
 }
 
 // resolve resolves ref through the mirrors and then Docker Hub. When Hub
@@ -231,8 +238,7 @@ func translatePullError(err error, ref reference.Named) error {
 		return te.err
 	}
 	var us remoteerrors.ErrUnexpectedStatus
-	if errors.Is(err, docker.ErrInvalidAuthorization) ||
-		(errors.As(err, &us) && (us.StatusCode == http.StatusUnauthorized || us.StatusCode == http.StatusForbidden)) {
+	if isPullAuthError(err) {
 		return errdefs.NotFound(fmt.Errorf("pull access denied for %s, repository does not exist or may require 'docker login': denied: requested access to the resource is denied",
 			reference.FamiliarName(ref)))
 	}
@@ -248,6 +254,14 @@ func translatePullError(err error, ref reference.Named) error {
 		return errdefs.Unavailable(err)
 	}
 	return errdefs.System(err)
+}
+
+// isPullAuthError: the registry refused the request's credentials (or
+// their absence).
+func isPullAuthError(err error) bool {
+	var us remoteerrors.ErrUnexpectedStatus
+	return errors.Is(err, docker.ErrInvalidAuthorization) ||
+		(errors.As(err, &us) && (us.StatusCode == http.StatusUnauthorized || us.StatusCode == http.StatusForbidden))
 }
 
 // unwrapRequestError drops containerd's "failed to do request: " prefix so

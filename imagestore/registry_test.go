@@ -24,6 +24,15 @@ import (
 // a free loopback port for the duration of the test and returns host:port.
 func startRegistry(t *testing.T) string {
 	t.Helper()
+	return startRegistryConfig(t, "", nil)
+}
+
+// startRegistryConfig is startRegistry with extra configuration (written
+// after the rest; files go to the registry's directory, whose path
+// replaces %DIR%) and, when auth is set, 401 accepted as the answer of a
+// registry that is up.
+func startRegistryConfig(t *testing.T, extra string, files map[string][]byte) string {
+	t.Helper()
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
 		t.Skip("docker-registry not installed")
@@ -47,7 +56,12 @@ storage:
     enabled: true
 http:
   addr: %s
-`, filepath.Join(dir, "data"), addr)
+`, filepath.Join(dir, "data"), addr) + strings.ReplaceAll(extra, "%DIR%", dir)
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -73,7 +87,7 @@ http:
 		resp, err := http.Get("http://" + addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || (extra != "" && resp.StatusCode == http.StatusUnauthorized) {
 				return addr
 			}
 		}

@@ -115,7 +115,7 @@ func TestBuildErrors(t *testing.T) {
 		t.Errorf("syntax error:\n%s", r)
 	}
 
-	r = docker(t, "build", writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo about to fail; exit 3\n"}))
+	r = docker(t, "build", "--force-rm", writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo about to fail; exit 3\n"}))
 	if r.code == 0 || !strings.Contains(r.stderr, "The command '/bin/sh -c echo about to fail; exit 3' returned a non-zero code: 3") ||
 		!strings.Contains(r.stdout, "about to fail") {
 		t.Errorf("failing RUN:\n%s", r)
@@ -127,5 +127,21 @@ func TestBuildErrors(t *testing.T) {
 	}
 	if after := containerIDs(t); after != before {
 		t.Errorf("failed builds left containers behind: before %q, after %q", before, after)
+	}
+
+	// Without --force-rm the failed step's container stays (stopped), as
+	// with dockerd, for a look at what went wrong.
+	r = docker(t, "build", writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo left > /f; exit 4\n"}))
+	if r.code == 0 || !strings.Contains(r.stderr, "returned a non-zero code: 4") {
+		t.Fatalf("failing RUN without --force-rm:\n%s", r)
+	}
+	after := strings.Fields(containerIDs(t))
+	if len(after) != len(strings.Fields(before))+1 {
+		t.Fatalf("want the failed step's container kept: before %q, after %q", before, after)
+	}
+	kept := after[0] // newest first
+	t.Cleanup(func() { docker(t, "rm", "-f", kept) })
+	if out := mustDocker(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", kept); strings.TrimSpace(out) != "exited 4" {
+		t.Errorf("kept container: %q", out)
 	}
 }

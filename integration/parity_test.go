@@ -245,3 +245,61 @@ func TestSysctlsAndDomainname(t *testing.T) {
 		t.Fatalf("unknown sysctl:\n%s", r)
 	}
 }
+
+// On a user network the embedded DNS answers a container's own hostname
+// (with /etc/hosts emptied, so that only DNS can), and a container's name
+// after a rename, capitals and all (DNS queries come lower case).
+func TestEmbeddedDNSHostnameAndRename(t *testing.T) {
+	netName := newNetwork(t, "dnsnet")
+	first, renamed := uniqueName(t, "anon"), uniqueName(t, "Renamed")
+	rmOnCleanup(t, first, renamed)
+	mustDocker(t, "run", "-d", "--name", first, "--network", netName, "--hostname", "foobar", "busybox", "sleep", "300")
+	out := mustDocker(t, "exec", first, "sh", "-c", "echo 127.0.0.1 localhost > /etc/hosts && nslookup foobar")
+	ip := strings.TrimSpace(mustDocker(t, "inspect", "--format", "{{(index .NetworkSettings.Networks \""+netName+"\").IPAddress}}", first))
+	if !strings.Contains(out, "Address: "+ip) && !strings.Contains(out, "Address 1: "+ip) {
+		t.Fatalf("own hostname through the embedded DNS (want %s):\n%s", ip, out)
+	}
+	if got := mustDocker(t, "inspect", "--format", "{{json (index .NetworkSettings.Networks \""+netName+"\").DNSNames}}", first); !strings.Contains(got, `"foobar"`) {
+		t.Fatalf("DNSNames lacks the hostname: %s", got)
+	}
+	mustDocker(t, "rename", first, renamed)
+	out = mustDocker(t, "run", "--rm", "--network", netName, "busybox", "ping", "-c", "1", "-W", "5", renamed)
+	if !strings.Contains(out, ip) {
+		t.Fatalf("ping %s after the rename (want %s):\n%s", renamed, ip, out)
+	}
+}
+
+// As dockerd: a create may name networks that do not exist yet; the start
+// is what fails. An image of another platform than --platform is "not
+// found", and with --pull never the CLI says so.
+func TestCreateNetworksLaterAndOtherPlatform(t *testing.T) {
+	name := uniqueName(t, "later")
+	rmOnCleanup(t, name)
+	mustDocker(t, "create", "--name", name, "--network", "no-such-net-jevm-1", "--network", "no-such-net-jevm-2", "busybox", "true")
+	if r := docker(t, "start", name); r.code == 0 || !strings.Contains(r.stderr, "network no-such-net-jevm-1 not found") {
+		t.Fatalf("start with a missing network:\n%s", r)
+	}
+	r := docker(t, "create", "--pull", "never", "--platform", "linux/arm64", "busybox")
+	if r.code == 0 || !strings.Contains(r.stderr, "does not match the specified platform (linux/arm64)") {
+		t.Fatalf("create for another platform:\n%s", r)
+	}
+	if r := docker(t, "create", "--pull", "never", "--platform", "linux/amd64", "--name", name+"-amd64", "busybox", "true"); r.code != 0 {
+		t.Fatalf("create for the image's platform:\n%s", r)
+	}
+	rmOnCleanup(t, name+"-amd64")
+}
+
+// --mac-address on a user network: the guest's NIC has it, and inspect
+// shows it while the container runs.
+func TestMacAddressOnUserNetwork(t *testing.T) {
+	netName := newNetwork(t, "macnet")
+	name := uniqueName(t, "mac")
+	rmOnCleanup(t, name)
+	mustDocker(t, "run", "-d", "--name", name, "--network", netName, "--mac-address", "02:32:1c:23:00:04", "busybox", "sleep", "300")
+	if out := mustDocker(t, "exec", name, "ip", "-o", "link", "show", "eth0"); !strings.Contains(out, "link/ether 02:32:1c:23:00:04 ") {
+		t.Fatalf("eth0 in the guest: %q", out)
+	}
+	if got := strings.TrimSpace(mustDocker(t, "inspect", "--format", "{{(index .NetworkSettings.Networks \""+netName+"\").MacAddress}}", name)); got != "02:32:1c:23:00:04" {
+		t.Fatalf("inspect MacAddress = %q", got)
+	}
+}

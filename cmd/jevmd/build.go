@@ -73,6 +73,7 @@ func (a buildImages) CommitLayer(ctx context.Context, req builder.LayerCommit) (
 	if err != nil {
 		return "", err
 	}
+	a.d.BuildImageCreated(img.ID.String())
 	return img.ID.String(), nil
 }
 

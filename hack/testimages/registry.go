@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/containerd/containerd/remotes/docker"
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // RegistryBinary is Debian's build of the CNCF distribution registry
@@ -36,7 +38,10 @@ func Repositories(name string) []string { return []string{name, "library/" + nam
 // Registry is a docker-registry process serving from a directory.
 type Registry struct {
 	Addr string // host:port, 127.0.0.1:PORT unless another address was asked for
-	Dir  string // holds config.yml, registry.log and storage/
+	Dir  string // holds config.yml, registry.log and storage/ (and htpasswd)
+	// Users are the accounts of a registry started with
+	// StartRegistryWithAuth (user name -> password); nil without auth.
+	Users map[string]string
 
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -66,11 +71,46 @@ http:
     X-Content-Type-Options: [nosniff]
 `
 
+// registryAuthConfig is appended to registryConfig for a registry with
+// accounts: the htpasswd file's path.
+const registryAuthConfig = `auth:
+  htpasswd:
+    realm: jevm-test-registry
+    path: %s
+`
+
+// writeHtpasswd writes an htpasswd file with bcrypt hashes, the only kind
+// docker-registry accepts.
+func writeHtpasswd(path string, users map[string]string) error {
+	names := make([]string, 0, len(users))
+	for u := range users {
+		names = append(names, u)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, u := range names {
+		h, err := bcrypt.GenerateFromPassword([]byte(users[u]), bcrypt.MinCost)
+		if err != nil {
+			return fmt.Errorf("testimages: htpasswd for %s: %w", u, err)
+		}
+		fmt.Fprintf(&b, "%s:%s\n", u, h)
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
 // StartRegistry starts docker-registry with its storage under dir,
 // listening on addr, or on a free 127.0.0.1 port if addr is empty, without
 // authentication and with deletes enabled. It returns once GET /v2/
 // answers. ctx bounds the start only; the registry runs until Stop.
 func StartRegistry(ctx context.Context, dir, addr string) (*Registry, error) {
+	return StartRegistryWithAuth(ctx, dir, addr, nil)
+}
+
+// StartRegistryWithAuth is StartRegistry with htpasswd (HTTP basic)
+// authentication for users (name -> password) when users is not empty:
+// docker-registry then answers 401 to every request without valid
+// credentials, as Debian's packaged configuration does.
+func StartRegistryWithAuth(ctx context.Context, dir, addr string, users map[string]string) (*Registry, error) {
 	if _, err := os.Stat(RegistryBinary); err != nil {
 		return nil, fmt.Errorf("testimages: %s not found (apt-get install docker-registry): %w", RegistryBinary, err)
 	}
@@ -89,7 +129,7 @@ func StartRegistry(ctx context.Context, dir, addr string) (*Registry, error) {
 				return nil, err
 			}
 		}
-		r, err := startRegistry(ctx, dir, a)
+		r, err := startRegistry(ctx, dir, a, users)
 		if err == nil {
 			return r, nil
 		}
@@ -110,7 +150,7 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func startRegistry(ctx context.Context, dir, addr string) (*Registry, error) {
+func startRegistry(ctx context.Context, dir, addr string, users map[string]string) (*Registry, error) {
 	_, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("testimages: registry address %q: %w", addr, err)
@@ -120,7 +160,15 @@ func startRegistry(ctx context.Context, dir, addr string) (*Registry, error) {
 		return nil, fmt.Errorf("testimages: registry address %q: %w", addr, err)
 	}
 	cfg := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(registryConfig, filepath.Join(dir, "storage"), addr)), 0o644); err != nil {
+	config := fmt.Sprintf(registryConfig, filepath.Join(dir, "storage"), addr)
+	if len(users) > 0 {
+		htpasswd := filepath.Join(dir, "htpasswd")
+		if err := writeHtpasswd(htpasswd, users); err != nil {
+			return nil, err
+		}
+		config += fmt.Sprintf(registryAuthConfig, htpasswd)
+	}
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		return nil, err
 	}
 	logPath := filepath.Join(dir, "registry.log")
@@ -139,7 +187,7 @@ func startRegistry(ctx context.Context, dir, addr string) (*Registry, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	r := &Registry{Addr: addr, Dir: dir, cmd: cmd, exited: make(chan struct{})}
+	r := &Registry{Addr: addr, Dir: dir, Users: users, cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		close(r.exited)
@@ -158,7 +206,8 @@ func startRegistry(ctx context.Context, dir, addr string) (*Registry, error) {
 		if listening(cmd.Process.Pid, port) {
 			if resp, err := client.Get("http://" + addr + "/v2/"); err == nil {
 				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK && resp.Header.Get("Docker-Distribution-Api-Version") != "" {
+				ready := resp.StatusCode == http.StatusOK || (len(users) > 0 && resp.StatusCode == http.StatusUnauthorized)
+				if ready && resp.Header.Get("Docker-Distribution-Api-Version") != "" {
 					return r, nil
 				}
 			}

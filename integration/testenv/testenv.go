@@ -90,6 +90,13 @@ func StartRegistry(ctx context.Context, dir string) (*Registry, error) {
 	return testimages.StartRegistry(ctx, dir, "")
 }
 
+// StartRegistryWithAuth is StartRegistry with htpasswd (basic)
+// authentication for users (name -> password); without valid credentials
+// the registry answers 401.
+func StartRegistryWithAuth(ctx context.Context, dir string, users map[string]string) (*Registry, error) {
+	return testimages.StartRegistryWithAuth(ctx, dir, "", users)
+}
+
 // StartRegistryAt is StartRegistry listening on addr (host:port).
 func StartRegistryAt(ctx context.Context, dir, addr string) (*Registry, error) {
 	return testimages.StartRegistry(ctx, dir, addr)

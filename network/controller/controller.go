@@ -148,6 +148,9 @@ type endpointRecord struct {
 	Tap         string   `json:"tap"`
 	IfName      string   `json:"ifName"`
 	Aliases     []string `json:"aliases,omitempty"`
+	// Hostname is the container's hostname at the endpoint's creation,
+	// one of its DNS names (as dockerd).
+	Hostname string `json:"hostname,omitempty"`
 	// DefaultRoute: the container's default route goes through this
 	// endpoint's gateway.
 	DefaultRoute bool `json:"defaultRoute,omitempty"`

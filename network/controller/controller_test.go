@@ -175,6 +175,31 @@ func TestPrepareNetworking(t *testing.T) {
 		t.Fatalf("order = %v", got)
 	}
 
+	// Networks named at create need not exist yet (as dockerd); the
+	// start is what fails.
+	hc = &container.HostConfig{NetworkMode: "nope"}
+	nc, err = d.net.Prepare(hc, cfg, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"user": {}}})
+	if err != nil || hc.NetworkMode != "nope" || nc.EndpointsConfig["nope"] == nil || nc.EndpointsConfig["user"] == nil {
+		t.Fatalf("create on a network made later: %v %q %v", err, hc.NetworkMode, nc)
+	}
+	hc = &container.HostConfig{}
+	nc, err = d.net.Prepare(hc, cfg, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"net1": {}, "net2": nil}})
+	if err != nil {
+		t.Fatalf("create with networks made later: %v", err)
+	}
+	c = &Container{ID: strings.Repeat("d", 64), Name: "later", HostConfig: hc, NetConfig: nc, Config: cfg}
+	if got := containerNetworks(c); strings.Join(got, ",") != "bridge,net1,net2" {
+		t.Fatalf("networks = %v", got)
+	}
+	ns := &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{}}
+	d.net.FillSettings(c, hc, ns)
+	if ns.Networks["net1"] == nil || ns.Networks["net1"].NetworkID != "" || ns.Networks["bridge"] == nil {
+		t.Fatalf("inspect of networks made later: %v", ns.Networks)
+	}
+	if _, err := d.net.Attach(ctx, c); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "network net1 not found") {
+		t.Fatalf("start with a missing network: %v", err)
+	}
+
 	for _, bad := range []struct {
 		mode string
 		eps  map[string]*network.EndpointSettings
@@ -183,7 +208,6 @@ func TestPrepareNetworking(t *testing.T) {
 	}{
 		{mode: "host", want: "--network host is not supported"},
 		{mode: "container:abc", want: "not supported"},
-		{mode: "nope", want: "network nope not found"},
 		{mode: "bridge", eps: map[string]*network.EndpointSettings{"bridge": {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "172.17.0.9"}}}, want: "user configured subnets"},
 		{mode: "bridge", eps: map[string]*network.EndpointSettings{"bridge": {Aliases: []string{"x"}}}, want: "user defined networks"},
 		{mode: "user", eps: map[string]*network.EndpointSettings{"user": {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "10.78.0.9"}}}, want: "no configured subnet"},
@@ -247,13 +271,17 @@ func TestEmbeddedDNSNames(t *testing.T) {
 	}
 	web := testContainer(t, d, "web")
 	other := testContainer(t, d, "xother")
+	// A renamed container with capitals: DNS queries come lower case.
+	renamed := testContainer(t, d, "zRenamed")
 	r := d.net.nets[resp.ID]
-	r.Endpoints["e1"] = &endpointRecord{ID: "e1", ContainerID: web.ID, IP: "172.18.0.2", Aliases: []string{"www"}}
+	r.Endpoints["e1"] = &endpointRecord{ID: "e1", ContainerID: web.ID, IP: "172.18.0.2", Aliases: []string{"www"}, Hostname: "FooBar"}
 	r.Endpoints["e2"] = &endpointRecord{ID: "e2", ContainerID: other.ID, IP: "172.18.0.3", Aliases: []string{"www"}, DNS: []string{"10.0.0.53"}}
+	r.Endpoints["e3"] = &endpointRecord{ID: "e3", ContainerID: renamed.ID, IP: "172.18.0.4"}
 	names := &netNames{nm: d.net, id: resp.ID}
 	for q, want := range map[string]string{
 		"web": "172.18.0.2", "web.app": "172.18.0.2", web.ID[:12]: "172.18.0.2",
 		"www": "172.18.0.2 172.18.0.3", "nothing": "", web.ID[:5]: "",
+		"foobar": "172.18.0.2", "zrenamed": "172.18.0.4", "zrenamed.app": "172.18.0.4",
 	} {
 		var got []string
 		for _, a := range names.LookupName(q) {
@@ -275,5 +303,19 @@ func TestEmbeddedDNSNames(t *testing.T) {
 	r.Internal = true
 	if up := names.Upstreams(netip.MustParseAddr("172.18.0.2")); len(up) != 0 {
 		t.Errorf("internal network forwards to %v", up)
+	}
+}
+
+// inspect's DNSNames: dockerd's order (name, aliases, short ID, hostname),
+// without repeats (the default hostname is the short ID).
+func TestDNSNamesOrder(t *testing.T) {
+	c := &Container{ID: strings.Repeat("ab", 32), Name: "web"}
+	got := dnsNames(c, &endpointRecord{Aliases: []string{"www", "web"}, Hostname: "foobar"})
+	if strings.Join(got, ",") != "web,www,abababababab,foobar" {
+		t.Errorf("DNSNames = %v", got)
+	}
+	got = dnsNames(c, &endpointRecord{Hostname: c.ID[:12]})
+	if strings.Join(got, ",") != "web,abababababab" {
+		t.Errorf("DNSNames with the default hostname = %v", got)
 	}
 }

@@ -84,8 +84,13 @@ func (nm *Controller) Attach(ctx context.Context, c *Container) (att *Attachment
 			_ = nm.saveLocked()
 		}
 	}()
-	var primary *endpointRecord
-	var primaryNet *netRecord
+	// Every network must exist before any endpoint is made: one named at
+	// create may never have been made, or be gone.
+	type named struct {
+		name string
+		r    *netRecord
+	}
+	nets := make([]named, 0, len(names))
 	for _, name := range names {
 		if nm.bridgeDisabled(name) {
 			continue // -b none: no network, as dockerd
@@ -94,6 +99,12 @@ func (nm *Controller) Attach(ctx context.Context, c *Container) (att *Attachment
 		if err != nil {
 			return nil, err
 		}
+		nets = append(nets, named{name, r})
+	}
+	var primary *endpointRecord
+	var primaryNet *netRecord
+	for _, n := range nets {
+		name, r := n.name, n.r
 		switch r.Driver {
 		case driverNull:
 			continue
@@ -200,6 +211,9 @@ func (nm *Controller) newEndpointLocked(c *Container, r *netRecord, es *network.
 		ID: id, ContainerID: c.ID, IP: ip.String(), MAC: mac, Tap: "tap" + id[:12], IfName: ifName,
 		Aliases: append([]string(nil), es.Aliases...), DefaultRoute: defaultRoute,
 		DNS: append([]string(nil), c.HostConfig.DNS...),
+	}
+	if c.Config != nil {
+		ep.Hostname = c.Config.Hostname
 	}
 	if err := jnet.CreateTap(ep.Tap, nm.tapOwner(ep), r.Bridge, r.mtu(nm.cfg.MTU)); err != nil {
 		r.pool.Release(ip)
@@ -385,6 +399,21 @@ func (nm *Controller) containerDNS(c *Container) (dns, search, opts []string) {
 	return pick(c.HostConfig.DNS, nm.cfg.DNS), pick(c.HostConfig.DNSSearch, nm.cfg.DNSSearch), pick(c.HostConfig.DNSOptions, nm.cfg.DNSOptions)
 }
 
+// dnsNames are the names ep answers to on a user network, in dockerd's
+// order (the first one is the PTR answer): the container's name, its
+// aliases, its short ID and its hostname, without repeats.
+func dnsNames(c *Container, ep *endpointRecord) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range append(append([]string{c.Name}, ep.Aliases...), c.ID[:12], ep.Hostname) {
+		if n != "" && !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // netNames answers the embedded DNS server of one network.
 type netNames struct {
 	nm *Controller
@@ -406,7 +435,12 @@ func (n *netNames) LookupName(name string) []netip.Addr {
 	cid := nm.names.IDByName(name)
 	var out []netip.Addr
 	for _, ep := range r.Endpoints {
-		hit := ep.ContainerID == cid || (len(name) == 12 && strings.HasPrefix(ep.ContainerID, name)) || ep.ContainerID == name
+		// DNS names are case-insensitive, container names are not: a
+		// container "Web" answers to "web" (the query is lower case).
+		hit := ep.ContainerID == cid || (len(name) == 12 && strings.HasPrefix(ep.ContainerID, name)) || ep.ContainerID == name ||
+			strings.EqualFold(nm.names.NameByID(ep.ContainerID), name)
+		// As dockerd: a container's hostname is one of its DNS names.
+		hit = hit || (ep.Hostname != "" && strings.EqualFold(ep.Hostname, name))
 		for _, a := range ep.Aliases {
 			hit = hit || strings.EqualFold(a, name)
 		}
@@ -524,11 +558,13 @@ func prepare(nm *Controller, hc *container.HostConfig, cfg *container.Config, nc
 		// -b none: the container keeps "bridge" as its network (as
 		// dockerd's does) and starts without it (attachNetworks).
 		mode = network.NetworkBridge
+	} else if primary, err := nm.getLocked(mode); errdefs.IsNotFound(err) {
+		// As dockerd: the network may be made after the create; the
+		// mode is kept as given and the start fails if it still does
+		// not exist.
+	} else if err != nil {
+		return nil, err
 	} else {
-		primary, err := nm.getLocked(mode)
-		if err != nil {
-			return nil, err
-		}
 		switch primary.Driver {
 		case driverHost:
 			return nil, errHostNetwork()
@@ -557,6 +593,15 @@ func prepare(nm *Controller, hc *container.HostConfig, cfg *container.Config, nc
 			continue
 		}
 		r, err := nm.getLocked(k)
+		if errdefs.IsNotFound(err) {
+			// Likewise a network named in EndpointsConfig: kept by the
+			// given name.
+			if es == nil {
+				es = &network.EndpointSettings{}
+			}
+			eps[k] = es
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -669,6 +714,12 @@ func (nm *Controller) FillSettings(c *Container, hc *container.HostConfig, ns *c
 				es := endpointConfig(c, name).Copy()
 				es.NetworkID, es.EndpointID, es.Gateway, es.IPAddress, es.IPPrefixLen, es.DNSNames = "", "", "", "", 0, nil
 				ns.Networks[network.NetworkBridge] = es
+			} else if errdefs.IsNotFound(err) {
+				// A network named at create that does not exist (yet):
+				// listed as given, as dockerd does; the start fails.
+				es := endpointConfig(c, name).Copy()
+				es.NetworkID, es.EndpointID, es.Gateway, es.IPAddress, es.IPPrefixLen, es.DNSNames = "", "", "", "", 0, nil
+				ns.Networks[name] = es
 			}
 			continue
 		}
@@ -688,7 +739,7 @@ func (nm *Controller) FillSettings(c *Container, hc *container.HostConfig, ns *c
 			es.IPPrefixLen = r.pool.Subnet().Bits()
 			es.MacAddress = ep.MAC
 			if !r.isDefaultBridge() {
-				es.DNSNames = append(append([]string{c.Name}, ep.Aliases...), c.ID[:12])
+				es.DNSNames = dnsNames(c, ep)
 			}
 			if r.isDefaultBridge() || (ep.DefaultRoute && ns.IPAddress == "") {
 				ns.DefaultNetworkSettings = container.DefaultNetworkSettings{
