@@ -305,7 +305,6 @@ func (bs *buildState) dispatch(ctx context.Context, st *stage, cmd instructions.
 			return errdefs.InvalidParameter(err)
 		}
 	}
-	cfg := st.config
 	switch c := cmd.(type) {
 	case *instructions.RunCommand:
 		return bs.dispatchRun(ctx, st, c)
@@ -321,110 +320,6 @@ func (bs *buildState) dispatch(ctx context.Context, st *stage, cmd instructions.
 		return bs.dispatchCopy(ctx, st, "ADD", c.SourcesAndDest, "", c.Chown, c.Chmod, true)
 	case *instructions.WorkdirCommand:
 		return bs.dispatchWorkdir(ctx, st, c.Path)
-	case *instructions.EnvCommand:
-		parts := []string{}
-		for _, kv := range c.Env {
-			cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
-			parts = append(parts, kv.Key+"="+kv.Value)
-		}
-		return bs.commitConfig(ctx, st, "ENV "+strings.Join(parts, " "))
-	case *instructions.LabelCommand:
-		if cfg.Labels == nil {
-			cfg.Labels = map[string]string{}
-		}
-		parts := []string{}
-		for _, kv := range c.Labels {
-			cfg.Labels[kv.Key] = kv.Value
-			parts = append(parts, fmt.Sprintf("%s=%s", strconv.Quote(kv.Key), strconv.Quote(kv.Value)))
-		}
-		return bs.commitConfig(ctx, st, "LABEL "+strings.Join(parts, " "))
-	case *instructions.MaintainerCommand:
-		st.author = c.Maintainer
-		return bs.commitConfig(ctx, st, "MAINTAINER "+c.Maintainer)
-	case *instructions.ExposeCommand:
-		env := st.expandEnv(bs.opts.BuildArgs)
-		var ports []string
-		for _, p := range c.Ports {
-			words, err := bs.shlex.ProcessWords(p, shell.EnvsFromSlice(env))
-			if err != nil {
-				return errdefs.InvalidParameter(err)
-			}
-			ports = append(ports, words...)
-		}
-		set, _, err := nat.ParsePortSpecs(ports)
-		if err != nil {
-			return errdefs.InvalidParameter(err)
-		}
-		if cfg.ExposedPorts == nil {
-			cfg.ExposedPorts = nat.PortSet{}
-		}
-		var names []string
-		for p := range set {
-			cfg.ExposedPorts[p] = struct{}{}
-			names = append(names, string(p))
-		}
-		sort.Strings(names)
-		return bs.commitConfig(ctx, st, "EXPOSE "+strings.Join(names, " "))
-	case *instructions.VolumeCommand:
-		if cfg.Volumes == nil {
-			cfg.Volumes = map[string]struct{}{}
-		}
-		for _, v := range c.Volumes {
-			v = strings.TrimSpace(v)
-			if v == "" {
-				return errdefs.InvalidParameter(errors.New("VOLUME specified can not be an empty string"))
-			}
-			cfg.Volumes[v] = struct{}{}
-		}
-		return bs.commitConfig(ctx, st, fmt.Sprintf("VOLUME %v", c.Volumes))
-	case *instructions.UserCommand:
-		cfg.User = c.User
-		return bs.commitConfig(ctx, st, "USER "+c.User)
-	case *instructions.StopSignalCommand:
-		if err := checkSignal(c.Signal); err != nil {
-			return err
-		}
-		cfg.StopSignal = c.Signal
-		return bs.commitConfig(ctx, st, "STOPSIGNAL "+c.Signal)
-	case *instructions.CmdCommand:
-		cfg.Cmd = bs.commandLine(cfg, c.ShellDependantCmdLine)
-		st.cmdSet = true
-		return bs.commitConfig(ctx, st, fmt.Sprintf("CMD %q", []string(cfg.Cmd)))
-	case *instructions.EntrypointCommand:
-		if len(c.CmdLine) == 0 && !c.PrependShell {
-			cfg.Entrypoint = nil
-		} else {
-			cfg.Entrypoint = bs.commandLine(cfg, c.ShellDependantCmdLine)
-		}
-		if !st.cmdSet {
-			cfg.Cmd = nil
-		}
-		return bs.commitConfig(ctx, st, fmt.Sprintf("ENTRYPOINT %q", []string(cfg.Entrypoint)))
-	case *instructions.ShellCommand:
-		cfg.Shell = append([]string{}, c.Shell...)
-		return bs.commitConfig(ctx, st, fmt.Sprintf("SHELL %v", c.Shell))
-	case *instructions.HealthCheckCommand:
-		h := c.Health
-		hc := &container.HealthConfig{Test: append([]string{}, h.Test...), Interval: h.Interval, Timeout: h.Timeout,
-			StartPeriod: h.StartPeriod, StartInterval: h.StartInterval, Retries: h.Retries}
-		if cfg.Healthcheck != nil && len(cfg.Healthcheck.Test) > 0 && cfg.Healthcheck.Test[0] != "NONE" {
-			bs.out.stream(fmt.Sprintf("Note: overriding previous HEALTHCHECK: %v\n", cfg.Healthcheck.Test))
-		}
-		cfg.Healthcheck = hc
-		return bs.commitConfig(ctx, st, fmt.Sprintf("HEALTHCHECK %q", hc.Test))
-	case *instructions.OnbuildCommand:
-		trigger, err := parseTrigger(c.Expression)
-		if err != nil {
-			return err
-		}
-		switch strings.ToUpper(trigger.Name()) {
-		case "ONBUILD":
-			return errdefs.InvalidParameter(errors.New("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"))
-		case "FROM", "MAINTAINER":
-			return errdefs.InvalidParameter(fmt.Errorf("%s isn't allowed as an ONBUILD trigger", strings.ToUpper(trigger.Name())))
-		}
-		cfg.OnBuild = append(cfg.OnBuild, c.Expression)
-		return bs.commitConfig(ctx, st, "ONBUILD "+c.Expression)
 	case *instructions.ArgCommand:
 		var parts []string
 		for _, kv := range c.Args {
@@ -439,7 +334,129 @@ func (bs *buildState) dispatch(ctx context.Context, st *stage, cmd instructions.
 		}
 		return bs.commitConfig(ctx, st, "ARG "+strings.Join(parts, " "))
 	}
-	return errdefs.InvalidParameter(fmt.Errorf("the %s instruction is not supported by the classic builder", strings.ToUpper(cmd.Name())))
+	comment, err := applyConfig(st, cmd, bs.shlex, st.expandEnv(bs.opts.BuildArgs), bs.out.stream)
+	if err != nil {
+		return err
+	}
+	return bs.commitConfig(ctx, st, comment)
+}
+
+// applyConfig applies an instruction that changes only the image config
+// (everything but RUN, COPY, ADD and ARG; WORKDIR only sets the
+// directory) and returns how the history records it. env is what EXPOSE
+// expands with; note gets the builder's remarks (an overridden
+// HEALTHCHECK). The builder and `docker commit --change` share it.
+func applyConfig(st *stage, cmd instructions.Command, shlex *shell.Lex, env []string, note func(string)) (string, error) {
+	cfg := st.config
+	switch c := cmd.(type) {
+	case *instructions.WorkdirCommand:
+		cfg.WorkingDir = resolveWorkdir(cfg.WorkingDir, c.Path)
+		return "WORKDIR " + cfg.WorkingDir, nil
+	case *instructions.EnvCommand:
+		parts := []string{}
+		for _, kv := range c.Env {
+			cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
+			parts = append(parts, kv.Key+"="+kv.Value)
+		}
+		return "ENV "+strings.Join(parts, " "), nil
+	case *instructions.LabelCommand:
+		if cfg.Labels == nil {
+			cfg.Labels = map[string]string{}
+		}
+		parts := []string{}
+		for _, kv := range c.Labels {
+			cfg.Labels[kv.Key] = kv.Value
+			parts = append(parts, fmt.Sprintf("%s=%s", strconv.Quote(kv.Key), strconv.Quote(kv.Value)))
+		}
+		return "LABEL "+strings.Join(parts, " "), nil
+	case *instructions.MaintainerCommand:
+		st.author = c.Maintainer
+		return "MAINTAINER "+c.Maintainer, nil
+	case *instructions.ExposeCommand:
+		var ports []string
+		for _, p := range c.Ports {
+			words, err := shlex.ProcessWords(p, shell.EnvsFromSlice(env))
+			if err != nil {
+				return "", errdefs.InvalidParameter(err)
+			}
+			ports = append(ports, words...)
+		}
+		set, _, err := nat.ParsePortSpecs(ports)
+		if err != nil {
+			return "", errdefs.InvalidParameter(err)
+		}
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts = nat.PortSet{}
+		}
+		var names []string
+		for p := range set {
+			cfg.ExposedPorts[p] = struct{}{}
+			names = append(names, string(p))
+		}
+		sort.Strings(names)
+		return "EXPOSE "+strings.Join(names, " "), nil
+	case *instructions.VolumeCommand:
+		if cfg.Volumes == nil {
+			cfg.Volumes = map[string]struct{}{}
+		}
+		for _, v := range c.Volumes {
+			v = strings.TrimSpace(v)
+			if v == "" {
+				return "", errdefs.InvalidParameter(errors.New("VOLUME specified can not be an empty string"))
+			}
+			cfg.Volumes[v] = struct{}{}
+		}
+		return fmt.Sprintf("VOLUME %v", c.Volumes), nil
+	case *instructions.UserCommand:
+		cfg.User = c.User
+		return "USER "+c.User, nil
+	case *instructions.StopSignalCommand:
+		if err := checkSignal(c.Signal); err != nil {
+			return "", err
+		}
+		cfg.StopSignal = c.Signal
+		return "STOPSIGNAL "+c.Signal, nil
+	case *instructions.CmdCommand:
+		cfg.Cmd = commandLine(cfg, c.ShellDependantCmdLine)
+		st.cmdSet = true
+		return fmt.Sprintf("CMD %q", []string(cfg.Cmd)), nil
+	case *instructions.EntrypointCommand:
+		if len(c.CmdLine) == 0 && !c.PrependShell {
+			cfg.Entrypoint = nil
+		} else {
+			cfg.Entrypoint = commandLine(cfg, c.ShellDependantCmdLine)
+		}
+		if !st.cmdSet {
+			cfg.Cmd = nil
+		}
+		return fmt.Sprintf("ENTRYPOINT %q", []string(cfg.Entrypoint)), nil
+	case *instructions.ShellCommand:
+		cfg.Shell = append([]string{}, c.Shell...)
+		return fmt.Sprintf("SHELL %v", c.Shell), nil
+	case *instructions.HealthCheckCommand:
+		h := c.Health
+		hc := &container.HealthConfig{Test: append([]string{}, h.Test...), Interval: h.Interval, Timeout: h.Timeout,
+			StartPeriod: h.StartPeriod, StartInterval: h.StartInterval, Retries: h.Retries}
+		if cfg.Healthcheck != nil && len(cfg.Healthcheck.Test) > 0 && cfg.Healthcheck.Test[0] != "NONE" {
+			note(fmt.Sprintf("Note: overriding previous HEALTHCHECK: %v\n", cfg.Healthcheck.Test))
+		}
+		cfg.Healthcheck = hc
+		return fmt.Sprintf("HEALTHCHECK %q", hc.Test), nil
+	case *instructions.OnbuildCommand:
+		trigger, err := parseTrigger(c.Expression)
+		if err != nil {
+			return "", err
+		}
+		switch strings.ToUpper(trigger.Name()) {
+		case "ONBUILD":
+			return "", errdefs.InvalidParameter(errors.New("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"))
+		case "FROM", "MAINTAINER":
+			return "", errdefs.InvalidParameter(fmt.Errorf("%s isn't allowed as an ONBUILD trigger", strings.ToUpper(trigger.Name())))
+		}
+		cfg.OnBuild = append(cfg.OnBuild, c.Expression)
+		return "ONBUILD "+c.Expression, nil
+	}
+	return "", errdefs.InvalidParameter(fmt.Errorf("the %s instruction is not supported by the classic builder", strings.ToUpper(cmd.Name())))
 }
 
 func requiresBuildKit(flag string) error {
@@ -472,7 +489,7 @@ func addFlag(c *instructions.AddCommand) string {
 
 // commandLine is CMD's, ENTRYPOINT's or RUN's argv: the shell form is run
 // by the stage's SHELL.
-func (bs *buildState) commandLine(cfg *container.Config, cl instructions.ShellDependantCmdLine) []string {
+func commandLine(cfg *container.Config, cl instructions.ShellDependantCmdLine) []string {
 	if !cl.PrependShell {
 		return append([]string{}, cl.CmdLine...)
 	}
@@ -497,7 +514,7 @@ func (bs *buildState) dispatchRun(ctx context.Context, st *stage, c *instruction
 	if st.imageID == "" {
 		return errdefs.InvalidParameter(errors.New("RUN needs a file system to run in: this stage is FROM scratch and has no files yet"))
 	}
-	cmd := bs.commandLine(st.config, c.ShellDependantCmdLine)
+	cmd := commandLine(st.config, c.ShellDependantCmdLine)
 	declared := st.args.env(st.config.Env, bs.opts.BuildArgs, false)
 	saveCmd := cmd
 	if len(declared) > 0 {
@@ -701,14 +718,7 @@ func checkSignal(s string) error {
 // dispatchWorkdir sets the working directory and creates it in the image
 // when it is missing.
 func (bs *buildState) dispatchWorkdir(ctx context.Context, st *stage, p string) error {
-	if !path.IsAbs(p) {
-		base := st.config.WorkingDir
-		if base == "" {
-			base = "/"
-		}
-		p = path.Join(base, p)
-	}
-	p = path.Clean(p)
+	p = resolveWorkdir(st.config.WorkingDir, p)
 	st.config.WorkingDir = p
 	comment := "WORKDIR " + p
 	missing, err := bs.missingDirs(ctx, st.imageID, p)
@@ -730,4 +740,15 @@ func (bs *buildState) dispatchWorkdir(ctx context.Context, st *stage, p string) 
 		}
 	}
 	return bs.commitLayer(ctx, st, lw, comment, "")
+}
+
+// resolveWorkdir is WORKDIR's path: relative ones from the current one.
+func resolveWorkdir(cur, p string) string {
+	if !path.IsAbs(p) {
+		if cur == "" {
+			cur = "/"
+		}
+		p = path.Join(cur, p)
+	}
+	return path.Clean(p)
 }
