@@ -358,7 +358,7 @@ func applyConfig(st *stage, cmd instructions.Command, shlex *shell.Lex, env []st
 			cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
 			parts = append(parts, kv.Key+"="+kv.Value)
 		}
-		return "ENV "+strings.Join(parts, " "), nil
+		return "ENV " + strings.Join(parts, " "), nil
 	case *instructions.LabelCommand:
 		if cfg.Labels == nil {
 			cfg.Labels = map[string]string{}
@@ -368,10 +368,10 @@ func applyConfig(st *stage, cmd instructions.Command, shlex *shell.Lex, env []st
 			cfg.Labels[kv.Key] = kv.Value
 			parts = append(parts, fmt.Sprintf("%s=%s", strconv.Quote(kv.Key), strconv.Quote(kv.Value)))
 		}
-		return "LABEL "+strings.Join(parts, " "), nil
+		return "LABEL " + strings.Join(parts, " "), nil
 	case *instructions.MaintainerCommand:
 		st.author = c.Maintainer
-		return "MAINTAINER "+c.Maintainer, nil
+		return "MAINTAINER " + c.Maintainer, nil
 	case *instructions.ExposeCommand:
 		var ports []string
 		for _, p := range c.Ports {
@@ -394,7 +394,7 @@ func applyConfig(st *stage, cmd instructions.Command, shlex *shell.Lex, env []st
 			names = append(names, string(p))
 		}
 		sort.Strings(names)
-		return "EXPOSE "+strings.Join(names, " "), nil
+		return "EXPOSE " + strings.Join(names, " "), nil
 	case *instructions.VolumeCommand:
 		if cfg.Volumes == nil {
 			cfg.Volumes = map[string]struct{}{}
@@ -409,13 +409,13 @@ func applyConfig(st *stage, cmd instructions.Command, shlex *shell.Lex, env []st
 		return fmt.Sprintf("VOLUME %v", c.Volumes), nil
 	case *instructions.UserCommand:
 		cfg.User = c.User
-		return "USER "+c.User, nil
+		return "USER " + c.User, nil
 	case *instructions.StopSignalCommand:
 		if err := checkSignal(c.Signal); err != nil {
 			return "", err
 		}
 		cfg.StopSignal = c.Signal
-		return "STOPSIGNAL "+c.Signal, nil
+		return "STOPSIGNAL " + c.Signal, nil
 	case *instructions.CmdCommand:
 		cfg.Cmd = commandLine(cfg, c.ShellDependantCmdLine)
 		st.cmdSet = true
@@ -454,7 +454,7 @@ func applyConfig(st *stage, cmd instructions.Command, shlex *shell.Lex, env []st
 			return "", errdefs.InvalidParameter(fmt.Errorf("%s isn't allowed as an ONBUILD trigger", strings.ToUpper(trigger.Name())))
 		}
 		cfg.OnBuild = append(cfg.OnBuild, c.Expression)
-		return "ONBUILD "+c.Expression, nil
+		return "ONBUILD " + c.Expression, nil
 	}
 	return "", errdefs.InvalidParameter(fmt.Errorf("the %s instruction is not supported by the classic builder", strings.ToUpper(cmd.Name())))
 }
