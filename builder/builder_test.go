@@ -345,7 +345,7 @@ func TestBuildErrors(t *testing.T) {
 		code int // a failed RUN's exit code (JSONError)
 	}{
 		{df: "FRM busybox\n", msg: "unknown instruction: FRM"},
-		{df: "", msg: "failed to parse Dockerfile: file with no instructions"},
+		{df: "", msg: "the Dockerfile (Dockerfile) cannot be empty"},
 		{df: "# only a comment\n\n", msg: "file with no instructions"},
 		{df: "FROM busybox\n", opts: build.ImageBuildOptions{Target: "nope"}, msg: "failed to reach build target nope in Dockerfile"},
 		{df: "FROM busybox\n", opts: build.ImageBuildOptions{Tags: []string{"UPPER:case"}}, msg: "invalid reference format"},

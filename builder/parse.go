@@ -24,6 +24,9 @@ type dockerfile struct {
 // dockerd's classic builder does) so that every syntax error is a 400
 // before anything runs.
 func parseDockerfile(src []byte, target string) (*dockerfile, error) {
+	if len(src) == 0 {
+		return nil, errdefs.InvalidParameter(errors.New("the Dockerfile (Dockerfile) cannot be empty"))
+	}
 	res, err := parser.Parse(bytes.NewReader(src))
 	if err != nil {
 		return nil, errdefs.InvalidParameter(fmt.Errorf("failed to parse Dockerfile: %w", err))
