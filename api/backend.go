@@ -109,6 +109,7 @@ type Backend interface {
 	SystemBackend
 	ContainerBackend
 	ImageBackend
+	ImageArchiveBackend
 	EventsBackend
 	LifecycleBackend
 	VolumeBackend

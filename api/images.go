@@ -22,7 +22,12 @@ func (s *Server) imageRoutes() []route {
 		{http.MethodGet, "/images/json", s.getImagesJSON},
 		{http.MethodPost, "/images/create", s.postImagesCreate},
 		{http.MethodPost, "/images/prune", s.postImagesPrune},
+		{http.MethodGet, "/images/get", s.getImagesGet},     // images_io.go
+		{http.MethodPost, "/images/load", s.postImagesLoad}, // images_io.go
 		{http.MethodGet, "/images/{name:.*}/json", s.getImageInspect},
+		{http.MethodGet, "/images/{name:.*}/get", s.getImagesGet},
+		{http.MethodGet, "/images/{name:.*}/history", s.getImageHistory},
+		{http.MethodGet, "/distribution/{name:.*}/json", s.getDistributionInfo},
 		{http.MethodPost, "/images/{name:.*}/tag", s.postImageTag},
 		{http.MethodDelete, "/images/{name:.*}", s.deleteImage},
 	}
@@ -60,7 +65,7 @@ func (s *Server) postImagesCreate(ctx context.Context, w http.ResponseWriter, r 
 	fromImage, fromSrc := r.Form.Get("fromImage"), r.Form.Get("fromSrc")
 	switch {
 	case fromImage == "" && fromSrc != "":
-		return errdefs.NotImplemented(errors.New("not implemented: image import (fromSrc)"))
+		return s.postImagesImport(ctx, w, r)
 	case fromImage == "":
 		return errdefs.InvalidParameter(errors.New("fromImage must be given"))
 	}
