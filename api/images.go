@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // imageRoutes are added to the router by newRouter: the fixed paths first,
@@ -140,10 +141,26 @@ func (s *Server) getImagesJSON(ctx context.Context, w http.ResponseWriter, r *ht
 	return writeJSON(w, http.StatusOK, list)
 }
 
-func (s *Server) getImageInspect(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
+func (s *Server) getImageInspect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	var platform *ocispec.Platform
+	if versions.GreaterThanOrEqualTo(VersionFromContext(ctx), "1.49") {
+		p, err := decodePlatform(r.Form.Get("platform"))
+		if err != nil {
+			return err
+		}
+		if p != nil && boolValue(r, "manifests") {
+			return errdefs.InvalidParameter(errors.New("conflicting options: manifests and platform options cannot both be set"))
+		}
+		platform = p
+	}
 	img, err := s.backend.ImageInspect(ctx, vars["name"])
 	if err != nil {
 		return err
+	}
+	if platform != nil {
+		if err := inspectPlatform(img, vars["name"], platform); err != nil {
+			return err
+		}
 	}
 	imageInspectForVersion(img, VersionFromContext(ctx))
 	return writeJSON(w, http.StatusOK, img)

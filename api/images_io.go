@@ -44,7 +44,12 @@ func formPlatform(ctx context.Context, r *http.Request, allowMany bool) (*ocispe
 	if vals := r.Form["platform"]; len(vals) > 1 && !allowMany {
 		return nil, errdefs.InvalidParameter(errors.New("multiple platform parameters not supported"))
 	}
-	s := r.Form.Get("platform")
+	return decodePlatform(r.Form.Get("platform"))
+}
+
+// decodePlatform decodes a JSON-encoded OCI platform parameter as dockerd's
+// httputils.DecodePlatform does; "" is nil.
+func decodePlatform(s string) (*ocispec.Platform, error) {
 	if s == "" {
 		return nil, nil
 	}
@@ -59,6 +64,18 @@ func formPlatform(ctx context.Context, r *http.Request, allowMany bool) (*ocispe
 		return nil, errdefs.InvalidParameter(errors.New("both OS and Architecture must be provided"))
 	}
 	return &p, nil
+}
+
+// inspectPlatform checks an inspected image against the platform an API
+// 1.49+ client asked for, with the answer dockerd's graph-driver store
+// gives (its images have one platform).
+func inspectPlatform(img *image.InspectResponse, name string, want *ocispec.Platform) error {
+	have := ocispec.Platform{OS: img.Os, Architecture: img.Architecture, Variant: img.Variant, OSVersion: img.OsVersion}
+	if platforms.Only(*want).Match(platforms.Normalize(have)) {
+		return nil
+	}
+	return errdefs.NotFound(fmt.Errorf("image with reference %s was found but its platform (%s) does not match the specified platform (%s)",
+		name, platforms.FormatAll(have), platforms.FormatAll(*want)))
 }
 
 // getImagesGet serves GET /images/get?names=... and GET /images/{name}/get.

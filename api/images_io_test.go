@@ -207,3 +207,27 @@ func TestImageHistoryAndDistributionRoutes(t *testing.T) {
 		t.Fatalf("distribution got %q %+v", e.fake.imageIO.distRef, e.fake.imageIO.distAuth)
 	}
 }
+
+func TestImageInspectPlatform(t *testing.T) {
+	e := newTestEnv(t)
+	e.fake.addImage("busybox:latest")
+	q := `?platform={"os":"windows","architecture":"amd64"}`
+	// The fake's images have no platform, so any platform mismatches.
+	resp, body := e.do(http.MethodGet, "/v1.49/images/busybox/json"+q, nil)
+	if resp.StatusCode != 404 || !strings.Contains(string(body), "image with reference busybox was found but its platform") {
+		t.Fatalf("inspect with another platform: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := e.do(http.MethodGet, "/v1.48/images/busybox/json"+q, nil); resp.StatusCode != 200 {
+		t.Fatalf("platform before API 1.49: %d", resp.StatusCode)
+	}
+	if resp, body := e.do(http.MethodGet, "/v1.49/images/busybox/json"+q+"&manifests=1", nil); resp.StatusCode != 400 || !strings.Contains(string(body), "conflicting options") {
+		t.Fatalf("platform and manifests: %d %s", resp.StatusCode, body)
+	}
+	linux := &ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	if err := inspectPlatform(&image.InspectResponse{Os: "linux", Architecture: "amd64"}, "x", linux); err != nil {
+		t.Errorf("the native platform: %v", err)
+	}
+	if err := inspectPlatform(&image.InspectResponse{Os: "linux", Architecture: "arm64", Variant: "v8"}, "x", linux); err == nil || !strings.Contains(err.Error(), "its platform (linux/arm64/v8) does not match the specified platform (linux/amd64)") {
+		t.Errorf("arm64: %v", err)
+	}
+}
