@@ -474,6 +474,13 @@ func TestImportAndHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	insp, err := s.Inspect(child.ID.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if insp.Parent != img.ID.String() {
+		t.Errorf("inspect of the commit: parent %q, want %s", insp.Parent, img.ID)
+	}
 	hist, err := s.History(ctx, child.ID.String(), nil)
 	if err != nil {
 		t.Fatal(err)
