@@ -396,6 +396,38 @@ func TestLoadOCILayoutAndOldArchive(t *testing.T) {
 		t.Fatalf("resolve: %v %+v", err, got)
 	}
 
+	// A multi-platform index whose arm64 image was left out of the archive
+	// (its manifest is there, its blobs are not): amd64 is loaded.
+	armL := makeLayer(t, file("hello", "arm\n"))
+	armCfg := []byte(`{"architecture":"arm64","os":"linux","rootfs":{"type":"layers","diff_ids":["` + armL.diffID.String() + `"]}}`)
+	armMan, _ := json.Marshal(ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(armCfg), Size: int64(len(armCfg))},
+		Layers: []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: armL.desc.Digest, Size: armL.desc.Size}},
+	})
+	amd, arm := md, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(armMan), Size: int64(len(armMan))}
+	amd.Platform = &ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	arm.Platform = &ocispec.Platform{OS: "linux", Architecture: "arm64"}
+	multi := index(arm, amd)
+	multiD := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromBytes(multi), Size: int64(len(multi)),
+		Annotations: map[string]string{images.AnnotationImageName: "docker.io/library/multi:1"}}
+	multiArchive := buildArchive(t, append(blobs,
+		member("blobs/sha256/"+arm.Digest.Encoded(), armMan),
+		member("blobs/sha256/"+multiD.Digest.Encoded(), multi),
+		member("index.json", index(multiD)))...)
+	sm := newTestStore(t, "")
+	if _, err := sm.Load(ctx, bytes.NewReader(multiArchive), LoadOptions{Quiet: true}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := sm.Resolve("multi:1"); err != nil || got.ID != img.configDesc.Digest {
+		t.Fatalf("multi-platform load: %v %+v", err, got)
+	}
+	sm2 := newTestStore(t, "")
+	if _, err := sm2.Load(ctx, bytes.NewReader(multiArchive), LoadOptions{Platform: arm.Platform}, io.Discard); err == nil || !strings.Contains(err.Error(), "no image in the archive matches the platform linux/arm64") {
+		t.Fatalf("load of a platform the archive lacks: %v", err)
+	}
+	assertEmptyStore(t, sm2)
+
 	// A bare ref.name names no repository: the image is loaded untagged.
 	s2 := newTestStore(t, "")
 	out.Reset()

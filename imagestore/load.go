@@ -607,7 +607,7 @@ func (ls *loadSession) ociImages(ctx context.Context, d ocispec.Descriptor, plat
 			if c.Platform == nil || !m.Match(*c.Platform) {
 				continue
 			}
-			if _, err := ls.blob(c.Digest); err != nil {
+			if !ls.hasImage(ctx, c) {
 				continue // not in the archive (dockerd saves one platform)
 			}
 			if best == nil || m.Less(*c.Platform, *best.Platform) {
@@ -666,6 +666,37 @@ func (ls *loadSession) ociImages(ctx context.Context, d ocispec.Descriptor, plat
 		li.tags = append(li.tags, t)
 	}
 	return []*loadImage{li}, nil
+}
+
+// hasImage reports whether the archive holds the manifest d and the
+// config and layers it names (an exported index may list platforms whose
+// blobs were left out).
+func (ls *loadSession) hasImage(ctx context.Context, d ocispec.Descriptor) bool {
+	f, err := ls.blob(d.Digest)
+	if err != nil {
+		return false
+	}
+	b, err := ls.readBlob(ctx, f.digest, f.size)
+	if err != nil {
+		return false
+	}
+	var m struct {
+		Config    ocispec.Descriptor   `json:"config"`
+		Layers    []ocispec.Descriptor `json:"layers"`
+		Manifests []json.RawMessage    `json:"manifests"`
+	}
+	if json.Unmarshal(b, &m) != nil {
+		return false
+	}
+	if len(m.Manifests) > 0 {
+		return true // a nested index: ociImages looks inside
+	}
+	for _, x := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
+		if _, err := ls.blob(x.Digest); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // ociImageName is the name an OCI index entry gives its image: containerd's
