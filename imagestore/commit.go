@@ -44,6 +44,12 @@ type CommitOptions struct {
 	CreatedBy string
 	// Repo and Tag name the new image; an empty Repo leaves it untagged.
 	Repo, Tag string
+	// Platform is the new image's platform when it has no parent (nil:
+	// linux/amd64); an image with a parent keeps the parent's.
+	Platform *ocispec.Platform
+	// KeepEmptyLayer records a layer without entries as a layer (docker
+	// import does) instead of an empty_layer history entry (commit).
+	KeepEmptyLayer bool
 }
 
 // Commit makes a new image whose top layer is layer (an uncompressed OCI
@@ -53,8 +59,16 @@ type CommitOptions struct {
 // diff ID) and an OCI manifest are written, the image's base disk is built,
 // and the image is recorded and tagged. The layer is read before anything
 // else is done, so the caller may release its source once Commit reads EOF.
-func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions) (*Image, error) {
+func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions) (_ *Image, retErr error) {
 	start := time.Now()
+	// A failed commit takes back the blobs it stored (those no image or
+	// running pull uses); this runs after the leases below are released.
+	var stored []digest.Digest
+	defer func() {
+		if retErr != nil && len(stored) > 0 {
+			s.collectBlobs(stored)
+		}
+	}()
 	if opts.Config == nil {
 		return nil, errdefs.InvalidParameter(errors.New("commit: no image config"))
 	}
@@ -81,12 +95,13 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 	defer release()
 
 	// 1. The layer: gzip it into a temporary file, hashing both forms.
-	ldesc, diffID, err := s.storeLayer(ctx, layer)
+	ldesc, diffID, err := s.storeLayer(ctx, layer, opts.KeepEmptyLayer)
 	if err != nil {
 		return nil, err
 	}
-	emptyLayer := diffID == EmptyLayerDiffID
+	emptyLayer := diffID == EmptyLayerDiffID && !opts.KeepEmptyLayer
 	if !emptyLayer {
+		stored = append(stored, ldesc.Digest)
 		release2 := s.lease(ldesc.Digest)
 		defer release2()
 	}
@@ -106,6 +121,9 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 		layers = append(layers, parent.Layers...)
 	} else {
 		cfg.OS, cfg.Architecture = "linux", "amd64"
+		if opts.Platform != nil {
+			cfg.OS, cfg.Architecture, cfg.Variant = opts.Platform.OS, opts.Platform.Architecture, opts.Platform.Variant
+		}
 		cfg.RootFS.Type = "layers"
 	}
 	if cfg.RootFS.Type == "" {
@@ -130,6 +148,7 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 		return nil, errdefs.System(err)
 	}
 	cfgDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cfgBytes), Size: int64(len(cfgBytes))}
+	stored = append(stored, cfgDesc.Digest)
 	if err := s.writeSmallBlob(ctx, cfgDesc, cfgBytes); err != nil {
 		return nil, err
 	}
@@ -150,6 +169,7 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 		return nil, errdefs.System(err)
 	}
 	mDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mBytes), Size: int64(len(mBytes))}
+	stored = append(stored, mDesc.Digest)
 	if err := s.writeSmallBlob(ctx, mDesc, mBytes); err != nil {
 		return nil, err
 	}
@@ -180,6 +200,9 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 			Config:           cfg,
 			Size:             size,
 			Pulled:           now,
+		}
+		if parent != nil {
+			img.Parent = parent.ID
 		}
 		delete(s.orphans, id)
 		s.images[id] = img
@@ -212,7 +235,7 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 
 // storeLayer gzips an uncompressed layer into the content store and
 // returns its descriptor and diff ID.
-func (s *Store) storeLayer(ctx context.Context, layer io.Reader) (ocispec.Descriptor, digest.Digest, error) {
+func (s *Store) storeLayer(ctx context.Context, layer io.Reader, keepEmpty bool) (ocispec.Descriptor, digest.Digest, error) {
 	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "commit-layer-")
 	if err != nil {
 		return ocispec.Descriptor{}, "", errdefs.System(err)
@@ -240,7 +263,7 @@ func (s *Store) storeLayer(ctx context.Context, layer io.Reader) (ocispec.Descri
 		Size:      counter.n,
 	}
 	diffID := uncompressed.Digest()
-	if diffID == EmptyLayerDiffID {
+	if diffID == EmptyLayerDiffID && !keepEmpty {
 		return desc, diffID, nil
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
