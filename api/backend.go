@@ -113,6 +113,7 @@ type Backend interface {
 	RegistryBackend
 	ContainerBackend
 	ImageBackend
+	ImageArchiveBackend
 	EventsBackend
 	LifecycleBackend
 	VolumeBackend

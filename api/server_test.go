@@ -257,8 +257,6 @@ func TestUnknownAndUnimplementedRoutes(t *testing.T) {
 		expectError(t, resp, body, 404, "page not found")
 		checkCommonHeaders(t, resp)
 	}
-	resp, body := e.do("POST", "/images/create?fromSrc=-", nil)
-	expectError(t, resp, body, 501, "")
 }
 
 func TestContainerCreate(t *testing.T) {

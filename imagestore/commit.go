@@ -52,6 +52,12 @@ type CommitOptions struct {
 	// EmptyLayer records a step that changed no file (ENV, LABEL, ...)
 	// without reading a layer; layer may then be nil.
 	EmptyLayer bool
+	// Platform is the new image's platform when it has no parent (nil:
+	// linux/amd64); an image with a parent keeps the parent's.
+	Platform *ocispec.Platform
+	// KeepEmptyLayer records a layer without entries as a layer (docker
+	// import does) instead of an empty_layer history entry (commit).
+	KeepEmptyLayer bool
 }
 
 // Commit makes a new image whose top layer is layer (an uncompressed OCI
@@ -61,8 +67,16 @@ type CommitOptions struct {
 // diff ID) and an OCI manifest are written, the image's base disk is built,
 // and the image is recorded and tagged. The layer is read before anything
 // else is done, so the caller may release its source once Commit reads EOF.
-func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions) (*Image, error) {
+func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions) (_ *Image, retErr error) {
 	start := time.Now()
+	// A failed commit takes back the blobs it stored (those no image or
+	// running pull uses); this runs after the leases below are released.
+	var stored []digest.Digest
+	defer func() {
+		if retErr != nil && len(stored) > 0 {
+			s.collectBlobs(stored)
+		}
+	}()
 	if opts.Config == nil {
 		return nil, errdefs.InvalidParameter(errors.New("commit: no image config"))
 	}
@@ -94,12 +108,13 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 	diffID := EmptyLayerDiffID
 	if !opts.EmptyLayer {
 		var err error
-		if ldesc, diffID, layerFiles, err = s.storeLayer(ctx, layer); err != nil {
+		if ldesc, diffID, layerFiles, err = s.storeLayer(ctx, layer, opts.KeepEmptyLayer); err != nil {
 			return nil, err
 		}
 	}
-	emptyLayer := diffID == EmptyLayerDiffID
+	emptyLayer := diffID == EmptyLayerDiffID && !opts.KeepEmptyLayer
 	if !emptyLayer {
+		stored = append(stored, ldesc.Digest)
 		release2 := s.lease(ldesc.Digest)
 		defer release2()
 	}
@@ -119,6 +134,9 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 		layers = append(layers, parent.Layers...)
 	} else {
 		cfg.OS, cfg.Architecture = "linux", "amd64"
+		if opts.Platform != nil {
+			cfg.OS, cfg.Architecture, cfg.Variant = opts.Platform.OS, opts.Platform.Architecture, opts.Platform.Variant
+		}
 		cfg.RootFS.Type = "layers"
 	}
 	if cfg.RootFS.Type == "" {
@@ -143,6 +161,7 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 		return nil, errdefs.System(err)
 	}
 	cfgDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cfgBytes), Size: int64(len(cfgBytes))}
+	stored = append(stored, cfgDesc.Digest)
 	if err := s.writeSmallBlob(ctx, cfgDesc, cfgBytes); err != nil {
 		return nil, err
 	}
@@ -163,6 +182,7 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 		return nil, errdefs.System(err)
 	}
 	mDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mBytes), Size: int64(len(mBytes))}
+	stored = append(stored, mDesc.Digest)
 	if err := s.writeSmallBlob(ctx, mDesc, mBytes); err != nil {
 		return nil, err
 	}
@@ -177,9 +197,12 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 			return nil, err
 		}
 	}
-	if size == 0 && parent != nil {
+	if size == 0 {
 		// Until the disk is built: the parent's files and this layer's.
-		size = parent.Size + layerFiles
+		size = layerFiles
+		if parent != nil {
+			size += parent.Size
+		}
 	}
 	diskTook := time.Since(tDisk)
 
@@ -231,7 +254,7 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 
 // storeLayer gzips an uncompressed layer into the content store and
 // returns its descriptor and diff ID.
-func (s *Store) storeLayer(ctx context.Context, layer io.Reader) (ocispec.Descriptor, digest.Digest, int64, error) {
+func (s *Store) storeLayer(ctx context.Context, layer io.Reader, keepEmpty bool) (ocispec.Descriptor, digest.Digest, int64, error) {
 	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "commit-layer-")
 	if err != nil {
 		return ocispec.Descriptor{}, "", 0, errdefs.System(err)
@@ -281,7 +304,7 @@ func (s *Store) storeLayer(ctx context.Context, layer io.Reader) (ocispec.Descri
 		Size:      counter.n,
 	}
 	diffID := uncompressed.Digest()
-	if diffID == EmptyLayerDiffID {
+	if diffID == EmptyLayerDiffID && !keepEmpty {
 		return desc, diffID, files, nil
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {

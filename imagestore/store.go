@@ -107,7 +107,8 @@ type Image struct {
 	// LastTagTime is when a reference was last added to the image.
 	LastTagTime time.Time `json:"lastTagTime,omitempty"`
 	// Parent is the image a commit or build step started from ("" for
-	// pulled images), as dockerd's image Parent.
+	// pulled, loaded and imported images); history names its entries by
+	// it, as dockerd.
 	Parent digest.Digest `json:"parent,omitempty"`
 }
 
@@ -220,6 +221,8 @@ type Store struct {
 	leases  map[digest.Digest]int        // blobs in use by running pulls
 	builds  map[digest.Digest]*diskBuild // base disks being built
 	orphans map[digest.Digest]int64      // disks kept for containers of deleted images
+	// layerSizes caches the file sizes of layers (history).
+	layerSizes map[digest.Digest]int64
 
 	pruneRunning atomic.Bool
 	buildCount   atomic.Int64 // base disks built (for tests and logs)
