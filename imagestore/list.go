@@ -1,6 +1,7 @@
 package imagestore
 
 import (
+	"context"
 	"sort"
 	"time"
 
@@ -73,6 +74,10 @@ func (s *Store) List(opts image.ListOptions) ([]image.Summary, error) {
 		return nil, err
 	}
 	patterns := f.Get("reference")
+	var shared map[digest.Digest]int64
+	if opts.SharedSize {
+		shared = s.sharedSizes(context.Background())
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -98,7 +103,7 @@ func (s *Store) List(opts image.ListOptions) ([]image.Summary, error) {
 			ID:          id.String(),
 			Created:     unixOrZero(created),
 			Size:        img.Size,
-			SharedSize:  -1,
+			SharedSize:  sharedOrUnknown(shared, id),
 			Containers:  -1,
 			Labels:      img.Config.Config.Labels,
 			RepoTags:    []string{},
@@ -160,4 +165,12 @@ func unixOrZero(t time.Time) int64 {
 		return 0
 	}
 	return t.Unix()
+}
+
+// sharedOrUnknown is an image's SharedSize: -1 unless it was asked for.
+func sharedOrUnknown(shared map[digest.Digest]int64, id digest.Digest) int64 {
+	if shared == nil {
+		return -1
+	}
+	return shared[id]
 }
