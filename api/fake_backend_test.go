@@ -73,7 +73,7 @@ type fakeBackend struct {
 	lastImageDel   []any
 	stdin          map[string]string // by container ID
 	build          fakeBuild
-	imageIO        fakeImageIO       // save, load, import, history (images_io_test.go)
+	imageIO        fakeImageIO // save, load, import, history (images_io_test.go)
 }
 
 type fakeContainer struct {
