@@ -61,7 +61,8 @@ type agent struct {
 	byPid       map[int]*proc
 	rootMounted bool
 	shutdown    bool
-	mainExiting bool // the main process exited: no more execs (exec_linux.go)
+	mainExiting bool     // the main process exited: no more execs (exec_linux.go)
+	pidns       *os.File // the main process's PID namespace, which execs join (pidns_linux.go); nil with --pid host
 	powerOnce   sync.Once
 }
 
