@@ -469,6 +469,7 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, newPIDNS bo
 		return nil, err
 	}
 	p.pid = op.Pid
+	p.startedAt = time.Now()
 	p.oomBefore = oom
 	if newPIDNS {
 		// Opened while the main process cannot have been reaped (mu).

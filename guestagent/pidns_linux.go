@@ -6,8 +6,13 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/jevm/jevm/vmbackend/agentproto"
 )
 
 // PID namespaces. In a runc container the entrypoint is PID 1 of its own
@@ -86,4 +91,71 @@ func startOnThread(start func() (*os.Process, error), prep ...func() error) (*os
 	}()
 	r := <-ch
 	return r.p, r.err
+}
+
+// A signal for the namespace's init that it has no handler for is
+// dropped by the kernel. In a runc container the entrypoint installs its
+// handlers (a shell's trap) within a millisecond of its execve, before
+// anything the client sends after `docker start` returns can reach it;
+// under TCG the same start-up takes the guest tens of milliseconds, so
+// `docker start` then `docker stop` at once (moby's TestWaitBlocked,
+// TestWaitRestartedContainer, TestStopContainerWithTimeoutCancel) would
+// find the trap not yet there and the SIGTERM lost. So a signal for the
+// init in its first signalHoldMax waits until the program is past its
+// start-up: it has a handler for the signal, or it waits for something
+// (sleeping, stopped: no longer running or reading its program), or the
+// time is up. Then it is sent, and the kernel delivers or drops it as
+// for any init. SIGKILL and SIGSTOP, which the kernel forces on an init
+// from outside its namespace, are never held.
+const (
+	signalHoldMax  = 2 * time.Second
+	signalHoldPoll = 5 * time.Millisecond
+)
+
+// holdSignal reports whether sig for p must wait for p's start-up.
+func (a *agent) holdSignal(p *proc, sig int) bool {
+	if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) || p.stream != agentproto.MainStream {
+		return false
+	}
+	a.mu.Lock()
+	ns := a.pidns
+	a.mu.Unlock()
+	return ns != nil && time.Since(p.startedAt) < signalHoldMax
+}
+
+// awaitStartup waits (until signalHoldMax after p started) until p has a
+// handler for sig or is no longer starting up.
+func awaitStartup(p *proc, sig int) {
+	deadline := p.startedAt.Add(signalHoldMax)
+	dir := "/proc/" + strconv.Itoa(p.pid)
+	for time.Now().Before(deadline) {
+		status, err := os.ReadFile(dir + "/status")
+		if err != nil {
+			return // gone
+		}
+		if caught, ok := statusSigMask(status, "SigCgt"); ok && caught&(1<<(sig-1)) != 0 {
+			return
+		}
+		b, err := os.ReadFile(dir + "/stat")
+		if err != nil {
+			return
+		}
+		st, err := parseProcStat(b)
+		if err != nil || (st.state != 'R' && st.state != 'D') {
+			return
+		}
+		time.Sleep(signalHoldPoll)
+	}
+}
+
+// statusSigMask reads a signal mask line (SigCgt, SigBlk, ...) of
+// /proc/<pid>/status.
+func statusSigMask(status []byte, key string) (uint64, bool) {
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, key+":"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }

@@ -195,3 +195,58 @@ func TestExecHelperPIDNamespaceInit(t *testing.T) {
 		t.Fatalf("trapped SIGTERM: %v, want exit 42", st)
 	}
 }
+
+func TestStatusSigMask(t *testing.T) {
+	status := []byte("Name:\tsh\nSigBlk:\t0000000000000000\nSigCgt:\t0000000000004002\n")
+	if m, ok := statusSigMask(status, "SigCgt"); !ok || m != 1<<(2-1)|1<<(15-1) {
+		t.Fatalf("SigCgt %x %v", m, ok)
+	}
+	if _, ok := statusSigMask(status, "SigIgn"); ok {
+		t.Fatal("a missing line was found")
+	}
+}
+
+// awaitStartup returns as soon as the process catches the signal or waits
+// for something, and otherwise at the end of the hold.
+func TestAwaitStartup(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	run := func(script string) *proc {
+		t.Helper()
+		c := exec.Command(sh, "-c", script)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+		return &proc{pid: c.Process.Pid, stream: 1}
+	}
+	const term = int(syscall.SIGTERM)
+	// Busy, no handler: held until signalHoldMax after its start.
+	busy := run("while :; do :; done")
+	busy.startedAt = time.Now().Add(-signalHoldMax + 300*time.Millisecond)
+	t0 := time.Now()
+	awaitStartup(busy, term)
+	if d := time.Since(t0); d < 250*time.Millisecond || d > 2*time.Second {
+		t.Errorf("busy process without a handler: held %v, want about 300ms", d)
+	}
+	// Busy with a trap: not held (once the trap is there).
+	trapped := run("trap 'exit 5' TERM; while :; do :; done")
+	trapped.startedAt = time.Now()
+	time.Sleep(100 * time.Millisecond)
+	t0 = time.Now()
+	awaitStartup(trapped, term)
+	if d := time.Since(t0); d > 500*time.Millisecond {
+		t.Errorf("process with a handler: held %v", d)
+	}
+	// Sleeping: past its start-up.
+	sleeping := run("exec sleep 100")
+	sleeping.startedAt = time.Now()
+	time.Sleep(100 * time.Millisecond)
+	t0 = time.Now()
+	awaitStartup(sleeping, term)
+	if d := time.Since(t0); d > 500*time.Millisecond {
+		t.Errorf("sleeping process: held %v", d)
+	}
+}
