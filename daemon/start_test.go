@@ -488,3 +488,22 @@ func TestFakeMaintenanceClone(t *testing.T) {
 		t.Fatalf("maintenance VM exited %v killed %v; %d VMs", m.Exited(), m.Killed(), len(vms.Started()))
 	}
 }
+
+// The main process gets a PID namespace of its own unless --pid host or
+// --init (then the agent is its init, as docker-init would be).
+func TestSharesGuestPIDNamespace(t *testing.T) {
+	yes, no := true, false
+	for _, tc := range []struct {
+		hc   container.HostConfig
+		want bool
+	}{
+		{container.HostConfig{}, false},
+		{container.HostConfig{PidMode: "host"}, true},
+		{container.HostConfig{Init: &yes}, true},
+		{container.HostConfig{Init: &no}, false},
+	} {
+		if got := sharesGuestPIDNamespace(&tc.hc); got != tc.want {
+			t.Errorf("PidMode %q Init %v: %v, want %v", tc.hc.PidMode, tc.hc.Init, got, tc.want)
+		}
+	}
+}

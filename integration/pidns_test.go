@@ -64,3 +64,24 @@ func TestPIDModeHost(t *testing.T) {
 		t.Fatalf("--pid host: %q, want the shell not PID 1 and PID 1 the guest's", out)
 	}
 }
+
+// With --init the guest agent is the container's init, as docker-init is
+// dockerd's: the entrypoint is an ordinary process, so a shell without a
+// trap dies of docker stop's SIGTERM (143) at once.
+func TestInitFlag(t *testing.T) {
+	name := uniqueName(t, "init")
+	rmOnCleanup(t, name)
+	mustDocker(t, "run", "-d", "--init", "--name", name, "busybox", "sh", "-c", `echo $$; while true; do sleep 1; done`)
+	waitFor(t, 60*time.Second, "the shell to start", func() bool { return mustDocker(t, "logs", name) != "" })
+	if pid := strings.TrimSpace(mustDocker(t, "logs", name)); pid == "1" {
+		t.Fatalf("with --init the entrypoint is PID %s", pid)
+	}
+	begin := time.Now()
+	mustDocker(t, "stop", "-t", "20", name)
+	if took := time.Since(begin); took > 15*time.Second {
+		t.Fatalf("stop took %v: the SIGTERM did not end the shell", took)
+	}
+	if code := inspectField(t, name, "{{.State.ExitCode}}"); code != "143" {
+		t.Fatalf("exit code after stop = %s, want 143", code)
+	}
+}
