@@ -7,9 +7,13 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -29,7 +33,21 @@ func (d *Daemon) RunBuildContainer(ctx context.Context, id string, stdout, stder
 		return 0, err
 	}
 	id = c.ID
+	// The step's changes are read from its own VM after the command exits
+	// (StartRequest.HoldAfterExit) into a file in the container's
+	// directory, instead of from a maintenance clone afterwards.
+	baseDisk, err := d.baseDisk(c)
+	if err != nil {
+		return 0, err
+	}
+	var rb [6]byte
+	rand.Read(rb[:])
+	diff, err := os.OpenFile(filepath.Join(c.Dir, ".build-diff-"+hex.EncodeToString(rb[:])+".tar"), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	if err != nil {
+		return 0, errdefs.System(err)
+	}
 	c.mu.Lock()
+	c.buildHold = &buildHold{baseDisk: baseDisk, file: diff, done: make(chan struct{})}
 	hub := c.hub()
 	sub := hub.subscribe(stdout, stderr)
 	c.mu.Unlock()
@@ -93,21 +111,98 @@ func (d *Daemon) CommitBuildContainer(ctx context.Context, id string, cfg *conta
 		return "", errdefs.Conflict(fmt.Errorf("build step container %s is still running", c.ID[:12]))
 	}
 	start := time.Now()
-	imageID, layerBytes, _, err := d.commitContainer(ctx, c, false, CommitRequest{
-		Parent:    parent,
-		Config:    cfg,
-		CreatedBy: createdBy,
-		LazyDisk:  true,
-	})
-	if err != nil {
-		return "", err
+	req := CommitRequest{Parent: parent, Config: cfg, CreatedBy: createdBy, LazyDisk: true}
+	var imageID string
+	var layerBytes int64
+	from := "step VM"
+	if h := takeBuildHold(c); h != nil && h.captured() {
+		defer h.discard()
+		committer, ok := d.images.(ImageCommitter)
+		if !ok {
+			return "", errdefs.NotImplemented(errors.New("the image store cannot commit images"))
+		}
+		if _, err := h.file.Seek(0, io.SeekStart); err != nil {
+			return "", errdefs.System(err)
+		}
+		if imageID, err = committer.CommitImage(ctx, h.file, req); err != nil {
+			return "", err
+		}
+		layerBytes = h.size
+	} else {
+		if h != nil {
+			h.discard()
+			d.log.WithError(h.err).WithField("container", c.ID[:12]).Info("build step: reading the changes from a maintenance clone")
+		}
+		from = "maintenance clone"
+		if imageID, layerBytes, _, err = d.commitContainer(ctx, c, false, req); err != nil {
+			return "", err
+		}
 	}
 	d.imageEvent(events.ActionCreate, imageID, imageID, nil)
 	d.log.WithFields(logrus.Fields{
-		"container":  c.ID[:12],
-		"image":      imageID,
-		"layerBytes": layerBytes,
-		"took":       time.Since(start).Round(time.Millisecond).String(),
+		"container":   c.ID[:12],
+		"image":       imageID,
+		"layerBytes":  layerBytes,
+		"changesFrom": from,
+		"took":        time.Since(start).Round(time.Millisecond).String(),
 	}).Info("build step committed")
 	return imageID, nil
+}
+
+// buildHold is a build step's changes, read from its VM when the command
+// exited.
+type buildHold struct {
+	baseDisk string
+	file     *os.File
+	done     chan struct{} // closed when the capture ended
+	size     int64
+	err      error
+}
+
+// captured reports whether the changes were read in full.
+func (h *buildHold) captured() bool {
+	select {
+	case <-h.done:
+		return h.err == nil
+	default:
+		return false
+	}
+}
+
+func (h *buildHold) discard() {
+	h.file.Close()
+	os.Remove(h.file.Name())
+}
+
+// takeBuildHold detaches the container's hold (a container is committed
+// once).
+func takeBuildHold(c *Container) *buildHold {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.buildHold
+	c.buildHold = nil
+	return h
+}
+
+// captureBuildDiff reads a held build step's changes (the monitor calls it
+// once the command exited, before it stops the VM): the image's disk is
+// hot-plugged and the agent writes the layer, as for docker commit.
+func (d *Daemon) captureBuildDiff(r *runtime, h *buildHold) {
+	defer close(h.done)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	serial, err := attachBaseDisk(ctx, r.machine, h.baseDisk)
+	if err != nil {
+		h.err = err
+		return
+	}
+	rc, err := r.agent.DiffLayer(ctx, serial, false)
+	if err != nil {
+		h.err = err
+		return
+	}
+	defer rc.Close()
+	h.size, h.err = io.Copy(h.file, rc)
+	d.log.WithFields(logrus.Fields{"layerBytes": h.size, "took": time.Since(start).Round(time.Millisecond).String()}).Debug("build step changes read from its VM")
 }

@@ -23,6 +23,10 @@ import (
 // state change, so a restarted daemon loses nothing.
 type Container struct {
 	mu sync.Mutex `json:"-"`
+	// buildHold is set on a build step's container (build.go): its VM
+	// stays up after the command exits so that the changes are read from
+	// it. Not persisted.
+	buildHold *buildHold
 
 	ID      string    `json:"id"`
 	Name    string    `json:"name"` // without the leading "/"

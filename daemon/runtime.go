@@ -210,19 +210,20 @@ func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentcl
 		return nil, err
 	}
 	req := &agentproto.StartRequest{
-		Privileged:   c.HostConfig.Privileged,
-		Domainname:   c.Config.Domainname,
-		Sysctls:      containerSysctls(c.HostConfig),
-		HostPID:      sharesGuestPIDNamespace(c.HostConfig),
-		RootDevice:   d.vms.GuestRootDevice(),
-		ReadOnly:     c.HostConfig.ReadonlyRootfs,
-		Hostname:     c.Config.Hostname,
-		Hosts:        netAtt.Hosts,
-		ResolvConf:   netAtt.ResolvConf,
-		Interfaces:   netAtt.Interfaces,
-		Entropy:      entropy,
-		TimeUnixNano: time.Now().UnixNano(),
-		Mounts:       mounts.requests,
+		Privileged:    c.HostConfig.Privileged,
+		Domainname:    c.Config.Domainname,
+		Sysctls:       containerSysctls(c.HostConfig),
+		HostPID:       sharesGuestPIDNamespace(c.HostConfig),
+		HoldAfterExit: c.buildHold != nil,
+		RootDevice:    d.vms.GuestRootDevice(),
+		ReadOnly:      c.HostConfig.ReadonlyRootfs,
+		Hostname:      c.Config.Hostname,
+		Hosts:         netAtt.Hosts,
+		ResolvConf:    netAtt.ResolvConf,
+		Interfaces:    netAtt.Interfaces,
+		Entropy:       entropy,
+		TimeUnixNano:  time.Now().UnixNano(),
+		Mounts:        mounts.requests,
 		Process: agentproto.ProcessRequest{
 			Args:  append([]string{c.Path}, c.Args...),
 			Env:   mergeEnv(c.LinkEnv, containerEnv(c)), // a container's own variables win, as in dockerd
@@ -375,12 +376,24 @@ func (d *Daemon) monitor(c *Container, r *runtime) {
 			}
 		}
 	}
-	// The agent powers the VM off after reporting; give it a moment, then
-	// make sure no VMM process outlives the container.
-	select {
-	case <-r.machine.Done():
-	case <-time.After(5 * time.Second):
-		log.Warn("VM did not power off after its process exited; killing it")
+	c.mu.Lock()
+	hold := c.buildHold
+	c.mu.Unlock()
+	if hold != nil {
+		// A build step's VM waits after the exit: the changes of a step
+		// that succeeded are read now (build.go); either way it is
+		// stopped below, as nothing else powers it off.
+		if ok && status.Code == 0 {
+			d.captureBuildDiff(r, hold)
+		}
+	} else {
+		// The agent powers the VM off after reporting; give it a moment,
+		// then make sure no VMM process outlives the container.
+		select {
+		case <-r.machine.Done():
+		case <-time.After(5 * time.Second):
+			log.Warn("VM did not power off after its process exited; killing it")
+		}
 	}
 	_ = r.machine.Kill(context.Background())
 	r.agent.Close()

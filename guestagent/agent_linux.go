@@ -61,6 +61,9 @@ type agent struct {
 	byPid       map[int]*proc
 	rootMounted bool
 	shutdown    bool
+	// hold: the host asked to keep the VM up after the main process
+	// exits (StartRequest.HoldAfterExit); Shutdown powers it off.
+	hold bool
 	mainExiting bool     // the main process exited: no more execs (exec_linux.go)
 	pidns       *os.File // the main process's PID namespace, which execs join (pidns_linux.go); nil with --pid host
 	powerOnce   sync.Once
@@ -480,8 +483,9 @@ func (a *agent) handleShutdown(stream uint32, m *agentproto.Msg) {
 	}
 	a.mu.Lock()
 	exiting := a.phase == phaseExited
+	held := a.hold
 	a.mu.Unlock()
-	if !exiting {
+	if !exiting || held {
 		go a.powerOff()
 	}
 }

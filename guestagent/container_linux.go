@@ -73,6 +73,9 @@ func (a *agent) handleStart(stream uint32, m *agentproto.Msg) {
 		return
 	}
 
+	a.mu.Lock()
+	a.hold = req.HoldAfterExit
+	a.mu.Unlock()
 	p, err := a.spawn(stream, &req.Process, !req.HostPID)
 	if err != nil {
 		fail(err)

@@ -241,8 +241,11 @@ func (a *agent) fileHostGone() {
 	}
 	maint := files.maintenance
 	files.Unlock()
-	if maint {
-		a.logf("host disconnected from the maintenance clone: powering off")
+	a.mu.Lock()
+	held := a.hold && a.phase == phaseExited
+	a.mu.Unlock()
+	if maint || held {
+		a.logf("host disconnected from a maintenance clone or a held build step: powering off")
 		go a.powerOff()
 	}
 }

@@ -396,6 +396,17 @@ func (a *agent) processExited(p *proc, ws unix.WaitStatus) {
 	case <-sent:
 	case <-time.After(exitSendTimeout):
 		a.logf("host not reading: powering off without delivering the exit status")
+		a.powerOff()
+	}
+	a.mu.Lock()
+	hold := a.hold
+	a.mu.Unlock()
+	if hold {
+		// A build step: the host reads the changes from this VM, then
+		// sends Shutdown. Nothing else may run meanwhile.
+		unix.Kill(-1, unix.SIGKILL)
+		a.logf("holding after the exit for the host (build step)")
+		return
 	}
 	a.powerOff()
 }

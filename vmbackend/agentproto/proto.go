@@ -213,6 +213,13 @@ type StartRequest struct {
 	// process is PID 1 of a PID namespace of its own, with its own /proc,
 	// as in a runc container, and execs join that namespace.
 	HostPID bool `json:"hostPid,omitempty"`
+	// HoldAfterExit keeps the VM up after the main process exited (its
+	// Exit sent, every other process killed, the container's file system
+	// still mounted) until the host sends Shutdown: a build step's changes
+	// are then read (DiffLayer) from the same VM instead of a maintenance
+	// clone. An agent that predates it powers off as usual; the host then
+	// reads the changes from a maintenance clone.
+	HoldAfterExit bool `json:"holdAfterExit,omitempty"`
 }
 
 // InterfaceConfig is one guest network interface.
