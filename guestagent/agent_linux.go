@@ -63,7 +63,7 @@ type agent struct {
 	shutdown    bool
 	// hold: the host asked to keep the VM up after the main process
 	// exits (StartRequest.HoldAfterExit); Shutdown powers it off.
-	hold bool
+	hold        bool
 	mainExiting bool     // the main process exited: no more execs (exec_linux.go)
 	pidns       *os.File // the main process's PID namespace, which execs join (pidns_linux.go); nil with --pid host
 	powerOnce   sync.Once
