@@ -96,6 +96,14 @@ func TestCgroupCPUBounds(t *testing.T) {
 	if err != nil || limit <= 256<<20 || limit > (256+256+1024)<<20 {
 		t.Errorf("%s = %d (%v), want the VM's 256 MiB plus QEMU's overhead", mem, limit, err)
 	}
+	// Make the guest touch memory and run code, then log what QEMU uses
+	// beyond the guest's RAM (how the overhead was sized).
+	mustDocker(t, "exec", name, "sh", "-c", "dd if=/dev/zero of=/dev/shm/f bs=1M count=100 2>/dev/null; ls -R / >/dev/null 2>&1; rm /dev/shm/f")
+	peak := cgroupFile(t, pid, "memory", "memory.max_usage_in_bytes", "memory.peak")
+	if b, err := os.ReadFile(peak); err == nil {
+		t.Logf("QEMU's memory: peak %s bytes, now %s, bound %d", strings.TrimSpace(string(b)),
+			readTrimmed(t, cgroupFile(t, pid, "memory", "memory.usage_in_bytes", "memory.current")), limit)
+	}
 	if pids := readTrimmed(t, cgroupFile(t, pid, "pids", "pids.max", "pids.max")); pids == "max" {
 		t.Errorf("pids.max unbounded")
 	}

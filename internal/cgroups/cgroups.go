@@ -164,7 +164,11 @@ func parseSelf(s string) map[string]string {
 func (h *Host) detectV1(root string, self map[string]string, parent string) {
 	for _, c := range controllers {
 		mount := filepath.Join(root, c)
-		if _, err := os.Stat(filepath.Join(mount, probeFile[c])); err != nil {
+		// A hierarchy's root has cgroup.procs; the controller's own
+		// files may be missing there (v1's root pids cgroup has no
+		// pids.max), so they are looked for again in the parent made
+		// below.
+		if !exists(filepath.Join(mount, "cgroup.procs")) && !exists(filepath.Join(mount, probeFile[c])) {
 			h.unusable[c] = "not mounted at " + mount
 			continue
 		}
@@ -180,6 +184,11 @@ func (h *Host) detectV1(root string, self map[string]string, parent string) {
 		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			h.unusable[c] = err.Error()
+			continue
+		}
+		if !exists(filepath.Join(dir, probeFile[c])) && !exists(filepath.Join(mount, probeFile[c])) {
+			_ = syscall.Rmdir(dir)
+			h.unusable[c] = "no " + probeFile[c] + " in " + mount
 			continue
 		}
 		if c == Cpuset {
@@ -730,4 +739,9 @@ func writeFile(path, v string) error {
 		return fmt.Errorf("write %q to %s: %w", v, path, err)
 	}
 	return f.Close()
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

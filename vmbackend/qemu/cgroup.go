@@ -27,11 +27,12 @@ import (
 // hostile guest, is stopped at a known size.
 const (
 	// qemuOverheadMiB is QEMU's own memory: its binary and libraries
-	// (about 40 MiB resident at start, measured with 7.2), device and
-	// block-layer state (qcow2 caches, virtio queues, 9p buffers of up to
-	// its msize per request), thread stacks and the migration stream
-	// read at restore. Measured clones stay under 100 MiB of it; the rest
-	// is headroom for I/O bursts.
+	// (QEMU 7.2 is about 37 MiB resident before the guest runs), device
+	// and block-layer state (qcow2 caches, virtio queues, 9p buffers of up
+	// to its msize per request), thread stacks and the migration stream
+	// read at restore. A 256 MiB clone whose guest wrote 100 MiB peaked at
+	// 229 MiB charged in all (integration TestCgroupCPUBounds logs it);
+	// 256 MiB on top of the guest's RAM leaves room for I/O bursts.
 	qemuOverheadMiB = 256
 	// tcgCodeBufferMiB is TCG's translation cache: QEMU 7.2 maps 1 GiB for
 	// it on a 64-bit host and fills it lazily as the guest runs new code,
