@@ -185,3 +185,55 @@ func TestCgroupCPUQuotaAndCpuset(t *testing.T) {
 		t.Errorf("exec: %q", out)
 	}
 }
+
+// A daemon restart re-adopts the VM with its cgroup (same QEMU, same
+// bounds, live updates still work) and removes cgroups whose VMs are gone.
+func TestCgroupSurvivesDaemonRestart(t *testing.T) {
+	requireCgroups(t)
+	name := uniqueName(t, "c")
+	rmOnCleanup(t, name)
+	mustDocker(t, "run", "-d", "--name", name, "--cpu-shares", "300", "busybox", "sleep", "300")
+	pid, err := strconv.Atoi(inspectField(t, name, "{{.State.Pid}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shares := cgroupFile(t, pid, "cpu", "cpu.shares", "cpu.weight")
+	want := "300"
+	if cgroupsV2() {
+		want = "12"
+	}
+	// A cgroup left by a VM that ended while no daemon ran.
+	stale := filepath.Join(filepath.Dir(filepath.Dir(shares)), "stale"+strconv.Itoa(os.Getpid()))
+	if err := os.Mkdir(stale, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(stale) })
+
+	restartDaemon(t)
+
+	if got := inspectField(t, name, "{{.State.Status}} {{.State.Pid}}"); got != "running "+strconv.Itoa(pid) {
+		t.Fatalf("after the restart: %q, want the same VM (pid %d)", got, pid)
+	}
+	if got := cgroupFile(t, pid, "cpu", "cpu.shares", "cpu.weight"); got != shares {
+		t.Errorf("QEMU's cgroup is %s after the restart, was %s", got, shares)
+	}
+	if got := readTrimmed(t, shares); got != want {
+		t.Errorf("%s = %q after the restart, want %q", shares, got, want)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale cgroup %s not removed at the daemon's start (%v)", stale, err)
+	}
+	mustDocker(t, "update", "--cpu-shares", "600", name)
+	want = "600"
+	if cgroupsV2() {
+		want = "23"
+	}
+	if got := readTrimmed(t, shares); got != want {
+		t.Errorf("%s = %q after an update of the re-adopted VM, want %q", shares, got, want)
+	}
+	mustDocker(t, "rm", "-f", name)
+	waitFor(t, 10*time.Second, "the VM's cgroup to go", func() bool {
+		_, err := os.Stat(filepath.Dir(shares))
+		return os.IsNotExist(err)
+	})
+}
