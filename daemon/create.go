@@ -81,6 +81,12 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 	if err != nil {
 		return resp, err
 	}
+	// CPU bounds, enforced by the VM's cgroup (resources.go).
+	cpuWarnings, err := checkCPUResources(&hostCfg.Resources, d.vms.ResourceSupport(), false)
+	if err != nil {
+		return resp, err
+	}
+	warnings = append(warnings, cpuWarnings...)
 
 	id := newID()
 	if name != "" {

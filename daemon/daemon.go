@@ -149,6 +149,7 @@ func (d *Daemon) machineSpec(c *Container) vmbackend.MachineSpec {
 		RootDisk:   c.diskPath(),
 		StateDir:   d.vmStateDir(c.ID),
 		ConsoleLog: c.consolePath(),
+		Resources:  resourcesFor(c.HostConfig), // resources.go
 	}
 }
 

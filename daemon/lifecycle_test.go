@@ -10,6 +10,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/errdefs"
 	"github.com/sirupsen/logrus"
+
+	"github.com/jevm/jevm/vmbackend/fakevm"
 )
 
 func TestNextBackoff(t *testing.T) {
@@ -210,6 +212,7 @@ func testDaemon(t *testing.T) *Daemon {
 	return &Daemon{
 		cfg:        Config{DefaultShape: shapeOf(256, 1), MinMemoryMiB: 128},
 		log:        logrus.NewEntry(l),
+		vms:        fakevm.New(),
 		containers: newContainerStore(),
 		events:     newEventBus(),
 		stopping:   make(chan struct{}),
@@ -283,7 +286,7 @@ func TestUpdate(t *testing.T) {
 	// A running one keeps its VM until the next start, with a warning.
 	c.State.Status = container.StateRunning
 	resp, err = d.ContainerUpdate(ctx, "u1", &container.UpdateConfig{Resources: container.Resources{NanoCPUs: 2e9}})
-	if err != nil || len(resp.Warnings) != 1 || resp.Warnings[0] != updateShapeWarning || c.Shape.VCPUs != 1 {
+	if err != nil || len(resp.Warnings) != 1 || resp.Warnings[0] != updateVCPUWarning || c.Shape.VCPUs != 1 {
 		t.Fatalf("cpus on running: %v %v %+v", resp, err, c.Shape)
 	}
 	c.mu.Lock()
@@ -292,7 +295,8 @@ func TestUpdate(t *testing.T) {
 	if c.Shape != shapeOf(512, 2) {
 		t.Fatalf("shape at next start = %+v", c.Shape)
 	}
-	for _, bad := range []container.Resources{{CPUShares: 512}, {CpusetCpus: "0"}, {BlkioWeight: 300}, {KernelMemory: 1 << 30}} {
+	pids := int64(10)
+	for _, bad := range []container.Resources{{BlkioWeight: 300}, {KernelMemory: 1 << 30}, {PidsLimit: &pids}} {
 		if _, err := d.ContainerUpdate(ctx, "u1", &container.UpdateConfig{Resources: bad}); !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), "cannot be applied to a jeVM") {
 			t.Errorf("update %+v: %v", bad, err)
 		}

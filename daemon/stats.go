@@ -134,7 +134,7 @@ func (d *Daemon) ContainerStats(ctx context.Context, ref string, cfg *backend.St
 		}
 		firstRead := time.Now()
 		if cfg.OneShot {
-			return cfg.Send(toStatsResponse(name, id, first, firstRead, nil, time.Time{}))
+			return cfg.Send(withThrottling(toStatsResponse(name, id, first, firstRead, nil, time.Time{}), r))
 		}
 		// As dockerd does: precpu comes from a sample a second earlier,
 		// so that the CPU percentage means something.
@@ -148,7 +148,7 @@ func (d *Daemon) ContainerStats(ctx context.Context, ref string, cfg *backend.St
 		if second == nil {
 			return cfg.Send(empty())
 		}
-		return cfg.Send(toStatsResponse(name, id, second, time.Now(), first, firstRead))
+		return cfg.Send(withThrottling(toStatsResponse(name, id, second, time.Now(), first, firstRead), r))
 	}
 
 	if r == nil {
@@ -176,7 +176,7 @@ func (d *Daemon) ContainerStats(ctx context.Context, ref string, cfg *backend.St
 			return cfg.Send(empty())
 		}
 		now := time.Now()
-		if err := cfg.Send(toStatsResponse(name, id, gs, now, prev, prevRead)); err != nil {
+		if err := cfg.Send(withThrottling(toStatsResponse(name, id, gs, now, prev, prevRead), r)); err != nil {
 			return err
 		}
 		prev, prevRead = gs, now
@@ -258,4 +258,24 @@ func cpuStats(gs *agentproto.GuestStats) container.CPUStats {
 		SystemUsage: gs.CPUTotal,
 		OnlineCPUs:  uint32(gs.OnlineCPUs),
 	}
+}
+
+// withThrottling adds the CPU quota's effect, which only the host sees:
+// the periods in which the VM's cgroup ran out of quota (zero without a
+// quota or a cgroup). The usage figures stay the guest's, which count what
+// the container's processes ran rather than QEMU's emulation work.
+func withThrottling(s *container.StatsResponse, r *runtime) *container.StatsResponse {
+	if r == nil || r.machine == nil {
+		return s
+	}
+	ms, err := r.machine.Stats()
+	if err != nil {
+		return s
+	}
+	s.CPUStats.ThrottlingData = container.ThrottlingData{
+		Periods:          ms.Throttling.Periods,
+		ThrottledPeriods: ms.Throttling.ThrottledPeriods,
+		ThrottledTime:    uint64(ms.Throttling.ThrottledTime),
+	}
+	return s
 }

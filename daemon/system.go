@@ -17,6 +17,8 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
 	"golang.org/x/sys/unix"
+
+	"github.com/jevm/jevm/vmbackend"
 )
 
 // SystemInfo serves /info: real host figures, container counts and which
@@ -50,12 +52,12 @@ func (d *Daemon) SystemInfo(ctx context.Context) (*system.Info, error) {
 			{"Base disks", "ext4, one per image"},
 			{"Container disks", "qcow2 copy-on-write overlays"},
 		},
+		// -m is the VM's RAM (create.go's shapeFor).
 		MemoryLimit:        true,
 		Debug:              d.cfg.Debug,
 		NGoroutines:        goruntime.NumGoroutine(),
 		SystemTime:         time.Now().Format(time.RFC3339Nano),
 		LoggingDriver:      d.defaultLogConfig().Type,
-		CgroupDriver:       "none",
 		KernelVersion:      kernelRelease(),
 		OperatingSystem:    osPrettyName(),
 		OSType:             "linux",
@@ -87,6 +89,7 @@ func (d *Daemon) SystemInfo(ctx context.Context) (*system.Info, error) {
 		Isolation:          "",
 		SecurityOptions:    []string{"name=jevm,vmm=" + d.vms.Name() + ",accelerator=" + accel},
 	}
+	fillResourceInfo(info, d.vms.ResourceSupport())
 	for _, r := range d.cfg.InsecureRegistries {
 		info.RegistryConfig.IndexConfigs[r] = &registry.IndexInfo{Name: r, Secure: false}
 	}
@@ -165,4 +168,21 @@ func memTotal() int64 {
 		}
 	}
 	return 0
+}
+
+// fillResourceInfo reports what the VMs' cgroups enforce (resources.go,
+// vmbackend/qemu/cgroup.go). MemoryLimit is true either way: -m is the
+// VM's RAM. PidsLimit stays false: --pids-limit would bound the guest's
+// processes, and the VM's cgroup bounds QEMU's threads instead. Swap and
+// kernel memory mean nothing to a VM.
+func fillResourceInfo(info *system.Info, sup vmbackend.ResourceSupport) {
+	info.CgroupDriver = sup.CgroupDriver
+	info.CgroupVersion = sup.CgroupVersion
+	info.CPUShares = sup.CPUShares
+	info.CPUCfsPeriod = sup.CPUCfs
+	info.CPUCfsQuota = sup.CPUCfs
+	info.CPUSet = sup.Cpuset
+	if sup.CgroupDriver == "none" {
+		info.Warnings = append(info.Warnings, "WARNING: jevm runs its VMs without cgroups ("+sup.Unsupported+"): --cpu-shares, --cpu-quota and --cpuset-cpus are not enforced")
+	}
 }

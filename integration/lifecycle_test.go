@@ -266,8 +266,9 @@ func TestUpdateRestartPolicy(t *testing.T) {
 	}
 }
 
-// docker update -m on a running container warns, and the next start has a
-// VM of the new size.
+// docker update -m on a running container is refused (a running VM's RAM
+// is fixed); on the stopped container it is stored, and the next start
+// has a VM of the new size.
 func TestUpdateMemory(t *testing.T) {
 	name := uniqueName(t, "c")
 	rmOnCleanup(t, name)
@@ -276,18 +277,19 @@ func TestUpdateMemory(t *testing.T) {
 	before := inspectField(t, name, "{{index .GraphDriver.Data \"VMMemoryMiB\"}}")
 
 	r := docker(t, "update", "-m", "512m", name)
-	if r.code != 0 || !strings.Contains(r.stdout+r.stderr, "take effect when the container next starts") {
-		t.Fatalf("update -m: %s", r)
+	if r.code == 0 || !strings.Contains(r.stderr, "cannot change the memory of a running container") {
+		t.Fatalf("update -m of a running container: %s", r)
 	}
-	if m := inspectField(t, name, "{{.HostConfig.Memory}} {{index .GraphDriver.Data \"VMMemoryMiB\"}}"); m != "536870912 "+before {
-		t.Fatalf("after update, before the next start: %q", m)
+	if m := inspectField(t, name, "{{.HostConfig.Memory}} {{index .GraphDriver.Data \"VMMemoryMiB\"}}"); m != "0 "+before {
+		t.Fatalf("after the refused update: %q", m)
 	}
-	r = docker(t, "update", "--cpu-shares", "512", name)
-	if r.code == 0 || !strings.Contains(r.stderr, "--cpu-shares cannot be applied to a jeVM") {
-		t.Fatalf("update --cpu-shares: %s", r)
+	mustDocker(t, "stop", "-t", "0", name)
+	mustDocker(t, "update", "-m", "512m", name)
+	if m := inspectField(t, name, "{{.HostConfig.Memory}}"); m != "536870912" {
+		t.Fatalf("after update of the stopped container: %q", m)
 	}
 
-	mustDocker(t, "restart", "-t", "0", name)
+	mustDocker(t, "start", name)
 	if m := inspectField(t, name, "{{index .GraphDriver.Data \"VMMemoryMiB\"}}"); m != "512" {
 		t.Fatalf("VMMemoryMiB after the restart = %s, want 512", m)
 	}

@@ -51,6 +51,40 @@ type MachineSpec struct {
 	// Shares are host directories exported to the guest over virtio-9p,
 	// hot-plugged after the restore (bind mounts, volumes).
 	Shares []ShareSpec
+	// Resources bound the VM's CPU use on the host (docs/RESOURCES.md).
+	Resources Resources
+}
+
+// Resources are the host-side CPU bounds of a VM, in dockerd's units: the
+// provider applies them to the VMM process, whose threads include the
+// vCPUs the container's processes run on. Zero fields are "no limit".
+// Memory is not here: the VM's memory is its Shape, and the provider
+// bounds the VMM at that plus its own overhead.
+type Resources struct {
+	CPUShares  int64  // relative weight (dockerd --cpu-shares)
+	NanoCPUs   int64  // CPUs in 1e-9 units (--cpus); a quota per DefaultPeriod
+	CPUQuota   int64  // µs per CPUPeriod (--cpu-quota); -1 or 0: none
+	CPUPeriod  int64  // µs (--cpu-period); 0: 100000
+	CpusetCpus string // host CPUs the VM may run on (--cpuset-cpus)
+	CpusetMems string // host memory nodes (--cpuset-mems)
+}
+
+// ResourceSupport says which Resources a provider enforces, for /info and
+// for refusing what it cannot.
+type ResourceSupport struct {
+	// CgroupDriver is "cgroupfs" when VMs get cgroups of their own,
+	// "none" otherwise; CgroupVersion is "1" or "2" ("" with none).
+	CgroupDriver  string
+	CgroupVersion string
+	CPUShares     bool // CPUShares is enforced
+	CPUCfs        bool // NanoCPUs, CPUQuota and CPUPeriod are enforced
+	Cpuset        bool // CpusetCpus and CpusetMems are enforced
+	// MemoryBound and PidsBound: the VMM process's memory and threads are
+	// bounded (a fixed bound derived from the shape, not a user setting).
+	MemoryBound bool
+	PidsBound   bool
+	// Unsupported says why what is false is (for messages).
+	Unsupported string
 }
 
 // NICSpec is one network interface of a VM.
@@ -100,6 +134,8 @@ type Provider interface {
 	Adopt(ctx context.Context, spec MachineSpec) (Machine, error)
 	// Close releases the provider's resources; running machines keep running.
 	Close() error
+	// ResourceSupport says which Resources the provider enforces.
+	ResourceSupport() ResourceSupport
 	RootDisks
 }
 
@@ -135,6 +171,8 @@ type Machine interface {
 	Done() <-chan struct{}
 	// Stats reports host-side resource use of the VMM process.
 	Stats() (MachineStats, error)
+	// UpdateResources applies new CPU bounds to the running VM at once.
+	UpdateResources(ctx context.Context, r Resources) error
 }
 
 // MachineStats is measured on the host for the VMM process.
@@ -142,6 +180,16 @@ type MachineStats struct {
 	CPUTime  time.Duration
 	RSSBytes uint64
 	PSSBytes uint64
+	// Throttling is the CPU quota's effect, from the VM's cgroup (zero
+	// without a quota or a cgroup).
+	Throttling CPUThrottling
+}
+
+// CPUThrottling counts CFS periods in which the VM ran out of CPU quota.
+type CPUThrottling struct {
+	Periods          uint64
+	ThrottledPeriods uint64
+	ThrottledTime    time.Duration
 }
 
 // ErrNotRunning is returned by Adopt when the VM to adopt has exited.

@@ -26,6 +26,11 @@ type Provider struct {
 	NewGuest func(spec vmbackend.MachineSpec) *fakeagent.Guest
 	// StartErr, if set, fails every Start.
 	StartErr error
+	// Support is what ResourceSupport answers; default: cgroups v1 with
+	// every CPU bound enforced.
+	Support *vmbackend.ResourceSupport
+	// UpdateErr, if set, fails every Machine.UpdateResources.
+	UpdateErr error
 
 	mu       sync.Mutex
 	machines map[string]*Machine
@@ -43,6 +48,14 @@ func (p *Provider) Accelerator() string                                   { retu
 func (p *Provider) DiskSize() int64                                       { return 1 << 30 }
 func (p *Provider) EnsureTemplate(context.Context, vmbackend.Shape) error { return nil }
 func (p *Provider) Close() error                                          { return nil }
+
+// ResourceSupport implements vmbackend.Provider.
+func (p *Provider) ResourceSupport() vmbackend.ResourceSupport {
+	if p.Support != nil {
+		return *p.Support
+	}
+	return vmbackend.ResourceSupport{CgroupDriver: "cgroupfs", CgroupVersion: "1", CPUShares: true, CPUCfs: true, Cpuset: true, MemoryBound: true, PidsBound: true}
+}
 
 // GuestRootDevice is what the fake guest calls its root disk; a name no
 // real guest has, so tests see that the daemon takes it from the backend.
@@ -103,7 +116,7 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (vmbac
 		g = &fakeagent.Guest{}
 	}
 	p.nextPid++
-	m := &Machine{Spec: spec, Guest: g, pid: 10000 + p.nextPid, done: make(chan struct{})}
+	m := &Machine{Spec: spec, Guest: g, pid: 10000 + p.nextPid, done: make(chan struct{}), resources: spec.Resources, updateErr: p.UpdateErr}
 	prev := g.PowerOff
 	g.PowerOff = func() {
 		if prev != nil {
@@ -163,11 +176,31 @@ type Machine struct {
 	done     chan struct{}
 	doneOnce sync.Once
 
-	mu     sync.Mutex
-	conns  []net.Conn
-	hosts  []*hostConn
-	paused bool
-	killed bool
+	mu        sync.Mutex
+	conns     []net.Conn
+	hosts     []*hostConn
+	paused    bool
+	killed    bool
+	resources vmbackend.Resources
+	updateErr error
+}
+
+// UpdateResources records r as the VM's bounds (Resources reads them).
+func (m *Machine) UpdateResources(_ context.Context, r vmbackend.Resources) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.updateErr != nil {
+		return m.updateErr
+	}
+	m.resources = r
+	return nil
+}
+
+// Resources are the bounds the VM was started with or last updated to.
+func (m *Machine) Resources() vmbackend.Resources {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.resources
 }
 
 var _ vmbackend.Machine = (*Machine)(nil)

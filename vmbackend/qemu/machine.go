@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/jevm/jevm/internal/cgroups"
 	"github.com/jevm/jevm/vmbackend"
 )
 
@@ -47,6 +49,11 @@ type machine struct {
 
 	proc  *qemuProc // our child; nil for an adopted machine
 	pidfd int       // adopted: pidfd of the QEMU process, or -1
+
+	// cg is the VM's cgroup (nil without cgroups); resMu serialises
+	// UpdateResources, which changes spec.Resources.
+	cg    *cgroups.Group
+	resMu sync.Mutex
 
 	exited chan struct{} // the process is gone (before cleanup)
 	done   chan struct{} // closed after cleanup
@@ -140,7 +147,7 @@ func (m *machine) Stats() (vmbackend.MachineStats, error) {
 	if err != nil {
 		return vmbackend.MachineStats{}, fmt.Errorf("qemu: stats %s: %w", m.id, err)
 	}
-	return vmbackend.MachineStats{CPUTime: cpu, RSSBytes: rss, PSSBytes: pss}, nil
+	return vmbackend.MachineStats{CPUTime: cpu, RSSBytes: rss, PSSBytes: pss, Throttling: m.throttling()}, nil
 }
 
 // watch closes m.done once QEMU has exited and its leftovers are removed.
@@ -151,6 +158,7 @@ func (m *machine) watch() {
 		unix.Close(m.pidfd)
 	}
 	removeStateFiles(m.spec.StateDir, m.pid)
+	removeCgroup(m.cg, m.log)
 	m.p.unregister(m.id, m)
 	m.log.Info("qemu exited")
 	close(m.done)
@@ -316,6 +324,16 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 		// The first NIC takes the template NIC's place (nics.go).
 		cfg.NICTap, cfg.NICMAC = spec.NICs[0].TapName, spec.NICs[0].MAC
 	}
+	// The VM's cgroup (cgroup.go) is made before QEMU starts, so that a
+	// limit the host refuses fails the start before there is a process.
+	if m.cg, err = p.createCgroup(spec); err != nil {
+		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
+	}
+	defer func() {
+		if err != nil {
+			removeCgroup(m.cg, log)
+		}
+	}()
 	proc, err := p.spawn(cfg, filepath.Join(spec.StateDir, qemuLogName), true)
 	if err != nil {
 		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
@@ -339,6 +357,13 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 		err = fmt.Errorf("qemu: start %s: %w", spec.ID, err)
 		log.WithError(err).Error("clone failed")
 	}()
+	// Into its cgroup at once: QEMU has at most loaded its libraries by
+	// now, and the guest's RAM is mapped but not yet touched (the restore
+	// below maps it from the template), so what it used before the move
+	// and stays charged to jevmd's cgroup is a few MiB.
+	if err := p.joinCgroup(m.cg, spec, proc.pid); err != nil {
+		return nil, err
+	}
 	if err := atomicfile.WriteFile(filepath.Join(spec.StateDir, pidFileName), []byte(strconv.Itoa(proc.pid)+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("pid file: %w", err)
 	}
@@ -449,6 +474,15 @@ func (p *Provider) Adopt(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 	log := p.log.WithField("container", spec.ID)
 	notRunning := func(why string) error {
 		removeStateFiles(spec.StateDir, 0)
+		// Its cgroup goes with it (if it is empty; otherwise the sweep
+		// of the next start takes it).
+		if p.cg != nil {
+			if g, err := p.cg.Group(spec.ID); err == nil {
+				if pids, _ := g.Procs(); len(pids) == 0 {
+					removeCgroup(g, log)
+				}
+			}
+		}
 		return fmt.Errorf("qemu: adopt %s: %s: %w", spec.ID, why, vmbackend.ErrNotRunning)
 	}
 	pid, alive := p.livePid(spec)
@@ -526,6 +560,15 @@ func (p *Provider) Adopt(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 		return nil, unusable(err)
 	}
 	m.agent = conn
+	// The VM keeps its cgroup (or gets one, if an older daemon started it
+	// without), with the limits of its spec.
+	if g, err := p.createCgroup(spec); err != nil {
+		log.WithError(err).Warn("adopted VM runs without its cgroup")
+	} else if err := p.joinCgroup(g, spec, pid); err != nil {
+		log.WithError(err).Warn("adopted VM runs without its cgroup")
+	} else {
+		m.cg = g
+	}
 	pidPath := filepath.Join(spec.StateDir, pidFileName)
 	if b, _ := os.ReadFile(pidPath); strings.TrimSpace(string(b)) != strconv.Itoa(pid) {
 		// Found by name: put the pid file back for the next restart.
@@ -546,4 +589,9 @@ func (m *machine) killHalfMade() {
 	case <-time.After(5 * time.Second):
 	}
 	removeStateFiles(m.spec.StateDir, m.pid)
+	if m.p.cg != nil {
+		if g, err := m.p.cg.Group(m.id); err == nil {
+			removeCgroup(g, m.log)
+		}
+	}
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/jevm/jevm/internal/cgroups"
 	"github.com/jevm/jevm/vmbackend"
 )
 
@@ -62,6 +63,15 @@ type Options struct {
 	TemplateBootTimeout time.Duration
 	// Logger receives the provider's logs (default: the standard logger).
 	Logger *logrus.Entry
+	// CgroupRoot is where cgroupfs is mounted (default /sys/fs/cgroup),
+	// CgroupParent the directory under jevmd's own cgroup that holds one
+	// cgroup per VM (default "jevm"), CgroupSelf the content of
+	// /proc/self/cgroup (default: read it; tests set it). NoCgroups runs
+	// VMs without cgroups (cgroup.go).
+	CgroupRoot   string
+	CgroupParent string
+	CgroupSelf   string
+	NoCgroups    bool
 }
 
 // DefaultDiskSize is the root disk size when Options.DiskSize is 0.
@@ -89,6 +99,11 @@ type Provider struct {
 
 	machinesMu sync.Mutex
 	machines   map[string]*machine // live machines by ID
+
+	// cg is the host's cgroups for VMs, nil without (cgroup.go);
+	// cgroupErr says what is missing.
+	cg        *cgroups.Host
+	cgroupErr string
 }
 
 var _ vmbackend.Provider = (*Provider)(nil)
@@ -144,6 +159,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
 	p.removeStaleBuilds()
+	p.initCgroups()
 	accel, err := p.chooseAccel(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("qemu: %w", err)
