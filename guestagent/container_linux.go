@@ -405,9 +405,16 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, newPIDNS bo
 	if err != nil {
 		return nil, err
 	}
-	groups := make([]uint32, 0, len(user.Sgids)+len(extra))
-	for _, g := range append(user.Sgids, extra...) {
-		groups = append(groups, uint32(g))
+	// As dockerd (since the fix for GHSA-hmfx-3pcx-653p): the primary
+	// group is also a supplementary group, then the user's groups from
+	// /etc/group, then --group-add.
+	groups := make([]uint32, 0, 1+len(user.Sgids)+len(extra))
+	seen := map[int]bool{}
+	for _, g := range append(append([]int{user.Gid}, user.Sgids...), extra...) {
+		if !seen[g] {
+			seen[g] = true
+			groups = append(groups, uint32(g))
+		}
 	}
 	attr := &os.ProcAttr{
 		Dir:   cwd,

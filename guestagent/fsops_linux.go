@@ -82,11 +82,15 @@ func fileErrCode(err error) string {
 // "/." or "/" of the request (they make a difference to cp).
 func containerAbsPath(p string) string {
 	clean := filepath.Join("/", p)
-	switch {
-	case clean == "/":
-	case strings.HasSuffix(p, "/."):
-		clean += "/."
-	case strings.HasSuffix(p, "/"):
+	if p != "" && filepath.Base(clean) != "." && filepath.Base(p) == "." {
+		// "x/.", ".", "./", "/.": the directory's contents ("/." for the
+		// root itself).
+		if !strings.HasSuffix(clean, "/") {
+			clean += "/"
+		}
+		clean += "."
+	}
+	if !strings.HasSuffix(clean, "/") && strings.HasSuffix(p, "/") {
 		clean += "/"
 	}
 	return clean

@@ -87,6 +87,8 @@ func TestContainerAbsPath(t *testing.T) {
 	for in, want := range map[string]string{
 		"etc/passwd": "/etc/passwd", "/etc/": "/etc/", "/etc/.": "/etc/.", "/": "/", "": "/",
 		"/a/../b": "/b", "a//b/": "/a/b/",
+		// The root's contents, as dockerd's PreserveTrailingDotOrSeparator.
+		".": "/.", "./": "/./", "/.": "/.", "/./": "/./", "bar/quux/.": "/bar/quux/.",
 	} {
 		if got := containerAbsPath(in); got != want {
 			t.Errorf("containerAbsPath(%q) = %q, want %q", in, got, want)

@@ -303,3 +303,23 @@ func TestMacAddressOnUserNetwork(t *testing.T) {
 		t.Fatalf("inspect MacAddress = %q", got)
 	}
 }
+
+// An exec whose start fails is an HTTP error, as with dockerd 28 (the
+// process starts before the connection is hijacked); the primary group is
+// a supplementary group too.
+func TestExecStartErrorsAndGroups(t *testing.T) {
+	name := uniqueName(t, "c")
+	rmOnCleanup(t, name)
+	mustDocker(t, "run", "-d", "--name", name, "busybox", "sleep", "1000")
+	if out := mustDocker(t, "exec", "-u", "0", name, "id"); !strings.Contains(out, "uid=0(root) gid=0(root) groups=0(root)") {
+		t.Errorf("exec -u 0 id: %q", out)
+	}
+	r := docker(t, "exec", "-u", "no-such-user", name, "id")
+	if r.code == 0 || !strings.Contains(r.stderr, "Error response from daemon: unable to find user no-such-user: no matching entries in passwd file") {
+		t.Errorf("exec as a missing user:\n%s", r)
+	}
+	r = docker(t, "exec", name, "no-such-command")
+	if r.code == 0 || !strings.Contains(r.stderr, "no-such-command") {
+		t.Errorf("exec of a missing command:\n%s", r)
+	}
+}
