@@ -127,6 +127,7 @@ func (s *Server) getSystemDF(ctx context.Context, w http.ResponseWriter, r *http
 			}
 		}
 	}
+	opts.BuildCache = getBuildCache
 	du, err := s.backend.SystemDiskUsage(ctx, opts)
 	if err != nil {
 		return err
@@ -149,8 +150,11 @@ func (s *Server) getSystemDF(ctx context.Context, w http.ResponseWriter, r *http
 		out.Volumes = du.Volumes.Items
 	}
 	if getBuildCache {
-		// jevm has no builder: an empty cache, as `[]` not null.
+		// `[]`, not null, when there is none.
 		out.BuildCache = []*build.CacheRecord{}
+		if du.BuildCache != nil && du.BuildCache.Items != nil {
+			out.BuildCache = du.BuildCache.Items
+		}
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +40,8 @@ type Image struct {
 	ID     string // "sha256:..."
 	Config *container.Config
 	OS     string
+	Size   int64 // the size of its files
+	Tagged bool  // a tag names it
 }
 
 // LayerCommit describes an image the builder makes without a container.
@@ -226,6 +229,38 @@ func (b *Builder) PruneCache(ctx context.Context, opts build.CachePruneOptions) 
 		return nil, errdefs.System(err)
 	}
 	return &build.CachePruneReport{CachesDeleted: keys, SpaceReclaimed: 0}, nil
+}
+
+// DiskUsage is the build cache as `docker system df` shows it: one record
+// per cached step whose image no tag names (a tagged image is counted among
+// the images), sized by what the step added. Forgetting the cache frees no
+// space by itself (the images stay until deleted), so nothing is counted
+// as reclaimable.
+func (b *Builder) DiskUsage(ctx context.Context) (*build.CacheDiskUsage, error) {
+	du := &build.CacheDiskUsage{Items: []*build.CacheRecord{}}
+	for key, e := range b.cache.list() {
+		img, err := b.opts.Images.GetImage(ctx, e.Image)
+		if err != nil || img.Tagged {
+			continue
+		}
+		size := img.Size
+		if e.Parent != "" {
+			if p, err := b.opts.Images.GetImage(ctx, e.Parent); err == nil {
+				size -= p.Size
+			}
+		}
+		if size < 0 {
+			size = 0
+		}
+		last := e.LastUsed
+		du.Items = append(du.Items, &build.CacheRecord{
+			ID: key[:25], Parent: e.Parent, Type: "regular", Description: e.Step,
+			Size: size, CreatedAt: e.Created, LastUsedAt: &last, UsageCount: e.Uses,
+		})
+		du.TotalSize += size
+	}
+	sort.Slice(du.Items, func(i, j int) bool { return du.Items[i].CreatedAt.Before(du.Items[j].CreatedAt) })
+	return du, nil
 }
 
 func validateOptions(opts *build.ImageBuildOptions) error {

@@ -174,6 +174,24 @@ ONBUILD RUN echo child
 	if err != nil || strings.Contains(text, "Using cache") {
 		t.Fatalf("no-cache: %v\n%s", err, text)
 	}
+	// docker system df: the cached steps of untagged images, sized by what
+	// each step added (the RUN step wrote /app/built, 1 byte).
+	du, err := b.DiskUsage(context.Background())
+	if err != nil || len(du.Items) == 0 {
+		t.Fatalf("DiskUsage: %v %+v", err, du)
+	}
+	var runRec *build.CacheRecord
+	for _, r := range du.Items {
+		if strings.Contains(r.Description, "echo $GREETING") && runRec == nil {
+			runRec = r
+		}
+		if r.Description == fe.images[id].createdBy && fe.tags["out:1"] == id {
+			t.Errorf("the tagged image's step is counted as build cache: %+v", r)
+		}
+	}
+	if runRec == nil || runRec.Size != 1 || runRec.UsageCount < 1 || du.TotalSize < 1 {
+		t.Errorf("RUN step record %+v, total %d", runRec, du.TotalSize)
+	}
 	// Prune forgets the cache.
 	rep, err := b.PruneCache(context.Background(), build.CachePruneOptions{})
 	if err != nil || len(rep.CachesDeleted) == 0 || b.cache.len() != 0 {

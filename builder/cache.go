@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/jevm/jevm/internal/atomicfile"
 )
@@ -22,11 +23,22 @@ import (
 type cacheIndex struct {
 	mu      sync.Mutex
 	path    string
-	entries map[string]string
+	entries map[string]*cacheEntry
+}
+
+// cacheEntry is one cached step: the image it made and what `docker
+// system df` shows of it.
+type cacheEntry struct {
+	Image    string    `json:"image"`
+	Parent   string    `json:"parent,omitempty"`
+	Step     string    `json:"step"` // the history's created_by
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"lastUsed"`
+	Uses     int       `json:"uses"`
 }
 
 func openCache(path string) (*cacheIndex, error) {
-	c := &cacheIndex{path: path, entries: map[string]string{}}
+	c := &cacheIndex{path: path, entries: map[string]*cacheEntry{}}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return c, nil
@@ -36,23 +48,48 @@ func openCache(path string) (*cacheIndex, error) {
 	}
 	if err := json.Unmarshal(b, &c.entries); err != nil {
 		// A damaged index only costs rebuilds.
-		c.entries = map[string]string{}
+		c.entries = map[string]*cacheEntry{}
+	}
+	for k, e := range c.entries {
+		if e == nil || e.Image == "" {
+			delete(c.entries, k)
+		}
 	}
 	return c, nil
 }
 
+// get returns the image of a cached step and counts the use.
 func (c *cacheIndex) get(key string) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	id, ok := c.entries[key]
-	return id, ok
+	e, ok := c.entries[key]
+	if !ok {
+		return "", false
+	}
+	e.LastUsed = time.Now().UTC()
+	e.Uses++
+	c.saveLocked()
+	return e.Image, true
 }
 
-func (c *cacheIndex) put(key, imageID string) error {
+func (c *cacheIndex) put(key string, e cacheEntry) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.entries[key] = imageID
+	now := time.Now().UTC()
+	e.Created, e.LastUsed, e.Uses = now, now, 1
+	c.entries[key] = &e
 	return c.saveLocked()
+}
+
+// list returns copies of the entries by key.
+func (c *cacheIndex) list() map[string]cacheEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]cacheEntry, len(c.entries))
+	for k, e := range c.entries {
+		out[k] = *e
+	}
+	return out
 }
 
 func (c *cacheIndex) forget(key string) {
@@ -73,7 +110,7 @@ func (c *cacheIndex) clear() ([]string, error) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	c.entries = map[string]string{}
+	c.entries = map[string]*cacheEntry{}
 	return keys, c.saveLocked()
 }
 

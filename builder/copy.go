@@ -179,8 +179,8 @@ func (bs *buildState) commitLayer(ctx context.Context, st *stage, lw *layerFile,
 	if err != nil {
 		return err
 	}
+	bs.rememberCache(key, st.imageID, createdBy, id)
 	st.imageID = id
-	bs.rememberCache(key, id)
 	return nil
 }
 

@@ -591,8 +591,8 @@ func (bs *buildState) dispatchRun(ctx context.Context, st *stage, c *instruction
 	if bs.opts.Remove || bs.opts.ForceRemove {
 		bs.removeContainer(id, true)
 	}
+	bs.rememberCache(key, st.imageID, createdBy, imageID)
 	st.imageID = imageID
-	bs.rememberCache(key, imageID)
 	return nil
 }
 
@@ -624,8 +624,8 @@ func (bs *buildState) commitConfig(ctx context.Context, st *stage, comment strin
 	if err != nil {
 		return err
 	}
+	bs.rememberCache(key, st.imageID, createdBy, id)
 	st.imageID = id
-	bs.rememberCache(key, id)
 	return nil
 }
 
@@ -654,8 +654,8 @@ func (bs *buildState) probeCache(ctx context.Context, st *stage, key string) boo
 	return true
 }
 
-func (bs *buildState) rememberCache(key, imageID string) {
-	if err := bs.b.cache.put(key, imageID); err != nil {
+func (bs *buildState) rememberCache(key, parent, step, imageID string) {
+	if err := bs.b.cache.put(key, cacheEntry{Image: imageID, Parent: parent, Step: step}); err != nil {
 		bs.b.log.WithError(err).Warn("saving the build cache index")
 	}
 }

@@ -96,7 +96,15 @@ func (f *fakeEngine) GetImage(ctx context.Context, ref string) (*Image, error) {
 	if img == nil {
 		return nil, errdefs.NotFound(fmt.Errorf("No such image: %s", ref))
 	}
-	return &Image{ID: img.id, Config: cloneConfig(img.config), OS: "linux"}, nil
+	var size int64
+	for _, ff := range img.files {
+		size += int64(len(ff.content))
+	}
+	tagged := false
+	for _, id := range f.tags {
+		tagged = tagged || id == img.id
+	}
+	return &Image{ID: img.id, Config: cloneConfig(img.config), OS: "linux", Size: size, Tagged: tagged}, nil
 }
 
 func (f *fakeEngine) PullImage(ctx context.Context, ref, platform string, auth *registry.AuthConfig, out io.Writer) error {

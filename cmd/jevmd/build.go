@@ -7,6 +7,9 @@ import (
 
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/api/types/system"
+
+	"github.com/jevm/jevm/api/types/backend"
 
 	"github.com/jevm/jevm/api"
 	"github.com/jevm/jevm/builder"
@@ -33,6 +36,18 @@ func (e engine) BuildCachePrune(ctx context.Context, opts build.CachePruneOption
 
 func (e engine) BuildCancel(ctx context.Context, id string) error { return e.b.Cancel(ctx, id) }
 
+// SystemDiskUsage adds the builder's step cache to the daemon's answer.
+func (e engine) SystemDiskUsage(ctx context.Context, opts backend.DiskUsageOptions) (*system.DiskUsage, error) {
+	du, err := e.Daemon.SystemDiskUsage(ctx, opts)
+	if err != nil || !opts.BuildCache {
+		return du, err
+	}
+	if du.BuildCache, err = e.b.DiskUsage(ctx); err != nil {
+		return nil, err
+	}
+	return du, nil
+}
+
 // buildImages adapts the image store (and the daemon, for pulls, which
 // it reports as events) to builder.ImageBackend.
 type buildImages struct {
@@ -50,7 +65,7 @@ func (a buildImages) GetImage(ctx context.Context, ref string) (*builder.Image, 
 	if err != nil {
 		return nil, err
 	}
-	return &builder.Image{ID: img.ID.String(), Config: img.ContainerConfig(), OS: img.Config.OS}, nil
+	return &builder.Image{ID: img.ID.String(), Config: img.ContainerConfig(), OS: img.Config.OS, Size: img.Size, Tagged: len(img.RepoTags) > 0}, nil
 }
 
 func (a buildImages) PullImage(ctx context.Context, ref, platform string, auth *registry.AuthConfig, out io.Writer) error {

@@ -105,4 +105,6 @@ type CommitConfig struct {
 // DiskUsageOptions says which parts of GET /system/df to compute.
 type DiskUsageOptions struct {
 	Containers, Images, Volumes bool
+	// BuildCache: the builder's cached steps.
+	BuildCache bool
 }
