@@ -161,6 +161,23 @@ func (d *Daemon) ContainerExecCreate(ctx context.Context, ref string, cfg *conta
 			return "", err
 		}
 	}
+	if cfg.User != "" {
+		// As dockerd: the user is looked up in the container when the
+		// exec is created, so that a missing one is a 400 now rather than
+		// a failed start later.
+		c.mu.Lock()
+		r := c.run
+		running := c.running() && r != nil && c.State.Status != container.StatePaused
+		c.mu.Unlock()
+		if running {
+			err := r.agent.CheckUser(ctx, cfg.User)
+			switch {
+			case errors.Is(err, errors.ErrUnsupported):
+			case err != nil && ctx.Err() == nil && r.agent.Err() == nil:
+				return "", errdefs.InvalidParameter(err)
+			}
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -290,29 +307,41 @@ func (d *Daemon) ContainerExecStart(ctx context.Context, id string, cfg *backend
 		return errContainerNotRunning(c)
 	}
 
-	if !cfg.Detach && cfg.GetStreams == nil {
-		return errdefs.System(errors.New("exec start without streams"))
+	var stdin io.ReadCloser
+	var stdout, stderr io.Writer
+	if !cfg.Detach {
+		if cfg.GetStreams == nil {
+			return errdefs.System(errors.New("exec start without streams"))
+		}
+		// As dockerd: the start request's Tty decides the framing, not the
+		// exec's own. SDKs create an exec with a TTY and start it with
+		// Tty=false, then read stdcopy frames (all output as stdout, since
+		// the TTY merges the streams).
+		stdin, stdout, stderr, err = cfg.GetStreams(!cfg.Tty)
+		if err != nil {
+			return err
+		}
+		if !e.cfg.AttachStdin {
+			stdin = nil
+		}
+		if !e.cfg.AttachStdout {
+			stdout = nil
+		}
+		if !e.cfg.AttachStderr || e.cfg.Tty {
+			stderr = nil
+		}
 	}
-	// As dockerd 28: the process starts before the connection is hijacked,
-	// so that a start that fails (no such user, no such command) is an
-	// HTTP error with its status. Output produced before the client's
-	// streams exist waits in the queue.
-	useStdout := !cfg.Detach && e.cfg.AttachStdout
-	useStderr := !cfg.Detach && e.cfg.AttachStderr && !e.cfg.Tty
-	req.Stdin = !cfg.Detach && e.cfg.AttachStdin
+	req.Stdin = stdin != nil
 	out := newOutputQueue()
 	pio := agentclient.ProcessIO{}
-	stdoutW, stderrW := newLazyWriter(), newLazyWriter()
-	if useStdout {
-		pio.Stdout = out.writer(stdoutW)
+	if stdout != nil {
+		pio.Stdout = out.writer(stdout)
 	}
-	if useStderr {
-		pio.Stderr = out.writer(stderrW)
+	if stderr != nil {
+		pio.Stderr = out.writer(stderr)
 	}
 	proc, err := r.agent.Exec(ctx, req, pio)
 	if err != nil {
-		stdoutW.set(nil)
-		stderrW.set(nil)
 		out.close()
 		code, serr := execStartError(err)
 		e.mu.Lock()
@@ -320,34 +349,6 @@ func (d *Daemon) ContainerExecStart(ctx context.Context, id string, cfg *backend
 		e.mu.Unlock()
 		d.log.WithError(err).WithField("exec", e.id[:12]).Info("exec did not start")
 		return serr
-	}
-	var stdin io.ReadCloser
-	if !cfg.Detach {
-		// As dockerd: the start request's Tty decides the framing, not the
-		// exec's own. SDKs create an exec with a TTY and start it with
-		// Tty=false, then read stdcopy frames (all output as stdout, since
-		// the TTY merges the streams).
-		var stdout, stderr io.Writer
-		stdin, stdout, stderr, err = cfg.GetStreams(!cfg.Tty)
-		if err != nil {
-			// The client cannot be answered: the process has no one to
-			// serve; as when a client goes away, kill it.
-			stdoutW.set(nil)
-			stderrW.set(nil)
-			kctx, cancel := context.WithTimeout(context.Background(), execKillTimeout)
-			proc.Signal(kctx, int(syscall.SIGKILL))
-			cancel()
-			go func() {
-				<-proc.Exited()
-				out.close()
-			}()
-			return err
-		}
-		if !e.cfg.AttachStdin {
-			stdin = nil
-		}
-		stdoutW.set(stdout)
-		stderrW.set(stderr)
 	}
 	started = true
 	e.mu.Lock()
@@ -358,9 +359,6 @@ func (d *Daemon) ContainerExecStart(ctx context.Context, id string, cfg *backend
 	close(e.started)
 	d.execEvent(c, events.Action(string(events.ActionExecStart)+": "+execCommand(e.cfg.Cmd)), map[string]string{"execID": e.id})
 	go d.waitExec(e, proc)
-	if cfg.Detach {
-		out.close()
-	}
 
 	if cfg.Detach {
 		return nil
@@ -579,31 +577,4 @@ func (q *outputQueue) abandon() {
 	q.chunks, q.size = nil, 0
 	q.cond.Broadcast()
 	q.mu.Unlock()
-}
-
-// lazyWriter is an exec's output destination before the client's stream
-// exists: writes wait until set (nil discards).
-type lazyWriter struct {
-	ready chan struct{}
-	w     io.Writer
-}
-
-func newLazyWriter() *lazyWriter { return &lazyWriter{ready: make(chan struct{})} }
-
-// set gives the destination, once.
-func (l *lazyWriter) set(w io.Writer) {
-	select {
-	case <-l.ready:
-	default:
-		l.w = w
-		close(l.ready)
-	}
-}
-
-func (l *lazyWriter) Write(p []byte) (int, error) {
-	<-l.ready
-	if l.w == nil {
-		return len(p), nil
-	}
-	return l.w.Write(p)
 }

@@ -360,6 +360,8 @@ func (a *agent) handle(f *agentproto.Frame) {
 		a.handleStart(f.Stream, m)
 	case agentproto.MsgExec:
 		a.handleExec(f.Stream, m)
+	case agentproto.MsgCheckUser:
+		go a.handleCheckUser(f.Stream, m)
 	case agentproto.MsgTop:
 		go a.handleTop(f.Stream, m)
 	case agentproto.MsgStats:
@@ -488,4 +490,14 @@ func (a *agent) handleShutdown(stream uint32, m *agentproto.Msg) {
 	if !exiting || held {
 		go a.powerOff()
 	}
+}
+
+// handleCheckUser resolves an exec's user before the exec exists.
+func (a *agent) handleCheckUser(stream uint32, m *agentproto.Msg) {
+	user := ""
+	if m.Process != nil {
+		user = m.Process.User
+	}
+	_, err := resolveUser(containerRoot, user)
+	a.reply(stream, m, err)
 }

@@ -304,9 +304,9 @@ func TestMacAddressOnUserNetwork(t *testing.T) {
 	}
 }
 
-// An exec whose start fails is an HTTP error, as with dockerd 28 (the
-// process starts before the connection is hijacked); the primary group is
-// a supplementary group too.
+// As dockerd 28: an exec's user is looked up when the exec is created (a
+// missing one is a 400 then), a missing command is exit 127 at the start,
+// and the primary group is a supplementary group too.
 func TestExecStartErrorsAndGroups(t *testing.T) {
 	name := uniqueName(t, "c")
 	rmOnCleanup(t, name)
@@ -319,7 +319,7 @@ func TestExecStartErrorsAndGroups(t *testing.T) {
 		t.Errorf("exec as a missing user:\n%s", r)
 	}
 	r = docker(t, "exec", name, "no-such-command")
-	if r.code == 0 || !strings.Contains(r.stderr, "no-such-command") {
+	if r.code != 127 || !strings.Contains(r.stderr, "no-such-command") {
 		t.Errorf("exec of a missing command:\n%s", r)
 	}
 }

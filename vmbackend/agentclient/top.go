@@ -3,6 +3,7 @@ package agentclient
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/jevm/jevm/vmbackend/agentproto"
 )
@@ -31,4 +32,14 @@ func (c *Client) Stats(ctx context.Context) (*agentproto.GuestStats, error) {
 		return nil, errors.New("agentclient: stats reply without a sample")
 	}
 	return r.Stats, nil
+}
+
+// CheckUser resolves user in the container as an exec would; the error
+// is the agent's (runc's wording). ErrUnsupported: the agent predates it.
+func (c *Client) CheckUser(ctx context.Context, user string) error {
+	_, err := c.impl.request(ctx, 0, &agentproto.Msg{Type: agentproto.MsgCheckUser, Process: &agentproto.ProcessRequest{User: user}})
+	if err != nil && strings.Contains(err.Error(), "unknown request") {
+		return errors.ErrUnsupported
+	}
+	return err
 }

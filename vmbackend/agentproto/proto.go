@@ -98,6 +98,11 @@ const (
 	// MsgInterfaceUp configures one more network interface (a NIC the
 	// host just hot-plugged for `docker network connect`): Interface.
 	MsgInterfaceUp = "interface-up"
+	// MsgCheckUser resolves Process.User against the container's
+	// /etc/passwd and /etc/group as an exec would (reply: ok, or error
+	// with runc's message): dockerd checks an exec's user when the exec is
+	// created. Agents that predate it answer "unknown request".
+	MsgCheckUser = "check-user"
 )
 
 // Error kinds in Msg.ErrCode: why a start or exec could not run its
