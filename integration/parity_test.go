@@ -319,7 +319,7 @@ func TestExecStartErrorsAndGroups(t *testing.T) {
 		t.Errorf("exec as a missing user:\n%s", r)
 	}
 	r = docker(t, "exec", name, "no-such-command")
-	if r.code != 127 || !strings.Contains(r.stderr, "no-such-command") {
+	if r.code != 127 || !strings.Contains(r.stdout+r.stderr, "no-such-command") {
 		t.Errorf("exec of a missing command:\n%s", r)
 	}
 }
