@@ -202,6 +202,27 @@ func (nm *Controller) newEndpointLocked(c *Container, r *netRecord, es *network.
 		}
 		ip = a
 	}
+	var ip6 netip.Addr
+	if r.pool6 != nil {
+		if es.IPAMConfig != nil && es.IPAMConfig.IPv6Address != "" {
+			a, err := netip.ParseAddr(es.IPAMConfig.IPv6Address)
+			if err == nil {
+				err = r.pool6.Request(a)
+			}
+			if err != nil {
+				r.pool.Release(ip)
+				return nil, errdefs.Forbidden(fmt.Errorf("failed to set up container networking: %w", err))
+			}
+			ip6 = a
+		} else {
+			a, err := r.pool6.Allocate()
+			if err != nil {
+				r.pool.Release(ip)
+				return nil, errdefs.Forbidden(err)
+			}
+			ip6 = a
+		}
+	}
 	mac := jnet.MACFor(ip)
 	if es.MacAddress != "" {
 		mac = strings.ToLower(es.MacAddress)
@@ -212,11 +233,17 @@ func (nm *Controller) newEndpointLocked(c *Container, r *netRecord, es *network.
 		Aliases: append([]string(nil), es.Aliases...), DefaultRoute: defaultRoute,
 		DNS: append([]string(nil), c.HostConfig.DNS...),
 	}
+	if ip6.IsValid() {
+		ep.IP6 = ip6.String()
+	}
 	if c.Config != nil {
 		ep.Hostname = c.Config.Hostname
 	}
 	if err := jnet.CreateTap(ep.Tap, nm.tapOwner(ep), r.Bridge, r.mtu(nm.cfg.MTU)); err != nil {
 		r.pool.Release(ip)
+		if ip6.IsValid() {
+			r.pool6.Release(ip6)
+		}
 		return nil, err
 	}
 	r.Endpoints[id] = ep
@@ -234,6 +261,11 @@ func (nm *Controller) releaseEndpointLocked(r *netRecord, ep *endpointRecord) {
 			r.pool.Release(ip)
 		}
 	}
+	if r.pool6 != nil {
+		if ip, err := netip.ParseAddr(ep.IP6); err == nil {
+			r.pool6.Release(ip)
+		}
+	}
 	delete(r.Endpoints, ep.ID)
 }
 
@@ -242,8 +274,14 @@ func (r *netRecord) interfaceConfig(ep *endpointRecord, mtu int) agentproto.Inte
 		Name: ep.IfName, MAC: ep.MAC, MTU: r.mtu(mtu),
 		Addresses: []string{netip.PrefixFrom(netip.MustParseAddr(ep.IP), r.pool.Subnet().Bits()).String()},
 	}
+	if ep.IP6 != "" && r.pool6 != nil {
+		ic.Addresses = append(ic.Addresses, netip.PrefixFrom(netip.MustParseAddr(ep.IP6), r.pool6.Subnet().Bits()).String())
+	}
 	if ep.DefaultRoute {
 		ic.Gateway = r.Gateway
+		if ep.IP6 != "" && r.pool6 != nil {
+			ic.Gateway6 = r.Gateway6
+		}
 	}
 	return ic
 }
@@ -318,7 +356,12 @@ func containerHosts(c *Container, ep *endpointRecord, r *netRecord) string {
 	if c.Config.Domainname != "" {
 		name = c.Config.Hostname + "." + c.Config.Domainname + "\t" + c.Config.Hostname
 	}
-	h = strings.Replace(h, "127.0.1.1\t"+c.Config.Hostname+"\n", ep.IP+"\t"+name+"\n", 1)
+	own := ep.IP + "\t" + name + "\n"
+	if ep.IP6 != "" {
+		// As dockerd: the IPv6 address names the container too.
+		own += ep.IP6 + "\t" + name + "\n"
+	}
+	h = strings.Replace(h, "127.0.1.1\t"+c.Config.Hostname+"\n", own, 1)
 	if r != nil && r.Gateway != "" {
 		var out []string
 		for _, line := range strings.SplitAfter(h, "\n") {
@@ -445,8 +488,10 @@ func (n *netNames) LookupName(name string) []netip.Addr {
 			hit = hit || strings.EqualFold(a, name)
 		}
 		if hit {
-			if a, err := netip.ParseAddr(ep.IP); err == nil {
-				out = append(out, a)
+			for _, s := range []string{ep.IP, ep.IP6} {
+				if a, err := netip.ParseAddr(s); err == nil {
+					out = append(out, a)
+				}
 			}
 		}
 	}
@@ -461,7 +506,7 @@ func (n *netNames) LookupAddr(a netip.Addr) (string, bool) {
 	var cid string
 	if r != nil {
 		for _, ep := range r.Endpoints {
-			if ep.IP == a.String() {
+			if ep.IP == a.String() || (ep.IP6 != "" && ep.IP6 == a.String()) {
 				cid = ep.ContainerID
 			}
 		}
@@ -491,7 +536,7 @@ func (n *netNames) Upstreams(client netip.Addr) []string {
 	}
 	var dns []string
 	for _, ep := range r.Endpoints {
-		if ep.IP == client.String() {
+		if ep.IP == client.String() || (ep.IP6 != "" && ep.IP6 == client.String()) {
 			dns = ep.DNS
 		}
 	}
@@ -641,7 +686,16 @@ func (r *netRecord) checkEndpointSettings(es *network.EndpointSettings) error {
 		}
 	}
 	if es.IPAMConfig != nil && es.IPAMConfig.IPv6Address != "" {
-		return errdefs.InvalidParameter(errors.New("IPv6 addresses are not supported by jevm"))
+		a, err := netip.ParseAddr(es.IPAMConfig.IPv6Address)
+		if err != nil || !a.Is6() || a.Is4In6() {
+			return errdefs.InvalidParameter(fmt.Errorf("invalid IPv6 address: %s", es.IPAMConfig.IPv6Address))
+		}
+		if !r.UserIPAM6 {
+			return errdefs.InvalidParameter(errors.New("user specified IP address is supported only when connecting to networks with user configured subnets"))
+		}
+		if r.pool6 != nil && !r.pool6.Subnet().Contains(a) {
+			return errdefs.InvalidParameter(fmt.Errorf("invalid endpoint settings:\nno configured subnet or ip-range contain the IP address %s", a))
+		}
 	}
 	if len(es.Aliases) > 0 && r.isDefaultBridge() {
 		return errdefs.InvalidParameter(errors.New("network-scoped alias is supported only for containers in user defined networks"))
@@ -726,6 +780,7 @@ func (nm *Controller) FillSettings(c *Container, hc *container.HostConfig, ns *c
 		es := endpointConfig(c, name).Copy()
 		es.NetworkID = r.ID
 		es.EndpointID, es.Gateway, es.IPAddress, es.IPPrefixLen, es.DNSNames = "", "", "", 0, nil
+		es.GlobalIPv6Address, es.GlobalIPv6PrefixLen, es.IPv6Gateway = "", 0, ""
 		if !running {
 			es.MacAddress = endpointConfig(c, name).MacAddress
 		}
@@ -738,6 +793,11 @@ func (nm *Controller) FillSettings(c *Container, hc *container.HostConfig, ns *c
 			es.IPAddress = ep.IP
 			es.IPPrefixLen = r.pool.Subnet().Bits()
 			es.MacAddress = ep.MAC
+			if ep.IP6 != "" && r.pool6 != nil {
+				es.GlobalIPv6Address = ep.IP6
+				es.GlobalIPv6PrefixLen = r.pool6.Subnet().Bits()
+				es.IPv6Gateway = r.Gateway6
+			}
 			if !r.isDefaultBridge() {
 				es.DNSNames = dnsNames(c, ep)
 			}
@@ -745,6 +805,8 @@ func (nm *Controller) FillSettings(c *Container, hc *container.HostConfig, ns *c
 				ns.DefaultNetworkSettings = container.DefaultNetworkSettings{
 					EndpointID: ep.ID, Gateway: r.Gateway, IPAddress: ep.IP,
 					IPPrefixLen: r.pool.Subnet().Bits(), MacAddress: ep.MAC,
+					GlobalIPv6Address: es.GlobalIPv6Address, GlobalIPv6PrefixLen: es.GlobalIPv6PrefixLen,
+					IPv6Gateway: es.IPv6Gateway,
 				}
 			}
 		}
