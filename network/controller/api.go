@@ -23,6 +23,7 @@ import (
 	"github.com/jevm/jevm/internal/filterutil"
 	jnet "github.com/jevm/jevm/network"
 	"github.com/jevm/jevm/vmbackend"
+	"github.com/jevm/jevm/vmbackend/agentproto"
 )
 
 // Create makes a bridge network: its subnet (given, or the next free
@@ -488,12 +489,10 @@ func (nm *Controller) hotConnect(ctx context.Context, c *Container, netName stri
 		return err
 	}
 	used := map[int]bool{}
-	hasRoute := false
 	for _, o := range nm.nets {
 		for _, ep := range o.Endpoints {
 			if ep.ContainerID == c.ID {
 				used[ifIndex(ep.IfName)] = true
-				hasRoute = hasRoute || ep.DefaultRoute
 			}
 		}
 	}
@@ -501,10 +500,22 @@ func (nm *Controller) hotConnect(ctx context.Context, c *Container, netName stri
 	for used[idx] {
 		idx++
 	}
-	ep, err := nm.newEndpointLocked(c, r, es, fmt.Sprintf("eth%d", idx), !hasRoute && !r.Internal)
+	oldGW, _ := nm.gatewayEndpointLocked(c.ID)
+	ep, err := nm.newEndpointLocked(c, r, es, fmt.Sprintf("eth%d", idx), false)
 	if err != nil {
 		nm.unlock()
 		return err
+	}
+	// The new endpoint takes the default route if it comes first now
+	// (its gateway priority); the guest replaces the old route.
+	movedFrom := oldGW
+	if gw, _ := nm.gatewayEndpointLocked(c.ID); gw == ep {
+		ep.DefaultRoute = true
+		if oldGW != nil {
+			oldGW.DefaultRoute = false
+		}
+	} else {
+		movedFrom = nil
 	}
 	ic := r.interfaceConfig(ep, nm.cfg.MTU)
 	_ = nm.saveLocked()
@@ -515,6 +526,9 @@ func (nm *Controller) hotConnect(ctx context.Context, c *Container, netName stri
 			if e := r.Endpoints[ep.ID]; e != nil {
 				nm.releaseEndpointLocked(r, e)
 			}
+		}
+		if movedFrom != nil {
+			movedFrom.DefaultRoute = true
 		}
 		_ = nm.saveLocked()
 		nm.unlock()
@@ -572,14 +586,28 @@ func (nm *Controller) Disconnect(ctx context.Context, c *Container, ref string, 
 		}
 	}
 	nm.mu.Lock()
+	var reroute *agentproto.InterfaceConfig
 	if r, err := nm.getLocked(netName); err == nil {
 		if e := r.Endpoints[ep.idOrEmpty()]; e != nil {
+			hadRoute := e.DefaultRoute
 			nm.releaseEndpointLocked(r, e)
+			// The default route went with the NIC: the next endpoint in
+			// dockerd's order provides it now.
+			if gw, gwNet := nm.gatewayEndpointLocked(c.ID); hadRoute && gw != nil {
+				gw.DefaultRoute = true
+				ic := gwNet.interfaceConfig(gw, nm.cfg.MTU)
+				reroute = &ic
+			}
 		}
 		_ = nm.saveLocked()
 		nm.event(r, events.ActionDisconnect, map[string]string{"container": c.ID})
 	}
 	nm.unlock()
+	if reroute != nil && plug != nil {
+		if err := plug.InterfaceUp(ctx, *reroute); err != nil {
+			nm.log.WithError(err).WithField("container", c.ID[:12]).Warn("cannot move the default route to the next network")
+		}
+	}
 	if configured {
 		return forget(netName)
 	}

@@ -165,6 +165,10 @@ type endpointRecord struct {
 	// DefaultRoute: the container's default route goes through this
 	// endpoint's gateway.
 	DefaultRoute bool `json:"defaultRoute,omitempty"`
+	// GwPriority is the endpoint's --gw-priority (API 1.48): the
+	// endpoint that provides the default route is the one with the
+	// highest (gatewayLess).
+	GwPriority int `json:"gwPriority,omitempty"`
 	// DNS are the container's --dns servers (forwarding targets of the
 	// embedded DNS for queries from this endpoint).
 	DNS []string `json:"dns,omitempty"`

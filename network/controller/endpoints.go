@@ -101,8 +101,11 @@ func (nm *Controller) Attach(ctx context.Context, c *Container) (att *Attachment
 		}
 		nets = append(nets, named{name, r})
 	}
-	var primary *endpointRecord
-	var primaryNet *netRecord
+	type made struct {
+		ep *endpointRecord
+		r  *netRecord
+	}
+	var eps []made
 	for _, n := range nets {
 		name, r := n.name, n.r
 		switch r.Driver {
@@ -115,15 +118,27 @@ func (nm *Controller) Attach(ctx context.Context, c *Container) (att *Attachment
 			nm.log.WithField("container", c.ID[:12]).Warn("host networking unavailable: starting the container without network interfaces")
 			break
 		}
-		ep, err := nm.newEndpointLocked(c, r, endpointConfig(c, name), fmt.Sprintf("eth%d", len(att.Interfaces)), primary == nil && !r.Internal)
+		ep, err := nm.newEndpointLocked(c, r, endpointConfig(c, name), fmt.Sprintf("eth%d", len(eps)), false)
 		if err != nil {
 			return nil, err
 		}
-		if primary == nil {
-			primary, primaryNet = ep, r
+		eps = append(eps, made{ep, r})
+	}
+	// The default route goes through the endpoint dockerd would pick
+	// (gateway priority, then non-internal, then dual stack, then the
+	// network's name).
+	gwEP, _ := nm.gatewayEndpointLocked(c.ID)
+	if gwEP != nil {
+		gwEP.DefaultRoute = true
+	}
+	var primary *endpointRecord
+	var primaryNet *netRecord
+	for _, m := range eps {
+		if primary == nil || m.ep == gwEP {
+			primary, primaryNet = m.ep, m.r
 		}
-		att.NICs = append(att.NICs, vmbackend.NICSpec{TapName: ep.Tap, MAC: ep.MAC})
-		att.Interfaces = append(att.Interfaces, r.interfaceConfig(ep, nm.cfg.MTU))
+		att.NICs = append(att.NICs, vmbackend.NICSpec{TapName: m.ep.Tap, MAC: m.ep.MAC})
+		att.Interfaces = append(att.Interfaces, m.r.interfaceConfig(m.ep, nm.cfg.MTU))
 	}
 	// Published ports go to the primary endpoint's address.
 	bindings, err := jnet.ParsePortBindings(c.HostConfig.PortBindings, c.Config.ExposedPorts, c.HostConfig.PublishAllPorts)
@@ -230,7 +245,7 @@ func (nm *Controller) newEndpointLocked(c *Container, r *netRecord, es *network.
 	id := newID()
 	ep := &endpointRecord{
 		ID: id, ContainerID: c.ID, IP: ip.String(), MAC: mac, Tap: "tap" + id[:12], IfName: ifName,
-		Aliases: append([]string(nil), es.Aliases...), DefaultRoute: defaultRoute,
+		Aliases: append([]string(nil), es.Aliases...), DefaultRoute: defaultRoute, GwPriority: es.GwPriority,
 		DNS: append([]string(nil), c.HostConfig.DNS...),
 	}
 	if ip6.IsValid() {
@@ -315,6 +330,49 @@ func (nm *Controller) startProxiesLocked(cid string, bindings []jnet.PortBinding
 		bound = append(bound, p.Binding())
 	}
 	return bound, nil
+}
+
+// gatewayEndpointLocked is the endpoint of container cid that provides
+// its default routes, as dockerd 28 chooses it (libnetwork's endpoint
+// order): the highest GwPriority; then a non-internal network; then one
+// with both IPv4 and IPv6; then the network whose name sorts first. Nil
+// if the best is on an internal network (no default route) or there is
+// no endpoint.
+func (nm *Controller) gatewayEndpointLocked(cid string) (*endpointRecord, *netRecord) {
+	var best *endpointRecord
+	var bestNet *netRecord
+	for _, r := range nm.nets {
+		for _, ep := range r.Endpoints {
+			if ep.ContainerID == cid && (best == nil || gatewayLess(ep, r, best, bestNet)) {
+				best, bestNet = ep, r
+			}
+		}
+	}
+	if best == nil || bestNet.Internal {
+		return nil, nil
+	}
+	return best, bestNet
+}
+
+// gatewayLess reports whether endpoint a (on network ra) comes before b
+// (on rb) for providing the default route.
+func gatewayLess(a *endpointRecord, ra *netRecord, b *endpointRecord, rb *netRecord) bool {
+	if a.GwPriority != b.GwPriority {
+		return a.GwPriority > b.GwPriority
+	}
+	if ra.Internal != rb.Internal {
+		return rb.Internal
+	}
+	gws := func(ep *endpointRecord) int {
+		if ep.IP6 != "" {
+			return 2
+		}
+		return 1
+	}
+	if gws(a) != gws(b) {
+		return gws(a) > gws(b)
+	}
+	return ra.Name < rb.Name
 }
 
 // primaryLocked is the endpoint published ports and the legacy inspect

@@ -234,3 +234,73 @@ func TestNetworkPoolsDoNotLeak(t *testing.T) {
 		t.Fatalf("refill got %s, freed %s", ni.IPAM.Config[0].Subnet, mid.IPAM.Config[0].Subnet)
 	}
 }
+
+// TestGatewayEndpointOrder is dockerd 28's choice of the endpoint that
+// provides a container's default route (TestConnectWithPriority's steps).
+func TestGatewayEndpointOrder(t *testing.T) {
+	d := netTestEnv(t)
+	ctx := context.Background()
+	add := func(name string, internal bool, prio int, ip6 string) *endpointRecord {
+		req := createReq(name, ip6 != "")
+		req.Internal = internal
+		if _, err := d.net.Create(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		ep := &endpointRecord{ID: name + "-ep", ContainerID: "c", IP: "10.0.0.1", IP6: ip6, GwPriority: prio}
+		d.net.byNameLocked(name).Endpoints[ep.ID] = ep
+		return ep
+	}
+	remove := func(ep *endpointRecord) {
+		for _, r := range d.net.nets {
+			delete(r.Endpoints, ep.ID)
+		}
+	}
+	gw := func() string {
+		ep, _ := d.net.gatewayEndpointLocked("c")
+		if ep == nil {
+			return ""
+		}
+		return strings.TrimSuffix(ep.ID, "-ep")
+	}
+	if gw() != "" {
+		t.Fatal("a gateway without endpoints")
+	}
+	add("aaa-internal", true, 0, "")
+	if gw() != "" {
+		t.Fatalf("an internal network gives the default route: %s", gw())
+	}
+	n1 := add("testnet1", false, 0, "fd00::2")
+	n5 := add("testnet5", false, -100, "fd00::3")
+	if gw() != "testnet1" {
+		t.Fatalf("gateway = %s, want testnet1", gw())
+	}
+	n2 := add("testnet2", false, 100, "fd00::4")
+	if gw() != "testnet2" {
+		t.Fatalf("gateway = %s, want testnet2", gw())
+	}
+	n3 := add("testnet3", false, 10, "fd00::5")
+	n4 := add("testnet4", false, 10, "fd00::6")
+	if gw() != "testnet2" {
+		t.Fatalf("gateway = %s, want testnet2", gw())
+	}
+	remove(n2)
+	if gw() != "testnet3" {
+		t.Fatalf("gateway = %s, want testnet3 (ties: the name that sorts first)", gw())
+	}
+	remove(n3)
+	if gw() != "testnet4" {
+		t.Fatalf("gateway = %s, want testnet4", gw())
+	}
+	remove(n4)
+	if gw() != "testnet1" {
+		t.Fatalf("gateway = %s, want testnet1", gw())
+	}
+	// Dual stack before IPv4 only at equal priority.
+	remove(n1)
+	remove(n5)
+	add("aaa-v4only", false, 0, "")
+	add("zzz-dual", false, 0, "fd00::9")
+	if gw() != "zzz-dual" {
+		t.Fatalf("gateway = %s, want zzz-dual", gw())
+	}
+}
