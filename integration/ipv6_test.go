@@ -71,6 +71,25 @@ func TestNetworkIPv6(t *testing.T) {
 		t.Fatalf("automatic IPv6 subnet = %q", s)
 	}
 
+	// IPv6 only (--ipv4=false): no IPv4 address, names and the embedded
+	// DNS over IPv6.
+	sub2 := fmt.Sprintf("fd7f:%x:%x::", os.Getpid()&0xffff, time.Now().Unix()&0xffff)
+	only := newNetwork(t, "only6", "--ipv4=false", "--ipv6", "--subnet", sub2+"/64")
+	b := uniqueName(t, "b")
+	rmOnCleanup(t, b)
+	mustDocker(t, "run", "-d", "--name", b, "--network", only, "busybox", "sleep", "300")
+	out = mustDocker(t, "run", "--rm", "--network", only, "busybox", "sh", "-c",
+		"ping -6 -c1 -W5 "+b+" >/dev/null && echo ping6-ok; cat /etc/resolv.conf; ip -4 addr show dev eth0 | grep -c inet; true")
+	for _, want := range []string{"ping6-ok", "nameserver " + sub2 + "1", "\n0\n"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("IPv6-only output lacks %q:\n%s", want, out)
+		}
+	}
+	if got := inspectNetwork(t, only, `{{.EnableIPv4}} {{.EnableIPv6}} {{len .IPAM.Config}}`); got != "false true 1" {
+		t.Fatalf("IPv6-only network inspect = %q", got)
+	}
+	mustDocker(t, "rm", "-f", b)
+
 	mustDocker(t, "rm", "-f", a, web)
 	mustDocker(t, "network", "rm", netName)
 	if hostHasLink(bridge) {

@@ -220,7 +220,7 @@ func (p *Proxy) relayTCP(client *net.TCPConn) {
 		return
 	}
 	d := net.Dialer{Timeout: dialTimeout}
-	bc, err := d.Dial("tcp4", addr)
+	bc, err := d.Dial("tcp", addr)
 	if err != nil {
 		p.log.WithError(err).Debug("proxy: cannot reach the container")
 		return
@@ -272,11 +272,11 @@ func (p *Proxy) serveUDP() {
 			if !ok {
 				continue
 			}
-			ra, err := net.ResolveUDPAddr("udp4", addr)
+			ra, err := net.ResolveUDPAddr("udp", addr)
 			if err != nil {
 				continue
 			}
-			c, err := net.DialUDP("udp4", nil, ra)
+			c, err := net.DialUDP("udp", nil, ra)
 			if err != nil {
 				p.log.WithError(err).Debug("proxy: cannot reach the container")
 				continue

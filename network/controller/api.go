@@ -46,8 +46,6 @@ func (nm *Controller) Create(ctx context.Context, req network.CreateRequest) (ne
 		return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("scope %q is not supported by jevm (only \"local\")", req.Scope))
 	case req.EnableIPv4 != nil && !*req.EnableIPv4 && !(req.EnableIPv6 != nil && *req.EnableIPv6):
 		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("IPv4 or IPv6 must be enabled"))
-	case req.EnableIPv4 != nil && !*req.EnableIPv4:
-		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("IPv6-only networks (--ipv4=false) are not supported by jevm: give the network an IPv4 subnet too (dual stack)"))
 	case req.ConfigOnly || req.ConfigFrom != nil || req.Ingress:
 		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("config-only, config-from and ingress networks are not supported by jevm"))
 	}
@@ -100,6 +98,7 @@ func (nm *Controller) Create(ctx context.Context, req network.CreateRequest) (ne
 	}
 	delete(r.Options, "com.docker.network.enable_ipv6")
 	r.EnableIPv6 = enable6
+	r.NoIPv4 = req.EnableIPv4 != nil && !*req.EnableIPv4
 	var cfgs []network.IPAMConfig
 	if req.IPAM != nil {
 		cfgs = req.IPAM.Config
@@ -122,7 +121,9 @@ func (nm *Controller) Create(ctx context.Context, req network.CreateRequest) (ne
 	if len(v6) > 1 {
 		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("jevm supports one IPv6 subnet per network"))
 	}
-	if len(v4) == 1 && v4[0].Subnet != "" {
+	if r.NoIPv4 {
+		// IPv6 only: IPv4 subnets are ignored, as by dockerd.
+	} else if len(v4) == 1 && v4[0].Subnet != "" {
 		c := v4[0]
 		sub, err := netip.ParsePrefix(c.Subnet)
 		if err != nil {
@@ -154,9 +155,6 @@ func (nm *Controller) Create(ctx context.Context, req network.CreateRequest) (ne
 			}
 			r.Subnet6, r.Gateway6, r.IPRange6, r.Aux6, r.UserIPAM6 = c.Subnet, c.Gateway, c.IPRange, maps.Clone(c.AuxAddress), true
 		} else {
-			// The subnet picked for IPv4 is not in the network list
-			// yet: keep the IPv6 pick off it too (no overlap across
-			// families anyway, but the list must be complete).
 			sub, err := nm.pickSubnet6Locked(r)
 			if err != nil {
 				return network.CreateResponse{}, err
@@ -225,7 +223,7 @@ func (nm *Controller) event(r *netRecord, action events.Action, extra map[string
 func (r *netRecord) inspectLocked() network.Inspect {
 	ni := network.Inspect{
 		Name: r.Name, ID: r.ID, Created: r.Created, Scope: "local", Driver: r.Driver,
-		EnableIPv4: r.Driver == driverBridge, EnableIPv6: r.EnableIPv6, Internal: r.Internal, Attachable: r.Attachable,
+		EnableIPv4: r.Driver == driverBridge && !r.NoIPv4, EnableIPv6: r.EnableIPv6, Internal: r.Internal, Attachable: r.Attachable,
 		IPAM:       network.IPAM{Driver: "default", Options: map[string]string{}, Config: []network.IPAMConfig{}},
 		ConfigFrom: network.ConfigReference{},
 		Containers: map[string]network.EndpointResource{},
@@ -239,7 +237,9 @@ func (r *netRecord) inspectLocked() network.Inspect {
 		ni.Labels = map[string]string{}
 	}
 	if r.Driver == driverBridge {
-		ni.IPAM.Config = []network.IPAMConfig{{Subnet: r.Subnet, Gateway: r.Gateway, IPRange: r.IPRange, AuxAddress: maps.Clone(r.Aux)}}
+		if !r.NoIPv4 {
+			ni.IPAM.Config = []network.IPAMConfig{{Subnet: r.Subnet, Gateway: r.Gateway, IPRange: r.IPRange, AuxAddress: maps.Clone(r.Aux)}}
+		}
 		if r.EnableIPv6 && r.Subnet6 != "" {
 			ni.IPAM.Config = append(ni.IPAM.Config, network.IPAMConfig{Subnet: r.Subnet6, Gateway: r.Gateway6, IPRange: r.IPRange6, AuxAddress: maps.Clone(r.Aux6)})
 		}
@@ -257,9 +257,9 @@ func (r *netRecord) inspectLocked() network.Inspect {
 		bits = r.pool.Subnet().Bits()
 	}
 	for _, ep := range r.Endpoints {
-		er := network.EndpointResource{
-			EndpointID: ep.ID, MacAddress: ep.MAC,
-			IPv4Address: fmt.Sprintf("%s/%d", ep.IP, bits),
+		er := network.EndpointResource{EndpointID: ep.ID, MacAddress: ep.MAC}
+		if ep.IP != "" {
+			er.IPv4Address = fmt.Sprintf("%s/%d", ep.IP, bits)
 		}
 		if ep.IP6 != "" && r.pool6 != nil {
 			er.IPv6Address = fmt.Sprintf("%s/%d", ep.IP6, r.pool6.Subnet().Bits())

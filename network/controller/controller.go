@@ -127,6 +127,8 @@ type netRecord struct {
 	// IPv6 configuration (--ipv6): the subnet (given, or a /64 of the
 	// IPv6 pools), its gateway on the bridge, range and aux addresses.
 	EnableIPv6 bool              `json:"enableIpv6,omitempty"`
+	// NoIPv4: an IPv6-only network (--ipv4=false): no IPv4 subnet.
+	NoIPv4     bool              `json:"noIpv4,omitempty"`
 	Subnet6    string            `json:"subnet6,omitempty"`
 	Gateway6   string            `json:"gateway6,omitempty"`
 	IPRange6   string            `json:"ipRange6,omitempty"`
@@ -185,11 +187,29 @@ func (r *netRecord) owner() string { return jnet.OwnerPrefix + r.ID }
 // gatewayPrefixes are the bridge's addresses: the IPv4 gateway and, on an
 // IPv6 network, the IPv6 one, each with its subnet's length.
 func (r *netRecord) gatewayPrefixes() []netip.Prefix {
-	out := []netip.Prefix{netip.PrefixFrom(r.pool.Gateway(), r.pool.Subnet().Bits())}
+	var out []netip.Prefix
+	if r.pool != nil {
+		out = append(out, netip.PrefixFrom(r.pool.Gateway(), r.pool.Subnet().Bits()))
+	}
 	if r.pool6 != nil {
 		out = append(out, netip.PrefixFrom(r.pool6.Gateway(), r.pool6.Subnet().Bits()))
 	}
 	return out
+}
+
+// hasPool reports whether r has addresses to hand out (an IPv4 pool, or
+// an IPv6 one on an IPv6-only network).
+func (r *netRecord) hasPool() bool { return r.pool != nil || r.pool6 != nil }
+
+// dnsAddr is where r's embedded DNS server listens and what resolv.conf
+// names: the IPv4 gateway, or the IPv6 one on an IPv6-only network.
+func (r *netRecord) dnsAddr() netip.Addr {
+	gw := r.Gateway
+	if r.NoIPv4 {
+		gw = r.Gateway6
+	}
+	a, _ := netip.ParseAddr(gw)
+	return a
 }
 
 func (r *netRecord) masquerade() bool {
@@ -493,6 +513,10 @@ func (nm *Controller) load() error {
 // buildPool makes r's pool from its record, with its endpoints' addresses
 // in use.
 func (nm *Controller) buildPool(r *netRecord) error {
+	r.pool = nil
+	if r.NoIPv4 {
+		return nm.buildPool6(r)
+	}
 	sub, err := netip.ParsePrefix(r.Subnet)
 	if err != nil {
 		return err
@@ -530,6 +554,11 @@ func (nm *Controller) buildPool(r *netRecord) error {
 	}
 	r.pool = p
 	r.Gateway = p.Gateway().String()
+	return nm.buildPool6(r)
+}
+
+// buildPool6 makes r's IPv6 pool (none without IPv6).
+func (nm *Controller) buildPool6(r *netRecord) error {
 	r.pool6 = nil
 	if !r.EnableIPv6 || r.Subnet6 == "" {
 		return nil
@@ -747,7 +776,7 @@ func (nm *Controller) pools6() []AddressPool {
 
 // bringUpLocked makes r's bridge, addresses, rules and DNS server.
 func (nm *Controller) bringUpLocked(r *netRecord) error {
-	if r.Driver != driverBridge || nm.host == nil || r.pool == nil {
+	if r.Driver != driverBridge || nm.host == nil || !r.hasPool() {
 		return nil
 	}
 	if r.Bridge != "" && r.isDefaultBridge() && len(r.Endpoints) == 0 {
@@ -764,7 +793,7 @@ func (nm *Controller) bringUpLocked(r *netRecord) error {
 		}
 		r.Bridge = name
 	}
-	if _, exists := jnet.LinkOwner(r.Bridge); !exists && !r.UserIPAM && !r.FromBIP && len(r.Endpoints) == 0 {
+	if _, exists := jnet.LinkOwner(r.Bridge); !exists && r.pool != nil && !r.UserIPAM && !r.FromBIP && len(r.Endpoints) == 0 {
 		// Our bridge is gone (removed when the daemon stopped): if
 		// meanwhile something else took the subnet, move on to a free
 		// one, as a fresh dockerd would.
@@ -787,7 +816,10 @@ func (nm *Controller) bringUpLocked(r *netRecord) error {
 	if err := nm.host.EnsureBridge(r.Bridge, r.owner(), r.gatewayPrefixes(), r.mtu(nm.cfg.MTU)); err != nil {
 		return err
 	}
-	spec := jnet.FirewallSpec{Bridge: r.Bridge, Subnet: r.pool.Subnet(), Internal: r.Internal, Masquerade: r.masquerade()}
+	spec := jnet.FirewallSpec{Bridge: r.Bridge, Internal: r.Internal, Masquerade: r.masquerade()}
+	if r.pool != nil {
+		spec.Subnet = r.pool.Subnet()
+	}
 	if r.pool6 != nil {
 		spec.Subnet6 = r.pool6.Subnet()
 	}
@@ -807,7 +839,7 @@ func (nm *Controller) bringUpLocked(r *netRecord) error {
 	}
 	r.up = true
 	if !r.isDefaultBridge() && r.dns == nil {
-		s, err := jnet.StartDNS(r.pool.Gateway(), nm.cfg.DNSPort, &netNames{nm: nm, id: r.ID}, nm.log.WithField("network", r.Name))
+		s, err := jnet.StartDNS(r.dnsAddr(), nm.cfg.DNSPort, &netNames{nm: nm, id: r.ID}, nm.log.WithField("network", r.Name))
 		if err != nil {
 			nm.log.WithError(err).WithField("network", r.Name).Warn("embedded DNS server not available")
 		} else {

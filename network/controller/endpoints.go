@@ -192,7 +192,7 @@ func (nm *Controller) detachLocked(cid string) bool {
 }
 
 func (nm *Controller) newEndpointLocked(c *Container, r *netRecord, es *network.EndpointSettings, ifName string, defaultRoute bool) (*endpointRecord, error) {
-	if r.pool == nil {
+	if !r.hasPool() {
 		return nil, fmt.Errorf("network %s has no usable address pool", r.Name)
 	}
 	if !r.up {
@@ -201,7 +201,9 @@ func (nm *Controller) newEndpointLocked(c *Container, r *netRecord, es *network.
 		}
 	}
 	var ip netip.Addr
-	if es.IPAMConfig != nil && es.IPAMConfig.IPv4Address != "" {
+	if r.pool == nil {
+		// IPv6 only: no IPv4 address.
+	} else if es.IPAMConfig != nil && es.IPAMConfig.IPv4Address != "" {
 		a, err := netip.ParseAddr(es.IPAMConfig.IPv4Address)
 		if err != nil {
 			return nil, errdefs.InvalidParameter(fmt.Errorf("invalid IPv4 address %q", es.IPAMConfig.IPv4Address))
@@ -225,26 +227,33 @@ func (nm *Controller) newEndpointLocked(c *Container, r *netRecord, es *network.
 				err = r.pool6.Request(a)
 			}
 			if err != nil {
-				r.pool.Release(ip)
+				r.releaseIP(ip)
 				return nil, errdefs.Forbidden(fmt.Errorf("failed to set up container networking: %w", err))
 			}
 			ip6 = a
 		} else {
 			a, err := r.pool6.Allocate()
 			if err != nil {
-				r.pool.Release(ip)
+				r.releaseIP(ip)
 				return nil, errdefs.Forbidden(err)
 			}
 			ip6 = a
 		}
 	}
-	mac := jnet.MACFor(ip)
+	mac := jnet.RandomMAC() // IPv6 only, as dockerd
+	if ip.IsValid() {
+		mac = jnet.MACFor(ip)
+	}
 	if es.MacAddress != "" {
 		mac = strings.ToLower(es.MacAddress)
 	}
 	id := newID()
+	ipStr := ""
+	if ip.IsValid() {
+		ipStr = ip.String()
+	}
 	ep := &endpointRecord{
-		ID: id, ContainerID: c.ID, IP: ip.String(), MAC: mac, Tap: "tap" + id[:12], IfName: ifName,
+		ID: id, ContainerID: c.ID, IP: ipStr, MAC: mac, Tap: "tap" + id[:12], IfName: ifName,
 		Aliases: append([]string(nil), es.Aliases...), DefaultRoute: defaultRoute, GwPriority: es.GwPriority,
 		DNS: append([]string(nil), c.HostConfig.DNS...),
 	}
@@ -255,7 +264,7 @@ func (nm *Controller) newEndpointLocked(c *Container, r *netRecord, es *network.
 		ep.Hostname = c.Config.Hostname
 	}
 	if err := jnet.CreateTap(ep.Tap, nm.tapOwner(ep), r.Bridge, r.mtu(nm.cfg.MTU)); err != nil {
-		r.pool.Release(ip)
+		r.releaseIP(ip)
 		if ip6.IsValid() {
 			r.pool6.Release(ip6)
 		}
@@ -284,16 +293,39 @@ func (nm *Controller) releaseEndpointLocked(r *netRecord, ep *endpointRecord) {
 	delete(r.Endpoints, ep.ID)
 }
 
+// gatewayOf is the address host-gateway names for a container whose
+// primary network is r: its IPv4 gateway, or its IPv6 one on an IPv6-only
+// network ("" without a network).
+func gatewayOf(r *netRecord) string {
+	switch {
+	case r == nil:
+		return ""
+	case r.Gateway != "" && !r.NoIPv4:
+		return r.Gateway
+	default:
+		return r.Gateway6
+	}
+}
+
+// releaseIP gives an IPv4 address back (none on an IPv6-only network).
+func (r *netRecord) releaseIP(ip netip.Addr) {
+	if r.pool != nil && ip.IsValid() {
+		r.pool.Release(ip)
+	}
+}
+
 func (r *netRecord) interfaceConfig(ep *endpointRecord, mtu int) agentproto.InterfaceConfig {
-	ic := agentproto.InterfaceConfig{
-		Name: ep.IfName, MAC: ep.MAC, MTU: r.mtu(mtu),
-		Addresses: []string{netip.PrefixFrom(netip.MustParseAddr(ep.IP), r.pool.Subnet().Bits()).String()},
+	ic := agentproto.InterfaceConfig{Name: ep.IfName, MAC: ep.MAC, MTU: r.mtu(mtu)}
+	if ep.IP != "" && r.pool != nil {
+		ic.Addresses = append(ic.Addresses, netip.PrefixFrom(netip.MustParseAddr(ep.IP), r.pool.Subnet().Bits()).String())
 	}
 	if ep.IP6 != "" && r.pool6 != nil {
 		ic.Addresses = append(ic.Addresses, netip.PrefixFrom(netip.MustParseAddr(ep.IP6), r.pool6.Subnet().Bits()).String())
 	}
 	if ep.DefaultRoute {
-		ic.Gateway = r.Gateway
+		if ep.IP != "" {
+			ic.Gateway = r.Gateway
+		}
 		if ep.IP6 != "" && r.pool6 != nil {
 			ic.Gateway6 = r.Gateway6
 		}
@@ -310,7 +342,11 @@ func (nm *Controller) startProxiesLocked(cid string, bindings []jnet.PortBinding
 		if ep == nil {
 			return netip.Addr{}, false
 		}
-		a, err := netip.ParseAddr(ep.IP)
+		s := ep.IP
+		if s == "" {
+			s = ep.IP6 // IPv6 only
+		}
+		a, err := netip.ParseAddr(s)
 		return a, err == nil
 	}
 	var bound []jnet.PortBinding
@@ -414,17 +450,20 @@ func containerHosts(c *Container, ep *endpointRecord, r *netRecord) string {
 	if c.Config.Domainname != "" {
 		name = c.Config.Hostname + "." + c.Config.Domainname + "\t" + c.Config.Hostname
 	}
-	own := ep.IP + "\t" + name + "\n"
+	own := ""
+	if ep.IP != "" {
+		own = ep.IP + "\t" + name + "\n"
+	}
 	if ep.IP6 != "" {
 		// As dockerd: the IPv6 address names the container too.
 		own += ep.IP6 + "\t" + name + "\n"
 	}
 	h = strings.Replace(h, "127.0.1.1\t"+c.Config.Hostname+"\n", own, 1)
-	if r != nil && r.Gateway != "" {
+	if gw := gatewayOf(r); gw != "" {
 		var out []string
 		for _, line := range strings.SplitAfter(h, "\n") {
 			if rest, ok := strings.CutPrefix(line, "host-gateway\t"); ok {
-				line = r.Gateway + "\t" + rest
+				line = gw + "\t" + rest
 			}
 			out = append(out, line)
 		}
@@ -459,7 +498,7 @@ func (nm *Controller) resolvConfFor(c *Container, primary *netRecord) string {
 	dns, search, opts := nm.containerDNS(c)
 	switch {
 	case primary != nil && !primary.isDefaultBridge() && primary.dns != nil:
-		rc.Nameservers = []string{primary.Gateway}
+		rc.Nameservers = []string{primary.dnsAddr().String()}
 	case len(dns) > 0:
 		rc.Nameservers = append([]string(nil), dns...)
 	default:
@@ -474,7 +513,7 @@ func (nm *Controller) resolvConfFor(c *Container, primary *netRecord) string {
 	if len(opts) > 0 {
 		rc.Options = opts
 	}
-	if len(rc.Nameservers) == 1 && primary != nil && rc.Nameservers[0] == primary.Gateway && primary.dns != nil {
+	if len(rc.Nameservers) == 1 && primary != nil && primary.dns != nil && rc.Nameservers[0] == primary.dnsAddr().String() {
 		// As dockerd with its embedded DNS: names without dots are
 		// container names, not to be tried with the search domains first.
 		hasNdots := false
@@ -847,9 +886,11 @@ func (nm *Controller) FillSettings(c *Container, hc *container.HostConfig, ns *c
 				continue
 			}
 			es.EndpointID = ep.ID
-			es.Gateway = r.Gateway
-			es.IPAddress = ep.IP
-			es.IPPrefixLen = r.pool.Subnet().Bits()
+			if ep.IP != "" && r.pool != nil {
+				es.Gateway = r.Gateway
+				es.IPAddress = ep.IP
+				es.IPPrefixLen = r.pool.Subnet().Bits()
+			}
 			es.MacAddress = ep.MAC
 			if ep.IP6 != "" && r.pool6 != nil {
 				es.GlobalIPv6Address = ep.IP6
@@ -859,7 +900,7 @@ func (nm *Controller) FillSettings(c *Container, hc *container.HostConfig, ns *c
 			if !r.isDefaultBridge() {
 				es.DNSNames = dnsNames(c, ep)
 			}
-			if r.isDefaultBridge() || (ep.DefaultRoute && ns.IPAddress == "") {
+			if r.isDefaultBridge() || (ep.DefaultRoute && ns.IPAddress == "" && r.pool != nil) {
 				ns.DefaultNetworkSettings = container.DefaultNetworkSettings{
 					EndpointID: ep.ID, Gateway: r.Gateway, IPAddress: ep.IP,
 					IPPrefixLen: r.pool.Subnet().Bits(), MacAddress: ep.MAC,

@@ -304,3 +304,58 @@ func TestGatewayEndpointOrder(t *testing.T) {
 		t.Fatalf("gateway = %s, want zzz-dual", gw())
 	}
 }
+
+func TestIPv6OnlyNetwork(t *testing.T) {
+	d := netTestEnv(t)
+	ctx := context.Background()
+	req := createReq("only6", true, "10.9.0.0/24", "fd00:66::/64")
+	req.EnableIPv4 = boolPtr(false)
+	res, err := d.net.Create(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ni, _ := d.net.Inspect(ctx, res.ID, network.InspectOptions{})
+	if ni.EnableIPv4 || !ni.EnableIPv6 || len(ni.IPAM.Config) != 1 || ni.IPAM.Config[0].Subnet != "fd00:66::/64" {
+		t.Fatalf("IPv6-only inspect = %+v", ni)
+	}
+	// The IPv4 subnet was ignored, so the next network takes the first
+	// pool as if none existed.
+	r2, err := d.net.Create(ctx, createReq("v4", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ni, _ := d.net.Inspect(ctx, r2.ID, network.InspectOptions{}); ni.IPAM.Config[0].Subnet != "172.18.0.0/16" {
+		t.Fatalf("next IPv4 network = %v", ni.IPAM.Config)
+	}
+	r := d.net.byNameLocked("only6")
+	if r.pool != nil || r.pool6 == nil || r.dnsAddr().String() != "fd00:66::1" || len(r.gatewayPrefixes()) != 1 {
+		t.Fatalf("record = %+v", r)
+	}
+	c := testContainer(t, d, "web")
+	c.Running = true
+	c.Config.Hostname = "webhost"
+	c.HostConfig.NetworkMode = "only6"
+	c.NetConfig = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"only6": {}}}
+	ip6, _ := r.pool6.Allocate()
+	ep := &endpointRecord{ID: strings.Repeat("f", 64), ContainerID: c.ID, IP6: ip6.String(), MAC: jnet.RandomMAC(), IfName: "eth0", DefaultRoute: true}
+	r.Endpoints[ep.ID] = ep
+	ic := r.interfaceConfig(ep, 1500)
+	if strings.Join(ic.Addresses, ",") != "fd00:66::2/64" || ic.Gateway != "" || ic.Gateway6 != "fd00:66::1" {
+		t.Fatalf("interface config = %+v", ic)
+	}
+	ns := &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{}}
+	d.net.FillSettings(c, &container.HostConfig{NetworkMode: "only6"}, ns)
+	if es := ns.Networks["only6"]; es == nil || es.IPAddress != "" || es.GlobalIPv6Address != "fd00:66::2" || es.IPv6Gateway != "fd00:66::1" {
+		t.Fatalf("inspect endpoint = %+v", es)
+	}
+	if h := containerHosts(c, ep, r); !strings.Contains(h, "fd00:66::2\twebhost\n") || strings.Contains(h, "127.0.1.1") {
+		t.Fatalf("hosts:\n%s", h)
+	}
+	if ni, _ := d.net.Inspect(ctx, "only6", network.InspectOptions{}); ni.Containers[c.ID].IPv4Address != "" || ni.Containers[c.ID].IPv6Address != "fd00:66::2/64" {
+		t.Fatalf("network inspect containers = %+v", ni.Containers)
+	}
+	d.net.releaseEndpointLocked(r, ep)
+	if r.pool6.InUse(ip6) {
+		t.Fatal("address kept")
+	}
+}
