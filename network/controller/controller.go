@@ -126,18 +126,18 @@ type netRecord struct {
 	UserIPAM bool `json:"userIpam,omitempty"`
 	// IPv6 configuration (--ipv6): the subnet (given, or a /64 of the
 	// IPv6 pools), its gateway on the bridge, range and aux addresses.
-	EnableIPv6 bool              `json:"enableIpv6,omitempty"`
+	EnableIPv6 bool `json:"enableIpv6,omitempty"`
 	// NoIPv4: an IPv6-only network (--ipv4=false): no IPv4 subnet.
-	NoIPv4     bool              `json:"noIpv4,omitempty"`
-	Subnet6    string            `json:"subnet6,omitempty"`
-	Gateway6   string            `json:"gateway6,omitempty"`
-	IPRange6   string            `json:"ipRange6,omitempty"`
-	Aux6       map[string]string `json:"aux6,omitempty"`
-	UserIPAM6  bool              `json:"userIpam6,omitempty"`
-	LastIP6    string            `json:"lastIp6,omitempty"`
-	Bridge     string            `json:"bridge,omitempty"`
-	MTU        int               `json:"mtu,omitempty"`
-	LastIP     string            `json:"lastIp,omitempty"`
+	NoIPv4    bool              `json:"noIpv4,omitempty"`
+	Subnet6   string            `json:"subnet6,omitempty"`
+	Gateway6  string            `json:"gateway6,omitempty"`
+	IPRange6  string            `json:"ipRange6,omitempty"`
+	Aux6      map[string]string `json:"aux6,omitempty"`
+	UserIPAM6 bool              `json:"userIpam6,omitempty"`
+	LastIP6   string            `json:"lastIp6,omitempty"`
+	Bridge    string            `json:"bridge,omitempty"`
+	MTU       int               `json:"mtu,omitempty"`
+	LastIP    string            `json:"lastIp,omitempty"`
 	// Endpoints are the running containers' attachments, by endpoint ID.
 	Endpoints map[string]*endpointRecord `json:"endpoints,omitempty"`
 
