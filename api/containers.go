@@ -136,6 +136,15 @@ func (s *Server) postContainersCreate(ctx context.Context, w http.ResponseWriter
 	if versions.LessThan(version, "1.43") {
 		hostCfg.Annotations = nil // added in API 1.43
 	}
+	if versions.LessThan(version, "1.48") {
+		// Gateway priorities came with API 1.48; before, every endpoint
+		// had the same (dockerd resets the field).
+		for _, es := range netCfg.EndpointsConfig {
+			if es != nil {
+				es.GwPriority = 0
+			}
+		}
+	}
 	if versions.LessThan(version, "1.44") && len(netCfg.EndpointsConfig) > 1 {
 		// Several networks at create came with API 1.44.
 		l := make([]string, 0, len(netCfg.EndpointsConfig))

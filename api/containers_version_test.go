@@ -50,6 +50,15 @@ func TestContainerCreateVersionAdjustments(t *testing.T) {
 		t.Fatalf("1.44 multiple endpoints: %d %s", code, body)
 	}
 
+	// Gateway priorities came with API 1.48: reset before, as dockerd.
+	prio := `{"Image":"busybox","NetworkingConfig":{"EndpointsConfig":{"net1":{"GwPriority":100}}}}`
+	if code, body := create("v1.47", "", prio); code != 201 || e.fake.lastNetConfig.EndpointsConfig["net1"].GwPriority != 0 {
+		t.Fatalf("1.47 GwPriority kept: %d %s", code, body)
+	}
+	if code, body := create("v1.48", "", prio); code != 201 || e.fake.lastNetConfig.EndpointsConfig["net1"].GwPriority != 100 {
+		t.Fatalf("1.48 GwPriority lost: %d %s", code, body)
+	}
+
 	// The platform query is parsed and handed to the backend (1.41 on).
 	if code, body := create("v1.51", "?platform=linux/arm64/v8", `{"Image":"busybox"}`); code != 201 || e.fake.lastPlatform == nil ||
 		e.fake.lastPlatform.OS != "linux" || e.fake.lastPlatform.Architecture != "arm64" {

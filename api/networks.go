@@ -7,6 +7,7 @@ import (
 
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/errdefs"
 )
 
@@ -62,6 +63,10 @@ func (s *Server) getNetworkInspect(ctx context.Context, w http.ResponseWriter, r
 }
 
 func (s *Server) postNetworksCreate(ctx context.Context, w http.ResponseWriter, _ map[string]string, req *network.CreateRequest) error {
+	if versions.LessThan(VersionFromContext(ctx), "1.48") {
+		// EnableIPv4 came with API 1.48 (dockerd drops it before).
+		req.EnableIPv4 = nil
+	}
 	resp, err := s.backend.NetworkCreate(ctx, *req)
 	if err != nil {
 		return err

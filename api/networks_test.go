@@ -16,11 +16,13 @@ import (
 // netFake adds a NetworkBackend to the fake backend.
 type netFake struct {
 	*fakeBackend
-	calls []string
+	calls    []string
+	lastIPv4 *bool // EnableIPv4 of the last create
 }
 
 func (n *netFake) NetworkCreate(ctx context.Context, req network.CreateRequest) (network.CreateResponse, error) {
 	n.calls = append(n.calls, "create "+req.Name+" "+req.Driver)
+	n.lastIPv4 = req.EnableIPv4
 	if req.Name == "dup" {
 		return network.CreateResponse{}, errdefs.Conflict(fmt.Errorf("network with name dup already exists"))
 	}
@@ -102,5 +104,24 @@ func TestNetworkRoutes(t *testing.T) {
 	wantJ, _ := json.Marshal(want)
 	if string(got) != string(wantJ) {
 		t.Fatalf("calls:\n%s\nwant\n%s", got, wantJ)
+	}
+}
+
+// EnableIPv4 came with API 1.48: dropped before, as dockerd does.
+func TestNetworkCreateEnableIPv4Version(t *testing.T) {
+	e := newTestEnv(t)
+	nf := &netFake{fakeBackend: newFakeBackend()}
+	hs := httptest.NewServer(NewServer(nf, Options{Logger: testLogger(t)}).Handler())
+	t.Cleanup(hs.Close)
+	e.hs = hs
+	for v, want := range map[string]string{"1.47": "<nil>", "1.48": "false"} {
+		resp, body := e.do("POST", "/v"+v+"/networks/create", `{"Name":"n","EnableIPv4":false,"EnableIPv6":true}`)
+		got := "<nil>"
+		if nf.lastIPv4 != nil {
+			got = fmt.Sprint(*nf.lastIPv4)
+		}
+		if resp.StatusCode != 201 || got != want {
+			t.Errorf("API %s: %d %s, EnableIPv4 %s, want %s", v, resp.StatusCode, body, got, want)
+		}
 	}
 }

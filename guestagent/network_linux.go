@@ -136,6 +136,12 @@ func (a *agent) configureInterface(cfg agentproto.InterfaceConfig, adoptByName b
 		if err != nil {
 			return fmt.Errorf("address %q: %w", s, err)
 		}
+		if addr.IP.To4() == nil {
+			// The host's IPAM made the address unique on the network:
+			// no duplicate address detection, so that it is usable at
+			// once rather than "tentative" for a second (as dockerd).
+			addr.Flags |= unix.IFA_F_NODAD
+		}
 		if err := netlink.AddrReplace(l, addr); err != nil {
 			return fmt.Errorf("add address %s: %w", s, err)
 		}
@@ -143,17 +149,37 @@ func (a *agent) configureInterface(cfg agentproto.InterfaceConfig, adoptByName b
 	if err := netlink.LinkSetUp(l); err != nil {
 		return fmt.Errorf("set up: %w", err)
 	}
-	if cfg.Gateway != "" {
-		gw := net.ParseIP(cfg.Gateway)
-		if gw == nil {
-			return fmt.Errorf("invalid gateway %q", cfg.Gateway)
+	for _, gwStr := range []string{cfg.Gateway, cfg.Gateway6} {
+		if gwStr == "" {
+			continue
 		}
-		r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw}
-		if err := netlink.RouteAdd(r); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("default route via %s: %w", cfg.Gateway, err)
+		if err := setDefaultRoute(l, gwStr); err != nil {
+			return err
 		}
 	}
-	a.debugf("interface %s: mac %s, %v, gateway %q", cfg.Name, cfg.MAC, cfg.Addresses, cfg.Gateway)
+	a.debugf("interface %s: mac %s, %v, gateway %q, gateway6 %q", cfg.Name, cfg.MAC, cfg.Addresses, cfg.Gateway, cfg.Gateway6)
+	return nil
+}
+
+// setDefaultRoute makes the default route of gw's family go via gw on l,
+// replacing one through another interface (the host moves the default
+// route when a network with a higher priority is connected).
+func setDefaultRoute(l netlink.Link, gwStr string) error {
+	gw := net.ParseIP(gwStr)
+	if gw == nil {
+		return fmt.Errorf("invalid gateway %q", gwStr)
+	}
+	r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw}
+	if gw.To4() == nil {
+		r.Family = netlink.FAMILY_V6
+		r.Dst = &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
+	} else {
+		r.Family = netlink.FAMILY_V4
+		r.Dst = &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
+	}
+	if err := netlink.RouteReplace(r); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("default route via %s: %w", gwStr, err)
+	}
 	return nil
 }
 

@@ -19,9 +19,9 @@ import (
 
 // Names resolves names local to one network for the embedded DNS server.
 type Names interface {
-	// LookupName returns the IPv4 addresses of a container name, network
-	// alias or short container ID on the network (name is lower case,
-	// without the trailing dot); none if it is not local.
+	// LookupName returns the addresses (IPv4 and IPv6) of a container
+	// name, network alias or short container ID on the network (name is
+	// lower case, without the trailing dot); none if it is not local.
 	LookupName(name string) []netip.Addr
 	// LookupAddr returns the name for a container address on the network.
 	LookupAddr(a netip.Addr) (string, bool)
@@ -141,17 +141,24 @@ func (s *DNSServer) answer(w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
 				m.SetReply(req)
 				m.Authoritative = true
 				m.RecursionAvailable = true
-				if q.Qtype != dns.TypeAAAA {
-					for _, a := range addrs {
+				for _, a := range addrs {
+					switch {
+					case a.Is4() && q.Qtype != dns.TypeAAAA:
 						m.Answer = append(m.Answer, &dns.A{
 							Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: DNSTTL},
 							A:   net.IP(a.AsSlice()),
 						})
+					case a.Is6() && q.Qtype != dns.TypeA:
+						m.Answer = append(m.Answer, &dns.AAAA{
+							Hdr:  dns.RR_Header{Name: q.Name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: DNSTTL},
+							AAAA: net.IP(a.AsSlice()),
+						})
 					}
 				}
-				// AAAA of a local name: no IPv6 addresses, but the
-				// name exists (NOERROR, no answer), so the client
-				// does not ask the upstream.
+				// A name without an address of the asked family (AAAA
+				// on an IPv4-only network, A on an IPv6-only one) still
+				// exists: NOERROR without an answer, so the client does
+				// not ask the upstream.
 				return m
 			}
 		case dns.TypePTR:
@@ -208,6 +215,27 @@ func (s *DNSServer) forward(w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
 
 // ptrAddr parses "4.3.2.1.in-addr.arpa" into 1.2.3.4.
 func ptrAddr(name string) (netip.Addr, bool) {
+	if rest, ok := strings.CutSuffix(name, ".ip6.arpa"); ok {
+		// 32 nibbles, lowest first.
+		nib := strings.Split(rest, ".")
+		if len(nib) != 32 {
+			return netip.Addr{}, false
+		}
+		var b [16]byte
+		for i, p := range nib {
+			n, err := strconv.ParseUint(p, 16, 4)
+			if err != nil || len(p) != 1 {
+				return netip.Addr{}, false
+			}
+			j := 31 - i
+			if j%2 == 0 {
+				b[j/2] |= byte(n) << 4
+			} else {
+				b[j/2] |= byte(n)
+			}
+		}
+		return netip.AddrFrom16(b), true
+	}
 	rest, ok := strings.CutSuffix(name, ".in-addr.arpa")
 	if !ok {
 		return netip.Addr{}, false

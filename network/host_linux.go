@@ -18,6 +18,7 @@ import (
 	// github.com/vishvananda/netlink: bridges, taps, addresses, routes and
 	// link aliases over rtnetlink without shelling out to ip(8).
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // OwnerPrefix starts the alias (IFLA_IFALIAS) jevm puts on every bridge
@@ -38,17 +39,29 @@ type Host struct {
 	// ipt is nil when the daemon must not touch iptables (dockerd's
 	// --iptables=false): the firewall methods then do nothing.
 	ipt *iptables.IPTables
-	mu  sync.Mutex // serialises iptables changes (check then add)
+	// ipt6 runs ip6tables for IPv6 networks; nil without a firewall or
+	// where the host has no ip6tables (IPv6 networks then get addresses
+	// and routes but no NAT or forwarding rules).
+	ipt6 *iptables.IPTables
+	mu   sync.Mutex // serialises iptables changes (check then add)
 }
 
-// NewHost checks that iptables is usable.
+// NewHost checks that iptables is usable (and ip6tables, for IPv6
+// networks; its absence is not an error).
 func NewHost() (*Host, error) {
 	ipt, err := iptables.NewWithProtocol(iptables.ProtocolIPv4)
 	if err != nil {
 		return nil, fmt.Errorf("iptables: %w", err)
 	}
-	return &Host{ipt: ipt}, nil
+	h := &Host{ipt: ipt}
+	if ipt6, err := iptables.NewWithProtocol(iptables.ProtocolIPv6); err == nil {
+		h.ipt6 = ipt6
+	}
+	return h, nil
 }
+
+// Firewall6 reports whether h installs ip6tables rules.
+func (h *Host) Firewall6() bool { return h.ipt6 != nil }
 
 // NewHostWithoutFirewall is a Host that makes bridges and taps but never
 // runs iptables (dockerd's --iptables=false), so it needs no iptables
@@ -69,9 +82,10 @@ func LinkOwner(name string) (string, bool) {
 }
 
 // EnsureBridge creates (or adopts, if it exists with the same owner alias)
-// the bridge name with gateway/prefix as its address, and sets it up. A
-// link of that name owned by someone else is an error.
-func (h *Host) EnsureBridge(name, owner string, gateway netip.Prefix, mtu int) error {
+// the bridge name with exactly the gateway/prefix addresses (one IPv4, one
+// IPv6, or both; the kernel's IPv6 link-local address stays), and sets it
+// up. A link of that name owned by someone else is an error.
+func (h *Host) EnsureBridge(name, owner string, gateways []netip.Prefix, mtu int) error {
 	l, err := netlink.LinkByName(name)
 	if err == nil {
 		if l.Attrs().Alias != owner {
@@ -98,23 +112,38 @@ func (h *Host) EnsureBridge(name, owner string, gateway netip.Prefix, mtu int) e
 			return fmt.Errorf("bridge %s: set alias: %w", name, err)
 		}
 	}
-	// Exactly the gateway address (a re-picked subnet replaces an old one).
-	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	// Exactly the gateway addresses (a re-picked subnet replaces an old
+	// one). IPv6 ones skip duplicate address detection, as the bridge's
+	// address is ours alone and must be usable at once.
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {
 		return fmt.Errorf("bridge %s: list addresses: %w", name, err)
 	}
-	want := &net.IPNet{IP: net.IP(gateway.Addr().AsSlice()), Mask: net.CIDRMask(gateway.Bits(), 32)}
-	have := false
+	want := map[string]*netlink.Addr{}
+	for _, gw := range gateways {
+		bits := 32
+		if gw.Addr().Is6() {
+			bits = 128
+		}
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(gw.Addr().AsSlice()), Mask: net.CIDRMask(gw.Bits(), bits)}}
+		if gw.Addr().Is6() {
+			a.Flags = unix.IFA_F_NODAD
+		}
+		want[a.IPNet.String()] = a
+	}
 	for _, a := range addrs {
-		if a.IPNet.String() == want.String() {
-			have = true
+		if a.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		if want[a.IPNet.String()] != nil {
+			delete(want, a.IPNet.String())
 			continue
 		}
 		_ = netlink.AddrDel(l, &a)
 	}
-	if !have {
-		if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: want}); err != nil {
-			return fmt.Errorf("bridge %s: add address %s: %w", name, gateway, err)
+	for s, a := range want {
+		if err := netlink.AddrAdd(l, a); err != nil {
+			return fmt.Errorf("bridge %s: add address %s: %w", name, s, err)
 		}
 	}
 	if err := netlink.LinkSetUp(l); err != nil {
@@ -207,10 +236,11 @@ func OwnedLinks(prefix string) (map[string]string, error) {
 	return out, nil
 }
 
-// Routes are the host's IPv4 routes other than default routes and the
-// routes of exclude (our own bridges): a new subnet must overlap none.
+// Routes are the host's IPv4 and IPv6 routes other than default routes,
+// IPv6 link-local and multicast routes, and the routes of exclude (our own
+// bridges): a new subnet must overlap none.
 func Routes(exclude map[string]bool) ([]netip.Prefix, error) {
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, err
 	}
@@ -229,8 +259,12 @@ func Routes(exclude map[string]bool) ([]netip.Prefix, error) {
 		if ones == 0 {
 			continue
 		}
-		a, ok := netip.AddrFromSlice(r.Dst.IP.To4())
-		if !ok {
+		ip := r.Dst.IP
+		if v4 := ip.To4(); v4 != nil {
+			ip = v4
+		}
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok || a.IsLinkLocalUnicast() || a.IsMulticast() {
 			continue
 		}
 		out = append(out, netip.PrefixFrom(a, ones).Masked())
@@ -238,7 +272,22 @@ func Routes(exclude map[string]bool) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-const ipForwardPath = "/proc/sys/net/ipv4/ip_forward"
+const (
+	ipForwardPath  = "/proc/sys/net/ipv4/ip_forward"
+	ip6ForwardPath = "/proc/sys/net/ipv6/conf/all/forwarding"
+)
+
+// EnableIP6Forward turns on IPv6 forwarding for IPv6 networks, as dockerd
+// does (and leaves it on). Like dockerd, it warns nobody that a host that
+// takes its own address from router advertisements needs accept_ra=2
+// then; docs/NETWORKING.md says so.
+func EnableIP6Forward() error {
+	b, err := os.ReadFile(ip6ForwardPath)
+	if err == nil && strings.TrimSpace(string(b)) == "1" {
+		return nil
+	}
+	return os.WriteFile(ip6ForwardPath, []byte("1\n"), 0o644)
+}
 
 // EnableIPForward turns on IPv4 forwarding (needed for NAT), as dockerd
 // does; it is left on.
@@ -259,7 +308,11 @@ func IPForwardEnabled() bool {
 // FirewallSpec says what rules a bridge network needs.
 type FirewallSpec struct {
 	Bridge string
-	Subnet netip.Prefix
+	// Subnet is the IPv4 subnet (invalid on an IPv6-only network),
+	// Subnet6 the IPv6 one (invalid without IPv6): each family gets its
+	// rules in its own tool (iptables, ip6tables).
+	Subnet  netip.Prefix
+	Subnet6 netip.Prefix
 	// Internal networks reach nothing outside the bridge and nothing
 	// outside reaches them.
 	Internal bool
@@ -272,16 +325,30 @@ func ruleComment(bridge string) string { return OwnerPrefix + bridge }
 type rule struct {
 	table, chain string
 	spec         []string
+	v6           bool // an ip6tables rule
 }
 
+// rules are the rules of both families: the forwarding rules per family
+// that the network has, and the MASQUERADE of each subnet.
 func (s FirewallSpec) rules() []rule {
+	var rs []rule
+	if s.Subnet.IsValid() || !s.Subnet6.IsValid() {
+		rs = append(rs, s.familyRules(s.Subnet, false)...)
+	}
+	if s.Subnet6.IsValid() {
+		rs = append(rs, s.familyRules(s.Subnet6, true)...)
+	}
+	return rs
+}
+
+func (s FirewallSpec) familyRules(subnet netip.Prefix, v6 bool) []rule {
 	c := []string{"-m", "comment", "--comment", ruleComment(s.Bridge)}
 	with := func(spec ...string) []string { return append(spec, c...) }
 	var rs []rule
 	if s.Internal {
 		rs = append(rs,
-			rule{"filter", "FORWARD", with("-i", s.Bridge, "!", "-o", s.Bridge, "-j", "DROP")},
-			rule{"filter", "FORWARD", with("-o", s.Bridge, "!", "-i", s.Bridge, "-j", "DROP")},
+			rule{table: "filter", chain: "FORWARD", v6: v6, spec: with("-i", s.Bridge, "!", "-o", s.Bridge, "-j", "DROP")},
+			rule{table: "filter", chain: "FORWARD", v6: v6, spec: with("-o", s.Bridge, "!", "-i", s.Bridge, "-j", "DROP")},
 		)
 		return rs
 	}
@@ -292,13 +359,13 @@ func (s FirewallSpec) rules() []rule {
 	// chain ends up in the reverse of this order: same-bridge accept, drop
 	// to other jevm bridges, accept the rest, accept replies.
 	rs = append(rs,
-		rule{"filter", "FORWARD", with("-o", s.Bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")},
-		rule{"filter", "FORWARD", with("-i", s.Bridge, "-j", "ACCEPT")},
-		rule{"filter", "FORWARD", with("-i", s.Bridge, "-o", BridgePrefix+"+", "-j", "DROP")},
-		rule{"filter", "FORWARD", with("-i", s.Bridge, "-o", s.Bridge, "-j", "ACCEPT")},
+		rule{table: "filter", chain: "FORWARD", v6: v6, spec: with("-o", s.Bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")},
+		rule{table: "filter", chain: "FORWARD", v6: v6, spec: with("-i", s.Bridge, "-j", "ACCEPT")},
+		rule{table: "filter", chain: "FORWARD", v6: v6, spec: with("-i", s.Bridge, "-o", BridgePrefix+"+", "-j", "DROP")},
+		rule{table: "filter", chain: "FORWARD", v6: v6, spec: with("-i", s.Bridge, "-o", s.Bridge, "-j", "ACCEPT")},
 	)
-	if s.Masquerade {
-		rs = append(rs, rule{"nat", "POSTROUTING", with("-s", s.Subnet.String(), "!", "-o", s.Bridge, "-j", "MASQUERADE")})
+	if s.Masquerade && subnet.IsValid() {
+		rs = append(rs, rule{table: "nat", chain: "POSTROUTING", v6: v6, spec: with("-s", subnet.String(), "!", "-o", s.Bridge, "-j", "MASQUERADE")})
 	}
 	return rs
 }
@@ -313,7 +380,13 @@ func (h *Host) SetupFirewall(spec FirewallSpec) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, r := range spec.rules() {
-		ok, err := h.ipt.Exists(r.table, r.chain, r.spec...)
+		ipt := h.ipt
+		if r.v6 {
+			if ipt = h.ipt6; ipt == nil {
+				continue // no ip6tables on this host
+			}
+		}
+		ok, err := ipt.Exists(r.table, r.chain, r.spec...)
 		if err != nil {
 			return fmt.Errorf("iptables -t %s -C %s: %w", r.table, r.chain, err)
 		}
@@ -321,12 +394,12 @@ func (h *Host) SetupFirewall(spec FirewallSpec) error {
 			continue
 		}
 		if r.chain == "FORWARD" {
-			err = h.ipt.Insert(r.table, r.chain, 1, r.spec...)
+			err = ipt.Insert(r.table, r.chain, 1, r.spec...)
 		} else {
-			err = h.ipt.Append(r.table, r.chain, r.spec...)
+			err = ipt.Append(r.table, r.chain, r.spec...)
 		}
 		if err != nil {
-			return fmt.Errorf("iptables -t %s %s: %w", r.table, r.chain, err)
+			return fmt.Errorf("%s -t %s %s: %w", toolName(r.v6), r.table, r.chain, err)
 		}
 	}
 	return nil
@@ -341,23 +414,36 @@ func (h *Host) TeardownFirewall(bridge string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var errs []error
-	for _, tc := range [][2]string{{"nat", "POSTROUTING"}, {"filter", "FORWARD"}} {
-		list, err := h.ipt.List(tc[0], tc[1])
-		if err != nil {
-			errs = append(errs, err)
+	for _, ipt := range []*iptables.IPTables{h.ipt, h.ipt6} {
+		if ipt == nil {
 			continue
 		}
-		for _, line := range list {
-			spec, ok := ownRule(line, tc[1], ruleComment(bridge))
-			if !ok {
+		tool := toolName(ipt.Proto() == iptables.ProtocolIPv6)
+		for _, tc := range [][2]string{{"nat", "POSTROUTING"}, {"filter", "FORWARD"}} {
+			list, err := ipt.List(tc[0], tc[1])
+			if err != nil {
+				errs = append(errs, err)
 				continue
 			}
-			if err := h.ipt.Delete(tc[0], tc[1], spec...); err != nil {
-				errs = append(errs, fmt.Errorf("iptables -t %s -D %s %s: %w", tc[0], tc[1], strings.Join(spec, " "), err))
+			for _, line := range list {
+				spec, ok := ownRule(line, tc[1], ruleComment(bridge))
+				if !ok {
+					continue
+				}
+				if err := ipt.Delete(tc[0], tc[1], spec...); err != nil {
+					errs = append(errs, fmt.Errorf("%s -t %s -D %s %s: %w", tool, tc[0], tc[1], strings.Join(spec, " "), err))
+				}
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func toolName(v6 bool) string {
+	if v6 {
+		return "ip6tables"
+	}
+	return "iptables"
 }
 
 // ownRule parses a line of iptables -S ("-A CHAIN spec...") and returns

@@ -2,6 +2,7 @@ package network
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -26,7 +27,9 @@ func TestHostBridgeTapFirewall(t *testing.T) {
 	rules := func() string {
 		a, _ := exec.Command("iptables", "-t", "nat", "-S").Output()
 		b, _ := exec.Command("iptables", "-S", "FORWARD").Output()
-		return string(a) + string(b)
+		c, _ := exec.Command("ip6tables", "-t", "nat", "-S").Output()
+		d, _ := exec.Command("ip6tables", "-S", "FORWARD").Output()
+		return string(a) + string(b) + string(c) + string(d)
 	}
 	defer func() {
 		_ = h.TeardownFirewall(br)
@@ -34,15 +37,20 @@ func TestHostBridgeTapFirewall(t *testing.T) {
 		_ = DeleteLink(br, owner)
 	}()
 
-	gw := mustPrefix("198.18.250.1/24")
-	if err := h.EnsureBridge(br, owner, gw, 1500); err != nil {
+	gw, gw6 := mustPrefix("198.18.250.1/24"), mustPrefix("fdee:1:2:3::1/64")
+	gws := []netip.Prefix{gw, gw6}
+	if err := h.EnsureBridge(br, owner, gws, 1500); err != nil {
 		t.Fatal(err)
 	}
 	// Adopting our own bridge again is fine; another owner's is refused.
-	if err := h.EnsureBridge(br, owner, gw, 1500); err != nil {
+	if err := h.EnsureBridge(br, owner, gws, 1500); err != nil {
 		t.Fatalf("re-ensure: %v", err)
 	}
-	if err := h.EnsureBridge(br, OwnerPrefix+"someone-else", gw, 1500); err == nil {
+	addrs, _ := exec.Command("ip", "-o", "addr", "show", br).Output()
+	if strings.Count(string(addrs), "198.18.250.1/24") != 1 || strings.Count(string(addrs), "fdee:1:2:3::1/64") != 1 {
+		t.Fatalf("bridge addresses:\n%s", addrs)
+	}
+	if err := h.EnsureBridge(br, OwnerPrefix+"someone-else", gws, 1500); err == nil {
 		t.Fatal("adopted a bridge with another owner")
 	}
 	if err := CreateTap(tap, owner, br, 1500); err != nil {
@@ -67,10 +75,14 @@ func TestHostBridgeTapFirewall(t *testing.T) {
 	for _, r := range routes {
 		found = found || r == mustPrefix("198.18.250.0/24")
 	}
-	if !found {
-		t.Fatalf("bridge route missing from %v", routes)
+	found6 := false
+	for _, r := range routes {
+		found6 = found6 || r == mustPrefix("fdee:1:2:3::/64")
 	}
-	spec := FirewallSpec{Bridge: br, Subnet: gw.Masked(), Masquerade: true}
+	if !found || !found6 {
+		t.Fatalf("bridge routes missing from %v", routes)
+	}
+	spec := FirewallSpec{Bridge: br, Subnet: gw.Masked(), Subnet6: gw6.Masked(), Masquerade: true}
 	for i := 0; i < 2; i++ { // idempotent
 		if err := h.SetupFirewall(spec); err != nil {
 			t.Fatal(err)
@@ -79,6 +91,12 @@ func TestHostBridgeTapFirewall(t *testing.T) {
 	nat, _ := exec.Command("iptables", "-t", "nat", "-S", "POSTROUTING").Output()
 	if strings.Count(string(nat), "jevm:"+br) != 1 {
 		t.Fatalf("nat rules:\n%s", nat)
+	}
+	if h.Firewall6() {
+		nat6, _ := exec.Command("ip6tables", "-t", "nat", "-S", "POSTROUTING").Output()
+		if strings.Count(string(nat6), "jevm:"+br) != 1 || !strings.Contains(string(nat6), "fdee:1:2:3::/64") {
+			t.Fatalf("ip6tables nat rules:\n%s", nat6)
+		}
 	}
 	// Switching to internal: teardown removes whatever was there.
 	if err := h.TeardownFirewall(br); err != nil {

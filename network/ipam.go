@@ -7,6 +7,8 @@
 package network
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"iter"
@@ -23,24 +25,33 @@ type AddressPool struct {
 	Size int
 }
 
-// Validate checks that the pool can be split: an IPv4 base without host
-// bits, and Size between the base's prefix length and 30 (a /31 or /32
-// has no room for a gateway and a container).
+// Validate checks that the pool can be split: a base without host bits,
+// and Size between the base's prefix length and 30 for IPv4 (a /31 or /32
+// has no room for a gateway and a container) or 126 for IPv6. IPv6 pools
+// give the subnets of IPv6 networks (as dockerd's: an admin's IPv6 pool
+// replaces the ULA pool jevm derives otherwise).
 func (p AddressPool) Validate() error {
+	maxSize := 30
+	if p.Base.IsValid() && p.Base.Addr().Is6() {
+		maxSize = 126
+	}
 	switch {
 	case !p.Base.IsValid():
 		return errors.New("the base is not a CIDR prefix (such as 10.10.0.0/16)")
-	case !p.Base.Addr().Is4():
-		return errors.New("only IPv4 pools are supported by jevm")
+	case p.Base.Addr().Is4In6():
+		return errors.New("an IPv4-mapped IPv6 base is not a pool")
 	case p.Base != p.Base.Masked():
 		return fmt.Errorf("the base has host bits set (did you mean %s?)", p.Base.Masked())
 	case p.Size < p.Base.Bits():
 		return fmt.Errorf("size %d is smaller than the base's prefix length %d", p.Size, p.Base.Bits())
-	case p.Size > 30:
-		return fmt.Errorf("size %d is larger than 30: a network needs room for a gateway and a container", p.Size)
+	case p.Size > maxSize:
+		return fmt.Errorf("size %d is larger than %d: a network needs room for a gateway and a container", p.Size, maxSize)
 	}
 	return nil
 }
+
+// Is6 reports whether p is an IPv6 pool.
+func (p AddressPool) Is6() bool { return p.Base.Addr().Is6() }
 
 // String is dockerd's flag syntax.
 func (p AddressPool) String() string { return fmt.Sprintf("base=%s,size=%d", p.Base, p.Size) }
@@ -62,14 +73,15 @@ var DefaultAddressPools = func() []AddressPool {
 // the next free ones.
 var DefaultPools = slices.Collect(ExpandPools(DefaultAddressPools))
 
-// ExpandPools yields the candidate subnets of pools in order: each base
-// split into /Size subnets from its lowest address up. The sequence is
-// generated lazily, since a pool such as 10.0.0.0/8 in /30s has four
-// million subnets. Pools that fail Validate are skipped.
+// ExpandPools yields the candidate subnets of the IPv4 pools in order:
+// each base split into /Size subnets from its lowest address up. The
+// sequence is generated lazily, since a pool such as 10.0.0.0/8 in /30s
+// has four million subnets. Pools that fail Validate, and IPv6 pools, are
+// skipped.
 func ExpandPools(pools []AddressPool) iter.Seq[netip.Prefix] {
 	return func(yield func(netip.Prefix) bool) {
 		for _, p := range pools {
-			if p.Validate() != nil {
+			if p.Validate() != nil || p.Is6() {
 				continue
 			}
 			start, end, step := poolBounds(p)
@@ -122,10 +134,10 @@ next:
 // PickPoolSubnet is PickSubnetFrom(ExpandPools(pools), taken), but it
 // jumps over the candidates a wide taken prefix covers instead of trying
 // them one by one: a host route over 10.0.0.0/8 must not cost four million
-// steps for a pool of /30s.
+// steps for a pool of /30s. IPv6 pools are skipped (PickPoolSubnet6).
 func PickPoolSubnet(pools []AddressPool, taken []netip.Prefix) (netip.Prefix, error) {
 	for _, p := range pools {
-		if p.Validate() != nil {
+		if p.Validate() != nil || p.Is6() {
 			continue
 		}
 		start, end, step := poolBounds(p)
@@ -153,6 +165,52 @@ func PickPoolSubnet(pools []AddressPool, taken []netip.Prefix) (netip.Prefix, er
 	return netip.Prefix{}, ErrPoolsExhausted
 }
 
+// PickPoolSubnet6 returns the first /Size subnet of the IPv6 pools, in
+// order, that overlaps none of taken, jumping over what a taken prefix
+// covers (a /48 pool has 65536 /64s).
+func PickPoolSubnet6(pools []AddressPool, taken []netip.Prefix) (netip.Prefix, error) {
+	for _, p := range pools {
+		if p.Validate() != nil || !p.Is6() {
+			continue
+		}
+		cand := netip.PrefixFrom(p.Base.Addr(), p.Size)
+		for cand.IsValid() && p.Base.Contains(cand.Addr()) {
+			widest, hit := cand, false
+			for _, t := range taken {
+				if Overlaps(cand, t) {
+					hit = true
+					if t.Bits() < widest.Bits() {
+						widest = t.Masked()
+					}
+				}
+			}
+			if !hit {
+				return cand, nil
+			}
+			// The next candidate starts after the widest overlapping
+			// prefix (aligned to Size, since a prefix at least as wide
+			// as cand ends on a Size boundary).
+			next := lastAddr(widest).Next()
+			if !next.IsValid() {
+				break
+			}
+			cand = netip.PrefixFrom(next, p.Size)
+		}
+	}
+	return netip.Prefix{}, ErrPoolsExhausted
+}
+
+// ULAPool is dockerd's IPv6 pool where the admin configures none: the
+// unique local /48 fdXX:XXXX:XXXX::/48 whose 40-bit global ID comes from
+// a hash of seed (dockerd's host ID; jevm's daemon instance), split into
+// /64s.
+func ULAPool(seed string) AddressPool {
+	sum := sha256.Sum256([]byte(seed))
+	b := [16]byte{0xfd}
+	copy(b[1:6], sum[3:8]) // the 40 low bits of the hash's first 8 bytes, as dockerd
+	return AddressPool{Base: netip.PrefixFrom(netip.AddrFrom16(b), 48), Size: 64}
+}
+
 // InPools reports whether sub is one of the subnets pools expand to (for
 // telling whether a persisted subnet still comes from the configured
 // pools).
@@ -174,8 +232,8 @@ func addrFromUint(v uint32) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
-// Pool allocates the IPv4 addresses of one network's subnet. The network
-// address, the broadcast address, the gateway and reserved (auxiliary)
+// Pool allocates the addresses of one of a network's subnets (IPv4 or
+// IPv6). The network address, the broadcast address (IPv4), the gateway and reserved (auxiliary)
 // addresses are never handed out. Dynamic allocations come from Range
 // (the whole subnet by default) and go round-robin, as dockerd's do, so a
 // released address is not reused at once; static requests (--ip) may name
@@ -192,29 +250,29 @@ type Pool struct {
 // NewPool checks the subnet, the optional range (zero: the subnet) and the
 // gateway (zero: the first host address) and returns an empty pool.
 func NewPool(subnet, ipRange netip.Prefix, gateway netip.Addr) (*Pool, error) {
-	if !subnet.IsValid() || !subnet.Addr().Is4() {
-		return nil, fmt.Errorf("invalid subnet %s: only IPv4 subnets are supported", subnet)
+	if !subnet.IsValid() || subnet.Addr().Is4In6() {
+		return nil, fmt.Errorf("invalid subnet %s: not an IPv4 or IPv6 subnet", subnet)
 	}
 	if subnet != subnet.Masked() {
 		return nil, fmt.Errorf("invalid subnet %s: it has host bits set (did you mean %s?)", subnet, subnet.Masked())
 	}
-	if subnet.Bits() > 30 {
+	if (subnet.Addr().Is4() && subnet.Bits() > 30) || subnet.Bits() > 126 {
 		return nil, fmt.Errorf("invalid subnet %s: too small for a gateway and a container", subnet)
 	}
 	if !ipRange.IsValid() {
 		ipRange = subnet
 	}
 	ipRange = ipRange.Masked()
-	if !ipRange.Addr().Is4() || ipRange.Bits() < subnet.Bits() || !subnet.Contains(ipRange.Addr()) {
+	if ipRange.Addr().Is4() != subnet.Addr().Is4() || ipRange.Bits() < subnet.Bits() || !subnet.Contains(ipRange.Addr()) {
 		return nil, fmt.Errorf("invalid ip-range %s: it is not within the subnet %s", ipRange, subnet)
 	}
 	if !gateway.IsValid() {
 		gateway = subnet.Addr().Next()
 	}
-	if !gateway.Is4() || !subnet.Contains(gateway) {
+	if !subnet.Contains(gateway) {
 		return nil, fmt.Errorf("invalid gateway %s: it is not within the subnet %s", gateway, subnet)
 	}
-	if gateway == subnet.Addr() || gateway == lastAddr(subnet) {
+	if gateway == subnet.Addr() || (gateway.Is4() && gateway == lastAddr(subnet)) {
 		return nil, fmt.Errorf("invalid gateway %s: it is the network or broadcast address of %s", gateway, subnet)
 	}
 	return &Pool{
@@ -238,9 +296,11 @@ func (p *Pool) Reserve(a netip.Addr) error {
 }
 
 // usable reports whether a is a host address of the subnet that is neither
-// the gateway nor reserved.
+// the gateway nor reserved. IPv4 subnets lose their network and broadcast
+// addresses; IPv6 ones (no broadcast) their subnet-router anycast address
+// (the all-zero host part), as with dockerd.
 func (p *Pool) usable(a netip.Addr) bool {
-	return p.subnet.Contains(a) && a != p.subnet.Addr() && a != lastAddr(p.subnet) &&
+	return p.subnet.Contains(a) && a != p.subnet.Addr() && (a.Is6() || a != lastAddr(p.subnet)) &&
 		a != p.gateway && !p.reserved[a]
 }
 
@@ -285,7 +345,11 @@ func (p *Pool) Allocate() (netip.Addr, error) {
 			a = a.Next()
 		}
 		if a == start {
-			return netip.Addr{}, fmt.Errorf("no available IPv4 addresses on this network's address pools: %s", p.rng)
+			fam := "IPv4"
+			if first.Is6() {
+				fam = "IPv6"
+			}
+			return netip.Addr{}, fmt.Errorf("no available %s addresses on this network's address pools: %s", fam, p.rng)
 		}
 	}
 }
@@ -303,21 +367,47 @@ func (p *Pool) SetLast(a netip.Addr) {
 // Last is the address handed out most recently.
 func (p *Pool) Last() netip.Addr { return p.last }
 
-// lastAddr is the highest address of a prefix (the broadcast address).
+// lastAddr is the highest address of a prefix (for IPv4 the broadcast
+// address).
 func lastAddr(p netip.Prefix) netip.Addr {
-	v := addrToUint(p.Masked().Addr())
-	if host := 32 - p.Bits(); host == 32 {
-		v = ^uint32(0)
-	} else {
-		v |= (uint32(1) << host) - 1
+	a := p.Masked().Addr()
+	if a.Is4() {
+		v := addrToUint(a)
+		if host := 32 - p.Bits(); host == 32 {
+			v = ^uint32(0)
+		} else {
+			v |= (uint32(1) << host) - 1
+		}
+		return addrFromUint(v)
 	}
-	return addrFromUint(v)
+	b := a.As16()
+	for i := p.Bits(); i < 128; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return netip.AddrFrom16(b)
 }
+
+// LastAddr is the highest address of p.
+func LastAddr(p netip.Prefix) netip.Addr { return lastAddr(p) }
 
 // MACFor derives a container's MAC address from its IPv4 address as dockerd
 // does: 02:42 followed by the four address bytes (locally administered,
 // unicast, and unique per address).
 func MACFor(a netip.Addr) string {
+	if !a.Is4() {
+		return RandomMAC()
+	}
 	b := a.As4()
 	return fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3])
+}
+
+// RandomMAC is a random locally administered unicast MAC address, dockerd's
+// choice for an endpoint without an IPv4 address.
+func RandomMAC() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	b[0] = b[0]&0xfe | 0x02
+	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5])
 }

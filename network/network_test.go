@@ -209,6 +209,16 @@ func TestOwnRule(t *testing.T) {
 	if r := (FirewallSpec{Bridge: "b", Internal: true, Masquerade: true}).rules(); len(r) != 2 || r[0].spec[len(r[0].spec)-1] == "MASQUERADE" {
 		t.Fatalf("internal rules = %v", r)
 	}
+	// Dual stack: each family its own forwarding rules and MASQUERADE.
+	r = FirewallSpec{Bridge: "jevm-x", Subnet: mustPrefix("172.18.0.0/16"), Subnet6: mustPrefix("fd00:1::/64"), Masquerade: true}.rules()
+	if len(r) != 10 || r[4].v6 || !r[9].v6 || r[9].table != "nat" || strings.Join(r[9].spec[:2], " ") != "-s fd00:1::/64" {
+		t.Fatalf("dual-stack rules = %v", r)
+	}
+	// IPv6 only: no iptables rules.
+	r = FirewallSpec{Bridge: "jevm-y", Subnet6: mustPrefix("fd00:2::/64"), Masquerade: true}.rules()
+	if len(r) != 5 || !r[0].v6 || !r[4].v6 {
+		t.Fatalf("IPv6-only rules = %v", r)
+	}
 }
 
 // fakeNames is a network with containers "web" (two replicas) and "db".
@@ -218,6 +228,8 @@ func (f fakeNames) LookupName(name string) []netip.Addr {
 	switch name {
 	case "web":
 		return []netip.Addr{mustAddr("172.18.0.2"), mustAddr("172.18.0.3")}
+	case "v6":
+		return []netip.Addr{mustAddr("172.18.0.5"), mustAddr("fd00:1::5")}
 	case "db", "0123456789ab":
 		return []netip.Addr{mustAddr("172.18.0.4")}
 	}
@@ -227,6 +239,9 @@ func (f fakeNames) LookupName(name string) []netip.Addr {
 func (f fakeNames) LookupAddr(a netip.Addr) (string, bool) {
 	if a == mustAddr("172.18.0.4") {
 		return "db", true
+	}
+	if a == mustAddr("fd00:1::5") {
+		return "v6", true
 	}
 	return "", false
 }
@@ -307,6 +322,16 @@ func TestDNSServer(t *testing.T) {
 		// AAAA of a local name: NOERROR and no answer.
 		if r := query(t, netw, s.Addr(), "db.", dns.TypeAAAA); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
 			t.Fatalf("db AAAA: %v", r)
+		}
+		// A dual-stack container: A and AAAA each give their family.
+		if r := query(t, netw, s.Addr(), "v6.", dns.TypeAAAA); len(r.Answer) != 1 || r.Answer[0].(*dns.AAAA).AAAA.String() != "fd00:1::5" {
+			t.Fatalf("v6 AAAA: %v", r)
+		}
+		if r := query(t, netw, s.Addr(), "v6.", dns.TypeA); len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "172.18.0.5" {
+			t.Fatalf("v6 A: %v", r)
+		}
+		if r := query(t, netw, s.Addr(), "5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.0.0.d.f.ip6.arpa.", dns.TypePTR); len(r.Answer) != 1 || r.Answer[0].(*dns.PTR).Ptr != "v6." {
+			t.Fatalf("PTR v6: %v", r)
 		}
 		// Reverse lookup of a container.
 		if r := query(t, netw, s.Addr(), "4.0.18.172.in-addr.arpa.", dns.TypePTR); len(r.Answer) != 1 || r.Answer[0].(*dns.PTR).Ptr != "db." {

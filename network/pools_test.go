@@ -129,7 +129,9 @@ func TestAddressPoolValidate(t *testing.T) {
 		{AddressPool{Base: mustPrefix("10.10.0.0/16"), Size: 16}, ""},
 		{AddressPool{Base: mustPrefix("10.10.0.0/16"), Size: 30}, ""},
 		{AddressPool{Size: 24}, "not a CIDR prefix"},
-		{AddressPool{Base: mustPrefix("fd00::/48"), Size: 64}, "only IPv4"},
+		{AddressPool{Base: mustPrefix("fd00::/48"), Size: 64}, ""},
+		{AddressPool{Base: mustPrefix("fd00::/48"), Size: 127}, "size 127 is larger than 126"},
+		{AddressPool{Base: mustPrefix("::ffff:10.0.0.0/104"), Size: 120}, "IPv4-mapped"},
 		{AddressPool{Base: mustPrefix("10.10.1.0/16"), Size: 24}, "did you mean 10.10.0.0/16"},
 		{AddressPool{Base: mustPrefix("10.10.0.0/16"), Size: 8}, "size 8 is smaller than the base's prefix length 16"},
 		{AddressPool{Base: mustPrefix("10.10.0.0/16"), Size: 31}, "size 31 is larger than 30"},
@@ -152,5 +154,101 @@ func TestInPools(t *testing.T) {
 	}
 	if !InPools(DefaultAddressPools, mustPrefix("172.17.0.0/16")) || !InPools(DefaultAddressPools, mustPrefix("192.168.32.0/20")) || InPools(DefaultAddressPools, mustPrefix("172.30.0.0/24")) {
 		t.Error("InPools of the default pools")
+	}
+}
+
+func TestPickPoolSubnet6(t *testing.T) {
+	pools := []AddressPool{{Base: mustPrefix("10.10.0.0/16"), Size: 24}, {Base: mustPrefix("fd12:3456:789a::/48"), Size: 64}}
+	for _, tc := range []struct {
+		taken []string
+		want  string
+	}{
+		{nil, "fd12:3456:789a::/64"},
+		{[]string{"fd12:3456:789a::/64"}, "fd12:3456:789a:1::/64"},
+		// IPv4 prefixes never overlap IPv6 candidates.
+		{[]string{"10.10.0.0/16", "0.0.0.0/1"}, "fd12:3456:789a::/64"},
+		// A wide route is jumped over in one step, a narrow one takes
+		// its whole /64.
+		{[]string{"fd12:3456:789a::/56", "fd12:3456:789a:100::5/128"}, "fd12:3456:789a:101::/64"},
+		{[]string{"fd12:3456:789a::/48"}, "exhausted"},
+		{[]string{"fc00::/7"}, "exhausted"},
+	} {
+		var taken []netip.Prefix
+		for _, s := range tc.taken {
+			taken = append(taken, mustPrefix(s))
+		}
+		got, err := PickPoolSubnet6(pools, taken)
+		if tc.want == "exhausted" {
+			if !errors.Is(err, ErrPoolsExhausted) || err.Error() != "all predefined address pools have been fully subnetted" {
+				t.Errorf("taken %v: %v %v, want exhausted", tc.taken, got, err)
+			}
+			continue
+		}
+		if err != nil || got != mustPrefix(tc.want) {
+			t.Errorf("taken %v: %v %v, want %s", tc.taken, got, err, tc.want)
+		}
+	}
+	// The IPv4 picker ignores IPv6 pools.
+	if got, err := PickPoolSubnet([]AddressPool{{Base: mustPrefix("fd00::/48"), Size: 64}}, nil); err == nil {
+		t.Errorf("PickPoolSubnet took %v from an IPv6 pool", got)
+	}
+}
+
+func TestULAPool(t *testing.T) {
+	a, b := ULAPool("/var/lib/jevm"), ULAPool("/var/lib/jevm")
+	c := ULAPool("/other")
+	if a != b || a == c || a.Size != 64 || a.Base.Bits() != 48 || a.Base.Addr().As16()[0] != 0xfd || a.Validate() != nil {
+		t.Fatalf("ULAPool = %v, %v, %v", a, b, c)
+	}
+	if !mustPrefix("fc00::/7").Contains(a.Base.Addr()) {
+		t.Fatalf("%v is not a unique local address", a)
+	}
+}
+
+func TestPool6(t *testing.T) {
+	p, err := NewPool(mustPrefix("fd00:1::/64"), netip.Prefix{}, netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Gateway() != netip.MustParseAddr("fd00:1::1") {
+		t.Fatalf("gateway %v", p.Gateway())
+	}
+	a, err := p.Allocate()
+	if err != nil || a != netip.MustParseAddr("fd00:1::2") {
+		t.Fatalf("first address %v %v", a, err)
+	}
+	if err := p.Request(netip.MustParseAddr("fd00:1::")); err == nil {
+		t.Fatal("the subnet-router anycast address was handed out")
+	}
+	if err := p.Request(netip.MustParseAddr("fd00:1::ffff:ffff:ffff:ffff")); err != nil {
+		t.Fatalf("the last address of an IPv6 subnet is usable: %v", err)
+	}
+	if err := p.Request(netip.MustParseAddr("fd00:2::5")); err == nil {
+		t.Fatal("an address outside the subnet was accepted")
+	}
+	// A /126 has the gateway and two more addresses.
+	small, err := NewPool(mustPrefix("fd00:3::/126"), netip.Prefix{}, netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []netip.Addr{}
+	for {
+		a, err := small.Allocate()
+		if err != nil {
+			if !strings.Contains(err.Error(), "no available IPv6 addresses") {
+				t.Fatalf("exhausted /126: %v", err)
+			}
+			break
+		}
+		got = append(got, a)
+	}
+	if fmt.Sprint(got) != "[fd00:3::2 fd00:3::3]" {
+		t.Fatalf("/126 gave %v", got)
+	}
+	if _, err := NewPool(mustPrefix("fd00:3::/64"), mustPrefix("10.0.0.0/24"), netip.Addr{}); err == nil {
+		t.Fatal("an IPv4 range in an IPv6 subnet was accepted")
+	}
+	if m := MACFor(netip.MustParseAddr("fd00::2")); len(m) != 17 || m[1] != '2' && m[1] != '6' && m[1] != 'a' && m[1] != 'e' {
+		t.Fatalf("MAC for an IPv6 address: %s", m)
 	}
 }

@@ -94,15 +94,15 @@ func portString(b PortBinding) string {
 }
 
 func (p *Proxy) bind(port uint16) error {
-	network := "tcp4"
-	if p.b.HostIP.Is6() {
-		network = "tcp6"
-	}
-	host := ""
-	if p.b.HostIP.IsValid() {
-		host = p.b.HostIP.String()
-	} else {
-		host = "0.0.0.0"
+	// Without a host address the binding is every address of both
+	// families (dockerd binds 0.0.0.0 and [::]): one dual-stack socket
+	// (Go falls back to IPv4 alone where the host has no IPv6), so that
+	// IPv6 clients reach the container too.
+	network, host := "tcp", ""
+	if p.b.HostIP.Is4() {
+		network, host = "tcp4", p.b.HostIP.String()
+	} else if p.b.HostIP.Is6() {
+		network, host = "tcp6", p.b.HostIP.String()
 	}
 	addr := net.JoinHostPort(host, strconv.Itoa(int(port)))
 	switch p.b.Proto {
@@ -114,8 +114,10 @@ func (p *Proxy) bind(port uint16) error {
 		p.tcp = l
 		p.b.HostPort = uint16(l.Addr().(*net.TCPAddr).Port)
 	case "udp":
-		network = "udp4"
-		if p.b.HostIP.Is6() {
+		network = "udp"
+		if p.b.HostIP.Is4() {
+			network = "udp4"
+		} else if p.b.HostIP.Is6() {
 			network = "udp6"
 		}
 		ua, err := net.ResolveUDPAddr(network, addr)
@@ -218,7 +220,7 @@ func (p *Proxy) relayTCP(client *net.TCPConn) {
 		return
 	}
 	d := net.Dialer{Timeout: dialTimeout}
-	bc, err := d.Dial("tcp4", addr)
+	bc, err := d.Dial("tcp", addr)
 	if err != nil {
 		p.log.WithError(err).Debug("proxy: cannot reach the container")
 		return
@@ -270,11 +272,11 @@ func (p *Proxy) serveUDP() {
 			if !ok {
 				continue
 			}
-			ra, err := net.ResolveUDPAddr("udp4", addr)
+			ra, err := net.ResolveUDPAddr("udp", addr)
 			if err != nil {
 				continue
 			}
-			c, err := net.DialUDP("udp4", nil, ra)
+			c, err := net.DialUDP("udp", nil, ra)
 			if err != nil {
 				p.log.WithError(err).Debug("proxy: cannot reach the container")
 				continue

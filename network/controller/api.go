@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/jevm/jevm/internal/filterutil"
 	jnet "github.com/jevm/jevm/network"
 	"github.com/jevm/jevm/vmbackend"
+	"github.com/jevm/jevm/vmbackend/agentproto"
 )
 
 // Create makes a bridge network: its subnet (given, or the next free
@@ -42,10 +44,8 @@ func (nm *Controller) Create(ctx context.Context, req network.CreateRequest) (ne
 		return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("network driver %q is not supported by jevm (only %q)", driver, driverBridge))
 	case req.Scope != "" && req.Scope != "local":
 		return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("scope %q is not supported by jevm (only \"local\")", req.Scope))
-	case req.EnableIPv6 != nil && *req.EnableIPv6:
-		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("IPv6 networks are not supported by jevm"))
-	case req.EnableIPv4 != nil && !*req.EnableIPv4:
-		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("IPv4-less networks are not supported by jevm"))
+	case req.EnableIPv4 != nil && !*req.EnableIPv4 && !(req.EnableIPv6 != nil && *req.EnableIPv6):
+		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("IPv4 or IPv6 must be enabled"))
 	case req.ConfigOnly || req.ConfigFrom != nil || req.Ingress:
 		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("config-only, config-from and ingress networks are not supported by jevm"))
 	}
@@ -85,33 +85,52 @@ func (nm *Controller) Create(ctx context.Context, req network.CreateRequest) (ne
 			return network.CreateResponse{}, errdefs.Conflict(fmt.Errorf("interface %s already exists on the host", n))
 		}
 	}
+	enable6 := req.EnableIPv6 != nil && *req.EnableIPv6
+	if req.EnableIPv6 == nil {
+		// The driver option of older clients, as dockerd reads it.
+		if v, ok := req.Options["com.docker.network.enable_ipv6"]; ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("driver-opt %q is not a valid bool", "com.docker.network.enable_ipv6"))
+			}
+			enable6 = b
+		}
+	}
+	delete(r.Options, "com.docker.network.enable_ipv6")
+	r.EnableIPv6 = enable6
+	r.NoIPv4 = req.EnableIPv4 != nil && !*req.EnableIPv4
 	var cfgs []network.IPAMConfig
 	if req.IPAM != nil {
 		cfgs = req.IPAM.Config
 	}
-	var v4 []network.IPAMConfig
+	var v4, v6 []network.IPAMConfig
 	for _, c := range cfgs {
 		if p, err := netip.ParsePrefix(c.Subnet); err == nil && p.Addr().Is6() {
-			return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("IPv6 subnets are not supported by jevm"))
+			// As dockerd: IPv6 subnets of a network without IPv6
+			// are ignored.
+			if enable6 {
+				v6 = append(v6, c)
+			}
+			continue
 		}
 		v4 = append(v4, c)
 	}
 	if len(v4) > 1 {
 		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("jevm supports one IPv4 subnet per network"))
 	}
-	if len(v4) == 1 && v4[0].Subnet != "" {
+	if len(v6) > 1 {
+		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("jevm supports one IPv6 subnet per network"))
+	}
+	if r.NoIPv4 {
+		// IPv6 only: IPv4 subnets are ignored, as by dockerd.
+	} else if len(v4) == 1 && v4[0].Subnet != "" {
 		c := v4[0]
 		sub, err := netip.ParsePrefix(c.Subnet)
 		if err != nil {
 			return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("invalid subnet %s: invalid CIDR block notation", c.Subnet))
 		}
-		for _, o := range nm.nets {
-			if o.Subnet == "" {
-				continue
-			}
-			if op, err := netip.ParsePrefix(o.Subnet); err == nil && jnet.Overlaps(op, sub) {
-				return network.CreateResponse{}, errdefs.Forbidden(fmt.Errorf("invalid pool request: Pool overlaps with other one on this address space"))
-			}
+		if err := nm.checkOverlapLocked(sub); err != nil {
+			return network.CreateResponse{}, err
 		}
 		r.Subnet, r.Gateway, r.IPRange, r.Aux, r.UserIPAM = c.Subnet, c.Gateway, c.IPRange, maps.Clone(c.AuxAddress), true
 	} else {
@@ -124,12 +143,37 @@ func (nm *Controller) Create(ctx context.Context, req network.CreateRequest) (ne
 		}
 		r.Subnet = sub.String()
 	}
+	if enable6 {
+		if len(v6) == 1 {
+			c := v6[0]
+			sub, err := netip.ParsePrefix(c.Subnet)
+			if err != nil {
+				return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("invalid subnet %s: invalid CIDR block notation", c.Subnet))
+			}
+			if err := nm.checkOverlapLocked(sub); err != nil {
+				return network.CreateResponse{}, err
+			}
+			r.Subnet6, r.Gateway6, r.IPRange6, r.Aux6, r.UserIPAM6 = c.Subnet, c.Gateway, c.IPRange, maps.Clone(c.AuxAddress), true
+		} else {
+			sub, err := nm.pickSubnet6Locked(r)
+			if err != nil {
+				return network.CreateResponse{}, err
+			}
+			r.Subnet6 = sub.String()
+		}
+	}
 	if err := nm.buildPool(r); err != nil {
 		return network.CreateResponse{}, errdefs.InvalidParameter(err)
 	}
 	for name, a := range r.Aux {
 		ip, err := netip.ParseAddr(a)
 		if err != nil || !r.pool.Subnet().Contains(ip) {
+			return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("invalid auxiliary address %s=%s", name, a))
+		}
+	}
+	for name, a := range r.Aux6 {
+		ip, err := netip.ParseAddr(a)
+		if err != nil || !r.pool6.Subnet().Contains(ip) {
 			return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("invalid auxiliary address %s=%s", name, a))
 		}
 	}
@@ -144,9 +188,22 @@ func (nm *Controller) Create(ctx context.Context, req network.CreateRequest) (ne
 		delete(nm.nets, r.ID)
 		return network.CreateResponse{}, err
 	}
-	nm.log.WithFields(logrus.Fields{"network": r.Name, "id": r.ID[:12], "subnet": r.Subnet, "bridge": r.Bridge, "internal": r.Internal}).Info("network created")
+	nm.log.WithFields(logrus.Fields{"network": r.Name, "id": r.ID[:12], "subnet": r.Subnet, "subnet6": r.Subnet6, "bridge": r.Bridge, "internal": r.Internal}).Info("network created")
 	nm.event(r, events.ActionCreate, nil)
 	return network.CreateResponse{ID: r.ID}, nil
+}
+
+// checkOverlapLocked refuses a user-given subnet that overlaps another
+// network's (dockerd's IPAM message, 403).
+func (nm *Controller) checkOverlapLocked(sub netip.Prefix) error {
+	for _, o := range nm.nets {
+		for _, s := range []string{o.Subnet, o.Subnet6} {
+			if op, err := netip.ParsePrefix(s); err == nil && jnet.Overlaps(op, sub) {
+				return errdefs.Forbidden(errors.New("invalid pool request: Pool overlaps with other one on this address space"))
+			}
+		}
+	}
+	return nil
 }
 
 // event publishes a network event (docker events --filter type=network).
@@ -166,7 +223,7 @@ func (nm *Controller) event(r *netRecord, action events.Action, extra map[string
 func (r *netRecord) inspectLocked() network.Inspect {
 	ni := network.Inspect{
 		Name: r.Name, ID: r.ID, Created: r.Created, Scope: "local", Driver: r.Driver,
-		EnableIPv4: r.Driver == driverBridge, Internal: r.Internal, Attachable: r.Attachable,
+		EnableIPv4: r.Driver == driverBridge && !r.NoIPv4, EnableIPv6: r.EnableIPv6, Internal: r.Internal, Attachable: r.Attachable,
 		IPAM:       network.IPAM{Driver: "default", Options: map[string]string{}, Config: []network.IPAMConfig{}},
 		ConfigFrom: network.ConfigReference{},
 		Containers: map[string]network.EndpointResource{},
@@ -180,7 +237,12 @@ func (r *netRecord) inspectLocked() network.Inspect {
 		ni.Labels = map[string]string{}
 	}
 	if r.Driver == driverBridge {
-		ni.IPAM.Config = []network.IPAMConfig{{Subnet: r.Subnet, Gateway: r.Gateway, IPRange: r.IPRange, AuxAddress: maps.Clone(r.Aux)}}
+		if !r.NoIPv4 {
+			ni.IPAM.Config = []network.IPAMConfig{{Subnet: r.Subnet, Gateway: r.Gateway, IPRange: r.IPRange, AuxAddress: maps.Clone(r.Aux)}}
+		}
+		if r.EnableIPv6 && r.Subnet6 != "" {
+			ni.IPAM.Config = append(ni.IPAM.Config, network.IPAMConfig{Subnet: r.Subnet6, Gateway: r.Gateway6, IPRange: r.IPRange6, AuxAddress: maps.Clone(r.Aux6)})
+		}
 		if r.Bridge != "" && !r.isDefaultBridge() && ni.Options[optBridgeName] == "" {
 			// Not an option the user set, but where to find the
 			// bridge on the host.
@@ -195,10 +257,14 @@ func (r *netRecord) inspectLocked() network.Inspect {
 		bits = r.pool.Subnet().Bits()
 	}
 	for _, ep := range r.Endpoints {
-		ni.Containers[ep.ContainerID] = network.EndpointResource{
-			EndpointID: ep.ID, MacAddress: ep.MAC,
-			IPv4Address: fmt.Sprintf("%s/%d", ep.IP, bits),
+		er := network.EndpointResource{EndpointID: ep.ID, MacAddress: ep.MAC}
+		if ep.IP != "" {
+			er.IPv4Address = fmt.Sprintf("%s/%d", ep.IP, bits)
 		}
+		if ep.IP6 != "" && r.pool6 != nil {
+			er.IPv6Address = fmt.Sprintf("%s/%d", ep.IP6, r.pool6.Subnet().Bits())
+		}
+		ni.Containers[ep.ContainerID] = er
 	}
 	return ni
 }
@@ -423,12 +489,10 @@ func (nm *Controller) hotConnect(ctx context.Context, c *Container, netName stri
 		return err
 	}
 	used := map[int]bool{}
-	hasRoute := false
 	for _, o := range nm.nets {
 		for _, ep := range o.Endpoints {
 			if ep.ContainerID == c.ID {
 				used[ifIndex(ep.IfName)] = true
-				hasRoute = hasRoute || ep.DefaultRoute
 			}
 		}
 	}
@@ -436,10 +500,22 @@ func (nm *Controller) hotConnect(ctx context.Context, c *Container, netName stri
 	for used[idx] {
 		idx++
 	}
-	ep, err := nm.newEndpointLocked(c, r, es, fmt.Sprintf("eth%d", idx), !hasRoute && !r.Internal)
+	oldGW, _ := nm.gatewayEndpointLocked(c.ID)
+	ep, err := nm.newEndpointLocked(c, r, es, fmt.Sprintf("eth%d", idx), false)
 	if err != nil {
 		nm.unlock()
 		return err
+	}
+	// The new endpoint takes the default route if it comes first now
+	// (its gateway priority); the guest replaces the old route.
+	movedFrom := oldGW
+	if gw, _ := nm.gatewayEndpointLocked(c.ID); gw == ep {
+		ep.DefaultRoute = true
+		if oldGW != nil {
+			oldGW.DefaultRoute = false
+		}
+	} else {
+		movedFrom = nil
 	}
 	ic := r.interfaceConfig(ep, nm.cfg.MTU)
 	_ = nm.saveLocked()
@@ -450,6 +526,9 @@ func (nm *Controller) hotConnect(ctx context.Context, c *Container, netName stri
 			if e := r.Endpoints[ep.ID]; e != nil {
 				nm.releaseEndpointLocked(r, e)
 			}
+		}
+		if movedFrom != nil {
+			movedFrom.DefaultRoute = true
 		}
 		_ = nm.saveLocked()
 		nm.unlock()
@@ -507,14 +586,28 @@ func (nm *Controller) Disconnect(ctx context.Context, c *Container, ref string, 
 		}
 	}
 	nm.mu.Lock()
+	var reroute *agentproto.InterfaceConfig
 	if r, err := nm.getLocked(netName); err == nil {
 		if e := r.Endpoints[ep.idOrEmpty()]; e != nil {
+			hadRoute := e.DefaultRoute
 			nm.releaseEndpointLocked(r, e)
+			// The default route went with the NIC: the next endpoint in
+			// dockerd's order provides it now.
+			if gw, gwNet := nm.gatewayEndpointLocked(c.ID); hadRoute && gw != nil {
+				gw.DefaultRoute = true
+				ic := gwNet.interfaceConfig(gw, nm.cfg.MTU)
+				reroute = &ic
+			}
 		}
 		_ = nm.saveLocked()
 		nm.event(r, events.ActionDisconnect, map[string]string{"container": c.ID})
 	}
 	nm.unlock()
+	if reroute != nil && plug != nil {
+		if err := plug.InterfaceUp(ctx, *reroute); err != nil {
+			nm.log.WithError(err).WithField("container", c.ID[:12]).Warn("cannot move the default route to the next network")
+		}
+	}
 	if configured {
 		return forget(netName)
 	}

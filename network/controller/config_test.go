@@ -85,7 +85,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{DefaultBridge: "none", BridgeIP: netip.MustParsePrefix("172.30.0.1/16")}, "mutually exclusive"},
 		{Config{DefaultAddressPools: []AddressPool{{Base: netip.MustParsePrefix("10.10.0.0/16"), Size: 8}}}, "invalid --default-address-pool base=10.10.0.0/16,size=8: size 8 is smaller"},
 		{Config{DefaultAddressPools: []AddressPool{{Base: netip.MustParsePrefix("10.10.0.0/16"), Size: 31}}}, "larger than 30"},
-		{Config{DefaultAddressPools: []AddressPool{{Base: netip.MustParsePrefix("fd00::/48"), Size: 64}}}, "only IPv4"},
+		{Config{DefaultAddressPools: []AddressPool{{Base: netip.MustParsePrefix("fd00::/48"), Size: 127}}}, "larger than 126"},
 		{Config{DNS: []string{"dns.example"}}, `invalid --dns "dns.example"`},
 		{Config{DNSSearch: []string{"-bad.example"}}, "invalid --dns-search"},
 		{Config{DNSOptions: []string{"ndots: 2"}}, "invalid --dns-opt"},

@@ -123,10 +123,21 @@ type netRecord struct {
 	IPRange string            `json:"ipRange,omitempty"`
 	Aux     map[string]string `json:"aux,omitempty"`
 	// UserIPAM: the user gave the subnet (kept as is; --ip allowed).
-	UserIPAM bool   `json:"userIpam,omitempty"`
-	Bridge   string `json:"bridge,omitempty"`
-	MTU      int    `json:"mtu,omitempty"`
-	LastIP   string `json:"lastIp,omitempty"`
+	UserIPAM bool `json:"userIpam,omitempty"`
+	// IPv6 configuration (--ipv6): the subnet (given, or a /64 of the
+	// IPv6 pools), its gateway on the bridge, range and aux addresses.
+	EnableIPv6 bool `json:"enableIpv6,omitempty"`
+	// NoIPv4: an IPv6-only network (--ipv4=false): no IPv4 subnet.
+	NoIPv4    bool              `json:"noIpv4,omitempty"`
+	Subnet6   string            `json:"subnet6,omitempty"`
+	Gateway6  string            `json:"gateway6,omitempty"`
+	IPRange6  string            `json:"ipRange6,omitempty"`
+	Aux6      map[string]string `json:"aux6,omitempty"`
+	UserIPAM6 bool              `json:"userIpam6,omitempty"`
+	LastIP6   string            `json:"lastIp6,omitempty"`
+	Bridge    string            `json:"bridge,omitempty"`
+	MTU       int               `json:"mtu,omitempty"`
+	LastIP    string            `json:"lastIp,omitempty"`
 	// Endpoints are the running containers' attachments, by endpoint ID.
 	Endpoints map[string]*endpointRecord `json:"endpoints,omitempty"`
 
@@ -134,9 +145,10 @@ type netRecord struct {
 	// daemon's --bip (kept as is; picked anew when --bip is dropped).
 	FromBIP bool `json:"fromBip,omitempty"`
 
-	pool *jnet.Pool
-	dns  *jnet.DNSServer
-	up   bool // bridge and rules exist
+	pool  *jnet.Pool
+	pool6 *jnet.Pool // with EnableIPv6
+	dns   *jnet.DNSServer
+	up    bool // bridge and rules exist
 }
 
 // endpointRecord is one running container's attachment to a network.
@@ -144,6 +156,7 @@ type endpointRecord struct {
 	ID          string   `json:"id"`
 	ContainerID string   `json:"containerId"`
 	IP          string   `json:"ip"`
+	IP6         string   `json:"ip6,omitempty"` // on an IPv6 network
 	MAC         string   `json:"mac"`
 	Tap         string   `json:"tap"`
 	IfName      string   `json:"ifName"`
@@ -154,6 +167,10 @@ type endpointRecord struct {
 	// DefaultRoute: the container's default route goes through this
 	// endpoint's gateway.
 	DefaultRoute bool `json:"defaultRoute,omitempty"`
+	// GwPriority is the endpoint's --gw-priority (API 1.48): the
+	// endpoint that provides the default route is the one with the
+	// highest (gatewayLess).
+	GwPriority int `json:"gwPriority,omitempty"`
 	// DNS are the container's --dns servers (forwarding targets of the
 	// embedded DNS for queries from this endpoint).
 	DNS []string `json:"dns,omitempty"`
@@ -167,9 +184,32 @@ func (r *netRecord) isDefaultBridge() bool { return r.Name == network.NetworkBri
 
 func (r *netRecord) owner() string { return jnet.OwnerPrefix + r.ID }
 
-func (r *netRecord) gatewayPrefix() netip.Prefix {
-	sub := netip.MustParsePrefix(r.Subnet)
-	return netip.PrefixFrom(netip.MustParseAddr(r.Gateway), sub.Bits())
+// gatewayPrefixes are the bridge's addresses: the IPv4 gateway and, on an
+// IPv6 network, the IPv6 one, each with its subnet's length.
+func (r *netRecord) gatewayPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	if r.pool != nil {
+		out = append(out, netip.PrefixFrom(r.pool.Gateway(), r.pool.Subnet().Bits()))
+	}
+	if r.pool6 != nil {
+		out = append(out, netip.PrefixFrom(r.pool6.Gateway(), r.pool6.Subnet().Bits()))
+	}
+	return out
+}
+
+// hasPool reports whether r has addresses to hand out (an IPv4 pool, or
+// an IPv6 one on an IPv6-only network).
+func (r *netRecord) hasPool() bool { return r.pool != nil || r.pool6 != nil }
+
+// dnsAddr is where r's embedded DNS server listens and what resolv.conf
+// names: the IPv4 gateway, or the IPv6 one on an IPv6-only network.
+func (r *netRecord) dnsAddr() netip.Addr {
+	gw := r.Gateway
+	if r.NoIPv4 {
+		gw = r.Gateway6
+	}
+	a, _ := netip.ParseAddr(gw)
+	return a
 }
 
 func (r *netRecord) masquerade() bool {
@@ -473,6 +513,10 @@ func (nm *Controller) load() error {
 // buildPool makes r's pool from its record, with its endpoints' addresses
 // in use.
 func (nm *Controller) buildPool(r *netRecord) error {
+	r.pool = nil
+	if r.NoIPv4 {
+		return nm.buildPool6(r)
+	}
 	sub, err := netip.ParsePrefix(r.Subnet)
 	if err != nil {
 		return err
@@ -510,7 +554,60 @@ func (nm *Controller) buildPool(r *netRecord) error {
 	}
 	r.pool = p
 	r.Gateway = p.Gateway().String()
+	return nm.buildPool6(r)
+}
+
+// buildPool6 makes r's IPv6 pool (none without IPv6).
+func (nm *Controller) buildPool6(r *netRecord) error {
+	r.pool6 = nil
+	if !r.EnableIPv6 || r.Subnet6 == "" {
+		return nil
+	}
+	p6, err := buildFamilyPool(r.Subnet6, r.IPRange6, r.Gateway6, r.Aux6, r.LastIP6)
+	if err != nil {
+		return err
+	}
+	for _, ep := range r.Endpoints {
+		if ip, err := netip.ParseAddr(ep.IP6); err == nil {
+			_ = p6.Request(ip)
+		}
+	}
+	r.pool6 = p6
+	r.Gateway6 = p6.Gateway().String()
 	return nil
+}
+
+// buildFamilyPool makes the pool of an IPv6 subnet from its record.
+func buildFamilyPool(subnet, ipRange, gateway string, aux map[string]string, last string) (*jnet.Pool, error) {
+	sub, err := netip.ParsePrefix(subnet)
+	if err != nil {
+		return nil, err
+	}
+	var rng netip.Prefix
+	if ipRange != "" {
+		if rng, err = netip.ParsePrefix(ipRange); err != nil {
+			return nil, err
+		}
+	}
+	var gw netip.Addr
+	if gateway != "" {
+		if gw, err = netip.ParseAddr(gateway); err != nil {
+			return nil, err
+		}
+	}
+	p, err := jnet.NewPool(sub, rng, gw)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range aux {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			_ = p.Reserve(ip)
+		}
+	}
+	if ip, err := netip.ParseAddr(last); err == nil {
+		p.SetLast(ip)
+	}
+	return p, nil
 }
 
 func (nm *Controller) saveLocked() error {
@@ -518,6 +615,9 @@ func (nm *Controller) saveLocked() error {
 	for _, r := range st.Networks {
 		if r.pool != nil && r.pool.Last().IsValid() {
 			r.LastIP = r.pool.Last().String()
+		}
+		if r.pool6 != nil && r.pool6.Last().IsValid() {
+			r.LastIP6 = r.pool6.Last().String()
 		}
 	}
 	b, err := json.MarshalIndent(st, "", "  ")
@@ -619,11 +719,13 @@ func (nm *Controller) takenLocked(except *netRecord) []netip.Prefix {
 		if r.Bridge != "" {
 			own[r.Bridge] = true
 		}
-		if r == except || r.Subnet == "" {
+		if r == except {
 			continue
 		}
-		if p, err := netip.ParsePrefix(r.Subnet); err == nil {
-			taken = append(taken, p)
+		for _, s := range []string{r.Subnet, r.Subnet6} {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				taken = append(taken, p)
+			}
 		}
 	}
 	if nm.host != nil {
@@ -636,17 +738,45 @@ func (nm *Controller) takenLocked(except *netRecord) []netip.Prefix {
 	return taken
 }
 
+// pickSubnetLocked is the first free subnet of the IPv4 pools for r. As
+// dockerd 28 (libnetwork's ErrNoMoreSubnets): when every pool is taken the
+// error is "all predefined address pools have been fully subnetted", an
+// invalid parameter (400).
 func (nm *Controller) pickSubnetLocked(r *netRecord) (netip.Prefix, error) {
 	sub, err := jnet.PickPoolSubnet(nm.cfg.pools(), nm.takenLocked(r))
 	if err != nil {
-		return netip.Prefix{}, errdefs.Forbidden(fmt.Errorf("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network: %w", err))
+		return netip.Prefix{}, errdefs.InvalidParameter(err)
 	}
 	return sub, nil
 }
 
+// pickSubnet6Locked is the first free /64 of the IPv6 pools for r: the
+// admin's IPv6 --default-address-pool entries, else (as dockerd) a ULA
+// /48 derived from this daemon.
+func (nm *Controller) pickSubnet6Locked(r *netRecord) (netip.Prefix, error) {
+	sub, err := jnet.PickPoolSubnet6(nm.pools6(), nm.takenLocked(r))
+	if err != nil {
+		return netip.Prefix{}, errdefs.InvalidParameter(err)
+	}
+	return sub, nil
+}
+
+func (nm *Controller) pools6() []AddressPool {
+	var out []AddressPool
+	for _, p := range nm.cfg.DefaultAddressPools {
+		if p.Is6() {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		out = []AddressPool{jnet.ULAPool(nm.instance)}
+	}
+	return out
+}
+
 // bringUpLocked makes r's bridge, addresses, rules and DNS server.
 func (nm *Controller) bringUpLocked(r *netRecord) error {
-	if r.Driver != driverBridge || nm.host == nil || r.pool == nil {
+	if r.Driver != driverBridge || nm.host == nil || !r.hasPool() {
 		return nil
 	}
 	if r.Bridge != "" && r.isDefaultBridge() && len(r.Endpoints) == 0 {
@@ -663,7 +793,7 @@ func (nm *Controller) bringUpLocked(r *netRecord) error {
 		}
 		r.Bridge = name
 	}
-	if _, exists := jnet.LinkOwner(r.Bridge); !exists && !r.UserIPAM && !r.FromBIP && len(r.Endpoints) == 0 {
+	if _, exists := jnet.LinkOwner(r.Bridge); !exists && r.pool != nil && !r.UserIPAM && !r.FromBIP && len(r.Endpoints) == 0 {
 		// Our bridge is gone (removed when the daemon stopped): if
 		// meanwhile something else took the subnet, move on to a free
 		// one, as a fresh dockerd would.
@@ -683,10 +813,16 @@ func (nm *Controller) bringUpLocked(r *netRecord) error {
 			}
 		}
 	}
-	if err := nm.host.EnsureBridge(r.Bridge, r.owner(), r.gatewayPrefix(), r.mtu(nm.cfg.MTU)); err != nil {
+	if err := nm.host.EnsureBridge(r.Bridge, r.owner(), r.gatewayPrefixes(), r.mtu(nm.cfg.MTU)); err != nil {
 		return err
 	}
-	spec := jnet.FirewallSpec{Bridge: r.Bridge, Subnet: r.pool.Subnet(), Internal: r.Internal, Masquerade: r.masquerade()}
+	spec := jnet.FirewallSpec{Bridge: r.Bridge, Internal: r.Internal, Masquerade: r.masquerade()}
+	if r.pool != nil {
+		spec.Subnet = r.pool.Subnet()
+	}
+	if r.pool6 != nil {
+		spec.Subnet6 = r.pool6.Subnet()
+	}
 	if err := nm.host.SetupFirewall(spec); err != nil {
 		return err
 	}
@@ -694,10 +830,16 @@ func (nm *Controller) bringUpLocked(r *netRecord) error {
 		if err := jnet.EnableIPForward(); err != nil {
 			nm.log.WithError(err).Warn("cannot enable IPv4 forwarding: containers cannot reach outside the host")
 		}
+		if r.pool6 != nil {
+			// As dockerd for an IPv6 network.
+			if err := jnet.EnableIP6Forward(); err != nil {
+				nm.log.WithError(err).Warn("cannot enable IPv6 forwarding: containers cannot reach outside the host over IPv6")
+			}
+		}
 	}
 	r.up = true
 	if !r.isDefaultBridge() && r.dns == nil {
-		s, err := jnet.StartDNS(r.pool.Gateway(), nm.cfg.DNSPort, &netNames{nm: nm, id: r.ID}, nm.log.WithField("network", r.Name))
+		s, err := jnet.StartDNS(r.dnsAddr(), nm.cfg.DNSPort, &netNames{nm: nm, id: r.ID}, nm.log.WithField("network", r.Name))
 		if err != nil {
 			nm.log.WithError(err).WithField("network", r.Name).Warn("embedded DNS server not available")
 		} else {

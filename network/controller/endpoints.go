@@ -101,8 +101,11 @@ func (nm *Controller) Attach(ctx context.Context, c *Container) (att *Attachment
 		}
 		nets = append(nets, named{name, r})
 	}
-	var primary *endpointRecord
-	var primaryNet *netRecord
+	type made struct {
+		ep *endpointRecord
+		r  *netRecord
+	}
+	var eps []made
 	for _, n := range nets {
 		name, r := n.name, n.r
 		switch r.Driver {
@@ -115,15 +118,27 @@ func (nm *Controller) Attach(ctx context.Context, c *Container) (att *Attachment
 			nm.log.WithField("container", c.ID[:12]).Warn("host networking unavailable: starting the container without network interfaces")
 			break
 		}
-		ep, err := nm.newEndpointLocked(c, r, endpointConfig(c, name), fmt.Sprintf("eth%d", len(att.Interfaces)), primary == nil && !r.Internal)
+		ep, err := nm.newEndpointLocked(c, r, endpointConfig(c, name), fmt.Sprintf("eth%d", len(eps)), false)
 		if err != nil {
 			return nil, err
 		}
-		if primary == nil {
-			primary, primaryNet = ep, r
+		eps = append(eps, made{ep, r})
+	}
+	// The default route goes through the endpoint dockerd would pick
+	// (gateway priority, then non-internal, then dual stack, then the
+	// network's name).
+	gwEP, _ := nm.gatewayEndpointLocked(c.ID)
+	if gwEP != nil {
+		gwEP.DefaultRoute = true
+	}
+	var primary *endpointRecord
+	var primaryNet *netRecord
+	for _, m := range eps {
+		if primary == nil || m.ep == gwEP {
+			primary, primaryNet = m.ep, m.r
 		}
-		att.NICs = append(att.NICs, vmbackend.NICSpec{TapName: ep.Tap, MAC: ep.MAC})
-		att.Interfaces = append(att.Interfaces, r.interfaceConfig(ep, nm.cfg.MTU))
+		att.NICs = append(att.NICs, vmbackend.NICSpec{TapName: m.ep.Tap, MAC: m.ep.MAC})
+		att.Interfaces = append(att.Interfaces, m.r.interfaceConfig(m.ep, nm.cfg.MTU))
 	}
 	// Published ports go to the primary endpoint's address.
 	bindings, err := jnet.ParsePortBindings(c.HostConfig.PortBindings, c.Config.ExposedPorts, c.HostConfig.PublishAllPorts)
@@ -177,7 +192,7 @@ func (nm *Controller) detachLocked(cid string) bool {
 }
 
 func (nm *Controller) newEndpointLocked(c *Container, r *netRecord, es *network.EndpointSettings, ifName string, defaultRoute bool) (*endpointRecord, error) {
-	if r.pool == nil {
+	if !r.hasPool() {
 		return nil, fmt.Errorf("network %s has no usable address pool", r.Name)
 	}
 	if !r.up {
@@ -186,7 +201,9 @@ func (nm *Controller) newEndpointLocked(c *Container, r *netRecord, es *network.
 		}
 	}
 	var ip netip.Addr
-	if es.IPAMConfig != nil && es.IPAMConfig.IPv4Address != "" {
+	if r.pool == nil {
+		// IPv6 only: no IPv4 address.
+	} else if es.IPAMConfig != nil && es.IPAMConfig.IPv4Address != "" {
 		a, err := netip.ParseAddr(es.IPAMConfig.IPv4Address)
 		if err != nil {
 			return nil, errdefs.InvalidParameter(fmt.Errorf("invalid IPv4 address %q", es.IPAMConfig.IPv4Address))
@@ -202,21 +219,55 @@ func (nm *Controller) newEndpointLocked(c *Container, r *netRecord, es *network.
 		}
 		ip = a
 	}
-	mac := jnet.MACFor(ip)
+	var ip6 netip.Addr
+	if r.pool6 != nil {
+		if es.IPAMConfig != nil && es.IPAMConfig.IPv6Address != "" {
+			a, err := netip.ParseAddr(es.IPAMConfig.IPv6Address)
+			if err == nil {
+				err = r.pool6.Request(a)
+			}
+			if err != nil {
+				r.releaseIP(ip)
+				return nil, errdefs.Forbidden(fmt.Errorf("failed to set up container networking: %w", err))
+			}
+			ip6 = a
+		} else {
+			a, err := r.pool6.Allocate()
+			if err != nil {
+				r.releaseIP(ip)
+				return nil, errdefs.Forbidden(err)
+			}
+			ip6 = a
+		}
+	}
+	mac := jnet.RandomMAC() // IPv6 only, as dockerd
+	if ip.IsValid() {
+		mac = jnet.MACFor(ip)
+	}
 	if es.MacAddress != "" {
 		mac = strings.ToLower(es.MacAddress)
 	}
 	id := newID()
+	ipStr := ""
+	if ip.IsValid() {
+		ipStr = ip.String()
+	}
 	ep := &endpointRecord{
-		ID: id, ContainerID: c.ID, IP: ip.String(), MAC: mac, Tap: "tap" + id[:12], IfName: ifName,
-		Aliases: append([]string(nil), es.Aliases...), DefaultRoute: defaultRoute,
+		ID: id, ContainerID: c.ID, IP: ipStr, MAC: mac, Tap: "tap" + id[:12], IfName: ifName,
+		Aliases: append([]string(nil), es.Aliases...), DefaultRoute: defaultRoute, GwPriority: es.GwPriority,
 		DNS: append([]string(nil), c.HostConfig.DNS...),
+	}
+	if ip6.IsValid() {
+		ep.IP6 = ip6.String()
 	}
 	if c.Config != nil {
 		ep.Hostname = c.Config.Hostname
 	}
 	if err := jnet.CreateTap(ep.Tap, nm.tapOwner(ep), r.Bridge, r.mtu(nm.cfg.MTU)); err != nil {
-		r.pool.Release(ip)
+		r.releaseIP(ip)
+		if ip6.IsValid() {
+			r.pool6.Release(ip6)
+		}
 		return nil, err
 	}
 	r.Endpoints[id] = ep
@@ -234,16 +285,50 @@ func (nm *Controller) releaseEndpointLocked(r *netRecord, ep *endpointRecord) {
 			r.pool.Release(ip)
 		}
 	}
+	if r.pool6 != nil {
+		if ip, err := netip.ParseAddr(ep.IP6); err == nil {
+			r.pool6.Release(ip)
+		}
+	}
 	delete(r.Endpoints, ep.ID)
 }
 
+// gatewayOf is the address host-gateway names for a container whose
+// primary network is r: its IPv4 gateway, or its IPv6 one on an IPv6-only
+// network ("" without a network).
+func gatewayOf(r *netRecord) string {
+	switch {
+	case r == nil:
+		return ""
+	case r.Gateway != "" && !r.NoIPv4:
+		return r.Gateway
+	default:
+		return r.Gateway6
+	}
+}
+
+// releaseIP gives an IPv4 address back (none on an IPv6-only network).
+func (r *netRecord) releaseIP(ip netip.Addr) {
+	if r.pool != nil && ip.IsValid() {
+		r.pool.Release(ip)
+	}
+}
+
 func (r *netRecord) interfaceConfig(ep *endpointRecord, mtu int) agentproto.InterfaceConfig {
-	ic := agentproto.InterfaceConfig{
-		Name: ep.IfName, MAC: ep.MAC, MTU: r.mtu(mtu),
-		Addresses: []string{netip.PrefixFrom(netip.MustParseAddr(ep.IP), r.pool.Subnet().Bits()).String()},
+	ic := agentproto.InterfaceConfig{Name: ep.IfName, MAC: ep.MAC, MTU: r.mtu(mtu)}
+	if ep.IP != "" && r.pool != nil {
+		ic.Addresses = append(ic.Addresses, netip.PrefixFrom(netip.MustParseAddr(ep.IP), r.pool.Subnet().Bits()).String())
+	}
+	if ep.IP6 != "" && r.pool6 != nil {
+		ic.Addresses = append(ic.Addresses, netip.PrefixFrom(netip.MustParseAddr(ep.IP6), r.pool6.Subnet().Bits()).String())
 	}
 	if ep.DefaultRoute {
-		ic.Gateway = r.Gateway
+		if ep.IP != "" {
+			ic.Gateway = r.Gateway
+		}
+		if ep.IP6 != "" && r.pool6 != nil {
+			ic.Gateway6 = r.Gateway6
+		}
 	}
 	return ic
 }
@@ -257,7 +342,11 @@ func (nm *Controller) startProxiesLocked(cid string, bindings []jnet.PortBinding
 		if ep == nil {
 			return netip.Addr{}, false
 		}
-		a, err := netip.ParseAddr(ep.IP)
+		s := ep.IP
+		if s == "" {
+			s = ep.IP6 // IPv6 only
+		}
+		a, err := netip.ParseAddr(s)
 		return a, err == nil
 	}
 	var bound []jnet.PortBinding
@@ -277,6 +366,49 @@ func (nm *Controller) startProxiesLocked(cid string, bindings []jnet.PortBinding
 		bound = append(bound, p.Binding())
 	}
 	return bound, nil
+}
+
+// gatewayEndpointLocked is the endpoint of container cid that provides
+// its default routes, as dockerd 28 chooses it (libnetwork's endpoint
+// order): the highest GwPriority; then a non-internal network; then one
+// with both IPv4 and IPv6; then the network whose name sorts first. Nil
+// if the best is on an internal network (no default route) or there is
+// no endpoint.
+func (nm *Controller) gatewayEndpointLocked(cid string) (*endpointRecord, *netRecord) {
+	var best *endpointRecord
+	var bestNet *netRecord
+	for _, r := range nm.nets {
+		for _, ep := range r.Endpoints {
+			if ep.ContainerID == cid && (best == nil || gatewayLess(ep, r, best, bestNet)) {
+				best, bestNet = ep, r
+			}
+		}
+	}
+	if best == nil || bestNet.Internal {
+		return nil, nil
+	}
+	return best, bestNet
+}
+
+// gatewayLess reports whether endpoint a (on network ra) comes before b
+// (on rb) for providing the default route.
+func gatewayLess(a *endpointRecord, ra *netRecord, b *endpointRecord, rb *netRecord) bool {
+	if a.GwPriority != b.GwPriority {
+		return a.GwPriority > b.GwPriority
+	}
+	if ra.Internal != rb.Internal {
+		return rb.Internal
+	}
+	gws := func(ep *endpointRecord) int {
+		if ep.IP6 != "" {
+			return 2
+		}
+		return 1
+	}
+	if gws(a) != gws(b) {
+		return gws(a) > gws(b)
+	}
+	return ra.Name < rb.Name
 }
 
 // primaryLocked is the endpoint published ports and the legacy inspect
@@ -318,12 +450,20 @@ func containerHosts(c *Container, ep *endpointRecord, r *netRecord) string {
 	if c.Config.Domainname != "" {
 		name = c.Config.Hostname + "." + c.Config.Domainname + "\t" + c.Config.Hostname
 	}
-	h = strings.Replace(h, "127.0.1.1\t"+c.Config.Hostname+"\n", ep.IP+"\t"+name+"\n", 1)
-	if r != nil && r.Gateway != "" {
+	own := ""
+	if ep.IP != "" {
+		own = ep.IP + "\t" + name + "\n"
+	}
+	if ep.IP6 != "" {
+		// As dockerd: the IPv6 address names the container too.
+		own += ep.IP6 + "\t" + name + "\n"
+	}
+	h = strings.Replace(h, "127.0.1.1\t"+c.Config.Hostname+"\n", own, 1)
+	if gw := gatewayOf(r); gw != "" {
 		var out []string
 		for _, line := range strings.SplitAfter(h, "\n") {
 			if rest, ok := strings.CutPrefix(line, "host-gateway\t"); ok {
-				line = r.Gateway + "\t" + rest
+				line = gw + "\t" + rest
 			}
 			out = append(out, line)
 		}
@@ -358,7 +498,7 @@ func (nm *Controller) resolvConfFor(c *Container, primary *netRecord) string {
 	dns, search, opts := nm.containerDNS(c)
 	switch {
 	case primary != nil && !primary.isDefaultBridge() && primary.dns != nil:
-		rc.Nameservers = []string{primary.Gateway}
+		rc.Nameservers = []string{primary.dnsAddr().String()}
 	case len(dns) > 0:
 		rc.Nameservers = append([]string(nil), dns...)
 	default:
@@ -373,7 +513,7 @@ func (nm *Controller) resolvConfFor(c *Container, primary *netRecord) string {
 	if len(opts) > 0 {
 		rc.Options = opts
 	}
-	if len(rc.Nameservers) == 1 && primary != nil && rc.Nameservers[0] == primary.Gateway && primary.dns != nil {
+	if len(rc.Nameservers) == 1 && primary != nil && primary.dns != nil && rc.Nameservers[0] == primary.dnsAddr().String() {
 		// As dockerd with its embedded DNS: names without dots are
 		// container names, not to be tried with the search domains first.
 		hasNdots := false
@@ -445,8 +585,10 @@ func (n *netNames) LookupName(name string) []netip.Addr {
 			hit = hit || strings.EqualFold(a, name)
 		}
 		if hit {
-			if a, err := netip.ParseAddr(ep.IP); err == nil {
-				out = append(out, a)
+			for _, s := range []string{ep.IP, ep.IP6} {
+				if a, err := netip.ParseAddr(s); err == nil {
+					out = append(out, a)
+				}
 			}
 		}
 	}
@@ -461,7 +603,7 @@ func (n *netNames) LookupAddr(a netip.Addr) (string, bool) {
 	var cid string
 	if r != nil {
 		for _, ep := range r.Endpoints {
-			if ep.IP == a.String() {
+			if ep.IP == a.String() || (ep.IP6 != "" && ep.IP6 == a.String()) {
 				cid = ep.ContainerID
 			}
 		}
@@ -491,7 +633,7 @@ func (n *netNames) Upstreams(client netip.Addr) []string {
 	}
 	var dns []string
 	for _, ep := range r.Endpoints {
-		if ep.IP == client.String() {
+		if ep.IP == client.String() || (ep.IP6 != "" && ep.IP6 == client.String()) {
 			dns = ep.DNS
 		}
 	}
@@ -641,7 +783,16 @@ func (r *netRecord) checkEndpointSettings(es *network.EndpointSettings) error {
 		}
 	}
 	if es.IPAMConfig != nil && es.IPAMConfig.IPv6Address != "" {
-		return errdefs.InvalidParameter(errors.New("IPv6 addresses are not supported by jevm"))
+		a, err := netip.ParseAddr(es.IPAMConfig.IPv6Address)
+		if err != nil || !a.Is6() || a.Is4In6() {
+			return errdefs.InvalidParameter(fmt.Errorf("invalid IPv6 address: %s", es.IPAMConfig.IPv6Address))
+		}
+		if !r.UserIPAM6 {
+			return errdefs.InvalidParameter(errors.New("user specified IP address is supported only when connecting to networks with user configured subnets"))
+		}
+		if r.pool6 != nil && !r.pool6.Subnet().Contains(a) {
+			return errdefs.InvalidParameter(fmt.Errorf("invalid endpoint settings:\nno configured subnet or ip-range contain the IP address %s", a))
+		}
 	}
 	if len(es.Aliases) > 0 && r.isDefaultBridge() {
 		return errdefs.InvalidParameter(errors.New("network-scoped alias is supported only for containers in user defined networks"))
@@ -726,6 +877,7 @@ func (nm *Controller) FillSettings(c *Container, hc *container.HostConfig, ns *c
 		es := endpointConfig(c, name).Copy()
 		es.NetworkID = r.ID
 		es.EndpointID, es.Gateway, es.IPAddress, es.IPPrefixLen, es.DNSNames = "", "", "", 0, nil
+		es.GlobalIPv6Address, es.GlobalIPv6PrefixLen, es.IPv6Gateway = "", 0, ""
 		if !running {
 			es.MacAddress = endpointConfig(c, name).MacAddress
 		}
@@ -734,17 +886,26 @@ func (nm *Controller) FillSettings(c *Container, hc *container.HostConfig, ns *c
 				continue
 			}
 			es.EndpointID = ep.ID
-			es.Gateway = r.Gateway
-			es.IPAddress = ep.IP
-			es.IPPrefixLen = r.pool.Subnet().Bits()
+			if ep.IP != "" && r.pool != nil {
+				es.Gateway = r.Gateway
+				es.IPAddress = ep.IP
+				es.IPPrefixLen = r.pool.Subnet().Bits()
+			}
 			es.MacAddress = ep.MAC
+			if ep.IP6 != "" && r.pool6 != nil {
+				es.GlobalIPv6Address = ep.IP6
+				es.GlobalIPv6PrefixLen = r.pool6.Subnet().Bits()
+				es.IPv6Gateway = r.Gateway6
+			}
 			if !r.isDefaultBridge() {
 				es.DNSNames = dnsNames(c, ep)
 			}
-			if r.isDefaultBridge() || (ep.DefaultRoute && ns.IPAddress == "") {
+			if r.isDefaultBridge() || (ep.DefaultRoute && ns.IPAddress == "" && r.pool != nil) {
 				ns.DefaultNetworkSettings = container.DefaultNetworkSettings{
 					EndpointID: ep.ID, Gateway: r.Gateway, IPAddress: ep.IP,
 					IPPrefixLen: r.pool.Subnet().Bits(), MacAddress: ep.MAC,
+					GlobalIPv6Address: es.GlobalIPv6Address, GlobalIPv6PrefixLen: es.GlobalIPv6PrefixLen,
+					IPv6Gateway: es.IPv6Gateway,
 				}
 			}
 		}

@@ -233,11 +233,16 @@ type InterfaceConfig struct {
 	// set on it.
 	Name string `json:"name"`
 	MAC  string `json:"mac"`
-	// Addresses in CIDR form ("172.18.0.2/16").
+	// Addresses in CIDR form ("172.18.0.2/16", "fd00:1::2/64"); IPv6
+	// ones are added without duplicate address detection.
 	Addresses []string `json:"addresses,omitempty"`
-	// Gateway is the default route through this interface, if any.
-	Gateway string `json:"gateway,omitempty"`
-	MTU     int    `json:"mtu,omitempty"`
+	// Gateway is the IPv4 default route through this interface, if any;
+	// Gateway6 the IPv6 one (an IPv6 network's gateway). Each replaces an
+	// existing default route of its family, so that a configuration sent
+	// again (interface-up) can move the default route to this interface.
+	Gateway  string `json:"gateway,omitempty"`
+	Gateway6 string `json:"gateway6,omitempty"`
+	MTU      int    `json:"mtu,omitempty"`
 }
 
 // MountRequest is one mount in the container's root.
