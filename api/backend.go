@@ -113,9 +113,11 @@ type Backend interface {
 	RegistryBackend
 	ContainerBackend
 	ImageBackend
+	ImageArchiveBackend
 	EventsBackend
 	LifecycleBackend
 	VolumeBackend
 	NetworkBackend
 	ArchiveBackend
+	BuildBackend
 }

@@ -72,6 +72,8 @@ type fakeBackend struct {
 	lastTag        [3]string
 	lastImageDel   []any
 	stdin          map[string]string // by container ID
+	build          fakeBuild
+	imageIO        fakeImageIO // save, load, import, history (images_io_test.go)
 }
 
 type fakeContainer struct {

@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // imageRoutes are added to the router by newRouter: the fixed paths first,
@@ -22,7 +23,12 @@ func (s *Server) imageRoutes() []route {
 		{http.MethodGet, "/images/json", s.getImagesJSON},
 		{http.MethodPost, "/images/create", s.postImagesCreate},
 		{http.MethodPost, "/images/prune", s.postImagesPrune},
+		{http.MethodGet, "/images/get", s.getImagesGet},     // images_io.go
+		{http.MethodPost, "/images/load", s.postImagesLoad}, // images_io.go
 		{http.MethodGet, "/images/{name:.*}/json", s.getImageInspect},
+		{http.MethodGet, "/images/{name:.*}/get", s.getImagesGet},
+		{http.MethodGet, "/images/{name:.*}/history", s.getImageHistory},
+		{http.MethodGet, "/distribution/{name:.*}/json", s.getDistributionInfo},
 		{http.MethodPost, "/images/{name:.*}/tag", s.postImageTag},
 		{http.MethodPost, "/images/{name:.*}/push", s.postImagePush}, // registry.go
 		{http.MethodDelete, "/images/{name:.*}", s.deleteImage},
@@ -61,7 +67,7 @@ func (s *Server) postImagesCreate(ctx context.Context, w http.ResponseWriter, r 
 	fromImage, fromSrc := r.Form.Get("fromImage"), r.Form.Get("fromSrc")
 	switch {
 	case fromImage == "" && fromSrc != "":
-		return errdefs.NotImplemented(errors.New("not implemented: image import (fromSrc)"))
+		return s.postImagesImport(ctx, w, r)
 	case fromImage == "":
 		return errdefs.InvalidParameter(errors.New("fromImage must be given"))
 	}
@@ -136,10 +142,26 @@ func (s *Server) getImagesJSON(ctx context.Context, w http.ResponseWriter, r *ht
 	return writeJSON(w, http.StatusOK, list)
 }
 
-func (s *Server) getImageInspect(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
+func (s *Server) getImageInspect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	var platform *ocispec.Platform
+	if versions.GreaterThanOrEqualTo(VersionFromContext(ctx), "1.49") {
+		p, err := decodePlatform(r.Form.Get("platform"))
+		if err != nil {
+			return err
+		}
+		if p != nil && boolValue(r, "manifests") {
+			return errdefs.InvalidParameter(errors.New("conflicting options: manifests and platform options cannot both be set"))
+		}
+		platform = p
+	}
 	img, err := s.backend.ImageInspect(ctx, vars["name"])
 	if err != nil {
 		return err
+	}
+	if platform != nil {
+		if err := inspectPlatform(img, vars["name"], platform); err != nil {
+			return err
+		}
 	}
 	imageInspectForVersion(img, VersionFromContext(ctx))
 	return writeJSON(w, http.StatusOK, img)

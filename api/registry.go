@@ -2,9 +2,7 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 
@@ -76,22 +74,6 @@ func (s *Server) postImagePush(ctx context.Context, w http.ResponseWriter, r *ht
 		s.log.WithError(err).WithField("image", ref.String()).Warn("push failed")
 	}
 	return out.finish(err)
-}
-
-// decodePlatform reads a JSON OCI platform as dockerd's
-// httputils.DecodePlatform: OS and architecture are required.
-func decodePlatform(s string) (*ocispec.Platform, error) {
-	var p ocispec.Platform
-	if err := json.Unmarshal([]byte(s), &p); err != nil {
-		return nil, errdefs.InvalidParameter(fmt.Errorf("failed to parse platform: %w", err))
-	}
-	if p.OS == "" && p.Architecture == "" && (p.Variant != "" || p.OSVersion != "" || len(p.OSFeatures) > 0) {
-		return nil, errdefs.InvalidParameter(errors.New("optional platform fields provided, but OS and Architecture are missing"))
-	}
-	if p.OS == "" || p.Architecture == "" {
-		return nil, errdefs.InvalidParameter(errors.New("both OS and Architecture must be provided"))
-	}
-	return &p, nil
 }
 
 func (s *Server) postAuth(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {

@@ -245,6 +245,7 @@ func (s *Server) newRouter() *mux.Router {
 		s.containerRoutes(), // containers.go, attach.go, lifecycle.go, stats.go
 		s.execRoutes(),      // exec.go
 		s.imageRoutes(),     // images.go
+		s.buildRoutes(),     // build.go
 		s.volumeRoutes(),    // volumes.go, with /system/df
 		s.archiveRoutes(),   // archive.go: cp, export, diff, commit
 		s.networkRoutes(),   // networks.go

@@ -6,6 +6,7 @@
 #   make bench                        # or: bench/compare.sh
 #   RUNS=15 PAR=20 PAR_REPS=3 CAP_MAX=100 CAP_SECONDS=180 ENGINES="runc runsc podman jevm" bench/compare.sh
 #   NO_DOC=1 bench/compare.sh         # don't rewrite docs/BENCHMARKS.md / docs/bench
+#   BENCH_ONLY=build NO_DOC=1 ENGINES="runc jevm" bench/compare.sh   # build, push, pull only
 #
 # It installs what is missing (apt: docker.io, podman, runsc, gnuplot-nox),
 # starts one local registry (bin/jevm-testimages) and then, one engine at a
@@ -28,6 +29,8 @@ PAR_REPS=${PAR_REPS:-3}        # repetitions of the parallel start
 CAP_MAX=${CAP_MAX:-100}        # capacity test: stop at this many containers
 CAP_SECONDS=${CAP_SECONDS:-180} # ... or after this long (per engine)
 ENGINES=${ENGINES:-"runc runsc podman jevm"}
+BUILD_RUNS=${BUILD_RUNS:-5}    # samples per build, push and pull metric
+BENCH_ONLY=${BENCH_ONLY:-}     # "build": only the build/push/pull part (use with NO_DOC=1)
 T0=$(date +%s)
 
 . "$ROOT/bench/lib/engine.sh" # find_docker_cli, reap_dir, stop_engine
@@ -254,6 +257,64 @@ bench_engine() {
 	rm_all
 }
 
+# docker build (issue 13), classic builder on every engine: a 6-step
+# Dockerfile with two RUN steps, built without cache, rebuilt with nothing
+# changed, and rebuilt after the file the second COPY reads changed; then
+# docker push and docker pull of a 50 MiB image through the local registry.
+bench_build() {
+	local e=$1 ctx="$work/buildctx" i t repo
+	rm -rf "$ctx"
+	mkdir -p "$ctx"
+	cat >"$ctx/Dockerfile" <<-'EOF'
+	FROM busybox
+	WORKDIR /app
+	COPY a.txt .
+	RUN cp a.txt copied && echo first > run1
+	COPY b.txt .
+	RUN cat b.txt copied > both
+	EOF
+	echo a >"$ctx/a.txt"
+	echo b0 >"$ctx/b.txt"
+	export DOCKER_BUILDKIT=0
+	log "$e: docker build (6 steps, 2 RUN) x$BUILD_RUNS: no cache, cached, one file changed"
+	if ! D build -q -t benchbuild "$ctx" >/dev/null 2>"$work/err"; then
+		note "$e" "docker build failed: $(head -c 300 "$work/err" | tr '\n,' '  ')"
+	else
+		for i in $(seq 1 "$BUILD_RUNS"); do
+			t=$(ms); D build -q --no-cache -t benchbuild "$ctx" >/dev/null 2>>"$work/err" && rec "$e" build_cold "$i" "$(elapsed_ms "$t")"
+			t=$(ms); D build -q -t benchbuild "$ctx" >/dev/null 2>>"$work/err" && rec "$e" build_cached "$i" "$(elapsed_ms "$t")"
+			echo "b$i" >"$ctx/b.txt"
+			t=$(ms); D build -q -t benchbuild "$ctx" >/dev/null 2>>"$work/err" && rec "$e" build_changed "$i" "$(elapsed_ms "$t")"
+		done
+	fi
+	# 50 MiB in one layer (not compressible), pushed to and pulled back
+	# from the registry under a new name each time.
+	printf 'FROM busybox\nRUN head -c 52428800 /dev/urandom > /blob\n' >"$ctx/Dockerfile"
+	if ! D build -q -t benchblob "$ctx" >/dev/null 2>"$work/err"; then
+		note "$e" "50 MiB image build failed: $(head -c 300 "$work/err" | tr '\n,' '  ')"
+	else
+		log "$e: docker push / pull of a 50 MiB image x$BUILD_RUNS"
+		for i in $(seq 1 "$BUILD_RUNS"); do
+			repo="$REG/bench-$e-$i/blob:1"
+			D tag benchblob "$repo" >/dev/null 2>&1
+			t=$(ms)
+			if D push -q "$repo" >/dev/null 2>"$work/err"; then rec "$e" push50 "$i" "$(elapsed_ms "$t")"
+			else note "$e" "push failed: $(head -c 300 "$work/err" | tr '\n,' '  ')"; D rmi "$repo" >/dev/null 2>&1; break; fi
+			D rmi "$repo" >/dev/null 2>&1
+			D rmi -f benchblob >/dev/null 2>&1
+			t=$(ms)
+			if D pull -q "$repo" >/dev/null 2>"$work/err"; then rec "$e" pull50 "$i" "$(elapsed_ms "$t")"
+			else note "$e" "pull failed: $(head -c 300 "$work/err" | tr '\n,' '  ')"; break; fi
+			D tag "$repo" benchblob >/dev/null 2>&1
+			D rmi "$repo" >/dev/null 2>&1
+		done
+	fi
+	unset DOCKER_BUILDKIT
+	rm_all
+	D rmi -f benchbuild benchblob >/dev/null 2>&1
+	D image prune -f >/dev/null 2>&1
+}
+
 jevm_extras() {
 	local d="$work/eng-jevm" tmpl accel
 	tmpl=$(grep -o 'default VM template ready.*elapsed=[^ ]*' "$d/engine.log" | sed 's/.*elapsed=//' | tr -d '"' | head -1)
@@ -300,7 +361,8 @@ for e in $ENGINES; do
 		cp "$engine_dir/engine.log" "$res/$e-engine.log" 2>/dev/null
 		stop_engine; continue
 	fi
-	bench_engine "$e"
+	[ "$BENCH_ONLY" = build ] || bench_engine "$e"
+	bench_build "$e"
 	[ "$e" = jevm ] && jevm_extras
 	cp "$engine_dir/engine.log" "$res/$e-engine.log" 2>/dev/null || true
 	log "$e: stopping"

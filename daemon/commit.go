@@ -44,13 +44,15 @@ type CommitRequest struct {
 	Comment   string
 	CreatedBy string // history: the container's command
 	Repo, Tag string // Repo "" leaves the image untagged
+	// LazyDisk leaves the image's base disk to be built when first needed
+	// (a build's intermediate steps).
+	LazyDisk bool
 }
 
 // ContainerCommit serves POST /commit.
 func (d *Daemon) ContainerCommit(ctx context.Context, req *backend.CommitConfig) (string, error) {
 	start := time.Now()
-	committer, ok := d.images.(ImageCommitter)
-	if !ok {
+	if _, ok := d.images.(ImageCommitter); !ok {
 		return "", errdefs.NotImplemented(errors.New("the image store cannot commit images"))
 	}
 	c, err := d.containers.get(req.Container)
@@ -85,47 +87,7 @@ func (d *Daemon) ContainerCommit(ctx context.Context, req *backend.CommitConfig)
 	}
 	mergeCommitConfig(newCfg, ctrCfg)
 
-	baseDisk, err := d.baseDisk(c)
-	if err != nil {
-		return "", err
-	}
-	// The layer goes to a file first, so that the VM (a maintenance clone
-	// of a stopped container) is gone before the image's disk is built.
-	var rb [6]byte
-	rand.Read(rb[:])
-	tmp := filepath.Join(c.Dir, ".commit-"+hex.EncodeToString(rb[:])+".tar")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
-	if err != nil {
-		return "", errdefs.System(err)
-	}
-	defer func() {
-		f.Close()
-		os.Remove(tmp)
-	}()
-	var layerBytes int64
-	var frozen bool
-	err = d.withContainerFS(ctx, c, "commit", func(s *fsSession) error {
-		serial, err := attachBaseDisk(ctx, s.machine, baseDisk)
-		if err != nil {
-			return err
-		}
-		frozen = req.Pause && s.running
-		rc, err := s.agent.DiffLayer(ctx, serial, frozen)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		layerBytes, err = io.Copy(f, rc)
-		return err
-	})
-	if err != nil {
-		return "", fileOpError(err, "/", req.Container)
-	}
-	tLayer := time.Now()
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", errdefs.System(err)
-	}
-	id, err := committer.CommitImage(ctx, f, CommitRequest{
+	id, layerBytes, frozen, err := d.commitContainer(ctx, c, req.Pause, CommitRequest{
 		Parent:    parent,
 		Config:    newCfg,
 		Author:    req.Author,
@@ -154,10 +116,65 @@ func (d *Daemon) ContainerCommit(ctx context.Context, req *backend.CommitConfig)
 		"ref":        imageRef,
 		"layerBytes": layerBytes,
 		"frozen":     frozen,
-		"layer":      tLayer.Sub(start).Round(time.Millisecond).String(),
 		"total":      time.Since(start).Round(time.Millisecond).String(),
 	}).Info("container committed")
 	return id, nil
+}
+
+// commitContainer reads the container's changes against its image (in a
+// maintenance clone if it is not running; with the VM frozen if pause and
+// it is) into a temporary file, then has the image store make req's image
+// of them. It returns the image ID, the layer's size and whether the VM
+// was frozen.
+func (d *Daemon) commitContainer(ctx context.Context, c *Container, pause bool, req CommitRequest) (string, int64, bool, error) {
+	committer, ok := d.images.(ImageCommitter)
+	if !ok {
+		return "", 0, false, errdefs.NotImplemented(errors.New("the image store cannot commit images"))
+	}
+	baseDisk, err := d.baseDisk(c)
+	if err != nil {
+		return "", 0, false, err
+	}
+	// The layer goes to a file first, so that the VM (a maintenance clone
+	// of a stopped container) is gone before the image's disk is built.
+	var rb [6]byte
+	rand.Read(rb[:])
+	tmp := filepath.Join(c.Dir, ".commit-"+hex.EncodeToString(rb[:])+".tar")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", 0, false, errdefs.System(err)
+	}
+	defer func() {
+		f.Close()
+		os.Remove(tmp)
+	}()
+	var layerBytes int64
+	var frozen bool
+	err = d.withContainerFS(ctx, c, "commit", func(s *fsSession) error {
+		serial, err := attachBaseDisk(ctx, s.machine, baseDisk)
+		if err != nil {
+			return err
+		}
+		frozen = pause && s.running
+		rc, err := s.agent.DiffLayer(ctx, serial, frozen)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		layerBytes, err = io.Copy(f, rc)
+		return err
+	})
+	if err != nil {
+		return "", 0, false, fileOpError(err, "/", c.ID)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", 0, false, errdefs.System(err)
+	}
+	id, err := committer.CommitImage(ctx, f, req)
+	if err != nil {
+		return "", 0, false, err
+	}
+	return id, layerBytes, frozen, nil
 }
 
 // repoTag is dockerd's httputils.RepoTagReference for a non-empty repo.

@@ -10,6 +10,8 @@ import (
 	"github.com/docker/go-connections/nat"
 )
 
+// TestApplyChanges: the changes go through the builder (BuildKit's parser,
+// as dockerd's BuildFromConfig), so the messages and forms are dockerd's.
 func TestApplyChanges(t *testing.T) {
 	base := func() *container.Config {
 		return &container.Config{
@@ -73,7 +75,7 @@ func TestApplyChanges(t *testing.T) {
 			}
 		}},
 		{"continuation and comments", []string{"# note\nENV A=1 \\\n  B=2", "", "onbuild run echo hi"}, func(t *testing.T, c *container.Config) {
-			if !reflect.DeepEqual(c.Env[2:], []string{"A=1", "B=2"}) || !reflect.DeepEqual(c.OnBuild, []string{"RUN echo hi"}) {
+			if !reflect.DeepEqual(c.Env[2:], []string{"A=1", "B=2"}) || !reflect.DeepEqual(c.OnBuild, []string{"run echo hi"}) {
 				t.Errorf("Env %q OnBuild %q", c.Env, c.OnBuild)
 			}
 		}},

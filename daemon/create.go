@@ -280,6 +280,13 @@ func (d *Daemon) shapeFor(hc *container.HostConfig) (shape vmbackend.Shape, warn
 // command.
 func mergeImageConfig(cfg, img *container.Config) *container.Config {
 	m := *cfg
+	defer func() {
+		// `--entrypoint ""` (an entrypoint of one empty word) clears the
+		// image's entrypoint, as in dockerd.
+		if len(m.Entrypoint) == 1 && m.Entrypoint[0] == "" {
+			m.Entrypoint = nil
+		}
+	}()
 	if img == nil {
 		return &m
 	}

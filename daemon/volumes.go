@@ -212,7 +212,7 @@ func (d *Daemon) SystemDiskUsage(ctx context.Context, opts backend.DiskUsageOpti
 		du.Volumes = vu
 	}
 	if opts.Images {
-		list, err := d.images.List(ctx, image.ListOptions{})
+		list, err := d.images.List(ctx, image.ListOptions{SharedSize: true})
 		if err != nil {
 			return nil, err
 		}

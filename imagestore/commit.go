@@ -1,6 +1,7 @@
 package imagestore
 
 import (
+	"archive/tar"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -44,6 +45,19 @@ type CommitOptions struct {
 	CreatedBy string
 	// Repo and Tag name the new image; an empty Repo leaves it untagged.
 	Repo, Tag string
+	// LazyDisk leaves the base disk to be built by the first BaseDisk call:
+	// a build's intermediate images are mostly never run, and making an
+	// ext4 disk per step would cost a full unpack each.
+	LazyDisk bool
+	// EmptyLayer records a step that changed no file (ENV, LABEL, ...)
+	// without reading a layer; layer may then be nil.
+	EmptyLayer bool
+	// Platform is the new image's platform when it has no parent (nil:
+	// linux/amd64); an image with a parent keeps the parent's.
+	Platform *ocispec.Platform
+	// KeepEmptyLayer records a layer without entries as a layer (docker
+	// import does) instead of an empty_layer history entry (commit).
+	KeepEmptyLayer bool
 }
 
 // Commit makes a new image whose top layer is layer (an uncompressed OCI
@@ -53,8 +67,16 @@ type CommitOptions struct {
 // diff ID) and an OCI manifest are written, the image's base disk is built,
 // and the image is recorded and tagged. The layer is read before anything
 // else is done, so the caller may release its source once Commit reads EOF.
-func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions) (*Image, error) {
+func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions) (_ *Image, retErr error) {
 	start := time.Now()
+	// A failed commit takes back the blobs it stored (those no image or
+	// running pull uses); this runs after the leases below are released.
+	var stored []digest.Digest
+	defer func() {
+		if retErr != nil && len(stored) > 0 {
+			s.collectBlobs(stored)
+		}
+	}()
 	if opts.Config == nil {
 		return nil, errdefs.InvalidParameter(errors.New("commit: no image config"))
 	}
@@ -81,12 +103,18 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 	defer release()
 
 	// 1. The layer: gzip it into a temporary file, hashing both forms.
-	ldesc, diffID, err := s.storeLayer(ctx, layer)
-	if err != nil {
-		return nil, err
+	var ldesc ocispec.Descriptor
+	var layerFiles int64
+	diffID := EmptyLayerDiffID
+	if !opts.EmptyLayer {
+		var err error
+		if ldesc, diffID, layerFiles, err = s.storeLayer(ctx, layer, opts.KeepEmptyLayer); err != nil {
+			return nil, err
+		}
 	}
-	emptyLayer := diffID == EmptyLayerDiffID
+	emptyLayer := diffID == EmptyLayerDiffID && !opts.KeepEmptyLayer
 	if !emptyLayer {
+		stored = append(stored, ldesc.Digest)
 		release2 := s.lease(ldesc.Digest)
 		defer release2()
 	}
@@ -106,6 +134,9 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 		layers = append(layers, parent.Layers...)
 	} else {
 		cfg.OS, cfg.Architecture = "linux", "amd64"
+		if opts.Platform != nil {
+			cfg.OS, cfg.Architecture, cfg.Variant = opts.Platform.OS, opts.Platform.Architecture, opts.Platform.Variant
+		}
 		cfg.RootFS.Type = "layers"
 	}
 	if cfg.RootFS.Type == "" {
@@ -130,6 +161,7 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 		return nil, errdefs.System(err)
 	}
 	cfgDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cfgBytes), Size: int64(len(cfgBytes))}
+	stored = append(stored, cfgDesc.Digest)
 	if err := s.writeSmallBlob(ctx, cfgDesc, cfgBytes); err != nil {
 		return nil, err
 	}
@@ -150,6 +182,7 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 		return nil, errdefs.System(err)
 	}
 	mDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mBytes), Size: int64(len(mBytes))}
+	stored = append(stored, mDesc.Digest)
 	if err := s.writeSmallBlob(ctx, mDesc, mBytes); err != nil {
 		return nil, err
 	}
@@ -158,12 +191,18 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 
 	// 4. The base disk (from all the layers, as for a pulled image).
 	tDisk := time.Now()
-	size, _, err := s.ensureDisk(ctx, id, buildSpec{layers: layers, diffIDs: cfg.RootFS.DiffIDs}, false)
-	if err != nil {
-		return nil, err
+	var size int64
+	if !opts.LazyDisk {
+		if size, _, err = s.ensureDisk(ctx, id, buildSpec{layers: layers, diffIDs: cfg.RootFS.DiffIDs}, false); err != nil {
+			return nil, err
+		}
 	}
-	if size == 0 && parent != nil {
-		size = parent.Size
+	if size == 0 {
+		// Until the disk is built: the parent's files and this layer's.
+		size = layerFiles
+		if parent != nil {
+			size += parent.Size
+		}
 	}
 	diskTook := time.Since(tDisk)
 
@@ -180,6 +219,9 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 			Config:           cfg,
 			Size:             size,
 			Pulled:           now,
+		}
+		if parent != nil {
+			img.Parent = parent.ID
 		}
 		delete(s.orphans, id)
 		s.images[id] = img
@@ -212,10 +254,10 @@ func (s *Store) Commit(ctx context.Context, layer io.Reader, opts CommitOptions)
 
 // storeLayer gzips an uncompressed layer into the content store and
 // returns its descriptor and diff ID.
-func (s *Store) storeLayer(ctx context.Context, layer io.Reader) (ocispec.Descriptor, digest.Digest, error) {
+func (s *Store) storeLayer(ctx context.Context, layer io.Reader, keepEmpty bool) (ocispec.Descriptor, digest.Digest, int64, error) {
 	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "commit-layer-")
 	if err != nil {
-		return ocispec.Descriptor{}, "", errdefs.System(err)
+		return ocispec.Descriptor{}, "", 0, errdefs.System(err)
 	}
 	defer func() {
 		f.Close()
@@ -225,14 +267,36 @@ func (s *Store) storeLayer(ctx context.Context, layer io.Reader) (ocispec.Descri
 	counter := &countingWriter{w: io.MultiWriter(f, compressed.Hash())}
 	gz := gzip.NewWriter(counter)
 	uncompressed := digest.Canonical.Digester()
-	if _, err := io.Copy(gz, io.TeeReader(layer, uncompressed.Hash())); err != nil {
-		if ctx.Err() != nil {
-			return ocispec.Descriptor{}, "", ctx.Err()
+	// The sizes of the layer's files, read from the same stream: the
+	// image's size until its base disk is built (LazyDisk).
+	pr, pw := io.Pipe()
+	fileBytes := make(chan int64, 1)
+	go func() {
+		var n int64
+		tr := tar.NewReader(pr)
+		for {
+			h, err := tr.Next()
+			if err != nil {
+				break
+			}
+			if h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA {
+				n += h.Size
+			}
 		}
-		return ocispec.Descriptor{}, "", fmt.Errorf("reading the container's changes: %w", err)
+		io.Copy(io.Discard, pr)
+		fileBytes <- n
+	}()
+	_, err = io.Copy(gz, io.TeeReader(layer, io.MultiWriter(uncompressed.Hash(), pw)))
+	pw.Close()
+	files := <-fileBytes
+	if err != nil {
+		if ctx.Err() != nil {
+			return ocispec.Descriptor{}, "", 0, ctx.Err()
+		}
+		return ocispec.Descriptor{}, "", 0, fmt.Errorf("reading the container's changes: %w", err)
 	}
 	if err := gz.Close(); err != nil {
-		return ocispec.Descriptor{}, "", errdefs.System(err)
+		return ocispec.Descriptor{}, "", 0, errdefs.System(err)
 	}
 	desc := ocispec.Descriptor{
 		MediaType: ocispec.MediaTypeImageLayerGzip,
@@ -240,16 +304,16 @@ func (s *Store) storeLayer(ctx context.Context, layer io.Reader) (ocispec.Descri
 		Size:      counter.n,
 	}
 	diffID := uncompressed.Digest()
-	if diffID == EmptyLayerDiffID {
-		return desc, diffID, nil
+	if diffID == EmptyLayerDiffID && !keepEmpty {
+		return desc, diffID, files, nil
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return ocispec.Descriptor{}, "", errdefs.System(err)
+		return ocispec.Descriptor{}, "", 0, errdefs.System(err)
 	}
 	if err := content.WriteBlob(ctx, s.cs, "commit-"+desc.Digest.Encoded(), f, desc); err != nil && !isAlreadyExists(err) {
-		return ocispec.Descriptor{}, "", errdefs.System(fmt.Errorf("storing layer: %w", err))
+		return ocispec.Descriptor{}, "", 0, errdefs.System(fmt.Errorf("storing layer: %w", err))
 	}
-	return desc, diffID, nil
+	return desc, diffID, files, nil
 }
 
 func (s *Store) writeSmallBlob(ctx context.Context, desc ocispec.Descriptor, b []byte) error {

@@ -40,10 +40,11 @@ func (c *deleteConflict) Conflict() {}
 type conflictMask int
 
 const (
-	conflictRunning conflictMask = 1 << iota
+	conflictDependentChild conflictMask = 1 << iota
+	conflictRunning
 	conflictActiveRef
 	conflictStopped
-	conflictHard = conflictRunning
+	conflictHard = conflictDependentChild | conflictRunning
 	conflictSoft = conflictActiveRef | conflictStopped
 )
 
@@ -54,6 +55,9 @@ type usage struct {
 }
 
 func (s *Store) checkConflictLocked(id digest.Digest, u usage, mask conflictMask) *deleteConflict {
+	if mask&conflictDependentChild != 0 && s.hasChildrenLocked(id) {
+		return &deleteConflict{hard: true, id: id, message: "image has dependent child images"}
+	}
 	if mask&conflictRunning != 0 && u.running && len(u.ctrs) > 0 {
 		return &deleteConflict{hard: true, used: true, id: id,
 			message: "image is being used by running container " + truncID(u.ctrs[0])}
@@ -98,9 +102,10 @@ func isSingleReference(refs []reference.Named) bool {
 // other references are errdefs.Conflict errors worded as dockerd's. Deleting
 // an image removes its record, the content blobs no other image uses and its
 // base disk (kept, until GCDisks, while containers still use it). prune is
-// accepted for API compatibility (pulled images have no parents).
+// prune also deletes the image's untagged parents (a commit's or a build's
+// intermediate images) that nothing else uses, as dockerd does unless
+// noprune is given.
 func (s *Store) Delete(nameOrID string, force, prune bool, users UsersFunc) ([]image.DeleteResponse, error) {
-	_ = prune
 	s.mu.Lock()
 	img, err := s.resolveLocked(nameOrID)
 	if err != nil {
@@ -126,8 +131,52 @@ func (s *Store) Delete(nameOrID string, force, prune bool, users UsersFunc) ([]i
 	if err != nil {
 		return nil, err
 	}
+	if del != nil && prune {
+		s.pruneParents(del.img.Parent, users, &records)
+	}
 	s.GCDisks(users)
 	return records, nil
+}
+
+// pruneParents deletes parent and its own parents while each is untagged,
+// has no other child and no container: the chain of intermediate images
+// that only the deleted image needed.
+func (s *Store) pruneParents(parent digest.Digest, users UsersFunc, records *[]image.DeleteResponse) {
+	for parent != "" {
+		var u usage
+		if users != nil {
+			u.ctrs, u.running = users(parent.String())
+		}
+		if len(u.ctrs) > 0 {
+			return
+		}
+		s.mu.Lock()
+		img := s.images[parent]
+		if img == nil || len(s.namedRefsLocked(parent)) > 0 || s.hasChildrenLocked(parent) {
+			s.mu.Unlock()
+			return
+		}
+		recs, del, err := s.deleteLocked(parent.String(), parent, false, u)
+		s.mu.Unlock()
+		if del != nil {
+			s.finishDelete(del, &recs)
+		}
+		*records = append(*records, recs...)
+		if err != nil || del == nil {
+			return
+		}
+		parent = del.img.Parent
+	}
+}
+
+// hasChildrenLocked reports whether an image names id as its parent.
+func (s *Store) hasChildrenLocked(id digest.Digest) bool {
+	for _, img := range s.images {
+		if img.Parent == id {
+			return true
+		}
+	}
+	return false
 }
 
 // deletion is what remains to do after an image record went away.

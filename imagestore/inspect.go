@@ -40,6 +40,7 @@ func (s *Store) Inspect(nameOrID string) (*image.InspectResponse, error) {
 	data := map[string]string{"BaseDisk": s.diskPath(img.ID)}
 	return &image.InspectResponse{
 		ID:           img.ID.String(),
+		Parent:       img.Parent.String(),
 		RepoTags:     img.RepoTags,
 		RepoDigests:  img.RepoDigests,
 		Comment:      comment,

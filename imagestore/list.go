@@ -1,12 +1,14 @@
 package imagestore
 
 import (
+	"context"
 	"sort"
 	"time"
 
 	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/errdefs"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/jevm/jevm/internal/filterutil"
 )
@@ -72,9 +74,19 @@ func (s *Store) List(opts image.ListOptions) ([]image.Summary, error) {
 		return nil, err
 	}
 	patterns := f.Get("reference")
+	var shared map[digest.Digest]int64
+	if opts.SharedSize {
+		shared = s.sharedSizes(context.Background())
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	parents := map[digest.Digest]bool{}
+	for _, img := range s.images {
+		if img.Parent != "" {
+			parents[img.Parent] = true
+		}
+	}
 	out := []image.Summary{}
 	for id, img := range s.images {
 		created := img.Created()
@@ -91,11 +103,12 @@ func (s *Store) List(opts image.ListOptions) ([]image.Summary, error) {
 			ID:          id.String(),
 			Created:     unixOrZero(created),
 			Size:        img.Size,
-			SharedSize:  -1,
+			SharedSize:  sharedOrUnknown(shared, id),
 			Containers:  -1,
 			Labels:      img.Config.Config.Labels,
 			RepoTags:    []string{},
 			RepoDigests: []string{},
+			ParentID:    img.Parent.String(),
 		}
 		for _, named := range s.namedRefsLocked(id) {
 			if len(patterns) > 0 {
@@ -122,6 +135,11 @@ func (s *Store) List(opts image.ListOptions) ([]image.Summary, error) {
 			}
 		}
 		if len(sum.RepoTags) == 0 && len(sum.RepoDigests) == 0 {
+			// An untagged parent is an intermediate image (of a build or a
+			// commit): dockerd lists it only with -a, and never as dangling.
+			if parents[id] && (!opts.All || danglingOnly) {
+				continue
+			}
 			if f.Contains("dangling") && !danglingOnly {
 				continue
 			}
@@ -147,4 +165,12 @@ func unixOrZero(t time.Time) int64 {
 		return 0
 	}
 	return t.Unix()
+}
+
+// sharedOrUnknown is an image's SharedSize: -1 unless it was asked for.
+func sharedOrUnknown(shared map[digest.Digest]int64, id digest.Digest) int64 {
+	if shared == nil {
+		return -1
+	}
+	return shared[id]
 }

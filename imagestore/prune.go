@@ -63,6 +63,9 @@ func (s *Store) Prune(pf filters.Args, users UsersFunc) (*image.PruneReport, err
 		if pf.Contains("label!") && pf.MatchKVList("label!", labels) {
 			continue
 		}
+		if danglingOnly && s.hasChildrenLocked(id) {
+			continue // an intermediate image, in use by its child
+		}
 		c := cand{id: id}
 		refs := s.namedRefsLocked(id)
 		if len(refs) > 0 {

@@ -106,6 +106,10 @@ type Image struct {
 	Pulled time.Time `json:"pulled"`
 	// LastTagTime is when a reference was last added to the image.
 	LastTagTime time.Time `json:"lastTagTime,omitempty"`
+	// Parent is the image a commit or build step started from ("" for
+	// pulled, loaded and imported images); history names its entries by
+	// it, as dockerd.
+	Parent digest.Digest `json:"parent,omitempty"`
 }
 
 // ShortID returns the 12 hex digits docker shows for the image.
@@ -217,6 +221,8 @@ type Store struct {
 	leases  map[digest.Digest]int        // blobs in use by running pulls
 	builds  map[digest.Digest]*diskBuild // base disks being built
 	orphans map[digest.Digest]int64      // disks kept for containers of deleted images
+	// layerSizes caches the file sizes of layers (history).
+	layerSizes map[digest.Digest]int64
 
 	pruneRunning atomic.Bool
 	buildCount   atomic.Int64 // base disks built (for tests and logs)

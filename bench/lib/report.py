@@ -17,7 +17,11 @@ SHORT = {'jevm': 'jevm', 'runc': 'dockerd+runc', 'runsc': 'dockerd+runsc', 'podm
 par = f'parallel{PAR}'
 LAT = [('run_rm', '`docker run --rm busybox true`'), ('create', '`docker create`'),
        ('start', '`docker start`'), ('stop', '`docker stop` (trapping shell)'),
-       ('rm', '`docker rm`'), (par, f'{PAR} × `docker run -d` in parallel, until all running')]
+       ('rm', '`docker rm`'), (par, f'{PAR} × `docker run -d` in parallel, until all running'),
+       ('build_cold', '`docker build`, 6 steps with 2 RUN, no cache'),
+       ('build_cached', '`docker build`, nothing changed (cache)'),
+       ('build_changed', '`docker build`, one copied file changed'),
+       ('push50', '`docker push` of a 50 MiB image'), ('pull50', '`docker pull` of a 50 MiB image')]
 
 raw = {}
 with open(os.path.join(res, 'raw.csv')) as f:

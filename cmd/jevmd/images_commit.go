@@ -20,6 +20,7 @@ func (a imageService) CommitImage(ctx context.Context, layer io.Reader, req daem
 		CreatedBy: req.CreatedBy,
 		Repo:      req.Repo,
 		Tag:       req.Tag,
+		LazyDisk:  req.LazyDisk,
 	})
 	if err != nil {
 		return "", err

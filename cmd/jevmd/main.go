@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/jevm/jevm/api"
+	"github.com/jevm/jevm/builder"
 	"github.com/jevm/jevm/daemon"
 	"github.com/jevm/jevm/imagestore"
 	"github.com/jevm/jevm/vmbackend/initramfs"
@@ -153,7 +154,16 @@ func run(o *options) error {
 	for _, l := range listeners {
 		log.WithField("address", l.Addr().String()).Info("API listening")
 	}
-	srv := api.NewServer(d, api.Options{
+	bld, err := builder.New(builder.Options{
+		Root:       filepath.Join(o.dataRoot, "builder"),
+		Images:     buildImages{s: images, d: d},
+		Containers: d,
+		Log:        logrus.WithField("component", "builder"),
+	})
+	if err != nil {
+		return fmt.Errorf("builder: %w", err)
+	}
+	srv := api.NewServer(engine{Daemon: d, b: bld}, api.Options{
 		Logger:        logrus.WithField("component", "api"),
 		APIVersion:    apiVersion,
 		MinAPIVersion: minAPIVersion,
