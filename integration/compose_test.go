@@ -19,8 +19,7 @@ import (
 // (`docker compose`, built by `make compose`) and compose v1 (Debian's
 // docker-compose 1.29). Every step runs against the test daemon in
 // sequence, and nothing of the project may be left afterwards.
-// `network_mode: service:` (pods) and a `build:` service are not part
-// of it yet (see the compose file).
+// `network_mode: service:` (pods) is not part of it yet.
 
 func TestComposeV2(t *testing.T) { testComposeApp(t, newCompose(t, "v2")) }
 
@@ -47,20 +46,9 @@ func newCompose(t *testing.T, gen string) *composeCLI {
 		c.argv = []string{"docker-compose", "--ansi", "never"}
 	}
 	c.argv = append(c.argv, "-p", c.project, "-f", "compose.yaml")
-	c.dir = t.TempDir()
-	src := filepath.Join("testdata", "compose")
-	entries, err := os.ReadDir(src)
-	if err != nil {
+	c.dir = filepath.Join(t.TempDir(), "app")
+	if err := os.CopyFS(c.dir, os.DirFS(filepath.Join("testdata", "compose"))); err != nil {
 		t.Fatal(err)
-	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(c.dir, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 	if r := c.run(t, "version"); r.code != 0 {
 		if gen == "v2" {
@@ -200,13 +188,18 @@ func (c *composeCLI) serviceIDs(t *testing.T, service string) []string {
 
 func testComposeApp(t *testing.T, c *composeCLI) {
 	p := c.project
+	// The images the project pulls (web, and busybox for the build) are
+	// kept by down, as with dockerd; everything else it makes is not.
+	mustDocker(t, "pull", "-q", "web")
+	mustDocker(t, "pull", "-q", "busybox")
+	imagesBefore := strings.Fields(mustDocker(t, "images", "-aq", "--no-trunc"))
 	bridgesBefore := jevmBridges(t)
 	if left := projectObjects(t, p); left != "" {
 		t.Fatalf("project %s exists before the test: %s", p, left)
 	}
 	t.Cleanup(func() {
 		if left := projectObjects(t, p); left != "" {
-			c.run(t, "down", "-v", "--remove-orphans", "-t", "1")
+			c.run(t, "down", "-v", "--rmi", "local", "--remove-orphans", "-t", "1")
 		}
 	})
 
@@ -221,12 +214,23 @@ func testComposeApp(t *testing.T, c *composeCLI) {
 		t.Fatalf("config --services = %v", svcs)
 	}
 
-	// up -d: networks, the volume, web until healthy, then the worker.
+	// up -d: the worker's image built, networks, the volume, web until
+	// healthy, then the worker.
 	c.must(t, "up", "-d")
 	web := c.serviceIDs(t, "web")
 	workers := c.serviceIDs(t, "worker")
 	if len(web) != 1 || len(workers) != 1 {
 		t.Fatalf("after up: web %v, worker %v", web, workers)
+	}
+	workerImage := p + "-worker"
+	if c.gen == "v1" {
+		workerImage = p + "_worker"
+	}
+	if got := inspectField(t, workers[0], "{{.Config.Image}}"); got != workerImage {
+		t.Fatalf("the worker runs image %q, want the built %q", got, workerImage)
+	}
+	if got := mustDocker(t, "image", "inspect", "-f", "{{json .Config.Cmd}} {{range .Config.Env}}{{.}} {{end}}", workerImage); !strings.Contains(got, `["worker"]`) || !strings.Contains(got, "MODE=default") {
+		t.Fatalf("the built image's config: %s", got)
 	}
 	if h := inspectField(t, web[0], "{{.State.Health.Status}}"); h != "healthy" {
 		t.Fatalf("web is %q when the worker depending on it started", h)
@@ -405,10 +409,15 @@ func testComposeApp(t *testing.T, c *composeCLI) {
 		return inspectField(t, web[0], "{{.State.Health.Status}}") == "healthy"
 	})
 
-	// down -v: nothing of the project is left, on the daemon or the host.
-	c.must(t, "down", "-v", "-t", "2")
+	// down -v --rmi local: nothing of the project is left, on the daemon
+	// (containers, networks, the volume, the built image and its
+	// intermediate images) or the host (bridges).
+	c.must(t, "down", "-v", "--rmi", "local", "-t", "2")
 	if left := projectObjects(t, p); left != "" {
 		t.Fatalf("left after down -v: %s", left)
+	}
+	if imagesAfter := strings.Fields(mustDocker(t, "images", "-aq", "--no-trunc")); strings.Join(imagesAfter, " ") != strings.Join(imagesBefore, " ") {
+		t.Fatalf("images after down --rmi local:\n%s\nbefore up:\n%s", mustDocker(t, "images", "-a"), strings.Join(imagesBefore, "\n"))
 	}
 	if n := jevmBridges(t); n != bridgesBefore {
 		t.Fatalf("%d jevm bridges after down -v, %d before up", n, bridgesBefore)
