@@ -46,7 +46,7 @@ JEVMLIBDIR := $(PREFIX)/lib/jevm
 SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all deps guest build images compose run test unit integration vet fmt bench conformance clean install uninstall
+.PHONY: all deps guest build images compose compose-path run test unit integration vet fmt bench conformance clean install uninstall
 
 all: build
 
@@ -90,6 +90,8 @@ images: build
 	$(BIN)/jevm-testimages build
 
 compose: $(COMPOSE_BIN)
+compose-path:
+	@echo $(COMPOSE_BIN)
 $(COMPOSE_BIN): | $(BUILD)/.deps
 	GO="$(GO)" hack/build-compose.sh $(COMPOSE_MODULE) $(COMPOSE_VERSION) $@
 

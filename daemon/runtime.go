@@ -213,6 +213,7 @@ func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentcl
 		Privileged:   c.HostConfig.Privileged,
 		Domainname:   c.Config.Domainname,
 		Sysctls:      containerSysctls(c.HostConfig),
+		ShmSize:      c.HostConfig.ShmSize,
 		RootDevice:   d.vms.GuestRootDevice(),
 		ReadOnly:     c.HostConfig.ReadonlyRootfs,
 		Hostname:     c.Config.Hostname,

@@ -214,6 +214,14 @@ func testComposeApp(t *testing.T, c *composeCLI) {
 		t.Fatalf("config --services = %v", svcs)
 	}
 
+	if c.gen == "v2" {
+		// Pinning tags to digests asks the daemon for the registry's
+		// descriptor (GET /distribution/{name}/json).
+		if out := c.must(t, "config", "--resolve-image-digests"); !strings.Contains(out, "web@sha256:") {
+			t.Fatalf("config --resolve-image-digests:\n%s", out)
+		}
+	}
+
 	// up -d: the worker's image built, networks, the volume, web until
 	// healthy, then the worker.
 	c.must(t, "up", "-d")
@@ -267,8 +275,8 @@ func testComposeApp(t *testing.T, c *composeCLI) {
 	out := c.must(t, "exec", "-T", "worker", "sh", "-c",
 		`cat /run/secrets/api_key; echo "mode=$MODE"; grep upstream.example /etc/hosts; echo "nofile=$(ulimit -n)/$(ulimit -Hn)"; `+
 			`echo "somaxconn=$(cat /proc/sys/net/core/somaxconn)"; grep CapEff /proc/self/status; `+
-			`grep ' /scratch ' /proc/mounts; echo "scratch=$(stat -c %a /scratch)"; ip route`)
-	for _, want := range []string{"s3cr3t-key", "mode=batch", "10.9.8.7\tupstream.example", "nofile=1024/2048", "somaxconn=1024", "tmpfs /scratch tmpfs rw", "size=8192k", "scratch=1770"} {
+			`grep -E ' /(scratch|dev/shm) ' /proc/mounts; echo "scratch=$(stat -c %a /scratch)"; ip route`)
+	for _, want := range []string{"s3cr3t-key", "mode=batch", "10.9.8.7\tupstream.example", "nofile=1024/2048", "somaxconn=1024", "tmpfs /scratch tmpfs rw", "size=8192k", "scratch=1770", "/dev/shm tmpfs rw", "size=131072k"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("worker lacks %q:\n%s", want, out)
 		}

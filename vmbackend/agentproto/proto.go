@@ -208,6 +208,9 @@ type StartRequest struct {
 	// `docker run --sysctl` merged over dockerd's defaults. The guest's
 	// kernel is the container's own, so any key may be set.
 	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// ShmSize is the size in bytes of the container's /dev/shm (`docker
+	// run --shm-size`, compose's shm_size); 0 is dockerd's default, 64 MiB.
+	ShmSize int64 `json:"shmSize,omitempty"`
 }
 
 // InterfaceConfig is one guest network interface.
