@@ -213,6 +213,7 @@ func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentcl
 		Privileged:   c.HostConfig.Privileged,
 		Domainname:   c.Config.Domainname,
 		Sysctls:      containerSysctls(c.HostConfig),
+		HostPID:      sharesGuestPIDNamespace(c.HostConfig),
 		ShmSize:      c.HostConfig.ShmSize,
 		RootDevice:   d.vms.GuestRootDevice(),
 		ReadOnly:     c.HostConfig.ReadonlyRootfs,
@@ -246,6 +247,20 @@ func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentcl
 		return nil, startError(c, err)
 	}
 	return proc, nil
+}
+
+// sharesGuestPIDNamespace tells whether the container's processes stay in
+// the guest's PID namespace, where the agent is PID 1, rather than the main
+// process being PID 1 of a namespace of its own (runc's default):
+//   - --pid host: the guest's namespace is the "host" one.
+//   - --init: dockerd makes its docker-init PID 1, which passes the signals
+//     it gets on to the entrypoint and reaps orphans. The agent, PID 1 of
+//     the guest's namespace, does just that: the signals it sends reach the
+//     entrypoint as an ordinary process (a shell without a trap dies of
+//     SIGTERM: 143), and it reaps every orphan. `ps` then shows the
+//     agent, not docker-init, as PID 1.
+func sharesGuestPIDNamespace(hc *container.HostConfig) bool {
+	return hc.PidMode.IsHost() || (hc.Init != nil && *hc.Init)
 }
 
 // startError turns the agent's refusal to start a process into dockerd's

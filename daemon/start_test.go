@@ -160,6 +160,38 @@ func TestFakeStartStopEscalates(t *testing.T) {
 	}
 }
 
+// A stop whose client gives up goes on (moby's
+// TestStopContainerWithTimeoutCancel): SIGKILL after the timeout all the
+// same.
+func TestFakeStopNotCancelledWithItsRequest(t *testing.T) {
+	d, _, _ := fakeDaemon(t, func() *fakeagent.Guest {
+		return &fakeagent.Guest{Main: func(p *fakeagent.Proc) int { return p.WaitSignal(syscall.SIGKILL) }}
+	})
+	c := fakeContainer(t, d, "sc1")
+	if err := d.ContainerStart(context.Background(), "sc1"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	one := 1
+	done := make(chan error, 1)
+	go func() { done <- d.ContainerStop(ctx, "sc1", container.StopOptions{Timeout: &one}) }()
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stop did not end")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.State.Status != container.StateExited || c.State.ExitCode != 137 {
+		t.Fatalf("after a cancelled stop: %+v, want exited 137", c.State)
+	}
+}
+
 // The monitor records the exit code of a process that exits by itself.
 func TestFakeMonitorRecordsExit(t *testing.T) {
 	d, vms, _ := fakeDaemon(t, func() *fakeagent.Guest {
@@ -455,5 +487,24 @@ func TestFakeMaintenanceClone(t *testing.T) {
 	}
 	if !m.Exited() || m.Killed() || len(vms.Started()) != 2 {
 		t.Fatalf("maintenance VM exited %v killed %v; %d VMs", m.Exited(), m.Killed(), len(vms.Started()))
+	}
+}
+
+// The main process gets a PID namespace of its own unless --pid host or
+// --init (then the agent is its init, as docker-init would be).
+func TestSharesGuestPIDNamespace(t *testing.T) {
+	yes, no := true, false
+	for _, tc := range []struct {
+		hc   container.HostConfig
+		want bool
+	}{
+		{container.HostConfig{}, false},
+		{container.HostConfig{PidMode: "host"}, true},
+		{container.HostConfig{Init: &yes}, true},
+		{container.HostConfig{Init: &no}, false},
+	} {
+		if got := sharesGuestPIDNamespace(&tc.hc); got != tc.want {
+			t.Errorf("PidMode %q Init %v: %v, want %v", tc.hc.PidMode, tc.hc.Init, got, tc.want)
+		}
 	}
 }

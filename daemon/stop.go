@@ -18,7 +18,10 @@ import (
 const defaultStopTimeout = 10
 
 // ContainerStop sends the stop signal, then SIGKILL after the timeout.
+// As in dockerd, a client that gives up (its request cancelled) does not
+// cancel the stop: the container is still killed after the timeout.
 func (d *Daemon) ContainerStop(ctx context.Context, ref string, opts container.StopOptions) error {
+	ctx = context.WithoutCancel(ctx)
 	c, err := d.containers.get(ref)
 	if err != nil {
 		return err
@@ -167,8 +170,11 @@ func parseSignal(s string) (syscall.Signal, error) {
 	return 0, errdefs.InvalidParameter(fmt.Errorf("Invalid signal: %s", s))
 }
 
-// ContainerRestart stops the container if it runs, then starts it.
+// ContainerRestart stops the container if it runs, then starts it. As in
+// dockerd, it is not cancelled with its request: the stop and the start
+// both happen.
 func (d *Daemon) ContainerRestart(ctx context.Context, ref string, opts container.StopOptions) error {
+	ctx = context.WithoutCancel(ctx)
 	c, err := d.containers.get(ref)
 	if err != nil {
 		return err

@@ -63,7 +63,8 @@ type agent struct {
 	byPid       map[int]*proc
 	rootMounted bool
 	shutdown    bool
-	mainExiting bool // the main process exited: no more execs (exec_linux.go)
+	mainExiting bool     // the main process exited: no more execs (exec_linux.go)
+	pidns       *os.File // the main process's PID namespace, which execs join (pidns_linux.go); nil with --pid host
 	powerOnce   sync.Once
 }
 
@@ -365,7 +366,7 @@ func (a *agent) handle(f *agentproto.Frame) {
 	case agentproto.MsgInterfaceUp:
 		go a.handleInterfaceUp(f.Stream, m)
 	case agentproto.MsgSignal:
-		a.reply(f.Stream, m, a.signal(f.Stream, m.Signal))
+		a.handleSignal(f.Stream, m)
 	case agentproto.MsgResize:
 		a.reply(f.Stream, m, a.resize(f.Stream, m.Rows, m.Cols))
 	case agentproto.MsgShutdown:
@@ -414,6 +415,23 @@ func (a *agent) hello(m *agentproto.Msg) {
 		a.logf("host speaks protocol version %d, this agent %d", m.Version, agentproto.Version)
 	}
 	a.send(0, h)
+}
+
+// handleSignal signals the process of stream; a signal for the main
+// process in its start-up is sent (and answered) once it is past it
+// (pidns_linux.go), without holding up the frames that follow.
+func (a *agent) handleSignal(stream uint32, m *agentproto.Msg) {
+	a.mu.Lock()
+	p := a.procs[stream]
+	a.mu.Unlock()
+	if p != nil && m.Signal > 0 && m.Signal <= 64 && a.holdSignal(p, m.Signal) {
+		go func() {
+			awaitStartup(p, m.Signal)
+			a.reply(stream, m, a.signal(stream, m.Signal))
+		}()
+		return
+	}
+	a.reply(stream, m, a.signal(stream, m.Signal))
 }
 
 func (a *agent) signal(stream uint32, sig int) error {

@@ -3,7 +3,6 @@ package guestagent
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 
@@ -66,30 +65,10 @@ func dropCapabilities(keep []string) error {
 	return nil
 }
 
-// startWithCapabilities runs start (a fork and execve) on a fresh thread
-// whose bounding set is keep; nil keeps every capability.
-func startWithCapabilities(keep *[]string, start func() (*os.Process, error)) (*os.Process, error) {
-	if keep == nil {
-		return start()
-	}
-	type result struct {
-		p   *os.Process
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// Never unlocked: the thread ends with this goroutine, taking its
-		// reduced capabilities with it.
-		runtime.LockOSThread()
-		if err := dropCapabilities(*keep); err != nil {
-			ch <- result{nil, err}
-			return
-		}
-		p, err := start()
-		ch <- result{p, err}
-	}()
-	r := <-ch
-	return r.p, r.err
+// dropCapabilitiesPrep is dropCapabilities(keep) as a thread preparation
+// for startOnThread (pidns_linux.go).
+func dropCapabilitiesPrep(keep []string) func() error {
+	return func() error { return dropCapabilities(keep) }
 }
 
 // privateDevice reports guest devices a --privileged container still does

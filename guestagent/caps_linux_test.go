@@ -11,7 +11,7 @@ import (
 
 // The process started with a bounding set has exactly it (CapBnd, and as
 // root CapEff), and the agent's own thread set is untouched.
-func TestStartWithCapabilities(t *testing.T) {
+func TestStartOnThreadCapabilities(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
@@ -26,10 +26,10 @@ func TestStartWithCapabilities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := startWithCapabilities(&keep, func() (*os.Process, error) {
+	p, err := startOnThread(func() (*os.Process, error) {
 		return os.StartProcess(sh, []string{"sh", "-c", "grep -E '^Cap(Bnd|Eff|Inh|Amb):' /proc/self/status"},
 			&os.ProcAttr{Files: []*os.File{nil, w, w}})
-	})
+	}, dropCapabilitiesPrep(keep))
 	w.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +62,7 @@ func TestStartWithCapabilities(t *testing.T) {
 	if strings.TrimSpace(string(out2)) != strings.TrimSpace(capLine(before, "CapBnd")) {
 		t.Fatalf("a later process's bounding set is %q, the agent's was %q", out2, capLine(before, "CapBnd"))
 	}
-	if _, err := startWithCapabilities(&[]string{"CAP_NOPE"}, func() (*os.Process, error) { return nil, nil }); err == nil {
+	if _, err := startOnThread(func() (*os.Process, error) { return nil, nil }, dropCapabilitiesPrep([]string{"CAP_NOPE"})); err == nil {
 		t.Fatal("an unknown capability was accepted")
 	}
 }

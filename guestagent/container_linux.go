@@ -73,7 +73,7 @@ func (a *agent) handleStart(stream uint32, m *agentproto.Msg) {
 		return
 	}
 
-	p, err := a.spawn(stream, &req.Process)
+	p, err := a.spawn(stream, &req.Process, !req.HostPID)
 	if err != nil {
 		fail(err)
 		return
@@ -177,7 +177,7 @@ func (a *agent) setupRoot(req *agentproto.StartRequest) error {
 		a.mu.Unlock()
 
 		a.shmSize = req.ShmSize
-		if err := a.mountAPIFS(root, req.Privileged); err != nil {
+		if err := a.mountAPIFS(root, req.Privileged, req.HostPID); err != nil {
 			return err
 		}
 	}
@@ -227,16 +227,27 @@ type mountSpec struct {
 	optional            bool
 }
 
-func (a *agent) mountAPIFS(root string, privileged bool) error {
+// procMountFlags are the container's /proc's.
+const procMountFlags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+
+// mountAPIFS mounts the container's /proc, /sys and /dev. With hostPID
+// the container's /proc is the guest's; otherwise only its mount point is
+// made here: the main process, the first of its PID namespace, mounts a
+// proc of that namespace there as it starts (pidns_linux.go).
+func (a *agent) mountAPIFS(root string, privileged, hostPID bool) error {
 	const common = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	sysFlags := uintptr(common | unix.MS_RDONLY)
 	if privileged {
 		sysFlags = common // as runc: /sys is writable for --privileged
 	}
 	mounts := []mountSpec{
-		{"proc", "/proc", "proc", common, "", false},
 		{"sysfs", "/sys", "sysfs", sysFlags, "", false},
 		{"tmpfs", "/dev", "tmpfs", unix.MS_NOSUID | unix.MS_STRICTATIME, "mode=755,size=65536k", false},
+	}
+	if hostPID {
+		mounts = append([]mountSpec{{"proc", "/proc", "proc", procMountFlags, "", false}}, mounts...)
+	} else if err := mkdirAllInRoot(root, "/proc", 0o555); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
 	}
 	for _, m := range mounts {
 		if err := mountIn(root, m); err != nil {
@@ -346,8 +357,10 @@ func bindFile(root, target, hostFile, content string) error {
 	return unix.Mount(hostFile, hp, "", unix.MS_BIND, "")
 }
 
-// spawn starts a process of the container on stream.
-func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest) (*proc, error) {
+// spawn starts a process of the container on stream. newPIDNS (the main
+// process only) makes it PID 1 of a new PID namespace, which later execs
+// join (pidns_linux.go).
+func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, newPIDNS bool) (*proc, error) {
 	root := containerRoot
 	if len(req.Args) == 0 {
 		return nil, errors.New("no command given")
@@ -384,6 +397,15 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest) (*proc, err
 	if err != nil {
 		return nil, err
 	}
+	procDir := ""
+	if newPIDNS {
+		// Where the main process mounts its namespace's proc (made by
+		// mountAPIFS; resolved here, as the helper must not follow the
+		// image's symlinks out of the root).
+		if procDir, err = resolveInRoot(root, "/proc"); err != nil {
+			return nil, fmt.Errorf("mount /proc: %w", err)
+		}
+	}
 
 	p := newProc(a, stream, req)
 	files, err := p.setupStdio(root, req)
@@ -411,14 +433,25 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest) (*proc, err
 	// Hold mu from fork until the pid is registered: the reaper takes it
 	// too, so it cannot reap this process before it is known.
 	a.mu.Lock()
+	// An exec joins the main process's PID namespace, if it has one.
+	var prep []func() error
+	if stream != agentproto.MainStream && a.pidns != nil {
+		prep = append(prep, joinPIDNamespace(a.pidns))
+	}
 	var op *os.Process
-	if len(rlimits) > 0 {
-		// Through the exec helper (rlimit_linux.go), which chroots, sets
-		// the limits and switches to the user itself before the execve.
+	if len(rlimits) > 0 || newPIDNS {
+		// Through the exec helper (rlimit_linux.go), which mounts the new
+		// namespace's proc, chroots, sets the limits and switches to the
+		// user itself before the execve.
 		spec := execHelperSpec{Root: root, Dir: cwd, Path: argv0, Rlimits: rlimits, Capabilities: req.Capabilities,
-			Credential: true, UID: uint32(user.Uid), GID: uint32(user.Gid), Groups: groups}
-		op, err = startWithHelper(agentHelper(), spec, req.Args, env, files,
-			&syscall.SysProcAttr{Setsid: true, Setctty: req.TTY, Ctty: 0})
+			Credential: true, UID: uint32(user.Uid), GID: uint32(user.Gid), Groups: groups, MountProc: procDir}
+		sys := &syscall.SysProcAttr{Setsid: true, Setctty: req.TTY, Ctty: 0}
+		if newPIDNS {
+			sys.Cloneflags = unix.CLONE_NEWPID
+		}
+		op, err = startOnThread(func() (*os.Process, error) {
+			return startWithHelper(agentHelper(), spec, req.Args, env, files, sys)
+		}, prep...)
 		if err != nil && op != nil {
 			op.Release() // the failed helper exits; the reaper reaps it
 		}
@@ -427,15 +460,16 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest) (*proc, err
 			err = &execError{he.msg, execveErrCode(he.errno)}
 		}
 	} else {
-		op, err = startWithCapabilities(req.Capabilities, func() (*os.Process, error) { // caps_linux.go
+		if req.Capabilities != nil {
+			// After the setns, which needs CAP_SYS_ADMIN (caps_linux.go).
+			prep = append(prep, dropCapabilitiesPrep(*req.Capabilities))
+		}
+		var pe *os.PathError
+		op, err = startOnThread(func() (*os.Process, error) {
 			return os.StartProcess(argv0, req.Args, attr)
-		})
-		if err != nil {
-			var pe *os.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err
-			}
-			err = &execError{fmt.Sprintf("exec %s: %v", argv0, err), execveErrCode(err)}
+		}, prep...)
+		if errors.As(err, &pe) {
+			err = &execError{fmt.Sprintf("exec %s: %v", argv0, pe.Err), execveErrCode(pe.Err)}
 		}
 	}
 	if err != nil {
@@ -445,7 +479,16 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest) (*proc, err
 		return nil, err
 	}
 	p.pid = op.Pid
+	p.startedAt = time.Now()
 	p.oomBefore = oom
+	if newPIDNS {
+		// Opened while the main process cannot have been reaped (mu).
+		if ns, err := openPIDNamespace(p.pid); err != nil {
+			a.logf("open the PID namespace of pid %d: %v; execs will run outside it", p.pid, err)
+		} else {
+			a.pidns = ns
+		}
+	}
 	a.byPid[p.pid] = p
 	a.procs[stream] = p
 	if stream == agentproto.MainStream {

@@ -104,6 +104,19 @@ func TestE2EExecTopStats(t *testing.T) {
 	}
 	wg.Wait()
 
+	// The main process is PID 1 of the container's PID namespace, which
+	// execs join: ps sees the container's processes, /proc/self and
+	// /dev/stdout resolve.
+	out, st = run(execReq([]string{"ps", "-o", "pid,args"}), "")
+	t.Logf("ps in the container:\n%s", out)
+	if !strings.Contains("\n"+out, "\n    1 sleep 1000\n") && !strings.Contains(out, "\n1 sleep 1000\n") || st.Code != 0 {
+		t.Errorf("ps in the container: %q %+v, want PID 1 sleep 1000", out, st)
+	}
+	out, st = run(execReq([]string{"sh", "-c", `read self rest < /proc/self/stat; echo $$ $self; echo x > /dev/stdout; cat /proc/1/cmdline | tr '\0' ' '`}), "")
+	if f := strings.Fields(out); len(f) != 5 || f[0] != f[1] || f[0] == "1" || f[2] != "x" || f[3] != "sleep" || f[4] != "1000" || st.Code != 0 {
+		t.Errorf("/proc/self, /dev/stdout, /proc/1 in an exec: %q %+v", out, st)
+	}
+
 	top, err := c.Top(ctx, "")
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +159,18 @@ func TestE2EExecTopStats(t *testing.T) {
 	}
 	go func() { <-long.Exited(); omu.Lock(); order = append(order, "exec"); omu.Unlock() }()
 	go func() { <-main.Exited(); omu.Lock(); order = append(order, "main"); omu.Unlock() }()
+	// As the namespace's init, sleep does not get a SIGTERM it has no
+	// handler for (docker stop then ends with SIGKILL); SIGKILL ends it.
 	if err := main.Signal(ctx, 15); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-main.Exited():
+		st, _ := main.Status()
+		t.Fatalf("SIGTERM ended the namespace's init: %+v", st)
+	case <-time.After(2 * time.Second):
+	}
+	if err := main.Signal(ctx, 9); err != nil {
 		t.Fatal(err)
 	}
 	st = waitExited(t, ctx, main)
@@ -154,7 +178,7 @@ func TestE2EExecTopStats(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	omu.Lock()
 	t.Logf("main %+v exec %+v order %v", st, lst, order)
-	if lst.Code != 137 || st.Code != 143 || len(order) != 2 || order[0] != "exec" {
+	if lst.Code != 137 || st.Code != 137 || len(order) != 2 || order[0] != "exec" {
 		t.Errorf("main %+v exec %+v order %v", st, lst, order)
 	}
 	omu.Unlock()

@@ -38,6 +38,8 @@ type proc struct {
 	tty    bool
 	pid    int
 
+	startedAt time.Time // when the process was started (its pid registered)
+
 	started chan struct{} // closed once Started was sent
 
 	master *os.File // pty master (TTY)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
@@ -21,7 +22,8 @@ import (
 
 // Resource limits (docker run --ulimit). os/exec cannot set a child's
 // rlimits, and prlimit(2) on the child races with its program. So a process
-// with rlimits is started through the exec helper: the agent re-executes
+// with rlimits (and the main process, which mounts its PID namespace's
+// proc: pidns_linux.go) is started through the exec helper: the agent re-executes
 // itself (/proc/self/exe) with argv[0] execHelperArg0; the helper, still
 // root and outside the container, chroots into the container, changes to
 // the working directory, sets the rlimits, drops to the container user and
@@ -123,11 +125,16 @@ type execHelperSpec struct {
 	UID        uint32   `json:"uid"`
 	GID        uint32   `json:"gid"`
 	Groups     []uint32 `json:"groups,omitempty"`
+	// MountProc, set when the helper is PID 1 of a new PID namespace (the
+	// container's main process, pidns_linux.go), is where it mounts a
+	// proc of its namespace (the container's /proc, as the agent sees
+	// it) before the chroot.
+	MountProc string `json:"mountProc,omitempty"`
 }
 
 // helperFailure is the helper's report of a failed step.
 type helperFailure struct {
-	Stage    string `json:"stage"` // spec, chroot, chdir, rlimit, capabilities, credential, exec
+	Stage    string `json:"stage"` // spec, proc, chroot, chdir, rlimit, capabilities, credential, exec
 	Errno    int    `json:"errno,omitempty"`
 	Message  string `json:"message"`
 	Resource int    `json:"resource,omitempty"` // stage rlimit
@@ -256,6 +263,17 @@ func execHelperMain(args []string) {
 	}
 	argv, env := rest[:spec.NArgs], rest[spec.NArgs:]
 
+	if spec.MountProc != "" {
+		// The namespace's init until the execve: a signal the agent
+		// forwards now (docker stop) would end the Go runtime, where the
+		// program, with its default disposition, would not see it.
+		// Caught (never SIG_IGN, which the program would inherit) and
+		// dropped; the execve resets caught signals to the default.
+		signal.Notify(make(chan os.Signal, 1))
+		if err := syscall.Mount("proc", spec.MountProc, "proc", procMountFlags, ""); err != nil {
+			failErr("proc", err, fmt.Sprintf("mount proc on /proc: %v", err))
+		}
+	}
 	if spec.Root != "" {
 		if err := syscall.Chroot(spec.Root); err != nil {
 			failErr("chroot", err, fmt.Sprintf("chroot %s: %v", spec.Root, err))

@@ -164,8 +164,9 @@ func TestEventsStopKillAndImages(t *testing.T) {
 			signals = append(signals, m[1])
 		}
 	}
-	// stop: SIGTERM (enough for sleep); kill -s WINCH (ignored by sleep,
-	// which runs on); rm -f: SIGKILL.
+	// stop: SIGTERM (sleep, PID 1 of its PID namespace, does not get
+	// it), then SIGKILL; kill -s WINCH (not delivered either: sleep runs
+	// on); rm -f: SIGKILL.
 	if len(signals) < 3 || signals[0] != "15" || !contains(signals, "28") || signals[len(signals)-1] != "9" {
 		t.Fatalf("kill signals %v; lines:\n%s", signals, strings.Join(lines, "\n"))
 	}

@@ -208,6 +208,11 @@ type StartRequest struct {
 	// `docker run --sysctl` merged over dockerd's defaults. The guest's
 	// kernel is the container's own, so any key may be set.
 	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// HostPID (`docker run --pid host`) keeps the main process in the
+	// guest's PID namespace, where the agent is PID 1. Without it the main
+	// process is PID 1 of a PID namespace of its own, with its own /proc,
+	// as in a runc container, and execs join that namespace.
+	HostPID bool `json:"hostPid,omitempty"`
 	// ShmSize is the size in bytes of the container's /dev/shm (`docker
 	// run --shm-size`, compose's shm_size); 0 is dockerd's default, 64 MiB.
 	ShmSize int64 `json:"shmSize,omitempty"`
