@@ -217,7 +217,7 @@ func testComposeApp(t *testing.T, c *composeCLI) {
 	if c.gen == "v2" {
 		// Pinning tags to digests asks the daemon for the registry's
 		// descriptor (GET /distribution/{name}/json).
-		if out := c.must(t, "config", "--resolve-image-digests"); !strings.Contains(out, "web@sha256:") {
+		if out := c.must(t, "config", "--resolve-image-digests"); !strings.Contains(out, "image: docker.io/library/web:latest@sha256:") {
 			t.Fatalf("config --resolve-image-digests:\n%s", out)
 		}
 	}
