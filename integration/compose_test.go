@@ -241,7 +241,7 @@ func testComposeApp(t *testing.T, c *composeCLI) {
 		t.Fatalf("the built image's config: %s", got)
 	}
 	if h := inspectField(t, web[0], "{{.State.Health.Status}}"); h != "healthy" {
-		t.Fatalf("web is %q when the worker depending on it started", h)
+		t.Fatalf("web is %q after up, whose worker waits for it to be healthy", h)
 	}
 
 	// ps, as each generation prints it.
