@@ -12,8 +12,10 @@ BUILD := build
 GUEST := $(BUILD)/guest
 
 # Debian packages the engine, its tests and its demo use.
+# docker-compose is compose v1 (1.29, Python), which the integration tests
+# run next to compose v2 (below).
 APT_PACKAGES := qemu-system-x86 qemu-utils e2fsprogs docker-registry busybox-static \
-	debootstrap iproute2 iptables kmod ca-certificates
+	debootstrap iproute2 iptables kmod ca-certificates docker-compose
 
 # The guest kernel: the newest 6.1 generic kernel the mirror has (the
 # template key includes its hash, so an update rebuilds the templates).
@@ -21,6 +23,15 @@ KERNEL_PKG_PATTERN := ^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$$
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=0.1.0+$(VERSION) -X main.gitCommit=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+# Compose v2 for the integration tests: the compose CLI built from the Go
+# module proxy at this pinned version, once per machine, into a cache
+# outside the work tree (minutes the first time, nothing after), and
+# given to the tests' docker CLI as its compose plugin (`docker compose`).
+COMPOSE_MODULE := github.com/docker/compose/v5
+COMPOSE_VERSION := v5.6.0
+JEVM_CACHE ?= /var/cache/jevm
+COMPOSE_BIN := $(JEVM_CACHE)/compose/$(COMPOSE_VERSION)/docker-compose
 
 # Test timeouts keep CI (90 min) safe; the suite targets < 25 min.
 INTEGRATION_TIMEOUT ?= 25m
@@ -35,12 +46,14 @@ JEVMLIBDIR := $(PREFIX)/lib/jevm
 SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all deps guest build images run test unit integration vet fmt bench conformance clean install uninstall
+.PHONY: all deps guest build images compose compose-path run test unit integration vet fmt bench conformance clean install uninstall
 
 all: build
 
+# Redone when the Makefile changes (a package added to APT_PACKAGES); a
+# run that finds everything installed takes a second.
 deps: $(BUILD)/.deps
-$(BUILD)/.deps:
+$(BUILD)/.deps: Makefile
 	@mkdir -p $(BUILD)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -76,6 +89,12 @@ build: $(BUILD)/.deps
 images: build
 	$(BIN)/jevm-testimages build
 
+compose: $(COMPOSE_BIN)
+compose-path:
+	@echo $(COMPOSE_BIN)
+$(COMPOSE_BIN): | $(BUILD)/.deps
+	GO="$(GO)" hack/build-compose.sh $(COMPOSE_MODULE) $(COMPOSE_VERSION) $@
+
 # The demo: a local registry holding the test images as a Docker Hub mirror,
 # and jevmd in the foreground on unix:///run/jevm/docker.sock.
 run: deps guest build images
@@ -93,16 +112,16 @@ unit: deps
 # The suite also checks an installed jevm: `make install` into a DESTDIR
 # (integration/install_test.go), then `make uninstall` from it.
 INSTALL_TEST_DESTDIR := $(CURDIR)/$(BUILD)/destdir
-integration: deps guest build images
+integration: deps guest build images compose
 	rm -rf $(INSTALL_TEST_DESTDIR)
 	$(MAKE) --no-print-directory install DESTDIR=$(INSTALL_TEST_DESTDIR)
-	JEVM_BIN=$(CURDIR)/$(BIN) JEVM_GUEST=$(CURDIR)/$(GUEST) JEVM_DESTDIR=$(INSTALL_TEST_DESTDIR) \
+	JEVM_BIN=$(CURDIR)/$(BIN) JEVM_GUEST=$(CURDIR)/$(GUEST) JEVM_DESTDIR=$(INSTALL_TEST_DESTDIR) JEVM_COMPOSE=$(COMPOSE_BIN) \
 		$(GO) test -count=1 -p 1 -timeout $(INTEGRATION_TIMEOUT) ./integration/
 	$(MAKE) --no-print-directory uninstall DESTDIR=$(INSTALL_TEST_DESTDIR)
 	@left=$$(cd $(INSTALL_TEST_DESTDIR) && find . -type f | sort); \
 	if [ "$$left" != "./etc/jevm/daemon.json" ]; then echo "make uninstall left: $$left" >&2; exit 1; fi
 
-test: deps guest build images fmt vet unit integration
+test: deps guest build images compose fmt vet unit integration
 
 # Side by side with dockerd+runc, dockerd+runsc and podman (issue 7):
 # installs the reference engines if missing, runs them only for the run,

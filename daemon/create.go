@@ -68,6 +68,10 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 		// namespace is its own in any case.
 		hostCfg.IpcMode = container.IPCModePrivate
 	}
+	if hostCfg.ShmSize == 0 {
+		// dockerd's default-shm-size, shown by inspect: /dev/shm's size.
+		hostCfg.ShmSize = defaultShmSize
+	}
 	merged := mergeImageConfig(cfg, imgCfg)
 	argv := append(append([]string{}, merged.Entrypoint...), merged.Cmd...)
 	if len(argv) == 0 {
@@ -196,6 +200,9 @@ func validateConfig(cfg *container.Config) error {
 	return nil
 }
 
+// defaultShmSize is dockerd's default size of /dev/shm (64 MiB).
+const defaultShmSize = 64 << 20
+
 // runtimeName is jevm's one OCI-runtime-like name, as /info lists it:
 // every container is a jeVM.
 const runtimeName = "jevm"
@@ -233,6 +240,18 @@ func validateHostConfig(hc *container.HostConfig) error {
 		if k == "" || strings.ContainsAny(k, "/ ") || strings.Contains(k, "..") {
 			return errdefs.InvalidParameter(fmt.Errorf("invalid sysctl key %q", k))
 		}
+	}
+	if hc.ShmSize < 0 {
+		return errdefs.InvalidParameter(fmt.Errorf("SHM size can not be less than 0"))
+	}
+	// A jeVM reaches none of the host's devices: --device, --gpus and
+	// CDI devices are refused rather than ignored.
+	if len(hc.Devices) > 0 {
+		return errdefs.InvalidParameter(fmt.Errorf("host devices (--device %s) are not supported by jevm: each container runs in its own VM, which has no access to the host's devices", hc.Devices[0].PathOnHost))
+	}
+	for _, dr := range hc.DeviceRequests {
+		// dockerd's words when no driver offers the device.
+		return errdefs.InvalidParameter(fmt.Errorf("could not select device driver %q with capabilities: %v", dr.Driver, dr.Capabilities))
 	}
 	if hc.CPUShares < 0 {
 		return errdefs.InvalidParameter(fmt.Errorf("invalid CPU shares (%d): value must be a positive integer", hc.CPUShares))

@@ -219,3 +219,24 @@ func TestCheckImagePlatform(t *testing.T) {
 		}
 	}
 }
+
+// Host devices cannot reach a VM: refused, not ignored; a negative
+// --shm-size is dockerd's 400.
+func TestValidateHostConfigDevicesAndShm(t *testing.T) {
+	for _, tc := range []struct {
+		hc   container.HostConfig
+		want string
+	}{
+		{container.HostConfig{Resources: container.Resources{Devices: []container.DeviceMapping{{PathOnHost: "/dev/fuse", PathInContainer: "/dev/fuse", CgroupPermissions: "rwm"}}}}, "host devices (--device /dev/fuse) are not supported by jevm"},
+		{container.HostConfig{Resources: container.Resources{DeviceRequests: []container.DeviceRequest{{Count: -1, Capabilities: [][]string{{"gpu"}}}}}}, `could not select device driver "" with capabilities: [[gpu]]`},
+		{container.HostConfig{ShmSize: -1}, "SHM size can not be less than 0"},
+	} {
+		err := validateHostConfig(&tc.hc)
+		if !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v, want 400 %q", err, tc.want)
+		}
+	}
+	if err := validateHostConfig(&container.HostConfig{ShmSize: 128 << 20}); err != nil {
+		t.Errorf("--shm-size 128m: %v", err)
+	}
+}

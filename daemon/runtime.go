@@ -215,6 +215,7 @@ func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentcl
 		Sysctls:       containerSysctls(c.HostConfig),
 		HostPID:       sharesGuestPIDNamespace(c.HostConfig),
 		HoldAfterExit: c.buildHold != nil,
+		ShmSize:       c.HostConfig.ShmSize,
 		RootDevice:    d.vms.GuestRootDevice(),
 		ReadOnly:      c.HostConfig.ReadonlyRootfs,
 		Hostname:      c.Config.Hostname,

@@ -111,6 +111,7 @@ func TestFakeStartStopEscalates(t *testing.T) {
 		return &fakeagent.Guest{Main: func(p *fakeagent.Proc) int { return p.WaitSignal(syscall.SIGKILL) }}
 	})
 	c := fakeContainer(t, d, "s1")
+	c.HostConfig.ShmSize = 128 << 20
 	ctx := context.Background()
 	if err := d.ContainerStart(ctx, "s1"); err != nil {
 		t.Fatal(err)
@@ -123,7 +124,7 @@ func TestFakeStartStopEscalates(t *testing.T) {
 	c.mu.Unlock()
 	req := m.Guest.StartRequest()
 	if len(req.Entropy) != startEntropyBytes || req.Hostname != "s1" || !reflect.DeepEqual(req.Process.Args, []string{"app", "--serve"}) ||
-		req.RootDevice != fakevm.GuestRootDevice {
+		req.RootDevice != fakevm.GuestRootDevice || req.ShmSize != 128<<20 {
 		t.Fatalf("start request %+v", req)
 	}
 	tr := startTrace(hook, "container")

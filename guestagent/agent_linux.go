@@ -40,10 +40,12 @@ const (
 )
 
 type agent struct {
-	debug  bool
-	kernel string
-	build  string
-	start  time.Time
+	debug bool
+	// shmSize is the start request's /dev/shm size (shmOptions).
+	shmSize int64
+	kernel  string
+	build   string
+	start   time.Time
 
 	console *os.File
 	logMu   sync.Mutex

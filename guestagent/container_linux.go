@@ -179,6 +179,7 @@ func (a *agent) setupRoot(req *agentproto.StartRequest) error {
 		a.rootMounted = true
 		a.mu.Unlock()
 
+		a.shmSize = req.ShmSize
 		if err := a.mountAPIFS(root, req.Privileged, req.HostPID); err != nil {
 			return err
 		}
@@ -291,7 +292,7 @@ func (a *agent) mountAPIFS(root string, privileged, hostPID bool) error {
 	}
 	more := []mountSpec{
 		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5", false},
-		{"shm", "/dev/shm", "tmpfs", common, "mode=1777,size=65536k", false},
+		{"shm", "/dev/shm", "tmpfs", common, shmOptions(a.shmSize), false},
 		{"mqueue", "/dev/mqueue", "mqueue", common, "", true},
 	}
 	for _, m := range more {
@@ -304,6 +305,15 @@ func (a *agent) mountAPIFS(root string, privileged, hostPID bool) error {
 		}
 	}
 	return nil
+}
+
+// shmOptions are /dev/shm's tmpfs options: dockerd's mode and size, the
+// container's --shm-size or dockerd's default of 64 MiB.
+func shmOptions(size int64) string {
+	if size <= 0 {
+		size = 64 << 20
+	}
+	return fmt.Sprintf("mode=1777,size=%dk", (size+1023)/1024)
 }
 
 func mountIn(root string, m mountSpec) error {

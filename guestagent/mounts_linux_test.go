@@ -89,3 +89,11 @@ func TestTmpfsOptions(t *testing.T) {
 		t.Fatalf("flags %#x data %q", flags, data)
 	}
 }
+
+func TestShmOptions(t *testing.T) {
+	for size, want := range map[int64]string{0: "mode=1777,size=65536k", 128 << 20: "mode=1777,size=131072k", 1000: "mode=1777,size=1k"} {
+		if got := shmOptions(size); got != want {
+			t.Errorf("shmOptions(%d) = %q, want %q", size, got, want)
+		}
+	}
+}

@@ -75,6 +75,11 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 
+	if err := installComposePlugin(); err != nil {
+		fmt.Println("FAIL integration: compose plugin:", err)
+		return 1
+	}
+
 	imgs, err := testenv.EnsureImages(ctx)
 	if err != nil {
 		fmt.Println("FAIL integration: test images:", err)
@@ -109,6 +114,29 @@ func runMain(m *testing.M) int {
 		dumpDaemonLog()
 	}
 	return code
+}
+
+// dockerConfig is the docker CLI's configuration directory for the tests
+// (DOCKER_CONFIG): credentials of login tests, and the compose plugin.
+func dockerConfig() string { return filepath.Join(env.root, "docker-config") }
+
+// installComposePlugin makes compose v2 the tests' `docker compose`, as a
+// CLI plugin in their own docker config directory, so nothing is
+// installed on the host: JEVM_COMPOSE is the binary `make compose` built
+// (outside the work tree). Without it the compose tests fail and say so.
+func installComposePlugin() error {
+	bin := os.Getenv("JEVM_COMPOSE")
+	if bin == "" {
+		return nil
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("JEVM_COMPOSE: %w (make compose builds it)", err)
+	}
+	dir := filepath.Join(dockerConfig(), "cli-plugins")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.Symlink(bin, filepath.Join(dir, "docker-compose"))
 }
 
 func getenv(k, def string) string {
@@ -269,7 +297,7 @@ func docker(t *testing.T, args ...string) result {
 
 func dockerStdin(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
-	return dockerOn(t, env.sock, filepath.Join(env.root, "docker-config"), stdin, args...)
+	return dockerOn(t, env.sock, dockerConfig(), stdin, args...)
 }
 
 // dockerOn runs the docker CLI against the daemon on the unix socket sock.

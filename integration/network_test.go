@@ -64,10 +64,30 @@ func freePort(t *testing.T) int {
 	return n
 }
 
-// bridgeOf is the host bridge of a network.
+// bridgeOf is the host bridge of a network: the name given with -o
+// com.docker.network.bridge.name, else the bridge whose alias is
+// jevm:<network ID> (a user network's options show only what its creator
+// set, as dockerd's do).
 func bridgeOf(t *testing.T, netName string) string {
 	t.Helper()
-	return inspectNetwork(t, netName, `{{index .Options "com.docker.network.bridge.name"}}`)
+	if b := inspectNetwork(t, netName, `{{index .Options "com.docker.network.bridge.name"}}`); b != "" {
+		return b
+	}
+	id := inspectNetwork(t, netName, "{{.ID}}")
+	out, err := exec.Command("ip", "-o", "link", "show", "type", "bridge").Output()
+	if err != nil {
+		t.Fatalf("ip link: %v", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		for i := 2; i+1 < len(f); i++ {
+			if f[i] == "alias" && f[i+1] == "jevm:"+id {
+				return strings.TrimSuffix(f[1], ":")
+			}
+		}
+	}
+	t.Fatalf("no bridge with alias jevm:%s:\n%s", id, out)
+	return ""
 }
 
 func inspectNetwork(t *testing.T, name, format string) string {

@@ -243,11 +243,10 @@ func (r *netRecord) inspectLocked() network.Inspect {
 		if r.EnableIPv6 && r.Subnet6 != "" {
 			ni.IPAM.Config = append(ni.IPAM.Config, network.IPAMConfig{Subnet: r.Subnet6, Gateway: r.Gateway6, IPRange: r.IPRange6, AuxAddress: maps.Clone(r.Aux6)})
 		}
-		if r.Bridge != "" && !r.isDefaultBridge() && ni.Options[optBridgeName] == "" {
-			// Not an option the user set, but where to find the
-			// bridge on the host.
-			ni.Options[optBridgeName] = r.Bridge
-		}
+		// A user network shows only the options its creator gave, as
+		// dockerd's do: compose v1 compares them with the file's
+		// driver_opts and wants the network recreated on any
+		// difference. Its bridge is found by its alias (jevm:<ID>).
 		if r.isDefaultBridge() && r.Bridge != "" {
 			ni.Options[optBridgeName] = r.Bridge
 		}

@@ -94,6 +94,16 @@ func TestNetworkCreateListRemoveBookkeeping(t *testing.T) {
 	if a.Name != "a" || a.IPAM.Config[0].Subnet != "172.18.0.0/16" {
 		t.Fatalf("a = %+v", a.IPAM)
 	}
+	// Only the options the user gave, as dockerd: compose v1 wants a
+	// network recreated whose options differ from its driver_opts.
+	d.net.nets[r1.ID].Bridge = "jevm-" + r1.ID[:10]
+	d.net.byNameLocked("bridge").Bridge = "jevm0"
+	if a, _ = d.net.Inspect(ctx, "a", network.InspectOptions{}); len(a.Options) != 0 {
+		t.Fatalf("options the user never set: %v", a.Options)
+	}
+	if br, _ = d.net.Inspect(ctx, "bridge", network.InspectOptions{}); br.Options[optBridgeName] == "" {
+		t.Fatalf("the default bridge's options lack its bridge name: %v", br.Options)
+	}
 	if _, err := d.net.Create(ctx, network.CreateRequest{Name: "a"}); !errdefs.IsConflict(err) {
 		t.Fatalf("duplicate name: %v", err)
 	}

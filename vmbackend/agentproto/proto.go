@@ -225,6 +225,9 @@ type StartRequest struct {
 	// clone. An agent that predates it powers off as usual; the host then
 	// reads the changes from a maintenance clone.
 	HoldAfterExit bool `json:"holdAfterExit,omitempty"`
+	// ShmSize is the size in bytes of the container's /dev/shm (`docker
+	// run --shm-size`, compose's shm_size); 0 is dockerd's default, 64 MiB.
+	ShmSize int64 `json:"shmSize,omitempty"`
 }
 
 // InterfaceConfig is one guest network interface.
