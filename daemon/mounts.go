@@ -301,18 +301,20 @@ func (d *Daemon) prepareMounts(c *Container) (_ *mountSession, retErr error) {
 			})
 			hostPath = p
 			if mp.Subpath != "" {
-				sub := filepath.Join(p, mp.Subpath)
-				fi, err := os.Lstat(sub)
+				sub, err := volumeSubpath(p, mp.Subpath)
+				if err != nil {
+					return nil, err
+				}
+				fi, err := os.Stat(sub)
 				if err != nil {
 					return nil, errdefs.InvalidParameter(fmt.Errorf("cannot access path %s: %w", sub, err))
-				}
-				if fi.Mode()&fs.ModeSymlink != 0 {
-					return nil, errdefs.InvalidParameter(fmt.Errorf("volume subpath %s is a symbolic link", mp.Subpath))
 				}
 				if fi.IsDir() {
 					hostPath = sub
 				} else {
-					req.SubPath, req.IsFile = mp.Subpath, true
+					// The file's directory is shared; the agent binds the
+					// file from it.
+					hostPath, req.SubPath, req.IsFile = filepath.Dir(sub), filepath.Base(sub), true
 				}
 			}
 			req.CopyUp = mp.CopyData && !req.IsFile
@@ -511,4 +513,25 @@ func matchVolumeFilter(c *Container, f filters.Args) bool {
 		}
 	}
 	return false
+}
+
+// volumeSubpath resolves a volume subpath as dockerd's safepath.Join does:
+// symbolic links are followed, and a result outside the volume is refused
+// with dockerd's message; the resolved path is what gets shared, so a link
+// changed later cannot redirect the mount.
+func volumeSubpath(base, subpath string) (string, error) {
+	realBase, err := filepath.EvalSymlinks(base)
+	if err != nil {
+		return "", errdefs.System(fmt.Errorf("volume %s: %w", base, err))
+	}
+	joined := filepath.Join(realBase, subpath)
+	resolved, err := filepath.EvalSymlinks(joined)
+	if err != nil {
+		return "", errdefs.NotFound(fmt.Errorf("cannot access path %s: %w", joined, err))
+	}
+	rel, err := filepath.Rel(realBase, resolved)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", errdefs.InvalidParameter(fmt.Errorf("path concatenation escapes the base directory, base: %s, subpath: %s", realBase, subpath))
+	}
+	return resolved, nil
 }

@@ -529,3 +529,20 @@ func TestCpIntoStoppedContainerVolume(t *testing.T) {
 		t.Fatalf("the volume holds %q", out)
 	}
 }
+
+// A volume subpath follows symbolic links inside the volume and refuses
+// one that leaves it, with dockerd's message.
+func TestVolumeSubpathLinks(t *testing.T) {
+	vol := uniqueName(t, "v")
+	mustDocker(t, "volume", "create", vol)
+	t.Cleanup(func() { docker(t, "volume", "rm", "-f", vol) })
+	mustDocker(t, "run", "--rm", "-v", vol+":/v", "busybox", "sh", "-c",
+		"mkdir /v/sub && echo hi > /v/sub/f && ln -s sub /v/good && ln -s / /v/root")
+	if out := mustDocker(t, "run", "--rm", "--mount", "type=volume,src="+vol+",dst=/x,volume-subpath=good", "busybox", "cat", "/x/f"); out != "hi\n" {
+		t.Errorf("subpath through a link: %q", out)
+	}
+	r := docker(t, "run", "--rm", "--mount", "type=volume,src="+vol+",dst=/x,volume-subpath=root", "busybox", "ls", "/x")
+	if r.code == 0 || !strings.Contains(r.stderr, "path concatenation escapes the base directory") {
+		t.Errorf("subpath escaping the volume:\n%s", r)
+	}
+}
