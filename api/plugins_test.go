@@ -53,3 +53,20 @@ func TestSwarmAsDockerdOutsideASwarm(t *testing.T) {
 		t.Errorf("POST /swarm/init = %d %s", resp.StatusCode, body)
 	}
 }
+
+// The plugin routes with a JSON body read it as dockerd does before
+// anything else (moby's TestPluginInvalidJSON).
+func TestPluginJSONBodies(t *testing.T) {
+	e := newTestEnv(t)
+	for _, ep := range []string{"/plugins/foobar/set", "/plugins/foobar/upgrade", "/plugins/pull"} {
+		resp, body := e.do("POST", ep, []byte("[]"), "Content-Type", "text/plain")
+		expectError(t, resp, body, 400, "unsupported Content-Type header (text/plain): must be 'application/json'")
+		resp, body = e.do("POST", ep, "{invalid json")
+		expectError(t, resp, body, 400, "invalid JSON: invalid character 'i' looking for beginning of object key string")
+		resp, body = e.do("POST", ep, "[] trailing content")
+		expectError(t, resp, body, 400, "unexpected content after JSON")
+		if resp, body = e.do("POST", ep, ""); resp.StatusCode >= 500 {
+			t.Errorf("%s with an empty body: %d %s", ep, resp.StatusCode, body)
+		}
+	}
+}
