@@ -90,6 +90,8 @@ func TestDefaultProfile(t *testing.T) {
 		{"clone newuser", f.x86_64("clone", cloneNewUser|sigchld), retErrno | errnoEPERM},
 		// clone3's flags are behind a pointer: ENOSYS, so that libc falls back to clone.
 		{"clone3", f.x86_64("clone3"), retErrno | errnoENOSYS},
+		{"socket inet", f.x86_64("socket", 2, 1, 0), retAllow},
+		{"socket vsock", f.x86_64("socket", 40, 1, 0), retErrno | errnoEPERM},
 		{"personality linux", f.x86_64("personality", 0), retAllow},
 		{"personality 0xffffffff", f.x86_64("personality", 0xffffffff), retAllow},
 		{"personality other", f.x86_64("personality", 5), retErrno | errnoEPERM},
