@@ -63,6 +63,9 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 			return resp, err
 		}
 	}
+	// dockerd's masked and read-only paths unless the client set them
+	// (security.go).
+	defaultSecurityPaths(hostCfg)
 	if hostCfg.IpcMode.IsEmpty() {
 		// dockerd's default IPC mode (its default-ipc-mode); a jeVM's IPC
 		// namespace is its own in any case.
@@ -211,6 +214,11 @@ func validateHostConfig(hc *container.HostConfig) error {
 	// --cap-add/--cap-drop: known names only (caps.go). --privileged is
 	// what it is to the process, inside the container's own VM.
 	if _, err := containerCapabilities(hc); err != nil {
+		return err
+	}
+	// --security-opt (security.go); a seccomp profile is compiled at start,
+	// as dockerd loads it then.
+	if _, err := parseSecurityOpts(hc.SecurityOpt); err != nil {
 		return err
 	}
 	// Namespace modes, with dockerd's checks and messages. In a jeVM

@@ -296,11 +296,18 @@ func (d *Daemon) ContainerExecStart(ctx context.Context, id string, cfg *backend
 	r := c.run
 	paused := c.State.Status == container.StatePaused
 	var req *agentproto.ProcessRequest
+	var serr error
 	if r == e.run && r != nil && c.running() && !paused {
 		req = execProcessRequest(c, &e.cfg, size)
+		// The container's seccomp filter, also for exec --privileged, as
+		// with runc (security.go).
+		req.Seccomp, serr = containerSeccomp(c.HostConfig)
+		req.NoNewPrivileges = noNewPrivileges(c.HostConfig)
 	}
 	c.mu.Unlock()
 	switch {
+	case serr != nil:
+		return serr
 	case paused:
 		return errContainerPaused(c)
 	case req == nil:

@@ -209,22 +209,29 @@ func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentcl
 	if err != nil {
 		return nil, err
 	}
+	filter, err := containerSeccomp(c.HostConfig) // security.go
+	if err != nil {
+		return nil, err
+	}
 	req := &agentproto.StartRequest{
-		Privileged:    c.HostConfig.Privileged,
-		Domainname:    c.Config.Domainname,
-		Sysctls:       containerSysctls(c.HostConfig),
-		HostPID:       sharesGuestPIDNamespace(c.HostConfig),
-		HoldAfterExit: c.buildHold != nil,
-		ShmSize:       c.HostConfig.ShmSize,
-		RootDevice:    d.vms.GuestRootDevice(),
-		ReadOnly:      c.HostConfig.ReadonlyRootfs,
-		Hostname:      c.Config.Hostname,
-		Hosts:         netAtt.Hosts,
-		ResolvConf:    netAtt.ResolvConf,
-		Interfaces:    netAtt.Interfaces,
-		Entropy:       entropy,
-		TimeUnixNano:  time.Now().UnixNano(),
-		Mounts:        mounts.requests,
+		Privileged:      c.HostConfig.Privileged,
+		MaskedPaths:     c.HostConfig.MaskedPaths,
+		ReadonlyPaths:   c.HostConfig.ReadonlyPaths,
+		WritableCgroups: writableCgroups(c.HostConfig),
+		Domainname:      c.Config.Domainname,
+		Sysctls:         containerSysctls(c.HostConfig),
+		HostPID:         sharesGuestPIDNamespace(c.HostConfig),
+		HoldAfterExit:   c.buildHold != nil,
+		ShmSize:         c.HostConfig.ShmSize,
+		RootDevice:      d.vms.GuestRootDevice(),
+		ReadOnly:        c.HostConfig.ReadonlyRootfs,
+		Hostname:        c.Config.Hostname,
+		Hosts:           netAtt.Hosts,
+		ResolvConf:      netAtt.ResolvConf,
+		Interfaces:      netAtt.Interfaces,
+		Entropy:         entropy,
+		TimeUnixNano:    time.Now().UnixNano(),
+		Mounts:          mounts.requests,
 		Process: agentproto.ProcessRequest{
 			Args:  append([]string{c.Path}, c.Args...),
 			Env:   mergeEnv(c.LinkEnv, containerEnv(c)), // a container's own variables win, as in dockerd
@@ -239,6 +246,8 @@ func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentcl
 			// --group-add; execs and probes get them too, as in dockerd.
 			AdditionalGroups: c.HostConfig.GroupAdd,
 			Capabilities:     caps,
+			Seccomp:          filter,
+			NoNewPrivileges:  noNewPrivileges(c.HostConfig),
 		},
 	}
 	c.Rlimits = req.Process.Rlimits // for execs; saved once started

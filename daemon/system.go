@@ -87,7 +87,9 @@ func (d *Daemon) SystemInfo(ctx context.Context) (*system.Info, error) {
 		LiveRestoreEnabled: !d.cfg.LiveRestoreDisabled,
 		ExperimentalBuild:  d.cfg.Experimental,
 		Isolation:          "",
-		SecurityOptions:    []string{"name=jevm,vmm=" + d.vms.Name() + ",accelerator=" + accel},
+		// seccomp: security.go compiles dockerd's default profile for
+		// every container's processes.
+		SecurityOptions: []string{"name=seccomp,profile=" + seccompBuiltin, "name=jevm,vmm=" + d.vms.Name() + ",accelerator=" + accel},
 	}
 	fillResourceInfo(info, d.vms.ResourceSupport())
 	for _, r := range d.cfg.InsecureRegistries {

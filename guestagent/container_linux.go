@@ -76,7 +76,7 @@ func (a *agent) handleStart(stream uint32, m *agentproto.Msg) {
 	a.mu.Lock()
 	a.hold = req.HoldAfterExit
 	a.mu.Unlock()
-	p, err := a.spawn(stream, &req.Process, !req.HostPID)
+	p, err := a.spawn(stream, &req.Process, !req.HostPID, pathConfinement{Masked: req.MaskedPaths, Readonly: req.ReadonlyPaths})
 	if err != nil {
 		fail(err)
 		return
@@ -180,7 +180,7 @@ func (a *agent) setupRoot(req *agentproto.StartRequest) error {
 		a.mu.Unlock()
 
 		a.shmSize = req.ShmSize
-		if err := a.mountAPIFS(root, req.Privileged, req.HostPID); err != nil {
+		if err := a.mountAPIFS(root, req.Privileged, req.HostPID, req.WritableCgroups); err != nil {
 			return err
 		}
 	}
@@ -236,15 +236,22 @@ const procMountFlags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 // mountAPIFS mounts the container's /proc, /sys and /dev. With hostPID
 // the container's /proc is the guest's; otherwise only its mount point is
 // made here: the main process, the first of its PID namespace, mounts a
-// proc of that namespace there as it starts (pidns_linux.go).
-func (a *agent) mountAPIFS(root string, privileged, hostPID bool) error {
+// proc of that namespace there as it starts (pidns_linux.go). The guest's
+// cgroup2 hierarchy is mounted at /sys/fs/cgroup, read-only unless
+// writableCgroups, as runc mounts the container's cgroup.
+func (a *agent) mountAPIFS(root string, privileged, hostPID, writableCgroups bool) error {
 	const common = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	sysFlags := uintptr(common | unix.MS_RDONLY)
 	if privileged {
 		sysFlags = common // as runc: /sys is writable for --privileged
 	}
+	cgroupFlags := uintptr(common | unix.MS_RDONLY)
+	if writableCgroups {
+		cgroupFlags = common
+	}
 	mounts := []mountSpec{
 		{"sysfs", "/sys", "sysfs", sysFlags, "", false},
+		{"cgroup2", "/sys/fs/cgroup", "cgroup2", cgroupFlags, "", true},
 		{"tmpfs", "/dev", "tmpfs", unix.MS_NOSUID | unix.MS_STRICTATIME, "mode=755,size=65536k", false},
 	}
 	if hostPID {
@@ -254,6 +261,10 @@ func (a *agent) mountAPIFS(root string, privileged, hostPID bool) error {
 	}
 	for _, m := range mounts {
 		if err := mountIn(root, m); err != nil {
+			if m.optional { // a kernel without cgroups
+				a.logf("%v", err)
+				continue
+			}
 			return err
 		}
 	}
@@ -362,8 +373,9 @@ func bindFile(root, target, hostFile, content string) error {
 
 // spawn starts a process of the container on stream. newPIDNS (the main
 // process only) makes it PID 1 of a new PID namespace, which later execs
-// join (pidns_linux.go).
-func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, newPIDNS bool) (*proc, error) {
+// join (pidns_linux.go). paths (the main process only) are masked and
+// made read-only before it starts (confine_linux.go).
+func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, newPIDNS bool, paths pathConfinement) (*proc, error) {
 	root := containerRoot
 	if len(req.Args) == 0 {
 		return nil, errors.New("no command given")
@@ -449,12 +461,16 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, newPIDNS bo
 		prep = append(prep, joinPIDNamespace(a.pidns))
 	}
 	var op *os.Process
-	if len(rlimits) > 0 || newPIDNS {
+	if len(rlimits) > 0 || newPIDNS || !paths.empty() || req.Seccomp != nil || req.NoNewPrivileges {
 		// Through the exec helper (rlimit_linux.go), which mounts the new
 		// namespace's proc, chroots, sets the limits and switches to the
 		// user itself before the execve.
 		spec := execHelperSpec{Root: root, Dir: cwd, Path: argv0, Rlimits: rlimits, Capabilities: req.Capabilities,
-			Credential: true, UID: uint32(user.Uid), GID: uint32(user.Gid), Groups: groups, MountProc: procDir}
+			Credential: true, UID: uint32(user.Uid), GID: uint32(user.Gid), Groups: groups, MountProc: procDir,
+			Paths: paths, NoNewPrivs: req.NoNewPrivileges}
+		if req.Seccomp != nil {
+			spec.Seccomp, spec.SeccompFlags = req.Seccomp.Program, req.Seccomp.Flags
+		}
 		sys := &syscall.SysProcAttr{Setsid: true, Setctty: req.TTY, Ctty: 0}
 		if newPIDNS {
 			sys.Cloneflags = unix.CLONE_NEWPID

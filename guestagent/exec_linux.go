@@ -44,7 +44,7 @@ func (a *agent) handleExec(stream uint32, m *agentproto.Msg) {
 		fail(fmt.Errorf("stream %d is in use", stream))
 		return
 	}
-	p, err := a.spawn(stream, m.Process, false)
+	p, err := a.spawn(stream, m.Process, false, pathConfinement{})
 	if err != nil {
 		fail(err)
 		return

@@ -130,11 +130,21 @@ type execHelperSpec struct {
 	// proc of its namespace (the container's /proc, as the agent sees
 	// it) before the chroot.
 	MountProc string `json:"mountProc,omitempty"`
+	// Paths are masked and made read-only after the chroot (the main
+	// process only: confine_linux.go).
+	Paths pathConfinement `json:"paths,omitempty"`
+	// NoNewPrivs sets no_new_privs; Seccomp (a struct sock_filter array)
+	// is installed with SeccompFlags right before the execve, or, without
+	// no_new_privs, before the credentials change (it needs CAP_SYS_ADMIN
+	// then), as runc does.
+	NoNewPrivs   bool   `json:"noNewPrivs,omitempty"`
+	Seccomp      []byte `json:"seccomp,omitempty"`
+	SeccompFlags uint32 `json:"seccompFlags,omitempty"`
 }
 
 // helperFailure is the helper's report of a failed step.
 type helperFailure struct {
-	Stage    string `json:"stage"` // spec, proc, chroot, chdir, rlimit, capabilities, credential, exec
+	Stage    string `json:"stage"` // spec, proc, chroot, paths, chdir, rlimit, capabilities, seccomp, credential, exec
 	Errno    int    `json:"errno,omitempty"`
 	Message  string `json:"message"`
 	Resource int    `json:"resource,omitempty"` // stage rlimit
@@ -279,6 +289,11 @@ func execHelperMain(args []string) {
 			failErr("chroot", err, fmt.Sprintf("chroot %s: %v", spec.Root, err))
 		}
 	}
+	if !spec.Paths.empty() {
+		if err := applyPathConfinement(spec.Paths); err != nil {
+			failErr("paths", err, err.Error())
+		}
+	}
 	dir := spec.Dir
 	if dir == "" {
 		dir = "/"
@@ -306,6 +321,26 @@ func execHelperMain(args []string) {
 			fail(helperFailure{Stage: "capabilities", Errno: int(unix.EPERM), Message: err.Error()})
 		}
 	}
+	if spec.NoNewPrivs || spec.Seccomp != nil {
+		// A filter, like the bounding set, is the thread's: the execve
+		// must come from this one.
+		runtime.LockOSThread()
+	}
+	if spec.NoNewPrivs {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			failErr("seccomp", err, fmt.Sprintf("set no_new_privs: %v", err))
+		}
+	}
+	installFilter := func() {
+		if spec.Seccomp != nil {
+			if err := installSeccomp(spec.Seccomp, spec.SeccompFlags); err != nil {
+				failErr("seccomp", err, err.Error())
+			}
+		}
+	}
+	if !spec.NoNewPrivs {
+		installFilter()
+	}
 	if spec.Credential {
 		groups := make([]int, len(spec.Groups))
 		for i, g := range spec.Groups {
@@ -320,6 +355,9 @@ func execHelperMain(args []string) {
 		if err := syscall.Setuid(int(spec.UID)); err != nil {
 			failErr("credential", err, fmt.Sprintf("setuid %d: %v", spec.UID, err))
 		}
+	}
+	if spec.NoNewPrivs {
+		installFilter()
 	}
 	err := syscall.Exec(spec.Path, argv, env)
 	failErr("exec", err, fmt.Sprintf("exec %s: %v", spec.Path, err))

@@ -228,6 +228,17 @@ type StartRequest struct {
 	// ShmSize is the size in bytes of the container's /dev/shm (`docker
 	// run --shm-size`, compose's shm_size); 0 is dockerd's default, 64 MiB.
 	ShmSize int64 `json:"shmSize,omitempty"`
+	// MaskedPaths are made unreadable in the container (an empty read-only
+	// tmpfs over a directory, /dev/null over a file) and ReadonlyPaths are
+	// bind-mounted read-only over themselves, after the container's /proc
+	// and /sys are mounted (dockerd's HostConfig fields of the same names;
+	// paths that do not exist are skipped).
+	MaskedPaths   []string `json:"maskedPaths,omitempty"`
+	ReadonlyPaths []string `json:"readonlyPaths,omitempty"`
+	// WritableCgroups mounts the container's /sys/fs/cgroup (the guest's
+	// cgroup2 hierarchy) read-write; it is read-only otherwise, as in a
+	// runc container. --privileged or --security-opt writable-cgroups.
+	WritableCgroups bool `json:"writableCgroups,omitempty"`
 }
 
 // InterfaceConfig is one guest network interface.
@@ -300,6 +311,24 @@ type ProcessRequest struct {
 	// have. Absent (nil): every capability (--privileged, and what an
 	// agent that predates the field gives); empty: none.
 	Capabilities *[]string `json:"capabilities,omitempty"`
+	// Seccomp is the process's seccomp filter, installed by the agent
+	// right before the execve (docs/AGENT_PROTOCOL.md, "Seccomp"); nil:
+	// none (--privileged, seccomp=unconfined). An optional field: an agent
+	// that predates it runs the process unconfined.
+	Seccomp *SeccompFilter `json:"seccomp,omitempty"`
+	// NoNewPrivileges sets PR_SET_NO_NEW_PRIVS on the process
+	// (--security-opt no-new-privileges).
+	NoNewPrivileges bool `json:"noNewPrivileges,omitempty"`
+}
+
+// SeccompFilter is a compiled seccomp filter for the guest (x86_64).
+type SeccompFilter struct {
+	// Program is the classic BPF program, struct sock_filter after struct
+	// sock_filter (8 bytes each: code u16, jt u8, jf u8, k u32,
+	// little-endian), as seccomp(SECCOMP_SET_MODE_FILTER) takes it.
+	Program []byte `json:"program"`
+	// Flags are seccomp(2)'s SECCOMP_FILTER_FLAG_* bits.
+	Flags uint32 `json:"flags,omitempty"`
 }
 
 // CapabilityNumbers are Linux's capabilities (linux/capability.h) by the

@@ -1,0 +1,89 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A container's processes are confined in their VM as runc confines them
+// (docs/API.md, "Seccomp, masked paths, --security-opt").
+
+// dockerd's default seccomp profile confines the main process and execs
+// (/proc/self/status's Seccomp: 2, filter mode); seccomp=unconfined and
+// --privileged run without a filter. What the default profile allows and
+// denies is tested in a real kernel by guestagent's
+// TestSeccompFilterInKernel: busybox has no applet making a call that the
+// profile denies and the container's capabilities allow (`unshare -U`
+// fails in a jeVM in any case: the container is chrooted, and the kernel
+// refuses a user namespace to a chrooted process).
+func TestSeccompDefaultProfile(t *testing.T) {
+	mode := func(args ...string) string {
+		t.Helper()
+		run := append(append([]string{"run", "--rm"}, args...), "busybox", "grep", "^Seccomp:", "/proc/self/status")
+		return strings.Join(strings.Fields(mustDocker(t, run...)), " ")
+	}
+	if got := mode(); got != "Seccomp: 2" {
+		t.Fatalf("default: %q", got)
+	}
+	if got := mode("--security-opt", "seccomp=unconfined"); got != "Seccomp: 0" {
+		t.Fatalf("seccomp=unconfined: %q", got)
+	}
+	if got := mode("--privileged"); got != "Seccomp: 0" {
+		t.Fatalf("--privileged: %q", got)
+	}
+
+	name := uniqueName(t, "seccomp")
+	rmOnCleanup(t, name)
+	mustDocker(t, "run", "-d", "--name", name, "busybox", "sleep", "300")
+	if out := mustDocker(t, "exec", name, "grep", "^Seccomp:", "/proc/self/status"); strings.Join(strings.Fields(out), " ") != "Seccomp: 2" {
+		t.Fatalf("exec's Seccomp mode: %q", out)
+	}
+}
+
+// A custom profile (the CLI sends the file's content) applies, also with
+// --privileged; a bad option is refused with dockerd's message.
+func TestSeccompCustomProfile(t *testing.T) {
+	const confined = `{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["chown", "chown32", "fchownat"], "action": "SCMP_ACT_ERRNO"}]}`
+	profile := filepath.Join(t.TempDir(), "confined.json")
+	if err := os.WriteFile(profile, []byte(confined), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, priv := range []bool{false, true} {
+		args := []string{"run", "--rm", "--security-opt", "seccomp=" + profile}
+		if priv {
+			args = append(args, "--privileged")
+		}
+		r := docker(t, append(args, "busybox", "chown", "42", "/bin/true")...)
+		if r.code != 1 || !strings.Contains(r.stderr, "Operation not permitted") {
+			t.Fatalf("chown under a profile denying it (privileged %v):\n%s", priv, r)
+		}
+	}
+	r := docker(t, "create", "--security-opt", "writeable-cgroups=true", "busybox", "true")
+	if r.code == 0 || !strings.Contains(r.stderr, `invalid --security-opt 2: "writeable-cgroups=true"`) {
+		t.Fatalf("misspelt option:\n%s", r)
+	}
+}
+
+// Masked and read-only paths, and /sys/fs/cgroup.
+func TestMaskedAndReadonlyPaths(t *testing.T) {
+	out := mustDocker(t, "run", "--rm", "busybox", "sh", "-c",
+		`exec 2>&1; wc -c < /proc/kcore; ls /proc/acpi | wc -l; echo 1 > /proc/sys/kernel/domainname; mkdir /sys/fs/cgroup/x; stat -f -c %t /sys/fs/cgroup`)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || strings.TrimSpace(lines[0]) != "0" || strings.TrimSpace(lines[1]) != "0" ||
+		!strings.Contains(lines[2], "Read-only file system") || !strings.Contains(lines[3], "Read-only file system") ||
+		lines[4] != "63677270" { // CGROUP2_SUPER_MAGIC
+
+		t.Fatalf("default container:\n%s", out)
+	}
+	out = mustDocker(t, "run", "--rm", "--security-opt", "writable-cgroups=true", "busybox", "sh", "-c", `mkdir /sys/fs/cgroup/x && rmdir /sys/fs/cgroup/x && echo ok`)
+	if strings.TrimSpace(out) != "ok" {
+		t.Fatalf("writable-cgroups: %q", out)
+	}
+	// --privileged: nothing masked, /proc/sys writable.
+	out = mustDocker(t, "run", "--rm", "--privileged", "busybox", "sh", "-c", `echo jevm > /proc/sys/kernel/domainname && cat /proc/sys/kernel/domainname`)
+	if strings.TrimSpace(out) != "jevm" {
+		t.Fatalf("privileged /proc/sys: %q", out)
+	}
+}
