@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/bzip2"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +17,8 @@ import (
 	"github.com/docker/docker/errdefs"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
-	"github.com/ulikunitz/xz"
+
+	decomp "github.com/jevm/jevm/internal/decompress"
 )
 
 // maxDockerfileSize bounds the Dockerfile the daemon reads.
@@ -150,27 +149,14 @@ func looksLikeTar(br *bufio.Reader) bool {
 	return sum == want
 }
 
-// decompress detects gzip, bzip2 and xz by their magic numbers.
+// decompress opens a context or a local ADD archive: gzip, bzip2, xz,
+// zstd or plain (internal/decompress).
 func decompress(r io.Reader) (io.Reader, error) {
-	br := bufio.NewReader(r)
-	head, _ := br.Peek(6)
-	switch {
-	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, errdefs.InvalidParameter(fmt.Errorf("reading the build context: %w", err))
-		}
-		return zr, nil
-	case bytes.HasPrefix(head, []byte("BZh")):
-		return bzip2.NewReader(br), nil
-	case bytes.HasPrefix(head, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
-		xr, err := xz.NewReader(br)
-		if err != nil {
-			return nil, errdefs.InvalidParameter(fmt.Errorf("reading the build context: %w", err))
-		}
-		return xr, nil
+	rc, err := decomp.Stream(r)
+	if err != nil {
+		return nil, errdefs.InvalidParameter(fmt.Errorf("reading the build context: %w", err))
 	}
-	return br, nil
+	return rc, nil
 }
 
 // extractTar writes a tar's regular files, directories, symbolic and hard

@@ -7,7 +7,8 @@ import (
 	"io"
 	"strings"
 
-	"github.com/containerd/containerd/archive/compression"
+	"github.com/jevm/jevm/internal/decompress"
+
 	"github.com/containerd/platforms"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/errdefs"
@@ -65,7 +66,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (*I
 		}
 	}
 	src := &errReader{r: r}
-	ds, err := compression.DecompressStream(src)
+	ds, err := decompress.Stream(src)
 	if err != nil {
 		return nil, errdefs.InvalidParameter(fmt.Errorf("reading the image's file system: %w", err))
 	}
