@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -569,4 +570,30 @@ func TestImportGarbageLeavesNothing(t *testing.T) {
 		t.Fatalf("truncated gzip: %v", err)
 	}
 	assertEmptyStore(t, s)
+}
+
+// docker import takes the formats dockerd's does: xz and bzip2 too.
+func TestImportXZAndBzip2(t *testing.T) {
+	findToolT(t, "mke2fs")
+	s := newTestStore(t, "")
+	rootfs := rawTar(t, dir("bin/", 0o755), file("bin/app", "12345"))
+	for _, tool := range [][]string{{"xz", "-c"}, {"bzip2", "-c"}} {
+		if _, err := exec.LookPath(tool[0]); err != nil {
+			t.Logf("%s not installed: not tested", tool[0])
+			continue
+		}
+		cmd := exec.Command(tool[0], tool[1:]...)
+		cmd.Stdin = bytes.NewReader(rootfs)
+		packed, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := s.Import(context.Background(), bytes.NewReader(packed), ImportOptions{Repo: "packed", Tag: tool[0]})
+		if err != nil {
+			t.Fatalf("%s: %v", tool[0], err)
+		}
+		if img.Size != 5 {
+			t.Errorf("%s: image size %d, want 5", tool[0], img.Size)
+		}
+	}
 }
