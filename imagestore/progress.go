@@ -1,6 +1,7 @@
 package imagestore
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -144,4 +145,23 @@ func (c *countingReader) Read(b []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// retryCountdown shows dockerd's "Retrying in N seconds" for a layer whose
+// transfer (pull or push) failed, one second at a time; it returns false
+// if ctx ends first.
+func (p *progressOut) retryCountdown(ctx context.Context, id string, seconds int) bool {
+	for d := seconds; d > 0; d-- {
+		plural := "s"
+		if d == 1 {
+			plural = ""
+		}
+		p.update(id, fmt.Sprintf("Retrying in %d second%s", d, plural))
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }

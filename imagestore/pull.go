@@ -485,17 +485,8 @@ func (s *Store) downloadLayer(ctx context.Context, fetcher remotes.Fetcher, j *l
 		}
 		delay := attempt * 5
 		log.WithError(err).WithField("layer", j.desc.Digest).Warnf("layer download failed, retrying in %ds", delay)
-		for d := delay; d > 0; d-- {
-			plural := "s"
-			if d == 1 {
-				plural = ""
-			}
-			po.update(j.id, fmt.Sprintf("Retrying in %d second%s", d, plural))
-			select {
-			case <-time.After(time.Second):
-			case <-ctx.Done():
-				return err
-			}
+		if !po.retryCountdown(ctx, j.id, delay) {
+			return err
 		}
 	}
 }

@@ -338,18 +338,9 @@ func (s *Store) runPushLayer(ctx context.Context, cancel func(), pusher remotes.
 		}
 		delay := attempt * 5
 		log.WithError(err).WithField("layer", j.desc.Digest).Warnf("layer upload failed, retrying in %ds", delay)
-		for d := delay; d > 0; d-- {
-			plural := "s"
-			if d == 1 {
-				plural = ""
-			}
-			po.update(j.id, fmt.Sprintf("Retrying in %d second%s", d, plural))
-			select {
-			case <-time.After(time.Second):
-			case <-ctx.Done():
-				j.err = err
-				return
-			}
+		if !po.retryCountdown(ctx, j.id, delay) {
+			j.err = err
+			return
 		}
 	}
 }
