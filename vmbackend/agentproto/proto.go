@@ -103,6 +103,21 @@ const (
 	// with runc's message): dockerd checks an exec's user when the exec is
 	// created. Agents that predate it answer "unknown request".
 	MsgCheckUser = "check-user"
+
+	// Pods: more containers in one VM (docs/AGENT_PROTOCOL.md, "Pods").
+	//
+	// MsgJoin starts a container that joins this VM (`docker run
+	// --network container:X`): Container names it, Start describes it
+	// (RootSerial, not RootDevice: its root disk was hot-plugged). It
+	// runs on the request's stream, which the host chose as for an exec
+	// (reply: started with Pid; then stdio frames and, when its process
+	// has exited and its root is unmounted, exit on that stream).
+	MsgJoin = "join"
+	// MsgFreeze and MsgThaw freeze and thaw the processes of the joined
+	// container Container (its guest cgroup's cgroup.freeze): `docker
+	// pause` of one container of a pod (reply: ok).
+	MsgFreeze = "freeze"
+	MsgThaw   = "thaw"
 )
 
 // Error kinds in Msg.ErrCode: why a start or exec could not run its
@@ -171,6 +186,29 @@ type Msg struct {
 
 	// InterfaceUp: the interface to configure.
 	Interface *InterfaceConfig `json:"interface,omitempty"`
+
+	// Container names the container of the VM a request is about (join,
+	// exec, check-user, top, stats, freeze, thaw and the file
+	// operations): empty, or the ID the main container was started with
+	// (StartRequest.Container), is the VM's main container; anything else
+	// is a container that joined the VM (MsgJoin). An agent that predates
+	// pods ignores it, so the host sends it only for joined containers.
+	Container string `json:"container,omitempty"`
+	// Joined in Hello: the containers that joined this VM, running or
+	// exited since (until one of the same name joins again), so that a
+	// reconnecting host can re-attach to their streams.
+	Joined []JoinedState `json:"joined,omitempty"`
+}
+
+// JoinedState is one joined container as Hello reports it.
+type JoinedState struct {
+	Container string `json:"container"`
+	// Stream is the stream its process runs on (the join's).
+	Stream uint32 `json:"stream"`
+	Pid    int    `json:"pid,omitempty"`
+	// Exit is set once its process has exited (and its root is
+	// unmounted); nil while it runs.
+	Exit *ExitStatus `json:"exit,omitempty"`
 }
 
 // StartRequest prepares the clone and starts the main process on
@@ -239,6 +277,23 @@ type StartRequest struct {
 	// cgroup2 hierarchy) read-write; it is read-only otherwise, as in a
 	// runc container. --privileged or --security-opt writable-cgroups.
 	WritableCgroups bool `json:"writableCgroups,omitempty"`
+
+	// Pods (MsgJoin). Container is the container's ID: sent with the main
+	// container's start too, so that joined containers can name it in
+	// PIDContainer and IPCContainer. Names are 1 to 128 of [A-Za-z0-9_.-].
+	Container string `json:"container,omitempty"`
+	// RootSerial (join) is the virtio serial of the joined container's
+	// root disk (hot-plugged; /sys/block/vdX/serial), instead of
+	// RootDevice.
+	RootSerial string `json:"rootSerial,omitempty"`
+	// PIDContainer (join) makes the process join the PID namespace of
+	// that container of this VM (`--pid container:X`); empty: a PID
+	// namespace of its own (or the guest's with HostPID).
+	PIDContainer string `json:"pidContainer,omitempty"`
+	// IPCContainer (join) shares that container's IPC namespace (`--ipc
+	// container:X`); empty: an IPC namespace of its own. The main
+	// container has the VM's.
+	IPCContainer string `json:"ipcContainer,omitempty"`
 }
 
 // InterfaceConfig is one guest network interface.
