@@ -299,7 +299,7 @@ func (c *Client) Mount(ctx context.Context, req *agentproto.StartRequest) error 
 
 // StatPath stats a path in the container, as dockerd's HEAD archive.
 func (c *Client) StatPath(ctx context.Context, path string) (*agentproto.PathStat, error) {
-	r, err := c.impl.fileRequest(ctx, 0, &agentproto.Msg{Type: agentproto.MsgStatPath, File: &agentproto.FileOp{Path: path}})
+	r, err := c.impl.fileRequest(ctx, 0, &agentproto.Msg{Type: agentproto.MsgStatPath, Container: c.container, File: &agentproto.FileOp{Path: path}})
 	if err != nil {
 		return nil, err
 	}
@@ -310,12 +310,12 @@ func (c *Client) StatPath(ctx context.Context, path string) (*agentproto.PathSta
 }
 
 // produce starts an operation whose data comes from the guest.
-func (c *client) produce(ctx context.Context, typ string, op *agentproto.FileOp) (*agentproto.Msg, *fileStream, error) {
+func (c *client) produce(ctx context.Context, container, typ string, op *agentproto.FileOp) (*agentproto.Msg, *fileStream, error) {
 	if op.Window == 0 {
 		op.Window = agentproto.DefaultFileWindow
 	}
 	s := c.openFileStream(typ, op.Window)
-	r, err := c.fileRequest(ctx, s.id, &agentproto.Msg{Type: typ, File: op})
+	r, err := c.fileRequest(ctx, s.id, &agentproto.Msg{Type: typ, Container: container, File: op})
 	if err != nil {
 		s.finish(err)
 		s.unregister()
@@ -328,7 +328,7 @@ func (c *client) produce(ctx context.Context, typ string, op *agentproto.FileOp)
 // archive). Closing the reader before its end cancels the operation in
 // the guest. A read error reports a failure in the guest.
 func (c *Client) ArchiveGet(ctx context.Context, path string) (*agentproto.PathStat, io.ReadCloser, error) {
-	r, s, err := c.impl.produce(ctx, agentproto.MsgArchiveGet, &agentproto.FileOp{Path: path})
+	r, s, err := c.impl.produce(ctx, c.container, agentproto.MsgArchiveGet, &agentproto.FileOp{Path: path})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -341,7 +341,7 @@ func (c *Client) ArchiveGet(ctx context.Context, path string) (*agentproto.PathS
 
 // Export returns a tar of the container's whole root file system.
 func (c *Client) Export(ctx context.Context) (io.ReadCloser, error) {
-	_, s, err := c.impl.produce(ctx, agentproto.MsgExport, &agentproto.FileOp{})
+	_, s, err := c.impl.produce(ctx, c.container, agentproto.MsgExport, &agentproto.FileOp{})
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +351,7 @@ func (c *Client) Export(ctx context.Context) (io.ReadCloser, error) {
 // Changes compares the container's root with the image's base disk, which
 // the host hot-plugged with the virtio serial baseSerial.
 func (c *Client) Changes(ctx context.Context, baseSerial string) ([]agentproto.Change, error) {
-	_, s, err := c.impl.produce(ctx, agentproto.MsgChanges, &agentproto.FileOp{BaseSerial: baseSerial})
+	_, s, err := c.impl.produce(ctx, c.container, agentproto.MsgChanges, &agentproto.FileOp{BaseSerial: baseSerial})
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +375,7 @@ func (c *Client) Changes(ctx context.Context, baseSerial string) ([]agentproto.C
 // changes against the base disk baseSerial. With freeze the root file
 // system is frozen (its writers wait) until the layer is read.
 func (c *Client) DiffLayer(ctx context.Context, baseSerial string, freeze bool) (io.ReadCloser, error) {
-	_, s, err := c.impl.produce(ctx, agentproto.MsgDiffLayer, &agentproto.FileOp{BaseSerial: baseSerial, Freeze: freeze})
+	_, s, err := c.impl.produce(ctx, c.container, agentproto.MsgDiffLayer, &agentproto.FileOp{BaseSerial: baseSerial, Freeze: freeze})
 	if err != nil {
 		return nil, err
 	}
@@ -388,7 +388,7 @@ func (c *Client) DiffLayer(ctx context.Context, baseSerial string, freeze bool) 
 func (c *Client) ArchivePut(ctx context.Context, op agentproto.FileOp, body io.Reader) error {
 	s := c.impl.openFileStream(agentproto.MsgArchivePut, 0)
 	defer s.unregister()
-	r, err := c.impl.fileRequest(ctx, s.id, &agentproto.Msg{Type: agentproto.MsgArchivePut, File: &op})
+	r, err := c.impl.fileRequest(ctx, s.id, &agentproto.Msg{Type: agentproto.MsgArchivePut, Container: c.container, File: &op})
 	if err != nil {
 		s.finish(err)
 		return err

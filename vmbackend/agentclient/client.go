@@ -25,7 +25,21 @@ type ProcessIO struct {
 // Client is one connection to one guest agent.
 type Client struct {
 	impl *client
+	// container scopes the requests made through this Client to one
+	// container of the VM (For); empty is the VM's main container.
+	container string
 }
+
+// For returns a Client on the same connection whose requests (Exec, Top,
+// Stats, CheckUser, the file operations, Freeze, Thaw) are about the
+// container that joined the VM under that name (Join); "" is the VM's
+// main container. Closing either closes the connection.
+func (c *Client) For(container string) *Client {
+	return &Client{impl: c.impl, container: container}
+}
+
+// Container is the container c's requests are about ("" for the main one).
+func (c *Client) Container() string { return c.container }
 
 // Connect sends a host-hello with a fresh nonce on conn, skips anything
 // that is not the agent's matching Hello (resynchronising on a partial
@@ -91,5 +105,5 @@ func (p *Process) Status() (status agentproto.ExitStatus, ok bool) { return p.im
 // and waits for Started (or the agent's Error). Output flows to pio; its
 // exit does not stop the container.
 func (c *Client) Exec(ctx context.Context, req *agentproto.ProcessRequest, pio ProcessIO) (*Process, error) {
-	return c.impl.exec(ctx, req, pio)
+	return c.impl.exec(ctx, c.container, req, pio)
 }

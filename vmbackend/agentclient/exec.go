@@ -14,14 +14,20 @@ import (
 const maxStreamRetries = 16
 
 // exec starts a process in the running container on a stream of its own.
-func (c *client) exec(ctx context.Context, req *agentproto.ProcessRequest, pio ProcessIO) (*Process, error) {
+func (c *client) exec(ctx context.Context, container string, req *agentproto.ProcessRequest, pio ProcessIO) (*Process, error) {
 	if req == nil || len(req.Args) == 0 {
 		return nil, errors.New("agentclient: exec needs a command")
 	}
+	return c.startOnStream(ctx, &agentproto.Msg{Type: agentproto.MsgExec, Container: container, Process: req}, req.Stdin, pio)
+}
+
+// startOnStream sends m (an exec or a join) on a new stream and waits
+// for Started.
+func (c *client) startOnStream(ctx context.Context, m *agentproto.Msg, stdin bool, pio ProcessIO) (*Process, error) {
 	for attempt := 0; ; attempt++ {
 		p := newProcess(c, 0)
 		p.pio = pio
-		p.stdinOK = req.Stdin
+		p.stdinOK = stdin
 		c.mu.Lock()
 		if c.errv != nil {
 			err := c.errv
@@ -33,7 +39,7 @@ func (c *client) exec(ctx context.Context, req *agentproto.ProcessRequest, pio P
 		c.procs[p.stream] = p
 		c.mu.Unlock()
 
-		r, err := c.request(ctx, p.stream, &agentproto.Msg{Type: agentproto.MsgExec, Process: req})
+		r, err := c.request(ctx, p.stream, m)
 		if err != nil {
 			c.mu.Lock()
 			if c.procs[p.stream] == p {

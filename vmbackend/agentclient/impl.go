@@ -52,6 +52,9 @@ type client struct {
 	procs   map[uint32]*process
 	hello   *agentproto.Msg // nil until the handshake completed
 	main    *process        // main process seen before Reattach (phase running/exited)
+	// joined are the processes of the containers Hello listed as joined,
+	// by container, until ReattachJoined (pods.go).
+	joined map[string]*process
 	// lastStream is the last stream allocated to an exec (exec.go).
 	lastStream uint32
 	// files are the streams of file operations (archive.go).
@@ -205,6 +208,23 @@ func (c *client) dispatch(f *agentproto.Frame) bool {
 					main.st, main.hasStatus, main.ok = *m.Exit, true, true
 				}
 				main.mu.Unlock()
+			}
+			// Joined containers' streams: buffered until ReattachJoined,
+			// as the main stream is until Reattach.
+			c.joined = map[string]*process{}
+			for _, j := range m.Joined {
+				if j.Container == "" || j.Stream <= agentproto.MainStream || c.procs[j.Stream] != nil {
+					continue
+				}
+				jp := newProcess(c, j.Stream)
+				jp.buffering = true
+				jp.pid = j.Pid
+				if j.Exit != nil {
+					jp.st, jp.hasStatus, jp.ok = *j.Exit, true, true
+				} else {
+					c.procs[j.Stream] = jp
+				}
+				c.joined[j.Container] = jp
 			}
 			c.mu.Unlock()
 			c.helloCh <- m

@@ -12,7 +12,7 @@ import (
 // "-ef": UID PID PPID C STIME TTY TIME CMD; "aux": USER PID %CPU ...).
 // The agent refuses arguments it does not support.
 func (c *Client) Top(ctx context.Context, psArgs string) (*agentproto.TopResult, error) {
-	r, err := c.impl.request(ctx, 0, &agentproto.Msg{Type: agentproto.MsgTop, PsArgs: psArgs})
+	r, err := c.impl.request(ctx, 0, &agentproto.Msg{Type: agentproto.MsgTop, Container: c.container, PsArgs: psArgs})
 	if err != nil {
 		return nil, err
 	}
@@ -24,7 +24,7 @@ func (c *Client) Top(ctx context.Context, psArgs string) (*agentproto.TopResult,
 
 // Stats samples the guest's resource usage.
 func (c *Client) Stats(ctx context.Context) (*agentproto.GuestStats, error) {
-	r, err := c.impl.request(ctx, 0, &agentproto.Msg{Type: agentproto.MsgStats})
+	r, err := c.impl.request(ctx, 0, &agentproto.Msg{Type: agentproto.MsgStats, Container: c.container})
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +37,7 @@ func (c *Client) Stats(ctx context.Context) (*agentproto.GuestStats, error) {
 // CheckUser resolves user in the container as an exec would; the error
 // is the agent's (runc's wording). ErrUnsupported: the agent predates it.
 func (c *Client) CheckUser(ctx context.Context, user string) error {
-	_, err := c.impl.request(ctx, 0, &agentproto.Msg{Type: agentproto.MsgCheckUser, Process: &agentproto.ProcessRequest{User: user}})
+	_, err := c.impl.request(ctx, 0, &agentproto.Msg{Type: agentproto.MsgCheckUser, Container: c.container, Process: &agentproto.ProcessRequest{User: user}})
 	if err != nil && strings.Contains(err.Error(), "unknown request") {
 		return errors.ErrUnsupported
 	}
