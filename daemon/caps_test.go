@@ -84,7 +84,6 @@ func TestCreateValidation(t *testing.T) {
 		{container.HostConfig{UTSMode: "invalid"}, "invalid UTS mode: invalid"},
 		{container.HostConfig{Annotations: map[string]string{"": "a"}}, "invalid Annotations: the empty string is not permitted as an annotation key"},
 		{container.HostConfig{Resources: container.Resources{CPUShares: -1}}, "invalid CPU shares (-1): value must be a positive integer"},
-		{container.HostConfig{PidMode: "container:x"}, "not supported by jevm yet"},
 	} {
 		err := validateHostConfig(&tc.hc)
 		if !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), tc.want) {

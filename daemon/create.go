@@ -34,6 +34,10 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 	if err := validateHostConfig(hostCfg); err != nil {
 		return resp, err
 	}
+	// --network/--pid/--ipc container: (pods.go), on the user's config.
+	if err := validatePodConfig(cfg, hostCfg); err != nil {
+		return resp, err
+	}
 	// The log config is fixed here: the container's, or the daemon's
 	// default, merged as dockerd does (logconfig.go).
 	logCfg, err := resolveLogConfig(hostCfg.LogConfig, d.cfg.DefaultLogConfig)
@@ -107,7 +111,12 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 	} else if name, err = d.containers.generateName(id); err != nil {
 		return resp, err
 	}
-	if merged.Hostname == "" {
+	if _, joins := joinsVM(hostCfg); joins {
+		// A pod's member takes its VM's hostname when it starts.
+		if x, err := d.containers.get(hostCfg.NetworkMode.ConnectedContainer()); err == nil {
+			hostCfg.NetworkMode = container.NetworkMode("container:" + x.ID)
+		}
+	} else if merged.Hostname == "" {
 		merged.Hostname = id[:12]
 	}
 	// Legacy links: the linked containers must exist (links.go).
@@ -232,12 +241,6 @@ func validateHostConfig(hc *container.HostConfig) error {
 	}
 	if !hc.UTSMode.Valid() {
 		return errdefs.InvalidParameter(fmt.Errorf("invalid UTS mode: %s", hc.UTSMode))
-	}
-	if hc.PidMode.IsContainer() || hc.IpcMode.IsContainer() {
-		// Sharing another container's process table or IPC needs both in
-		// one VM (pods), which jevm does not do yet: refused rather than
-		// silently ignored.
-		return errdefs.InvalidParameter(fmt.Errorf("--pid container: and --ipc container: are not supported by jevm yet: each container runs in its own VM"))
 	}
 	for k := range hc.Annotations {
 		if k == "" {

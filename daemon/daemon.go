@@ -179,8 +179,18 @@ func (d *Daemon) restore(ctx context.Context) error {
 			adopt = append(adopt, c)
 		}
 	}
+	// VMs first, then the containers that joined them (pods.go).
 	for _, c := range adopt {
-		d.readopt(ctx, c)
+		if _, joins := joinsVM(c.HostConfig); !joins {
+			d.readopt(ctx, c)
+		}
+	}
+	for _, c := range adopt {
+		if _, joins := joinsVM(c.HostConfig); joins {
+			c.mu.Lock()
+			d.readoptJoined(ctx, c)
+			c.mu.Unlock()
+		}
 	}
 	// Restart policies: start what dockerd starts on boot (restartpolicy.go).
 	d.autoStartRestored()

@@ -110,6 +110,10 @@ func (d *Daemon) NetworkConnect(ctx context.Context, ref string, opts network.Co
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, joins := joinsVM(c.HostConfig); joins {
+		// dockerd's answer; with jevm the network is the VM's (pods.go).
+		return errdefs.InvalidParameter(errors.New("container sharing network namespace with another container or host cannot be connected to any other network"))
+	}
 	nctr := netContainer(c)
 	// Hot-plugged only into a VM this daemon runs.
 	nctr.Running = c.run != nil && c.running()

@@ -29,6 +29,10 @@ func (d *Daemon) ContainerRemove(ctx context.Context, ref string, opts container
 }
 
 func (d *Daemon) removeContainer(ctx context.Context, c *Container, force bool) error {
+	// Not while containers run in its VM (pods.go).
+	if err := d.checkNoMembers(c); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	if c.removing {
 		c.mu.Unlock()

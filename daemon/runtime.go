@@ -36,6 +36,10 @@ type runtime struct {
 	detachCh   chan struct{}
 	// finished is closed when the monitor has recorded the exit.
 	finished chan struct{}
+	// podHost is set for a container that runs in another container's
+	// VM (pods.go): that container's ID. machine is then the member's
+	// view of the VM and agent a Client scoped to it (Client.For).
+	podHost string
 }
 
 func (r *runtime) detach() { r.detachOnce.Do(func() { close(r.detachCh) }) }
@@ -135,6 +139,9 @@ func newStdinPipe() *stdinPipe {
 // hold c.mu. On error nothing is left: the steps' cleanups are unwound
 // (steps.go).
 func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
+	if _, ok := joinsVM(c.HostConfig); ok {
+		return d.startJoined(ctx, c) // pods.go
+	}
 	log := d.log.WithField("container", c.ID[:12])
 	s := &vmStart{d: d, c: c}
 	var mounts *mountSession
@@ -172,6 +179,8 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 			}
 			s.cs.push("detach-networks", func() { d.detachNetworks(c) })
 			s.spec.NICs = netAtt.NICs
+			// For containers that may join this VM later (pods.go).
+			writePodFiles(c, netAtt.Hosts, netAtt.ResolvConf)
 			return nil
 		}},
 		s.startMachineStep("VM"),
@@ -201,6 +210,25 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 // startProcess sends the agent the start request: the clone becomes the
 // container's machine and runs its main process.
 func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentclient.Client, mounts *mountSession, netAtt *controller.Attachment) (*agentclient.Process, error) {
+	req, err := d.startRequest(c, mounts)
+	if err != nil {
+		return nil, err
+	}
+	req.RootDevice = d.vms.GuestRootDevice()
+	req.Hosts, req.ResolvConf, req.Interfaces = netAtt.Hosts, netAtt.ResolvConf, netAtt.Interfaces
+	// Named so that containers joining the VM can name it (pods.go).
+	req.Container = c.ID
+	hub := c.hub()
+	proc, err := client.Start(ctx, req, agentclient.ProcessIO{Stdout: hub.writer("stdout"), Stderr: hub.writer("stderr")})
+	if err != nil {
+		return nil, startError(c, err)
+	}
+	return proc, nil
+}
+
+// startRequest is what the agent needs to run c's main process, in its
+// own VM or in another's (pods.go), but the root device and networking.
+func (d *Daemon) startRequest(c *Container, mounts *mountSession) (*agentproto.StartRequest, error) {
 	entropy, err := startEntropy()
 	if err != nil {
 		return nil, err
@@ -223,12 +251,8 @@ func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentcl
 		HostPID:         sharesGuestPIDNamespace(c.HostConfig),
 		HoldAfterExit:   c.buildHold != nil,
 		ShmSize:         c.HostConfig.ShmSize,
-		RootDevice:      d.vms.GuestRootDevice(),
 		ReadOnly:        c.HostConfig.ReadonlyRootfs,
 		Hostname:        c.Config.Hostname,
-		Hosts:           netAtt.Hosts,
-		ResolvConf:      netAtt.ResolvConf,
-		Interfaces:      netAtt.Interfaces,
 		Entropy:         entropy,
 		TimeUnixNano:    time.Now().UnixNano(),
 		Mounts:          mounts.requests,
@@ -251,12 +275,7 @@ func (d *Daemon) startProcess(ctx context.Context, c *Container, client *agentcl
 		},
 	}
 	c.Rlimits = req.Process.Rlimits // for execs; saved once started
-	hub := c.hub()
-	proc, err := client.Start(ctx, req, agentclient.ProcessIO{Stdout: hub.writer("stdout"), Stderr: hub.writer("stderr")})
-	if err != nil {
-		return nil, startError(c, err)
-	}
-	return proc, nil
+	return req, nil
 }
 
 // sharesGuestPIDNamespace tells whether the container's processes stay in
@@ -365,13 +384,17 @@ func (d *Daemon) monitor(c *Container, r *runtime) {
 	case <-r.machine.Done():
 	case <-r.detachCh:
 		// Daemon shutdown: leave the VM running for the next daemon.
-		r.agent.Close()
+		if r.podHost == "" {
+			r.agent.Close() // a member's is its host's connection
+		}
 		r.logw.Close()
 		return
 	}
 	status, ok := r.proc.Status()
 	reason := ""
-	if !ok {
+	if !ok && r.podHost != "" {
+		status, reason = joinedStatus(r) // pods.go
+	} else if !ok {
 		// The agent went away without reporting an exit: the VM died.
 		select {
 		case <-r.machine.Done():
@@ -389,7 +412,10 @@ func (d *Daemon) monitor(c *Container, r *runtime) {
 	c.mu.Lock()
 	hold := c.buildHold
 	c.mu.Unlock()
-	if hold != nil {
+	if r.podHost != "" {
+		// A member's VM runs on: its process is gone and the agent has
+		// unmounted its root; Kill below unplugs its disk.
+	} else if hold != nil {
 		// A build step's VM waits after the exit: the changes of a step
 		// that succeeded are read now (build.go); either way it is
 		// stopped below, as nothing else powers it off.
@@ -405,8 +431,12 @@ func (d *Daemon) monitor(c *Container, r *runtime) {
 			log.Warn("VM did not power off after its process exited; killing it")
 		}
 	}
-	_ = r.machine.Kill(context.Background())
-	r.agent.Close()
+	if err := r.machine.Kill(context.Background()); err != nil && r.podHost != "" {
+		log.WithError(err).Warn("release the container's disk from the VM it ran in")
+	}
+	if r.podHost == "" {
+		r.agent.Close()
+	}
 
 	c.mu.Lock()
 	d.releaseMounts(c) // the VM is gone (mounts.go)

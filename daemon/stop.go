@@ -26,6 +26,8 @@ func (d *Daemon) ContainerStop(ctx context.Context, ref string, opts container.S
 	if err != nil {
 		return err
 	}
+	// The containers that run in its VM go first (pods.go).
+	d.stopMembers(ctx, c)
 	c.mu.Lock()
 	if done, err := d.beforeStop(ctx, c, true); done || err != nil {
 		c.mu.Unlock()

@@ -217,7 +217,6 @@ func TestPrepareNetworking(t *testing.T) {
 		want string
 	}{
 		{mode: "host", want: "--network host is not supported"},
-		{mode: "container:abc", want: "not supported"},
 		{mode: "bridge", eps: map[string]*network.EndpointSettings{"bridge": {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "172.17.0.9"}}}, want: "user configured subnets"},
 		{mode: "bridge", eps: map[string]*network.EndpointSettings{"bridge": {Aliases: []string{"x"}}}, want: "user defined networks"},
 		{mode: "user", eps: map[string]*network.EndpointSettings{"user": {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "10.78.0.9"}}}, want: "no configured subnet"},

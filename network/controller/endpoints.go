@@ -677,7 +677,11 @@ func prepare(nm *Controller, hc *container.HostConfig, cfg *container.Config, nc
 	case mode == network.NetworkHost:
 		return nil, errHostNetwork()
 	case strings.HasPrefix(mode, "container:"):
-		return nil, errdefs.InvalidParameter(errors.New("--network container:<name|id> is not supported by jevm: every container runs in its own VM"))
+		// A pod: the container runs in the other container's VM and
+		// shares its network (daemon/pods.go); it has no endpoints of
+		// its own. The daemon checked the combinations dockerd refuses.
+		hc.NetworkMode = container.NetworkMode(mode)
+		return &network.NetworkingConfig{}, nil
 	}
 	if nc == nil {
 		nc = &network.NetworkingConfig{}

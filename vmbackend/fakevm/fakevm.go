@@ -183,6 +183,9 @@ type Machine struct {
 	killed    bool
 	resources vmbackend.Resources
 	updateErr error
+	// disks are the hot-plugged disks (AttachDisk), by path.
+	disks   map[string]string
+	diskSeq int
 }
 
 // UpdateResources records r as the VM's bounds (Resources reads them).
@@ -338,4 +341,42 @@ func (m *Machine) end() {
 		}
 		close(m.done)
 	})
+}
+
+var _ vmbackend.DiskAttacher = (*Machine)(nil)
+
+// AttachDisk implements vmbackend.DiskAttacher: the disk is recorded,
+// under serial "fake-disk<N>".
+func (m *Machine) AttachDisk(_ context.Context, path string, _ bool) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.disks == nil {
+		m.disks = map[string]string{}
+	}
+	if s, ok := m.disks[path]; ok {
+		return s, nil
+	}
+	m.diskSeq++
+	s := fmt.Sprintf("fake-disk%d", m.diskSeq)
+	m.disks[path] = s
+	return s, nil
+}
+
+// DetachDisk implements vmbackend.DiskAttacher.
+func (m *Machine) DetachDisk(_ context.Context, path string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.disks, path)
+	return nil
+}
+
+// Disks are the paths of the disks attached now.
+func (m *Machine) Disks() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for p := range m.disks {
+		out = append(out, p)
+	}
+	return out
 }

@@ -28,12 +28,14 @@ const (
 
 var _ vmbackend.DiskAttacher = (*machine)(nil)
 
-// attachedDisks are the disks hot-plugged into each running machine, by
-// path.
+// attachedDisks are the disks hot-plugged into each running machine:
+// the index (node, device, serial and slot) each path holds.
 var attachedDisks = struct {
 	sync.Mutex
-	m map[*machine]map[string]string
-}{m: map[*machine]map[string]string{}}
+	m map[*machine]map[string]int
+}{m: map[*machine]map[string]int{}}
+
+func diskSerial(i int) string { return fmt.Sprintf("%s%d", diskSerialPrefix, i) }
 
 // AttachDisk implements vmbackend.DiskAttacher.
 func (m *machine) AttachDisk(ctx context.Context, path string, readOnly bool) (string, error) {
@@ -49,11 +51,11 @@ func (m *machine) AttachDisk(ctx context.Context, path string, readOnly bool) (s
 	attachedDisks.Lock()
 	defer attachedDisks.Unlock()
 	disks := attachedDisks.m[m]
-	if serial, ok := disks[path]; ok {
-		return serial, nil
+	if i, ok := disks[path]; ok {
+		return diskSerial(i), nil
 	}
 	if disks == nil {
-		disks = map[string]string{}
+		disks = map[string]int{}
 		attachedDisks.m[m] = disks
 		go func() {
 			<-m.done
@@ -62,8 +64,19 @@ func (m *machine) AttachDisk(ctx context.Context, path string, readOnly bool) (s
 			attachedDisks.Unlock()
 		}()
 	}
-	n := len(disks)
-	if n >= maxAttachedDisks {
+	// The lowest free index: a detached disk's slot is used again.
+	n := -1
+	used := map[int]bool{}
+	for _, i := range disks {
+		used[i] = true
+	}
+	for i := 0; i < maxAttachedDisks; i++ {
+		if !used[i] {
+			n = i
+			break
+		}
+	}
+	if n < 0 {
 		return "", fmt.Errorf("qemu: attach disk to %s: at most %d disks can be attached", m.id, maxAttachedDisks)
 	}
 	_, format, err := diskVirtualSize(path)
@@ -72,7 +85,7 @@ func (m *machine) AttachDisk(ctx context.Context, path string, readOnly bool) (s
 	}
 	t := time.Now()
 	node := fmt.Sprintf("%s%d", diskNodePrefix, n)
-	serial := fmt.Sprintf("%s%d", diskSerialPrefix, n)
+	serial := diskSerial(n)
 	blockdev := map[string]any{
 		"driver":    format,
 		"node-name": node,
@@ -97,7 +110,60 @@ func (m *machine) AttachDisk(ctx context.Context, path string, readOnly bool) (s
 		_ = m.mon.run(context.Background(), "blockdev-del", map[string]any{"node-name": node}, nil)
 		return "", fmt.Errorf("qemu: hot-plug disk %s into %s: %w", path, m.id, err)
 	}
-	disks[path] = serial
+	disks[path] = n
 	m.log.WithFields(logrus.Fields{"disk": path, "serial": serial, "readOnly": readOnly, "took": time.Since(t).Round(time.Millisecond)}).Info("disk hot-plugged")
 	return serial, nil
+}
+
+// DetachDisk implements vmbackend.DiskAttacher: the device is unplugged
+// (the guest acknowledges the ACPI eject, so it must have stopped using
+// the disk), then its block node is deleted, so nothing holds the file.
+func (m *machine) DetachDisk(ctx context.Context, path string) error {
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	attachedDisks.Lock()
+	defer attachedDisks.Unlock()
+	n, ok := attachedDisks.m[m][path]
+	if !ok {
+		return nil
+	}
+	select {
+	case <-m.exited:
+		return nil // gone with the VM
+	default:
+	}
+	t := time.Now()
+	id := fmt.Sprintf("%s%d", diskDevPrefix, n)
+	if err := m.mon.run(ctx, "device_del", map[string]any{"id": id}, nil); err != nil {
+		return fmt.Errorf("qemu: unplug disk %s from %s: %w", path, m.id, err)
+	}
+	deadline := time.Now().Add(unplugTimeout)
+	for {
+		devs, err := m.peripherals(ctx)
+		if err != nil {
+			return fmt.Errorf("qemu: unplug disk %s from %s: %w", path, m.id, err)
+		}
+		if _, still := devs[id]; !still {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("qemu: unplug disk %s from %s: the guest did not release it within %s", path, m.id, unplugTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("qemu: unplug disk %s from %s: %w", path, m.id, ctx.Err())
+		case <-m.exited:
+			return nil
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	node := fmt.Sprintf("%s%d", diskNodePrefix, n)
+	if err := m.mon.run(ctx, "blockdev-del", map[string]any{"node-name": node}, nil); err != nil {
+		return fmt.Errorf("qemu: delete block node of %s in %s: %w", path, m.id, err)
+	}
+	delete(attachedDisks.m[m], path)
+	m.log.WithFields(logrus.Fields{"disk": path, "took": time.Since(t).Round(time.Millisecond)}).Info("disk unplugged")
+	return nil
 }
