@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
@@ -33,7 +34,7 @@ func (d *Daemon) ContainerPause(ctx context.Context, ref string) error {
 	case !c.running() || c.run == nil:
 		return errdefs.Conflict(fmt.Errorf("Container %s is not running", c.ID))
 	}
-	if err := c.run.machine.Pause(ctx); err != nil {
+	if err := d.pauseRun(ctx, c, true); err != nil {
 		return fmt.Errorf("cannot pause container %s: %w", c.ID, err)
 	}
 	c.State.Status = container.StatePaused
@@ -56,7 +57,7 @@ func (d *Daemon) ContainerUnpause(ctx context.Context, ref string) error {
 	if c.State.Status != container.StatePaused || c.run == nil {
 		return errdefs.Conflict(fmt.Errorf("Container %s is not paused", c.ID))
 	}
-	if err := c.run.machine.Resume(ctx); err != nil {
+	if err := d.pauseRun(ctx, c, false); err != nil {
 		return fmt.Errorf("Cannot unpause container %s: %w", c.ID, err)
 	}
 	c.State.Status = container.StateRunning
@@ -75,11 +76,42 @@ func (d *Daemon) resumeForStop(ctx context.Context, c *Container) error {
 	if c.State.Status != container.StatePaused || c.run == nil {
 		return nil
 	}
-	if err := c.run.machine.Resume(ctx); err != nil {
+	if err := d.pauseRun(ctx, c, false); err != nil {
 		return fmt.Errorf("resume paused container %s to stop it: %w", c.ID, err)
 	}
 	c.State.Status = container.StateRunning
 	return nil
+}
+
+// pauseRun pauses or resumes c's run: its VM, or for a container in
+// another's VM (pods.go) its own processes, through the agent, which
+// only answers while that VM runs. So the VM's container is kept from
+// pausing meanwhile (its lock), and a member of a paused VM, which stands
+// still with it, is only marked. Callers hold c.mu.
+func (d *Daemon) pauseRun(ctx context.Context, c *Container, pause bool) error {
+	r := c.run
+	if r.podHost == "" {
+		if pause {
+			return r.machine.Pause(ctx)
+		}
+		return r.machine.Resume(ctx)
+	}
+	host, err := d.containers.get(r.podHost)
+	if err != nil {
+		return err
+	}
+	host.mu.Lock()
+	defer host.mu.Unlock()
+	if host.State.Status == container.StatePaused {
+		if pause {
+			return nil // frozen with its VM
+		}
+		return errdefs.Conflict(fmt.Errorf("the container's VM is paused with container %s: unpause that first", strings.TrimPrefix(host.Name, "/")))
+	}
+	if pause {
+		return r.machine.Pause(ctx)
+	}
+	return r.machine.Resume(ctx)
 }
 
 // attachRuntimeKeepingPause reconnects a re-adopted VM's agent. The agent

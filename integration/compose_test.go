@@ -210,7 +210,7 @@ func testComposeApp(t *testing.T, c *composeCLI) {
 			t.Fatalf("config lacks %q:\n%s", want, cfg)
 		}
 	}
-	if svcs := strings.Fields(c.must(t, "config", "--services")); len(svcs) != 2 || !contains(svcs, "web") || !contains(svcs, "worker") {
+	if svcs := strings.Fields(c.must(t, "config", "--services")); len(svcs) != 3 || !contains(svcs, "web") || !contains(svcs, "worker") || !contains(svcs, "sidecar") {
 		t.Fatalf("config --services = %v", svcs)
 	}
 
@@ -263,6 +263,19 @@ func testComposeApp(t *testing.T, c *composeCLI) {
 	workerFile := func(id string) string { return base + "/shared/" + id[:12] + ".txt" }
 	if body := httpGet(t, workerFile(workers[0])); strings.TrimSpace(body) != "worker "+workers[0][:12]+" key=s3cr3t-key mode=batch" {
 		t.Fatalf("the worker's file in the shared volume: %q", body)
+	}
+
+	// network_mode: service:web: the sidecar runs in web's VM (a pod) and
+	// reaches it on localhost.
+	sidecar := c.serviceIDs(t, "sidecar")
+	if len(sidecar) != 1 {
+		t.Fatalf("after up: sidecar %v", sidecar)
+	}
+	if nm := inspectField(t, sidecar[0], "{{.HostConfig.NetworkMode}}"); nm != "container:"+web[0] {
+		t.Fatalf("sidecar's NetworkMode = %q, want container:%s", nm, web[0])
+	}
+	if out := c.must(t, "exec", "-T", "sidecar", "wget", "-q", "-O", "-", "http://localhost/"); !strings.Contains(out, "jevm web test image") {
+		t.Fatalf("the sidecar does not reach web on localhost: %q", out)
 	}
 
 	// logs: the worker reaches web by service name over the internal
@@ -412,6 +425,12 @@ func testComposeApp(t *testing.T, c *composeCLI) {
 	}
 	if body := httpGet(t, base+"/"); !strings.Contains(body, "jevm web test image") {
 		t.Fatalf("GET / after the daemon restart: %q", body)
+	}
+	if got := c.serviceIDs(t, "sidecar"); len(got) != 1 || got[0] != sidecar[0] {
+		t.Fatalf("sidecar after the daemon restart and up: %v, was %v", got, sidecar)
+	}
+	if out := c.must(t, "exec", "-T", "sidecar", "wget", "-q", "-O", "-", "http://localhost/"); !strings.Contains(out, "jevm web test image") {
+		t.Fatalf("the sidecar after the daemon restart: %q", out)
 	}
 	waitFor(t, 60*time.Second, "web healthy after the daemon restart", func() bool {
 		return inspectField(t, web[0], "{{.State.Health.Status}}") == "healthy"
