@@ -51,18 +51,12 @@ func (m *machine) AttachDisk(ctx context.Context, path string, readOnly bool) (s
 	attachedDisks.Lock()
 	defer attachedDisks.Unlock()
 	disks := attachedDisks.m[m]
+	if disks == nil {
+		// A VM this daemon adopted may have disks a previous one plugged.
+		disks = m.pluggedDisks(ctx)
+	}
 	if i, ok := disks[path]; ok {
 		return diskSerial(i), nil
-	}
-	if disks == nil {
-		disks = map[string]int{}
-		attachedDisks.m[m] = disks
-		go func() {
-			<-m.done
-			attachedDisks.Lock()
-			delete(attachedDisks.m, m)
-			attachedDisks.Unlock()
-		}()
 	}
 	// The lowest free index: a detached disk's slot is used again.
 	n := -1
@@ -125,6 +119,9 @@ func (m *machine) DetachDisk(ctx context.Context, path string) error {
 	}
 	attachedDisks.Lock()
 	defer attachedDisks.Unlock()
+	if attachedDisks.m[m] == nil {
+		attachedDisks.m[m] = m.pluggedDisks(ctx)
+	}
 	n, ok := attachedDisks.m[m][path]
 	if !ok {
 		return nil
@@ -166,4 +163,37 @@ func (m *machine) DetachDisk(ctx context.Context, path string) error {
 	delete(attachedDisks.m[m], path)
 	m.log.WithFields(logrus.Fields{"disk": path, "took": time.Since(t).Round(time.Millisecond)}).Info("disk unplugged")
 	return nil
+}
+
+// pluggedDisks asks QEMU which disks are hot-plugged (their block nodes
+// are named diskNodePrefix<N>), for a VM adopted after a daemon restart.
+// The map is registered for m and forgotten when m is done. Callers hold
+// attachedDisks.
+func (m *machine) pluggedDisks(ctx context.Context) map[string]int {
+	disks := map[string]int{}
+	var nodes []struct {
+		NodeName string `json:"node-name"`
+		File     string `json:"file"`
+		Drv      string `json:"drv"`
+	}
+	if err := m.mon.run(ctx, "query-named-block-nodes", map[string]any{"flat": true}, &nodes); err != nil {
+		m.log.WithError(err).Debug("query the hot-plugged disks")
+	}
+	for _, n := range nodes {
+		var i int
+		if _, err := fmt.Sscanf(n.NodeName, diskNodePrefix+"%d", &i); err != nil || n.NodeName != fmt.Sprintf("%s%d", diskNodePrefix, i) {
+			continue
+		}
+		if i >= 0 && i < maxAttachedDisks && n.File != "" {
+			disks[n.File] = i
+		}
+	}
+	attachedDisks.m[m] = disks
+	go func() {
+		<-m.done
+		attachedDisks.Lock()
+		delete(attachedDisks.m, m)
+		attachedDisks.Unlock()
+	}()
+	return disks
 }
