@@ -7,6 +7,7 @@
 #   RUNS=15 PAR=20 PAR_REPS=3 CAP_MAX=100 CAP_SECONDS=180 ENGINES="runc runsc podman jevm" bench/compare.sh
 #   NO_DOC=1 bench/compare.sh         # don't rewrite docs/BENCHMARKS.md / docs/bench
 #   BENCH_ONLY=build NO_DOC=1 ENGINES="runc jevm" bench/compare.sh   # build, push, pull only
+#   BENCH_ONLY=compose NO_DOC=1 ENGINES="runc jevm" bench/compare.sh # compose up/down only
 #
 # It installs what is missing (apt: docker.io, podman, runsc, gnuplot-nox),
 # starts one local registry (bin/jevm-testimages) and then, one engine at a
@@ -30,7 +31,9 @@ CAP_MAX=${CAP_MAX:-100}        # capacity test: stop at this many containers
 CAP_SECONDS=${CAP_SECONDS:-180} # ... or after this long (per engine)
 ENGINES=${ENGINES:-"runc runsc podman jevm"}
 BUILD_RUNS=${BUILD_RUNS:-5}    # samples per build, push and pull metric
-BENCH_ONLY=${BENCH_ONLY:-}     # "build": only the build/push/pull part (use with NO_DOC=1)
+BENCH_ONLY=${BENCH_ONLY:-}     # "build": only build/push/pull; "compose": only compose up/down (use with NO_DOC=1)
+COMPOSE_RUNS=${COMPOSE_RUNS:-5} # samples of compose up and down
+COMPOSE=${COMPOSE:-$(make -s compose-path 2>/dev/null)} # compose v2 (make compose builds it)
 T0=$(date +%s)
 
 . "$ROOT/bench/lib/engine.sh" # find_docker_cli, reap_dir, stop_engine
@@ -315,6 +318,78 @@ bench_build() {
 	D image prune -f >/dev/null 2>&1
 }
 
+# One compose application (compose v2 as a docker CLI plugin in a private
+# DOCKER_CONFIG): web (busybox httpd with a healthcheck and a published
+# port, a named volume), a worker that waits for web to be healthy and
+# reaches it by name, on two networks (one internal), and a sidecar in
+# web's network namespace (`network_mode: service:web`; a pod with jevm).
+# compose_up: `up -d --wait` until every service is running and web is
+# healthy; compose_down: `down -v`, everything removed.
+bench_compose() {
+	local e=$1 dir="$work/composeapp" cfg="$work/compose-config" i t
+	if [ -z "$COMPOSE" ] || ! [ -x "$COMPOSE" ]; then
+		note "$e" "compose up/down skipped: no compose v2 binary (make compose)"
+		return
+	fi
+	rm -rf "$dir" "$cfg"
+	mkdir -p "$dir" "$cfg/cli-plugins"
+	ln -s "$COMPOSE" "$cfg/cli-plugins/docker-compose"
+	cat >"$dir/compose.yaml" <<-'EOF'
+	services:
+	  web:
+	    image: busybox
+	    command: ["sh", "-c", "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 80 -h /www"]
+	    ports: ["127.0.0.1::80"]
+	    healthcheck:
+	      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://localhost/"]
+	      interval: 1s
+	      timeout: 10s
+	      retries: 120
+	    volumes: [data:/data]
+	    networks: [front, back]
+	    stop_grace_period: 1s
+	  worker:
+	    image: busybox
+	    depends_on:
+	      web:
+	        condition: service_healthy
+	    command: ["sh", "-c", "wget -q -O - http://web/ && exec sleep 100000"]
+	    networks: [back]
+	    stop_grace_period: 1s
+	  sidecar:
+	    image: busybox
+	    network_mode: service:web
+	    depends_on: [web]
+	    command: ["sleep", "100000"]
+	    stop_grace_period: 1s
+	networks:
+	  front: {}
+	  back:
+	    internal: true
+	volumes:
+	  data: {}
+	EOF
+	log "$e: compose up -d --wait / down -v (web, worker, sidecar) x$COMPOSE_RUNS"
+	for i in $(seq 1 "$COMPOSE_RUNS"); do
+		t=$(ms)
+		if DOCKER_CONFIG=$cfg D compose -p benchc -f "$dir/compose.yaml" up -d --wait --quiet-pull >/dev/null 2>"$work/err"; then
+			rec "$e" compose_up "$i" "$(elapsed_ms "$t")"
+		else
+			note "$e" "compose up failed: $(tail -c 300 "$work/err" | tr '\n,' '  ')"
+			DOCKER_CONFIG=$cfg D compose -p benchc -f "$dir/compose.yaml" down -v -t 1 >/dev/null 2>&1
+			break
+		fi
+		t=$(ms)
+		if DOCKER_CONFIG=$cfg D compose -p benchc -f "$dir/compose.yaml" down -v -t 1 >/dev/null 2>"$work/err"; then
+			rec "$e" compose_down "$i" "$(elapsed_ms "$t")"
+		else
+			note "$e" "compose down failed: $(tail -c 300 "$work/err" | tr '\n,' '  ')"
+			break
+		fi
+	done
+	rm_all
+}
+
 jevm_extras() {
 	local d="$work/eng-jevm" tmpl accel
 	tmpl=$(grep -o 'default VM template ready.*elapsed=[^ ]*' "$d/engine.log" | sed 's/.*elapsed=//' | tr -d '"' | head -1)
@@ -361,8 +436,9 @@ for e in $ENGINES; do
 		cp "$engine_dir/engine.log" "$res/$e-engine.log" 2>/dev/null
 		stop_engine; continue
 	fi
-	[ "$BENCH_ONLY" = build ] || bench_engine "$e"
-	bench_build "$e"
+	[ -n "$BENCH_ONLY" ] || bench_engine "$e"
+	[ -n "$BENCH_ONLY" ] && [ "$BENCH_ONLY" != build ] || bench_build "$e"
+	[ -n "$BENCH_ONLY" ] && [ "$BENCH_ONLY" != compose ] || bench_compose "$e"
 	[ "$e" = jevm ] && jevm_extras
 	cp "$engine_dir/engine.log" "$res/$e-engine.log" 2>/dev/null || true
 	log "$e: stopping"

@@ -21,7 +21,9 @@ LAT = [('run_rm', '`docker run --rm busybox true`'), ('create', '`docker create`
        ('build_cold', '`docker build`, 6 steps with 2 RUN, no cache'),
        ('build_cached', '`docker build`, nothing changed (cache)'),
        ('build_changed', '`docker build`, one copied file changed'),
-       ('push50', '`docker push` of a 50 MiB image'), ('pull50', '`docker pull` of a 50 MiB image')]
+       ('push50', '`docker push` of a 50 MiB image'), ('pull50', '`docker pull` of a 50 MiB image'),
+       ('compose_up', '`docker compose up -d --wait`: web (healthy), worker, sidecar in web\'s namespace'),
+       ('compose_down', '`docker compose down -v` of that application')]
 
 raw = {}
 with open(os.path.join(res, 'raw.csv')) as f:
