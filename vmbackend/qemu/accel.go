@@ -150,7 +150,7 @@ func (p *Provider) probeKVM(ctx context.Context) error {
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-M", "pc",
 	}
-	args = append(args, accelArgs(vmbackend.AccelKVM)...)
+	args = append(args, accelArgs(vmbackend.AccelKVM, 0)...)
 	args = append(args,
 		"-m", "256", "-smp", "1",
 		"-kernel", p.opts.Kernel, "-initrd", p.opts.Initrd,

@@ -61,6 +61,7 @@ type vmConfig struct {
 	AgentSock  string
 	Console    string // serial console file, appended to
 	Incoming   bool   // clone: -incoming defer, restored over QMP
+	TBSizeMiB  int    // TCG's translated-code buffer (0: QEMU's default)
 	// NICTap is the host tap behind the NIC in slot 5 (nics.go); empty
 	// connects it to nothing (templates, --network none). NICMAC is its
 	// MAC address property (empty: the template's, templateMAC).
@@ -74,7 +75,14 @@ type vmConfig struct {
 
 // baseKernelArgs are always on the guest kernel command line (and so part
 // of the template key through DeviceLayoutVersion / the extra args).
-const baseKernelArgs = "console=ttyS0 quiet panic=-1"
+//
+// nowatchdog and tsc=reliable drop the guest's two periodic timers that
+// wake an idle VM (the soft-lockup watchdog, every 4 s, and the
+// clocksource watchdog, every 0.5 s): under TCG every wake-up is host CPU.
+// Measured 2026-12-05, 5 idle clones over 20 s: 0.60% of a core per VM
+// before, 0.36% after. A VM cannot lock up unseen (the daemon sees its
+// agent), and its TSC is QEMU's, which does not drift from itself.
+const baseKernelArgs = "console=ttyS0 quiet panic=-1 nowatchdog tsc=reliable"
 
 // kernelCmdline joins the base arguments with the provider's extras.
 func kernelCmdline(extra string) string {
@@ -85,12 +93,17 @@ func kernelCmdline(extra string) string {
 	return baseKernelArgs + " " + extra
 }
 
-// accelArgs are the accelerator and CPU model arguments.
-func accelArgs(accel string) []string {
+// accelArgs are the accelerator and CPU model arguments; tbSizeMiB > 0
+// sizes TCG's translated-code buffer (Options.TCGTBSizeMiB).
+func accelArgs(accel string, tbSizeMiB int) []string {
 	if accel == vmbackend.AccelKVM {
 		return []string{"-accel", "kvm", "-cpu", "host"}
 	}
-	return []string{"-accel", "tcg,thread=multi", "-cpu", "max"}
+	tcg := "tcg,thread=multi"
+	if tbSizeMiB > 0 {
+		tcg += ",tb-size=" + strconv.Itoa(tbSizeMiB)
+	}
+	return []string{"-accel", tcg, "-cpu", "max"}
 }
 
 // machineArgs builds the full QEMU argument list (without argv[0]).
@@ -104,7 +117,7 @@ func machineArgs(c vmConfig) []string {
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-M", "pc,memory-backend=" + memBackendID,
 	}
-	args = append(args, accelArgs(c.Accel)...)
+	args = append(args, accelArgs(c.Accel, c.TBSizeMiB)...)
 	args = append(args,
 		"-m", strconv.Itoa(c.Shape.MemoryMiB),
 		"-smp", strconv.Itoa(c.Shape.VCPUs),

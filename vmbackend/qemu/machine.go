@@ -306,6 +306,7 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 		Name:       processName(spec.ID),
 		Accel:      tpl.meta.Inputs.Accel,
 		Shape:      tpl.meta.Inputs.Shape,
+		TBSizeMiB:  p.tbSizeMiB(),
 		Kernel:     p.opts.Kernel,
 		Initrd:     p.opts.Initrd,
 		Append:     tpl.meta.Inputs.KernelCmdline,

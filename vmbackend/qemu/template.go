@@ -253,6 +253,7 @@ func (p *Provider) buildTemplate(ctx context.Context, key string, in TemplateKey
 		Name:       "jevm-template-" + key,
 		Accel:      in.Accel,
 		Shape:      in.Shape,
+		TBSizeMiB:  p.tbSizeMiB(),
 		Kernel:     p.opts.Kernel,
 		Initrd:     p.opts.Initrd,
 		Append:     in.KernelCmdline,

@@ -111,7 +111,7 @@ func TestMachineArgsTemplateVsClone(t *testing.T) {
 		"file,id=console,path=/s/console.log,append=on",
 		"virtio-blk-pci,drive=root",
 		"-name jevm-abc",
-		"-append console=ttyS0 quiet panic=-1 x=1",
+		"-append "+baseKernelArgs+" x=1",
 	} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("clone command line lacks %q:\n%s", want, joined)
@@ -355,4 +355,28 @@ func logrusEntryForTest() *logrus.Entry {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	return logrus.NewEntry(l)
+}
+
+// TCG's translated-code buffer is sized unless asked for QEMU's default;
+// KVM takes no tb-size.
+func TestAccelArgsTBSize(t *testing.T) {
+	for _, tc := range []struct {
+		accel string
+		tb    int
+		want  string
+	}{
+		{vmbackend.AccelTCG, 16, "tcg,thread=multi,tb-size=16"},
+		{vmbackend.AccelTCG, 0, "tcg,thread=multi"},
+		{vmbackend.AccelKVM, 16, "kvm"},
+	} {
+		if got := accelArgs(tc.accel, tc.tb)[1]; got != tc.want {
+			t.Errorf("accelArgs(%s, %d) = %q, want %q", tc.accel, tc.tb, got, tc.want)
+		}
+	}
+	for opt, want := range map[int]int{0: DefaultTCGTBSizeMiB, -1: 0, 64: 64} {
+		p := &Provider{opts: Options{TCGTBSizeMiB: opt}}
+		if got := p.tbSizeMiB(); got != want {
+			t.Errorf("TCGTBSizeMiB %d: tb-size %d, want %d", opt, got, want)
+		}
+	}
 }
