@@ -402,6 +402,10 @@ jevm_extras() {
 	to_ms() { awk '{v=$1; if (v ~ /ms$/) {sub(/ms/,"",v); print v} else if (v ~ /µs$/) {sub(/µs/,"",v); print v/1000} else {sub(/s$/,"",v); print v*1000}}'; }
 	i=0; awk '{print $1}' "$work/clone.txt" | to_ms | while read -r v; do i=$((i + 1)); rec jevm clone_restore "$i" "${v%.*}"; done
 	i=0; awk '{print $2}' "$work/clone.txt" | to_ms | while read -r v; do i=$((i + 1)); rec jevm clone_to_entrypoint "$i" "${v%.*}"; done
+	# where a start's time goes: every start step's ms (daemon/steps.go),
+	# and the agent's phases in the guest (guest_*), from the same lines
+	grep 'msg="container started"' "$d/engine.log" | grep -o '[a-z_-]*_ms=[0-9.]*' |
+		awk -F= '{n[$1]++; print $1 "," n[$1] "," $2}' | while IFS=, read -r k i v; do rec jevm "phase_$k" "$i" "${v%.*}"; done
 	cp "$d/engine.log" "$res/jevmd.log" 2>/dev/null || true
 }
 

@@ -283,6 +283,19 @@ L.append(f'jevm only (accelerator **{accel}**, from jevmd\'s log): default templ
             f'(over all {ca[0]} starts of the run, the {PAR}-way parallel and the capacity ones included: '
             f'{ca[1]:.0f} / {ca[2]:.0f} / {ca[3]:.0f} ms).' if ce else ''))
 L.append('')
+phases = sorted({m for (e, m) in raw if e == 'jevm' and m.startswith('phase_')},
+                key=lambda m: -(stats('jevm', m)[2]))
+if phases:
+    L.append('Where a jevm start\'s time goes (every start of the run, from the "container started" lines: '
+             'the daemon\'s start steps, daemon/steps.go, and with `guest_` the agent\'s phases inside the '
+             'start-process step), median and p95 in ms:')
+    L.append('')
+    L.append('| phase | n | median | p95 |')
+    L.append('|---|---|---|---|')
+    for m in phases:
+        n, _, p50, p95 = stats('jevm', m)
+        L.append(f'| {m[len("phase_"):-len("_ms")]} | {n} | {p50:.0f} | {p95:.0f} |')
+    L.append('')
 L.append('Reading it: a jevm `start` is a QEMU process restoring the template snapshot (the "clone restored" '
          'time above) and then the guest resuming, its agent setting up the container and starting the process, '
          'all of it emulated by TCG on these hosts; with runc, runsc and podman a start is a few forks and '
