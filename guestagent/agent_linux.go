@@ -74,9 +74,10 @@ type agent struct {
 	joined map[string]*podCtr
 	// cgroupOnce mounts the guest's cgroup2 hierarchy for the agent
 	// (cgroupRoot); cgroupErr is why it could not.
-	cgroupOnce sync.Once
-	cgroupErr  error
-	powerOnce  sync.Once
+	cgroupOnce      sync.Once
+	cgroupErr       error
+	controllersOnce sync.Once
+	powerOnce       sync.Once
 }
 
 // Main runs the agent. It does not return: the VM powers off.

@@ -266,7 +266,7 @@ func (a *agent) mountAPIFS(root string, o apiFS) error {
 	}
 	mounts := []mountSpec{
 		{"sysfs", "/sys", "sysfs", sysFlags, "", false},
-		{"cgroup2", "/sys/fs/cgroup", "cgroup2", cgroupFlags, "", true},
+		{cgroupDir, "/sys/fs/cgroup", "", 0, "", true}, // bindCgroup
 		{"tmpfs", "/dev", "tmpfs", unix.MS_NOSUID | unix.MS_STRICTATIME, "mode=755,size=65536k", false},
 	}
 	if hostPID {
@@ -275,7 +275,13 @@ func (a *agent) mountAPIFS(root string, o apiFS) error {
 		return fmt.Errorf("mount /proc: %w", err)
 	}
 	for _, m := range mounts {
-		if err := mountIn(root, m); err != nil {
+		var err error
+		if m.src == cgroupDir {
+			err = a.bindCgroup(root, cgroupFlags)
+		} else {
+			err = mountIn(root, m)
+		}
+		if err != nil {
 			if m.optional { // a kernel without cgroups
 				a.logf("%v", err)
 				continue
@@ -333,6 +339,30 @@ func (a *agent) mountAPIFS(root string, o apiFS) error {
 			}
 			return err
 		}
+	}
+	return nil
+}
+
+// bindCgroup mounts the guest's cgroup2 hierarchy at the container's
+// /sys/fs/cgroup: a bind mount of the agent's (cgroupRoot), made
+// read-only per mount unless flags say otherwise.
+func (a *agent) bindCgroup(root string, flags uintptr) error {
+	if err := a.cgroupRoot(); err != nil {
+		return err
+	}
+	if err := mkdirAllInRoot(root, "/sys/fs/cgroup", 0o755); err != nil {
+		return fmt.Errorf("mount /sys/fs/cgroup: %w", err)
+	}
+	hp, err := resolveInRoot(root, "/sys/fs/cgroup")
+	if err != nil {
+		return fmt.Errorf("mount /sys/fs/cgroup: %w", err)
+	}
+	if err := unix.Mount(cgroupDir, hp, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("mount cgroup2 on /sys/fs/cgroup: %w", err)
+	}
+	if err := unix.Mount("", hp, "", unix.MS_BIND|unix.MS_REMOUNT|flags, ""); err != nil {
+		unix.Unmount(hp, unix.MNT_DETACH)
+		return fmt.Errorf("remount /sys/fs/cgroup: %w", err)
 	}
 	return nil
 }

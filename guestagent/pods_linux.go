@@ -318,19 +318,33 @@ func (a *agent) setupPodRoot(c *podCtr, req *agentproto.StartRequest, vmIPC, gue
 	return writeSysctls(req.Sysctls)
 }
 
-// cgroupRoot mounts the guest's cgroup2 hierarchy for the agent (once)
-// and enables the controllers a joined container's cgroup is measured
-// with.
+// cgroupRoot mounts the guest's cgroup2 hierarchy read-write for the
+// agent (once). The containers' /sys/fs/cgroup are bind mounts of it
+// (mountAPIFS), read-only per mount: cgroup2 has one superblock, so a
+// read-only mount of its own would make the whole hierarchy read-only,
+// for the agent too.
 func (a *agent) cgroupRoot() error {
 	a.cgroupOnce.Do(func() {
 		if err := os.MkdirAll(cgroupDir, 0o755); err != nil {
 			a.cgroupErr = err
 			return
 		}
-		if err := unix.Mount("cgroup2", cgroupDir, "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil && !errors.Is(err, unix.EBUSY) {
-			a.cgroupErr = fmt.Errorf("mount cgroup2: %w", err)
+		if isMountPoint(cgroupDir) {
 			return
 		}
+		if err := unix.Mount("cgroup2", cgroupDir, "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			a.cgroupErr = fmt.Errorf("mount cgroup2: %w", err)
+		}
+	})
+	return a.cgroupErr
+}
+
+// enableControllers enables, once, the controllers a joined container's
+// cgroup is measured with in the root's cgroup.subtree_control (not
+// before the first join: a VM without pods keeps the hierarchy as it
+// was).
+func (a *agent) enableControllers() {
+	a.controllersOnce.Do(func() {
 		avail, _ := os.ReadFile(filepath.Join(cgroupDir, "cgroup.controllers"))
 		for _, ctl := range strings.Fields(string(avail)) {
 			switch ctl {
@@ -341,7 +355,6 @@ func (a *agent) cgroupRoot() error {
 			}
 		}
 	})
-	return a.cgroupErr
 }
 
 // setupPodCgroup makes c's cgroup.
@@ -349,6 +362,7 @@ func (a *agent) setupPodCgroup(c *podCtr) error {
 	if err := a.cgroupRoot(); err != nil {
 		return err
 	}
+	a.enableControllers()
 	dir := filepath.Join(cgroupDir, podCgroupPrefix+c.name)
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
