@@ -251,8 +251,13 @@ func TestE2EPod(t *testing.T) {
 	if err := main.Signal(ctx, 9); err != nil {
 		t.Fatal(err)
 	}
-	dst := waitExited(t, ctx, db)
 	mst := waitExited(t, ctx, main)
+	select {
+	case <-db.Exited(): // handled before main's: sent first
+	default:
+		t.Errorf("main's exit came before db's")
+	}
+	dst := waitExited(t, ctx, db)
 	if dst.Code != 137 || mst.Code != 137 {
 		t.Errorf("db %+v main %+v", dst, mst)
 	}
