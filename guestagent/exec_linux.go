@@ -37,8 +37,9 @@ func (a *agent) handleExec(stream uint32, m *agentproto.Msg) {
 	_, busy := a.procs[stream]
 	pod, perr := a.lookupContainer(m.Container)
 	sc := spawnContext{root: containerRoot, joinPIDNS: a.pidns}
+	frozen := false
 	if pod != nil {
-		sc = pod.execContext()
+		sc, frozen = pod.execContext(), pod.frozen
 	}
 	a.mu.Unlock()
 	switch {
@@ -47,6 +48,9 @@ func (a *agent) handleExec(stream uint32, m *agentproto.Msg) {
 		return
 	case phase != phaseRunning || shutdown || mainExiting:
 		fail(errors.New("container is not running"))
+		return
+	case frozen:
+		fail(fmt.Errorf("container %s is paused, unpause the container before exec", pod.name))
 		return
 	case busy:
 		fail(fmt.Errorf("stream %d is in use", stream))

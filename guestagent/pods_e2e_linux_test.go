@@ -177,6 +177,9 @@ func TestE2EPod(t *testing.T) {
 	if out := exec(c, "cat", events); !strings.Contains(out, "frozen 1") {
 		t.Errorf("after freeze: %q", out)
 	}
+	if _, err := cw.Exec(ctx, execReq([]string{"true"}), agentclient.ProcessIO{}); err == nil || !strings.Contains(err.Error(), "paused") {
+		t.Errorf("exec in frozen web: %v", err)
+	}
 	if err := cw.Thaw(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,9 @@ type podCtr struct {
 	// and the containers that share them join; pidns is nil in the
 	// guest's PID namespace.
 	pidns, ipcns *os.File
+	// frozen: freeze without a thaw since (execs are refused: their
+	// start would wait for the thaw, holding the agent).
+	frozen bool
 	// exiting: its process exited and it is being taken down; exit: its
 	// exit status, once reported.
 	exiting bool
@@ -495,6 +498,14 @@ func (a *agent) podExited(p *proc, st agentproto.ExitStatus) {
 	a.mu.Lock()
 	c.exiting = true
 	a.mu.Unlock()
+	if c.cgroup != "" && st.Signal == int(unix.SIGKILL) {
+		// The OOM killer of its own cgroup, not of the guest at large.
+		p.killMu.Lock()
+		killed := p.killed
+		p.killMu.Unlock()
+		b, _ := os.ReadFile(filepath.Join(c.cgroup, "memory.events"))
+		st.OOMKilled = !killed && parseFlatKeyed(b)["oom_kill"] > 0
+	}
 	a.killPod(c, nil)
 	a.drain(p)
 	a.takeDownPod(c)
@@ -588,6 +599,9 @@ func (a *agent) freezePod(name string, freeze bool) error {
 	if freeze {
 		v, want = "1", 1
 	}
+	a.mu.Lock()
+	c.frozen = freeze
+	a.mu.Unlock()
 	if err := os.WriteFile(filepath.Join(c.cgroup, "cgroup.freeze"), []byte(v), 0); err != nil {
 		return err
 	}
