@@ -266,3 +266,56 @@ func TestE2EPod(t *testing.T) {
 	}
 	vm.waitExit(t, 30*time.Second)
 }
+
+// TestE2EPodConfinedShutdown: a joined container with a terminal, a
+// read-only root, a tmpfs mount and a masked path; then a shutdown kills
+// it (137) before the main process.
+func TestE2EPodConfinedShutdown(t *testing.T) {
+	env := setupE2E(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	path, err := makeBusyboxDisk(t.TempDir(), "/bin/busybox", map[string]string{"marker": "disk-ro\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := bootVMDisks(t, env, "", []vmDisk{{path: path, serial: "jevm-pod-ro"}})
+	c, _ := vm.connect(t, ctx)
+	defer c.Close()
+	mreq := startReq([]string{"sleep", "1000"}, "", false)
+	mreq.Container = "main1"
+	main, err := c.Start(ctx, mreq, agentclient.ProcessIO{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out buf
+	r := joinReq("ro", "jevm-pod-ro", []string{"sh", "-c", "touch /x; touch /scratch/y && echo tmpfs-ok; wc -c < /proc/kcore; tty; echo done; exec sleep 1000"})
+	r.ReadOnly = true
+	r.Mounts = []agentproto.MountRequest{{Type: "tmpfs", Target: "/scratch"}}
+	r.MaskedPaths = []string{"/proc/kcore"}
+	r.Process.TTY = true
+	ro, err := c.Join(ctx, r, agentclient.ProcessIO{Stdout: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitOutput(t, ctx, &out, "done")
+	got := strings.ReplaceAll(out.String(), "\r", "")
+	t.Logf("output: %q", got)
+	for _, want := range []string{"Read-only file system", "tmpfs-ok\n0\n/dev/pts/0\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output %q lacks %q", got, want)
+		}
+	}
+	if err := c.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mst := waitExited(t, ctx, main)
+	select {
+	case <-ro.Exited():
+	default:
+		t.Errorf("main's exit came before ro's")
+	}
+	if st := waitExited(t, ctx, ro); st.Code != 137 || mst.Code != 137 {
+		t.Errorf("ro %+v main %+v", st, mst)
+	}
+	vm.waitExit(t, 30*time.Second)
+}
