@@ -455,8 +455,17 @@ func (a *agent) takeDownPod(c *podCtr) {
 			unix.Unmount(mp, unix.MNT_DETACH)
 		}
 	}
-	if err := os.RemoveAll(c.dir); err != nil {
-		a.logf("container %s: remove %s: %v", c.name, c.dir, err)
+	// Never a recursive removal where the disk may still be mounted: only
+	// the (empty) mount point, the agent's own /etc files and the
+	// directory.
+	if left := mountPointsUnder(c.dir); len(left) > 0 {
+		a.logf("container %s: still mounted: %v", c.name, left)
+	} else {
+		os.Remove(c.root)
+		os.RemoveAll(filepath.Join(c.dir, "etc"))
+		if err := os.Remove(c.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			a.logf("container %s: remove %s: %v", c.name, c.dir, err)
+		}
 	}
 	if c.cgroup != "" {
 		if err := os.Remove(c.cgroup); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -510,13 +519,18 @@ func (a *agent) podExited(p *proc, st agentproto.ExitStatus) {
 	a.drain(p)
 	a.takeDownPod(c)
 	a.mu.Lock()
-	c.exit = &st
+	reported := c.exit != nil // by finishJoined, which gave up waiting
+	if !reported {
+		c.exit = &st
+	}
 	if a.procs[p.stream] == p {
 		delete(a.procs, p.stream)
 	}
 	a.mu.Unlock()
 	a.logf("container %s exited: code %d%s", c.name, st.Code, sigSuffix(st))
-	a.sendBounded(p.stream, &agentproto.Msg{Type: agentproto.MsgExit, Status: &st})
+	if !reported {
+		a.sendBounded(p.stream, &agentproto.Msg{Type: agentproto.MsgExit, Status: &st})
+	}
 	close(c.done)
 }
 
@@ -548,17 +562,21 @@ func (a *agent) finishJoined() {
 	a.mu.Lock()
 	var pods []*podCtr
 	for _, c := range a.joined {
-		if c.exit == nil {
+		// Not those still being set up: a join that completes now kills
+		// its process at once (handleJoin).
+		if c.exit == nil && c.started {
 			pods = append(pods, c)
 		}
 	}
 	a.mu.Unlock()
-	deadline := time.After(podExitTimeout)
+	deadline := time.Now().Add(podExitTimeout)
 	for _, c := range pods {
+		t := time.NewTimer(max(time.Until(deadline), 0))
 		select {
 		case <-c.done:
+			t.Stop()
 			continue
-		case <-deadline:
+		case <-t.C:
 		}
 		a.mu.Lock()
 		pending := c.exit == nil && c.started
@@ -566,6 +584,10 @@ func (a *agent) finishJoined() {
 			st := agentproto.ExitStatus{Code: 128 + int(unix.SIGKILL), Signal: int(unix.SIGKILL)}
 			c.exit = &st
 			c.exiting = true
+			// Not reported again by finishExecs.
+			if p := a.procs[c.stream]; p != nil && p.pod == c {
+				delete(a.procs, c.stream)
+			}
 		}
 		a.mu.Unlock()
 		if pending {

@@ -458,12 +458,14 @@ func (g *Guest) runMain(p *Proc) {
 	}
 	// The joined containers' exits come before the main one's (bounded,
 	// as the real agent's wait).
-	deadline := time.After(2 * time.Second)
+	deadline := time.Now().Add(2 * time.Second)
 	for _, j := range joined {
+		t := time.NewTimer(max(time.Until(deadline), 0))
 		select {
 		case <-j.done:
-		case <-deadline:
+		case <-t.C:
 		}
+		t.Stop()
 	}
 	g.send(agentproto.MainStream, &agentproto.Msg{Type: agentproto.MsgExit, Status: &st})
 	g.powerOff()
