@@ -288,19 +288,23 @@ func TestE2EPodConfinedShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out buf
-	r := joinReq("ro", "jevm-pod-ro", []string{"sh", "-c", "touch /x; touch /scratch/y && echo tmpfs-ok; wc -c < /proc/kcore; tty; echo done; exec sleep 1000"})
+	r := joinReq("ro", "jevm-pod-ro", []string{"sh", "-c", "touch /x; touch /scratch/y && echo tmpfs-ok; wc -c < /proc/kcore; tty; read x; echo got=$x done; exec sleep 1000"})
 	r.ReadOnly = true
 	r.Mounts = []agentproto.MountRequest{{Type: "tmpfs", Target: "/scratch"}}
 	r.MaskedPaths = []string{"/proc/kcore"}
-	r.Process.TTY = true
+	r.Process.TTY, r.Process.Stdin = true, true
 	ro, err := c.Join(ctx, r, agentclient.ProcessIO{Stdout: &out})
 	if err != nil {
+		t.Fatal(err)
+	}
+	waitOutput(t, ctx, &out, "/dev/pts/0")
+	if _, err := ro.Stdin().Write([]byte("hi\n")); err != nil {
 		t.Fatal(err)
 	}
 	waitOutput(t, ctx, &out, "done")
 	got := strings.ReplaceAll(out.String(), "\r", "")
 	t.Logf("output: %q", got)
-	for _, want := range []string{"Read-only file system", "tmpfs-ok\n0\n/dev/pts/0\n"} {
+	for _, want := range []string{"Read-only file system", "tmpfs-ok\n0\n/dev/pts/0\n", "got=hi done\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output %q lacks %q", got, want)
 		}
