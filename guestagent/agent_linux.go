@@ -77,7 +77,9 @@ type agent struct {
 	cgroupOnce      sync.Once
 	cgroupErr       error
 	controllersOnce sync.Once
-	powerOnce       sync.Once
+	// joinMu makes joins set up one at a time (pods_linux.go).
+	joinMu    sync.Mutex
+	powerOnce sync.Once
 }
 
 // Main runs the agent. It does not return: the VM powers off.

@@ -140,8 +140,8 @@ func (a *agent) joinedStates() []agentproto.JoinedState {
 }
 
 // handleJoin starts a container that joins the VM (MsgJoin) on stream.
-// It runs on the reader loop, as a start and an exec do, so that the
-// frames that follow it (stdin, signals) find its process.
+// It checks the request and reserves the name on the reader loop, and
+// sets the container up and starts it on a goroutine of its own.
 func (a *agent) handleJoin(stream uint32, m *agentproto.Msg) {
 	fail := func(err error) {
 		a.logf("join %s: %v", m.Container, err)
@@ -224,45 +224,54 @@ func (a *agent) handleJoin(stream uint32, m *agentproto.Msg) {
 		old.closeFiles()
 	}
 
-	t := time.Now()
-	undo := func() {
-		a.takeDownPod(c)
-		a.mu.Lock()
-		if a.joined[name] == c {
-			delete(a.joined, name)
+	// The rest (the disk may take seconds to appear, a share too) runs
+	// off the reader loop, one join at a time (the shares' staging
+	// directories are shared). The host sends the process's stdin,
+	// signals and resizes only after Started.
+	go func() {
+		a.joinMu.Lock()
+		defer a.joinMu.Unlock()
+		t := time.Now()
+		undo := func() {
+			a.takeDownPod(c)
+			a.mu.Lock()
+			if a.joined[name] == c {
+				delete(a.joined, name)
+			}
+			a.mu.Unlock()
+			c.closeFiles()
+			close(c.done)
 		}
+		guestPID := !sc.newPIDNS && sc.joinPIDNS == nil // --pid host, or that of a container that has it
+		if err := a.setupPodRoot(c, req, vmIPC, guestPID); err != nil {
+			undo()
+			fail(err)
+			return
+		}
+		if err := a.setupPodCgroup(c); err != nil {
+			a.logf("join %s: no cgroup of its own: %v", name, err)
+		}
+		sc.root, sc.cgroup, sc.pod = c.root, c.cgfd, c
+		p, err := a.spawn(stream, &req.Process, sc)
+		if err != nil {
+			undo()
+			fail(err)
+			return
+		}
+		a.mu.Lock()
+		c.started = true
+		late := a.mainExiting
 		a.mu.Unlock()
-		c.closeFiles()
-		close(c.done)
-	}
-	guestPID := !sc.newPIDNS && sc.joinPIDNS == nil // --pid host, or that of a container that has it
-	if err := a.setupPodRoot(c, req, vmIPC, guestPID); err != nil {
-		undo()
-		fail(err)
-		return
-	}
-	if err := a.setupPodCgroup(c); err != nil {
-		a.logf("join %s: no cgroup of its own: %v", name, err)
-	}
-	sc.root, sc.cgroup, sc.pod = c.root, c.cgfd, c
-	p, err := a.spawn(stream, &req.Process, sc)
-	if err != nil {
-		undo()
-		fail(err)
-		return
-	}
-	a.mu.Lock()
-	c.started = true
-	late := a.mainExiting
-	a.mu.Unlock()
-	a.send(stream, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: p.pid})
-	close(p.started)
-	a.logf("container %s joined in %v: pid %d on stream %d", name, time.Since(t).Round(time.Millisecond), p.pid, stream)
-	if late {
-		// The main container ended while this one was being started:
-		// it must not outlive the VM's main container.
-		a.killPod(c, p)
-	}
+		a.send(stream, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: p.pid})
+		close(p.started)
+		a.logf("container %s joined in %v: pid %d on stream %d", name, time.Since(t).Round(time.Millisecond), p.pid, stream)
+		if late {
+			// The main container ended while this one was being started:
+			// it must not outlive the VM's main container.
+			a.killPod(c, p)
+		}
+
+	}()
 }
 
 // setupPodRoot mounts a joined container's root disk, its API file
