@@ -40,12 +40,10 @@ const (
 )
 
 type agent struct {
-	debug bool
-	// shmSize is the start request's /dev/shm size (shmOptions).
-	shmSize int64
-	kernel  string
-	build   string
-	start   time.Time
+	debug  bool
+	kernel string
+	build  string
+	start  time.Time
 
 	console *os.File
 	logMu   sync.Mutex
@@ -68,7 +66,20 @@ type agent struct {
 	hold        bool
 	mainExiting bool     // the main process exited: no more execs (exec_linux.go)
 	pidns       *os.File // the main process's PID namespace, which execs join (pidns_linux.go); nil with --pid host
-	powerOnce   sync.Once
+	// mainName is the main container's name (StartRequest.Container;
+	// empty from a host that predates pods).
+	mainName string
+	// joined are the containers that joined the VM, running or exited
+	// since, by name (pods_linux.go).
+	joined map[string]*podCtr
+	// cgroupOnce mounts the guest's cgroup2 hierarchy for the agent
+	// (cgroupRoot); cgroupErr is why it could not.
+	cgroupOnce      sync.Once
+	cgroupErr       error
+	controllersOnce sync.Once
+	// joinMu makes joins set up one at a time (pods_linux.go).
+	joinMu    sync.Mutex
+	powerOnce sync.Once
 }
 
 // Main runs the agent. It does not return: the VM powers off.
@@ -77,11 +88,12 @@ func Main() {
 		execHelperMain(os.Args[1:]) // rlimit_linux.go
 	}
 	a := &agent{
-		start: time.Now(),
-		phase: phaseIdle,
-		procs: map[uint32]*proc{},
-		byPid: map[int]*proc{},
-		build: buildID(),
+		start:  time.Now(),
+		phase:  phaseIdle,
+		procs:  map[uint32]*proc{},
+		byPid:  map[int]*proc{},
+		joined: map[string]*podCtr{},
+		build:  buildID(),
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -362,6 +374,10 @@ func (a *agent) handle(f *agentproto.Frame) {
 		a.handleStart(f.Stream, m)
 	case agentproto.MsgExec:
 		a.handleExec(f.Stream, m)
+	case agentproto.MsgJoin:
+		a.handleJoin(f.Stream, m) // pods_linux.go
+	case agentproto.MsgFreeze, agentproto.MsgThaw:
+		go a.handleFreeze(f.Stream, m, m.Type == agentproto.MsgFreeze)
 	case agentproto.MsgCheckUser:
 		go a.handleCheckUser(f.Stream, m)
 	case agentproto.MsgTop:
@@ -415,6 +431,7 @@ func (a *agent) hello(m *agentproto.Msg) {
 		e := *a.exit
 		h.Exit = &e
 	}
+	h.Joined = a.joinedStates() // pods_linux.go
 	a.mu.Unlock()
 	if m.Version != 0 && m.Version != agentproto.Version {
 		a.logf("host speaks protocol version %d, this agent %d", m.Version, agentproto.Version)
@@ -500,6 +517,13 @@ func (a *agent) handleCheckUser(stream uint32, m *agentproto.Msg) {
 	if m.Process != nil {
 		user = m.Process.User
 	}
-	_, err := resolveUser(containerRoot, user)
+	root := containerRoot
+	c, err := a.containerOf(m)
+	if c != nil {
+		root = c.root
+	}
+	if err == nil {
+		_, err = resolveUser(root, user)
+	}
 	a.reply(stream, m, err)
 }

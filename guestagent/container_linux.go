@@ -76,7 +76,11 @@ func (a *agent) handleStart(stream uint32, m *agentproto.Msg) {
 	a.mu.Lock()
 	a.hold = req.HoldAfterExit
 	a.mu.Unlock()
-	p, err := a.spawn(stream, &req.Process, !req.HostPID, pathConfinement{Masked: req.MaskedPaths, Readonly: req.ReadonlyPaths})
+	a.mu.Lock()
+	a.mainName = req.Container
+	a.mu.Unlock()
+	p, err := a.spawn(stream, &req.Process, spawnContext{root: containerRoot, init: true, newPIDNS: !req.HostPID,
+		paths: pathConfinement{Masked: req.MaskedPaths, Readonly: req.ReadonlyPaths}})
 	if err != nil {
 		fail(err)
 		return
@@ -179,8 +183,8 @@ func (a *agent) setupRoot(req *agentproto.StartRequest) error {
 		a.rootMounted = true
 		a.mu.Unlock()
 
-		a.shmSize = req.ShmSize
-		if err := a.mountAPIFS(root, req.Privileged, req.HostPID, req.WritableCgroups); err != nil {
+		if err := a.mountAPIFS(root, apiFS{privileged: req.Privileged, hostPID: req.HostPID,
+			writableCgroups: req.WritableCgroups, shmSize: req.ShmSize, mqueue: true}); err != nil {
 			return err
 		}
 	}
@@ -233,25 +237,36 @@ type mountSpec struct {
 // procMountFlags are the container's /proc's.
 const procMountFlags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 
+// apiFS says how mountAPIFS mounts a container's API file systems.
+type apiFS struct {
+	privileged, hostPID, writableCgroups bool
+	shmSize                              int64
+	// mqueue mounts the guest's mqueue at /dev/mqueue: for a container in
+	// the VM's IPC namespace (the main one; a joined container with an
+	// IPC namespace of its own has its exec helper mount its own).
+	mqueue bool
+}
+
 // mountAPIFS mounts the container's /proc, /sys and /dev. With hostPID
 // the container's /proc is the guest's; otherwise only its mount point is
 // made here: the main process, the first of its PID namespace, mounts a
 // proc of that namespace there as it starts (pidns_linux.go). The guest's
 // cgroup2 hierarchy is mounted at /sys/fs/cgroup, read-only unless
 // writableCgroups, as runc mounts the container's cgroup.
-func (a *agent) mountAPIFS(root string, privileged, hostPID, writableCgroups bool) error {
+func (a *agent) mountAPIFS(root string, o apiFS) error {
 	const common = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	privileged, hostPID := o.privileged, o.hostPID
 	sysFlags := uintptr(common | unix.MS_RDONLY)
 	if privileged {
 		sysFlags = common // as runc: /sys is writable for --privileged
 	}
 	cgroupFlags := uintptr(common | unix.MS_RDONLY)
-	if writableCgroups {
+	if o.writableCgroups {
 		cgroupFlags = common
 	}
 	mounts := []mountSpec{
 		{"sysfs", "/sys", "sysfs", sysFlags, "", false},
-		{"cgroup2", "/sys/fs/cgroup", "cgroup2", cgroupFlags, "", true},
+		{cgroupDir, "/sys/fs/cgroup", "", 0, "", true}, // bindCgroup
 		{"tmpfs", "/dev", "tmpfs", unix.MS_NOSUID | unix.MS_STRICTATIME, "mode=755,size=65536k", false},
 	}
 	if hostPID {
@@ -260,7 +275,13 @@ func (a *agent) mountAPIFS(root string, privileged, hostPID, writableCgroups boo
 		return fmt.Errorf("mount /proc: %w", err)
 	}
 	for _, m := range mounts {
-		if err := mountIn(root, m); err != nil {
+		var err error
+		if m.src == cgroupDir {
+			err = a.bindCgroup(root, cgroupFlags)
+		} else {
+			err = mountIn(root, m)
+		}
+		if err != nil {
 			if m.optional { // a kernel without cgroups
 				a.logf("%v", err)
 				continue
@@ -303,8 +324,12 @@ func (a *agent) mountAPIFS(root string, privileged, hostPID, writableCgroups boo
 	}
 	more := []mountSpec{
 		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5", false},
-		{"shm", "/dev/shm", "tmpfs", common, shmOptions(a.shmSize), false},
-		{"mqueue", "/dev/mqueue", "mqueue", common, "", true},
+		{"shm", "/dev/shm", "tmpfs", common, shmOptions(o.shmSize), false},
+	}
+	if o.mqueue {
+		more = append(more, mountSpec{"mqueue", "/dev/mqueue", "mqueue", common, "", true})
+	} else if err := mkdirAllInRoot(root, "/dev/mqueue", 0o755); err != nil {
+		return fmt.Errorf("mount /dev/mqueue: %w", err)
 	}
 	for _, m := range more {
 		if err := mountIn(root, m); err != nil {
@@ -314,6 +339,30 @@ func (a *agent) mountAPIFS(root string, privileged, hostPID, writableCgroups boo
 			}
 			return err
 		}
+	}
+	return nil
+}
+
+// bindCgroup mounts the guest's cgroup2 hierarchy at the container's
+// /sys/fs/cgroup: a bind mount of the agent's (cgroupRoot), made
+// read-only per mount unless flags say otherwise.
+func (a *agent) bindCgroup(root string, flags uintptr) error {
+	if err := a.cgroupRoot(); err != nil {
+		return err
+	}
+	if err := mkdirAllInRoot(root, "/sys/fs/cgroup", 0o755); err != nil {
+		return fmt.Errorf("mount /sys/fs/cgroup: %w", err)
+	}
+	hp, err := resolveInRoot(root, "/sys/fs/cgroup")
+	if err != nil {
+		return fmt.Errorf("mount /sys/fs/cgroup: %w", err)
+	}
+	if err := unix.Mount(cgroupDir, hp, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("mount cgroup2 on /sys/fs/cgroup: %w", err)
+	}
+	if err := unix.Mount("", hp, "", unix.MS_BIND|unix.MS_REMOUNT|flags, ""); err != nil {
+		unix.Unmount(hp, unix.MNT_DETACH)
+		return fmt.Errorf("remount /sys/fs/cgroup: %w", err)
 	}
 	return nil
 }
@@ -371,12 +420,37 @@ func bindFile(root, target, hostFile, content string) error {
 	return unix.Mount(hostFile, hp, "", unix.MS_BIND, "")
 }
 
-// spawn starts a process of the container on stream. newPIDNS (the main
-// process only) makes it PID 1 of a new PID namespace, which later execs
-// join (pidns_linux.go). paths (the main process only) are masked and
-// made read-only before it starts (confine_linux.go).
-func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, newPIDNS bool, paths pathConfinement) (*proc, error) {
-	root := containerRoot
+// spawnContext is where spawn starts a process: which container's root,
+// namespaces and cgroup.
+type spawnContext struct {
+	root string
+	// init: the container's own process (start, join), not an exec.
+	init bool
+	// newPIDNS makes the process PID 1 of a new PID namespace, which
+	// later execs join (pidns_linux.go); else joinPIDNS, if set, is the
+	// PID namespace it joins (nil: the guest's).
+	newPIDNS  bool
+	joinPIDNS *os.File
+	// newIPCNS gives the process an IPC namespace of its own (a joined
+	// container), with its own /dev/mqueue; else joinIPCNS, if set, is
+	// the one it joins (nil: the VM's).
+	newIPCNS  bool
+	joinIPCNS *os.File
+	// cgroup, if set, is the directory of the guest cgroup the process
+	// starts in (CLONE_INTO_CGROUP): a joined container's (pods_linux.go).
+	cgroup *os.File
+	// paths (a container's own process only) are masked and made
+	// read-only before it starts (confine_linux.go).
+	paths pathConfinement
+	// pod is the joined container the process belongs to; nil: the main
+	// one.
+	pod *podCtr
+}
+
+// spawn starts a process of a container on stream, as sc says.
+func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, sc spawnContext) (*proc, error) {
+	root := sc.root
+	newPIDNS, paths := sc.newPIDNS, sc.paths
 	if len(req.Args) == 0 {
 		return nil, errors.New("no command given")
 	}
@@ -412,8 +486,15 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, newPIDNS bo
 	if err != nil {
 		return nil, err
 	}
-	procDir := ""
-	if newPIDNS {
+	procDir, mqueueDir := "", ""
+	if sc.newIPCNS || (sc.init && sc.joinIPCNS != nil) {
+		// Mounted by the helper, in the namespace: an mqueue shows the
+		// queues of the IPC namespace of whoever mounts it.
+		if mqueueDir, err = resolveInRoot(root, "/dev/mqueue"); err != nil {
+			return nil, fmt.Errorf("mount /dev/mqueue: %w", err)
+		}
+	}
+	if newPIDNS || (sc.init && sc.joinPIDNS != nil) {
 		// Where the main process mounts its namespace's proc (made by
 		// mountAPIFS; resolved here, as the helper must not follow the
 		// image's symlinks out of the root).
@@ -423,6 +504,7 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, newPIDNS bo
 	}
 
 	p := newProc(a, stream, req)
+	p.pod, p.init, p.nsInit = sc.pod, sc.init, sc.init && newPIDNS
 	files, err := p.setupStdio(root, req)
 	if err != nil {
 		return nil, err
@@ -450,31 +532,45 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, newPIDNS bo
 			Credential: &syscall.Credential{Uid: uint32(user.Uid), Gid: uint32(user.Gid), Groups: groups},
 		},
 	}
+	if sc.cgroup != nil {
+		attr.Sys.UseCgroupFD, attr.Sys.CgroupFD = true, int(sc.cgroup.Fd())
+	}
 	oom := oomKills()
 
 	// Hold mu from fork until the pid is registered: the reaper takes it
 	// too, so it cannot reap this process before it is known.
 	a.mu.Lock()
-	// An exec joins the main process's PID namespace, if it has one.
 	var prep []func() error
-	if stream != agentproto.MainStream && a.pidns != nil {
-		prep = append(prep, joinPIDNamespace(a.pidns))
+	if sc.joinPIDNS != nil {
+		prep = append(prep, joinPIDNamespace(sc.joinPIDNS))
+	}
+	if sc.joinIPCNS != nil {
+		prep = append(prep, joinIPCNamespace(sc.joinIPCNS))
+	}
+	var cloneflags uintptr
+	if newPIDNS {
+		cloneflags |= unix.CLONE_NEWPID
+	}
+	if sc.newIPCNS {
+		cloneflags |= unix.CLONE_NEWIPC
+	}
+	cgfd := -1
+	if sc.cgroup != nil {
+		cgfd = int(sc.cgroup.Fd())
 	}
 	var op *os.Process
-	if len(rlimits) > 0 || newPIDNS || !paths.empty() || req.Seccomp != nil || req.NoNewPrivileges {
+	if len(rlimits) > 0 || newPIDNS || !paths.empty() || req.Seccomp != nil || req.NoNewPrivileges || procDir != "" || mqueueDir != "" {
 		// Through the exec helper (rlimit_linux.go), which mounts the new
 		// namespace's proc, chroots, sets the limits and switches to the
 		// user itself before the execve.
 		spec := execHelperSpec{Root: root, Dir: cwd, Path: argv0, Rlimits: rlimits, Capabilities: req.Capabilities,
 			Credential: true, UID: uint32(user.Uid), GID: uint32(user.Gid), Groups: groups, MountProc: procDir,
-			Paths: paths, NoNewPrivs: req.NoNewPrivileges}
+			Paths: paths, NoNewPrivs: req.NoNewPrivileges, MountMqueue: mqueueDir}
 		if req.Seccomp != nil {
 			spec.Seccomp, spec.SeccompFlags = req.Seccomp.Program, req.Seccomp.Flags
 		}
-		sys := &syscall.SysProcAttr{Setsid: true, Setctty: req.TTY, Ctty: 0}
-		if newPIDNS {
-			sys.Cloneflags = unix.CLONE_NEWPID
-		}
+		sys := &syscall.SysProcAttr{Setsid: true, Setctty: req.TTY, Ctty: 0, Cloneflags: cloneflags,
+			UseCgroupFD: cgfd >= 0, CgroupFD: cgfd}
 		op, err = startOnThread(func() (*os.Process, error) {
 			return startWithHelper(agentHelper(), spec, req.Args, env, files, sys)
 		}, prep...)
@@ -507,12 +603,29 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, newPIDNS bo
 	p.pid = op.Pid
 	p.startedAt = time.Now()
 	p.oomBefore = oom
-	if newPIDNS {
+	if newPIDNS && sc.pod == nil {
 		// Opened while the main process cannot have been reaped (mu).
 		if ns, err := openPIDNamespace(p.pid); err != nil {
 			a.logf("open the PID namespace of pid %d: %v; execs will run outside it", p.pid, err)
 		} else {
 			a.pidns = ns
+		}
+	}
+	if sc.pod != nil && sc.init {
+		// A joined container's namespaces, for its execs and for the
+		// containers that share them (pods_linux.go).
+		sc.pod.pid = p.pid
+		if sc.newPIDNS || sc.joinPIDNS != nil {
+			if ns, err := openPIDNamespace(p.pid); err != nil {
+				a.logf("open the PID namespace of pid %d: %v; execs will run outside it", p.pid, err)
+			} else {
+				sc.pod.pidns = ns
+			}
+		}
+		if ns, err := openNamespace(p.pid, "ipc"); err != nil {
+			a.logf("open the IPC namespace of pid %d: %v", p.pid, err)
+		} else {
+			sc.pod.ipcns = ns
 		}
 	}
 	a.byPid[p.pid] = p

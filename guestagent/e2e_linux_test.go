@@ -130,7 +130,7 @@ func setupE2E(t *testing.T) *e2eEnv {
 			return
 		}
 		env.initrd = res.Path
-		env.disk, e2eErr = makeBusyboxDisk(dir, busybox)
+		env.disk, e2eErr = makeBusyboxDisk(dir, busybox, nil)
 		e2e = env
 	})
 	if e2eSkip != "" {
@@ -142,7 +142,9 @@ func setupE2E(t *testing.T) *e2eEnv {
 	return e2e
 }
 
-func makeBusyboxDisk(dir, busybox string) (string, error) {
+// makeBusyboxDisk makes a root disk with busybox and the files extra
+// (path in the root: content) in dir.
+func makeBusyboxDisk(dir, busybox string, extra map[string]string) (string, error) {
 	rootfs := filepath.Join(dir, "rootfs")
 	for _, d := range []string{"bin", "etc", "tmp", "root", "home/nobody"} {
 		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
@@ -172,6 +174,9 @@ func makeBusyboxDisk(dir, busybox string) (string, error) {
 		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home/nobody:/bin/false\n",
 		"etc/group":  "root:x:0:\nusers:x:100:nobody\nnogroup:x:65534:\n",
 	}
+	for name, content := range extra {
+		files[name] = content
+	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(rootfs, name), []byte(content), 0o644); err != nil {
 			return "", err
@@ -194,6 +199,15 @@ type testVM struct {
 
 func bootVM(t *testing.T, env *e2eEnv, extraAppend string) *testVM {
 	t.Helper()
+	return bootVMDisks(t, env, extraAppend, nil)
+}
+
+// vmDisk is one more virtio disk of a test VM: what the host would
+// hot-plug for a container joining it (pods), attached at boot here.
+type vmDisk struct{ path, serial string }
+
+func bootVMDisks(t *testing.T, env *e2eEnv, extraAppend string, disks []vmDisk) *testVM {
+	t.Helper()
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "disk.img")
 	data, err := os.ReadFile(env.disk)
@@ -215,6 +229,11 @@ func bootVM(t *testing.T, env *e2eEnv, extraAppend string) *testVM {
 		"-device", "virtserialport,bus=vser.0,chardev=agent,name=" + agentproto.PortName,
 		"-drive", "file=" + disk + ",if=none,id=root,format=raw",
 		"-device", "virtio-blk-pci,drive=root",
+	}
+	for i, d := range disks {
+		id := fmt.Sprintf("extra%d", i)
+		args = append(args, "-drive", "file="+d.path+",if=none,id="+id+",format=raw",
+			"-device", "virtio-blk-pci,drive="+id+",serial="+d.serial)
 	}
 	vm.cmd = exec.Command("qemu-system-x86_64", args...)
 	var stderr bytes.Buffer

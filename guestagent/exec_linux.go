@@ -35,16 +35,28 @@ func (a *agent) handleExec(stream uint32, m *agentproto.Msg) {
 	a.mu.Lock()
 	phase, shutdown, mainExiting := a.phase, a.shutdown, a.mainExiting
 	_, busy := a.procs[stream]
+	pod, perr := a.lookupContainer(m.Container)
+	sc := spawnContext{root: containerRoot, joinPIDNS: a.pidns}
+	frozen := false
+	if pod != nil {
+		sc, frozen = pod.execContext(), pod.frozen
+	}
 	a.mu.Unlock()
 	switch {
+	case perr != nil:
+		fail(perr)
+		return
 	case phase != phaseRunning || shutdown || mainExiting:
 		fail(errors.New("container is not running"))
+		return
+	case frozen:
+		fail(fmt.Errorf("container %s is paused, unpause the container before exec", pod.name))
 		return
 	case busy:
 		fail(fmt.Errorf("stream %d is in use", stream))
 		return
 	}
-	p, err := a.spawn(stream, m.Process, false, pathConfinement{})
+	p, err := a.spawn(stream, m.Process, sc)
 	if err != nil {
 		fail(err)
 		return
@@ -56,7 +68,7 @@ func (a *agent) handleExec(stream uint32, m *agentproto.Msg) {
 	// The main process may have exited (and killed everything) while this
 	// one was being started: it must not outlive the container.
 	a.mu.Lock()
-	late := a.mainExiting
+	late := a.mainExiting || (pod != nil && (pod.exiting || pod.exit != nil))
 	a.mu.Unlock()
 	if late {
 		unix.Kill(p.pid, unix.SIGKILL)

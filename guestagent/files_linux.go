@@ -370,8 +370,12 @@ func nextOpDir(kind string) (string, error) {
 // the container's other mounts (volumes, bind mounts, those /etc files)
 // but not /proc, /sys and /dev, as dockerd's archive operations see a
 // container (docker cp).
-func (a *agent) withView(mounts bool, fn func(root string) error) error {
-	if err := a.requireRoot(); err != nil {
+//
+// m names the container (Msg.Container): the main one, or one that joined
+// the VM.
+func (a *agent) withView(m *agentproto.Msg, mounts bool, fn func(root string) error) error {
+	croot, err := a.rootOf(m) // pods_linux.go
+	if err != nil {
 		return err
 	}
 	dir, err := nextOpDir("view")
@@ -383,7 +387,7 @@ func (a *agent) withView(mounts bool, fn func(root string) error) error {
 	if mounts {
 		flags |= unix.MS_REC
 	}
-	if err := unix.Mount(containerRoot, dir, "", flags, ""); err != nil {
+	if err := unix.Mount(croot, dir, "", flags, ""); err != nil {
 		return fmt.Errorf("bind the container's root: %w", err)
 	}
 	defer func() {
@@ -527,7 +531,7 @@ func (a *agent) withWorkspace(serial string, fn func(ws string) error) error {
 
 func (a *agent) fileStat(stream uint32, m *agentproto.Msg, op *agentproto.FileOp) {
 	var st *agentproto.PathStat
-	err := a.withView(true, func(root string) error {
+	err := a.withView(m, true, func(root string) error {
 		return runInRoot(root, func() error {
 			var err error
 			st, err = statPath(statArg(op.Path))
@@ -557,7 +561,7 @@ func (a *agent) fileProduce(s *fstream, m *agentproto.Msg, op *agentproto.FileOp
 	var err error
 	switch m.Type {
 	case agentproto.MsgArchiveGet:
-		err = a.withView(true, func(root string) error {
+		err = a.withView(m, true, func(root string) error {
 			return runInRoot(root, func() error {
 				abs := containerAbsPath(op.Path)
 				st, err := statPath(abs)
@@ -569,13 +573,20 @@ func (a *agent) fileProduce(s *fstream, m *agentproto.Msg, op *agentproto.FileOp
 			})
 		})
 	case agentproto.MsgExport:
-		err = a.withView(false, func(root string) error {
+		err = a.withView(m, false, func(root string) error {
 			return runInRoot(root, func() error {
 				ok(nil)
 				return exportRoot(s)
 			})
 		})
 	case agentproto.MsgChanges, agentproto.MsgDiffLayer:
+		if c, cerr := a.containerOf(m); cerr != nil || c != nil {
+			err = cerr
+			if err == nil {
+				err = fmt.Errorf("%s is not supported for a container that joined the VM (%s)", m.Type, c.name)
+			}
+			break
+		}
 		err = a.withWorkspace(op.BaseSerial, func(ws string) error {
 			if m.Type == agentproto.MsgDiffLayer && op.Freeze {
 				if thaw := a.freezeRoot(); thaw != nil {
@@ -640,7 +651,7 @@ func (a *agent) freezeRoot() func() {
 func (a *agent) filePut(s *fstream, m *agentproto.Msg, op *agentproto.FileOp) {
 	defer s.unregister()
 	replied := false
-	err := a.withView(true, func(root string) error {
+	err := a.withView(m, true, func(root string) error {
 		return runInRoot(root, func() error {
 			dest, err := resolveExtractDir(op.Path)
 			if err != nil {

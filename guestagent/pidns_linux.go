@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/jevm/jevm/vmbackend/agentproto"
 )
 
 // PID namespaces. In a runc container the entrypoint is PID 1 of its own
@@ -59,6 +57,23 @@ func joinPIDNamespace(ns *os.File) func() error {
 	return func() error {
 		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWPID); err != nil {
 			return fmt.Errorf("join the container's PID namespace: %w", err)
+		}
+		return nil
+	}
+}
+
+// openNamespace opens the namespace of kind ("ipc", "pid") of process
+// pid.
+func openNamespace(pid int, kind string) (*os.File, error) {
+	return os.OpenFile(fmt.Sprintf("/proc/%d/ns/%s", pid, kind), os.O_RDONLY|unix.O_CLOEXEC, 0)
+}
+
+// joinIPCNamespace returns a thread preparation that moves the thread
+// (and so the process it forks) into the IPC namespace ns.
+func joinIPCNamespace(ns *os.File) func() error {
+	return func() error {
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWIPC); err != nil {
+			return fmt.Errorf("join the container's IPC namespace: %w", err)
 		}
 		return nil
 	}
@@ -114,13 +129,10 @@ const (
 
 // holdSignal reports whether sig for p must wait for p's start-up.
 func (a *agent) holdSignal(p *proc, sig int) bool {
-	if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) || p.stream != agentproto.MainStream {
+	if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) || !p.nsInit {
 		return false
 	}
-	a.mu.Lock()
-	ns := a.pidns
-	a.mu.Unlock()
-	return ns != nil && time.Since(p.startedAt) < signalHoldMax
+	return time.Since(p.startedAt) < signalHoldMax
 }
 
 // awaitStartup waits (until signalHoldMax after p started) until p has a

@@ -37,6 +37,11 @@ type proc struct {
 	stream uint32
 	tty    bool
 	pid    int
+	// pod is the joined container the process belongs to (nil: the main
+	// one); init marks a container's own process (not an exec), nsInit
+	// one that is PID 1 of a PID namespace of its own.
+	pod          *podCtr
+	init, nsInit bool
 
 	startedAt time.Time // when the process was started (its pid registered)
 
@@ -88,7 +93,7 @@ func (p *proc) setupStdio(root string, req *agentproto.ProcessRequest) ([]*os.Fi
 		// As runc does: the container's /dev/console is its terminal
 		// (the main process's; exec'd processes leave it alone).
 		cons := root + "/dev/console"
-		if p.stream != agentproto.MainStream {
+		if !p.init {
 			return []*os.File{slave, slave, slave}, nil
 		}
 		if f, err := os.OpenFile(cons, os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
@@ -365,6 +370,12 @@ func (a *agent) processExited(p *proc, ws unix.WaitStatus) {
 		st.OOMKilled = true
 	}
 	<-p.started // Started goes out before Exit
+	if p.pod != nil && p.init {
+		// A joined container's process: the container ends with it, the
+		// VM goes on (pods_linux.go).
+		a.podExited(p, st)
+		return
+	}
 	if p.stream != agentproto.MainStream {
 		// (exec processes, later) drain and report; the VM keeps running.
 		a.drain(p)
@@ -378,8 +389,10 @@ func (a *agent) processExited(p *proc, ws unix.WaitStatus) {
 	// The main process ended: the container ends with it. Exec'd
 	// processes die too; their exits are reported before the main one's.
 	a.markMainExiting()
+	a.killJoined()
 	unix.Kill(-1, unix.SIGKILL)
 	a.drain(p)
+	a.finishJoined()
 	a.finishExecs()
 	a.mu.Lock()
 	a.phase = phaseExited
@@ -484,6 +497,7 @@ func (a *agent) powerOff() {
 	a.powerOnce.Do(func() {
 		unix.Kill(-1, unix.SIGKILL)
 		a.unmountContainer()
+		a.unmountPods()
 		unix.Sync()
 		a.debugf("powering off")
 		unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
@@ -495,32 +509,26 @@ func (a *agent) powerOff() {
 // retrying briefly while killed processes still hold files; the root is
 // remounted read-only if it stays busy.
 func (a *agent) unmountContainer() {
-	deadline := time.Now().Add(time.Second)
-	for {
-		mps := mountPointsUnder(containerRoot)
-		if len(mps) == 0 {
-			return
-		}
-		var busy error
-		for _, mp := range mps {
-			if err := unix.Unmount(mp, 0); err != nil {
-				busy = fmt.Errorf("unmount %s: %w", mp, err)
+	if busy := unmountUnder(containerRoot, time.Second); busy != nil {
+		a.logf("%v; remounting read-only", busy)
+		for _, mp := range mountPointsUnder(containerRoot) {
+			if mp != containerRoot {
+				unix.Unmount(mp, unix.MNT_DETACH)
 			}
 		}
-		if busy == nil {
-			continue
-		}
-		if time.Now().After(deadline) {
-			a.logf("%v; remounting read-only", busy)
-			for _, mp := range mountPointsUnder(containerRoot) {
-				if mp != containerRoot {
-					unix.Unmount(mp, unix.MNT_DETACH)
-				}
+		unix.Mount("", containerRoot, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
+	}
+}
+
+// unmountPods unmounts what is left of joined containers (powering off).
+func (a *agent) unmountPods() {
+	if busy := unmountUnder(podsDir, time.Second); busy != nil {
+		a.logf("%v; remounting read-only", busy)
+		for _, mp := range mountPointsUnder(podsDir) {
+			if unix.Mount("", mp, "", unix.MS_REMOUNT|unix.MS_RDONLY, "") != nil {
+				unix.Unmount(mp, unix.MNT_DETACH)
 			}
-			unix.Mount("", containerRoot, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
-			return
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -130,6 +130,10 @@ type execHelperSpec struct {
 	// proc of its namespace (the container's /proc, as the agent sees
 	// it) before the chroot.
 	MountProc string `json:"mountProc,omitempty"`
+	// MountMqueue, set when the helper is in an IPC namespace of its own
+	// (a joined container's process), is where it mounts an mqueue of
+	// that namespace (the container's /dev/mqueue) before the chroot.
+	MountMqueue string `json:"mountMqueue,omitempty"`
 	// Paths are masked and made read-only after the chroot (the main
 	// process only: confine_linux.go).
 	Paths pathConfinement `json:"paths,omitempty"`
@@ -282,6 +286,12 @@ func execHelperMain(args []string) {
 		signal.Notify(make(chan os.Signal, 1))
 		if err := syscall.Mount("proc", spec.MountProc, "proc", procMountFlags, ""); err != nil {
 			failErr("proc", err, fmt.Sprintf("mount proc on /proc: %v", err))
+		}
+	}
+	if spec.MountMqueue != "" {
+		const common = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+		if err := syscall.Mount("mqueue", spec.MountMqueue, "mqueue", common, ""); err != nil {
+			failErr("proc", err, fmt.Sprintf("mount mqueue on /dev/mqueue: %v", err))
 		}
 	}
 	if spec.Root != "" {

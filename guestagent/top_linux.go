@@ -24,12 +24,21 @@ func (a *agent) handleTop(stream uint32, m *agentproto.Msg) {
 	}
 	a.mu.Lock()
 	running := a.phase == phaseRunning
+	c, err := a.lookupContainer(m.Container)
 	a.mu.Unlock()
+	if err != nil {
+		a.reply(stream, m, err)
+		return
+	}
 	if !running {
 		a.reply(stream, m, errors.New("container is not running"))
 		return
 	}
-	procs := containerProcesses(true)
+	root := containerRoot
+	if c != nil {
+		root = c.root
+	}
+	procs := containerProcesses(true, ofContainer(c))
 	env := &topEnv{now: time.Now(), pageSize: int64(os.Getpagesize())}
 	if b, err := os.ReadFile("/proc/uptime"); err == nil {
 		if f := strings.Fields(string(b)); len(f) > 0 {
@@ -47,14 +56,25 @@ func (a *agent) handleTop(stream uint32, m *agentproto.Msg) {
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		env.memTotal = parseMeminfo(b)["MemTotal"]
 	}
-	env.userName = containerUserNames()
+	env.userName = containerUserNames(root)
 	a.send(stream, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID, Top: topTable(format, procs, env)})
 }
 
+// ofContainer selects, by the cgroup path of a process, those of the
+// joined container c, or with c nil those of the main container: all but
+// the joined containers' (pods_linux.go).
+func ofContainer(c *podCtr) func(cgroup string) bool {
+	if c == nil {
+		return func(cg string) bool { return podOfCgroup(cg) == "" }
+	}
+	return func(cg string) bool { return podOfCgroup(cg) == c.name }
+}
+
 // containerProcesses lists the guest's processes but the agent (PID 1)
-// and kernel threads, sorted by PID. With details, each one's effective
-// UID and command line are read too.
-func containerProcesses(details bool) []*procStat {
+// and kernel threads, sorted by PID, those whose cgroup path keep
+// accepts. With details, each one's effective UID and command line are
+// read too.
+func containerProcesses(details bool, keep func(cgroup string) bool) []*procStat {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -74,6 +94,12 @@ func containerProcesses(details bool) []*procStat {
 		if err != nil || p.kernelThread() {
 			continue
 		}
+		if keep != nil {
+			b, err := os.ReadFile(dir + "/cgroup")
+			if err != nil || !keep(procCgroupPath(b)) {
+				continue
+			}
+		}
 		if details {
 			if b, err := os.ReadFile(dir + "/status"); err == nil {
 				p.euid, _ = parseStatusEUID(b)
@@ -90,9 +116,9 @@ func containerProcesses(details bool) []*procStat {
 
 // containerUserNames maps UIDs to names with the container's /etc/passwd
 // (a UID without a name is shown as a number, as ps does).
-func containerUserNames() func(int) string {
+func containerUserNames(root string) func(int) string {
 	names := map[int]string{}
-	if hp, err := resolveInRoot(containerRoot, "/etc/passwd"); err == nil {
+	if hp, err := resolveInRoot(root, "/etc/passwd"); err == nil {
 		if entries, err := parsePasswd(hp); err == nil {
 			for _, e := range entries {
 				if _, dup := names[e.uid]; !dup {
@@ -110,18 +136,28 @@ func containerUserNames() func(int) string {
 }
 
 // handleStats answers MsgStats with the guest's resource usage.
+// For a joined container, CPU, memory and processes are its cgroup's;
+// network and disks are the VM's, which it shares.
 func (a *agent) handleStats(stream uint32, m *agentproto.Msg) {
-	st, err := sampleStats()
+	c, err := a.containerOf(m)
 	if err != nil {
 		a.reply(stream, m, err)
 		return
+	}
+	st, err := sampleStats(ofContainer(c))
+	if err != nil {
+		a.reply(stream, m, err)
+		return
+	}
+	if c != nil {
+		podStats(c, st)
 	}
 	a.send(stream, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID, Stats: st})
 }
 
 const nsPerTick = uint64(time.Second) / clockTicks
 
-func sampleStats() (*agentproto.GuestStats, error) {
+func sampleStats(keep func(cgroup string) bool) (*agentproto.GuestStats, error) {
 	st := &agentproto.GuestStats{TimeUnixNano: time.Now().UnixNano()}
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
@@ -148,7 +184,7 @@ func sampleStats() (*agentproto.GuestStats, error) {
 	if b, err := os.ReadFile("/proc/net/dev"); err == nil {
 		st.Networks = parseNetDev(b)
 	}
-	st.Pids = len(containerProcesses(false))
+	st.Pids = len(containerProcesses(false, keep))
 	return st, nil
 }
 

@@ -2,23 +2,33 @@ package fakeagent
 
 import (
 	"io"
+	"sort"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/jevm/jevm/vmbackend/agentproto"
 )
 
 // Guest is a fake guest agent serving whole sessions: it answers
-// host-hello with its phase, runs the main process on start and others on
-// exec (as Go functions), delivers signals, answers mount and shutdown,
-// and powers the VM off (PowerOff) when the main process has exited, as
-// the real agent does. Set the fields before the first connection.
+// host-hello with its phase, runs the main process on start, joined
+// containers' processes on join (pods) and others on exec (as Go
+// functions), delivers signals, answers mount, freeze, thaw and
+// shutdown, and powers the VM off (PowerOff) when the main process has
+// exited, as the real agent does: after killing the joined containers
+// and reporting their exits. Set the fields before the first connection.
 type Guest struct {
 	// Main is the container's main process; it returns the exit code
 	// (128+signal for a signal death). Default: WaitSignal, any signal.
 	Main func(p *Proc) int
-	// Exec is an exec'd process (e.g. a health probe). Default: exit 0.
+	// Exec is an exec'd process (e.g. a health probe); p.Container says
+	// in which container. Default: exit 0.
 	Exec func(p *Proc) int
+	// Join is the process of a container that joined the VM
+	// (p.Container). Default: WaitSignal, any signal.
+	Join func(p *Proc) int
+	// JoinError, if set, may refuse a join as StartError a start.
+	JoinError func(req *agentproto.StartRequest) (msg, code string)
 	// StartError, if set, may refuse a start: a non-empty message is the
 	// error reply, code its Msg.ErrCode.
 	StartError func(req *agentproto.StartRequest) (msg, code string)
@@ -35,15 +45,31 @@ type Guest struct {
 	requests []string
 	start    *agentproto.StartRequest
 	offOnce  sync.Once
+	// joined are the containers that joined, by name (running, or exited
+	// until one of the same name joins again).
+	joined map[string]*joinedCtr
+}
+
+// joinedCtr is a container that joined the fake VM.
+type joinedCtr struct {
+	req    *agentproto.StartRequest
+	stream uint32
+	proc   *Proc
+	exit   *agentproto.ExitStatus
+	frozen bool
+	done   chan struct{} // closed once its exit was sent
 }
 
 // Proc is a process the fake agent runs.
 type Proc struct {
-	Stream  uint32
-	Req     *agentproto.ProcessRequest
-	Pid     int
-	g       *Guest
-	signals chan int
+	Stream uint32
+	Req    *agentproto.ProcessRequest
+	Pid    int
+	// Container is the joined container the process runs in ("" for the
+	// main container).
+	Container string
+	g         *Guest
+	signals   chan int
 }
 
 // Signals delivers the signals the host sends to the process.
@@ -83,6 +109,62 @@ func (g *Guest) StartRequest() *agentproto.StartRequest {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.start
+}
+
+// JoinRequest is the last join request of the container name, nil if it
+// never joined.
+func (g *Guest) JoinRequest(name string) *agentproto.StartRequest {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if j := g.joined[name]; j != nil {
+		return j.req
+	}
+	return nil
+}
+
+// Frozen reports whether the joined container name is frozen (freeze
+// without a thaw since).
+func (g *Guest) Frozen(name string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	j := g.joined[name]
+	return j != nil && j.frozen
+}
+
+// Joined is what Hello lists of the joined containers.
+func (g *Guest) Joined() []agentproto.JoinedState {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.joinedStates()
+}
+
+func (g *Guest) joinedStates() []agentproto.JoinedState {
+	var out []agentproto.JoinedState
+	for name, j := range g.joined {
+		js := agentproto.JoinedState{Container: name, Stream: j.stream}
+		if j.exit != nil {
+			e := *j.exit
+			js.Exit = &e
+		} else {
+			js.Pid = j.proc.Pid
+		}
+		out = append(out, js)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Container < out[j].Container })
+	return out
+}
+
+// lookup returns the joined container name if it runs; "" or the main
+// container's name is the main container (nil, true). g.mu is held.
+func (g *Guest) lookup(name string) (j *joinedCtr, ok bool) {
+	if name == "" || (g.start != nil && name == g.start.Container) {
+		return nil, true
+	}
+	j = g.joined[name]
+	if j == nil || j.exit != nil {
+		return nil, false
+	}
+	return j, true
 }
 
 // Phase is the agent's phase: "idle", "running" or "exited".
@@ -166,6 +248,7 @@ func (g *Guest) handle(stream uint32, m *agentproto.Msg) {
 			e := *g.exit
 			h.Exit = &e
 		}
+		h.Joined = g.joinedStates()
 		g.mu.Unlock()
 		g.send(0, h)
 	case agentproto.MsgMount:
@@ -193,8 +276,12 @@ func (g *Guest) handle(stream uint32, m *agentproto.Msg) {
 		g.mu.Lock()
 		running := g.phase == "running"
 		_, busy := g.procs[stream]
+		jc, known := g.lookup(m.Container)
 		g.mu.Unlock()
 		switch {
+		case !known:
+			g.reply(stream, m, "no such container in this VM: "+m.Container, "")
+			return
 		case !running:
 			g.reply(stream, m, "container is not running", "")
 			return
@@ -203,8 +290,28 @@ func (g *Guest) handle(stream uint32, m *agentproto.Msg) {
 			return
 		}
 		p := g.spawn(stream, m.Process)
+		if jc != nil {
+			p.Container = m.Container
+		}
 		g.send(stream, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: p.Pid})
 		go g.runExec(p)
+	case agentproto.MsgJoin:
+		g.handleJoin(stream, m)
+	case agentproto.MsgFreeze, agentproto.MsgThaw:
+		g.mu.Lock()
+		j, ok := g.lookup(m.Container)
+		if j != nil {
+			j.frozen = m.Type == agentproto.MsgFreeze
+		}
+		g.mu.Unlock()
+		switch {
+		case !ok:
+			g.reply(stream, m, "no such container in this VM: "+m.Container, "")
+		case j == nil:
+			g.reply(stream, m, "freeze and thaw are for a container that joined the VM", "")
+		default:
+			g.reply(stream, m, "", "")
+		}
 	case agentproto.MsgSignal:
 		g.mu.Lock()
 		p := g.procs[stream]
@@ -238,6 +345,75 @@ func (g *Guest) handle(stream uint32, m *agentproto.Msg) {
 	}
 }
 
+func (g *Guest) handleJoin(stream uint32, m *agentproto.Msg) {
+	req := m.Start
+	name := m.Container
+	if req != nil && name == "" {
+		name = req.Container
+	}
+	g.mu.Lock()
+	running := g.phase == "running"
+	_, busy := g.procs[stream]
+	old := g.joined[name]
+	isMain := g.start != nil && name == g.start.Container
+	g.mu.Unlock()
+	switch {
+	case req == nil || name == "" || req.RootSerial == "":
+		g.reply(stream, m, "join request without a container name or root disk serial", "")
+		return
+	case !running:
+		g.reply(stream, m, "the VM's main container is not running", "")
+		return
+	case isMain:
+		g.reply(stream, m, name+" is the VM's main container", "")
+		return
+	case old != nil && old.exit == nil:
+		g.reply(stream, m, "container "+name+" is already running in this VM", "")
+		return
+	case busy || stream <= agentproto.MainStream:
+		g.reply(stream, m, "stream is in use", "")
+		return
+	}
+	if g.JoinError != nil {
+		if msg, code := g.JoinError(req); msg != "" {
+			g.reply(stream, m, msg, code)
+			return
+		}
+	}
+	p := g.spawn(stream, &req.Process)
+	p.Container = name
+	j := &joinedCtr{req: req, stream: stream, proc: p, done: make(chan struct{})}
+	g.mu.Lock()
+	if g.joined == nil {
+		g.joined = map[string]*joinedCtr{}
+	}
+	g.joined[name] = j
+	g.mu.Unlock()
+	g.send(stream, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: p.Pid})
+	go g.runJoined(j)
+}
+
+// runJoined runs a joined container's process; its exit does not end the
+// VM.
+func (g *Guest) runJoined(j *joinedCtr) {
+	run := g.Join
+	if run == nil {
+		run = func(p *Proc) int { return p.WaitSignal() }
+	}
+	code := run(j.proc)
+	st := agentproto.ExitStatus{Code: code}
+	if code > 128 {
+		st.Signal = code - 128
+	}
+	g.mu.Lock()
+	delete(g.procs, j.stream)
+	j.exit = &st
+	j.frozen = false
+	g.mu.Unlock()
+	g.send(j.stream, &agentproto.Msg{Type: agentproto.MsgExit, Status: &st})
+	close(j.done)
+}
+
 func (g *Guest) spawn(stream uint32, req *agentproto.ProcessRequest) *Proc {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -266,6 +442,12 @@ func (g *Guest) runMain(p *Proc) {
 			execs = append(execs, q)
 		}
 	}
+	var joined []*joinedCtr
+	for _, j := range g.joined {
+		if j.exit == nil {
+			joined = append(joined, j)
+		}
+	}
 	g.mu.Unlock()
 	// Everything else dies with the main process.
 	for _, q := range execs {
@@ -273,6 +455,17 @@ func (g *Guest) runMain(p *Proc) {
 		case q.signals <- int(syscall.SIGKILL):
 		default:
 		}
+	}
+	// The joined containers' exits come before the main one's (bounded,
+	// as the real agent's wait).
+	deadline := time.Now().Add(2 * time.Second)
+	for _, j := range joined {
+		t := time.NewTimer(max(time.Until(deadline), 0))
+		select {
+		case <-j.done:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 	g.send(agentproto.MainStream, &agentproto.Msg{Type: agentproto.MsgExit, Status: &st})
 	g.powerOff()
