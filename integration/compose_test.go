@@ -334,8 +334,8 @@ func testComposeApp(t *testing.T, c *composeCLI) {
 	if !strings.Contains(out, "jevm web test image") || !strings.Contains(out, "s3cr3t-key") {
 		t.Fatalf("run --rm: %q", out)
 	}
-	if n := len(strings.Fields(mustDocker(t, "ps", "-aq", "--filter", "label=com.docker.compose.project="+p))); n != 2 {
-		t.Fatalf("%d containers after run --rm, want 2", n)
+	if n := len(strings.Fields(mustDocker(t, "ps", "-aq", "--filter", "label=com.docker.compose.project="+p))); n != 3 {
+		t.Fatalf("%d containers after run --rm, want 3 (web, worker, sidecar)", n)
 	}
 
 	// up --scale: the second up of the project (compose v1 checks the
