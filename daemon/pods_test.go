@@ -1,13 +1,17 @@
 package daemon
 
 import (
+	"context"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/go-connections/nat"
+
+	"github.com/jevm/jevm/vmbackend/agentclient/fakeagent"
 )
 
 // dockerd's checks of --network container: (its validateNetContainerMode)
@@ -46,5 +50,98 @@ func TestValidatePodConfig(t *testing.T) {
 		if err := validatePodConfig(&container.Config{}, &ok); err != nil {
 			t.Errorf("%+v: %v", ok, err)
 		}
+	}
+}
+
+// A pod on fake VMs: a member starts in its host's VM (its disk attached,
+// a join with its name and the disk's serial), pauses alone, stops alone
+// (its disk unplugged), is refused while its host is stopped, keeps its
+// host from removal, and is stopped before its host.
+func TestFakePodLifecycle(t *testing.T) {
+	d, vms, _ := fakeDaemon(t, func() *fakeagent.Guest {
+		return &fakeagent.Guest{
+			Main: func(p *fakeagent.Proc) int { return p.WaitSignal(syscall.SIGTERM, syscall.SIGKILL) },
+			Join: func(p *fakeagent.Proc) int { return p.WaitSignal(syscall.SIGTERM, syscall.SIGKILL) },
+		}
+	})
+	ctx := context.Background()
+	host := fakeContainer(t, d, "host")
+	member := fakeContainer(t, d, "member")
+	member.HostConfig.NetworkMode = "container:host"
+	member.HostConfig.PidMode = "container:host"
+
+	if err := d.ContainerStart(ctx, "member"); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "cannot join network namespace of a non running container: container host is exited") {
+		t.Fatalf("start of a member without its host: %v", err)
+	}
+	if err := d.ContainerStart(ctx, "host"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerStart(ctx, "member"); err != nil {
+		t.Fatal(err)
+	}
+	m := vms.Machine(host.ID)
+	if vms.Machine(member.ID) != nil {
+		t.Fatal("the member got a VM of its own")
+	}
+	req := m.Guest.JoinRequest(member.ID)
+	if req == nil || req.RootSerial == "" || req.RootDevice != "" || req.PIDContainer != host.ID || req.Hostname != "host" || len(req.Interfaces) != 0 {
+		t.Fatalf("join request %+v", req)
+	}
+	if disks := m.Disks(); len(disks) != 1 || disks[0] != member.diskPath() {
+		t.Fatalf("disks attached to the host's VM: %v", disks)
+	}
+	member.mu.Lock()
+	if member.HostConfig.NetworkMode != container.NetworkMode("container:"+host.ID) || member.State.Status != container.StateRunning {
+		t.Fatalf("member after start: %s %+v", member.HostConfig.NetworkMode, member.State)
+	}
+	member.mu.Unlock()
+
+	// Pause freezes the member only.
+	if err := d.ContainerPause(ctx, "member"); err != nil {
+		t.Fatal(err)
+	}
+	if !m.Guest.Frozen(member.ID) || m.Paused() {
+		t.Fatalf("pause of a member: frozen %v, VM paused %v", m.Guest.Frozen(member.ID), m.Paused())
+	}
+	if err := d.ContainerUnpause(ctx, "member"); err != nil || m.Guest.Frozen(member.ID) {
+		t.Fatalf("unpause of a member: %v, frozen %v", err, m.Guest.Frozen(member.ID))
+	}
+
+	// The host cannot be removed under it.
+	if err := d.ContainerRemove(ctx, "host", container.RemoveOptions{Force: true}); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "runs in its VM") {
+		t.Fatalf("rm -f of a pod's host: %v", err)
+	}
+
+	// The member stops alone; its disk is unplugged; the VM runs on.
+	if err := d.ContainerStop(ctx, "member", container.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	member.mu.Lock()
+	st := member.State
+	member.mu.Unlock()
+	if st.Status != container.StateExited || st.ExitCode != 128+int(syscall.SIGTERM) {
+		t.Fatalf("member after stop: %+v", st)
+	}
+	if len(m.Disks()) != 0 || m.Exited() {
+		t.Fatalf("after the member's stop: disks %v, VM exited %v", m.Disks(), m.Exited())
+	}
+
+	// Stopping the host stops the member first.
+	if err := d.ContainerStart(ctx, "member"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerStop(ctx, "host", container.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Container{member, host} {
+		c.mu.Lock()
+		st := c.State
+		c.mu.Unlock()
+		if st.Status != container.StateExited {
+			t.Fatalf("%s after the host's stop: %+v", c.Name, st)
+		}
+	}
+	if err := d.checkNoMembers(host); err != nil {
+		t.Fatalf("a stopped host cannot be removed: %v", err)
 	}
 }
