@@ -208,6 +208,9 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 	for i, n := range tr.names {
 		fields[n+"_ms"] = ms(tr.took[i])
 	}
+	for n, v := range proc.Timings() { // the agent's phases, within start-process
+		fields["guest_"+n+"_ms"] = v
+	}
 	log.WithFields(fields).Info("container started")
 	d.monitorRun(c, r)
 	return nil

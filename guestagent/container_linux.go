@@ -43,6 +43,7 @@ func (a *agent) handleStart(stream uint32, m *agentproto.Msg) {
 		return
 	}
 
+	ph := newPhases()
 	// A clone's clock and RNG are the template's: fix both first.
 	if req.TimeUnixNano != 0 {
 		ts := unix.NsecToTimespec(req.TimeUnixNano)
@@ -50,28 +51,30 @@ func (a *agent) handleStart(stream uint32, m *agentproto.Msg) {
 			a.logf("set clock: %v", err)
 		}
 	}
+	ph.mark("clock")
 	if len(req.Entropy) > 0 {
 		if err := addEntropy(req.Entropy); err != nil {
 			a.logf("add entropy: %v", err)
 		}
 	}
+	ph.mark("entropy")
 
-	t := time.Now()
-	if err := a.setupRoot(req); err != nil {
+	if err := a.setupRoot(req, ph); err != nil {
 		fail(err)
 		return
 	}
-	a.debugf("root set up in %v", time.Since(t).Round(time.Millisecond))
 	// Network interfaces (network_linux.go).
 	if err := a.setupInterfaces(req.Interfaces); err != nil {
 		fail(err)
 		return
 	}
+	ph.mark("interfaces")
 	// After the interfaces: per-interface keys (net.ipv4.conf.eth0.*).
 	if err := writeSysctls(req.Sysctls); err != nil {
 		fail(err)
 		return
 	}
+	ph.mark("sysctls")
 
 	a.mu.Lock()
 	a.hold = req.HoldAfterExit
@@ -85,9 +88,29 @@ func (a *agent) handleStart(stream uint32, m *agentproto.Msg) {
 		fail(err)
 		return
 	}
-	a.send(stream, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: p.pid})
+	ph.mark("spawn")
+	a.send(stream, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: p.pid, Timings: ph.ms})
 	close(p.started)
 	a.debugf("started pid %d: %q", p.pid, req.Process.Args)
+}
+
+// phases times the parts of a start for the host's start trace
+// (Msg.Timings): each mark closes the phase since the previous one.
+type phases struct {
+	last time.Time
+	ms   map[string]float64
+}
+
+func newPhases() *phases { return &phases{last: time.Now(), ms: map[string]float64{}} }
+
+// mark records the time since the last mark as the phase name (nil-safe).
+func (p *phases) mark(name string) {
+	if p == nil {
+		return
+	}
+	now := time.Now()
+	p.ms[name] += float64(now.Sub(p.last).Microseconds()) / 1000
+	p.last = now
 }
 
 // addEntropy mixes host-provided randomness into the kernel RNG and
@@ -149,7 +172,7 @@ func flushBlockDevice(dev string) error {
 
 // setupRoot mounts the container's root disk and its API filesystems and
 // writes the files that make the clone its own machine.
-func (a *agent) setupRoot(req *agentproto.StartRequest) error {
+func (a *agent) setupRoot(req *agentproto.StartRequest, ph *phases) error {
 	root := containerRoot
 	a.mu.Lock()
 	mounted := a.rootMounted
@@ -176,9 +199,11 @@ func (a *agent) setupRoot(req *agentproto.StartRequest) error {
 		// Mounted read-write even for a read-only container: mount points
 		// and bind targets may have to be created first (remounted
 		// read-only at the end). The disk is the container's own.
+		ph.mark("root-device")
 		if err := unix.Mount(dev, root, fstype, 0, data); err != nil {
 			return fmt.Errorf("mount root device %s (%s): %w", dev, fstype, err)
 		}
+		ph.mark("root-mount")
 		a.mu.Lock()
 		a.rootMounted = true
 		a.mu.Unlock()
@@ -187,6 +212,7 @@ func (a *agent) setupRoot(req *agentproto.StartRequest) error {
 			writableCgroups: req.WritableCgroups, shmSize: req.ShmSize, mqueue: true}); err != nil {
 			return err
 		}
+		ph.mark("api-fs")
 	}
 
 	hostname := req.Hostname
@@ -214,11 +240,13 @@ func (a *agent) setupRoot(req *agentproto.StartRequest) error {
 			a.logf("/etc/%s: %v", f.name, err)
 		}
 	}
+	ph.mark("etc-files")
 	// Volumes, bind mounts and tmpfs mounts (mounts_linux.go): before the
 	// read-only remount, which would forbid creating their targets.
 	if err := a.setupMounts(root, req.Mounts); err != nil {
 		return err
 	}
+	ph.mark("mounts")
 	if req.ReadOnly {
 		if err := unix.Mount("", root, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 			return fmt.Errorf("remount root read-only: %w", err)

@@ -81,6 +81,14 @@ type Process struct {
 // Pid is the process ID inside the guest.
 func (p *Process) Pid() int { return p.impl.pid }
 
+// Timings are the agent's phases of the start that made the main process
+// (ms by phase name, names checked and bounded); empty for others.
+func (p *Process) Timings() map[string]float64 {
+	p.impl.mu.Lock()
+	defer p.impl.mu.Unlock()
+	return p.impl.timings
+}
+
 // Stdin returns a writer to the process's stdin (only if the request set
 // Stdin); Close sends EOF.
 func (p *Process) Stdin() io.WriteCloser { return p.impl.stdin() }

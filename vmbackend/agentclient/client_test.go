@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -272,5 +273,24 @@ func TestConnectionLost(t *testing.T) {
 	}
 	if err := p.Signal(ctx, 9); err == nil {
 		t.Fatal("signal after loss succeeded")
+	}
+}
+
+// What a guest reports of its start phases is bounded before it reaches
+// the host's log: known-shape names, sane values, at most maxTimings.
+func TestBoundedTimings(t *testing.T) {
+	in := map[string]float64{"root-mount": 12.5, "spawn": 3, "Bad Name": 1, "neg": -1, "huge": 1e9, "": 2,
+		strings.Repeat("a", 33): 1}
+	for i := 0; i < 100; i++ {
+		in[fmt.Sprintf("p%d", i)] = 1
+	}
+	out := boundedTimings(in)
+	if len(out) > maxTimings {
+		t.Fatalf("%d timings kept", len(out))
+	}
+	for k, v := range out {
+		if k == "Bad Name" || k == "neg" || k == "huge" || k == "" || len(k) > 32 || v < 0 {
+			t.Fatalf("kept %q=%v", k, v)
+		}
 	}
 }

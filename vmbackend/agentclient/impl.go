@@ -421,8 +421,30 @@ func (c *client) start(ctx context.Context, req *agentproto.StartRequest, pio Pr
 	}
 	p.mu.Lock()
 	p.pid = r.Pid
+	p.timings = boundedTimings(r.Timings)
 	p.mu.Unlock()
 	return &Process{impl: p}, nil
+}
+
+// maxTimings bounds what a (possibly hostile) guest may put in the
+// host's start trace: names are short words, at most this many.
+const maxTimings = 32
+
+func boundedTimings(in map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range in {
+		if len(out) == maxTimings {
+			break
+		}
+		ok := k != "" && len(k) <= 32
+		for _, r := range k {
+			ok = ok && (r == '-' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
+		}
+		if ok && v >= 0 && v < 1e7 {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func (c *client) reattach(pio ProcessIO) *Process {
@@ -464,6 +486,7 @@ type process struct {
 
 	mu        sync.Mutex
 	pid       int
+	timings   map[string]float64 // the agent's start phases (ms)
 	pio       ProcessIO
 	buffering bool // no ProcessIO yet (before Reattach)
 	early     []earlyChunk

@@ -156,6 +156,10 @@ type Msg struct {
 
 	// Started
 	Pid int `json:"pid,omitempty"`
+	// Timings in Started (of a start): how long each phase of the
+	// agent's set-up took, in ms by name ("clock", "root-mount",
+	// "interfaces", "spawn", ...), for the host's start trace. Optional.
+	Timings map[string]float64 `json:"timings,omitempty"`
 
 	// Exit (stream in the frame header names the process)
 	Status *ExitStatus `json:"status,omitempty"`

@@ -111,7 +111,7 @@ func TestMachineArgsTemplateVsClone(t *testing.T) {
 		"file,id=console,path=/s/console.log,append=on",
 		"virtio-blk-pci,drive=root",
 		"-name jevm-abc",
-		"-append "+baseKernelArgs+" x=1",
+		"-append " + baseKernelArgs + " x=1",
 	} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("clone command line lacks %q:\n%s", want, joined)
