@@ -78,7 +78,10 @@ type agent struct {
 	cgroupErr       error
 	controllersOnce sync.Once
 	// joinMu makes joins set up one at a time (pods_linux.go).
-	joinMu    sync.Mutex
+	joinMu sync.Mutex
+	// zyg is the main process's helper, forked at boot (zygote_linux.go);
+	// nil once taken.
+	zyg       *zygote
 	powerOnce sync.Once
 }
 
@@ -216,6 +219,8 @@ func (a *agent) boot() {
 	sigch := make(chan os.Signal, 1)
 	signal.Notify(sigch, unix.SIGCHLD)
 	go a.reaper(sigch)
+	// Before the port opens, so before the template is snapshotted.
+	a.startZygote()
 	// Catch (and drop) the signals whose Go default would end PID 1 (a
 	// panic). Not signal.Ignore: SIG_IGN would be inherited by the
 	// container's processes through exec.

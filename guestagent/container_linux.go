@@ -82,8 +82,13 @@ func (a *agent) handleStart(stream uint32, m *agentproto.Msg) {
 	a.mu.Lock()
 	a.mainName = req.Container
 	a.mu.Unlock()
+	z := a.takeZygote() // zygote_linux.go
+	if req.HostPID {
+		z.discard() // it is PID 1 of a namespace of its own
+		z = nil
+	}
 	p, err := a.spawn(stream, &req.Process, spawnContext{root: containerRoot, init: true, newPIDNS: !req.HostPID,
-		paths: pathConfinement{Masked: req.MaskedPaths, Readonly: req.ReadonlyPaths}})
+		paths: pathConfinement{Masked: req.MaskedPaths, Readonly: req.ReadonlyPaths}, ph: ph, zygote: z})
 	if err != nil {
 		fail(err)
 		return
@@ -473,6 +478,11 @@ type spawnContext struct {
 	// pod is the joined container the process belongs to; nil: the main
 	// one.
 	pod *podCtr
+	// ph, if set, times the spawn's parts (a start's Timings).
+	ph *phases
+	// zygote, if set, is the helper forked at boot, to use instead of a
+	// fresh one (the main process in a PID namespace of its own).
+	zygote *zygote
 }
 
 // spawn starts a process of a container on stream, as sc says.
@@ -564,6 +574,7 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, sc spawnCon
 		attr.Sys.UseCgroupFD, attr.Sys.CgroupFD = true, int(sc.cgroup.Fd())
 	}
 	oom := oomKills()
+	sc.ph.mark("spawn-prepare") // user, PATH, stdio
 
 	// Hold mu from fork until the pid is registered: the reaper takes it
 	// too, so it cannot reap this process before it is known.
@@ -587,6 +598,7 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, sc spawnCon
 		cgfd = int(sc.cgroup.Fd())
 	}
 	var op *os.Process
+	zygotePid := 0 // the process, when the zygote ran it (no os.Process)
 	if len(rlimits) > 0 || newPIDNS || !paths.empty() || req.Seccomp != nil || req.NoNewPrivileges || procDir != "" || mqueueDir != "" {
 		// Through the exec helper (rlimit_linux.go), which mounts the new
 		// namespace's proc, chroots, sets the limits and switches to the
@@ -599,9 +611,19 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, sc spawnCon
 		}
 		sys := &syscall.SysProcAttr{Setsid: true, Setctty: req.TTY, Ctty: 0, Cloneflags: cloneflags,
 			UseCgroupFD: cgfd >= 0, CgroupFD: cgfd}
-		op, err = startOnThread(func() (*os.Process, error) {
-			return startWithHelper(agentHelper(), spec, req.Args, env, files, sys)
-		}, prep...)
+		zygoteTook := false
+		if z := sc.zygote; z != nil {
+			if cloneflags == unix.CLONE_NEWPID && cgfd < 0 && len(prep) == 0 {
+				zygotePid, zygoteTook, err = z.start(spec, req.Args, env, files, req.TTY)
+			} else {
+				z.discard()
+			}
+		}
+		if !zygoteTook {
+			op, err = startOnThread(func() (*os.Process, error) {
+				return startWithHelper(agentHelper(), spec, req.Args, env, files, sys)
+			}, prep...)
+		}
 		if err != nil && op != nil {
 			op.Release() // the failed helper exits; the reaper reaps it
 		}
@@ -628,7 +650,12 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, sc spawnCon
 		p.closeAll()
 		return nil, err
 	}
-	p.pid = op.Pid
+	sc.ph.mark("spawn-exec") // fork, helper, execve
+	if op != nil {
+		p.pid = op.Pid
+	} else {
+		p.pid = zygotePid
+	}
 	p.startedAt = time.Now()
 	p.oomBefore = oom
 	if newPIDNS && sc.pod == nil {
@@ -662,7 +689,9 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, sc spawnCon
 		a.phase = phaseRunning
 	}
 	a.mu.Unlock()
-	op.Release()
+	if op != nil {
+		op.Release()
+	}
 	p.closeChildFiles()
 	p.startIO()
 	return p, nil

@@ -229,9 +229,14 @@ func startWithHelper(hc helperCommand, spec execHelperSpec, args, env []string, 
 		}
 		return p, nil // execve succeeded: the pipe closed with it
 	}
+	return p, helperResult(b, spec)
+}
+
+// helperResult is the error a helper's failure report b stands for.
+func helperResult(b []byte, spec execHelperSpec) error {
 	var f helperFailure
 	if err := json.Unmarshal(b, &f); err != nil {
-		return p, fmt.Errorf("exec helper: %s", strings.TrimSpace(string(b)))
+		return fmt.Errorf("exec helper: %s", strings.TrimSpace(string(b)))
 	}
 	e := &helperError{msg: f.Message, errno: syscall.Errno(f.Errno)}
 	switch f.Stage {
@@ -246,7 +251,7 @@ func startWithHelper(hc helperCommand, spec execHelperSpec, args, env []string, 
 			}
 		}
 	}
-	return p, e
+	return e
 }
 
 // execHelperMain is the exec helper (argv[0] execHelperArg0); args are its
@@ -254,15 +259,13 @@ func startWithHelper(hc helperCommand, spec execHelperSpec, args, env []string, 
 // not return.
 func execHelperMain(args []string) {
 	unix.CloseOnExec(helperStatusFd)
+	if len(args) == 1 && args[0] == zygoteArg {
+		zygoteMain() // zygote_linux.go: does not return
+	}
 	fail := func(f helperFailure) {
 		b, _ := json.Marshal(&f)
 		unix.Write(helperStatusFd, append(b, '\n'))
 		os.Exit(127)
-	}
-	failErr := func(stage string, err error, msg string) {
-		var errno syscall.Errno
-		errors.As(err, &errno)
-		fail(helperFailure{Stage: stage, Errno: int(errno), Message: msg})
 	}
 	if len(args) == 0 {
 		fail(helperFailure{Stage: "spec", Errno: int(unix.EINVAL), Message: "exec helper: no spec"})
@@ -275,7 +278,23 @@ func execHelperMain(args []string) {
 	if spec.NArgs < 1 || spec.NArgs > len(rest) {
 		fail(helperFailure{Stage: "spec", Errno: int(unix.EINVAL), Message: "exec helper: bad argument count"})
 	}
-	argv, env := rest[:spec.NArgs], rest[spec.NArgs:]
+	helperWithSpec(spec, rest[:spec.NArgs], rest[spec.NArgs:])
+}
+
+// helperWithSpec is the helper's work once it has its spec: it does not
+// return (the program runs, or the failure is reported on helperStatusFd
+// and the helper exits).
+func helperWithSpec(spec execHelperSpec, argv, env []string) {
+	fail := func(f helperFailure) {
+		b, _ := json.Marshal(&f)
+		unix.Write(helperStatusFd, append(b, '\n'))
+		os.Exit(127)
+	}
+	failErr := func(stage string, err error, msg string) {
+		var errno syscall.Errno
+		errors.As(err, &errno)
+		fail(helperFailure{Stage: stage, Errno: int(errno), Message: msg})
+	}
 
 	if spec.MountProc != "" {
 		// The namespace's init until the execve: a signal the agent
