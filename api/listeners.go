@@ -32,14 +32,14 @@ type ListenOptions struct {
 	// Logger receives the warning about a missing default group and those
 	// about TCP without client authentication.
 	Logger *logrus.Entry
-	// TLS, when set, serves every tcp:// host over TLS (dockerd's --tls);
-	// unix and fd:// sockets stay plain, guarded by their file modes and
-	// the socket unit. A tcp:// host without a port then gets 2376,
-	// dockerd's TLS port, instead of 2375.
+	// TLS, when set, serves every TCP socket over TLS (dockerd's --tls):
+	// tcp:// hosts and the TCP sockets systemd passes (fd://). Unix
+	// sockets stay plain, guarded by their file modes. A tcp:// host
+	// without a port then gets 2376, dockerd's TLS port, instead of 2375.
 	TLS *tls.Config
 	// TLSExplicit is set when the admin said --tls or --tlsverify (either
-	// value) on the command line or in daemon.json. Without it, a tcp://
-	// host on an address other than loopback that would accept clients
+	// value) on the command line or in daemon.json. Without it, a TCP
+	// socket on an address other than loopback that would accept clients
 	// without a certificate is refused: the API is root on this machine.
 	TLSExplicit bool
 }
@@ -75,6 +75,39 @@ func CheckTCPHosts(hosts []string, opts ListenOptions) error {
 			"use --tlsverify with --tlscacert, --tlscert and --tlskey, or say --tls=false explicitly to listen without TLS anyway", h)
 	}
 	return nil
+}
+
+// secureActivated applies the TCP rules to the sockets systemd passed
+// (fd://): TCP ones are served over TLS when it is on, as dockerd does
+// (unix ones stay plain), and without client authentication one bound
+// beyond loopback is refused as a tcp:// host would be. On an error the
+// sockets are closed.
+func secureActivated(host string, ls []net.Listener, opts ListenOptions) ([]net.Listener, error) {
+	out := make([]net.Listener, 0, len(ls))
+	for _, l := range ls {
+		ta, isTCP := l.Addr().(*net.TCPAddr)
+		switch {
+		case !isTCP:
+		case opts.TLS != nil && clientAuth(opts.TLS):
+			l = tls.NewListener(l, opts.TLS)
+		default:
+			if opts.Logger != nil {
+				opts.Logger.WithField("host", host).WithField("address", ta.String()).Warn("listening on TCP without --tlsverify: anyone who can reach this address gets root on this machine")
+			}
+			if !opts.TLSExplicit && !ta.IP.IsLoopback() {
+				for _, l := range ls {
+					l.Close()
+				}
+				return nil, fmt.Errorf("refusing to listen on %s (socket %s from systemd): binding to an IP address without --tlsverify is insecure and gives root access on this machine to everyone who has access to your network; "+
+					"use --tlsverify with --tlscacert, --tlscert and --tlskey, or say --tls=false explicitly to listen without TLS anyway", host, ta)
+			}
+			if opts.TLS != nil {
+				l = tls.NewListener(l, opts.TLS) // --tls --tlsverify=false
+			}
+		}
+		out = append(out, l)
+	}
+	return out, nil
 }
 
 // tcpHostPart is the host of a tcp:// address as listen reads it: "" (all
@@ -146,6 +179,9 @@ func ListenHosts(hosts []string, opts ListenOptions) ([]net.Listener, error) {
 	for _, h := range hosts {
 		if addr, ok := strings.CutPrefix(h, "fd://"); ok {
 			ls, err := listenFD(addr)
+			if err == nil {
+				ls, err = secureActivated(h, ls, opts)
+			}
 			if err != nil {
 				closeAll()
 				return nil, err

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -128,5 +129,38 @@ func TestListenTLSVerify(t *testing.T) {
 		if resp.StatusCode == 200 {
 			t.Error("plain HTTP answered on the TLS listener")
 		}
+	}
+}
+
+// Sockets systemd passes (fd://) follow the same rules: TCP ones get TLS,
+// and plain TCP beyond loopback is refused unless said explicitly; unix
+// ones stay as they are.
+func TestSecureActivated(t *testing.T) {
+	mk := func(network, addr string) net.Listener {
+		l, err := net.Listen(network, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l
+	}
+	unix := mk("unix", t.TempDir()+"/s.sock")
+	loop := mk("tcp", "127.0.0.1:0")
+	verify := &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert}
+
+	ls, err := secureActivated("fd://", []net.Listener{unix, loop}, ListenOptions{TLS: verify, TLSExplicit: true})
+	if err != nil || ls[0] != unix || ls[1] == loop {
+		t.Fatalf("TLS: %v %T %T", err, ls[0], ls[1])
+	}
+	if ls, err = secureActivated("fd://", []net.Listener{unix, loop}, ListenOptions{}); err != nil || ls[1] != loop {
+		t.Fatalf("plain loopback: %v", err)
+	}
+	all := mk("tcp", "0.0.0.0:0")
+	if _, err = secureActivated("fd://", []net.Listener{all}, ListenOptions{}); err == nil || !strings.Contains(err.Error(), "--tls=false") {
+		t.Fatalf("plain TCP on all interfaces from systemd: %v", err)
+	}
+	all = mk("tcp", "0.0.0.0:0")
+	if ls, err = secureActivated("fd://", []net.Listener{all}, ListenOptions{TLSExplicit: true}); err != nil || ls[0] != all {
+		t.Fatalf("--tls=false: %v", err)
 	}
 }
