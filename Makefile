@@ -46,7 +46,7 @@ JEVMLIBDIR := $(PREFIX)/lib/jevm
 SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all deps guest build images compose compose-path run test unit integration vet fmt bench conformance clean install uninstall
+.PHONY: all deps guest build images compose compose-path run test unit integration vet fmt fuzz bench conformance clean install uninstall
 
 all: build
 
@@ -122,6 +122,27 @@ integration: deps guest build images compose
 	if [ "$$left" != "./etc/jevm/daemon.json" ]; then echo "make uninstall left: $$left" >&2; exit 1; fi
 
 test: deps guest build images compose fmt vet unit integration
+
+# Go fuzz targets of what jevmd reads from clients and guests
+# (docs/HARDENING.md), each run for FUZZTIME with one worker (the machines
+# are small). Not part of `make test`: `make unit` already runs every
+# target on its seeds (f.Add and testdata/fuzz). New inputs found are kept
+# in Go's fuzz cache ($(GO) env GOCACHE)/fuzz; a failing one is written
+# to the package's testdata/fuzz/FuzzName/, to commit as a regression seed.
+FUZZTIME ?= 10s
+FUZZ_TARGETS ?= \
+	./api:FuzzContainerCreate ./api:FuzzListFilters ./api:FuzzPathStatHeader \
+	./internal/filterutil:FuzzMatchLabels ./internal/filterutil:FuzzParseTime \
+	./vmbackend/agentproto:FuzzReadFrame ./vmbackend/agentproto:FuzzFrameRoundTrip \
+	./vmbackend/agentclient:FuzzConnect
+fuzz: deps
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s -parallel 1 $$pkg 2>&1 | \
+			grep -v 'level=info' | tail -n 3; \
+		test $${PIPESTATUS[0]} -eq 0; \
+	done
 
 # Side by side with dockerd+runc, dockerd+runsc and podman (issue 7):
 # installs the reference engines if missing, runs them only for the run,

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -28,14 +29,135 @@ type ListenOptions struct {
 	// group is then an error, while a missing default group ("docker") is
 	// only a warning, as dockerd does.
 	SocketGroupExplicit bool
-	// Logger receives the warning about a missing default group.
+	// Logger receives the warning about a missing default group and those
+	// about TCP without client authentication.
 	Logger *logrus.Entry
+	// TLS, when set, serves every TCP socket over TLS (dockerd's --tls):
+	// tcp:// hosts and the TCP sockets systemd passes (fd://). Unix
+	// sockets stay plain, guarded by their file modes. A tcp:// host
+	// without a port then gets 2376, dockerd's TLS port, instead of 2375.
+	TLS *tls.Config
+	// TLSExplicit is set when the admin said --tls or --tlsverify (either
+	// value) on the command line or in daemon.json. Without it, a TCP
+	// socket on an address other than loopback that would accept clients
+	// without a certificate is refused: the API is root on this machine.
+	TLSExplicit bool
+}
+
+// clientAuth reports whether a TCP listener with this configuration only
+// lets in clients whose certificate the CA signed.
+func clientAuth(c *tls.Config) bool {
+	return c != nil && c.ClientAuth == tls.RequireAndVerifyClientCert
+}
+
+// CheckTCPHosts refuses what ListenHosts would refuse about TCP without
+// client authentication, without opening anything (jevmd --validate).
+// dockerd (v27, v28) only warns and stalls its start for 15 s on a
+// non-loopback address when neither --tls nor --tlsverify was said, and
+// announces that this will become an error; jevm makes it one. A
+// loopback address stays allowed (with a warning), as in dockerd.
+func CheckTCPHosts(hosts []string, opts ListenOptions) error {
+	if clientAuth(opts.TLS) {
+		return nil
+	}
+	for _, h := range hosts {
+		addr, ok := strings.CutPrefix(h, "tcp://")
+		if !ok {
+			continue
+		}
+		if opts.Logger != nil {
+			opts.Logger.WithField("host", h).Warn("listening on TCP without --tlsverify: anyone who can reach this address gets root on this machine (and scripts in a browser can reach even localhost)")
+		}
+		if opts.TLSExplicit || isLoopbackHost(tcpHostPart(addr)) {
+			continue
+		}
+		return fmt.Errorf("refusing to listen on %s: binding to an IP address without --tlsverify is insecure and gives root access on this machine to everyone who has access to your network; "+
+			"use --tlsverify with --tlscacert, --tlscert and --tlskey, or say --tls=false explicitly to listen without TLS anyway", h)
+	}
+	return nil
+}
+
+// secureActivated applies the TCP rules to the sockets systemd passed
+// (fd://): TCP ones are served over TLS when it is on, as dockerd does
+// (unix ones stay plain), and without client authentication one bound
+// beyond loopback is refused as a tcp:// host would be. On an error the
+// sockets are closed.
+func secureActivated(host string, ls []net.Listener, opts ListenOptions) ([]net.Listener, error) {
+	out := make([]net.Listener, 0, len(ls))
+	for _, l := range ls {
+		ta, isTCP := l.Addr().(*net.TCPAddr)
+		switch {
+		case !isTCP:
+		case opts.TLS != nil && clientAuth(opts.TLS):
+			l = tls.NewListener(l, opts.TLS)
+		default:
+			if opts.Logger != nil {
+				opts.Logger.WithField("host", host).WithField("address", ta.String()).Warn("listening on TCP without --tlsverify: anyone who can reach this address gets root on this machine")
+			}
+			if !opts.TLSExplicit && !ta.IP.IsLoopback() {
+				for _, l := range ls {
+					l.Close()
+				}
+				return nil, fmt.Errorf("refusing to listen on %s (socket %s from systemd): binding to an IP address without --tlsverify is insecure and gives root access on this machine to everyone who has access to your network; "+
+					"use --tlsverify with --tlscacert, --tlscert and --tlskey, or say --tls=false explicitly to listen without TLS anyway", host, ta)
+			}
+			if opts.TLS != nil {
+				l = tls.NewListener(l, opts.TLS) // --tls --tlsverify=false
+			}
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// tcpHostPart is the host of a tcp:// address as listen reads it: "" (all
+// interfaces) for ":2375", the default 127.0.0.1 for "".
+func tcpHostPart(addr string) string {
+	if addr == "" {
+		return "127.0.0.1"
+	}
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return strings.Trim(addr, "[]")
+}
+
+// isLoopbackHost reports whether every address host names is a loopback
+// one. An empty host (all interfaces) is not; a name that does not
+// resolve is not either (listening on it would fail anyway).
+func isLoopbackHost(host string) bool {
+	if host == "" {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return false
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
 }
 
 // ListenHosts opens the listeners of every -H value. Besides what Listen
 // takes, "fd://" means every socket systemd passed by socket activation
 // (jevm.socket), and "fd://N" the one with file descriptor N.
+//
+// tcp:// hosts are served over TLS when opts.TLS is set; without client
+// authentication they are refused on non-loopback addresses unless the
+// admin chose so explicitly (CheckTCPHosts), before any socket is opened.
 func ListenHosts(hosts []string, opts ListenOptions) ([]net.Listener, error) {
+	if err := CheckTCPHosts(hosts, opts); err != nil {
+		return nil, err
+	}
 	gid := -1
 	if opts.SocketGroup != "" {
 		g, err := lookupGID(opts.SocketGroup)
@@ -57,6 +179,9 @@ func ListenHosts(hosts []string, opts ListenOptions) ([]net.Listener, error) {
 	for _, h := range hosts {
 		if addr, ok := strings.CutPrefix(h, "fd://"); ok {
 			ls, err := listenFD(addr)
+			if err == nil {
+				ls, err = secureActivated(h, ls, opts)
+			}
 			if err != nil {
 				closeAll()
 				return nil, err
@@ -64,7 +189,7 @@ func ListenHosts(hosts []string, opts ListenOptions) ([]net.Listener, error) {
 			out = append(out, ls...)
 			continue
 		}
-		l, err := listen(h, gid)
+		l, err := listen(h, gid, opts.TLS)
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("listen on %s: %w", h, err)
@@ -128,10 +253,11 @@ func listenFD(addr string) ([]net.Listener, error) {
 // socket file removed, the socket made mode 0660), "tcp://host:port"
 // (port defaults to 2375). A bare absolute path is taken as a unix
 // socket; "unix://" alone means DefaultUnixSocket.
-func Listen(host string) (net.Listener, error) { return listen(host, -1) }
+func Listen(host string) (net.Listener, error) { return listen(host, -1, nil) }
 
-// listen is Listen with the group of a unix socket (-1: unchanged).
-func listen(host string, gid int) (net.Listener, error) {
+// listen is Listen with the group of a unix socket (-1: unchanged) and
+// the TLS configuration of a TCP one (nil: plain).
+func listen(host string, gid int, tlsConfig *tls.Config) (net.Listener, error) {
 	proto, addr, ok := strings.Cut(host, "://")
 	if !ok {
 		if strings.HasPrefix(host, "/") {
@@ -147,12 +273,20 @@ func listen(host string, gid int) (net.Listener, error) {
 		}
 		return listenUnix(addr, gid)
 	case "tcp":
-		if addr == "" {
-			addr = "127.0.0.1:" + defaultTCPPort
-		} else if _, _, err := net.SplitHostPort(addr); err != nil {
-			addr = net.JoinHostPort(strings.Trim(addr, "[]"), defaultTCPPort)
+		port := defaultTCPPort
+		if tlsConfig != nil {
+			port = defaultTLSPort
 		}
-		return net.Listen("tcp", addr)
+		if addr == "" {
+			addr = "127.0.0.1:" + port
+		} else if _, _, err := net.SplitHostPort(addr); err != nil {
+			addr = net.JoinHostPort(strings.Trim(addr, "[]"), port)
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil || tlsConfig == nil {
+			return l, err
+		}
+		return tls.NewListener(l, tlsConfig), nil
 	default:
 		return nil, fmt.Errorf("invalid daemon host %q: unsupported protocol %q", host, proto)
 	}

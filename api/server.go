@@ -26,6 +26,7 @@ const (
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultUnixSocket      = "/run/jevm/docker.sock"
 	defaultTCPPort         = "2375"
+	defaultTLSPort         = "2376" // dockerd's port for tcp:// with --tls
 )
 
 // Options configures a Server. Zero values take the defaults above.

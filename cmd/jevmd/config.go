@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +28,11 @@ type fileConfig struct {
 	LogLevel           string   `json:"log-level,omitempty"`
 	Pidfile            string   `json:"pidfile,omitempty"`
 	Group              string   `json:"group,omitempty"`
+	TLS                *bool    `json:"tls,omitempty"`
+	TLSVerify          *bool    `json:"tlsverify,omitempty"`
+	TLSCACert          string   `json:"tlscacert,omitempty"`
+	TLSCert            string   `json:"tlscert,omitempty"`
+	TLSKey             string   `json:"tlskey,omitempty"`
 
 	Bridge              string        `json:"bridge,omitempty"`
 	BIP                 string        `json:"bip,omitempty"`
@@ -70,6 +76,7 @@ var flagToKey = map[string]string{
 	"registry-mirror": "registry-mirrors", "insecure-registry": "insecure-registries",
 	"D": "debug", "debug": "debug", "l": "log-level", "log-level": "log-level", "p": "pidfile", "pidfile": "pidfile",
 	"G": "group", "group": "group",
+	"tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert", "tlskey": "tlskey",
 	"b": "bridge", "bridge": "bridge", "bip": "bip", "default-address-pool": "default-address-pools",
 	"dns": "dns", "dns-search": "dns-search", "dns-opt": "dns-opts",
 	"iptables": "iptables", "ip-forward": "ip-forward", "userland-proxy": "userland-proxy",
@@ -100,6 +107,16 @@ type options struct {
 	pidfile            string
 	group              string
 	groupExplicit      bool // named by the admin: a missing group is an error
+
+	// dockerd's API TLS settings; tls and tlsVerify are nil when neither
+	// the command line nor daemon.json says them (see resolveTLS).
+	tls        *bool
+	tlsVerify  *bool
+	tlsCACert  string
+	tlsCert    string
+	tlsKey     string
+	tlsCertSet bool // named by the admin, not the default under the cert dir
+	tlsKeySet  bool
 
 	bridge         string
 	bip            string
@@ -250,6 +267,13 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.pidfile, "pidfile", "", "pid file")
 	fs.StringVar(&o.group, "G", defaultSocketGroup, "group of the unix sockets")
 	fs.StringVar(&o.group, "group", defaultSocketGroup, "group of the unix sockets")
+	var tlsOn, tlsVerify bool
+	certDir := defaultCertDir()
+	fs.BoolVar(&tlsOn, "tls", false, "serve tcp:// hosts over TLS; implied by --tlsverify")
+	fs.BoolVar(&tlsVerify, "tlsverify", false, "serve tcp:// hosts over TLS and let in only clients with a certificate signed by --tlscacert")
+	fs.StringVar(&o.tlsCACert, "tlscacert", filepath.Join(certDir, defaultCAFile), "trust client certificates signed only by this CA")
+	fs.StringVar(&o.tlsCert, "tlscert", filepath.Join(certDir, defaultCertFile), "TLS certificate of the API")
+	fs.StringVar(&o.tlsKey, "tlskey", filepath.Join(certDir, defaultKeyFile), "TLS key of the API")
 
 	fs.StringVar(&o.bridge, "b", "", "Linux bridge of the default \"bridge\" network (default jevm0; \"none\": no default bridge)")
 	fs.StringVar(&o.bridge, "bridge", "", "same as -b")
@@ -290,6 +314,13 @@ func parseOptions(args []string) (*options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	o.groupExplicit = set["G"] || set["group"]
+	if set["tls"] {
+		o.tls = &tlsOn
+	}
+	if set["tlsverify"] {
+		o.tlsVerify = &tlsVerify
+	}
+	o.tlsCertSet, o.tlsKeySet = set["tlscert"], set["tlskey"]
 	if o.showVersion {
 		return o, nil
 	}
@@ -297,12 +328,12 @@ func parseOptions(args []string) (*options, error) {
 	b, err := os.ReadFile(o.configFile)
 	switch {
 	case errors.Is(err, os.ErrNotExist) && !set["config-file"]:
-		return o, o.check() // the default file is optional
+		return o, o.finish() // the default file is optional
 	case err != nil:
 		return nil, fmt.Errorf("read config file: %w", err)
 	}
 	if strings.TrimSpace(string(b)) == "" {
-		return o, o.check()
+		return o, o.finish()
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
@@ -327,7 +358,7 @@ func parseOptions(args []string) (*options, error) {
 		return nil, fmt.Errorf("unable to configure the jevm daemon with file %s: the following directives are specified both as a flag and in the configuration file: %s", o.configFile, strings.Join(conflicts, ", "))
 	}
 	o.apply(&fc)
-	return o, o.check()
+	return o, o.finish()
 }
 
 // apply copies what daemon.json sets over the flag defaults (a setting
@@ -358,6 +389,19 @@ func (o *options) apply(fc *fileConfig) {
 	str(&o.pidfile, fc.Pidfile)
 	if fc.Group != "" {
 		o.group, o.groupExplicit = fc.Group, true
+	}
+	if fc.TLS != nil {
+		o.tls = fc.TLS
+	}
+	if fc.TLSVerify != nil {
+		o.tlsVerify = fc.TLSVerify
+	}
+	str(&o.tlsCACert, fc.TLSCACert)
+	if fc.TLSCert != "" {
+		o.tlsCert, o.tlsCertSet = fc.TLSCert, true
+	}
+	if fc.TLSKey != "" {
+		o.tlsKey, o.tlsKeySet = fc.TLSKey, true
 	}
 
 	str(&o.bridge, fc.Bridge)
@@ -391,6 +435,12 @@ func (o *options) apply(fc *fileConfig) {
 	str(&o.kernelModules, fc.KernelModules)
 	str(&o.agent, fc.Agent)
 	str(&o.qemu, fc.QEMU)
+}
+
+// finish derives what depends on several settings, then checks them.
+func (o *options) finish() error {
+	o.resolveTLS()
+	return o.check()
 }
 
 // check refuses settings that are wrong on their own, with dockerd's

@@ -143,11 +143,9 @@ func run(o *options) error {
 		log.WithField("elapsed", time.Since(begin).String()).Info("default VM template ready")
 	}()
 
-	listeners, err := api.ListenHosts(o.hosts, api.ListenOptions{
-		SocketGroup:         o.group,
-		SocketGroupExplicit: o.groupExplicit,
-		Logger:              log,
-	})
+	listenOpts := settings.listen
+	listenOpts.SocketGroup, listenOpts.SocketGroupExplicit, listenOpts.Logger = o.group, o.groupExplicit, log
+	listeners, err := api.ListenHosts(o.hosts, listenOpts)
 	if err != nil {
 		return err
 	}

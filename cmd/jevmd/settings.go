@@ -12,6 +12,7 @@ import (
 
 	units "github.com/docker/go-units"
 
+	"github.com/jevm/jevm/api"
 	"github.com/jevm/jevm/daemon"
 	"github.com/jevm/jevm/internal/guestassets"
 	"github.com/jevm/jevm/vmbackend"
@@ -27,6 +28,7 @@ type guestPaths struct {
 type settings struct {
 	daemon daemon.Config
 	guest  guestPaths
+	listen api.ListenOptions // TLS of the tcp:// hosts; main adds the socket group and logger
 }
 
 func (o *options) daemonSettings() (*settings, error) {
@@ -61,7 +63,11 @@ func (o *options) daemonSettings() (*settings, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &settings{daemon: cfg, guest: g}, nil
+	listen, err := o.listenOptions()
+	if err != nil {
+		return nil, err
+	}
+	return &settings{daemon: cfg, guest: g, listen: listen}, nil
 }
 
 // resolveGuest finds the kernel, modules and agent: each flag given wins;

@@ -524,26 +524,32 @@ func (fr *Reader) ReadFrame() (*Frame, error) {
 // Resync discards input until the next frame magic, so that the following
 // ReadFrame starts at a frame boundary. A host that reconnects to a running
 // agent may find the tail of a frame the previous connection did not read.
+//
+// The magic is found with Peek and left in the buffer, so the reader stays
+// the same one: a guest may write garbage any number of times, and each
+// resync costs only the bytes it skips (wrapping the reader anew each time
+// let a guest grow the host's memory by 64 KiB per 32 bytes written).
 func (fr *Reader) Resync() error {
-	matched := 0
-	for matched < len(Magic) {
-		b, err := fr.r.ReadByte()
+	for {
+		b, err := fr.r.Peek(len(Magic))
 		if err != nil {
+			return err // the stream ended (or failed) before a magic
+		}
+		if bytes.Equal(b, Magic[:]) {
+			return nil
+		}
+		// Skip to the next magic among the buffered bytes, or past all
+		// but the last len(Magic)-1 of them (a magic may straddle the
+		// end of the buffer).
+		buf, _ := fr.r.Peek(fr.r.Buffered())
+		skip := len(buf) - (len(Magic) - 1)
+		if i := bytes.Index(buf[1:], Magic[:]); i >= 0 {
+			skip = i + 1
+		}
+		if _, err := fr.r.Discard(skip); err != nil {
 			return err
 		}
-		switch {
-		case b == Magic[matched]:
-			matched++
-		case b == Magic[0]:
-			matched = 1
-		default:
-			matched = 0
-		}
 	}
-	// Put the magic back for ReadFrame: bufio allows unreading only one
-	// byte, so we re-inject it through a MultiReader.
-	fr.r = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(Magic[:]), fr.r), 64<<10)
-	return nil
 }
 
 // DecodeMsg decodes a FrameMsg frame's payload.
