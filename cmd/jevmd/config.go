@@ -56,6 +56,7 @@ type fileConfig struct {
 	Accelerator   string `json:"accelerator,omitempty"`
 	VMMemory      string `json:"vm-memory,omitempty"`
 	VMCPUs        int    `json:"vm-cpus,omitempty"`
+	TCGTBSize     *int   `json:"tcg-tb-size,omitempty"`
 	GuestDir      string `json:"guest-dir,omitempty"`
 	Kernel        string `json:"kernel,omitempty"`
 	KernelModules string `json:"kernel-modules,omitempty"`
@@ -83,7 +84,7 @@ var flagToKey = map[string]string{
 	"experimental": "experimental", "live-restore": "live-restore",
 	"log-driver": "log-driver", "log-opt": "log-opts", "default-ulimit": "default-ulimits",
 	"max-concurrent-downloads": "max-concurrent-downloads", "shutdown-timeout": "shutdown-timeout",
-	"accel": "accelerator", "vm-memory": "vm-memory", "vm-cpus": "vm-cpus", "guest-dir": "guest-dir",
+	"accel": "accelerator", "vm-memory": "vm-memory", "vm-cpus": "vm-cpus", "guest-dir": "guest-dir", "tcg-tb-size": "tcg-tb-size",
 	"kernel": "kernel", "kernel-modules": "kernel-modules", "agent": "agent", "qemu": "qemu",
 }
 
@@ -138,6 +139,7 @@ type options struct {
 	accel         string
 	vmMemory      string
 	vmCPUs        int
+	tcgTBSize     int
 	guestDir      string
 	kernel        string
 	kernelModules string
@@ -296,6 +298,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.accel, "accel", "auto", "VM accelerator: auto (probe KVM, fall back to TCG), kvm or tcg")
 	fs.StringVar(&o.vmMemory, "vm-memory", "256M", "memory of a container VM without -m")
 	fs.IntVar(&o.vmCPUs, "vm-cpus", 1, "vCPUs of a container VM without --cpus")
+	fs.IntVar(&o.tcgTBSize, "tcg-tb-size", 0, "MiB of translated code a TCG VM keeps (0: jevm's default, 16; -1: QEMU's, 1 GiB); smaller saves memory per VM, larger retranslates less")
 	fs.StringVar(&o.guestDir, "guest-dir", "", "directory with the guest kernel (vmlinuz, release, lib/modules) and agent; default: BINDIR/../lib/jevm, /usr/local/lib/jevm, /usr/lib/jevm")
 	fs.StringVar(&o.kernel, "kernel", "", "guest kernel (default: from the guest directory)")
 	fs.StringVar(&o.kernelModules, "kernel-modules", "", "guest kernel modules, lib/modules/<release> (default: from the guest directory)")
@@ -430,6 +433,7 @@ func (o *options) apply(fc *fileConfig) {
 	if fc.VMCPUs > 0 {
 		o.vmCPUs = fc.VMCPUs
 	}
+	integer(&o.tcgTBSize, fc.TCGTBSize)
 	str(&o.guestDir, fc.GuestDir)
 	str(&o.kernel, fc.Kernel)
 	str(&o.kernelModules, fc.KernelModules)
@@ -468,6 +472,9 @@ func (o *options) check() error {
 		if u.Name != name {
 			return fmt.Errorf("default-ulimits: key %q does not match the ulimit's Name %q", name, u.Name)
 		}
+	}
+	if o.tcgTBSize < -1 {
+		return fmt.Errorf("invalid tcg-tb-size %d: MiB, 0 for jevm's default or -1 for QEMU's", o.tcgTBSize)
 	}
 	if o.vmCPUs < 1 {
 		return fmt.Errorf("invalid vm-cpus %d", o.vmCPUs)

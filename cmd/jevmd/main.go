@@ -110,7 +110,9 @@ func run(o *options) error {
 		Initrd:   initrd,
 		Root:     filepath.Join(o.dataRoot, "templates"),
 		Accel:    o.accel,
-		Logger:   logrus.WithField("component", "qemu"),
+		// TCG's translated-code buffer per VM (qemu.DefaultTCGTBSizeMiB).
+		TCGTBSizeMiB: o.tcgTBSize,
+		Logger:       logrus.WithField("component", "qemu"),
 	})
 	if err != nil {
 		return fmt.Errorf("VM backend: %w", err)
