@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -136,25 +137,11 @@ func (m *machine) DetachDisk(ctx context.Context, path string) error {
 	if err := m.mon.run(ctx, "device_del", map[string]any{"id": id}, nil); err != nil {
 		return fmt.Errorf("qemu: unplug disk %s from %s: %w", path, m.id, err)
 	}
-	deadline := time.Now().Add(unplugTimeout)
-	for {
-		devs, err := m.peripherals(ctx)
-		if err != nil {
-			return fmt.Errorf("qemu: unplug disk %s from %s: %w", path, m.id, err)
+	if err := m.waitUnplugged(ctx, id); err != nil {
+		if errors.Is(err, vmbackend.ErrNotRunning) {
+			return nil // gone with the VM
 		}
-		if _, still := devs[id]; !still {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("qemu: unplug disk %s from %s: the guest did not release it within %s", path, m.id, unplugTimeout)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("qemu: unplug disk %s from %s: %w", path, m.id, ctx.Err())
-		case <-m.exited:
-			return nil
-		case <-time.After(50 * time.Millisecond):
-		}
+		return fmt.Errorf("qemu: unplug disk %s from %s: %w", path, m.id, err)
 	}
 	node := fmt.Sprintf("%s%d", diskNodePrefix, n)
 	if err := m.mon.run(ctx, "blockdev-del", map[string]any{"node-name": node}, nil); err != nil {

@@ -212,32 +212,39 @@ func (m *machine) RemoveNIC(ctx context.Context, mac string) error {
 	if err := m.mon.run(ctx, "device_del", map[string]any{"id": id}, nil); err != nil {
 		return fmt.Errorf("qemu: unplug NIC %s from %s: %w", id, m.id, err)
 	}
-	// The device goes once the guest acknowledged the ACPI eject.
-	deadline := time.Now().Add(unplugTimeout)
-	for {
-		devs, err := m.peripherals(ctx)
-		if err != nil {
-			return fmt.Errorf("qemu: unplug NIC %s from %s: %w", id, m.id, err)
-		}
-		if _, still := devs[id]; !still {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("qemu: unplug NIC %s from %s: the guest did not release it within %s", id, m.id, unplugTimeout)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("qemu: unplug NIC %s from %s: %w", id, m.id, ctx.Err())
-		case <-m.exited:
-			return fmt.Errorf("qemu: unplug NIC from %s: %w", m.id, vmbackend.ErrNotRunning)
-		case <-time.After(50 * time.Millisecond):
-		}
+	if err := m.waitUnplugged(ctx, id); err != nil {
+		return fmt.Errorf("qemu: unplug NIC %s from %s: %w", id, m.id, err)
 	}
 	if err := m.mon.run(ctx, "netdev_del", map[string]any{"id": netdev}, nil); err != nil && !errors.Is(err, context.Canceled) {
 		m.log.WithError(err).WithField("netdev", netdev).Warn("netdev_del after unplug")
 	}
 	m.log.WithFields(logrus.Fields{"mac": mac, "device": id, "took": time.Since(t).Round(time.Millisecond)}).Info("NIC unplugged")
 	return nil
+}
+
+// waitUnplugged waits until the device id is gone after a device_del:
+// the guest acknowledged the ACPI eject (within unplugTimeout).
+func (m *machine) waitUnplugged(ctx context.Context, id string) error {
+	deadline := time.Now().Add(unplugTimeout)
+	for {
+		devs, err := m.peripherals(ctx)
+		if err != nil {
+			return err
+		}
+		if _, still := devs[id]; !still {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the guest did not release it within %s", unplugTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-m.exited:
+			return vmbackend.ErrNotRunning
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // plugNICs hot-plugs a new clone's NICs after the first (which took the
