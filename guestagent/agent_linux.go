@@ -63,9 +63,11 @@ type agent struct {
 	shutdown    bool
 	// hold: the host asked to keep the VM up after the main process
 	// exits (StartRequest.HoldAfterExit); Shutdown powers it off.
-	hold        bool
-	mainExiting bool     // the main process exited: no more execs (exec_linux.go)
-	pidns       *os.File // the main process's PID namespace, which execs join (pidns_linux.go); nil with --pid host
+	hold bool
+	// execExitsSending counts execs' exits being sent (proc_linux.go).
+	execExitsSending int
+	mainExiting      bool     // the main process exited: no more execs (exec_linux.go)
+	pidns            *os.File // the main process's PID namespace, which execs join (pidns_linux.go); nil with --pid host
 	// mainName is the main container's name (StartRequest.Container;
 	// empty from a host that predates pods).
 	mainName string

@@ -97,8 +97,9 @@ func (a *agent) finishExecs() {
 				left = append(left, p)
 			}
 		}
+		sending := a.execExitsSending
 		a.mu.Unlock()
-		if len(left) == 0 {
+		if len(left) == 0 && sending == 0 {
 			return
 		}
 		if time.Now().After(deadline) {

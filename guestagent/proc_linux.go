@@ -379,10 +379,16 @@ func (a *agent) processExited(p *proc, ws unix.WaitStatus) {
 	if p.stream != agentproto.MainStream {
 		// (exec processes, later) drain and report; the VM keeps running.
 		a.drain(p)
+		// Counted while sent, so that the main process's exit, which
+		// waits for the execs' (finishExecs), cannot overtake it.
 		a.mu.Lock()
 		delete(a.procs, p.stream)
+		a.execExitsSending++
 		a.mu.Unlock()
 		a.send(p.stream, &agentproto.Msg{Type: agentproto.MsgExit, Status: &st})
+		a.mu.Lock()
+		a.execExitsSending--
+		a.mu.Unlock()
 		return
 	}
 
