@@ -38,7 +38,6 @@ import (
 	"github.com/docker/docker/errdefs"
 	"github.com/sirupsen/logrus"
 
-	"github.com/jevm/jevm/internal/atomicfile"
 	"github.com/jevm/jevm/vmbackend"
 	"github.com/jevm/jevm/vmbackend/agentclient"
 	"github.com/jevm/jevm/vmbackend/agentproto"
@@ -360,12 +359,39 @@ func (d *Daemon) checkNoMembers(host *Container) error {
 // started later (after a daemon restart too) see the same.
 func podFilePath(c *Container, name string) string { return filepath.Join(c.Dir, name) }
 
+// They are written on every start (the hot path), so without the fsyncs
+// of a record (internal/atomicfile): they are made again at the next
+// start, and only a member started after a host crash could find one
+// torn, which a rename makes unlikely.
 func writePodFiles(c *Container, hosts, resolv string) {
-	for name, content := range map[string]string{"hosts": hosts, "resolv.conf": resolv} {
-		if err := atomicfile.WriteFile(podFilePath(c, name), []byte(content), 0o644); err != nil {
-			logrus.WithError(err).WithField("container", c.ID[:12]).Warnf("save /etc/%s for the containers that may join its VM", name)
+	for _, f := range [2][2]string{{"hosts", hosts}, {"resolv.conf", resolv}} {
+		if err := writeUnsynced(podFilePath(c, f[0]), []byte(f[1])); err != nil {
+			logrus.WithError(err).WithField("container", c.ID[:12]).Warnf("save /etc/%s for the containers that may join its VM", f[0])
 		}
 	}
+}
+
+// writeUnsynced replaces path by a temporary file and a rename, without
+// fsync.
+func writeUnsynced(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+	}
+	return err
 }
 
 // maxPodFile bounds what is read back (the daemon wrote it).

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -143,5 +144,21 @@ func TestFakePodLifecycle(t *testing.T) {
 	}
 	if err := d.checkNoMembers(host); err != nil {
 		t.Fatalf("a stopped host cannot be removed: %v", err)
+	}
+}
+
+// The network files kept for a pod's later members are replaced whole.
+func TestWritePodFiles(t *testing.T) {
+	c := &Container{ID: strings.Repeat("c", 64), Dir: t.TempDir()}
+	writePodFiles(c, "127.0.0.1 a\n", "nameserver 1.1.1.1\n")
+	writePodFiles(c, "127.0.0.1 b\n", "nameserver 9.9.9.9\n")
+	if got := readPodFile(c, "hosts"); got != "127.0.0.1 b\n" {
+		t.Fatalf("hosts %q", got)
+	}
+	if got := readPodFile(c, "resolv.conf"); got != "nameserver 9.9.9.9\n" {
+		t.Fatalf("resolv.conf %q", got)
+	}
+	if ents, _ := os.ReadDir(c.Dir); len(ents) != 2 {
+		t.Fatalf("files left: %v", ents)
 	}
 }
