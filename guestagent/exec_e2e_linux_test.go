@@ -157,8 +157,26 @@ func TestE2EExecTopStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { <-long.Exited(); omu.Lock(); order = append(order, "exec"); omu.Unlock() }()
-	go func() { <-main.Exited(); omu.Lock(); order = append(order, "main"); omu.Unlock() }()
+	addExec := func() { // once, by whichever goroutine sees it first
+		if len(order) == 0 || order[0] != "exec" {
+			order = append(order, "exec")
+		}
+	}
+	go func() { <-long.Exited(); omu.Lock(); addExec(); omu.Unlock() }()
+	// The client closes Exited as each exit arrives, on its one reader
+	// goroutine: when main's is closed, the exec's must already be if it
+	// came first. (Two goroutines appending as they wake would race.)
+	go func() {
+		<-main.Exited()
+		omu.Lock()
+		select {
+		case <-long.Exited():
+			addExec()
+		default:
+		}
+		order = append(order, "main")
+		omu.Unlock()
+	}()
 	// As the namespace's init, sleep does not get a SIGTERM it has no
 	// handler for (docker stop then ends with SIGKILL); SIGKILL ends it.
 	if err := main.Signal(ctx, 15); err != nil {
