@@ -68,6 +68,7 @@ type agent struct {
 	execExitsSending int
 	mainExiting      bool     // the main process exited: no more execs (exec_linux.go)
 	pidns            *os.File // the main process's PID namespace, which execs join (pidns_linux.go); nil with --pid host
+	mntns            *os.File // the main process's mount namespace, which execs join (mountns_linux.go)
 	// mainName is the main container's name (StartRequest.Container;
 	// empty from a host that predates pods).
 	mainName string
@@ -81,6 +82,9 @@ type agent struct {
 	controllersOnce sync.Once
 	// joinMu makes joins set up one at a time (pods_linux.go).
 	joinMu sync.Mutex
+	// podShares are the pod shares mounted for joined containers' mounts,
+	// by tag (mountPodShare); guarded by joinMu.
+	podShares map[string]string
 	// zyg is the main process's helper, forked at boot (zygote_linux.go);
 	// nil once taken.
 	zyg       *zygote

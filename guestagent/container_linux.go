@@ -87,7 +87,7 @@ func (a *agent) handleStart(stream uint32, m *agentproto.Msg) {
 		z.discard() // it is PID 1 of a namespace of its own
 		z = nil
 	}
-	p, err := a.spawn(stream, &req.Process, spawnContext{root: containerRoot, init: true, newPIDNS: !req.HostPID,
+	p, err := a.spawn(stream, &req.Process, spawnContext{root: containerRoot, init: true, newPIDNS: !req.HostPID, newMountNS: true,
 		paths: pathConfinement{Masked: req.MaskedPaths, Readonly: req.ReadonlyPaths}, ph: ph, zygote: z})
 	if err != nil {
 		fail(err)
@@ -475,6 +475,13 @@ type spawnContext struct {
 	// paths (a container's own process only) are masked and made
 	// read-only before it starts (confine_linux.go).
 	paths pathConfinement
+	// newMountNS (a joined container's own process) gives the process a
+	// mount namespace of its own, where its root is the only file system
+	// left (isolateRoot); else joinMountNS, if set, is the one it joins
+	// (an exec in a joined container), and root is only read, never
+	// chrooted into: the namespace's root is the container's.
+	newMountNS  bool
+	joinMountNS *os.File
 	// pod is the joined container the process belongs to; nil: the main
 	// one.
 	pod *podCtr
@@ -598,14 +605,22 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, sc spawnCon
 		cgfd = int(sc.cgroup.Fd())
 	}
 	var op *os.Process
-	zygotePid := 0 // the process, when the zygote ran it (no os.Process)
-	if len(rlimits) > 0 || newPIDNS || !paths.empty() || req.Seccomp != nil || req.NoNewPrivileges || procDir != "" || mqueueDir != "" {
+	zygotePid := 0             // the process, when the zygote ran it (no os.Process)
+	var helperFiles []*os.File // the helper's fds from helperStatusFd+1 on
+	if len(rlimits) > 0 || newPIDNS || !paths.empty() || req.Seccomp != nil || req.NoNewPrivileges || procDir != "" || mqueueDir != "" ||
+		sc.newMountNS {
 		// Through the exec helper (rlimit_linux.go), which mounts the new
 		// namespace's proc, chroots, sets the limits and switches to the
 		// user itself before the execve.
 		spec := execHelperSpec{Root: root, Dir: cwd, Path: argv0, Rlimits: rlimits, Capabilities: req.Capabilities,
 			Credential: true, UID: uint32(user.Uid), GID: uint32(user.Gid), Groups: groups, MountProc: procDir,
-			Paths: paths, NoNewPrivs: req.NoNewPrivileges, MountMqueue: mqueueDir}
+			Paths: paths, NoNewPrivs: req.NoNewPrivileges, MountMqueue: mqueueDir, IsolateRoot: sc.newMountNS}
+		if sc.joinMountNS != nil {
+			// The helper joins it: started from the agent's namespace, it
+			// is found there (/proc/self/exe).
+			helperFiles = append(helperFiles, sc.joinMountNS)
+			spec.Root, spec.JoinMountNSFd = "", helperStatusFd+len(helperFiles)
+		}
 		if req.Seccomp != nil {
 			spec.Seccomp, spec.SeccompFlags = req.Seccomp.Program, req.Seccomp.Flags
 		}
@@ -621,7 +636,7 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, sc spawnCon
 		}
 		if !zygoteTook {
 			op, err = startOnThread(func() (*os.Process, error) {
-				return startWithHelper(agentHelper(), spec, req.Args, env, files, sys)
+				return startWithHelper(agentHelper(), spec, req.Args, env, files, sys, helperFiles...)
 			}, prep...)
 		}
 		if err != nil && op != nil {
@@ -632,6 +647,11 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, sc spawnCon
 			err = &execError{he.msg, execveErrCode(he.errno)}
 		}
 	} else {
+		if sc.joinMountNS != nil {
+			// The forking thread's root becomes the container's.
+			prep = append(prep, joinMountNamespacePrep(sc.joinMountNS))
+			attr.Sys.Chroot = ""
+		}
 		if req.Capabilities != nil {
 			// After the setns, which needs CAP_SYS_ADMIN (caps_linux.go).
 			prep = append(prep, dropCapabilitiesPrep(*req.Capabilities))
@@ -666,6 +686,9 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, sc spawnCon
 			a.pidns = ns
 		}
 	}
+	if sc.newMountNS && sc.pod == nil {
+		a.mntns = a.openMountNamespace(p.pid)
+	}
 	if sc.pod != nil && sc.init {
 		// A joined container's namespaces, for its execs and for the
 		// containers that share them (pods_linux.go).
@@ -681,6 +704,9 @@ func (a *agent) spawn(stream uint32, req *agentproto.ProcessRequest, sc spawnCon
 			a.logf("open the IPC namespace of pid %d: %v", p.pid, err)
 		} else {
 			sc.pod.ipcns = ns
+		}
+		if sc.newMountNS {
+			sc.pod.mntns = a.openMountNamespace(p.pid)
 		}
 	}
 	a.byPid[p.pid] = p

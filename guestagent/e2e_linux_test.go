@@ -178,7 +178,11 @@ func makeBusyboxDisk(dir, busybox string, extra map[string]string) (string, erro
 		files[name] = content
 	}
 	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(rootfs, name), []byte(content), 0o644); err != nil {
+		mode := os.FileMode(0o644)
+		if strings.HasPrefix(name, "bin/") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(filepath.Join(rootfs, name), []byte(content), mode); err != nil {
 			return "", err
 		}
 	}

@@ -36,7 +36,7 @@ func (a *agent) handleExec(stream uint32, m *agentproto.Msg) {
 	phase, shutdown, mainExiting := a.phase, a.shutdown, a.mainExiting
 	_, busy := a.procs[stream]
 	pod, perr := a.lookupContainer(m.Container)
-	sc := spawnContext{root: containerRoot, joinPIDNS: a.pidns}
+	sc := spawnContext{root: containerRoot, joinPIDNS: a.pidns, joinMountNS: a.mntns}
 	frozen := false
 	if pod != nil {
 		sc, frozen = pod.execContext(), pod.frozen

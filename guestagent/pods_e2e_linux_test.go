@@ -4,6 +4,8 @@ package guestagent_test
 
 import (
 	"context"
+	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -42,10 +44,11 @@ func TestE2EPod(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
+	escape := buildChrootEscape(t)
 	var disks []vmDisk
 	for _, n := range []string{"a", "b"} {
 		d := filepath.Join(dir, n)
-		path, err := makeBusyboxDisk(d, "/bin/busybox", map[string]string{"marker": "disk-" + n + "\n"})
+		path, err := makeBusyboxDisk(d, "/bin/busybox", map[string]string{"marker": "disk-" + n + "\n", "bin/chrootescape": escape})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +85,7 @@ func TestE2EPod(t *testing.T) {
 	}
 	nsOf := func(cl *agentclient.Client) map[string]string {
 		t.Helper()
-		out := exec(cl, "sh", "-c", "for n in net uts ipc pid; do echo $n $(readlink /proc/self/ns/$n); done")
+		out := exec(cl, "sh", "-c", "for n in net uts ipc pid mnt; do echo $n $(readlink /proc/self/ns/$n); done")
 		m := map[string]string{}
 		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 			k, v, _ := strings.Cut(l, " ")
@@ -128,8 +131,12 @@ func TestE2EPod(t *testing.T) {
 	if mainNS["net"] == "" || mainNS["net"] != webNS["net"] || mainNS["uts"] != webNS["uts"] {
 		t.Errorf("web does not share the VM's network and UTS namespaces: main %v web %v", mainNS, webNS)
 	}
-	if mainNS["pid"] == webNS["pid"] || mainNS["ipc"] == webNS["ipc"] {
-		t.Errorf("web shares the main container's PID or IPC namespace: main %v web %v", mainNS, webNS)
+	if mainNS["pid"] == webNS["pid"] || mainNS["ipc"] == webNS["ipc"] || mainNS["mnt"] == webNS["mnt"] {
+		t.Errorf("web shares the main container's PID, IPC or mount namespace: main %v web %v", mainNS, webNS)
+	}
+	// Its execs are in its process's mount namespace (web's is PID 1).
+	if out := exec(cw, "readlink", "/proc/1/ns/mnt"); strings.TrimSpace(out) != webNS["mnt"] {
+		t.Errorf("web's process is in mount namespace %q, its exec in %q", strings.TrimSpace(out), webNS["mnt"])
 	}
 	if out := exec(cw, "ps", "-o", "pid,args"); !strings.Contains(out, "1 sleep 2000") || strings.Contains(out, "sleep 1000") {
 		t.Errorf("ps in web:\n%s", out)
@@ -204,6 +211,13 @@ func TestE2EPod(t *testing.T) {
 	}
 	if dbNS := nsOf(c.For("db")); dbNS["pid"] != mainNS["pid"] || dbNS["ipc"] != mainNS["ipc"] || dbNS["net"] != mainNS["net"] {
 		t.Errorf("db's namespaces %v, main's %v", dbNS, mainNS)
+	}
+	// A chroot escape from web (CAP_SYS_CHROOT is in Docker's default set)
+	// reaches neither db's root nor its own as the agent mounted it.
+	out := exec(cw, "chrootescape", "/mnt/pods/db/root/marker", "/mnt/pods/web/root/marker")
+	t.Logf("chroot escape from web: %q", out)
+	if strings.Contains(out, "disk-") || strings.Count(out, "no such file or directory") != 2 {
+		t.Errorf("a chroot escape from web: %q", out)
 	}
 	if top, err := c.Top(ctx, ""); err != nil || hasCmd(top, "sleep 3000") {
 		t.Errorf("main's top lists db's process: %+v %v", top, err)
@@ -322,4 +336,21 @@ func TestE2EPodConfinedShutdown(t *testing.T) {
 		t.Errorf("ro %+v main %+v", st, mst)
 	}
 	vm.waitExit(t, 30*time.Second)
+}
+
+// buildChrootEscape builds testdata/chrootescape, static, and returns the
+// binary.
+func buildChrootEscape(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "chrootescape")
+	cmd := osexec.Command("go", "build", "-o", bin, "./testdata/chrootescape")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build chrootescape: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -25,8 +25,11 @@ import (
 // another's, --ipc container:X) and a guest cgroup of its own, through
 // which the agent lists, measures, freezes and kills its processes. The
 // VM's network stack, hostname, kernel and sysctls are shared: the main
-// container owns them. All containers live in the agent's mount namespace,
-// each chrooted into its own root, as the main one is.
+// container owns them. A joined container's process has a mount namespace
+// of its own in which its root is the only file system (mountns_linux.go),
+// and its execs join it; the agent mounts its root, API file systems and
+// mounts in the agent's namespace first, where the file operations (docker
+// cp) find them.
 //
 // A joined container's process runs on the join's stream. When it exits,
 // what is left of the container is killed, its output drained, its root
@@ -67,10 +70,10 @@ type podCtr struct {
 
 	// The fields below are guarded by agent.mu.
 	pid int
-	// pidns and ipcns are the namespaces of its process, which its execs
-	// and the containers that share them join; pidns is nil in the
+	// pidns, ipcns and mntns are the namespaces of its process, which its
+	// execs and the containers that share them join; pidns is nil in the
 	// guest's PID namespace.
-	pidns, ipcns *os.File
+	pidns, ipcns, mntns *os.File
 	// frozen: freeze without a thaw since (execs are refused: their
 	// start would wait for the thaw, holding the agent).
 	frozen bool
@@ -86,12 +89,12 @@ type podCtr struct {
 
 // execContext is where an exec in c runs.
 func (c *podCtr) execContext() spawnContext {
-	return spawnContext{root: c.root, joinPIDNS: c.pidns, joinIPCNS: c.ipcns, cgroup: c.cgfd, pod: c}
+	return spawnContext{root: c.root, joinPIDNS: c.pidns, joinIPCNS: c.ipcns, joinMountNS: c.mntns, cgroup: c.cgfd, pod: c}
 }
 
 // closeFiles closes c's namespace and cgroup files; c is gone for good.
 func (c *podCtr) closeFiles() {
-	for _, f := range []*os.File{c.pidns, c.ipcns, c.cgfd} {
+	for _, f := range []*os.File{c.pidns, c.ipcns, c.mntns, c.cgfd} {
 		if f != nil {
 			f.Close()
 		}
@@ -184,7 +187,7 @@ func (a *agent) handleJoin(stream uint32, m *agentproto.Msg) {
 	case busy:
 		err = fmt.Errorf("stream %d is in use", stream)
 	}
-	sc := spawnContext{init: true, newPIDNS: !req.HostPID, newIPCNS: true,
+	sc := spawnContext{init: true, newPIDNS: !req.HostPID, newIPCNS: true, newMountNS: true,
 		paths: pathConfinement{Masked: req.MaskedPaths, Readonly: req.ReadonlyPaths}}
 	vmIPC := false // the VM's IPC namespace (the main container's)
 	if err == nil && req.PIDContainer != "" {
@@ -526,6 +529,15 @@ func (a *agent) podExited(p *proc, st agentproto.ExitStatus) {
 	}
 	a.killPod(c, nil)
 	a.drain(p)
+	// Its mount namespace holds its root disk mounted: let it go before
+	// the root is unmounted, so that the disk is released with it.
+	a.mu.Lock()
+	mntns := c.mntns
+	c.mntns = nil
+	a.mu.Unlock()
+	if mntns != nil {
+		mntns.Close()
+	}
 	a.takeDownPod(c)
 	a.mu.Lock()
 	reported := c.exit != nil // by finishJoined, which gave up waiting

@@ -502,6 +502,7 @@ func readable(f *os.File) bool {
 func (a *agent) powerOff() {
 	a.powerOnce.Do(func() {
 		unix.Kill(-1, unix.SIGKILL)
+		a.closeMountNamespaces()
 		a.unmountContainer()
 		a.unmountPods()
 		unix.Sync()

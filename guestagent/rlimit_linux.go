@@ -134,8 +134,16 @@ type execHelperSpec struct {
 	// (a joined container's process), is where it mounts an mqueue of
 	// that namespace (the container's /dev/mqueue) before the chroot.
 	MountMqueue string `json:"mountMqueue,omitempty"`
-	// Paths are masked and made read-only after the chroot (the main
-	// process only: confine_linux.go).
+	// IsolateRoot (a container's own process) gives the helper a mount
+	// namespace of its own, where Root is the only file system instead of
+	// a chroot: every other mount is detached and Root is moved over /
+	// (mountns_linux.go). MountProc and MountMqueue are mounted there.
+	IsolateRoot bool `json:"isolateRoot,omitempty"`
+	// JoinMountNSFd, if not 0, is the helper's fd of a mount namespace to
+	// join first (an exec in a joined container); Root is then "".
+	JoinMountNSFd int `json:"joinMountNsFd,omitempty"`
+	// Paths are masked and made read-only after the chroot (a
+	// container's own process: confine_linux.go).
 	Paths pathConfinement `json:"paths,omitempty"`
 	// NoNewPrivs sets no_new_privs; Seccomp (a struct sock_filter array)
 	// is installed with SeccompFlags right before the execve, or, without
@@ -148,7 +156,7 @@ type execHelperSpec struct {
 
 // helperFailure is the helper's report of a failed step.
 type helperFailure struct {
-	Stage    string `json:"stage"` // spec, proc, chroot, paths, chdir, rlimit, capabilities, seccomp, credential, exec
+	Stage    string `json:"stage"` // spec, mountns, proc, chroot, paths, chdir, rlimit, capabilities, seccomp, credential, exec
 	Errno    int    `json:"errno,omitempty"`
 	Message  string `json:"message"`
 	Resource int    `json:"resource,omitempty"` // stage rlimit
@@ -190,7 +198,10 @@ func agentHelper() helperCommand {
 // process, which becomes the program; sys must not chroot, change
 // credentials or set Dir: the helper does. It returns once the program's
 // execve succeeded, or with the error that prevented it.
-func startWithHelper(hc helperCommand, spec execHelperSpec, args, env []string, files []*os.File, sys *syscall.SysProcAttr) (*os.Process, error) {
+//
+// extra are the helper's further files, from helperStatusFd+1 on (a
+// namespace it joins).
+func startWithHelper(hc helperCommand, spec execHelperSpec, args, env []string, files []*os.File, sys *syscall.SysProcAttr, extra ...*os.File) (*os.Process, error) {
 	spec.NArgs = len(args)
 	js, err := json.Marshal(&spec)
 	if err != nil {
@@ -211,7 +222,7 @@ func startWithHelper(hc helperCommand, spec execHelperSpec, args, env []string, 
 		sw.Close()
 		return nil, fmt.Errorf("exec helper: %d files given, want stdin, stdout and stderr", len(files))
 	}
-	fds := append(append(make([]*os.File, 0, helperStatusFd+1), files...), sw)
+	fds := append(append(append(make([]*os.File, 0, helperStatusFd+1+len(extra)), files...), sw), extra...)
 	env0 := hc.Env
 	if env0 == nil {
 		env0 = []string{}
@@ -296,6 +307,23 @@ func helperWithSpec(spec execHelperSpec, argv, env []string) {
 		fail(helperFailure{Stage: stage, Errno: int(errno), Message: msg})
 	}
 
+	if spec.IsolateRoot {
+		// A mount namespace of the thread's own, where it mounts, isolates
+		// the root and execs: the other threads stay in the agent's.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			failErr("mountns", err, fmt.Sprintf("unshare the mount namespace: %v", err))
+		}
+	}
+	if spec.JoinMountNSFd != 0 {
+		// The mount namespace is the thread's (with its root and working
+		// directory, once CLONE_FS is undone): the execve must come from
+		// this one.
+		runtime.LockOSThread()
+		if err := joinMountNamespace(spec.JoinMountNSFd); err != nil {
+			failErr("mountns", err, err.Error())
+		}
+	}
 	if spec.MountProc != "" {
 		// The namespace's init until the execve: a signal the agent
 		// forwards now (docker stop) would end the Go runtime, where the
@@ -313,7 +341,12 @@ func helperWithSpec(spec execHelperSpec, argv, env []string) {
 			failErr("proc", err, fmt.Sprintf("mount mqueue on /dev/mqueue: %v", err))
 		}
 	}
-	if spec.Root != "" {
+	switch {
+	case spec.Root != "" && spec.IsolateRoot:
+		if err := isolateRoot(spec.Root); err != nil {
+			failErr("chroot", err, err.Error())
+		}
+	case spec.Root != "":
 		if err := syscall.Chroot(spec.Root); err != nil {
 			failErr("chroot", err, fmt.Sprintf("chroot %s: %v", spec.Root, err))
 		}
