@@ -96,6 +96,9 @@ type ContainerState struct {
 	OOMKilled  bool                     `json:"oomKilled,omitempty"`
 	StartedAt  time.Time                `json:"startedAt"`
 	FinishedAt time.Time                `json:"finishedAt"`
+	// PodShare is the 9p tag of the running VM's pod share (podshare.go),
+	// "" when it has none.
+	PodShare string `json:"podShare,omitempty"`
 	// Health is the health check state (health.go); nil without one.
 	Health *container.Health `json:"health,omitempty"`
 }

@@ -35,6 +35,9 @@ func (d *Daemon) ContainerCreate(ctx context.Context, name string, cfg *containe
 		return resp, err
 	}
 	// --network/--pid/--ipc container: (pods.go), on the user's config.
+	if err := d.checkNamespaceContainers(hostCfg); err != nil {
+		return resp, err
+	}
 	if err := validatePodConfig(cfg, hostCfg); err != nil {
 		return resp, err
 	}

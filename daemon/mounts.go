@@ -411,7 +411,12 @@ func (d *Daemon) releaseMounts(c *Container) {
 			}
 		}
 	}
-	cleanStaging(d.mountStagingDir(c.ID), d.log.WithField("container", c.ID[:12]).Warn)
+	warn := d.log.WithField("container", c.ID[:12]).Warn
+	cleanStaging(d.mountStagingDir(c.ID), warn)
+	// A member's entries in its VM's pod share, a VM's own pod share
+	// (podshare.go).
+	d.releasePodMounts(c.ID, warn)
+	d.podShareOf(c.ID).remove(warn)
 }
 
 // cleanStaging unmounts the staged files under dir and removes it, never
@@ -458,7 +463,10 @@ func (d *Daemon) restoreMounts(c *Container) {
 		}
 	}
 	if !c.running() {
-		cleanStaging(d.mountStagingDir(c.ID), d.log.WithField("container", c.ID[:12]).Warn)
+		warn := d.log.WithField("container", c.ID[:12]).Warn
+		cleanStaging(d.mountStagingDir(c.ID), warn)
+		d.releasePodMounts(c.ID, warn)
+		d.podShareOf(c.ID).remove(warn)
 	}
 }
 

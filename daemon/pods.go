@@ -20,8 +20,9 @@ package daemon
 //   - Starting a member needs X running (dockerd's 409 otherwise).
 //   - Pausing X pauses its VM and so its members; pausing a member freezes
 //     only its processes (its guest cgroup).
-//   - A member has no volumes or bind mounts yet (its VM's shares are
-//     fixed when X's VM starts); tmpfs mounts work.
+//   - A member's volumes and bind mounts go through X's VM's pod share
+//     (podshare.go): none are possible if X's own took every share slot
+//     a VM starts with.
 
 import (
 	"context"
@@ -78,9 +79,20 @@ func validatePodConfig(cfg *container.Config, hc *container.HostConfig) error {
 	if (hc.PidMode.IsContainer() || hc.IpcMode.IsContainer()) && !hc.NetworkMode.IsContainer() {
 		return errdefs.InvalidParameter(errors.New("--pid container: and --ipc container: need --network container: too with jevm: a container that shares another's process table or IPC runs in that container's VM, and so shares its network"))
 	}
-	if _, ok := joinsVM(hc); ok {
-		if len(hc.Binds) > 0 || len(hc.Mounts) > 0 || len(hc.VolumesFrom) > 0 {
-			return errdefs.InvalidParameter(errors.New("jevm cannot give volumes or bind mounts to a container that runs in another container's VM (--network container:) yet: its VM's shares are fixed when that VM starts (tmpfs mounts work)"))
+	return nil
+}
+
+// checkNamespaceContainers refuses a --pid or --ipc container:X whose X
+// does not exist, as dockerd does at create (400, "No such container: X");
+// that X is running is checked at start. (--network container:X is
+// checked at start only, as dockerd's.)
+func (d *Daemon) checkNamespaceContainers(hc *container.HostConfig) error {
+	for _, ref := range []string{hc.PidMode.Container(), hc.IpcMode.Container()} {
+		if ref == "" {
+			continue
+		}
+		if _, err := d.containers.get(ref); err != nil {
+			return errdefs.InvalidParameter(err)
 		}
 	}
 	return nil
@@ -141,6 +153,7 @@ func (d *Daemon) startJoined(ctx context.Context, c *Container) error {
 	hr := host.run
 	status := host.State.Status
 	hostName, hostHostname, hostDomain := host.Name, host.Config.Hostname, host.Config.Domainname
+	hostPodShare := host.State.PodShare
 	hostRunning := host.running() && hr != nil
 	host.mu.Unlock()
 	switch {
@@ -171,10 +184,7 @@ func (d *Daemon) startJoined(ctx context.Context, c *Container) error {
 				return err
 			}
 			s.cs.push("release-mounts", func() { d.releaseMounts(c) })
-			if len(mounts.shares) > 0 {
-				return errdefs.InvalidParameter(errors.New("jevm cannot give volumes or bind mounts to a container that runs in another container's VM (--network container:) yet: its VM's shares are fixed when that VM starts (tmpfs mounts work); the image's VOLUMEs count too"))
-			}
-			return nil
+			return d.bindPodMounts(host, hostPodShare, c, mounts) // podshare.go
 		}},
 		{"attach-disk", func(ctx context.Context) (err error) {
 			if serial, err = attacher.AttachDisk(ctx, c.diskPath(), false); err != nil {

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,11 +15,11 @@ import (
 	"github.com/docker/go-connections/nat"
 
 	"github.com/jevm/jevm/vmbackend/agentclient/fakeagent"
+	"github.com/jevm/jevm/volumes"
 )
 
 // dockerd's checks of --network container: (its validateNetContainerMode)
-// and jevm's: --pid/--ipc container: need the network too, and members
-// have no shares yet.
+// and jevm's: --pid/--ipc container: need the network too.
 func TestValidatePodConfig(t *testing.T) {
 	for _, tc := range []struct {
 		cfg  container.Config
@@ -34,8 +36,6 @@ func TestValidatePodConfig(t *testing.T) {
 		{cfg: container.Config{ExposedPorts: nat.PortSet{"80/tcp": {}}}, hc: container.HostConfig{NetworkMode: "container:x"}, want: "port exposing"},
 		{hc: container.HostConfig{PidMode: "container:x"}, want: "need --network container: too"},
 		{hc: container.HostConfig{IpcMode: "container:x", NetworkMode: "bridge"}, want: "need --network container: too"},
-		{hc: container.HostConfig{NetworkMode: "container:x", Binds: []string{"/tmp:/tmp"}}, want: "cannot give volumes or bind mounts"},
-		{hc: container.HostConfig{NetworkMode: "container:x", Mounts: []mount.Mount{{Type: mount.TypeVolume, Target: "/v"}}}, want: "cannot give volumes or bind mounts"},
 	} {
 		err := validatePodConfig(&tc.cfg, &tc.hc)
 		if !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), tc.want) {
@@ -47,6 +47,9 @@ func TestValidatePodConfig(t *testing.T) {
 		{NetworkMode: "container:x", PidMode: "container:x", IpcMode: "container:y"},
 		{NetworkMode: "bridge", IpcMode: "shareable"},
 		{NetworkMode: "container:x", Tmpfs: map[string]string{"/t": ""}},
+		// Through the VM's pod share (podshare.go).
+		{NetworkMode: "container:x", Binds: []string{"/tmp:/tmp"}},
+		{NetworkMode: "container:x", Mounts: []mount.Mount{{Type: mount.TypeVolume, Target: "/v"}}},
 	} {
 		if err := validatePodConfig(&container.Config{}, &ok); err != nil {
 			t.Errorf("%+v: %v", ok, err)
@@ -160,5 +163,89 @@ func TestWritePodFiles(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(c.Dir); len(ents) != 2 {
 		t.Fatalf("files left: %v", ents)
+	}
+}
+
+// A member's bind mounts go through its VM's pod share (podshare.go): the
+// VM gets the share on a spare slot, the member's join names it and its
+// entry, the entry shows the source, the guest cannot add entries, and
+// the member's stop, then the VM's, take everything away.
+func TestFakePodShare(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("bind mounts need root")
+	}
+	d, vms, _ := fakeDaemon(t, func() *fakeagent.Guest {
+		return &fakeagent.Guest{
+			Main: func(p *fakeagent.Proc) int { return p.WaitSignal(syscall.SIGTERM, syscall.SIGKILL) },
+			Join: func(p *fakeagent.Proc) int { return p.WaitSignal(syscall.SIGTERM, syscall.SIGKILL) },
+		}
+	})
+	ctx := context.Background()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("from-host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host := fakeContainer(t, d, "host")
+	member := fakeContainer(t, d, "member")
+	member.HostConfig.NetworkMode = "container:host"
+	member.MountPoints = []*volumes.MountPoint{{Type: mount.TypeBind, Source: src, Destination: "/data", RW: false}}
+	if err := d.ContainerStart(ctx, "host"); err != nil {
+		t.Fatal(err)
+	}
+	shares := vms.Machine(host.ID).Spec.Shares
+	if host.State.PodShare != "jv0" || len(shares) != 1 || shares[0].Tag != "jv0" || shares[0].ReadOnly {
+		t.Fatalf("host's pod share: tag %q, shares %+v", host.State.PodShare, shares)
+	}
+	p := d.podShareOf(host.ID)
+	if err := os.WriteFile(filepath.Join(p.share(), "planted"), nil, 0o644); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("a write to the top of the pod share: %v, want EROFS", err)
+	}
+
+	if err := d.ContainerStart(ctx, "member"); err != nil {
+		t.Fatal(err)
+	}
+	req := vms.Machine(host.ID).Guest.JoinRequest(member.ID)
+	entry := member.ID[:12] + ".0"
+	if req == nil || len(req.Mounts) != 1 || !req.Mounts[0].PodShare || req.Mounts[0].Source != "jv0" || req.Mounts[0].SubPath != entry ||
+		req.Mounts[0].Target != "/data" || !req.Mounts[0].ReadOnly {
+		t.Fatalf("the member's join mounts: %+v", req)
+	}
+	if b, err := os.ReadFile(filepath.Join(p.share(), entry, "f")); err != nil || string(b) != "from-host" {
+		t.Fatalf("the entry through the pod share: %q %v", b, err)
+	}
+	if err := os.WriteFile(filepath.Join(p.share(), entry, "g"), nil, 0o644); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("a write to a read-only member mount: %v, want EROFS", err)
+	}
+
+	if err := d.ContainerStop(ctx, "member", container.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(p.points()); len(ents) != 0 {
+		t.Fatalf("entries after the member's stop: %v", ents)
+	}
+	if err := d.ContainerStop(ctx, "host", container.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(p.base); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("pod share after its VM stopped: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(src, "f")); err != nil || string(b) != "from-host" {
+		t.Fatalf("the source after all: %q %v", b, err)
+	}
+}
+
+// --pid/--ipc container:X of a missing X is dockerd's 400 at create.
+func TestCheckNamespaceContainers(t *testing.T) {
+	d, _, _ := fakeDaemon(t, nil)
+	fakeContainer(t, d, "x")
+	for _, hc := range []container.HostConfig{{PidMode: "container:x"}, {IpcMode: "container:x"}, {NetworkMode: "container:nosuch"}, {}} {
+		if err := d.checkNamespaceContainers(&hc); err != nil {
+			t.Errorf("%+v: %v", hc, err)
+		}
+	}
+	for _, hc := range []container.HostConfig{{PidMode: "container:nosuch"}, {IpcMode: "container:nosuch"}} {
+		if err := d.checkNamespaceContainers(&hc); !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), "No such container: nosuch") {
+			t.Errorf("%+v: %v", hc, err)
+		}
 	}
 }

@@ -148,6 +148,7 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 	var netAtt *controller.Attachment
 	var linkHosts []string
 	var proc *agentclient.Process
+	var podShareTag string
 	steps := []step{
 		// A maintenance clone (docker cp/export/diff/commit of the stopped
 		// container) may be using the disk: wait for it (maintenance.go).
@@ -164,7 +165,9 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 				return err
 			}
 			s.cs.push("release-mounts", func() { d.releaseMounts(c) })
-			s.spec.Shares = mounts.shares
+			// For the mounts of containers that may join this VM later
+			// (podshare.go); release-mounts removes it.
+			s.spec.Shares, podShareTag = d.podShareFor(c.ID, mounts.shares)
 			return nil
 		}},
 		// Legacy links (links.go): the linked containers' addresses.
@@ -197,7 +200,7 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 	}
 	r := s.beginRun(proc)
 	d.mountsStarted(c)
-	c.State = ContainerState{Status: container.StateRunning, Pid: s.machine.Pid(), StartedAt: time.Now().UTC()}
+	c.State = ContainerState{Status: container.StateRunning, Pid: s.machine.Pid(), StartedAt: time.Now().UTC(), PodShare: podShareTag}
 	if err := c.save(); err != nil {
 		log.WithError(err).Error("save container")
 	}

@@ -20,7 +20,9 @@ import (
 	"github.com/docker/docker/errdefs"
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+	"golang.org/x/sys/unix"
 
+	"github.com/jevm/jevm/internal/mountinfo"
 	"github.com/jevm/jevm/vmbackend"
 	"github.com/jevm/jevm/vmbackend/agentclient/fakeagent"
 	"github.com/jevm/jevm/vmbackend/agentproto"
@@ -60,6 +62,12 @@ func fakeDaemon(t *testing.T, g func() *fakeagent.Guest) (*Daemon, *fakevm.Provi
 		case <-done:
 		case <-time.After(5 * time.Second):
 			t.Error("monitors still running after the test")
+		}
+		// What containers left running (a shutdown with live restore)
+		// keep mounted: their VMs' pod shares (podshare.go).
+		mps, _ := mountinfo.Under(d.cfg.ExecRoot)
+		for _, mp := range mps {
+			unix.Unmount(mp, unix.MNT_DETACH)
 		}
 	})
 	return d, vms, hook

@@ -103,36 +103,32 @@ func (a *agent) mountShare(root string, i int, m *agentproto.MountRequest) error
 	if m.Source == "" {
 		return errors.New("9p mount without a share tag")
 	}
-	if err := waitShareTag(m.Source, shareWait); err != nil {
-		return err
-	}
-	staging := filepath.Join(shareStaging, strconv.Itoa(i))
-	if err := os.MkdirAll(staging, 0o755); err != nil {
-		return err
-	}
-	var flags uintptr
-	if m.ReadOnly && !m.CopyUp {
-		flags |= unix.MS_RDONLY
-	}
-	// The device can be listed a moment before its channel is usable
-	// ("no channels available": ENOENT).
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		err := unix.Mount(m.Source, staging, "9p", flags, ninepOptions)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.ENOENT) || time.Now().After(deadline) {
-			return fmt.Errorf("mount 9p share %s: %w", m.Source, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	staged := true
+	var staging string
+	staged := false // staging is this mount's own, to unmount at the end
 	defer func() {
 		if staged {
 			unix.Unmount(staging, unix.MNT_DETACH)
 		}
 	}()
+	if m.PodShare {
+		if m.SubPath == "" {
+			return errors.New("a mount from the pod share without an entry (subPath)")
+		}
+		var err error
+		if staging, err = a.mountPodShare(m.Source); err != nil {
+			return err
+		}
+	} else {
+		staging = filepath.Join(shareStaging, strconv.Itoa(i))
+		var flags uintptr
+		if m.ReadOnly && !m.CopyUp {
+			flags |= unix.MS_RDONLY
+		}
+		if err := mount9p(m.Source, staging, flags); err != nil {
+			return err
+		}
+		staged = true
+	}
 
 	src := staging
 	if m.SubPath != "" {
@@ -196,6 +192,49 @@ func (a *agent) mountShare(root string, i int, m *agentproto.MountRequest) error
 		}
 	}
 	return nil
+}
+
+// mount9p mounts the share tag at dir (created if missing), once the
+// device is there.
+func mount9p(tag, dir string, flags uintptr) error {
+	if err := waitShareTag(tag, shareWait); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	// The device can be listed a moment before its channel is usable
+	// ("no channels available": ENOENT).
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := unix.Mount(tag, dir, "9p", flags, ninepOptions)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.ENOENT) || time.Now().After(deadline) {
+			return fmt.Errorf("mount 9p share %s: %w", tag, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// mountPodShare mounts the VM's pod share (agentproto.MountRequest.
+// PodShare) the first time a joined container needs it and keeps it:
+// one 9p device serves one mount at a time, and every joined container's
+// mounts are entries of it. The caller holds joinMu.
+func (a *agent) mountPodShare(tag string) (string, error) {
+	if dir, ok := a.podShares[tag]; ok {
+		return dir, nil
+	}
+	dir := filepath.Join(runDir, "podshare", tag)
+	if err := mount9p(tag, dir, 0); err != nil {
+		return "", err
+	}
+	if a.podShares == nil {
+		a.podShares = map[string]string{}
+	}
+	a.podShares[tag] = dir
+	return dir, nil
 }
 
 // prepareTarget creates the mount target inside root (a directory, or an

@@ -130,19 +130,117 @@ func TestPodPauseContainerPattern(t *testing.T) {
 
 // Bad input at create, with dockerd's words.
 func TestPodCreateConflicts(t *testing.T) {
+	other := uniqueName(t, "other")
+	rmOnCleanup(t, other)
+	mustDocker(t, "create", "--name", other, "busybox", "true")
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"--network", "container:x", "--hostname", "h"}, "conflicting options: hostname and the network mode"},
 		{[]string{"--network", "container:x", "-p", "80:80"}, "conflicting options: port publishing and the container type network mode"},
-		{[]string{"--pid", "container:x"}, "need --network container: too"},
-		{[]string{"--network", "container:x", "-v", "/tmp:/tmp"}, "cannot give volumes or bind mounts"},
+		{[]string{"--pid", "container:" + other}, "need --network container: too"},
+		// dockerd's (moby's TestPIDModeContainer).
+		{[]string{"--pid", "container:nosuchcontainer"}, "No such container: nosuchcontainer"},
+		{[]string{"--network", "container:" + other, "--ipc", "container:nosuchcontainer"}, "No such container: nosuchcontainer"},
 	} {
 		args := append(append([]string{"create"}, tc.args...), "busybox", "true")
 		r := docker(t, args...)
 		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("docker %v: %s, want %q", args, r, tc.want)
 		}
+	}
+}
+
+// A member's volumes and bind mounts reach it through its VM's pod share
+// (daemon/podshare.go): a named volume shared with a second member, a
+// bind-mounted directory and a read-only bind-mounted file. The host
+// container does not see them, and a member's stop takes its entries out
+// of the pod share; the host's stop removes the pod share.
+func TestPodMemberMounts(t *testing.T) {
+	host, m1, m2 := uniqueName(t, "podhost"), uniqueName(t, "m1"), uniqueName(t, "m2")
+	vol := uniqueName(t, "podvol")
+	rmOnCleanup(t, host)
+	rmOnCleanup(t, m1, m2)
+	rmVolumesOnCleanup(t, vol)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "from-host"), []byte("host-data\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "conf.txt")
+	if err := os.WriteFile(file, []byte("conf-v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	mustDocker(t, "run", "-d", "--name", host, "busybox", "sleep", "infinity")
+	hostID := inspectField(t, host, "{{.Id}}")
+	podBase := filepath.Join(env.root, "run", "pods", hostID[:12])
+	mustDocker(t, "run", "-d", "--name", m1, "--network", "container:"+host,
+		"-v", vol+":/data", "-v", dir+":/hostdir", "-v", file+":/etc/conf.txt:ro",
+		"busybox", "sh", "-c", "echo from-m1 > /data/x && echo ready && exec sleep infinity")
+	waitFor(t, 90*time.Second, m1+" to start", func() bool { return strings.Contains(mustDocker(t, "logs", m1), "ready") })
+
+	if got := mustDocker(t, "exec", m1, "cat", "/hostdir/from-host", "/etc/conf.txt"); got != "host-data\nconf-v1\n" {
+		t.Fatalf("bind mounts in the member: %q", got)
+	}
+	mustDocker(t, "exec", m1, "sh", "-c", "echo from-guest > /hostdir/new")
+	if b, err := os.ReadFile(filepath.Join(dir, "new")); err != nil || string(b) != "from-guest\n" {
+		t.Fatalf("a member's write to its bind mount, on the host: %q %v", b, err)
+	}
+	if r := docker(t, "exec", m1, "sh", "-c", "echo x > /etc/conf.txt"); r.code == 0 || !strings.Contains(r.stderr, "Read-only file system") {
+		t.Fatalf("write to a read-only bind-mounted file: %s", r)
+	}
+	// The host container has none of it.
+	if r := docker(t, "exec", host, "sh", "-c", "cat /data/x /hostdir/from-host"); r.code == 0 {
+		t.Fatalf("the member's mounts are visible in its VM's container: %s", r)
+	}
+
+	// A second member shares the volume, read-only.
+	mustDocker(t, "run", "-d", "--name", m2, "--network", "container:"+host, "-v", vol+":/v:ro", "busybox", "sleep", "infinity")
+	if got := mustDocker(t, "exec", m2, "cat", "/v/x"); got != "from-m1\n" {
+		t.Fatalf("the volume in a second member: %q", got)
+	}
+	if r := docker(t, "exec", m2, "touch", "/v/y"); r.code == 0 {
+		t.Fatalf("a read-only volume was written: %s", r)
+	}
+	if ms := mustDocker(t, "inspect", "-f", "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.RW}};{{end}}", m2); ms != "volume "+vol+" /v false;\n" {
+		t.Fatalf("inspect Mounts of m2: %q", ms)
+	}
+
+	entries := func() []string {
+		ents, _ := os.ReadDir(filepath.Join(podBase, "points"))
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	if got := entries(); len(got) != 4 {
+		t.Fatalf("pod share entries with both members running: %v, want m1's 3 and m2's 1", got)
+	}
+	// m1's stop takes its entries out; m2 keeps reading.
+	mustDocker(t, "stop", "-t", "1", m1)
+	if got := entries(); len(got) != 1 || !strings.HasPrefix(got[0], inspectField(t, m2, "{{.Id}}")[:12]+".") {
+		t.Fatalf("pod share entries after m1's stop: %v", got)
+	}
+	if got := mustDocker(t, "exec", m2, "cat", "/v/x"); got != "from-m1\n" {
+		t.Fatalf("m2 after m1's stop: %q", got)
+	}
+	// m1 starts again with its mounts (the file's new content too).
+	if err := os.WriteFile(file, []byte("conf-v2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustDocker(t, "start", m1)
+	if got := mustDocker(t, "exec", m1, "cat", "/data/x", "/etc/conf.txt"); got != "from-m1\nconf-v2\n" {
+		t.Fatalf("m1 after its restart: %q", got)
+	}
+
+	// The host's stop stops both members and removes the pod share.
+	mustDocker(t, "stop", "-t", "1", host)
+	if _, err := os.Lstat(podBase); err == nil {
+		t.Fatalf("pod share %s left after its VM stopped: %v", podBase, entries())
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "from-host")); err != nil || string(b) != "host-data\n" {
+		t.Fatalf("the bind source after the pod's stop: %q %v", b, err)
 	}
 }

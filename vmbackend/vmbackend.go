@@ -113,6 +113,24 @@ const MaxShares = 16
 // ShareTag is the mount tag of a VM's i-th share.
 func ShareTag(i int) string { return "jv" + strconv.Itoa(i) }
 
+// TemplateCollector is implemented by providers that keep templates on
+// disk (the QEMU provider: each holds a memory file of the shape's size).
+// The daemon calls CollectTemplates with the shapes its containers use;
+// templates of other shapes, and of the same shapes made by another
+// kernel, agent or QEMU (a jevm upgrade), are removed. Running VMs are not
+// affected.
+type TemplateCollector interface {
+	CollectTemplates(keep []Shape) error
+}
+
+// SharePlugger is implemented by providers whose VMs start with share
+// devices already in place (the QEMU provider's templates carry them):
+// the first PrePluggedShares() shares of a machine cost no hot-plug. The
+// daemon gives a VM with a spare one a pod share (daemon/podshare.go).
+type SharePlugger interface {
+	PrePluggedShares() int
+}
+
 // Provider is one VMM with its templates.
 type Provider interface {
 	// Name is the VMM, e.g. "qemu".

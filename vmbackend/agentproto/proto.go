@@ -337,6 +337,12 @@ type MountRequest struct {
 	// Target (the image's files) into the share first, if the share (at
 	// SubPath) is empty: dockerd's filling of a new volume.
 	CopyUp bool `json:"copyUp,omitempty"`
+	// PodShare (9p, a joined container's mount): Source is the VM's pod
+	// share, which holds the mounts of every container that joined the
+	// VM, each under an entry of its own (SubPath starts with it). The
+	// agent mounts the pod share once and keeps it (a 9p device serves one
+	// mount at a time), and binds SubPath from it.
+	PodShare bool `json:"podShare,omitempty"`
 }
 
 // ProcessRequest describes a process to run inside the container's root.

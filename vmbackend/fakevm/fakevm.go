@@ -49,6 +49,10 @@ func (p *Provider) DiskSize() int64                                       { retu
 func (p *Provider) EnsureTemplate(context.Context, vmbackend.Shape) error { return nil }
 func (p *Provider) Close() error                                          { return nil }
 
+// PrePluggedShares implements vmbackend.SharePlugger, as the QEMU
+// provider does.
+func (p *Provider) PrePluggedShares() int { return 4 }
+
 // ResourceSupport implements vmbackend.Provider.
 func (p *Provider) ResourceSupport() vmbackend.ResourceSupport {
 	if p.Support != nil {

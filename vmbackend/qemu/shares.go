@@ -39,6 +39,9 @@ const (
 	sharePlaceholderName = "share-empty"
 )
 
+// PrePluggedShares implements vmbackend.SharePlugger.
+func (p *Provider) PrePluggedShares() int { return prePluggedShares }
+
 func checkShares(shares []vmbackend.ShareSpec) error {
 	if len(shares) > MaxShares {
 		return fmt.Errorf("%d shared directories; a jeVM takes at most %d bind mounts and volumes", len(shares), MaxShares)
