@@ -133,6 +133,11 @@ func run(o *options) error {
 	if err != nil {
 		return err
 	}
+	// Templates no container can use (another shape, an older agent or
+	// kernel) hold disk; the API does not serve yet (daemon/templates.go).
+	if err := d.CollectTemplates(); err != nil {
+		log.WithError(err).Warn("collect unused VM templates")
+	}
 
 	// Boot the default template in the background so that the first
 	// container does not wait for a cold boot.

@@ -358,6 +358,20 @@ func (p *Provider) buildTemplate(ctx context.Context, key string, in TemplateKey
 	return p.loadTemplate(key)
 }
 
+// CollectTemplates implements vmbackend.TemplateCollector: GC with the
+// current keys of the shapes in keep.
+func (p *Provider) CollectTemplates(keep []vmbackend.Shape) error {
+	keys := make([]string, 0, len(keep))
+	for _, s := range keep {
+		k, err := p.TemplateKey(s)
+		if err != nil {
+			return fmt.Errorf("qemu: template gc: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	return p.GC(keys)
+}
+
 // GC removes template directories whose key is not in keep (and leftovers
 // of interrupted builds). Running clones are not affected: they map the
 // template's memory file, which stays alive while mapped; only starting new
