@@ -43,8 +43,8 @@ const (
 	tcgCodeBufferMiB = 1024
 	// qemuPidsBase bounds QEMU's threads besides one per vCPU: the main
 	// loop, RCU and call-RCU threads, the block layer's worker pool (at
-	// most 64 threads per AioContext), the migration thread, and the
-	// helper process of the restore.
+	// most 64 threads per AioContext) and the migration thread (QEMU
+	// starts no process: -sandbox denies it).
 	qemuPidsBase = 256
 )
 

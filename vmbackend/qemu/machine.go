@@ -377,7 +377,7 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 	if err := m.mon.setIgnoreShared(ctx); err != nil {
 		return nil, proc.explain(err)
 	}
-	if err := m.mon.run(ctx, "migrate-incoming", map[string]any{"uri": "exec:cat " + shellQuote(tpl.statePath())}, nil); err != nil {
+	if err := m.mon.restoreFrom(ctx, tpl.statePath()); err != nil {
 		return nil, proc.explain(err)
 	}
 	if err := m.mon.waitMigration(ctx, proc.exited); err != nil {

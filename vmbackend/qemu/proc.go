@@ -43,10 +43,15 @@ func (p *Provider) spawn(cfg vmConfig, logPath string, detach bool) (*qemuProc, 
 	} else {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	}
-	if err := cmd.Start(); err != nil {
+	exited := make(chan struct{})
+	var hold <-chan struct{}
+	if !detach {
+		hold = exited // Pdeathsig is the forking thread's (confine.go)
+	}
+	if err := startFiltered(cmd.Start, hold); err != nil {
 		return nil, fmt.Errorf("start %s: %w", p.opts.QEMUPath, err)
 	}
-	q := &qemuProc{cmd: cmd, pid: cmd.Process.Pid, logPath: logPath, exited: make(chan struct{})}
+	q := &qemuProc{cmd: cmd, pid: cmd.Process.Pid, logPath: logPath, exited: exited}
 	go func() {
 		q.waitErr = cmd.Wait()
 		close(q.exited)

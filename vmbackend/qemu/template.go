@@ -302,7 +302,7 @@ func (p *Provider) buildTemplate(ctx context.Context, key string, in TemplateKey
 		return nil, proc.explain(err)
 	}
 	stateTmp := filepath.Join(tmp, tplStateName+".tmp")
-	if err := mon.run(ctx, "migrate", map[string]any{"uri": "exec:cat > " + shellQuote(stateTmp)}, nil); err != nil {
+	if err := mon.saveTo(ctx, stateTmp); err != nil {
 		return nil, proc.explain(err)
 	}
 	if err := mon.waitMigration(ctx, proc.exited); err != nil {

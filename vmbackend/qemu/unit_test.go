@@ -125,8 +125,17 @@ func TestOptEscapeAndQuote(t *testing.T) {
 	if !strings.Contains(strings.Join(devices(c), " "), "file=/a,,b/disk,") {
 		t.Errorf("comma not doubled: %v", devices(c))
 	}
-	if got := shellQuote("/x/it's"); got != `'/x/it'\''s'` {
-		t.Errorf("shellQuote: %s", got)
+}
+
+// Every VM runs under QEMU's seccomp filter with spawning denied (the
+// snapshot's state file comes as a descriptor instead of exec:cat).
+func TestSandboxed(t *testing.T) {
+	args := strings.Join(machineArgs(testConfig()), " ")
+	if !strings.Contains(args, "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny") {
+		t.Errorf("no sandbox: %s", args)
+	}
+	if strings.Contains(args, "exec:") {
+		t.Errorf("an exec: URI: %s", args)
 	}
 }
 
