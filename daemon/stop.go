@@ -65,16 +65,22 @@ func (d *Daemon) ContainerStop(ctx context.Context, ref string, opts container.S
 	return nil
 }
 
+// killGrace bounds how long a SIGKILL may take to end a container (the
+// agent's answer included) before its VM is killed.
+const killGrace = 5 * time.Second
+
 // stopRun signals the run's process and escalates to SIGKILL, and to
-// killing the VM if the agent does not answer.
+// killing the VM if the agent does not answer. The waits for the agent
+// come out of the grace periods: a guest that never answers is killed
+// after the stop timeout and killGrace, as one that ignores the signal.
 func (d *Daemon) stopRun(ctx context.Context, c *Container, r *runtime, sig syscall.Signal, timeout int) error {
 	log := d.log.WithField("container", c.ID[:12])
-	if err := r.proc.Signal(ctx, int(sig)); err != nil {
-		log.WithError(err).Warn("stop signal not delivered")
-	} else {
-		d.killEvent(c, sig)
-	}
 	if timeout < 0 {
+		if err := r.proc.Signal(ctx, int(sig)); err != nil {
+			log.WithError(err).Warn("stop signal not delivered")
+		} else {
+			d.killEvent(c, sig)
+		}
 		select {
 		case <-r.finished:
 			return nil
@@ -82,15 +88,26 @@ func (d *Daemon) stopRun(ctx context.Context, c *Container, r *runtime, sig sysc
 			return ctx.Err()
 		}
 	}
+	grace, cancel := context.WithTimeout(ctx, time.Duration(timeout)*time.Second)
+	if err := r.proc.Signal(grace, int(sig)); err != nil {
+		log.WithError(err).Warn("stop signal not delivered")
+	} else {
+		d.killEvent(c, sig)
+	}
 	select {
 	case <-r.finished:
+		cancel()
 		return nil
-	case <-time.After(time.Duration(timeout) * time.Second):
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-grace.Done():
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 	}
 	log.WithField("timeout", timeout).Info("container did not stop in time; sending SIGKILL")
-	if err := r.proc.Signal(ctx, int(syscall.SIGKILL)); err != nil {
+	kill, cancel := context.WithTimeout(ctx, killGrace)
+	defer cancel()
+	if err := r.proc.Signal(kill, int(syscall.SIGKILL)); err != nil {
 		log.WithError(err).Warn("SIGKILL not delivered")
 	} else {
 		d.killEvent(c, syscall.SIGKILL)
@@ -98,7 +115,7 @@ func (d *Daemon) stopRun(ctx context.Context, c *Container, r *runtime, sig sysc
 	select {
 	case <-r.finished:
 		return nil
-	case <-time.After(5 * time.Second):
+	case <-kill.Done():
 	}
 	log.Warn("process did not die; killing its VM")
 	if err := r.machine.Kill(ctx); err != nil {
@@ -134,7 +151,14 @@ func (d *Daemon) ContainerKill(ctx context.Context, ref string, signal string) e
 		r.stopRequested = true
 	}
 	c.mu.Unlock()
-	if err := r.proc.Signal(ctx, int(sig)); err != nil {
+	sigCtx, cancel := context.WithCancel(ctx)
+	if sig == syscall.SIGKILL {
+		// A guest that does not answer loses its VM instead.
+		sigCtx, cancel = context.WithTimeout(ctx, killGrace)
+	}
+	err = r.proc.Signal(sigCtx, int(sig))
+	cancel()
+	if err != nil {
 		if sig != syscall.SIGKILL {
 			return fmt.Errorf("deliver %s: %w", unix.SignalName(sig), err)
 		}
@@ -146,7 +170,7 @@ func (d *Daemon) ContainerKill(ctx context.Context, ref string, signal string) e
 	if sig == syscall.SIGKILL {
 		select {
 		case <-r.finished:
-		case <-time.After(5 * time.Second):
+		case <-time.After(killGrace):
 			_ = r.machine.Kill(ctx)
 			<-r.finished
 		}

@@ -437,6 +437,7 @@ func (a *agent) hello(m *agentproto.Msg) {
 	}
 	if p := a.procs[agentproto.MainStream]; p != nil && a.phase == phaseRunning {
 		h.Pid = p.pid
+		h.StdinWindow = p.stdinFree()
 	}
 	if a.phase == phaseExited && a.exit != nil {
 		e := *a.exit

@@ -94,7 +94,7 @@ func (a *agent) handleStart(stream uint32, m *agentproto.Msg) {
 		return
 	}
 	ph.mark("spawn")
-	a.send(stream, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: p.pid, Timings: ph.ms})
+	a.send(stream, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: p.pid, Timings: ph.ms, StdinWindow: p.stdinGrant()})
 	close(p.started)
 	a.debugf("started pid %d: %q", p.pid, req.Process.Args)
 }

@@ -61,7 +61,7 @@ func (a *agent) handleExec(stream uint32, m *agentproto.Msg) {
 		fail(err)
 		return
 	}
-	a.send(stream, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: p.pid})
+	a.send(stream, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: p.pid, StdinWindow: p.stdinGrant()})
 	close(p.started)
 	a.debugf("exec'd pid %d on stream %d: %q", p.pid, stream, m.Process.Args)
 

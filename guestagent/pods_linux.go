@@ -135,6 +135,9 @@ func (a *agent) joinedStates() []agentproto.JoinedState {
 			js.Exit = &e
 		} else {
 			js.Pid = c.pid
+			if p := a.procs[c.stream]; p != nil && p.pod == c {
+				js.StdinWindow = p.stdinFree()
+			}
 		}
 		out = append(out, js)
 	}
@@ -265,7 +268,7 @@ func (a *agent) handleJoin(stream uint32, m *agentproto.Msg) {
 		c.started = true
 		late := a.mainExiting
 		a.mu.Unlock()
-		a.send(stream, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: p.pid})
+		a.send(stream, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: p.pid, StdinWindow: p.stdinGrant()})
 		close(p.started)
 		a.logf("container %s joined in %v: pid %d on stream %d", name, time.Since(t).Round(time.Millisecond), p.pid, stream)
 		if late {

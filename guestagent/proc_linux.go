@@ -60,6 +60,9 @@ type proc struct {
 	stdinEOF    bool
 	stdinWake   chan struct{}
 	stdinClosed bool
+	// stdinWindowed: the host was granted a stdin window (stdinGrant)
+	// and is sent credit for what leaves the queue.
+	stdinWindowed bool
 
 	outWG sync.WaitGroup
 
@@ -236,21 +239,64 @@ func (p *proc) startIO() {
 	}
 }
 
-// queueStdin queues data for the process's stdin; the protocol reader
-// blocks only while more than maxStdinQueue bytes wait.
+// stdinGrant returns the stdin window to grant the host in Started
+// (Msg.StdinWindow): 0 for a process without stdin.
+func (p *proc) stdinGrant() int64 {
+	if p.stdin == nil && p.master == nil {
+		return 0
+	}
+	p.stdinMu.Lock()
+	defer p.stdinMu.Unlock()
+	p.stdinWindowed = true
+	return maxStdinQueue
+}
+
+// stdinFree is the window left to a reconnecting host (Hello): what the
+// queue has room for.
+func (p *proc) stdinFree() int64 {
+	if p.stdin == nil && p.master == nil {
+		return 0
+	}
+	p.stdinMu.Lock()
+	defer p.stdinMu.Unlock()
+	if !p.stdinWindowed || p.stdinClosed || p.stdinEOF {
+		return 0
+	}
+	return max(int64(maxStdinQueue-p.stdinBytes), 1)
+}
+
+// stdinCredit tells the host that n more bytes of stdin left the queue
+// (written, or dropped), when it was granted a window.
+func (p *proc) stdinCredit(n int) {
+	p.stdinMu.Lock()
+	windowed := p.stdinWindowed
+	p.stdinMu.Unlock()
+	if windowed && n > 0 {
+		p.a.send(p.stream, &agentproto.Msg{Type: agentproto.MsgCredit, File: &agentproto.FileOp{Credit: int64(n)}})
+	}
+}
+
+// queueStdin queues data for the process's stdin. A host within its
+// window never fills the queue past maxStdinQueue; one without a window
+// (an older host) is held, with the protocol reader, while more than
+// that waits.
 func (p *proc) queueStdin(b []byte) {
 	if p.stdin == nil && p.master == nil {
 		return // started without stdin
 	}
 	p.stdinMu.Lock()
-	for p.stdinBytes > maxStdinQueue && !p.stdinClosed {
+	for p.stdinBytes > maxStdinQueue && !p.stdinClosed && !p.stdinWindowed {
 		p.stdinCond.Wait()
 	}
+	dropped := 0
 	if !p.stdinEOF && !p.stdinClosed {
 		p.stdinQ = append(p.stdinQ, b)
 		p.stdinBytes += len(b)
+	} else {
+		dropped = len(b)
 	}
 	p.stdinMu.Unlock()
+	p.stdinCredit(dropped)
 	p.wakeStdin()
 }
 
@@ -298,16 +344,20 @@ func (p *proc) stdinLoop(w *os.File) {
 			p.stdinCond.Broadcast()
 			p.stdinMu.Unlock()
 			if _, err := w.Write(b); err != nil {
-				// The process closed its stdin (EPIPE) or is gone.
+				// The process closed its stdin (EPIPE) or is gone: what
+				// is queued is dropped, and credited.
 				p.stdinMu.Lock()
+				dropped := p.stdinBytes
 				p.stdinClosed, p.stdinQ, p.stdinBytes = true, nil, 0
 				p.stdinCond.Broadcast()
 				p.stdinMu.Unlock()
+				p.stdinCredit(len(b) + dropped)
 				if p.master == nil {
 					w.Close()
 				}
 				return
 			}
+			p.stdinCredit(len(b))
 		}
 	}
 }

@@ -294,3 +294,60 @@ func TestBoundedTimings(t *testing.T) {
 		}
 	}
 }
+
+// Stdin within the agent's window (Msg.StdinWindow): the host sends what
+// the credit allows and waits for MsgCredit; a signal goes through while
+// the writer waits; the process's exit ends the wait.
+func TestStdinWindow(t *testing.T) {
+	host, a := fakeagent.NewPair(t)
+	got := make(chan string, 8)
+	go func() {
+		a.Hello(nil, "idle", agentproto.Version, nil)
+		_, m := a.NextMsg(agentproto.MsgStart)
+		a.W.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgStarted, ID: m.ID, Pid: 7, StdinWindow: 4})
+		f, _ := a.Next()
+		got <- string(f.Payload) // the first 4 bytes
+		// The writer now waits; a signal is not held up behind it.
+		_, m = a.NextMsg(agentproto.MsgSignal)
+		a.W.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgOK, ID: m.ID})
+		a.W.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgCredit, File: &agentproto.FileOp{Credit: 3}})
+		f, _ = a.Next()
+		got <- string(f.Payload)
+		// No more credit: the exit ends the writer's wait.
+		a.W.WriteMsg(1, &agentproto.Msg{Type: agentproto.MsgExit, Status: &agentproto.ExitStatus{Code: 0}})
+	}()
+	ctx := ctxT(t)
+	c, _, err := Connect(ctx, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p, err := c.Start(ctx, &agentproto.StartRequest{Process: agentproto.ProcessRequest{Args: []string{"cat"}, Stdin: true}}, ProcessIO{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	werr := make(chan error, 1)
+	var n int
+	go func() {
+		var err error
+		n, err = p.Stdin().Write([]byte("0123456789"))
+		werr <- err
+	}()
+	if s := <-got; s != "0123" {
+		t.Fatalf("first stdin frame %q, want the window's 4 bytes", s)
+	}
+	if err := p.Signal(ctx, 15); err != nil {
+		t.Fatalf("signal while stdin waits for credit: %v", err)
+	}
+	if s := <-got; s != "456" {
+		t.Fatalf("second stdin frame %q, want the credit's 3 bytes", s)
+	}
+	select {
+	case err := <-werr:
+		if err == nil || n != 7 {
+			t.Fatalf("write after the exit: %d, %v", n, err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the writer still waits after the exit")
+	}
+}

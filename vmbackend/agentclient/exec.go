@@ -55,6 +55,7 @@ func (c *client) startOnStream(ctx context.Context, m *agentproto.Msg, stdin boo
 		p.mu.Lock()
 		p.pid = r.Pid
 		p.mu.Unlock()
+		p.grantStdin(r.StdinWindow, true)
 		return &Process{impl: p}, nil
 	}
 }

@@ -208,6 +208,7 @@ func (c *client) dispatch(f *agentproto.Frame) bool {
 					main.st, main.hasStatus, main.ok = *m.Exit, true, true
 				}
 				main.mu.Unlock()
+				main.grantStdin(m.StdinWindow, true)
 			}
 			// Joined containers' streams: buffered until ReattachJoined,
 			// as the main stream is until Reattach.
@@ -219,6 +220,7 @@ func (c *client) dispatch(f *agentproto.Frame) bool {
 				jp := newProcess(c, j.Stream)
 				jp.buffering = true
 				jp.pid = j.Pid
+				jp.grantStdin(j.StdinWindow, true)
 				if j.Exit != nil {
 					jp.st, jp.hasStatus, jp.ok = *j.Exit, true, true
 				} else {
@@ -235,6 +237,11 @@ func (c *client) dispatch(f *agentproto.Frame) bool {
 	}
 
 	switch m.Type {
+	case agentproto.MsgCredit:
+		if p != nil && m.File != nil {
+			p.grantStdin(m.File.Credit, false)
+		}
+		return true
 	case agentproto.MsgExit:
 		if p != nil {
 			c.mu.Lock()
@@ -301,6 +308,10 @@ func (c *client) close() error {
 // request sends m (assigning its ID) on stream and waits for the reply.
 // An Error reply is returned as an error.
 func (c *client) request(ctx context.Context, stream uint32, m *agentproto.Msg) (*agentproto.Msg, error) {
+	// The guest is untrusted: a reply it never sends must not hold the
+	// caller for ever (a guest that hangs, or whose VM is stopped).
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
 	ch := make(chan *agentproto.Msg, 1)
 	c.mu.Lock()
 	if c.errv != nil {
@@ -345,9 +356,19 @@ func (c *client) request(ctx context.Context, stream uint32, m *agentproto.Msg) 
 		return nil, c.err()
 	case <-ctx.Done():
 		forget()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("agentclient: %s: the guest agent did not answer: %w", m.Type, ctx.Err())
+		}
 		return nil, ctx.Err()
 	}
 }
+
+// RequestTimeout bounds the wait for the agent's reply to any request
+// (the data of file operations flows after the reply, under credit, and
+// is not bounded by it). The slowest replies are a start's and a join's
+// (a hot-plugged disk awaited for up to 20 s, then the mounts), seconds
+// under TCG on a loaded host.
+var RequestTimeout = 60 * time.Second
 
 // AgentError is a request the agent refused; Message is the agent's text
 // (e.g. `exec: "x": executable file not found in $PATH`). For start and
@@ -423,6 +444,7 @@ func (c *client) start(ctx context.Context, req *agentproto.StartRequest, pio Pr
 	p.pid = r.Pid
 	p.timings = boundedTimings(r.Timings)
 	p.mu.Unlock()
+	p.grantStdin(r.StdinWindow, true)
 	return &Process{impl: p}, nil
 }
 
@@ -497,6 +519,30 @@ type process struct {
 	ok        bool
 	stdinOK   bool
 	stdinW    *stdinWriter
+	// Stdin flow control (agentproto.Msg.StdinWindow): once windowed,
+	// stdin is sent only within credit, which the agent's MsgCredit
+	// frames add to; creditCond (on mu) wakes a writer waiting for it.
+	windowed   bool
+	credit     int64
+	creditCond *sync.Cond
+}
+
+// maxStdinCredit bounds the credit a (possibly hostile) guest can grant.
+const maxStdinCredit = 64 << 20
+
+// grantStdin adds n bytes to the stdin credit (the initial window with
+// window set, or the agent's MsgCredit).
+func (p *process) grantStdin(n int64, window bool) {
+	if n <= 0 {
+		return
+	}
+	p.mu.Lock()
+	if window {
+		p.windowed = true
+	}
+	p.credit = min(p.credit+n, maxStdinCredit)
+	p.creditCond.Broadcast()
+	p.mu.Unlock()
 }
 
 type earlyChunk struct {
@@ -505,7 +551,9 @@ type earlyChunk struct {
 }
 
 func newProcess(c *client, stream uint32) *process {
-	return &process{c: c, stream: stream, exited: make(chan struct{})}
+	p := &process{c: c, stream: stream, exited: make(chan struct{})}
+	p.creditCond = sync.NewCond(&p.mu)
+	return p
 }
 
 func (p *process) output(typ byte, data []byte) {
@@ -549,12 +597,14 @@ func (p *process) closeExited() {
 		p.closed = true
 		close(p.exited)
 	}
+	p.creditCond.Broadcast()
 }
 
 // lost marks the process as gone with the connection.
 func (p *process) lost() {
 	p.mu.Lock()
 	buffering := p.buffering
+	p.creditCond.Broadcast() // a stdin writer waiting for credit gives up
 	p.mu.Unlock()
 	if !buffering {
 		p.closeExited()
@@ -643,10 +693,44 @@ func (s *stdinWriter) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	if err := s.p.c.w.WriteFrame(agentproto.FrameStdin, s.p.stream, b); err != nil {
-		return 0, err
+	written := 0
+	for written < len(b) {
+		n, err := s.p.takeCredit(len(b) - written)
+		if err != nil {
+			return written, err
+		}
+		if err := s.p.c.w.WriteFrame(agentproto.FrameStdin, s.p.stream, b[written:written+n]); err != nil {
+			return written, err
+		}
+		written += n
 	}
-	return len(b), nil
+	return written, nil
+}
+
+// takeCredit waits until stdin may be sent and returns how much of want
+// (all of it without a window), or an error once the process is gone.
+func (p *process) takeCredit(want int) (int, error) {
+	p.mu.Lock()
+	for p.windowed && p.credit == 0 {
+		if p.closed {
+			p.mu.Unlock()
+			return 0, io.ErrClosedPipe
+		}
+		select {
+		case <-p.c.done:
+			p.mu.Unlock()
+			return 0, p.c.err() // not under p.mu: c.mu is taken before it
+		default:
+		}
+		p.creditCond.Wait()
+	}
+	defer p.mu.Unlock()
+	if !p.windowed {
+		return want, nil
+	}
+	n := int(min(int64(want), p.credit))
+	p.credit -= int64(n)
+	return n, nil
 }
 
 func (s *stdinWriter) Close() error {

@@ -160,6 +160,14 @@ type Msg struct {
 	// agent's set-up took, in ms by name ("clock", "root-mount",
 	// "interfaces", "spawn", ...), for the host's start trace. Optional.
 	Timings map[string]float64 `json:"timings,omitempty"`
+	// StdinWindow in Started (of a process with stdin), and in Hello for
+	// the running main process: how many bytes of stdin the host may send
+	// on the process's stream before the agent grants more (MsgCredit on
+	// that stream, File.Credit: that many more bytes were written to the
+	// process or dropped). A process that does not read its stdin then
+	// holds up only its own stdin, never the frames of the connection.
+	// 0: no window (an agent that predates it; the host sends freely).
+	StdinWindow int64 `json:"stdinWindow,omitempty"`
 
 	// Exit (stream in the frame header names the process)
 	Status *ExitStatus `json:"status,omitempty"`
@@ -213,6 +221,8 @@ type JoinedState struct {
 	// Exit is set once its process has exited (and its root is
 	// unmounted); nil while it runs.
 	Exit *ExitStatus `json:"exit,omitempty"`
+	// StdinWindow is its stdin's free window while it runs (Msg.StdinWindow).
+	StdinWindow int64 `json:"stdinWindow,omitempty"`
 }
 
 // StartRequest prepares the clone and starts the main process on
