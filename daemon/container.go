@@ -99,6 +99,9 @@ type ContainerState struct {
 	// PodShare is the 9p tag of the running VM's pod share (podshare.go),
 	// "" when it has none.
 	PodShare string `json:"podShare,omitempty"`
+	// ConsoleOffset is the console log's size when this run's VM started:
+	// only an exit marker after it is this run's.
+	ConsoleOffset int64 `json:"consoleOffset,omitempty"`
 	// Health is the health check state (health.go); nil without one.
 	Health *container.Health `json:"health,omitempty"`
 }

@@ -209,7 +209,7 @@ func (d *Daemon) readopt(ctx context.Context, c *Container) {
 	defer cancel()
 	m, err := d.vms.Adopt(ctx, d.machineSpec(c))
 	if err != nil {
-		code, found := lastExitMarker(c.consolePath())
+		code, found := lastExitMarker(c.consolePath(), c.State.ConsoleOffset)
 		reason := ""
 		if !found {
 			code = 255
@@ -243,12 +243,29 @@ func (d *Daemon) markExited(c *Container, code int, reason string) {
 	}
 }
 
-// lastExitMarker finds the agent's last "JEVM-EXIT <code>" console line.
-func lastExitMarker(consoleLog string) (int, bool) {
-	b, err := os.ReadFile(consoleLog)
+// exitMarkerWindow bounds what is read of a console log for the exit
+// marker: the guest writes the log (it is untrusted), and the marker is
+// the last thing it writes before powering off.
+const exitMarkerWindow = 64 << 10
+
+// lastExitMarker returns the exit code of the last "JEVM-EXIT <code>"
+// marker the agent wrote on the console since offset (the log's size when
+// this run's VM started: a marker of an earlier run must not stand for
+// this one), reading at most the last exitMarkerWindow bytes.
+func lastExitMarker(consoleLog string, offset int64) (int, bool) {
+	f, err := os.Open(consoleLog)
 	if err != nil {
 		return 0, false
 	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() <= offset {
+		return 0, false
+	}
+	from := max(offset, st.Size()-exitMarkerWindow)
+	b := make([]byte, st.Size()-from)
+	n, _ := f.ReadAt(b, from)
+	b = b[:n]
 	i := strings.LastIndex(string(b), "JEVM-EXIT ")
 	if i < 0 {
 		return 0, false

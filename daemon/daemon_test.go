@@ -175,12 +175,25 @@ func TestLogFollow(t *testing.T) {
 
 func TestLastExitMarker(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "console.log")
-	os.WriteFile(path, []byte("boot\nJEVM-EXIT 1\nagain\nJEVM-EXIT 42\n"), 0o600)
-	if code, ok := lastExitMarker(path); !ok || code != 42 {
+	first := "boot\nJEVM-EXIT 1\nagain\nJEVM-EXIT 42\n"
+	os.WriteFile(path, []byte(first), 0o600)
+	if code, ok := lastExitMarker(path, 0); !ok || code != 42 {
 		t.Errorf("got %d %v", code, ok)
 	}
+	// A later run (from offset) that wrote no marker of its own: the
+	// earlier run's does not count.
+	os.WriteFile(path, []byte(first+"second run\n"), 0o600)
+	if code, ok := lastExitMarker(path, int64(len(first))); ok {
+		t.Errorf("an earlier run's marker was taken: %d", code)
+	}
+	// Only the log's tail is read (the guest writes it).
+	big := append([]byte("JEVM-EXIT 7\n"), make([]byte, exitMarkerWindow)...)
+	os.WriteFile(path, big, 0o600)
+	if code, ok := lastExitMarker(path, 0); ok {
+		t.Errorf("a marker before the window was read: %d", code)
+	}
 	os.WriteFile(path, []byte("no marker"), 0o600)
-	if _, ok := lastExitMarker(path); ok {
+	if _, ok := lastExitMarker(path, 0); ok {
 		t.Error("found a marker in a log without one")
 	}
 }

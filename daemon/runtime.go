@@ -149,6 +149,7 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 	var linkHosts []string
 	var proc *agentclient.Process
 	var podShareTag string
+	var consoleOffset int64
 	steps := []step{
 		// A maintenance clone (docker cp/export/diff/commit of the stopped
 		// container) may be using the disk: wait for it (maintenance.go).
@@ -156,6 +157,10 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 		{"machine-spec", func(context.Context) error {
 			d.refreshShape(c) // `docker update -m/--cpus` applies from the next start (update.go)
 			s.spec = d.machineSpec(c)
+			// This run's exit marker comes after what the console has now.
+			if st, err := os.Stat(c.consolePath()); err == nil {
+				consoleOffset = st.Size()
+			}
 			return nil
 		}},
 		s.stateDirStep(),
@@ -200,7 +205,7 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 	}
 	r := s.beginRun(proc)
 	d.mountsStarted(c)
-	c.State = ContainerState{Status: container.StateRunning, Pid: s.machine.Pid(), StartedAt: time.Now().UTC(), PodShare: podShareTag}
+	c.State = ContainerState{Status: container.StateRunning, Pid: s.machine.Pid(), StartedAt: time.Now().UTC(), PodShare: podShareTag, ConsoleOffset: consoleOffset}
 	if err := c.save(); err != nil {
 		log.WithError(err).Error("save container")
 	}
@@ -412,7 +417,10 @@ func (d *Daemon) monitor(c *Container, r *runtime) {
 		case <-r.machine.Done():
 		case <-time.After(2 * time.Second):
 		}
-		if code, found := lastExitMarker(c.consolePath()); found {
+		c.mu.Lock()
+		offset := c.State.ConsoleOffset
+		c.mu.Unlock()
+		if code, found := lastExitMarker(c.consolePath(), offset); found {
 			status = agentproto.ExitStatus{Code: code}
 		} else {
 			status = agentproto.ExitStatus{Code: 137}

@@ -1,0 +1,237 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// kill -9 of a container's QEMU: the container exits 137 with a die
+// event, as a SIGKILLed runc container does, and its restart policy
+// applies. Its first run exited 3 by itself (an exit marker on its
+// console): that earlier run's code must not stand for the killed one.
+func TestKillQEMUExitsAndRestarts(t *testing.T) {
+	name := uniqueName(t, "killvm")
+	rmOnCleanup(t, name)
+	since := strconv.FormatInt(time.Now().Add(-time.Second).Unix(), 10)
+	mustDocker(t, "run", "-d", "--name", name, "--restart", "on-failure:2", "busybox",
+		"sh", "-c", "test -f /ran || { touch /ran; exit 3; }; echo second-run; exec sleep 1000")
+	waitFor(t, 90*time.Second, name+"'s second run", func() bool {
+		return strings.Contains(mustDocker(t, "logs", name), "second-run") && inspectField(t, name, "{{.State.Status}}") == "running"
+	})
+	pid, err := strconv.Atoi(inspectField(t, name, "{{.State.Pid}}"))
+	if err != nil || pid <= 0 {
+		t.Fatalf("State.Pid %d %v", pid, err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 90*time.Second, name+" restarted after its VM was killed", func() bool {
+		return inspectField(t, name, "{{.RestartCount}} {{.State.Status}}") == "2 running"
+	})
+	if p := inspectField(t, name, "{{.State.Pid}}"); p == strconv.Itoa(pid) {
+		t.Fatalf("still the killed VM's pid %s", p)
+	}
+	until := strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10)
+	dies := mustDocker(t, "events", "--since", since, "--until", until, "--filter", "container="+name,
+		"--filter", "event=die", "--format", "{{.Actor.Attributes.exitCode}}")
+	if got := strings.Fields(dies); len(got) != 2 || got[0] != "3" || got[1] != "137" {
+		t.Fatalf("die events' exit codes %q, want 3 then 137", got)
+	}
+}
+
+// kill -9 of jevmd with containers running, then a new jevmd: each is
+// re-adopted in its VM (same pid), its log goes on, its published port
+// and the network's DNS answer again; removing the container and the
+// network afterwards leaves no tap, bridge or NAT rule.
+func TestDaemonKill9KeepsContainers(t *testing.T) {
+	netName := uniqueName(t, "k9net")
+	mustDocker(t, "network", "create", netName)
+	bridge := bridgeOf(t, netName)
+	web, ticker := uniqueName(t, "k9web"), uniqueName(t, "k9tick")
+	rmOnCleanup(t, web, ticker)
+	port := freePort(t)
+	mustDocker(t, "run", "-d", "--name", web, "--network", netName, "-p", fmt.Sprintf("127.0.0.1:%d:80", port), "web")
+	mustDocker(t, "run", "-d", "--name", ticker, "--network", netName, "busybox", "sh", "-c", `i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.3; done`)
+	waitFor(t, 30*time.Second, "ticks", func() bool { return strings.Contains(mustDocker(t, "logs", ticker), "tick 1\n") })
+	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	pids := inspectField(t, web, "{{.State.Pid}}") + " " + inspectField(t, ticker, "{{.State.Pid}}")
+	taps := linksOn(t, bridge)
+
+	if err := env.daemon.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stopDaemon(); err != nil { // waits for it to be gone
+		t.Fatal(err)
+	}
+	if err := startDaemon(); err != nil {
+		t.Fatal(err)
+	}
+
+	if got := inspectField(t, web, "{{.State.Pid}}") + " " + inspectField(t, ticker, "{{.State.Pid}}"); got != pids {
+		t.Fatalf("pids after kill -9 and restart %q, want the same VMs %q", got, pids)
+	}
+	before := strings.Count(mustDocker(t, "logs", ticker), "tick")
+	waitFor(t, 30*time.Second, "ticks after the restart", func() bool {
+		return strings.Count(mustDocker(t, "logs", ticker), "tick") > before+2
+	})
+	if body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); !strings.Contains(body, webIndex) {
+		t.Fatalf("published port after kill -9 and restart: %q", body)
+	}
+	if out := mustDocker(t, "exec", ticker, "wget", "-qO-", "http://"+web); !strings.Contains(out, webIndex) {
+		t.Fatalf("DNS after kill -9 and restart: %q", out)
+	}
+
+	mustDocker(t, "rm", "-f", web, ticker)
+	for _, tap := range taps {
+		if hostHasLink(tap) {
+			t.Errorf("tap %s left after rm", tap)
+		}
+	}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
+		c.Close()
+		t.Error("proxy still listening after rm")
+	}
+	mustDocker(t, "network", "rm", netName)
+	if hostHasLink(bridge) {
+		t.Errorf("bridge %s left after network rm", bridge)
+	}
+	if rules := natRules(); strings.Contains(rules, bridge) {
+		t.Errorf("rules for %s left:\n%s", bridge, rules)
+	}
+}
+
+// zeroReader never ends: a client that keeps writing.
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// A container that never reads its stdin while the client keeps writing
+// (more than the agent queues) holds up only its stdin: `docker stop`'s
+// SIGTERM still reaches it, and its trap's exit code is the container's
+// (before the stdin window, the agent's reader stalled behind the full
+// queue and the stop ended in a kill: 137).
+func TestStdinBackpressureKeepsControl(t *testing.T) {
+	name := uniqueName(t, "nostdin")
+	rmOnCleanup(t, name)
+	cmd := exec.Command("docker", "run", "-i", "--name", name, "busybox",
+		"sh", "-c", `trap "exit 7" TERM; echo ready; while true; do sleep 0.2; done`)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+env.sock, "DOCKER_CONFIG="+dockerConfig())
+	cmd.Stdin = zeroReader{}
+	var out syncBuffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitFor(t, 90*time.Second, name+" to run", func() bool { return strings.Contains(out.String(), "ready") })
+	// Long enough under TCG for far more than the agent's 4 MiB queue.
+	time.Sleep(5 * time.Second)
+	mustDocker(t, "stop", "-t", "30", name)
+	if code := inspectField(t, name, "{{.State.ExitCode}}"); code != "7" {
+		t.Fatalf("exit code %s after docker stop, want the TERM trap's 7", code)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A guest that never answers (its QEMU stopped with SIGSTOP: nothing the
+// host sends is read, nothing comes back) costs only its own container:
+// an exec into it fails in bounded time (agentclient.RequestTimeout),
+// `docker stop -t 2` ends it within its grace periods (killed: 137), and
+// another container starts and answers meanwhile.
+func TestGuestNeverAnswers(t *testing.T) {
+	hung, other := uniqueName(t, "hung"), uniqueName(t, "other")
+	rmOnCleanup(t, hung, other)
+	mustDocker(t, "run", "-d", "--name", hung, "busybox", "sleep", "1000")
+	pid, err := strconv.Atoi(inspectField(t, hung, "{{.State.Pid}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGCONT)
+
+	if out := mustDocker(t, "run", "--rm", "--name", other, "busybox", "echo", "alive"); out != "alive\n" {
+		t.Fatalf("another container while one VM hangs: %q", out)
+	}
+	start := time.Now()
+	if r := docker(t, "exec", hung, "true"); r.code == 0 {
+		t.Fatalf("exec into a hung guest succeeded: %s", r)
+	}
+	t.Logf("exec into the hung guest failed after %s", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	mustDocker(t, "stop", "-t", "2", hung)
+	t.Logf("docker stop -t 2 of the hung guest took %s", time.Since(start).Round(time.Millisecond))
+	if st := inspectField(t, hung, "{{.State.Status}} {{.State.ExitCode}}"); st != "exited 137" {
+		t.Fatalf("after stop of a hung guest: %q", st)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+		t.Fatalf("the hung VM's QEMU (pid %d) still exists", pid)
+	}
+}
+
+// A container that floods its stdout makes jevmd write its log as fast as
+// it can, nothing more: jevmd's memory stays bounded, another container
+// starts meanwhile, and `docker stop` ends the flood.
+func TestStdoutFlood(t *testing.T) {
+	flood := uniqueName(t, "flood")
+	rmOnCleanup(t, flood)
+	rss := func() int {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", env.daemon.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+				n, _ := strconv.Atoi(f[1])
+				return n / 1024
+			}
+		}
+		return 0
+	}
+	before := rss()
+	mustDocker(t, "run", "-d", "--name", flood, "--log-opt", "max-size=2m", "--log-opt", "max-file=2", "busybox", "yes", "flood-flood-flood")
+	time.Sleep(5 * time.Second)
+	if out := mustDocker(t, "run", "--rm", "busybox", "echo", "alive"); out != "alive\n" {
+		t.Fatalf("another container during the flood: %q", out)
+	}
+	during := rss()
+	mustDocker(t, "stop", "-t", "2", flood)
+	logs := docker(t, "logs", "--tail", "5", flood)
+	t.Logf("jevmd RSS %d MiB before, %d MiB during the flood; last lines %q", before, during, logs.stdout)
+	if during > before+256 {
+		t.Fatalf("jevmd grew from %d to %d MiB during a stdout flood", before, during)
+	}
+	if !strings.Contains(logs.stdout, "flood-flood-flood") {
+		t.Fatalf("the flood's log: %s", logs)
+	}
+}
