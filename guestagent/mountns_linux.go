@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
+	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -24,28 +26,49 @@ import (
 // tree). So the exec helper, first process of the new namespace, detaches
 // every mount that is not the container's root, under it, or one of its
 // parents, moves the root over / and chroots into it (runc's MS_MOVE path,
-// for the same reason). What a chroot escape would then reach is the
-// initramfs's own files and empty directories: no other container's root,
-// mounts or shares, and not the agent's channel.
+// for the same reason). A chroot escape then climbs from the container's
+// root to the namespace's /, on which that root is mounted, and the walk
+// comes straight back down into it; and even a way around that would find
+// no other container's root, mounts or shares, nor the agent's devices.
+// The mount list is the thread's (/proc/thread-self): only the helper's
+// locked thread is in the new namespace until its execve.
 
-// isolateRoot makes root the root of the calling process's mount namespace
-// as described above; the process was cloned with CLONE_NEWNS.
+// isolateRoot makes root the root of the calling thread's mount namespace
+// as described above; the thread unshared CLONE_NEWNS.
 func isolateRoot(root string) error {
 	// Nothing done here may reach the agent's namespace.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make the container's mounts private: %w", err)
 	}
-	mps, err := mountinfo.Under("/") // children first
+	// Each lazy unmount waits for an RCU grace period (milliseconds
+	// under TCG): detach only the topmost mount of each subtree to go,
+	// which takes its subtree with it, and look again for what remains
+	// (mounts stacked on one path).
+	// Read from one open file: the first pass detaches /proc. The
+	// thread's own (thread-self): only this thread is in the new
+	// namespace, and /proc/self shows the thread group leader's.
+	mi, err := os.Open("/proc/thread-self/mountinfo")
 	if err != nil {
 		return fmt.Errorf("list mounts: %w", err)
 	}
-	for _, mp := range mps {
-		if keepForRoot(mp, root) {
-			continue
+	defer mi.Close()
+	for pass := 0; ; pass++ {
+		mps, err := mountinfo.MountPointsOf(mi)
+		if err != nil {
+			return fmt.Errorf("list mounts: %w", err)
 		}
-		// EINVAL: already gone with a parent detached before it.
-		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("detach %s from the container's mount namespace: %w", mp, err)
+		tops := detachTops(mps, root)
+		if len(tops) == 0 {
+			break
+		}
+		if pass == 8 {
+			return fmt.Errorf("mounts left in the container's mount namespace: %v", tops)
+		}
+		for _, mp := range tops {
+			// EINVAL: already gone with a parent detached before it.
+			if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("detach %s from the container's mount namespace: %w", mp, err)
+			}
 		}
 	}
 	if err := unix.Chdir(root); err != nil {
@@ -58,6 +81,32 @@ func isolateRoot(root string) error {
 		return fmt.Errorf("chroot into the container's root: %w", err)
 	}
 	return unix.Chdir("/")
+}
+
+// detachTops returns, of the mount points mps, those to detach for root
+// (not keepForRoot) that lie under no other one to detach, once each.
+func detachTops(mps []string, root string) []string {
+	gone := map[string]bool{}
+	for _, mp := range mps {
+		if !keepForRoot(mp, root) {
+			gone[mp] = true
+		}
+	}
+	var tops []string
+	for mp := range gone {
+		top := true
+		for p := path.Dir(mp); p != "/" && p != "."; p = path.Dir(p) {
+			if gone[p] {
+				top = false
+				break
+			}
+		}
+		if top {
+			tops = append(tops, mp)
+		}
+	}
+	sort.Strings(tops)
+	return tops
 }
 
 // keepForRoot tells whether mount point mp stays in a namespace whose

@@ -213,10 +213,12 @@ func TestE2EPod(t *testing.T) {
 		t.Errorf("db's namespaces %v, main's %v", dbNS, mainNS)
 	}
 	// A chroot escape from web (CAP_SYS_CHROOT is in Docker's default set)
-	// reaches neither db's root nor its own as the agent mounted it.
-	out := exec(cw, "chrootescape", "/mnt/pods/db/root/marker", "/mnt/pods/web/root/marker")
+	// reaches neither db's root nor its own as the agent mounted it: its
+	// root is mounted over its namespace's /, so the climb out comes back
+	// down into it (its own /marker), and nothing else is mounted there.
+	out := exec(cw, "chrootescape", "/mnt/pods/db/root/marker", "/mnt/pods/web/root/marker", "/marker")
 	t.Logf("chroot escape from web: %q", out)
-	if strings.Contains(out, "disk-") || strings.Count(out, "no such file or directory") != 2 {
+	if strings.Contains(out, "disk-b") || strings.Count(out, "no such file or directory") != 2 || !strings.HasSuffix(out, "/marker: disk-a\n") {
 		t.Errorf("a chroot escape from web: %q", out)
 	}
 	if top, err := c.Top(ctx, ""); err != nil || hasCmd(top, "sleep 3000") {

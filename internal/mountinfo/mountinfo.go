@@ -4,6 +4,7 @@
 package mountinfo
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,6 +16,20 @@ import (
 // in mountinfo order (parents before the mounts made on top of them).
 func MountPoints() ([]string, error) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	return parse(string(b)), nil
+}
+
+// MountPointsOf reads the mount points again from f, an open
+// /proc/self/mountinfo (the kernel makes the list anew on every read from
+// the start): for a reader that may detach /proc itself.
+func MountPointsOf(f *os.File) ([]string, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(f)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package mountinfo
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -34,5 +35,24 @@ func TestUnescape(t *testing.T) {
 	}
 	if ok, err := IsMountPoint("/"); err != nil || !ok {
 		t.Errorf("IsMountPoint(/) = %v, %v", ok, err)
+	}
+}
+
+// An open mountinfo file reads the current list again each time.
+func TestMountPointsOf(t *testing.T) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer f.Close()
+	want, err := MountPoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		got, err := MountPointsOf(f)
+		if err != nil || len(got) != len(want) || got[0] != want[0] {
+			t.Fatalf("read %d: %v %v, want %v", i, got, err, want)
+		}
 	}
 }
