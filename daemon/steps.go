@@ -60,8 +60,19 @@ func (cs *cleanups) unwind() []string {
 
 // stepTrace is how long each step of a run took.
 type stepTrace struct {
-	names []string
-	took  []time.Duration
+	names  []string
+	took   []time.Duration
+	failed string // the step that failed, if one did
+}
+
+// failedIn tells whether the step that failed is one of names.
+func (t *stepTrace) failedIn(names ...string) bool {
+	for _, n := range names {
+		if t.failed != "" && t.failed == n {
+			return true
+		}
+	}
+	return false
 }
 
 // duration is the time of the named step (0 if it did not run).
@@ -103,6 +114,7 @@ func runSteps(ctx context.Context, log *logrus.Entry, kind string, cs *cleanups,
 		tr.took = append(tr.took, time.Since(t))
 		if err != nil {
 			failed = s.name
+			tr.failed = s.name
 			break
 		}
 	}

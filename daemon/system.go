@@ -56,6 +56,7 @@ func (d *Daemon) SystemInfo(ctx context.Context) (*system.Info, error) {
 		MemoryLimit:        true,
 		Debug:              d.cfg.Debug,
 		NGoroutines:        goruntime.NumGoroutine(),
+		NFd:                openFDs(),
 		SystemTime:         time.Now().Format(time.RFC3339Nano),
 		LoggingDriver:      d.defaultLogConfig().Type,
 		KernelVersion:      kernelRelease(),
@@ -187,4 +188,13 @@ func fillResourceInfo(info *system.Info, sup vmbackend.ResourceSupport) {
 	if sup.CgroupDriver == "none" {
 		info.Warnings = append(info.Warnings, "WARNING: jevm runs its VMs without cgroups ("+sup.Unsupported+"): --cpu-shares, --cpu-quota and --cpuset-cpus are not enforced")
 	}
+}
+
+// openFDs counts the daemon's open file descriptors (dockerd's NFd).
+func openFDs() int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	return len(ents)
 }

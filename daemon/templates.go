@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"context"
+
 	"github.com/jevm/jevm/vmbackend"
 )
 
@@ -34,4 +36,20 @@ func (d *Daemon) CollectTemplates() error {
 		}
 	}
 	return tc.CollectTemplates(keep)
+}
+
+// templateWasCorrupt asks the provider, after c's VM failed to start or
+// to answer, whether the template of c's shape was damaged on disk; a
+// damaged one is removed (vmbackend.TemplateChecker), so that a second
+// start builds it again.
+func (d *Daemon) templateWasCorrupt(ctx context.Context, c *Container) bool {
+	tc, ok := d.vms.(vmbackend.TemplateChecker)
+	if !ok {
+		return false
+	}
+	removed, err := tc.CheckTemplate(ctx, c.Shape)
+	if err != nil {
+		d.log.WithError(err).WithField("container", c.ID[:12]).Warn("check the VM template")
+	}
+	return removed
 }

@@ -123,6 +123,15 @@ type TemplateCollector interface {
 	CollectTemplates(keep []Shape) error
 }
 
+// TemplateChecker is implemented by providers whose templates live on
+// disk, where they can be damaged: after a start of shape failed,
+// CheckTemplate verifies the template and removes it if its files are
+// not those it was built with (removed true); the next start builds it
+// again.
+type TemplateChecker interface {
+	CheckTemplate(ctx context.Context, shape Shape) (removed bool, err error)
+}
+
 // SharePlugger is implemented by providers whose VMs start with share
 // devices already in place (the QEMU provider's templates carry them):
 // the first PrePluggedShares() shares of a machine cost no hot-plug. The

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -503,6 +504,32 @@ func TestRealQEMU(t *testing.T) {
 		}
 		if _, err := p.loadTemplate(key); err != nil {
 			t.Fatalf("GC removed a kept template: %v", err)
+		}
+	})
+
+	t.Run("corrupt-template-removed", func(t *testing.T) {
+		if removed, err := p.CheckTemplate(ctx, testShape); removed || err != nil {
+			t.Fatalf("an intact template: removed %v, %v", removed, err)
+		}
+		// One byte of the device state changed, the size the same.
+		state := filepath.Join(opts.Root, key, tplStateName)
+		b, err := os.ReadFile(state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 0xff
+		if err := os.WriteFile(state, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.loadTemplate(key); err != nil {
+			t.Fatalf("the size check already refuses it: %v", err)
+		}
+		removed, err := p.CheckTemplate(ctx, testShape)
+		if !removed || err != nil {
+			t.Fatalf("a template with a changed state file: removed %v, %v", removed, err)
+		}
+		if _, err := os.Stat(filepath.Join(opts.Root, key)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("the corrupt template is still there: %v", err)
 		}
 	})
 }

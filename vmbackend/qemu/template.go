@@ -7,7 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/jevm/jevm/internal/atomicfile"
+	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
+	"github.com/jevm/jevm/internal/atomicfile"
 	"github.com/jevm/jevm/vmbackend"
 	"github.com/jevm/jevm/vmbackend/agentclient"
 	"github.com/jevm/jevm/vmbackend/agentproto"
@@ -59,6 +61,11 @@ type templateMeta struct {
 	StateBytes   int64             `json:"stateBytes"`
 	Agent        string            `json:"agent,omitempty"`
 	GuestKernel  string            `json:"guestKernel,omitempty"`
+	// Digests of the files a clone restores from (CheckTemplate): a
+	// template whose files changed on disk is removed and built again.
+	// Absent in templates of older builds (then not checked).
+	StateSHA256  string `json:"stateSha256,omitempty"`
+	MemorySHA256 string `json:"memorySha256,omitempty"`
 }
 
 // template is a ready template on disk.
@@ -326,6 +333,12 @@ func (p *Provider) buildTemplate(ctx context.Context, key string, in TemplateKey
 		BootTime: bootTime.Round(time.Millisecond).String(), SnapshotTime: snapTime.Round(time.Millisecond).String(),
 		StateBytes: st.Size(), Agent: hello.Agent, GuestKernel: hello.Kernel,
 	}
+	if meta.StateSHA256, err = fileSHA256(filepath.Join(tmp, tplStateName)); err != nil {
+		return nil, err
+	}
+	if meta.MemorySHA256, err = fileSHA256(filepath.Join(tmp, tplMemoryName)); err != nil {
+		return nil, err
+	}
 	mb, _ := json.MarshalIndent(meta, "", "  ")
 	// The memory file is the clones' RAM: make it durable before the
 	// template becomes visible.
@@ -370,6 +383,71 @@ func (p *Provider) CollectTemplates(keep []vmbackend.Shape) error {
 		keys = append(keys, k)
 	}
 	return p.GC(keys)
+}
+
+// fileSHA256 is the hex SHA-256 of a file's content.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// CheckTemplate implements vmbackend.TemplateChecker: after a clone of
+// shape failed to start, it compares the template's files with the
+// digests taken when it was built, and removes a template whose files
+// changed (the next start builds it again). A template being built, or
+// one of an older build without digests, is left alone.
+func (p *Provider) CheckTemplate(ctx context.Context, shape vmbackend.Shape) (bool, error) {
+	key, err := p.TemplateKey(shape)
+	if err != nil {
+		return false, err
+	}
+	p.buildMu.Lock()
+	defer p.buildMu.Unlock()
+	if p.building[key] != nil {
+		return false, nil
+	}
+	dir := filepath.Join(p.opts.Root, key)
+	reason := ""
+	t, err := p.loadTemplate(key)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil // nothing there: the next start builds it
+	case err != nil:
+		reason = err.Error()
+	case t.meta.StateSHA256 == "" || t.meta.MemorySHA256 == "":
+		return false, nil
+	default:
+		for name, want := range map[string]string{tplStateName: t.meta.StateSHA256, tplMemoryName: t.meta.MemorySHA256} {
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+			got, err := fileSHA256(filepath.Join(dir, name))
+			if err != nil {
+				reason = err.Error()
+			} else if got != want {
+				reason = fmt.Sprintf("%s changed on disk (sha256 %s, built with %s)", name, got[:12], want[:12])
+			}
+			if reason != "" {
+				break
+			}
+		}
+	}
+	if reason == "" {
+		return false, nil
+	}
+	p.log.WithFields(logrus.Fields{"template": key, "reason": reason}).Warn("removing a corrupt template; the next start builds it again")
+	if err := os.RemoveAll(dir); err != nil {
+		return false, fmt.Errorf("qemu: remove corrupt template %s: %w", key, err)
+	}
+	return true, nil
 }
 
 // GC removes template directories whose key is not in keep (and leftovers
