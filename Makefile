@@ -46,7 +46,7 @@ JEVMLIBDIR := $(PREFIX)/lib/jevm
 SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all deps guest build images compose compose-path run test unit integration vet fmt fuzz bench conformance clean install uninstall
+.PHONY: all deps guest build images compose compose-path run test unit integration vet fmt fuzz bench soak conformance clean install uninstall
 
 all: build
 
@@ -149,6 +149,15 @@ fuzz: deps
 # writes docs/BENCHMARKS.md's section and docs/bench/. jevm alone: bench/run.sh.
 bench: deps guest build images
 	bench/compare.sh
+
+# Soak (docs/RELIABILITY.md): SOAK_RUNS `docker run --rm` and SOAK_CYCLES
+# create/start/exec/stop/rm cycles on a private jevmd; fails if anything
+# is left behind or the daemon's descriptors, goroutines or RSS grew.
+# Not part of `make test` (about 40 minutes under TCG).
+SOAK_RUNS ?= 1000
+SOAK_CYCLES ?= 200
+soak: deps guest build images
+	SOAK_RUNS=$(SOAK_RUNS) SOAK_CYCLES=$(SOAK_CYCLES) hack/soak.sh
 
 # moby's own integration suite (container, image, network, volume, system,
 # build, plugin) against a private jevmd and a private Debian dockerd, the

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -234,4 +235,111 @@ func TestStdoutFlood(t *testing.T) {
 	if !strings.Contains(logs.stdout, "flood-flood-flood") {
 		t.Fatalf("the flood's log: %s", logs)
 	}
+}
+
+// The data root's disk full during a pull and during a create: a clear
+// error (ENOSPC's words), no half-written image or container, and the same
+// pull and create work once there is room again. A private jevmd on a
+// 96 MiB tmpfs (its default template cannot even be built there: that
+// fails too, and leaves nothing).
+func TestDataRootFull(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=96m"); err != nil {
+		t.Skipf("tmpfs for the data root: %v", err)
+	}
+	defer syscall.Unmount(data, syscall.MNT_DETACH)
+	sock := filepath.Join(dir, "api.sock")
+	logf, err := os.Create(filepath.Join(dir, "jevmd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(env.bin, "jevmd"), "-H", "unix://"+sock, "--config-file", "/dev/null",
+		"--data-root", data, "--exec-root", filepath.Join(dir, "run"),
+		"--guest-dir", env.guest, "--agent", filepath.Join(env.bin, "jevm-agent"),
+		"--registry-mirror", "http://"+env.registry.Addr, "--insecure-registry", env.registry.Addr,
+		"--bridge", "none", "--iptables=false", "--ip-forward=false")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(60 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "jevmd.log"))
+			if len(b) > 6000 {
+				b = b[len(b)-6000:]
+			}
+			t.Logf("jevmd log (tail):\n%s", b)
+		}
+	}()
+	cfg := dockerConfig()
+	d := func(args ...string) result { return dockerOn(t, sock, cfg, "", args...) }
+	waitFor(t, 2*time.Minute, "the private jevmd", func() bool { return d("version").code == 0 })
+	// Its default template's build fails (no room for its memory) and
+	// frees what it wrote: wait for that before filling the disk.
+	waitFor(t, 2*time.Minute, "the default template's build to end", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "jevmd.log"))
+		return strings.Contains(string(b), "default VM template")
+	})
+
+	// fill leaves the file system (almost) no room; free gives it back.
+	filler := filepath.Join(data, "filler")
+	fill := func() {
+		f, err := os.OpenFile(filler, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		buf := make([]byte, 1<<20)
+		for {
+			if _, err := f.Write(buf); err != nil {
+				break // ENOSPC
+			}
+		}
+	}
+	free := func() { os.Remove(filler) }
+
+	fill()
+	r := d("pull", "busybox")
+	if r.code == 0 || !strings.Contains(strings.ToLower(r.stderr), "no space left on device") {
+		t.Fatalf("pull onto a full disk: %s", r)
+	}
+	if out := d("images", "-q"); out.stdout != "" {
+		t.Fatalf("images after a pull that failed: %q", out.stdout)
+	}
+	free()
+	if r := d("pull", "busybox"); r.code != 0 {
+		t.Fatalf("pull once there is room: %s", r)
+	}
+
+	fill()
+	r = d("create", "--name", "full", "busybox", "true")
+	if r.code == 0 || !strings.Contains(strings.ToLower(r.stderr), "no space left on device") {
+		t.Fatalf("create onto a full disk: %s", r)
+	}
+	if out := d("ps", "-aq"); out.stdout != "" {
+		t.Fatalf("containers after a create that failed: %q", out.stdout)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(data, "containers")); len(ents) != 0 {
+		t.Fatalf("container directories left: %v", ents)
+	}
+	free()
+	if r := d("create", "--name", "full", "busybox", "true"); r.code != 0 {
+		t.Fatalf("create once there is room: %s", r)
+	}
+	d("rm", "full")
 }
