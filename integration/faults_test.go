@@ -253,39 +253,11 @@ func TestDataRootFull(t *testing.T) {
 	}
 	defer syscall.Unmount(data, syscall.MNT_DETACH)
 	sock := filepath.Join(dir, "api.sock")
-	logf, err := os.Create(filepath.Join(dir, "jevmd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(filepath.Join(env.bin, "jevmd"), "-H", "unix://"+sock, "--config-file", "/dev/null",
+	startPrivateDaemon(t, dir, "-H", "unix://"+sock, "--config-file", "/dev/null",
 		"--data-root", data, "--exec-root", filepath.Join(dir, "run"),
 		"--guest-dir", env.guest, "--agent", filepath.Join(env.bin, "jevm-agent"),
 		"--registry-mirror", "http://"+env.registry.Addr, "--insecure-registry", env.registry.Addr,
 		"--bridge", "none", "--iptables=false", "--ip-forward=false")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(60 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "jevmd.log"))
-			if len(b) > 6000 {
-				b = b[len(b)-6000:]
-			}
-			t.Logf("jevmd log (tail):\n%s", b)
-		}
-	}()
 	cfg := dockerConfig()
 	d := func(args ...string) result { return dockerOn(t, sock, cfg, "", args...) }
 	waitFor(t, 2*time.Minute, "the private jevmd", func() bool { return d("version").code == 0 })

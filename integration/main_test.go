@@ -361,3 +361,47 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 	t.Fatalf("timed out after %s waiting for %s", timeout, what)
 }
+
+// startPrivateDaemon starts a jevmd of the test's own in dir (its log in
+// dir/jevmd.log) with args, and stops it when the test ends: SIGTERM, then
+// SIGKILL of its process group after 60 s (an error), a check that no
+// QEMU of it is left, and its log's tail if the test failed. The channel
+// is closed when the process exits.
+func startPrivateDaemon(t *testing.T, dir string, args ...string) <-chan struct{} {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(dir, "jevmd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(env.bin, "jevmd"), args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		defer logf.Close()
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(60 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+			t.Error("the private jevmd did not stop within 60 s of SIGTERM")
+		}
+		if left := qemuProcessesUnder(dir); len(left) > 0 {
+			t.Errorf("QEMU processes of the private jevmd left behind: %v", left)
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "jevmd.log"))
+			if len(b) > 8000 {
+				b = b[len(b)-8000:]
+			}
+			t.Logf("private jevmd log (tail):\n%s", b)
+		}
+	})
+	return exited
+}

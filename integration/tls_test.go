@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -78,40 +77,8 @@ func TestAPITLS(t *testing.T) {
 	}
 
 	sock := filepath.Join(dir, "api.sock")
-	logf, err := os.Create(filepath.Join(dir, "jevmd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(jevmd, append([]string{"-H", "unix://" + sock, "-H", "tcp://" + addr,
+	exited := startPrivateDaemon(t, dir, append([]string{"-H", "unix://" + sock, "-H", "tcp://" + addr,
 		"--tlsverify", "--tlscacert", srv.CA, "--tlscert", srv.Cert, "--tlskey", srv.Key}, common...)...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(60 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-			t.Error("the TLS jevmd did not stop within 60 s of SIGTERM")
-		}
-		if left := qemuProcessesUnder(dir); len(left) > 0 {
-			t.Errorf("QEMU processes of the TLS jevmd left behind: %v", left)
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "jevmd.log"))
-			if len(b) > 8000 {
-				b = b[len(b)-8000:]
-			}
-			t.Logf("TLS jevmd log (tail):\n%s", b)
-		}
-	}()
 
 	// dockerTLS runs the docker CLI with only the given environment of
 	// DOCKER_* variables (none inherited) and its own empty config dir.
