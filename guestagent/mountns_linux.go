@@ -123,6 +123,12 @@ func keepForRoot(mp, root string) bool {
 // or setns refuses.
 func joinMountNamespace(fd int) error {
 	defer unix.Close(fd)
+	return setnsMount(fd)
+}
+
+// setnsMount moves the calling (locked) thread into the mount namespace
+// open as fd, first unsharing its file system attributes.
+func setnsMount(fd int) error {
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return fmt.Errorf("join the container's mount namespace: unshare CLONE_FS: %w", err)
 	}
@@ -136,15 +142,7 @@ func joinMountNamespace(fd int) error {
 // moves the forking thread into the mount namespace ns, so that the
 // process it forks starts there, in the namespace's root.
 func joinMountNamespacePrep(ns *os.File) func() error {
-	return func() error {
-		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			return fmt.Errorf("join the container's mount namespace: unshare CLONE_FS: %w", err)
-		}
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNS); err != nil {
-			return fmt.Errorf("join the container's mount namespace: %w", err)
-		}
-		return nil
-	}
+	return func() error { return setnsMount(int(ns.Fd())) }
 }
 
 // openMountNamespace opens the mount namespace of a container's process

@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,22 +91,7 @@ func TestDaemonKill9KeepsContainers(t *testing.T) {
 	}
 
 	mustDocker(t, "rm", "-f", web, ticker)
-	for _, tap := range taps {
-		if hostHasLink(tap) {
-			t.Errorf("tap %s left after rm", tap)
-		}
-	}
-	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
-		c.Close()
-		t.Error("proxy still listening after rm")
-	}
-	mustDocker(t, "network", "rm", netName)
-	if hostHasLink(bridge) {
-		t.Errorf("bridge %s left after network rm", bridge)
-	}
-	if rules := natRules(); strings.Contains(rules, bridge) {
-		t.Errorf("rules for %s left:\n%s", bridge, rules)
-	}
+	checkNetworkLeavesNothing(t, netName, bridge, port, taps)
 }
 
 // zeroReader never ends: a client that keeps writing.
