@@ -61,6 +61,9 @@ type Config struct {
 	// depend on the daemon's process), the same as dockerd with
 	// --live-restore.
 	LiveRestoreDisabled bool
+	// VMPoolSize is how many blank VMs the warm pool keeps ready per
+	// shape (pool.go); 0 turns the pool off.
+	VMPoolSize int
 }
 
 // Daemon is the engine.
@@ -79,6 +82,8 @@ type Daemon struct {
 	// net is the network controller (network/controller, used through
 	// network.go); nil in unit tests that build a Daemon by hand.
 	net networkController
+	// pool is the warm pool of blank VMs (pool.go); nil when off.
+	pool *vmPool
 	// stopping is closed when Shutdown begins.
 	stopping chan struct{}
 	// wg tracks container monitors so Shutdown can let them finish.
@@ -284,6 +289,7 @@ func lastExitMarker(consoleLog string, offset int64) (int, bool) {
 // --shutdown-timeout).
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	close(d.stopping)
+	d.pool.close()         // blanks are not containers: they go
 	d.shutdownFileOps(ctx) // maintenance clones of stopped containers (maintenance.go)
 	if d.cfg.LiveRestoreDisabled {
 		d.stopAllForShutdown(ctx)

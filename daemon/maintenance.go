@@ -243,7 +243,7 @@ func (mv *maintVM) start() {
 	s := &vmStart{d: mv.d, c: mv.c, spec: mv.spec}
 	steps := []step{
 		s.stateDirStep(),
-		s.startMachineStep("maintenance VM"),
+		s.startMachineStep("maintenance VM", nil),
 		s.connectAgentStep("the maintenance VM's agent"),
 		{"mount-root", func(ctx context.Context) error {
 			entropy, err := startEntropy()

@@ -150,6 +150,15 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 	var proc *agentclient.Process
 	var podShareTag string
 	var consoleOffset int64
+	// A blank of the warm pool this start claims, if there is one
+	// (pool.go); nil: the template is cloned now.
+	var pooled *blank
+	taken := 0 // blanks taken (one per run of the steps)
+	defer func() {
+		for ; taken > 0; taken-- {
+			d.pool.started()
+		}
+	}()
 	steps := []step{
 		// A maintenance clone (docker cp/export/diff/commit of the stopped
 		// container) may be using the disk: wait for it (maintenance.go).
@@ -161,6 +170,13 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 			if st, err := os.Stat(c.consolePath()); err == nil {
 				consoleOffset = st.Size()
 			}
+			if pooled = d.pool.take(c.Shape); pooled != nil {
+				taken++
+				// Killed unless it became the container's; what moved
+				// to the container's names the cleanups below undo.
+				b := pooled
+				s.cs.push("discard-blank", func() { b.discard(d) })
+			}
 			return nil
 		}},
 		s.stateDirStep(),
@@ -170,6 +186,11 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 				return err
 			}
 			s.cs.push("release-mounts", func() { d.releaseMounts(c) })
+			if pooled != nil {
+				// Every share through the blank's pod share (pool.go).
+				s.spec.Shares, podShareTag, err = d.claimShare(c, pooled, mounts)
+				return err
+			}
 			// For the mounts of containers that may join this VM later
 			// (podshare.go); release-mounts removes it.
 			s.spec.Shares, podShareTag = d.podShareFor(c.ID, mounts.shares)
@@ -191,10 +212,17 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 			writePodFiles(c, netAtt.Hosts, netAtt.ResolvConf)
 			return nil
 		}},
-		s.startMachineStep("VM"),
+		s.startMachineStep("VM", &pooled),
 		s.connectAgentStep("guest agent"),
 		s.openLogStep(true),
 		{"start-process", func(ctx context.Context) (err error) {
+			if pooled != nil {
+				// The blank's console file is the container's now.
+				consoleOffset = 0
+				if st, err := os.Stat(c.consolePath()); err == nil {
+					consoleOffset = st.Size()
+				}
+			}
 			proc, err = d.startProcess(ctx, c, s.agent, mounts, netAtt)
 			return err
 		}},

@@ -184,10 +184,25 @@ func (s *vmStart) stateDirStep() step {
 	}}
 }
 
-// startMachineStep clones the template into a running VM. what names the
-// VM in the error ("VM", "maintenance VM").
-func (s *vmStart) startMachineStep(what string) step {
+// startMachineStep clones the template into a running VM, or claims the
+// warm pool's blank *pooled if there is one (pool.go). what names the VM
+// in the error ("VM", "maintenance VM").
+func (s *vmStart) startMachineStep(what string, pooled **blank) step {
 	return step{"start-machine", func(ctx context.Context) error {
+		if pooled != nil && *pooled != nil {
+			if err := s.claimBlank(ctx, *pooled); err == nil {
+				s.cs.push("kill-machine", func() { _ = s.machine.Kill(context.Background()) })
+				return nil
+			} else {
+				s.d.log.WithError(err).WithField("container", s.c.ID[:12]).Warn("cannot claim a blank VM; cloning the template")
+			}
+			// Gone: the cold start below needs its state dir free.
+			(*pooled).discard(s.d)
+			s.d.pool.counted(false)
+			if err := os.MkdirAll(s.spec.StateDir, 0o700); err != nil {
+				return fmt.Errorf("create VM state dir: %w", err)
+			}
+		}
 		m, err := s.d.vms.Start(ctx, s.spec)
 		if err != nil {
 			return fmt.Errorf("start %s: %w", what, err)
@@ -201,6 +216,12 @@ func (s *vmStart) startMachineStep(what string) step {
 // connectAgentStep connects to the guest agent of s.machine.
 func (s *vmStart) connectAgentStep(what string) step {
 	return step{"connect-agent", func(ctx context.Context) error {
+		if s.agent != nil {
+			// A claimed blank's: connected in the pool (pool.go).
+			client := s.agent
+			s.cs.push("close-agent", func() { client.Close() })
+			return nil
+		}
 		client, hello, err := agentclient.Connect(ctx, s.machine.Agent())
 		if err != nil {
 			if what == "" {

@@ -51,6 +51,7 @@ func (d *Daemon) SystemInfo(ctx context.Context) (*system.Info, error) {
 		DriverStatus: [][2]string{
 			{"Base disks", "ext4, one per image"},
 			{"Container disks", "qcow2 copy-on-write overlays"},
+			{"VM pool", d.pool.status()},
 		},
 		// -m is the VM's RAM (create.go's shapeFor).
 		MemoryLimit:        true,

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jevm/jevm/vmbackend"
 )
@@ -43,13 +44,22 @@ func (d *Daemon) CollectTemplates() error {
 // damaged one is removed (vmbackend.TemplateChecker), so that a second
 // start builds it again.
 func (d *Daemon) templateWasCorrupt(ctx context.Context, c *Container) bool {
+	return d.templateCorrupt(ctx, c.Shape)
+}
+
+// templateCorrupt checks the template of shape (as templateWasCorrupt);
+// a removed one takes the warm pool's blanks of the shape with it.
+func (d *Daemon) templateCorrupt(ctx context.Context, shape vmbackend.Shape) bool {
 	tc, ok := d.vms.(vmbackend.TemplateChecker)
 	if !ok {
 		return false
 	}
-	removed, err := tc.CheckTemplate(ctx, c.Shape)
+	removed, err := tc.CheckTemplate(ctx, shape)
 	if err != nil {
-		d.log.WithError(err).WithField("container", c.ID[:12]).Warn("check the VM template")
+		d.log.WithError(err).WithField("shape", fmt.Sprintf("%+v", shape)).Warn("check the VM template")
+	}
+	if removed {
+		d.pool.drain(shape)
 	}
 	return removed
 }

@@ -65,6 +65,15 @@ func TestDaemonKill9KeepsContainers(t *testing.T) {
 	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
 	pids := inspectField(t, web, "{{.State.Pid}}") + " " + inspectField(t, ticker, "{{.State.Pid}}")
 	taps := linksOn(t, bridge)
+	// The ticker runs on a claimed blank of the warm pool (the web
+	// container may too): re-adoption finds it by what the claim
+	// recorded, not by the ID on its command line.
+	if _, ok := blankPids()[vmPidOf(t, ticker)]; !ok {
+		t.Fatalf("%s does not run on a blank of the warm pool", ticker)
+	}
+	// The idle blanks die with the daemon's successor's start.
+	waitPoolFull(t)
+	idle := idleBlankPids(t)
 
 	if err := env.daemon.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -78,6 +87,11 @@ func TestDaemonKill9KeepsContainers(t *testing.T) {
 
 	if got := inspectField(t, web, "{{.State.Pid}}") + " " + inspectField(t, ticker, "{{.State.Pid}}"); got != pids {
 		t.Fatalf("pids after kill -9 and restart %q, want the same VMs %q", got, pids)
+	}
+	for _, pid := range idle {
+		if !processGone(pid) {
+			t.Fatalf("idle blank %s of the killed daemon still runs", pid)
+		}
 	}
 	before := strings.Count(mustDocker(t, "logs", ticker), "tick")
 	waitFor(t, 30*time.Second, "ticks after the restart", func() bool {

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -118,13 +119,30 @@ func TestPauseKillAndRemove(t *testing.T) {
 	}
 	mustDocker(t, "start", name)
 	mustDocker(t, "pause", name)
-	if len(qemuOf(id)) != 1 {
-		t.Fatalf("QEMU of the paused container: %v", qemuOf(id))
-	}
+	pid := vmPidOf(t, name)
 	mustDocker(t, "rm", "-f", name)
+	if _, err := os.Stat("/proc/" + pid); err == nil {
+		t.Fatalf("QEMU %s left behind by rm -f of a paused container", pid)
+	}
 	if left := qemuOf(id); len(left) != 0 {
 		t.Fatalf("QEMU left behind by rm -f of a paused container: %v", left)
 	}
+}
+
+// vmPidOf is the running container name's State.Pid, checked to be a QEMU
+// of this test's daemon: the one its template was cloned for (its ID on
+// the command line) or a warm pool's blank it claimed.
+func vmPidOf(t *testing.T, name string) string {
+	t.Helper()
+	pid := inspectField(t, name, "{{.State.Pid}}")
+	id := inspectField(t, name, "{{.Id}}")
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+	cmd := string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+	if err != nil || !strings.Contains(cmd, "qemu-system") || !strings.Contains(cmd, env.root) ||
+		!(strings.Contains(cmd, "-name jevm-"+id) || strings.Contains(cmd, "-name jevm-pool")) {
+		t.Fatalf("State.Pid %s of %s is not its VM's QEMU: %v %q", pid, name, err, cmd)
+	}
+	return pid
 }
 
 // A paused container stays paused across a daemon restart.

@@ -87,6 +87,10 @@ func TestCorruptTemplateRebuilt(t *testing.T) {
 	if dir == "" {
 		t.Fatalf("no default-shape template with digests in %s", root)
 	}
+	// The warm pool's blanks were cloned from it: the change drains the
+	// pool (daemon/pool.go).
+	pool := waitPoolFull(t)
+	idle := idleBlankPids(t)
 	state := filepath.Join(dir, "state")
 	b, err := os.ReadFile(state)
 	if err != nil {
@@ -108,4 +112,14 @@ func TestCorruptTemplateRebuilt(t *testing.T) {
 	if err != nil || strings.Contains(string(mb), created) {
 		t.Fatalf("the template was not built again: %v\n%s", err, mb)
 	}
+	for _, pid := range idle {
+		if !processGone(pid) {
+			t.Fatalf("blank %s of the old template still runs", pid)
+		}
+	}
+	if st := readPoolStatus(t); st.discarded < pool.discarded+len(idle) {
+		t.Fatalf("pool after the template changed: %q (before: %q)", st.line, pool.line)
+	}
+	// And fills again, from the new template.
+	waitPoolFull(t)
 }

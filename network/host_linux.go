@@ -176,10 +176,17 @@ func DeleteLink(name, owner string) error {
 // CreateTap creates a persistent tap device for a VM's NIC (QEMU opens it
 // by name), enslaves it to bridge and sets it up. An existing tap of the
 // same owner is reused.
+//
+// Without a bridge, the tap is made and left down, connected to nothing: a
+// warm-pool VM's (daemon/pool.go), which ReplaceTap later puts in the
+// place of a container's.
 func CreateTap(name, owner, bridge string, mtu int) error {
-	br, err := netlink.LinkByName(bridge)
-	if err != nil {
-		return fmt.Errorf("tap %s: bridge %s: %w", name, bridge, err)
+	var br netlink.Link
+	if bridge != "" {
+		var err error
+		if br, err = netlink.LinkByName(bridge); err != nil {
+			return fmt.Errorf("tap %s: bridge %s: %w", name, bridge, err)
+		}
 	}
 	l, err := netlink.LinkByName(name)
 	if err == nil && l.Attrs().Alias != owner {
@@ -211,11 +218,65 @@ func CreateTap(name, owner, bridge string, mtu int) error {
 			return fail("set mtu", err)
 		}
 	}
+	if br == nil {
+		return nil
+	}
 	if err := netlink.LinkSetMaster(l, br); err != nil {
 		return fail("attach to "+bridge, err)
 	}
 	if err := netlink.LinkSetUp(l); err != nil {
 		return fail("set up", err)
+	}
+	return nil
+}
+
+// ReplaceTap puts the tap spare (a warm-pool VM's, owned by spareOwner)
+// in the place of the tap name: name's owner, bridge and MTU go to spare,
+// name is deleted, and spare is renamed to name and set up. The VM that
+// holds spare's descriptor is then on name's network, as the VM name
+// was made for would have been. On failure, name is left as it was
+// as far as it can be (a half-moved spare is the caller's to delete by
+// whichever name it has).
+func ReplaceTap(name, spare, spareOwner string) error {
+	old, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("replace tap %s: %w", name, err)
+	}
+	sp, err := netlink.LinkByName(spare)
+	if err != nil {
+		return fmt.Errorf("replace tap %s: %w", name, err)
+	}
+	if sp.Attrs().Alias != spareOwner {
+		return fmt.Errorf("replace tap %s: %s is not owned by %s (alias %q)", name, spare, spareOwner, sp.Attrs().Alias)
+	}
+	if _, ok := old.(*netlink.Tuntap); !ok && old.Type() != "tuntap" {
+		return fmt.Errorf("replace tap %s: not a tap (%s)", name, old.Type())
+	}
+	alias, mtu, master := old.Attrs().Alias, old.Attrs().MTU, old.Attrs().MasterIndex
+	if err := netlink.LinkSetDown(sp); err != nil {
+		return fmt.Errorf("replace tap %s: set %s down: %w", name, spare, err)
+	}
+	if err := netlink.LinkDel(old); err != nil {
+		return fmt.Errorf("replace tap %s: delete it: %w", name, err)
+	}
+	if err := netlink.LinkSetName(sp, name); err != nil {
+		return fmt.Errorf("replace tap %s: rename %s: %w", name, spare, err)
+	}
+	if err := netlink.LinkSetAlias(sp, alias); err != nil {
+		return fmt.Errorf("replace tap %s: set alias: %w", name, err)
+	}
+	if mtu > 0 && sp.Attrs().MTU != mtu {
+		if err := netlink.LinkSetMTU(sp, mtu); err != nil {
+			return fmt.Errorf("replace tap %s: set mtu: %w", name, err)
+		}
+	}
+	if master > 0 {
+		if err := netlink.LinkSetMasterByIndex(sp, master); err != nil {
+			return fmt.Errorf("replace tap %s: attach to its bridge: %w", name, err)
+		}
+	}
+	if err := netlink.LinkSetUp(sp); err != nil {
+		return fmt.Errorf("replace tap %s: set up: %w", name, err)
 	}
 	return nil
 }

@@ -35,7 +35,9 @@ type MachineSpec struct {
 	ID    string
 	Shape Shape
 	// RootDisk is the container's own disk (a qcow2 overlay on the image's
-	// base disk). Its virtual size must be Provider.DiskSize().
+	// base disk). Its virtual size must be Provider.DiskSize(). Empty
+	// starts a blank machine for a warm pool (Claimer): its disk is a
+	// placeholder until Claim swaps the container's in.
 	RootDisk string
 	// StateDir holds the sockets, pid file and console log of this VM. It
 	// must be short enough for unix socket paths (< 100 bytes with names).
@@ -139,6 +141,33 @@ type TemplateChecker interface {
 type SharePlugger interface {
 	PrePluggedShares() int
 }
+
+// Claimer is implemented by providers that can start a machine before
+// the container it is for exists (a blank: MachineSpec.RootDisk empty)
+// and bind it to the container later, so that a warm pool of resumed
+// clones can serve starts (daemon/pool.go). Binding costs no
+// guest-visible hot-plug: the blank's disk device has a placeholder
+// backend that Claim replaces before the guest ever reads it.
+type Claimer interface {
+	// Claim makes the blank m spec's machine: spec.RootDisk becomes its
+	// disk, it is known as spec.ID (Adopt finds it by that spec after a
+	// daemon restart), its state files move to spec.StateDir, it gets
+	// spec.Resources, and NICs after the first are hot-plugged. The
+	// first NIC and the shares stay those the blank was started with:
+	// the caller re-points them (a tap renamed, entries bound under a
+	// share). spec.Shape must be the blank's. It fails with
+	// ErrTemplateChanged if the template m was cloned from is not the
+	// one a start would use now; on any failure the caller kills m.
+	Claim(ctx context.Context, m Machine, spec MachineSpec) error
+}
+
+// ErrTemplateChanged is returned by Claim for a blank cloned from a
+// template that has since been replaced.
+var ErrTemplateChanged = errTemplateChanged{}
+
+type errTemplateChanged struct{}
+
+func (errTemplateChanged) Error() string { return "the template the VM was cloned from has changed" }
 
 // Provider is one VMM with its templates.
 type Provider interface {

@@ -57,6 +57,7 @@ type fileConfig struct {
 	VMMemory      string `json:"vm-memory,omitempty"`
 	VMCPUs        int    `json:"vm-cpus,omitempty"`
 	TCGTBSize     *int   `json:"tcg-tb-size,omitempty"`
+	VMPoolSize    *int   `json:"vm-pool-size,omitempty"`
 	GuestDir      string `json:"guest-dir,omitempty"`
 	Kernel        string `json:"kernel,omitempty"`
 	KernelModules string `json:"kernel-modules,omitempty"`
@@ -84,12 +85,17 @@ var flagToKey = map[string]string{
 	"experimental": "experimental", "live-restore": "live-restore",
 	"log-driver": "log-driver", "log-opt": "log-opts", "default-ulimit": "default-ulimits",
 	"max-concurrent-downloads": "max-concurrent-downloads", "shutdown-timeout": "shutdown-timeout",
-	"accel": "accelerator", "vm-memory": "vm-memory", "vm-cpus": "vm-cpus", "guest-dir": "guest-dir", "tcg-tb-size": "tcg-tb-size",
+	"accel": "accelerator", "vm-memory": "vm-memory", "vm-cpus": "vm-cpus", "guest-dir": "guest-dir", "tcg-tb-size": "tcg-tb-size", "vm-pool-size": "vm-pool-size",
 	"kernel": "kernel", "kernel-modules": "kernel-modules", "agent": "agent", "qemu": "qemu",
 }
 
 // dockerd's defaults for the settings below.
 const (
+	// defaultVMPoolSize: two blanks, so that a start finds one while the
+	// blank the previous start claimed is being replaced.
+	defaultVMPoolSize = 2
+	maxVMPoolSize     = 64
+
 	defaultShutdownTimeout        = 15
 	defaultMaxConcurrentDownloads = 3
 	defaultSocketGroup            = "docker"
@@ -140,6 +146,7 @@ type options struct {
 	vmMemory      string
 	vmCPUs        int
 	tcgTBSize     int
+	vmPoolSize    int
 	guestDir      string
 	kernel        string
 	kernelModules string
@@ -298,6 +305,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.accel, "accel", "auto", "VM accelerator: auto (probe KVM, fall back to TCG), kvm or tcg")
 	fs.StringVar(&o.vmMemory, "vm-memory", "256M", "memory of a container VM without -m")
 	fs.IntVar(&o.vmCPUs, "vm-cpus", 1, "vCPUs of a container VM without --cpus")
+	fs.IntVar(&o.vmPoolSize, "vm-pool-size", defaultVMPoolSize, "blank VMs kept restored and running per VM shape, so that a start claims one instead of cloning the template (0: no pool); each holds about the memory of an idle container")
 	fs.IntVar(&o.tcgTBSize, "tcg-tb-size", 0, "MiB of translated code a TCG VM keeps (0: jevm's default, 16; -1: QEMU's, 1 GiB); smaller saves memory per VM, larger retranslates less")
 	fs.StringVar(&o.guestDir, "guest-dir", "", "directory with the guest kernel (vmlinuz, release, lib/modules) and agent; default: BINDIR/../lib/jevm, /usr/local/lib/jevm, /usr/lib/jevm")
 	fs.StringVar(&o.kernel, "kernel", "", "guest kernel (default: from the guest directory)")
@@ -434,6 +442,7 @@ func (o *options) apply(fc *fileConfig) {
 		o.vmCPUs = fc.VMCPUs
 	}
 	integer(&o.tcgTBSize, fc.TCGTBSize)
+	integer(&o.vmPoolSize, fc.VMPoolSize)
 	str(&o.guestDir, fc.GuestDir)
 	str(&o.kernel, fc.Kernel)
 	str(&o.kernelModules, fc.KernelModules)
@@ -472,6 +481,9 @@ func (o *options) check() error {
 		if u.Name != name {
 			return fmt.Errorf("default-ulimits: key %q does not match the ulimit's Name %q", name, u.Name)
 		}
+	}
+	if o.vmPoolSize < 0 || o.vmPoolSize > maxVMPoolSize {
+		return fmt.Errorf("invalid vm-pool-size %d: 0 to %d blank VMs per shape", o.vmPoolSize, maxVMPoolSize)
 	}
 	if o.tcgTBSize < -1 {
 		return fmt.Errorf("invalid tcg-tb-size %d: MiB, 0 for jevm's default or -1 for QEMU's", o.tcgTBSize)

@@ -140,7 +140,8 @@ func run(o *options) error {
 	}
 
 	// Boot the default template in the background so that the first
-	// container does not wait for a cold boot.
+	// container does not wait for a cold boot; then fill the warm pool
+	// (daemon/pool.go), whose blanks are clones of it.
 	go func() {
 		begin := time.Now()
 		if err := vms.EnsureTemplate(ctx, shape); err != nil && ctx.Err() == nil {
@@ -149,6 +150,7 @@ func run(o *options) error {
 		}
 		log.WithField("elapsed", time.Since(begin).String()).Info("default VM template ready")
 	}()
+	d.StartPool()
 
 	listenOpts := settings.listen
 	listenOpts.SocketGroup, listenOpts.SocketGroupExplicit, listenOpts.Logger = o.group, o.groupExplicit, log

@@ -53,6 +53,7 @@ func (o *options) daemonSettings() (*settings, error) {
 		Debug:               o.debug,
 		Experimental:        o.experimental,
 		LiveRestoreDisabled: !o.liveRestore,
+		VMPoolSize:          o.vmPoolSize,
 	}
 	if err := o.networkConfig(&cfg.Network); err != nil {
 		return nil, err

@@ -27,6 +27,8 @@ const (
 	qmpCharID    = "qmp"
 	consoleChrID = "console"
 	memBackendID = "mem"
+	// blankDiskNode is a blank's placeholder disk node (pool.go).
+	blankDiskNode = "blank"
 )
 
 // File names inside a template directory and a machine's StateDir. Keep
@@ -54,8 +56,9 @@ type vmConfig struct {
 	Append     string // kernel command line
 	MemPath    string // template memory file
 	MemShared  bool   // share=on (template) or off (clone: private CoW mapping)
-	Disk       string // file behind drive id "root"
+	Disk       string // file behind drive id "root"; empty: a blank's (pool.go)
 	DiskFormat string // "raw" or "qcow2"
+	DiskSize   int64  // the placeholder's size (blanks only)
 	VMGenID    string // vmgenid GUID, new for every clone
 	QMPSock    string
 	AgentSock  string
@@ -158,20 +161,38 @@ func devices(c vmConfig) []string {
 		"-device", "virtio-serial-pci,id=vser0,addr=0x3",
 		"-chardev", fmt.Sprintf("socket,id=%s,path=%s,server=on,wait=off", agentCharID, qemuOptEscape(c.AgentSock)),
 		"-device", fmt.Sprintf("virtserialport,bus=vser0.0,nr=1,chardev=%s,name=%s", agentCharID, agentproto.PortName),
-		// Root disk: a sparse placeholder in the template, the
-		// container's qcow2 overlay in a clone (same drive id).
-		"-drive", fmt.Sprintf("file=%s,if=none,id=%s,format=%s,discard=unmap", qemuOptEscape(c.Disk), rootDriveID, c.DiskFormat),
+	}
+	args = append(args, rootDiskArgs(c)...)
+	args = append(args,
 		"-device", fmt.Sprintf("virtio-blk-pci,drive=%s,id=rootdisk,addr=0x4", rootDriveID),
 		// VM generation ID: a new GUID per clone tells the guest kernel
 		// it was cloned (it reseeds its RNG).
-		"-device", "vmgenid,id=vmgenid0,guid=" + c.VMGenID,
+		"-device", "vmgenid,id=vmgenid0,guid="+c.VMGenID,
 		// The NIC (nics.go): a placeholder backend in the template, the
 		// container's tap in a clone (same netdev id).
 		"-netdev", nicNetdevArg(c.NICTap),
 		"-device", nicDeviceArg(c.NICMAC),
-	}
+	)
 	// Pre-plugged 9p shares in slots 0x1f downwards (shares.go).
 	return append(args, shareDevices(c)...)
+}
+
+// rootDiskArgs is the backend of the root disk device: a sparse
+// placeholder in the template, the container's qcow2 overlay in a clone
+// (same drive id), or in a blank (Disk empty, pool.go) a raw node named
+// like the drive over a null-co placeholder of the same size, whose file
+// child Claim swaps for the container's disk (blockdev-reopen). The device
+// sees the same size either way, and the guest has not read the disk when
+// the swap happens: the agent flushes the device's buffers before it
+// mounts the root.
+func rootDiskArgs(c vmConfig) []string {
+	if c.Disk == "" {
+		return []string{
+			"-blockdev", fmt.Sprintf("driver=null-co,node-name=%s,size=%d,read-zeroes=on", blankDiskNode, c.DiskSize),
+			"-blockdev", fmt.Sprintf("driver=raw,node-name=%s,file=%s,discard=unmap", rootDriveID, blankDiskNode),
+		}
+	}
+	return []string{"-drive", fmt.Sprintf("file=%s,if=none,id=%s,format=%s,discard=unmap", qemuOptEscape(c.Disk), rootDriveID, c.DiskFormat)}
 }
 
 // qemuOptEscape escapes a value for QEMU's key=value option syntax, where a

@@ -39,8 +39,11 @@ func processName(id string) string { return "jevm-" + id }
 
 // machine is a running clone.
 type machine struct {
-	p     *Provider
-	id    string
+	p  *Provider
+	id string
+	// name is the QEMU process's -name: processName of the ID it was
+	// started with, which a claimed blank keeps (claim.go).
+	name  string
 	spec  vmbackend.MachineSpec
 	pid   int
 	log   *logrus.Entry
@@ -57,6 +60,16 @@ type machine struct {
 
 	exited chan struct{} // the process is gone (before cleanup)
 	done   chan struct{} // closed after cleanup
+
+	// A blank (claim.go): started without a root disk for the warm
+	// pool, from the template tpl (whose state file was tplState then).
+	blank    bool
+	tplKey   string
+	tplState fileID
+	// nic0MAC is the MAC the first NIC is known by when its device
+	// property says otherwise (a claimed blank's: the guest has the
+	// container's, set by the agent).
+	nic0MAC string
 }
 
 var _ vmbackend.Machine = (*machine)(nil)
@@ -130,7 +143,7 @@ func (m *machine) sigkill() error {
 		return unix.PidfdSendSignal(m.pidfd, unix.SIGKILL, nil, 0)
 	}
 	// No pidfd (old kernel): make sure the pid is still our QEMU.
-	if ok, _ := procCmdlineHasName(m.pid, processName(m.id)); !ok {
+	if ok, _ := procCmdlineHasName(m.pid, m.name); !ok {
 		return syscall.ESRCH
 	}
 	return syscall.Kill(m.pid, syscall.SIGKILL)
@@ -207,7 +220,7 @@ func removeStateFiles(stateDir string, pid int) {
 			return
 		}
 	}
-	for _, name := range []string{qmpSockName, agentSockName, pidFileName} {
+	for _, name := range []string{qmpSockName, agentSockName, pidFileName, claimFileName} {
 		os.Remove(filepath.Join(stateDir, name))
 	}
 }
@@ -256,12 +269,9 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 		return nil, fmt.Errorf("qemu: start: %w", err)
 	}
 	log := p.log.WithField("container", spec.ID)
-	size, format, err := diskVirtualSize(spec.RootDisk)
-	if err != nil {
-		return nil, fmt.Errorf("qemu: start %s: root disk: %w", spec.ID, err)
-	}
-	if size != p.opts.DiskSize {
-		return nil, fmt.Errorf("qemu: start %s: root disk %s has virtual size %d, want %d", spec.ID, spec.RootDisk, size, p.opts.DiskSize)
+	format, err := p.checkRootDisk(spec.RootDisk)
+	if err != nil && spec.RootDisk != "" {
+		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
 	}
 	if err := checkShares(spec.Shares); err != nil {
 		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
@@ -283,15 +293,22 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 	// Only the pid file is checked here: this is the hot path, the
 	// provider's registry already refuses a second start in this process,
 	// and Adopt (after a daemon restart) scans /proc for lost pid files.
-	if pid, alive := p.pidFromFile(spec); alive {
+	if pid, alive := pidFromFile(spec.StateDir, adoptName(spec)); alive {
 		return nil, fmt.Errorf("qemu: start %s: already running as pid %d", spec.ID, pid)
 	}
 	// Leftovers of a VM that died without cleaning up.
 	removeStateFiles(spec.StateDir, 0)
 
 	m := &machine{
-		p: p, id: spec.ID, spec: spec, log: log, pidfd: -1,
+		p: p, id: spec.ID, name: processName(spec.ID), spec: spec, log: log, pidfd: -1,
 		exited: make(chan struct{}), done: make(chan struct{}),
+		blank: spec.RootDisk == "", tplKey: tpl.key,
+	}
+	if m.blank {
+		// What Claim compares with the template a start would use then.
+		if m.tplState, err = statFileID(tpl.statePath()); err != nil {
+			return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
+		}
 	}
 	if err := p.register(m); err != nil {
 		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
@@ -303,7 +320,7 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 	}()
 
 	cfg := vmConfig{
-		Name:       processName(spec.ID),
+		Name:       m.name,
 		Accel:      tpl.meta.Inputs.Accel,
 		Shape:      tpl.meta.Inputs.Shape,
 		TBSizeMiB:  p.tbSizeMiB(),
@@ -314,6 +331,7 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 		MemShared:  false,
 		Disk:       spec.RootDisk,
 		DiskFormat: format,
+		DiskSize:   p.opts.DiskSize,
 		VMGenID:    uuid.NewString(),
 		QMPSock:    filepath.Join(spec.StateDir, qmpSockName),
 		AgentSock:  filepath.Join(spec.StateDir, agentSockName),
@@ -423,17 +441,17 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 // livePid finds the QEMU started for spec.ID: the pid file's process if
 // it is that QEMU, else (pid file lost) any process named for the ID, so
 // that a VM is never started twice on one disk nor leaked by Adopt.
-func (p *Provider) livePid(spec vmbackend.MachineSpec) (int, bool) {
-	if pid, ok := p.pidFromFile(spec); ok {
+func (p *Provider) livePid(spec vmbackend.MachineSpec, name string) (int, bool) {
+	if pid, ok := pidFromFile(spec.StateDir, name); ok {
 		return pid, true
 	}
-	return findProcessByName(processName(spec.ID))
+	return findProcessByName(name)
 }
 
 // pidFromFile returns the VM's pid if its pid file names a live QEMU of
 // this VM.
-func (p *Provider) pidFromFile(spec vmbackend.MachineSpec) (int, bool) {
-	b, err := os.ReadFile(filepath.Join(spec.StateDir, pidFileName))
+func pidFromFile(stateDir, name string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(stateDir, pidFileName))
 	if err != nil {
 		return 0, false
 	}
@@ -441,7 +459,7 @@ func (p *Provider) pidFromFile(spec vmbackend.MachineSpec) (int, bool) {
 	if err != nil || pid <= 0 {
 		return 0, false
 	}
-	if ok, _ := procCmdlineHasName(pid, processName(spec.ID)); ok {
+	if ok, _ := procCmdlineHasName(pid, name); ok {
 		return pid, true
 	}
 	return 0, false
@@ -486,7 +504,8 @@ func (p *Provider) Adopt(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 		}
 		return fmt.Errorf("qemu: adopt %s: %s: %w", spec.ID, why, vmbackend.ErrNotRunning)
 	}
-	pid, alive := p.livePid(spec)
+	name := adoptName(spec)
+	pid, alive := p.livePid(spec, name)
 	if !alive {
 		return nil, notRunning("no qemu process")
 	}
@@ -496,7 +515,7 @@ func (p *Provider) Adopt(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 	if err != nil {
 		return nil, notRunning("no qemu process")
 	}
-	if ok, _ := procCmdlineHasName(pid, processName(spec.ID)); !ok {
+	if ok, _ := procCmdlineHasName(pid, name); !ok {
 		if pidfd >= 0 {
 			unix.Close(pidfd)
 		}
@@ -504,8 +523,11 @@ func (p *Provider) Adopt(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 	}
 	log = log.WithField("pid", pid)
 	m := &machine{
-		p: p, id: spec.ID, spec: spec, pid: pid, log: log, pidfd: pidfd,
+		p: p, id: spec.ID, name: name, spec: spec, pid: pid, log: log, pidfd: pidfd,
 		exited: make(chan struct{}), done: make(chan struct{}),
+	}
+	if r, ok := readClaimRecord(spec.StateDir); ok {
+		m.nic0MAC = r.NIC0MAC
 	}
 	if err := p.register(m); err != nil {
 		if pidfd >= 0 {
@@ -513,7 +535,7 @@ func (p *Provider) Adopt(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 		}
 		return nil, fmt.Errorf("qemu: adopt %s: %w", spec.ID, err)
 	}
-	go watchPid(pid, pidfd, processName(spec.ID), m.exited)
+	go watchPid(pid, pidfd, name, m.exited)
 	defer func() {
 		if err != nil {
 			if m.mon != nil {

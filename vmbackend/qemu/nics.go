@@ -125,6 +125,13 @@ func (m *machine) nicByMAC(ctx context.Context, mac string) (string, error) {
 		if typ != "virtio-net-pci" {
 			continue
 		}
+		if id == nicDeviceID && m.nic0MAC != "" {
+			// A claimed blank's: its property is the blank's MAC.
+			if strings.EqualFold(m.nic0MAC, mac) {
+				return id, nil
+			}
+			continue
+		}
 		var got string
 		if err := m.mon.run(ctx, "qom-get", map[string]any{"path": "/machine/peripheral/" + id, "property": "mac"}, &got); err != nil {
 			return "", err
