@@ -87,6 +87,7 @@ type vmPool struct {
 	mu     sync.Mutex
 	idle   map[vmbackend.Shape][]*blank
 	wanted map[vmbackend.Shape]time.Time // last start of the shape
+	starts map[vmbackend.Shape]int       // starts of shapes not (yet) wanted
 	closed bool
 	// Counters for `docker info`.
 	claimed, discarded int
@@ -115,6 +116,7 @@ func (d *Daemon) StartPool() {
 		d: d, claimer: claimer, size: d.cfg.VMPoolSize, log: d.log.WithField("component", "pool"),
 		idle:   map[vmbackend.Shape][]*blank{},
 		wanted: map[vmbackend.Shape]time.Time{d.cfg.DefaultShape: time.Now()},
+		starts: map[vmbackend.Shape]int{},
 		kick:   make(chan struct{}, 1), cancel: cancel, done: make(chan struct{}),
 	}
 	d.sweepBlanks()
@@ -204,9 +206,18 @@ func (p *vmPool) quiet(ctx context.Context) {
 	}
 }
 
-// want records a start of shape; callers hold p.mu. The least recently
-// started shapes beyond maxPoolShapes are dropped (never the default).
+// want records a start of shape; callers hold p.mu. A shape other than
+// the default is kept from its second start on (a one-off `-m` leaves no
+// blanks behind); the least recently started shapes beyond maxPoolShapes
+// are dropped (never the default).
 func (p *vmPool) want(shape vmbackend.Shape) {
+	if _, ok := p.wanted[shape]; !ok && shape != p.d.cfg.DefaultShape {
+		p.starts[shape]++
+		if p.starts[shape] < 2 {
+			return
+		}
+		delete(p.starts, shape)
+	}
 	p.wanted[shape] = time.Now()
 	if len(p.wanted) <= maxPoolShapes {
 		return
@@ -350,17 +361,11 @@ func (p *vmPool) status() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var shapes []string
-	for s, list := range p.idle {
-		if len(list) > 0 {
-			shapes = append(shapes, fmt.Sprintf("%d of %d MiB, %d CPU", len(list), s.MemoryMiB, s.VCPUs))
-		}
+	for s := range p.wanted {
+		shapes = append(shapes, fmt.Sprintf("%d MiB %d CPU: %d", s.MemoryMiB, s.VCPUs, len(p.idle[s])))
 	}
 	sort.Strings(shapes)
-	idle := "none idle"
-	if len(shapes) > 0 {
-		idle = strings.Join(shapes, "; ") + " idle"
-	}
-	return fmt.Sprintf("%d per shape: %s; %d claimed, %d discarded", p.size, idle, p.claimed, p.discarded)
+	return fmt.Sprintf("%d per shape; idle %s; %d claimed, %d discarded", p.size, strings.Join(shapes, ", "), p.claimed, p.discarded)
 }
 
 // blankTapOwner marks the taps of this daemon's blanks (daemonID: one per

@@ -18,13 +18,14 @@ import (
 )
 
 // poolStatus is the warm pool's line of `docker info` (daemon/pool.go):
-// "2 per shape: 2 of 256 MiB, 1 CPU idle; 5 claimed, 0 discarded".
+// "2 per shape; idle 256 MiB 1 CPU: 2, 512 MiB 2 CPU: 1; 5 claimed, 0
+// discarded"; idle counts the default shape's (256 MiB, 1 CPU).
 type poolStatus struct {
 	line                     string
 	idle, claimed, discarded int
 }
 
-var poolLine = regexp.MustCompile(`^(\d+) per shape: (?:(\d+) of 256 MiB, 1 CPU idle|[^;]*)(?:; [^;]*idle)?; (\d+) claimed, (\d+) discarded$`)
+var poolLine = regexp.MustCompile(`^(\d+) per shape; idle (?:[^;]*, )?256 MiB 1 CPU: (\d+)(?:, [^;]*)?; (\d+) claimed, (\d+) discarded$`)
 
 func readPoolStatus(t *testing.T) poolStatus {
 	t.Helper()
@@ -109,7 +110,7 @@ func idleBlankPids(t *testing.T) []string {
 // pool fills again. docker info reports it.
 func TestPoolClaimsBlanks(t *testing.T) {
 	before := waitPoolFull(t)
-	if !strings.HasPrefix(before.line, "2 per shape: ") {
+	if !strings.HasPrefix(before.line, "2 per shape; ") {
 		t.Fatalf("pool size: %q", before.line)
 	}
 	idle := idleBlankPids(t)

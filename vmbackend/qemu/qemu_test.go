@@ -507,6 +507,110 @@ func TestRealQEMU(t *testing.T) {
 		}
 	})
 
+	// A blank (the warm pool's) is claimed for a disk made after it
+	// started: the guest mounts that disk, the state files move, a second
+	// claim is refused, Adopt finds it by the recorded name, and a blank
+	// of a changed template is refused.
+	t.Run("blank-claim", func(t *testing.T) {
+		blankSpec := func(name string) vmbackend.MachineSpec {
+			sd := filepath.Join(sdir, name)
+			if err := os.MkdirAll(sd, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			return vmbackend.MachineSpec{ID: "test-" + name, Shape: testShape, StateDir: sd, ConsoleLog: filepath.Join(sd, "console.log")}
+		}
+		bs := blankSpec("bl")
+		m, err := p.Start(ctx, bs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Kill(context.Background())
+		client, hello, err := agentclient.Connect(ctx, m.Agent())
+		if err != nil || hello.Phase != "idle" {
+			t.Fatalf("blank's agent: %v %+v", err, hello)
+		}
+		defer client.Close()
+		cs := vmbackend.MachineSpec{ID: "test-claimed", Shape: testShape, StateDir: filepath.Join(sdir, "cl"), ConsoleLog: bs.ConsoleLog,
+			RootDisk: filepath.Join(sdir, "bl-root.qcow2")}
+		if err := p.CreateRootDisk(ctx, base, cs.RootDisk); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(cs.RootDisk)
+		if err := p.Claim(ctx, m, cs); err != nil {
+			t.Fatalf("claim: %v", err)
+		}
+		if err := p.Claim(ctx, m, cs); err == nil {
+			t.Fatal("a second claim of one blank was accepted")
+		}
+		if _, err := os.Stat(bs.StateDir); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("the blank's state dir is still there: %v", err)
+		}
+		for _, f := range []string{qmpSockName, agentSockName, pidFileName, claimFileName} {
+			if _, err := os.Stat(filepath.Join(cs.StateDir, f)); err != nil {
+				t.Fatalf("claimed state dir: %v", err)
+			}
+		}
+		out := &syncBuffer{}
+		proc, err := client.Start(ctx, &agentproto.StartRequest{
+			RootDevice: "/dev/vda", Hostname: "claimed", TimeUnixNano: time.Now().UnixNano(),
+			Process: agentproto.ProcessRequest{Args: []string{"/bin/sh", "-c", "hostname; echo written > /mark; cat /mark; ls /bin/sh"},
+				Env: []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin"}},
+		}, agentclient.ProcessIO{Stdout: out, Stderr: out})
+		if err != nil {
+			t.Fatalf("start on the claimed blank: %v\nconsole:\n%s", err, fileTail(bs.ConsoleLog, 2000))
+		}
+		c := &testClone{name: "claimed", m: m, client: client, proc: proc, out: out}
+		if st := waitExit(ctx, t, c); st.Code != 0 || out.String() != "claimed\nwritten\n/bin/sh\n" {
+			t.Fatalf("on the claimed blank: exit %+v, output %q", st, out.String())
+		}
+		<-m.Done()
+		// The container's disk got the write.
+		if b, err := os.ReadFile(cs.RootDisk); err != nil || !bytes.Contains(b, []byte("written\n")) {
+			t.Fatalf("the claimed disk does not hold the guest's write: %v", err)
+		}
+
+		// Adopt after a "daemon restart", by the claim's record.
+		m2, err := p.Start(ctx, blankSpec("bl2"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m2.Kill(context.Background())
+		cs2 := cs
+		cs2.ID, cs2.StateDir = "test-claimed2", filepath.Join(sdir, "cl2")
+		if err := p.Claim(ctx, m2, cs2); err != nil {
+			t.Fatalf("claim: %v", err)
+		}
+		m2.(*machine).mon.close()
+		p2, err := New(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		am, err := p2.Adopt(ctx, cs2)
+		if err != nil || am.Pid() != m2.Pid() {
+			t.Fatalf("adopt of a claimed blank: %v", err)
+		}
+		if err := am.Kill(ctx); err != nil {
+			t.Fatal(err)
+		}
+		<-m2.Done()
+
+		// A blank of a template that changed since is refused.
+		m3, err := p.Start(ctx, blankSpec("bl3"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m3.Kill(context.Background())
+		later := time.Now().Add(time.Minute)
+		if err := os.Chtimes(filepath.Join(opts.Root, key, tplStateName), later, later); err != nil {
+			t.Fatal(err)
+		}
+		cs3 := cs
+		cs3.ID, cs3.StateDir = "test-claimed3", filepath.Join(sdir, "cl3")
+		if err := p.Claim(ctx, m3, cs3); !errors.Is(err, vmbackend.ErrTemplateChanged) {
+			t.Fatalf("claim of a blank of a changed template: %v", err)
+		}
+	})
+
 	t.Run("corrupt-template-removed", func(t *testing.T) {
 		if removed, err := p.CheckTemplate(ctx, testShape); removed || err != nil {
 			t.Fatalf("an intact template: removed %v, %v", removed, err)
