@@ -372,7 +372,9 @@ bench_compose() {
 	log "$e: compose up -d --wait / down -v (web, worker, sidecar) x$COMPOSE_RUNS"
 	for i in $(seq 1 "$COMPOSE_RUNS"); do
 		t=$(ms)
-		if DOCKER_CONFIG=$cfg D compose -p benchc -f "$dir/compose.yaml" up -d --wait --quiet-pull >/dev/null 2>"$work/err"; then
+		# --wait-timeout: podman 4.3 runs health checks from systemd
+		# timers, so without systemd web never becomes healthy.
+		if DOCKER_CONFIG=$cfg D compose -p benchc -f "$dir/compose.yaml" up -d --wait --wait-timeout 180 --quiet-pull >/dev/null 2>"$work/err"; then
 			rec "$e" compose_up "$i" "$(elapsed_ms "$t")"
 		else
 			note "$e" "compose up failed: $(tail -c 300 "$work/err" | tr '\n,' '  ')"

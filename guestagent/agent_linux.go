@@ -114,6 +114,37 @@ func Main() {
 	a.serve()
 }
 
+// idleSettings turn off the guest kernel's periodic work that wakes an
+// idle VM: under TCG every wake-up is host CPU, and a host holds hundreds
+// of idle jeVMs. Measured 2026-12-05 over 20 s of an idle clone (timer
+// tracepoints): kcompactd's proactive compaction check every 500 ms,
+// vmstat's per-CPU counter folding every second and the block layer's
+// writeback-throttling statistics timer; local timer interrupts went from
+// 7 to 4.4 a second. A VM has one workload and its memory is the
+// template's, so proactive compaction buys nothing; per-CPU counters
+// still fold when they pass their thresholds; the disk is a virtual one
+// the host throttles if anything.
+var idleSettings = []struct{ path, value string }{
+	{"/proc/sys/vm/compaction_proactiveness", "0"},
+	{"/proc/sys/vm/stat_interval", "10"},
+}
+
+// quietIdle applies idleSettings, and drops writeback throttling on the
+// virtio disks present at boot (the root disk's device, which clones
+// keep).
+func (a *agent) quietIdle() {
+	settings := idleSettings
+	wbt, _ := filepath.Glob("/sys/block/vd*/queue/wbt_lat_usec")
+	for _, p := range wbt {
+		settings = append(settings, struct{ path, value string }{p, "0"})
+	}
+	for _, s := range settings {
+		if err := os.WriteFile(s.path, []byte(s.value), 0o644); err != nil {
+			a.debugf("%s: %v", s.path, err)
+		}
+	}
+}
+
 func buildID() string {
 	if BuildID != "" {
 		return BuildID
@@ -215,6 +246,7 @@ func (a *agent) boot() {
 	if err := linkUp("lo"); err != nil {
 		a.logf("lo: %v", err)
 	}
+	a.quietIdle()
 
 	if params["jevm.probe"] == "1" {
 		a.consoleLine(agentproto.ConsoleProbeOK)
