@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,12 +145,38 @@ func (m *machine) DetachDisk(ctx context.Context, path string) error {
 		return fmt.Errorf("qemu: unplug disk %s from %s: %w", path, m.id, err)
 	}
 	node := fmt.Sprintf("%s%d", diskNodePrefix, n)
-	if err := m.mon.run(ctx, "blockdev-del", map[string]any{"node-name": node}, nil); err != nil {
+	if err := m.deleteNode(ctx, node); err != nil {
 		return fmt.Errorf("qemu: delete block node of %s in %s: %w", path, m.id, err)
 	}
 	delete(attachedDisks.m[m], path)
 	m.log.WithFields(logrus.Fields{"disk": path, "took": time.Since(t).Round(time.Millisecond)}).Info("disk unplugged")
 	return nil
+}
+
+// nodeReleaseTimeout bounds how long a block node may stay in use after
+// its device is gone from the QOM tree: QEMU drops the device's reference
+// to the node a moment later (measured: under load, after the unplug was
+// already reported, blockdev-del still said "is in use").
+const nodeReleaseTimeout = 10 * time.Second
+
+// deleteNode deletes a hot-plugged disk's block node, waiting while the
+// unplugged device still holds it. Until it is gone, the disk counts as
+// attached: plugging the same path again would be taken for done.
+func (m *machine) deleteNode(ctx context.Context, node string) error {
+	deadline := time.Now().Add(nodeReleaseTimeout)
+	for {
+		err := m.mon.run(ctx, "blockdev-del", map[string]any{"node-name": node}, nil)
+		if err == nil || !strings.Contains(err.Error(), "in use") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-m.exited:
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // pluggedDisks asks QEMU which disks are hot-plugged (their block nodes
