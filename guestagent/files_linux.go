@@ -471,7 +471,6 @@ func (a *agent) baseDisk(serial string) (string, error) {
 // the PCI bus itself, which probes the new slot at once.
 func findDiskBySerial(serial string, timeout time.Duration) (dev string, rescanned bool, err error) {
 	start := time.Now()
-	var lastScan time.Time
 	for {
 		ms, _ := filepath.Glob("/sys/block/vd*/serial")
 		for _, m := range ms {
@@ -484,12 +483,8 @@ func findDiskBySerial(serial string, timeout time.Duration) (dev string, rescann
 				return dev, rescanned, nil
 			}
 		}
-		// ACPI's hot-plug notice is slow under TCG, and can be missed
-		// while the guest still handles the eject of a disk unplugged
-		// from the same slot just before: rescan the bus after 50 ms,
-		// and again every 2 s.
-		if (!rescanned && time.Since(start) > 50*time.Millisecond) || (rescanned && time.Since(lastScan) > 2*time.Second) {
-			rescanned, lastScan = true, time.Now()
+		if !rescanned && time.Since(start) > 50*time.Millisecond {
+			rescanned = true
 			os.WriteFile("/sys/bus/pci/rescan", []byte("1"), 0o200)
 			continue
 		}
