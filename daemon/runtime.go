@@ -228,7 +228,7 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 		}},
 	}
 	tr, err := runSteps(ctx, log, "container", &s.cs, steps)
-	if err != nil && tr.failedIn("start-machine", "connect-agent") && d.templateWasCorrupt(ctx, c) {
+	if err != nil && tr.failedIn("start-machine", "connect-agent") && d.templateCorrupt(ctx, c.Shape) {
 		// Once more, on a template built again (what failed was
 		// undone: runSteps unwound the cleanup stack).
 		log.Warn("starting again on a rebuilt template")

@@ -39,16 +39,11 @@ func (d *Daemon) CollectTemplates() error {
 	return tc.CollectTemplates(keep)
 }
 
-// templateWasCorrupt asks the provider, after c's VM failed to start or
-// to answer, whether the template of c's shape was damaged on disk; a
-// damaged one is removed (vmbackend.TemplateChecker), so that a second
-// start builds it again.
-func (d *Daemon) templateWasCorrupt(ctx context.Context, c *Container) bool {
-	return d.templateCorrupt(ctx, c.Shape)
-}
-
-// templateCorrupt checks the template of shape (as templateWasCorrupt);
-// a removed one takes the warm pool's blanks of the shape with it.
+// templateCorrupt asks the provider, after a VM of shape failed to start
+// or to answer (a container's, or a blank of the pool), whether the
+// template was damaged on disk; a damaged one is removed
+// (vmbackend.TemplateChecker), so that a second start builds it again,
+// and takes the warm pool's blanks of the shape with it.
 func (d *Daemon) templateCorrupt(ctx context.Context, shape vmbackend.Shape) bool {
 	tc, ok := d.vms.(vmbackend.TemplateChecker)
 	if !ok {

@@ -293,11 +293,10 @@ func (p *Provider) hashes() (kernel, initrd string, err error) {
 }
 
 func rehash(path, old string, oldID fileID) (string, fileID, error) {
-	st, err := os.Stat(path)
+	id, err := statFileID(path)
 	if err != nil {
 		return "", fileID{}, err
 	}
-	id := fileID{size: st.Size(), mtime: st.ModTime(), ino: inode(st)}
 	if old != "" && id == oldID {
 		return old, id, nil
 	}
