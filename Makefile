@@ -123,8 +123,8 @@ integration: deps guest build images compose
 
 test: deps guest build images compose fmt vet unit integration
 
-# Go fuzz targets of what jevmd reads from clients and guests
-# (docs/HARDENING.md), each run for FUZZTIME with one worker (the machines
+# Go fuzz targets of what jevmd reads from clients, guests and registries
+# (docs/RELIABILITY.md), each run for FUZZTIME with one worker (the machines
 # are small). Not part of `make test`: `make unit` already runs every
 # target on its seeds (f.Add and testdata/fuzz). New inputs found are kept
 # in Go's fuzz cache ($(GO) env GOCACHE)/fuzz; a failing one is written
@@ -134,7 +134,8 @@ FUZZ_TARGETS ?= \
 	./api:FuzzContainerCreate ./api:FuzzListFilters ./api:FuzzPathStatHeader \
 	./internal/filterutil:FuzzMatchLabels ./internal/filterutil:FuzzParseTime \
 	./vmbackend/agentproto:FuzzReadFrame ./vmbackend/agentproto:FuzzFrameRoundTrip \
-	./vmbackend/agentclient:FuzzConnect
+	./vmbackend/agentclient:FuzzConnect \
+	./imagestore:FuzzParseReference ./imagestore:FuzzApplyLayer ./imagestore:FuzzApplyLayerTar
 fuzz: deps
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
