@@ -285,6 +285,31 @@ func TestRestartAndRename(t *testing.T) {
 	mustDocker(t, "rm", "-f", renamed)
 }
 
+// TestRestartAutoRemove: `docker restart` of a --rm container keeps it
+// (dockerd's TestContainerWithAutoRemoveCanBeRestarted) with its disk as
+// it was (a --rm container's VM is killed at once when it exits for good,
+// daemon/runtime.go, but not when it restarts); a stop then removes it.
+func TestRestartAutoRemove(t *testing.T) {
+	name := uniqueName(t, "rm")
+	rmOnCleanup(t, name)
+	mustDocker(t, "run", "-d", "--rm", "--name", name, "busybox", "sh", "-c",
+		`trap "exit 0" TERM; if [ -f /marker ]; then echo "again $(cat /marker)"; fi; echo written > /marker; sleep 300 & wait`)
+	waitFor(t, 30*time.Second, "the marker written", func() bool {
+		return docker(t, "exec", name, "cat", "/marker").stdout == "written\n"
+	})
+	mustDocker(t, "restart", "-t", "5", name)
+	if inspectField(t, name, "{{.State.Running}}") != "true" {
+		t.Fatal("the --rm container is not running after restart")
+	}
+	waitFor(t, 30*time.Second, "the second run to see the first run's file", func() bool {
+		return strings.Contains(mustDocker(t, "logs", name), "again written\n")
+	})
+	mustDocker(t, "stop", "-t", "5", name)
+	waitFor(t, 30*time.Second, "the --rm container removed after stop", func() bool {
+		return docker(t, "inspect", name).code != 0
+	})
+}
+
 func TestNameConflict(t *testing.T) {
 	name := uniqueName(t, "c")
 	rmOnCleanup(t, name)
