@@ -37,7 +37,8 @@ const shareWait = 10 * time.Second
 // through to the host on every call (coherent with the host and other VMs)
 // and keeps a page cache only for mmap; access=client makes the guest
 // kernel check permissions with the files' owners and modes, as a local
-// filesystem would (QEMU runs as root with security_model=passthrough).
+// filesystem would (QEMU keeps the capabilities that security_model=
+// passthrough needs: vmbackend/qemu/user.go).
 // msize is the largest the virtio transport allows (~500 KiB).
 const ninepOptions = "trans=virtio,version=9p2000.L,cache=mmap,access=client,msize=512000"
 

@@ -1,10 +1,15 @@
 package integration
 
 import (
+	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // A container's processes are confined in their VM as runc confines them
@@ -85,5 +90,84 @@ func TestMaskedAndReadonlyPaths(t *testing.T) {
 	out = mustDocker(t, "run", "--rm", "--privileged", "busybox", "sh", "-c", `echo jevm > /proc/sys/kernel/domainname && cat /proc/sys/kernel/domainname`)
 	if strings.TrimSpace(out) != "jevm" {
 		t.Fatalf("privileged /proc/sys: %q", out)
+	}
+}
+
+// TestQEMUConfined checks the host side of a container: its QEMU runs as
+// the unprivileged VM user (vmbackend/qemu/user.go) with only the
+// capabilities its 9p server needs, under two seccomp filters (jevmd's
+// host filter and QEMU's -sandbox), read from /proc/PID/status; and the
+// 9p server still gives files the owners the guest asked for in a bind
+// mount that only root may enter on the host.
+func TestQEMUConfined(t *testing.T) {
+	vmUser, err := user.Lookup("jevm-vm")
+	if err != nil {
+		t.Fatalf("the VM user: %v", err)
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	name := uniqueName(t, "confined")
+	rmOnCleanup(t, name)
+	mustDocker(t, "run", "-d", "--name", name, "-v", dir+":/b", "busybox", "sh", "-c",
+		"echo x > /b/root-file && echo y > /b/user-file && chown 1234:2345 /b/user-file && chmod 4755 /b/user-file; sleep 300")
+	pid := inspectField(t, name, "{{.State.Pid}}")
+	status, err := os.ReadFile(filepath.Join("/proc", pid, "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	field := func(key string) string {
+		for _, l := range strings.Split(string(status), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && k == key {
+				return strings.Join(strings.Fields(v), " ")
+			}
+		}
+		t.Fatalf("no %s in /proc/%s/status", key, pid)
+		return ""
+	}
+	u := vmUser.Uid
+	if got, want := field("Uid"), strings.Repeat(u+" ", 3)+u; got != want {
+		t.Errorf("QEMU's Uid: %q, want %q (the VM user)", got, want)
+	}
+	if got, want := field("Gid"), strings.Repeat(vmUser.Gid+" ", 3)+vmUser.Gid; got != want {
+		t.Errorf("QEMU's Gid: %q, want %q", got, want)
+	}
+	// CAP_CHOWN (0), CAP_DAC_OVERRIDE (1), CAP_FOWNER (3), CAP_FSETID (4).
+	const want = "000000000000001b"
+	for _, k := range []string{"CapEff", "CapPrm", "CapAmb"} {
+		if got := field(k); got != want {
+			t.Errorf("QEMU's %s: %s, want %s", k, got, want)
+		}
+	}
+	if got := field("Seccomp"); got != "2" {
+		t.Errorf("QEMU's Seccomp: %s, want 2 (filter)", got)
+	}
+	if n, err := strconv.Atoi(field("Seccomp_filters")); err != nil || n < 2 {
+		t.Errorf("QEMU's Seccomp_filters: %d (%v), want jevmd's and QEMU's own", n, err)
+	}
+	if got := field("NoNewPrivs"); got != "1" {
+		t.Errorf("QEMU's NoNewPrivs: %s", got)
+	}
+	// The guest's root made both files; the host sees the owners it
+	// asked for, and the host filter dropped the setuid bit.
+	waitFor(t, 60*time.Second, "the container's files in the bind mount", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "user-file"))
+		return err == nil
+	})
+	owner := func(f string) string {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := st.Sys().(*syscall.Stat_t)
+		return fmt.Sprintf("%d:%d %v", s.Uid, s.Gid, st.Mode())
+	}
+	if got := owner("root-file"); !strings.HasPrefix(got, "0:0 ") {
+		t.Errorf("root-file on the host: %s, want root's", got)
+	}
+	waitFor(t, 30*time.Second, "user-file chowned", func() bool { return strings.HasPrefix(owner("user-file"), "1234:2345 ") })
+	if st, err := os.Stat(filepath.Join(dir, "user-file")); err != nil || st.Mode()&os.ModeSetuid != 0 {
+		t.Errorf("user-file on the host: %v, %v (setuid must be refused)", st.Mode(), err)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	units "github.com/docker/go-units"
+
+	"github.com/jevm/jevm/vmbackend/qemu"
 )
 
 // fileConfig is daemon.json: dockerd's keys where the meaning is the same,
@@ -58,6 +60,7 @@ type fileConfig struct {
 	VMCPUs        int    `json:"vm-cpus,omitempty"`
 	TCGTBSize     *int   `json:"tcg-tb-size,omitempty"`
 	VMPoolSize    *int   `json:"vm-pool-size,omitempty"`
+	VMUser        string `json:"vm-user,omitempty"`
 	GuestDir      string `json:"guest-dir,omitempty"`
 	Kernel        string `json:"kernel,omitempty"`
 	KernelModules string `json:"kernel-modules,omitempty"`
@@ -86,7 +89,7 @@ var flagToKey = map[string]string{
 	"log-driver": "log-driver", "log-opt": "log-opts", "default-ulimit": "default-ulimits",
 	"max-concurrent-downloads": "max-concurrent-downloads", "shutdown-timeout": "shutdown-timeout",
 	"accel": "accelerator", "vm-memory": "vm-memory", "vm-cpus": "vm-cpus", "guest-dir": "guest-dir", "tcg-tb-size": "tcg-tb-size", "vm-pool-size": "vm-pool-size",
-	"kernel": "kernel", "kernel-modules": "kernel-modules", "agent": "agent", "qemu": "qemu",
+	"vm-user": "vm-user", "kernel": "kernel", "kernel-modules": "kernel-modules", "agent": "agent", "qemu": "qemu",
 }
 
 // dockerd's defaults for the settings below.
@@ -147,6 +150,7 @@ type options struct {
 	vmCPUs        int
 	tcgTBSize     int
 	vmPoolSize    int
+	vmUser        string
 	guestDir      string
 	kernel        string
 	kernelModules string
@@ -306,6 +310,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.vmMemory, "vm-memory", "256M", "memory of a container VM without -m")
 	fs.IntVar(&o.vmCPUs, "vm-cpus", 1, "vCPUs of a container VM without --cpus")
 	fs.IntVar(&o.vmPoolSize, "vm-pool-size", defaultVMPoolSize, "blank VMs kept restored and running per VM shape, so that a start claims one instead of cloning the template (0: no pool); each holds about the memory of an idle container")
+	fs.StringVar(&o.vmUser, "vm-user", qemu.DefaultUser, "user QEMU runs as, keeping only the capabilities its file sharing needs (created if it is the default and missing; root: QEMU keeps jevmd's privileges)")
 	fs.IntVar(&o.tcgTBSize, "tcg-tb-size", 0, "MiB of translated code a TCG VM keeps (0: jevm's default, 16; -1: QEMU's, 1 GiB); smaller saves memory per VM, larger retranslates less")
 	fs.StringVar(&o.guestDir, "guest-dir", "", "directory with the guest kernel (vmlinuz, release, lib/modules) and agent; default: BINDIR/../lib/jevm, /usr/local/lib/jevm, /usr/lib/jevm")
 	fs.StringVar(&o.kernel, "kernel", "", "guest kernel (default: from the guest directory)")
@@ -443,6 +448,7 @@ func (o *options) apply(fc *fileConfig) {
 	}
 	integer(&o.tcgTBSize, fc.TCGTBSize)
 	integer(&o.vmPoolSize, fc.VMPoolSize)
+	str(&o.vmUser, fc.VMUser)
 	str(&o.guestDir, fc.GuestDir)
 	str(&o.kernel, fc.Kernel)
 	str(&o.kernelModules, fc.KernelModules)

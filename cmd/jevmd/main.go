@@ -112,6 +112,7 @@ func run(o *options) error {
 		Accel:    o.accel,
 		// TCG's translated-code buffer per VM (qemu.DefaultTCGTBSizeMiB).
 		TCGTBSizeMiB: o.tcgTBSize,
+		User:         o.vmUser, // QEMU's user, with 9p's capabilities only
 		Logger:       logrus.WithField("component", "qemu"),
 	})
 	if err != nil {

@@ -162,6 +162,7 @@ func (p *Provider) probeKVM(ctx context.Context) error {
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p.user.applyUser(cmd.SysProcAttr) // /dev/kvm as the VMs will open it
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start qemu: %w", err)
 	}

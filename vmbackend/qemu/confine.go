@@ -3,8 +3,10 @@ package qemu
 // A second seccomp filter for QEMU, installed by jevmd before QEMU's own
 // (-sandbox, cmdline.go) and kept for the process's life (filters stack):
 // what QEMU's 9p server may do to a shared host directory on a guest's
-// behalf. QEMU serves 9p as root with security_model=passthrough, so a
-// guest could otherwise create device nodes and setuid (or setgid
+// behalf. QEMU serves 9p with security_model=passthrough and keeps the
+// capabilities that needs (CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER,
+// CAP_FSETID: user.go; as root with --vm-user root), so a guest could
+// otherwise create device nodes and setuid (or setgid
 // executable) files in a bind-mounted host directory, or give a file
 // capabilities (security.capability): each a way to root on the host for
 // anyone who then runs or opens them there. Kata and Firecracker's jailer

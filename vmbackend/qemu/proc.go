@@ -43,6 +43,10 @@ func (p *Provider) spawn(cfg vmConfig, logPath string, detach bool) (*qemuProc, 
 	} else {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	}
+	p.user.applyUser(cmd.SysProcAttr)
+	if err := p.user.grantTap(cfg.NICTap); err != nil {
+		return nil, err
+	}
 	exited := make(chan struct{})
 	var hold <-chan struct{}
 	if !detach {

@@ -62,6 +62,10 @@ type Options struct {
 	// is split into regions, each grown in 2 MiB huge pages). Unused
 	// with KVM. Not part of the template key: it is not guest state.
 	TCGTBSizeMiB int
+	// User is the user QEMU runs as, with only the capabilities its 9p
+	// server needs (user.go): "" is DefaultUser (created if missing),
+	// "root" keeps jevmd's privileges.
+	User string
 	// ProbeTimeout bounds the KVM test boot (default 10s).
 	ProbeTimeout time.Duration
 	// TemplateBootTimeout bounds a template's cold boot up to the agent's
@@ -95,6 +99,7 @@ type Provider struct {
 	log         *logrus.Entry
 	qemuVersion string // first line of `qemu --version`
 	accel       string
+	user        *vmUser // whom QEMU runs as (user.go); nil: root
 
 	hashMu     sync.Mutex
 	kernelHash string
@@ -170,6 +175,13 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	if _, _, err := p.hashes(); err != nil {
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
+	if opts.User == "" {
+		opts.User = DefaultUser
+		p.opts.User = DefaultUser
+	}
+	if p.user, err = resolveUser(opts.User); err != nil {
+		return nil, fmt.Errorf("qemu: %w", err)
+	}
 	p.removeStaleBuilds()
 	p.initCgroups()
 	accel, err := p.chooseAccel(ctx)
@@ -178,7 +190,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	}
 	p.accel = accel
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.log.WithFields(logrus.Fields{"accel": accel, "qemu": v, "root": opts.Root}).Info("qemu provider ready")
+	p.log.WithFields(logrus.Fields{"accel": accel, "qemu": v, "root": opts.Root, "user": p.userName()}).Info("qemu provider ready")
 	return p, nil
 }
 
@@ -190,6 +202,14 @@ func (p *Provider) Accelerator() string { return p.accel }
 
 // DiskSize implements vmbackend.Provider.
 func (p *Provider) DiskSize() int64 { return p.opts.DiskSize }
+
+// userName is whom QEMU runs as, for logs and docker info.
+func (p *Provider) userName() string {
+	if p.user == nil {
+		return "root"
+	}
+	return p.user.name
+}
 
 // QEMUVersion is the emulator's version line.
 func (p *Provider) QEMUVersion() string { return p.qemuVersion }
