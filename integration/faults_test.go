@@ -313,3 +313,77 @@ func TestDataRootFull(t *testing.T) {
 	}
 	d("rm", "full")
 }
+
+// jevmdRSS is the test daemon's resident memory in MiB.
+func jevmdRSS(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", env.daemon.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.Atoi(f[1])
+			return n / 1024
+		}
+	}
+	return 0
+}
+
+// A guest that writes garbage to the host: root in a --privileged
+// container with the VM's PID namespace takes the guest agent's channel
+// to jevmd (testdata/hostile) and writes random bytes, frame headers far
+// beyond the protocol's bound, a frame that never ends and well-formed
+// frames that are not the protocol for 10 s. It may break its own
+// container; jevmd stays up with its memory bounded, another container
+// runs and execs meanwhile, and `docker rm -f` removes the hostile one
+// with its VM.
+func TestHostileGuestGarbage(t *testing.T) {
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(bin, "hostile"), "./testdata/hostile")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the hostile guest program: %v\n%s", err, out)
+	}
+	victim, hostile := uniqueName(t, "victim"), uniqueName(t, "hostile")
+	rmOnCleanup(t, victim, hostile)
+	mustDocker(t, "run", "-d", "--name", victim, "busybox", "sleep", "600")
+	before := jevmdRSS(t)
+	mustDocker(t, "run", "-d", "--name", hostile, "--privileged", "--pid", "host", "-v", bin+":/h:ro", "busybox", "/h/hostile", "10s")
+	hostilePid := inspectField(t, hostile, "{{.State.Pid}}")
+	time.Sleep(3 * time.Second)
+	// Meanwhile: the daemon answers, the other container works.
+	if out := mustDocker(t, "exec", victim, "echo", "still here"); out != "still here\n" {
+		t.Fatalf("exec into another container during the garbage: %q", out)
+	}
+	if out := mustDocker(t, "run", "--rm", "busybox", "echo", "alive"); out != "alive\n" {
+		t.Fatalf("a new container during the garbage: %q", out)
+	}
+	// What the host does with it: the garbage's first oversized header
+	// ends the agent connection (a guest that is not speaking the
+	// protocol), so the container is taken for a VM that failed.
+	waitFor(t, 60*time.Second, "the hostile container stopped", func() bool {
+		return inspectField(t, hostile, "{{.State.Running}}") == "false"
+	})
+	during := jevmdRSS(t)
+	state := inspectField(t, hostile, "{{.State.ExitCode}} {{.State.Error}}")
+	logs := docker(t, "logs", hostile)
+	t.Logf("hostile container: %s; its output: %q %q; jevmd RSS %d MiB before, %d MiB after", state, logs.stdout, logs.stderr, before, during)
+	if !strings.HasPrefix(state, "137 ") || !strings.Contains(state, "agent connection") {
+		t.Fatalf("the hostile container ended with %q, want 137 and the agent connection's error", state)
+	}
+	if during > before+128 {
+		t.Fatalf("jevmd grew from %d to %d MiB on a guest's garbage", before, during)
+	}
+	mustDocker(t, "rm", "-f", hostile)
+	waitFor(t, 30*time.Second, "the hostile container's QEMU gone", func() bool {
+		_, err := os.Stat("/proc/" + hostilePid)
+		return err != nil
+	})
+	if out := mustDocker(t, "exec", victim, "echo", "still here"); out != "still here\n" {
+		t.Fatalf("exec into another container after the garbage: %q", out)
+	}
+	if r := docker(t, "info", "--format", "{{.ContainersRunning}}"); r.code != 0 {
+		t.Fatalf("docker info after the garbage: %s", r)
+	}
+}
