@@ -244,6 +244,14 @@ bench_engine() {
 			rec "$e" pss_per_container_n$i 1 $(((p - base) / i))
 			rec "$e" pss_total_kib_n$i 1 "$p"
 			log "$e: N=$i PSS total $((p / 1024)) MiB over $n processes, baseline $((base / 1024)) MiB -> $(((p - base) / i / 1024)) MiB/container"
+			if [ "$e" = jevm ] && [ "$i" = 10 ]; then
+				# Where one idle container's memory goes: its QEMU by kind.
+				local qpid kind kib
+				qpid=$(D inspect -f '{{.State.Pid}}' idle5 2>/dev/null || true)
+				if [ -n "$qpid" ] && [ "$qpid" != 0 ]; then
+					while read -r kind kib; do rec "$e" "qemu_pss_$kind" 1 "$kib"; done < <(python3 "$ROOT/bench/lib/qemu_pss.py" "$qpid" 2>/dev/null || true)
+				fi
+			fi
 		fi
 		if [ -n "$base_lat" ] && [ "$i" -ge 10 ]; then
 			local recent

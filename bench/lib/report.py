@@ -283,6 +283,23 @@ L.append(f'jevm only (accelerator **{accel}**, from jevmd\'s log): default templ
             f'(over all {ca[0]} starts of the run, the {PAR}-way parallel and the capacity ones included: '
             f'{ca[1]:.0f} / {ca[2]:.0f} / {ca[3]:.0f} ms).' if ce else ''))
 L.append('')
+qemu_kinds = [('tcg_code', "TCG's translated-code buffer (anonymous, executable; `--tcg-tb-size`)"),
+              ('tcg_tlb', 'the largest other anonymous region (by its size, TCG\'s soft-MMU TLBs)'),
+              ('guest_memory', 'the guest\'s RAM: the template\'s memory file, private (pages the guest wrote, and its share of those all clones read)'),
+              ('qemu_heap', 'QEMU\'s heap, malloc arenas, stacks and other anonymous memory'),
+              ('qemu_files', 'QEMU\'s binary and libraries (shared by all QEMUs, counted in shares)')]
+if any(one('jevm', 'qemu_pss_' + k) is not None for k, _ in qemu_kinds):
+    total = sum(one('jevm', 'qemu_pss_' + k) or 0 for k, _ in qemu_kinds)
+    L.append('Where an idle jevm container\'s memory goes (the QEMU of the 5th of the idle containers, '
+             f'`/proc/PID/smaps` at N=10; {total / 1024:.1f} MiB PSS in all):')
+    L.append('')
+    L.append('| part | PSS |')
+    L.append('|---|---|')
+    for k, what in qemu_kinds:
+        v = one('jevm', 'qemu_pss_' + k)
+        if v is not None:
+            L.append(f'| {what} | {v / 1024:.1f} MiB |')
+    L.append('')
 phases = sorted({m for (e, m) in raw if e == 'jevm' and m.startswith('phase_')},
                 key=lambda m: -(stats('jevm', m)[2]))
 if phases:
