@@ -18,15 +18,28 @@ func writeConfig(t *testing.T, body string) string {
 
 func TestConfigFileKeys(t *testing.T) {
 	p := writeConfig(t, `{"hosts":["tcp://127.0.0.1:2375"],"data-root":"/srv/jevm","registry-mirrors":["http://127.0.0.1:5000"],
-		"insecure-registries":["10.0.0.1:5000"],"debug":true,"accelerator":"tcg","vm-memory":"512M","vm-cpus":2,"kernel":"/k"}`)
+		"insecure-registries":["10.0.0.1:5000"],"debug":true,"accelerator":"tcg","vm-memory":"512M","vm-cpus":2,"kernel":"/k","vm-user":"qemu-runner"}`)
 	o, err := parseOptions([]string{"--config-file", p, "--log-level", "warn"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(o.hosts, ",") != "tcp://127.0.0.1:2375" || o.logLevel != "warn" || o.dataRoot != "/srv/jevm" || !o.debug ||
-		o.accel != "tcg" || o.vmMemory != "512M" || o.vmCPUs != 2 || o.kernel != "/k" ||
+		o.accel != "tcg" || o.vmMemory != "512M" || o.vmCPUs != 2 || o.kernel != "/k" || o.vmUser != "qemu-runner" ||
 		len(o.registryMirrors) != 1 || len(o.insecureRegistries) != 1 {
 		t.Fatalf("options = %+v", o)
+	}
+}
+
+func TestVMUserDefault(t *testing.T) {
+	o, err := parseOptions(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.vmUser != "jevm-vm" {
+		t.Fatalf("QEMU's user by default: %q", o.vmUser)
+	}
+	if o, err = parseOptions([]string{"--vm-user", "root"}); err != nil || o.vmUser != "root" {
+		t.Fatalf("--vm-user root: %q, %v", o.vmUser, err)
 	}
 }
 
