@@ -144,6 +144,9 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	if opts.DiskSize < 0 || opts.DiskSize%512 != 0 {
 		return nil, fmt.Errorf("qemu: disk size %d is not a positive multiple of 512", opts.DiskSize)
 	}
+	if opts.User == "" {
+		opts.User = DefaultUser
+	}
 	if opts.ProbeTimeout == 0 {
 		opts.ProbeTimeout = 10 * time.Second
 	}
@@ -175,10 +178,6 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	if _, _, err := p.hashes(); err != nil {
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
-	if opts.User == "" {
-		opts.User = DefaultUser
-		p.opts.User = DefaultUser
-	}
 	if p.user, err = resolveUser(opts.User); err != nil {
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
@@ -203,7 +202,7 @@ func (p *Provider) Accelerator() string { return p.accel }
 // DiskSize implements vmbackend.Provider.
 func (p *Provider) DiskSize() int64 { return p.opts.DiskSize }
 
-// userName is whom QEMU runs as, for logs and docker info.
+// userName is whom QEMU runs as, for the log.
 func (p *Provider) userName() string {
 	if p.user == nil {
 		return "root"
