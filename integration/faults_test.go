@@ -48,7 +48,7 @@ func TestKillQEMUExitsAndRestarts(t *testing.T) {
 	}
 }
 
-// kill -9 of jevmd with containers running, then a new jevmd: each is
+// kill -9 of jevmd with ten containers running, then a new jevmd: each is
 // re-adopted in its VM (same pid), its log goes on, its published port
 // and the network's DNS answer again; removing the container and the
 // network afterwards leaves no tap, bridge or NAT rule.
@@ -63,7 +63,22 @@ func TestDaemonKill9KeepsContainers(t *testing.T) {
 	mustDocker(t, "run", "-d", "--name", ticker, "--network", netName, "busybox", "sh", "-c", `i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.3; done`)
 	waitFor(t, 30*time.Second, "ticks", func() bool { return strings.Contains(mustDocker(t, "logs", ticker), "tick 1\n") })
 	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
-	pids := inspectField(t, web, "{{.State.Pid}}") + " " + inspectField(t, ticker, "{{.State.Pid}}")
+	// Eight more, for ten running in all when the daemon dies.
+	var more []string
+	for i := 0; i < 8; i++ {
+		n := uniqueName(t, fmt.Sprintf("k9idle%d", i))
+		rmOnCleanup(t, n)
+		mustDocker(t, "run", "-d", "--name", n, "--network", netName, "busybox", "sleep", "600")
+		more = append(more, n)
+	}
+	allPids := func() string {
+		out := inspectField(t, web, "{{.State.Pid}}") + " " + inspectField(t, ticker, "{{.State.Pid}}")
+		for _, n := range more {
+			out += " " + inspectField(t, n, "{{.State.Status}}:{{.State.Pid}}")
+		}
+		return out
+	}
+	pids := allPids()
 	taps := linksOn(t, bridge)
 	// The ticker runs on a claimed blank of the warm pool (the web
 	// container may too): re-adoption finds it by what the claim
@@ -85,8 +100,13 @@ func TestDaemonKill9KeepsContainers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if got := inspectField(t, web, "{{.State.Pid}}") + " " + inspectField(t, ticker, "{{.State.Pid}}"); got != pids {
+	if got := allPids(); got != pids {
 		t.Fatalf("pids after kill -9 and restart %q, want the same VMs %q", got, pids)
+	}
+	for _, n := range more {
+		if out := mustDocker(t, "exec", n, "echo", "adopted"); out != "adopted\n" {
+			t.Fatalf("exec into %s after kill -9 and restart: %q", n, out)
+		}
 	}
 	for _, pid := range idle {
 		if !processGone(pid) {
@@ -104,7 +124,7 @@ func TestDaemonKill9KeepsContainers(t *testing.T) {
 		t.Fatalf("DNS after kill -9 and restart: %q", out)
 	}
 
-	mustDocker(t, "rm", "-f", web, ticker)
+	mustDocker(t, append([]string{"rm", "-f", web, ticker}, more...)...)
 	checkNetworkLeavesNothing(t, netName, bridge, port, taps)
 }
 
@@ -204,26 +224,13 @@ func TestGuestNeverAnswers(t *testing.T) {
 func TestStdoutFlood(t *testing.T) {
 	flood := uniqueName(t, "flood")
 	rmOnCleanup(t, flood)
-	rss := func() int {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", env.daemon.Process.Pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-				n, _ := strconv.Atoi(f[1])
-				return n / 1024
-			}
-		}
-		return 0
-	}
-	before := rss()
+	before := jevmdRSS(t)
 	mustDocker(t, "run", "-d", "--name", flood, "--log-opt", "max-size=2m", "--log-opt", "max-file=2", "busybox", "yes", "flood-flood-flood")
 	time.Sleep(5 * time.Second)
 	if out := mustDocker(t, "run", "--rm", "busybox", "echo", "alive"); out != "alive\n" {
 		t.Fatalf("another container during the flood: %q", out)
 	}
-	during := rss()
+	during := jevmdRSS(t)
 	mustDocker(t, "stop", "-t", "2", flood)
 	logs := docker(t, "logs", "--tail", "5", flood)
 	t.Logf("jevmd RSS %d MiB before, %d MiB during the flood; last lines %q", before, during, logs.stdout)
