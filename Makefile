@@ -135,7 +135,8 @@ FUZZ_TARGETS ?= \
 	./internal/filterutil:FuzzMatchLabels ./internal/filterutil:FuzzParseTime \
 	./vmbackend/agentproto:FuzzReadFrame ./vmbackend/agentproto:FuzzFrameRoundTrip \
 	./vmbackend/agentclient:FuzzConnect \
-	./imagestore:FuzzParseReference ./imagestore:FuzzApplyLayer ./imagestore:FuzzApplyLayerTar
+	./imagestore:FuzzParseReference ./imagestore:FuzzApplyLayer ./imagestore:FuzzApplyLayerTar \
+	./builder:FuzzExtractContext
 fuzz: deps
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

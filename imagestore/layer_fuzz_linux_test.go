@@ -14,9 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +23,8 @@ import (
 	"github.com/docker/docker/errdefs"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
+
+	"github.com/jevm/jevm/internal/fuzzjail"
 )
 
 // The layer targets run applyLayer (the host-side unpacker behind base
@@ -56,149 +55,26 @@ func (m *memContent) ReaderAt(_ context.Context, desc ocispec.Descriptor) (conte
 	return memReaderAt{bytes.NewReader(b)}, nil
 }
 
-var errNoChroot = errors.New("cannot chroot")
-
-// inChroot runs fn on a new OS thread whose root directory is dir; the
-// thread exits with the goroutine (never unlocked), as in guestagent's
-// runInRoot.
-func inChroot(dir string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			errc <- fmt.Errorf("%w: unshare: %v", errNoChroot, err)
-			return
-		}
-		if err := unix.Chroot(dir); err != nil {
-			errc <- fmt.Errorf("%w: %v", errNoChroot, err)
-			return
-		}
-		if err := unix.Chdir("/"); err != nil {
-			errc <- fmt.Errorf("%w: chdir: %v", errNoChroot, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
-
-// layerSandbox is one fuzz input's directory: root/ (where layers are
-// applied) and sentinel/ beside it, with a file and a directory the
-// unpacker must never touch.
-type layerSandbox struct {
-	dir, root string
-	before    map[string]string
-	outside   map[[2]uint64]string // (dev, inode) of everything outside root
-}
+// layerSandbox is one fuzz input's jail (internal/fuzzjail): layers are
+// applied to its root, beside a sentinel that must never change.
+type layerSandbox struct{ *fuzzjail.Sandbox }
 
 func newLayerSandbox(t *testing.T) *layerSandbox {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (chroot, and the unpacker chowns as root)")
-	}
-	dir := t.TempDir()
-	sb := &layerSandbox{dir: dir, root: filepath.Join(dir, "root")}
-	for _, d := range []string{"root", "sentinel", "sentinel/dir"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "sentinel/victim"), []byte("must not change\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	mtime := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, p := range []string{"sentinel/victim", "sentinel/dir", "sentinel", "."} {
-		if err := os.Chtimes(filepath.Join(dir, p), mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sb.before, sb.outside = sb.snapshotOutside(t)
-	return sb
+	return &layerSandbox{fuzzjail.New(t)}
 }
 
-// snapshotOutside describes everything under dir except root/: type,
-// mode, owner, size, link count, inode, mtime, content or link target.
-func (sb *layerSandbox) snapshotOutside(t *testing.T) (map[string]string, map[[2]uint64]string) {
-	t.Helper()
-	snap := map[string]string{}
-	inodes := map[[2]uint64]string{}
-	err := filepath.WalkDir(sb.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p == sb.root {
-			return filepath.SkipDir
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		desc := fmt.Sprintf("%v %d:%d size=%d nlink=%d ino=%d mtime=%d", fi.Mode(), st.Uid, st.Gid, fi.Size(), st.Nlink, st.Ino, fi.ModTime().UnixNano())
-		switch {
-		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			desc += fmt.Sprintf(" content=%q", b)
-		case fi.Mode()&fs.ModeSymlink != 0:
-			l, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			desc += " -> " + l
-		}
-		snap[p] = desc
-		inodes[[2]uint64{uint64(st.Dev), st.Ino}] = p
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("walking %s: %v", sb.dir, err)
-	}
-	return snap, inodes
-}
-
-// check: nothing outside root/ was created, removed or changed, and
-// nothing in root/ shares an inode with a file outside it (a hard link
-// out). Names that begin with ".wh." are whiteouts and are never written
-// as files (only a directory created as the parent of another entry may
-// have such a name).
+// check: fuzzjail's checks (nothing outside the root created, removed or
+// changed, no hard link out), and names that begin with ".wh." are
+// whiteouts, never written as files (only a directory created as the
+// parent of another entry may have such a name).
 func (sb *layerSandbox) check(t *testing.T) {
 	t.Helper()
-	after, _ := sb.snapshotOutside(t)
-	for p, want := range sb.before {
-		if got, ok := after[p]; !ok {
-			t.Fatalf("outside the root: %s was removed (was %s)", p, want)
-		} else if got != want {
-			t.Fatalf("outside the root: %s changed:\n was %s\n now %s", p, want, got)
-		}
-	}
-	for p, got := range after {
-		if _, ok := sb.before[p]; !ok {
-			t.Fatalf("outside the root: %s was created (%s)", p, got)
-		}
-	}
-	err := filepath.WalkDir(sb.root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		if out, ok := sb.outside[[2]uint64{uint64(st.Dev), st.Ino}]; ok {
-			t.Fatalf("%s is %s (a link out of the root)", p, out)
-		}
+	sb.Check(t, func(p string, fi fs.FileInfo) {
 		if !fi.IsDir() && strings.HasPrefix(fi.Name(), ".wh.") {
 			t.Fatalf("whiteout written as a file: %s (%v)", p, fi.Mode())
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatalf("walking the root: %v", err)
-	}
 }
 
 // apply runs applyLayer with blob onto /root inside the chroot. diffID
@@ -210,14 +86,11 @@ func (sb *layerSandbox) apply(t *testing.T, blob []byte, diffID digest.Digest) e
 	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digest.FromBytes(blob), Size: int64(len(blob))}
 	s := &Store{cs: &memContent{blobs: map[digest.Digest][]byte{desc.Digest: blob}}}
 	var n int64
-	err := inChroot(sb.dir, func() error {
+	err := sb.Run(t, func() error {
 		var err error
 		n, err = s.applyLayer(context.Background(), "/root", desc, diffID, nil)
 		return err
 	})
-	if errors.Is(err, errNoChroot) {
-		t.Skip(err)
-	}
 	if err != nil {
 		if !errdefs.IsSystem(err) {
 			t.Fatalf("applyLayer: error is not System: %v", err)
@@ -568,7 +441,7 @@ func FuzzApplyLayer(f *testing.F) {
 		}
 		sb.check(t)
 		if applied && !symlinks {
-			checkModel(t, sb.root, last)
+			checkModel(t, sb.Root, last)
 		}
 	})
 }
