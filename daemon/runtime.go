@@ -485,9 +485,7 @@ func (d *Daemon) monitor(c *Container, r *runtime) {
 		if ok && status.Code == 0 {
 			d.captureBuildDiff(r, hold)
 		}
-	} else if disposable {
-		// Killed below at once.
-	} else {
+	} else if !disposable { // a disposable one is killed below at once
 		// The agent powers the VM off after reporting; give it a moment,
 		// then make sure no VMM process outlives the container.
 		select {

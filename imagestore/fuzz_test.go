@@ -1,6 +1,7 @@
 package imagestore
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,15 +33,6 @@ func fuzzStore(id digest.Digest, key string) *Store {
 		images: map[digest.Digest]*Image{id: {ID: id}},
 		refs:   map[string]digest.Digest{key: id},
 	}
-}
-
-func hasString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // FuzzParseReference feeds any string to jevm's reference handling: the
@@ -207,7 +199,7 @@ func checkStored(t *testing.T, id digest.Digest, named reference.Named, input st
 		if err != nil || img.ID != id {
 			t.Fatalf("stored as %s, Resolve(%q) = %v, %v", refKey(named), q, img, err)
 		}
-		if !hasString(img.RepoTags, familiar) && !hasString(img.RepoDigests, familiar) {
+		if !slices.Contains(img.RepoTags, familiar) && !slices.Contains(img.RepoDigests, familiar) {
 			t.Fatalf("stored as %s, Resolve(%q) lists tags %q, digests %q", refKey(named), q, img.RepoTags, img.RepoDigests)
 		}
 	}
