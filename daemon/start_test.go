@@ -52,6 +52,13 @@ func fakeDaemon(t *testing.T, g func() *fakeagent.Guest) (*Daemon, *fakevm.Provi
 		stopping:   make(chan struct{}),
 	}
 	t.Cleanup(func() {
+		// No restart policy starts a VM once the test is over (unless
+		// the test shut the daemon down already).
+		select {
+		case <-d.stopping:
+		default:
+			close(d.stopping)
+		}
 		// Let no monitor outlive the test.
 		for _, m := range vms.Started() {
 			_ = m.Kill(context.Background())
