@@ -86,6 +86,12 @@ func (p podShare) create() error {
 	if err := unix.Mount("", p.share(), "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 		return fmt.Errorf("make %s read-only: %w", p.share(), err)
 	}
+	// Shared, in a peer group of its own: QEMU's jail holds a slave copy
+	// of share (vmbackend/qemu/jail.go), into which the entries bound
+	// later propagate.
+	if err := unix.Mount("", p.share(), "", unix.MS_SHARED, ""); err != nil {
+		return fmt.Errorf("make %s shared: %w", p.share(), err)
+	}
 	return nil
 }
 
@@ -123,18 +129,24 @@ func (p podShare) bind(memberID string, i int, dir string, readOnly bool) (strin
 		return "", err
 	}
 	target := filepath.Join(p.share(), name)
-	if err := unix.Mount(dir, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	// The entry is made whole before it is attached (read-only where
+	// asked, with what is mounted under it, private): the share
+	// propagates it into the VM's jail as it is at that moment, and a
+	// later remount would not follow it there.
+	tree, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
 		return "", fmt.Errorf("bind %s into the pod share: %w", dir, err)
 	}
-	if err := unix.Mount("", target, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
-		unix.Unmount(target, unix.MNT_DETACH)
-		return "", fmt.Errorf("make %s private: %w", target, err)
-	}
+	defer unix.Close(tree)
+	attr := unix.MountAttr{Propagation: unix.MS_PRIVATE}
 	if readOnly {
-		if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			unix.Unmount(target, unix.MNT_DETACH)
-			return "", fmt.Errorf("bind %s read-only: %w", dir, err)
-		}
+		attr.Attr_set = unix.MOUNT_ATTR_RDONLY
+	}
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+		return "", fmt.Errorf("bind %s into the pod share: %w", dir, err)
+	}
+	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return "", fmt.Errorf("bind %s into the pod share: %w", dir, err)
 	}
 	return name, nil
 }

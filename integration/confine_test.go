@@ -126,12 +126,30 @@ func TestQEMUConfined(t *testing.T) {
 		t.Fatalf("no %s in /proc/%s/status", key, pid)
 		return ""
 	}
-	u := vmUser.Uid
-	if got, want := field("Uid"), strings.Repeat(u+" ", 3)+u; got != want {
-		t.Errorf("QEMU's Uid: %q, want %q (the VM user)", got, want)
+	// Ids of its own, from the VM user's subordinate ranges
+	// (vmbackend/qemu/vmids.go).
+	subRange := func(file string) (uint64, uint64) {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Split(l, ":"); len(f) == 3 && f[0] == vmUser.Username {
+				start, _ := strconv.ParseUint(f[1], 10, 32)
+				count, _ := strconv.ParseUint(f[2], 10, 32)
+				return start, count
+			}
+		}
+		t.Fatalf("no range of %s in %s", vmUser.Username, file)
+		return 0, 0
 	}
-	if got, want := field("Gid"), strings.Repeat(vmUser.Gid+" ", 3)+vmUser.Gid; got != want {
-		t.Errorf("QEMU's Gid: %q, want %q", got, want)
+	for _, c := range []struct{ key, file string }{{"Uid", "/etc/subuid"}, {"Gid", "/etc/subgid"}} {
+		ids := strings.Fields(field(c.key))
+		start, count := subRange(c.file)
+		id, err := strconv.ParseUint(ids[0], 10, 32)
+		if err != nil || len(ids) != 4 || id < start || id >= start+count || strings.Count(field(c.key), ids[0]) != 4 {
+			t.Errorf("QEMU's %s: %q, want one id of the VM user's range %d+%d", c.key, field(c.key), start, count)
+		}
 	}
 	// CAP_CHOWN (0), CAP_DAC_OVERRIDE (1), CAP_FOWNER (3), CAP_FSETID (4).
 	const want = "000000000000001b"
@@ -170,4 +188,87 @@ func TestQEMUConfined(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(dir, "user-file")); err != nil || st.Mode()&os.ModeSetuid != 0 {
 		t.Errorf("user-file on the host: %v, %v (setuid must be refused)", st.Mode(), err)
 	}
+}
+
+// TestQEMUJailed checks QEMU's jail (vmbackend/qemu/jail.go): a mount
+// namespace of its own whose root holds only that VM's files. Another
+// container's files (its disk, its pod share) and the daemon's data root
+// do not exist there, nor the host's /etc or /proc; the container's own
+// bind mount does, and a pod member's volume, bound after QEMU started,
+// reaches the jail and leaves it with the member.
+func TestQEMUJailed(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("bound\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, b := uniqueName(t, "jail-a"), uniqueName(t, "jail-b")
+	rmOnCleanup(t, a)
+	rmOnCleanup(t, b)
+	mustDocker(t, "run", "-d", "--name", a, "-v", dir+":/b", "busybox", "sleep", "300")
+	mustDocker(t, "run", "-d", "--name", b, "busybox", "sleep", "300")
+	pidA, idB := inspectField(t, a, "{{.State.Pid}}"), inspectField(t, b, "{{.Id}}")
+	jail := filepath.Join("/proc", pidA, "root")
+	// Each QEMU has ids of its own: one cannot signal or trace another.
+	if ua, ub := procUID(t, pidA), procUID(t, inspectField(t, b, "{{.State.Pid}}")); ua == ub {
+		t.Errorf("both QEMUs run as uid %s", ua)
+	}
+
+	own, err1 := os.Readlink("/proc/self/ns/mnt")
+	qemus, err2 := os.Readlink(filepath.Join("/proc", pidA, "ns", "mnt"))
+	if err1 != nil || err2 != nil || own == qemus {
+		t.Fatalf("QEMU's mount namespace %q (%v), the test's %q (%v): want its own", qemus, err2, own, err1)
+	}
+	mounts, err := os.ReadFile(filepath.Join("/proc", pidA, "mountinfo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mounts), idB[:12]) {
+		t.Errorf("the other container's files are mounted in QEMU's jail:\n%s", mounts)
+	}
+	if n := strings.Count(string(mounts), "\n"); n > 40 {
+		t.Errorf("%d mounts in QEMU's jail, want only its own files:\n%s", n, mounts)
+	}
+	for _, gone := range []string{"/etc/passwd", "/etc/shadow", "/sys/kernel", "/root", "/home", "/proc/sys", "/proc/kcore",
+		filepath.Join(env.root, "data", "containers", idB), filepath.Join(env.root, "run", "pods", idB[:12])} {
+		if _, err := os.Lstat(filepath.Join(jail, gone)); !os.IsNotExist(err) {
+			t.Errorf("%s in QEMU's jail: %v, want it not to exist", gone, err)
+		}
+	}
+	if !strings.Contains(string(mounts), " /proc ") || !strings.Contains(string(mounts), "hidepid=invisible") || !strings.Contains(string(mounts), "subset=pid") {
+		t.Errorf("the jail's /proc is not one of processes only, hidden from other users:\n%s", mounts)
+	}
+	// The bind mount is there: at its own path (a VM started for the
+	// container) or on an entry of the pod share of the pool's blank.
+	found, _ := filepath.Glob(filepath.Join(jail, env.root, "run", "pods", "*", "share", "*", "f"))
+	found = append(found, filepath.Join(jail, dir, "f"))
+	ok := false
+	for _, f := range found {
+		if got, err := os.ReadFile(f); err == nil && string(got) == "bound\n" {
+			ok = true
+		}
+	}
+	if !ok {
+		t.Errorf("the container's bind mount is not in its jail (looked at %v)", found)
+	}
+
+	// A member joins a's VM with a volume: its entry in a's pod share
+	// is mounted after QEMU started, and must reach the jail.
+	vol := uniqueName(t, "jail-vol")
+	rmVolumesOnCleanup(t, vol)
+	mustDocker(t, "volume", "create", vol)
+	m := uniqueName(t, "jail-member")
+	rmOnCleanup(t, m)
+	out := mustDocker(t, "run", "--name", m, "--network", "container:"+a, "-v", vol+":/v", "busybox", "sh", "-c", "echo member > /v/g && cat /v/g")
+	if strings.TrimSpace(out) != "member" {
+		t.Fatalf("pod member writing its volume: %q", out)
+	}
+	mp := strings.TrimSpace(mustDocker(t, "volume", "inspect", "-f", "{{.Mountpoint}}", vol))
+	if got, err := os.ReadFile(filepath.Join(mp, "g")); err != nil || string(got) != "member\n" {
+		t.Errorf("the member's file on the host: %q, %v", got, err)
+	}
+	mustDocker(t, "rm", m)
+	waitFor(t, 30*time.Second, "the member's entry to leave the jail", func() bool {
+		b, err := os.ReadFile(filepath.Join("/proc", pidA, "mountinfo"))
+		return err == nil && strings.Count(string(b), "\n") == strings.Count(string(mounts), "\n")
+	})
 }

@@ -113,6 +113,28 @@ func TestDaemonKill9KeepsContainers(t *testing.T) {
 			t.Fatalf("idle blank %s of the killed daemon still runs", pid)
 		}
 	}
+	// The adopted QEMUs keep their ids (vmbackend/qemu/vmids.go): a
+	// container started now and the new pool's blanks get others.
+	fresh := uniqueName(t, "k9fresh")
+	rmOnCleanup(t, fresh)
+	mustDocker(t, "run", "-d", "--name", fresh, "busybox", "sleep", "600")
+	owner := map[string]string{}
+	qemus := strings.Fields(inspectField(t, web, "{{.State.Pid}}") + " " + inspectField(t, ticker, "{{.State.Pid}}") + " " + inspectField(t, fresh, "{{.State.Pid}}"))
+	for _, n := range more {
+		qemus = append(qemus, inspectField(t, n, "{{.State.Pid}}"))
+	}
+	for pid := range blankPids() {
+		qemus = append(qemus, pid)
+	}
+	for _, pid := range qemus {
+		uid := procUID(t, pid)
+		if other, ok := owner[uid]; ok && other != pid {
+			t.Fatalf("QEMUs %s and %s both run as uid %s after the restart", other, pid, uid)
+		}
+		owner[uid] = pid
+	}
+	mustDocker(t, "rm", "-f", fresh)
+
 	before := strings.Count(mustDocker(t, "logs", ticker), "tick")
 	waitFor(t, 30*time.Second, "ticks after the restart", func() bool {
 		return strings.Count(mustDocker(t, "logs", ticker), "tick") > before+2
@@ -126,6 +148,20 @@ func TestDaemonKill9KeepsContainers(t *testing.T) {
 
 	mustDocker(t, append([]string{"rm", "-f", web, ticker}, more...)...)
 	checkNetworkLeavesNothing(t, netName, bridge, port, taps)
+}
+
+// procUID is the real uid of process pid.
+func procUID(t *testing.T, pid string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "\nUid:")
+	if !ok {
+		t.Fatalf("no Uid in /proc/%s/status", pid)
+	}
+	return strings.Fields(rest)[0]
 }
 
 // zeroReader never ends: a client that keeps writing.

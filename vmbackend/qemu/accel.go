@@ -162,7 +162,9 @@ func (p *Provider) probeKVM(ctx context.Context) error {
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	p.user.applyUser(cmd.SysProcAttr) // /dev/kvm as the VMs will open it
+	if p.user != nil {
+		p.user.apply(cmd.SysProcAttr, p.user.own()) // /dev/kvm as the VMs will open it
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start qemu: %w", err)
 	}

@@ -193,13 +193,21 @@ func (p *Provider) Claim(ctx context.Context, vm vmbackend.Machine, spec vmbacke
 }
 
 // swapRootDisk opens path as the root disk's new backend and puts it
-// under the raw node the device uses, in the placeholder's place.
+// under the raw node the device uses, in the placeholder's place. QEMU
+// gets the disk's files as descriptors (fdset.go): its jail has no disk.
 func (m *machine) swapRootDisk(ctx context.Context, path, format string) error {
 	const node = "disk"
-	file := map[string]any{"driver": "file", "filename": path, "discard": "unmap"}
-	if err := m.mon.run(ctx, "blockdev-add", map[string]any{
-		"driver": format, "node-name": node, "discard": "unmap", "file": file,
-	}, nil); err != nil {
+	opts, err := m.openDiskNode(ctx, path, false, rootDiskFdsets)
+	if err != nil {
+		return fmt.Errorf("open root disk: %w", err)
+	}
+	if opts["driver"] != format {
+		return fmt.Errorf("open root disk: %s is %s, was %s", path, opts["driver"], format)
+	}
+	opts["node-name"], opts["discard"] = node, "unmap"
+	opts["file"].(map[string]any)["discard"] = "unmap"
+	if err := m.mon.run(ctx, "blockdev-add", opts, nil); err != nil {
+		_ = m.removeFdsets(context.Background(), rootDiskFdsets)
 		return fmt.Errorf("open root disk: %w", err)
 	}
 	if err := m.mon.run(ctx, "blockdev-reopen", map[string]any{"options": []any{map[string]any{

@@ -107,13 +107,20 @@ func installHostFilter() error {
 }
 
 // startFiltered runs start (which forks QEMU) on a thread of its own that
-// carries the host filter. hold, if not nil, keeps that thread until it is
+// carries the host filter, after prepare (if not nil) set the thread up
+// (its jail: jail.go). hold, if not nil, keeps that thread until it is
 // closed: a child with Pdeathsig is signalled when the thread that forked
 // it ends, not the process.
-func startFiltered(start func() error, hold <-chan struct{}) error {
+func startFiltered(prepare, start func() error, hold <-chan struct{}) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if prepare != nil {
+			if err := prepare(); err != nil {
+				errc <- err
+				return
+			}
+		}
 		if err := installHostFilter(); err != nil {
 			errc <- err
 			return

@@ -29,7 +29,7 @@ try chmod 0755 s
 	cmd := exec.Command("sh", "-c", script, "sh", dir)
 	var out strings.Builder
 	cmd.Stdout = &out
-	if err := startFiltered(cmd.Start, nil); err != nil {
+	if err := startFiltered(nil, cmd.Start, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Wait(); err != nil {

@@ -75,24 +75,17 @@ func (m *machine) AttachDisk(ctx context.Context, path string, readOnly bool) (s
 	if n < 0 {
 		return "", fmt.Errorf("qemu: attach disk to %s: at most %d disks can be attached", m.id, maxAttachedDisks)
 	}
-	_, format, err := diskVirtualSize(path)
-	if err != nil {
-		return "", fmt.Errorf("qemu: attach disk %s: %w", path, err)
-	}
 	t := time.Now()
 	node := fmt.Sprintf("%s%d", diskNodePrefix, n)
 	serial := diskSerial(n)
-	blockdev := map[string]any{
-		"driver":    format,
-		"node-name": node,
-		"read-only": readOnly,
-		"file": map[string]any{
-			"driver":    "file",
-			"filename":  path,
-			"read-only": readOnly,
-		},
+	// By descriptor: QEMU's jail has no disks (fdset.go).
+	blockdev, err := m.openDiskNode(ctx, path, readOnly, diskFdsets(n))
+	if err != nil {
+		return "", fmt.Errorf("qemu: attach disk %s: %w", path, err)
 	}
+	blockdev["node-name"] = node
 	if err := m.mon.run(ctx, "blockdev-add", blockdev, nil); err != nil {
+		_ = m.removeFdsets(context.Background(), diskFdsets(n))
 		return "", fmt.Errorf("qemu: attach disk %s to %s: %w", path, m.id, err)
 	}
 	dev := map[string]any{
@@ -104,6 +97,7 @@ func (m *machine) AttachDisk(ctx context.Context, path string, readOnly bool) (s
 	}
 	if err := m.mon.run(ctx, "device_add", dev, nil); err != nil {
 		_ = m.mon.run(context.Background(), "blockdev-del", map[string]any{"node-name": node}, nil)
+		_ = m.removeFdsets(context.Background(), diskFdsets(n))
 		return "", fmt.Errorf("qemu: hot-plug disk %s into %s: %w", path, m.id, err)
 	}
 	disks[path] = n
@@ -147,6 +141,9 @@ func (m *machine) DetachDisk(ctx context.Context, path string) error {
 	node := fmt.Sprintf("%s%d", diskNodePrefix, n)
 	if err := m.deleteNode(ctx, node); err != nil {
 		return fmt.Errorf("qemu: delete block node of %s in %s: %w", path, m.id, err)
+	}
+	if err := m.removeFdsets(ctx, diskFdsets(n)); err != nil {
+		m.log.WithError(err).Warn("cannot close the descriptors of an unplugged disk")
 	}
 	delete(attachedDisks.m[m], path)
 	m.log.WithFields(logrus.Fields{"disk": path, "took": time.Since(t).Round(time.Millisecond)}).Info("disk unplugged")
@@ -193,13 +190,22 @@ func (m *machine) pluggedDisks(ctx context.Context) map[string]int {
 	if err := m.mon.run(ctx, "query-named-block-nodes", map[string]any{"flat": true}, &nodes); err != nil {
 		m.log.WithError(err).Debug("query the hot-plugged disks")
 	}
+	// A node's file is its fd set (fdset.go), whose opaque string is the
+	// disk's path.
+	sets, err := m.fdsets(ctx)
+	if err != nil {
+		m.log.WithError(err).Debug("query the fd sets of the hot-plugged disks")
+	}
 	for _, n := range nodes {
 		var i int
 		if _, err := fmt.Sscanf(n.NodeName, diskNodePrefix+"%d", &i); err != nil || n.NodeName != fmt.Sprintf("%s%d", diskNodePrefix, i) {
 			continue
 		}
-		if i >= 0 && i < maxAttachedDisks && n.File != "" {
-			disks[n.File] = i
+		if i < 0 || i >= maxAttachedDisks {
+			continue
+		}
+		if set, ok := sets[diskFdsets(i)]; ok && len(set.Fds) > 0 && set.Fds[0].Opaque != "" {
+			disks[set.Fds[0].Opaque] = i
 		}
 	}
 	attachedDisks.m[m] = disks

@@ -52,6 +52,8 @@ type machine struct {
 
 	proc  *qemuProc // our child; nil for an adopted machine
 	pidfd int       // adopted: pidfd of the QEMU process, or -1
+	// adoptedID is the ids an adopted QEMU runs as (vmids.go).
+	adoptedID vmIdentity
 
 	// cg is the VM's cgroup (nil without cgroups); resMu serialises
 	// UpdateResources, which changes spec.Resources.
@@ -484,6 +486,14 @@ func findProcessByName(name string) (int, bool) {
 	return 0, false
 }
 
+// identity is the ids m's QEMU runs as.
+func (m *machine) identity() vmIdentity {
+	if m.proc != nil {
+		return m.proc.id
+	}
+	return m.adoptedID
+}
+
 // Adopt implements vmbackend.Provider: reconnect to a clone a previous
 // daemon started (it runs in its own session and survived).
 func (p *Provider) Adopt(ctx context.Context, spec vmbackend.MachineSpec) (_ vmbackend.Machine, err error) {
@@ -536,6 +546,17 @@ func (p *Provider) Adopt(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 		return nil, fmt.Errorf("qemu: adopt %s: %w", spec.ID, err)
 	}
 	go watchPid(pid, pidfd, name, m.exited)
+	if u := p.user; u != nil {
+		// Its ids stay taken while it runs. One outside the range is
+		// an older daemon's QEMU, running as the VM user itself.
+		m.adoptedID = u.own()
+		if uid, err := procUID(pid); err == nil {
+			if id, ok := u.ids.hold(uid); ok {
+				m.adoptedID = id
+				go func() { <-m.exited; u.ids.give(id) }()
+			}
+		}
+	}
 	defer func() {
 		if err != nil {
 			if m.mon != nil {

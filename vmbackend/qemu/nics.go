@@ -177,7 +177,7 @@ func (m *machine) AddNIC(ctx context.Context, nic vmbackend.NICSpec) error {
 	}
 	netdev := fmt.Sprintf("%s%x", hotNetdevPrefix, slot)
 	dev := fmt.Sprintf("%s%x", hotNICPrefix, slot)
-	if err := m.p.user.grantTap(nic.TapName); err != nil {
+	if err := m.p.user.grantTap(nic.TapName, m.identity()); err != nil {
 		return fmt.Errorf("qemu: add NIC to %s: %w", m.id, err)
 	}
 	// A netdev left by an unplug that timed out blocks the id.

@@ -21,13 +21,14 @@ type qemuProc struct {
 	pid     int
 	logPath string
 	exited  chan struct{}
-	waitErr error // valid once exited is closed
+	waitErr error      // valid once exited is closed
+	id      vmIdentity // the ids it runs as (vmids.go)
 }
 
-// spawn starts QEMU with cfg's command line; its stdout and stderr are
-// appended to logPath. A detached process gets its own session so that it
-// survives the daemon (clones); otherwise it is killed with the daemon
-// (template builds).
+// spawn starts QEMU with cfg's command line, in its jail (jail.go); its
+// stdout and stderr are appended to logPath. A detached process gets its
+// own session so that it survives the daemon (clones); otherwise it is
+// killed with the daemon (template builds).
 func (p *Provider) spawn(cfg vmConfig, logPath string, detach bool) (*qemuProc, error) {
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
@@ -35,7 +36,18 @@ func (p *Provider) spawn(cfg vmConfig, logPath string, detach bool) (*qemuProc, 
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "--- %s starting %s\n", time.Now().UTC().Format(time.RFC3339Nano), cfg.Name)
+	jail, err := p.jailFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Opened here: the thread that forks QEMU is in the jail by then.
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	defer devNull.Close()
 	cmd := exec.Command(p.opts.QEMUPath, machineArgs(cfg)...)
+	cmd.Stdin = devNull
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	if detach {
@@ -43,8 +55,18 @@ func (p *Provider) spawn(cfg vmConfig, logPath string, detach bool) (*qemuProc, 
 	} else {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	}
-	p.user.applyUser(cmd.SysProcAttr)
-	if err := p.user.grantTap(cfg.NICTap); err != nil {
+	// Ids of its own (vmids.go), given back when it exited.
+	var id vmIdentity
+	giveID := func() {}
+	if p.user != nil {
+		if id, err = p.user.ids.take(); err != nil {
+			return nil, err
+		}
+		giveID = func() { p.user.ids.give(id) }
+	}
+	p.user.apply(cmd.SysProcAttr, id)
+	if err := p.user.grantTap(cfg.NICTap, id); err != nil {
+		giveID()
 		return nil, err
 	}
 	exited := make(chan struct{})
@@ -52,12 +74,14 @@ func (p *Provider) spawn(cfg vmConfig, logPath string, detach bool) (*qemuProc, 
 	if !detach {
 		hold = exited // Pdeathsig is the forking thread's (confine.go)
 	}
-	if err := startFiltered(cmd.Start, hold); err != nil {
+	if err := startFiltered(jail.enter, cmd.Start, hold); err != nil {
+		giveID()
 		return nil, fmt.Errorf("start %s: %w", p.opts.QEMUPath, err)
 	}
-	q := &qemuProc{cmd: cmd, pid: cmd.Process.Pid, logPath: logPath, exited: exited}
+	q := &qemuProc{cmd: cmd, pid: cmd.Process.Pid, logPath: logPath, exited: exited, id: id}
 	go func() {
 		q.waitErr = cmd.Wait()
+		giveID()
 		close(q.exited)
 	}()
 	return q, nil

@@ -404,6 +404,24 @@ func TestRealQEMU(t *testing.T) {
 		if am.Pid() != mm.Pid() {
 			t.Fatalf("adopted pid %d, want %d", am.Pid(), mm.Pid())
 		}
+		// The new provider took back the adopted QEMU's ids
+		// (vmids.go): no VM it starts gets them.
+		held := func(uid uint32) bool {
+			p2.user.ids.mu.Lock()
+			defer p2.user.ids.mu.Unlock()
+			return p2.user.ids.used[uid-p2.user.ids.uids.start]
+		}
+		var adoptedUID uint32
+		if p2.user != nil {
+			uid, err := procUID(am.Pid())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id := am.(*machine).identity(); id.uid != uid || uid == p2.user.uid || !held(uid) {
+				t.Errorf("adopted QEMU runs as uid %d; the machine says %+v, held %v", uid, id, held(uid))
+			}
+			adoptedUID = uid
+		}
 		client, hello, err := agentclient.Connect(ctx, am.Agent())
 		if err != nil {
 			t.Fatalf("adopted agent connect: %v", err)
@@ -416,6 +434,15 @@ func TestRealQEMU(t *testing.T) {
 		t0 := time.Now()
 		if err := am.Kill(ctx); err != nil {
 			t.Fatal(err)
+		}
+		if p2.user != nil {
+			deadline := time.Now().Add(5 * time.Second)
+			for held(adoptedUID) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if held(adoptedUID) {
+				t.Errorf("uid %d still taken after its QEMU was killed", adoptedUID)
+			}
 		}
 		t.Logf("Kill of adopted clone: %v", time.Since(t0).Round(time.Millisecond))
 		select {

@@ -43,13 +43,19 @@ func VMCapMask() uint64 {
 	return m
 }
 
-// vmUser is whom QEMU runs as; nil runs it as jevmd's user (root).
+// vmUser is whom QEMU runs as; nil runs it as jevmd's user (root). Each
+// VM's QEMU runs with ids of its own from the user's subordinate ranges
+// (vmids.go); the user's own ids run only the KVM probe.
 type vmUser struct {
 	name   string
 	uid    uint32
 	gid    uint32
 	groups []uint32 // supplementary: "kvm" where it exists, for /dev/kvm
+	ids    *vmIDs
 }
+
+// own is the VM user's own identity.
+func (u *vmUser) own() vmIdentity { return vmIdentity{uid: u.uid, gid: u.gid} }
 
 // resolveUser looks name up ("root" or "0": QEMU keeps jevmd's
 // privileges, nil); the default user is created if it does not exist.
@@ -77,6 +83,9 @@ func resolveUser(name string) (*vmUser, error) {
 		return nil, nil
 	}
 	vu := &vmUser{name: name, uid: uint32(uid), gid: uint32(gid)}
+	if vu.ids, err = loadVMIDs(name); err != nil {
+		return nil, err
+	}
 	if g, err := user.LookupGroup("kvm"); err == nil {
 		if kvm, err := strconv.ParseUint(g.Gid, 10, 32); err == nil {
 			vu.groups = append(vu.groups, uint32(kvm))
@@ -97,20 +106,21 @@ func createSystemUser(name string) error {
 	return nil
 }
 
-// applyUser makes cmd run as u with only vmCaps (nil u: unchanged).
-func (u *vmUser) applyUser(attr *syscall.SysProcAttr) {
+// apply makes cmd run as id, with u's supplementary groups and only
+// vmCaps (nil u: unchanged).
+func (u *vmUser) apply(attr *syscall.SysProcAttr, id vmIdentity) {
 	if u == nil {
 		return
 	}
-	attr.Credential = &syscall.Credential{Uid: u.uid, Gid: u.gid, Groups: u.groups}
+	attr.Credential = &syscall.Credential{Uid: id.uid, Gid: id.gid, Groups: u.groups}
 	attr.AmbientCaps = vmCaps
 }
 
-// grantTap gives the tap name to u (owner and group), so that QEMU
-// running as u may attach to it (TUNSETIFF on a persistent tap needs the
+// grantTap gives the tap name to id (owner and group), so that QEMU
+// running as id may attach to it (TUNSETIFF on a persistent tap needs the
 // tap's owner and group, or CAP_NET_ADMIN). It must run before QEMU attaches: a tap
 // takes one attachment at a time.
-func (u *vmUser) grantTap(name string) error {
+func (u *vmUser) grantTap(name string, id vmIdentity) error {
 	if u == nil || name == "" {
 		return nil
 	}
@@ -129,11 +139,11 @@ func (u *vmUser) grantTap(name string) error {
 	}
 	// Both: the kernel refuses a tap whose owner is set and is not the
 	// caller, or whose group is set and is not one of the caller's.
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TUNSETOWNER, uintptr(u.uid)); errno != 0 {
-		return fmt.Errorf("tap %s: set owner %d: %w", name, u.uid, errno)
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TUNSETOWNER, uintptr(id.uid)); errno != 0 {
+		return fmt.Errorf("tap %s: set owner %d: %w", name, id.uid, errno)
 	}
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TUNSETGROUP, uintptr(u.gid)); errno != 0 {
-		return fmt.Errorf("tap %s: set group %d: %w", name, u.gid, errno)
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TUNSETGROUP, uintptr(id.gid)); errno != 0 {
+		return fmt.Errorf("tap %s: set group %d: %w", name, id.gid, errno)
 	}
 	return nil
 }

@@ -21,12 +21,12 @@ func TestResolveUser(t *testing.T) {
 	}
 	var attr syscall.SysProcAttr
 	var none *vmUser
-	none.applyUser(&attr)
+	none.apply(&attr, vmIdentity{uid: 1, gid: 1})
 	if attr.Credential != nil || attr.AmbientCaps != nil {
 		t.Errorf("root's SysProcAttr changed: %+v", attr)
 	}
 	u := &vmUser{uid: 4242, gid: 4343, groups: []uint32{77}}
-	u.applyUser(&attr)
+	u.apply(&attr, vmIdentity{uid: 4242, gid: 4343})
 	if c := attr.Credential; c == nil || c.Uid != 4242 || c.Gid != 4343 || len(c.Groups) != 1 || c.Groups[0] != 77 {
 		t.Errorf("credential: %+v", attr.Credential)
 	}
@@ -48,8 +48,8 @@ func TestGrantTap(t *testing.T) {
 		t.Skipf("create a tap: %v", err)
 	}
 	defer netlink.LinkDel(tap)
-	u := &vmUser{uid: 4242, gid: 4343}
-	if err := u.grantTap(name); err != nil {
+	u := &vmUser{uid: 1, gid: 1}
+	if err := u.grantTap(name, vmIdentity{uid: 4242, gid: 4343}); err != nil {
 		t.Fatal(err)
 	}
 	for attr, want := range map[string]string{"owner": "4242", "group": "4343"} {
@@ -60,7 +60,7 @@ func TestGrantTap(t *testing.T) {
 	}
 	// Root QEMU: nothing to grant.
 	var root *vmUser
-	if err := root.grantTap(name); err != nil {
+	if err := root.grantTap(name, vmIdentity{}); err != nil {
 		t.Fatal(err)
 	}
 }
