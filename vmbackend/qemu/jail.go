@@ -275,7 +275,10 @@ func (j *jailSpec) bind(b jailBind) error {
 	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 		return fmt.Errorf("jail: %w", err)
 	}
-	if b.dir {
+	if _, err := os.Lstat(target); err == nil {
+		// Under a bind made before (a kernel under /usr): bound again,
+		// with its own access.
+	} else if b.dir {
 		if err := os.Mkdir(target, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("jail: %w", err)
 		}

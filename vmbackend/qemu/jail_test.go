@@ -106,6 +106,9 @@ func TestJailEnter(t *testing.T) {
 		t.Skip("no /dev/net/tun")
 	}
 	dir, cfg := jailTestFiles(t)
+	// A file under a directory bound read-only before it (an installed
+	// kernel under /usr) is bound again.
+	cfg.Initrd = filepath.Join(dir, "share/data")
 	p := &Provider{opts: Options{Root: filepath.Join(dir, "root"), QEMUPath: "/usr/bin/qemu-system-x86_64"}}
 	j, err := p.jailFor(cfg)
 	if err != nil {
