@@ -120,4 +120,5 @@ type Backend interface {
 	NetworkBackend
 	ArchiveBackend
 	BuildBackend
+	SwarmBackend
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -572,3 +573,28 @@ func (f *fakeBackend) ImagesPrune(_ context.Context, pruneFilters filters.Args) 
 }
 
 var _ Backend = (*fakeBackend)(nil)
+
+// The fake engine is never part of a swarm.
+
+func (f *fakeBackend) SwarmInit(context.Context, swarm.InitRequest) (string, error) {
+	return "", errdefs.NotImplemented(errors.New("fake: no swarm"))
+}
+func (f *fakeBackend) SwarmLeave(context.Context, bool) error { return errNotInSwarm }
+func (f *fakeBackend) SwarmInspect(context.Context) (swarm.Swarm, error) {
+	return swarm.Swarm{}, errNotInSwarm
+}
+func (f *fakeBackend) SwarmUnlockKey(context.Context) (string, error) { return "", errNotInSwarm }
+func (f *fakeBackend) SwarmNodes(context.Context, filters.Args) ([]swarm.Node, error) {
+	return nil, errNotInSwarm
+}
+func (f *fakeBackend) SwarmNode(context.Context, string) (swarm.Node, error) {
+	return swarm.Node{}, errNotInSwarm
+}
+func (f *fakeBackend) SwarmStatus() string { return string(swarm.LocalNodeStateInactive) }
+func (f *fakeBackend) SwarmUpdate(context.Context, swarm.Spec, backend.SwarmUpdateOptions) error {
+	return errNotInSwarm
+}
+func (f *fakeBackend) SwarmNodeUpdate(context.Context, string, uint64, swarm.NodeSpec) error {
+	return errNotInSwarm
+}
+func (f *fakeBackend) SwarmNodeRemove(context.Context, string, bool) error { return errNotInSwarm }

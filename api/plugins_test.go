@@ -42,6 +42,7 @@ func TestSwarmAsDockerdOutsideASwarm(t *testing.T) {
 	for _, rq := range [][2]string{
 		{"GET", "/swarm"}, {"POST", "/swarm/leave?force=1"}, {"GET", "/nodes"}, {"GET", "/services"},
 		{"GET", "/services/web"}, {"GET", "/tasks"}, {"GET", "/secrets"}, {"POST", "/configs/create"}, {"GET", "/v1.51/swarm"},
+		{"POST", "/swarm/update"}, {"POST", "/nodes/x/update"}, {"DELETE", "/nodes/x"}, {"GET", "/nodes/x"}, {"GET", "/swarm/unlockkey"},
 	} {
 		resp, body := e.do(rq[0], rq[1], nil)
 		if resp.StatusCode != 503 || !strings.Contains(string(body), "This node is not part of a swarm") {
@@ -51,6 +52,13 @@ func TestSwarmAsDockerdOutsideASwarm(t *testing.T) {
 	resp, body := e.do("POST", "/swarm/init", "{}")
 	if resp.StatusCode != 501 {
 		t.Errorf("POST /swarm/init = %d %s", resp.StatusCode, body)
+	}
+	// The body is read as dockerd reads it before the backend is asked.
+	resp, body = e.do("POST", "/swarm/init", "{bad")
+	expectError(t, resp, body, 400, "invalid JSON: invalid character 'b' looking for beginning of object key string")
+	resp, _ = e.do("GET", "/_ping", nil)
+	if got := resp.Header.Get("Swarm"); got != "inactive" {
+		t.Errorf("/_ping's Swarm header: %q", got)
 	}
 }
 

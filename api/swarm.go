@@ -3,57 +3,220 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
-// Swarm mode is not there yet (its own issue), so jevm answers as a dockerd
-// that is not part of a swarm: 503 "This node is not part of a swarm" for
-// everything that needs one (the swarm, nodes, services, tasks, secrets,
-// configs, leave and unlock), which is what clients that clean up with
-// `docker swarm leave --force` expect. Joining or creating a swarm is 501
-// until Swarm mode lands.
+// Swarm mode (cluster/, issue 17): init, leave, inspect, update, the
+// unlock key and the nodes (list, inspect, update, remove) are served;
+// what needs tasks to run or other nodes to join (services, tasks,
+// secrets, configs, join, unlock) is not yet: it answers 501 inside a swarm and, outside one,
+// 503 "This node is not part of a swarm" as dockerd does, which is what
+// clients that clean up with `docker swarm leave --force` expect.
 
-var (
-	errNotInSwarm   = errdefs.Unavailable(errors.New("This node is not part of a swarm"))
-	errSwarmMissing = errdefs.NotImplemented(errors.New("jevm does not support Swarm mode yet"))
-)
-
-func notInSwarm(context.Context, http.ResponseWriter, *http.Request, map[string]string) error {
-	return errNotInSwarm
+// SwarmBackend serves /swarm and /nodes.
+type SwarmBackend interface {
+	SwarmInit(ctx context.Context, req swarm.InitRequest) (nodeID string, err error)
+	SwarmLeave(ctx context.Context, force bool) error
+	SwarmInspect(ctx context.Context) (swarm.Swarm, error)
+	SwarmUnlockKey(ctx context.Context) (string, error)
+	SwarmNodes(ctx context.Context, f filters.Args) ([]swarm.Node, error)
+	SwarmNode(ctx context.Context, ref string) (swarm.Node, error)
+	SwarmUpdate(ctx context.Context, spec swarm.Spec, opts backend.SwarmUpdateOptions) error
+	SwarmNodeUpdate(ctx context.Context, ref string, version uint64, spec swarm.NodeSpec) error
+	SwarmNodeRemove(ctx context.Context, ref string, force bool) error
+	// SwarmStatus is the /_ping Swarm header: "inactive", "pending",
+	// "active/manager" or "active/worker".
+	SwarmStatus() string
 }
 
-func swarmUnsupported(context.Context, http.ResponseWriter, *http.Request, map[string]string) error {
-	return errSwarmMissing
+var errNotInSwarm = errdefs.Unavailable(errors.New("This node is not part of a swarm"))
+
+// swarmNotYet answers what jevm's Swarm mode does not do yet: 503 outside
+// a swarm (as dockerd), 501 inside one.
+func (s *Server) swarmNotYet(what string) handlerFunc {
+	return func(context.Context, http.ResponseWriter, *http.Request, map[string]string) error {
+		if s.backend.SwarmStatus() == string(swarm.LocalNodeStateInactive) {
+			return errNotInSwarm
+		}
+		return errdefs.NotImplemented(fmt.Errorf("jevm's Swarm mode does not support %s yet", what))
+	}
 }
 
 // swarmRoutes are added to the router by newRouter.
 func (s *Server) swarmRoutes() []route {
 	rs := []route{
-		{http.MethodGet, "/swarm", notInSwarm},
-		{http.MethodPost, "/swarm/init", swarmUnsupported},
-		{http.MethodPost, "/swarm/join", swarmUnsupported},
-		{http.MethodPost, "/swarm/leave", notInSwarm},
-		{http.MethodPost, "/swarm/update", notInSwarm},
-		{http.MethodGet, "/swarm/unlockkey", notInSwarm},
-		{http.MethodPost, "/swarm/unlock", notInSwarm},
+		{http.MethodGet, "/swarm", s.getSwarm},
+		{http.MethodPost, "/swarm/init", withJSONBody(s.postSwarmInit)},
+		{http.MethodPost, "/swarm/join", s.postSwarmJoin},
+		{http.MethodPost, "/swarm/leave", s.postSwarmLeave},
+		{http.MethodPost, "/swarm/update", s.postSwarmUpdate},
+		{http.MethodGet, "/swarm/unlockkey", s.getSwarmUnlockKey},
+		{http.MethodPost, "/swarm/unlock", s.swarmNotYet("unlocking a swarm")},
+		{http.MethodGet, "/nodes", s.getNodes},
+		{http.MethodGet, "/nodes/{id:.*}", s.getNode},
+		{http.MethodDelete, "/nodes/{id:.*}", s.deleteNode},
+		{http.MethodPost, "/nodes/{id:.*}/update", s.postNodeUpdate},
 	}
 	// The object areas, as dockerd routes them.
-	for _, area := range []string{"/nodes", "/services", "/tasks", "/secrets", "/configs"} {
+	for _, area := range []string{"services", "tasks", "secrets", "configs"} {
+		notYet := s.swarmNotYet(area)
 		rs = append(rs,
-			route{http.MethodGet, area, notInSwarm},
-			route{http.MethodGet, area + "/{id:.*}", notInSwarm},
-			route{http.MethodDelete, area + "/{id:.*}", notInSwarm},
-			route{http.MethodPost, area + "/{id:.*}/update", notInSwarm},
+			route{http.MethodGet, "/" + area, notYet},
+			route{http.MethodGet, "/" + area + "/{id:.*}", notYet},
+			route{http.MethodDelete, "/" + area + "/{id:.*}", notYet},
+			route{http.MethodPost, "/" + area + "/{id:.*}/update", notYet},
 		)
 	}
 	rs = append(rs,
-		route{http.MethodPost, "/services/create", notInSwarm},
-		route{http.MethodGet, "/services/{id:.*}/logs", notInSwarm},
-		route{http.MethodGet, "/tasks/{id:.*}/logs", notInSwarm},
-		route{http.MethodPost, "/secrets/create", notInSwarm},
-		route{http.MethodPost, "/configs/create", notInSwarm},
+		route{http.MethodPost, "/services/create", s.swarmNotYet("services")},
+		route{http.MethodGet, "/services/{id:.*}/logs", s.swarmNotYet("services")},
+		route{http.MethodGet, "/tasks/{id:.*}/logs", s.swarmNotYet("tasks")},
+		route{http.MethodPost, "/secrets/create", s.swarmNotYet("secrets")},
+		route{http.MethodPost, "/configs/create", s.swarmNotYet("configs")},
 	)
 	return rs
+}
+
+func (s *Server) getSwarm(ctx context.Context, w http.ResponseWriter, _ *http.Request, _ map[string]string) error {
+	sw, err := s.backend.SwarmInspect(ctx)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, sw)
+}
+
+func (s *Server) postSwarmInit(ctx context.Context, w http.ResponseWriter, _ map[string]string, req *swarm.InitRequest) error {
+	id, err := s.backend.SwarmInit(ctx, *req)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, id)
+}
+
+func (s *Server) postSwarmJoin(context.Context, http.ResponseWriter, *http.Request, map[string]string) error {
+	if s.backend.SwarmStatus() != string(swarm.LocalNodeStateInactive) {
+		return errdefs.Unavailable(errors.New(`This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.`))
+	}
+	return errdefs.NotImplemented(errors.New("jevm's Swarm mode cannot join an existing swarm yet"))
+}
+
+func (s *Server) postSwarmLeave(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	if err := r.ParseForm(); err != nil {
+		return errdefs.InvalidParameter(err)
+	}
+	if err := s.backend.SwarmLeave(ctx, boolValue(r, "force")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (s *Server) getSwarmUnlockKey(ctx context.Context, w http.ResponseWriter, _ *http.Request, _ map[string]string) error {
+	key, err := s.backend.SwarmUnlockKey(ctx)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, swarm.UnlockKeyResponse{UnlockKey: key})
+}
+
+func (s *Server) getNodes(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	if err := r.ParseForm(); err != nil {
+		return errdefs.InvalidParameter(err)
+	}
+	f, err := parseFilters(r)
+	if err != nil {
+		return err
+	}
+	nodes, err := s.backend.SwarmNodes(ctx, f)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, nodes)
+}
+
+func (s *Server) getNode(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
+	n, err := s.backend.SwarmNode(ctx, vars["id"])
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, n)
+}
+
+// versionQuery parses the version query parameter of an update.
+func versionQuery(r *http.Request, what string) (uint64, error) {
+	v := r.Form.Get("version")
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, errdefs.InvalidParameter(fmt.Errorf("invalid %s version '%s': %v", what, v, err))
+	}
+	return n, nil
+}
+
+func (s *Server) postSwarmUpdate(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	if s.backend.SwarmStatus() == string(swarm.LocalNodeStateInactive) {
+		return errNotInSwarm // before the request is read, as dockerd
+	}
+	if err := r.ParseForm(); err != nil {
+		return errdefs.InvalidParameter(err)
+	}
+	version, err := versionQuery(r, "swarm")
+	if err != nil {
+		return err
+	}
+	var spec swarm.Spec
+	if err := readJSON(r, &spec); err != nil {
+		return err
+	}
+	opts := backend.SwarmUpdateOptions{
+		Version:                version,
+		RotateWorkerToken:      boolValue(r, "rotateWorkerToken"),
+		RotateManagerToken:     boolValue(r, "rotateManagerToken"),
+		RotateManagerUnlockKey: boolValue(r, "rotateManagerUnlockKey"),
+	}
+	if err := s.backend.SwarmUpdate(ctx, spec, opts); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (s *Server) postNodeUpdate(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	if s.backend.SwarmStatus() == string(swarm.LocalNodeStateInactive) {
+		return errNotInSwarm // before the request is read, as dockerd
+	}
+	if err := r.ParseForm(); err != nil {
+		return errdefs.InvalidParameter(err)
+	}
+	version, err := versionQuery(r, "node")
+	if err != nil {
+		return err
+	}
+	var spec swarm.NodeSpec
+	if err := readJSON(r, &spec); err != nil {
+		return err
+	}
+	if err := s.backend.SwarmNodeUpdate(ctx, vars["id"], version, spec); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (s *Server) deleteNode(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	if err := r.ParseForm(); err != nil {
+		return errdefs.InvalidParameter(err)
+	}
+	if err := s.backend.SwarmNodeRemove(ctx, vars["id"], boolValue(r, "force")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
 }

@@ -25,9 +25,9 @@ func (s *Server) getPing(_ context.Context, w http.ResponseWriter, r *http.Reque
 	h := w.Header()
 	h.Add("Cache-Control", "no-cache, no-store, must-revalidate")
 	h.Add("Pragma", "no-cache")
-	// No BuildKit: the classic builder protocol, and no swarm.
+	// No BuildKit: the classic builder protocol.
 	h.Set("Builder-Version", "1")
-	h.Set("Swarm", "inactive")
+	h.Set("Swarm", s.backend.SwarmStatus())
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	if r.Method == http.MethodHead {
 		h.Set("Content-Length", "0")

@@ -13,15 +13,18 @@ import (
 
 	"github.com/jevm/jevm/api"
 	"github.com/jevm/jevm/builder"
+	"github.com/jevm/jevm/cluster"
 	"github.com/jevm/jevm/daemon"
 	"github.com/jevm/jevm/imagestore"
 )
 
 // engine is what the API serves: the daemon, plus the builder for /build
-// (which drives the daemon itself, so it cannot live inside it).
+// (which drives the daemon itself, so it cannot live inside it) and the
+// swarm node (swarm.go).
 type engine struct {
 	*daemon.Daemon
 	b *builder.Builder
+	c *cluster.Cluster
 }
 
 var _ api.Backend = engine{}

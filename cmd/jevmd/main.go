@@ -18,6 +18,7 @@ import (
 
 	"github.com/jevm/jevm/api"
 	"github.com/jevm/jevm/builder"
+	"github.com/jevm/jevm/cluster"
 	"github.com/jevm/jevm/daemon"
 	"github.com/jevm/jevm/imagestore"
 	"github.com/jevm/jevm/vmbackend/initramfs"
@@ -171,7 +172,18 @@ func run(o *options) error {
 	if err != nil {
 		return fmt.Errorf("builder: %w", err)
 	}
-	srv := api.NewServer(engine{Daemon: d, b: bld}, api.Options{
+	// Swarm mode (cluster/): a node this engine ran before comes back.
+	swarmNode := cluster.New(cluster.Config{
+		Root:          filepath.Join(o.dataRoot, "swarm"),
+		ControlSocket: filepath.Join(o.execRoot, "swarm", "control.sock"),
+		EngineVersion: version,
+		Log:           logrus.WithField("component", "swarm"),
+	})
+	if err := swarmNode.Start(ctx); err != nil {
+		log.WithError(err).Error("swarm node")
+	}
+	defer swarmNode.Stop(context.Background())
+	srv := api.NewServer(engine{Daemon: d, b: bld, c: swarmNode}, api.Options{
 		Logger:        logrus.WithField("component", "api"),
 		APIVersion:    apiVersion,
 		MinAPIVersion: minAPIVersion,

@@ -108,3 +108,12 @@ type DiskUsageOptions struct {
 	// BuildCache: the builder's cached steps.
 	BuildCache bool
 }
+
+// SwarmUpdateOptions are POST /swarm/update's query parameters: the
+// swarm's version the spec was read at, and what to rotate.
+type SwarmUpdateOptions struct {
+	Version                uint64
+	RotateWorkerToken      bool
+	RotateManagerToken     bool
+	RotateManagerUnlockKey bool
+}

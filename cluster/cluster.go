@@ -1,0 +1,413 @@
+// Package cluster is jevm's Swarm mode: it embeds SwarmKit
+// (github.com/moby/swarmkit/v2), the orchestrator dockerd embeds, as one
+// node of a swarm, and answers the Engine API's swarm and node calls from
+// its control API. jevm writes no scheduler, raft or CA of its own.
+//
+// What works (issue 17, first increment): `docker swarm init` (listen and
+// advertise addresses, autolock, the cluster spec's settings), `leave`,
+// `inspect`, `join-token`, `docker node ls` and `inspect`, /info's Swarm
+// section and /_ping's Swarm header; the node is started again when
+// jevmd restarts. Its executor describes the host but does not run tasks
+// yet: services, joining other nodes, overlay networks and stacks are the
+// next increments.
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/errdefs"
+	swarmapi "github.com/moby/swarmkit/v2/api"
+	swarmnode "github.com/moby/swarmkit/v2/node"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/grpclog"
+)
+
+// Errors as dockerd words them.
+var (
+	errNoSwarm     = errdefs.Unavailable(errors.New("This node is not part of a swarm"))
+	errSwarmExists = errdefs.Unavailable(errors.New(`This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.`))
+	errLastManager = errdefs.Unavailable(errors.New("You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message."))
+)
+
+const (
+	defaultListenAddr = "0.0.0.0:2377"
+	// stateFileName keeps, beside SwarmKit's state, what jevmd needs to
+	// start the node again after a restart.
+	stateFileName = "jevm-node.json"
+	// readyTimeout bounds how long init waits for the new manager.
+	readyTimeout = 30 * time.Second
+)
+
+// Config is what the cluster needs from jevmd.
+type Config struct {
+	// Root holds SwarmKit's state (certificates, raft log): the data
+	// root's "swarm" directory.
+	Root string
+	// ControlSocket is the unix socket of SwarmKit's control API (in the
+	// exec root: its path must be short).
+	ControlSocket string
+	// EngineVersion is reported in the node's description.
+	EngineVersion string
+	Log           *logrus.Entry
+}
+
+// nodeState is stateFileName's content.
+type nodeState struct {
+	ListenAddr    string
+	AdvertiseAddr string
+}
+
+// Cluster is this engine's swarm node (none until init).
+type Cluster struct {
+	cfg Config
+
+	mu     sync.Mutex // serialises init, leave and restart
+	node   *swarmnode.Node
+	state  nodeState
+	conn   *grpc.ClientConn   // to the manager's APIs, once it is one
+	cancel context.CancelFunc // stops the node's context
+}
+
+// New returns the cluster component; Start brings back a node a previous
+// jevmd ran.
+func New(cfg Config) *Cluster {
+	quietGRPC.Do(func() {
+		// SwarmKit sends gRPC's own log, dozens of lines per connection
+		// at info level, to the standard logger: keep its warnings and
+		// errors only (it must be set before gRPC is used).
+		l := cfg.Log.WithField("module", "grpc")
+		grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, l.WriterLevel(logrus.WarnLevel), l.WriterLevel(logrus.ErrorLevel)))
+	})
+	return &Cluster{cfg: cfg}
+}
+
+var quietGRPC sync.Once
+
+// Start starts the node again if this engine was part of a swarm when
+// jevmd stopped. It does not wait for the node to be ready.
+func (c *Cluster) Start(ctx context.Context) error {
+	b, err := os.ReadFile(filepath.Join(c.cfg.Root, stateFileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var st nodeState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("swarm: %s: %w", stateFileName, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.startNode(st, swarmnode.Config{}); err != nil {
+		return err
+	}
+	go func() {
+		rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		defer cancel()
+		if err := c.waitControl(rctx); err != nil {
+			c.cfg.Log.WithError(err).Warn("swarm node not ready after the restart")
+			return
+		}
+		c.cfg.Log.Info("swarm node started again")
+	}()
+	return nil
+}
+
+// Stop stops the node (its state stays for the next Start).
+func (c *Cluster) Stop(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopNode(ctx)
+}
+
+// startNode starts a SwarmKit node with st's addresses and extra's other
+// settings. Callers hold mu.
+func (c *Cluster) startNode(st nodeState, extra swarmnode.Config) error {
+	if err := os.MkdirAll(c.cfg.Root, 0o700); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(c.cfg.ControlSocket), 0o700); err != nil {
+		return err
+	}
+	hostname, _ := os.Hostname()
+	cfg := extra
+	cfg.Hostname = hostname
+	cfg.StateDir = c.cfg.Root
+	cfg.ListenControlAPI = c.cfg.ControlSocket
+	cfg.ListenRemoteAPI = st.ListenAddr
+	cfg.AdvertiseRemoteAPI = st.AdvertiseAddr
+	cfg.Executor = &executor{engineVersion: c.cfg.EngineVersion, hostname: hostname}
+	cfg.ElectionTick = 10 // dockerd's: 10 ticks of a second
+	cfg.HeartbeatTick = 1
+	n, err := swarmnode.New(&cfg)
+	if err != nil {
+		return fmt.Errorf("swarm: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := n.Start(ctx); err != nil {
+		cancel()
+		return fmt.Errorf("swarm: start the node: %w", err)
+	}
+	c.node, c.state, c.cancel = n, st, cancel
+	go func() {
+		<-n.Ready()
+		c.cfg.Log.WithField("node", n.NodeID()).Info("swarm node ready")
+	}()
+	go func() {
+		if err := n.Err(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			c.cfg.Log.WithError(err).Warn("swarm node stopped")
+		}
+	}()
+	return nil
+}
+
+// waitControl waits for the node to be ready and its control API to be
+// connected.
+func (c *Cluster) waitControl(ctx context.Context) error {
+	c.mu.Lock()
+	n := c.node
+	c.mu.Unlock()
+	if n == nil {
+		return errNoSwarm
+	}
+	select {
+	case <-n.Ready():
+	case <-ctx.Done():
+		return fmt.Errorf("swarm: the node is not ready: %w", ctx.Err())
+	}
+	for conn := range n.ListenControlSocket(ctx) {
+		if conn == nil {
+			continue
+		}
+		c.mu.Lock()
+		if c.node == n {
+			c.conn = conn
+		}
+		c.mu.Unlock()
+		return nil
+	}
+	return fmt.Errorf("swarm: no control API: %w", ctx.Err())
+}
+
+// stopNode stops the node. Callers hold mu.
+func (c *Cluster) stopNode(ctx context.Context) {
+	if c.node == nil {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := c.node.Stop(sctx); err != nil && !errors.Is(err, context.Canceled) {
+		c.cfg.Log.WithError(err).Warn("stop the swarm node")
+	}
+	c.cancel()
+	c.node, c.conn, c.cancel = nil, nil, nil
+}
+
+// Init makes this engine the first manager of a new swarm and returns its
+// node ID.
+func (c *Cluster) Init(ctx context.Context, req swarm.InitRequest) (string, error) {
+	c.mu.Lock()
+	if c.node != nil {
+		c.mu.Unlock()
+		return "", errSwarmExists
+	}
+	st, err := resolveAddrs(req)
+	if err != nil {
+		c.mu.Unlock()
+		return "", err
+	}
+	if err := checkSpec(req.Spec); err != nil {
+		c.mu.Unlock()
+		return "", err
+	}
+	// What an earlier swarm left (a leave that failed half way).
+	if err := os.RemoveAll(c.cfg.Root); err != nil {
+		c.mu.Unlock()
+		return "", err
+	}
+	availability := swarmapi.NodeAvailabilityActive
+	if req.Availability != "" {
+		if availability, err = toNodeAvailability(req.Availability); err != nil {
+			c.mu.Unlock()
+			return "", err
+		}
+	}
+	err = c.startNode(st, swarmnode.Config{
+		ForceNewCluster:  req.ForceNewCluster,
+		AutoLockManagers: req.AutoLockManagers,
+		Availability:     availability,
+	})
+	c.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	fail := func(err error) (string, error) {
+		c.mu.Lock()
+		c.stopNode(context.Background())
+		os.RemoveAll(c.cfg.Root)
+		c.mu.Unlock()
+		return "", err
+	}
+	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if err := c.waitControl(rctx); err != nil {
+		return fail(err)
+	}
+	if err := c.updateSpec(rctx, req.Spec); err != nil {
+		return fail(err)
+	}
+	b, _ := json.Marshal(st)
+	if err := os.WriteFile(filepath.Join(c.cfg.Root, stateFileName), b, 0o600); err != nil {
+		return fail(err)
+	}
+	c.mu.Lock()
+	id := c.node.NodeID()
+	c.mu.Unlock()
+	c.cfg.Log.WithFields(logrus.Fields{"node": id, "listen": st.ListenAddr, "advertise": st.AdvertiseAddr}).Info("swarm initialised")
+	return id, nil
+}
+
+// Leave stops the node and forgets the swarm. The last manager leaves
+// only with force.
+func (c *Cluster) Leave(ctx context.Context, force bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.node == nil {
+		return errNoSwarm
+	}
+	if !force && c.node.Manager() != nil {
+		return errLastManager
+	}
+	c.stopNode(ctx)
+	if err := os.RemoveAll(c.cfg.Root); err != nil {
+		return err
+	}
+	c.cfg.Log.Info("left the swarm")
+	return nil
+}
+
+// controlClient returns the control API, or the error that says why there
+// is none.
+func (c *Cluster) controlClient() (swarmapi.ControlClient, error) {
+	conn, err := c.managerConn()
+	if err != nil {
+		return nil, err
+	}
+	return swarmapi.NewControlClient(conn), nil
+}
+
+// managerConn is the connection to this node's manager.
+func (c *Cluster) managerConn() (*grpc.ClientConn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.node == nil:
+		return nil, errNoSwarm
+	case c.conn == nil || c.node.Manager() == nil:
+		return nil, errdefs.Unavailable(errors.New("This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."))
+	}
+	return c.conn, nil
+}
+
+// resolveAddrs fills in the listen and advertise addresses as dockerd
+// does: listen on 0.0.0.0:2377 by default; advertise the given address
+// (an IP or an interface name, with the listen port unless it has one), or
+// the listen address if it is a specific IP, or the address of the
+// interface of the default route.
+func resolveAddrs(req swarm.InitRequest) (nodeState, error) {
+	listen := req.ListenAddr
+	if listen == "" {
+		listen = defaultListenAddr
+	}
+	lhost, lport, err := splitHostPort(listen, "2377")
+	if err != nil {
+		return nodeState{}, errdefs.InvalidParameter(fmt.Errorf("invalid listen address %q: %w", req.ListenAddr, err))
+	}
+	if ip := net.ParseIP(lhost); ip == nil {
+		if lhost, err = interfaceAddr(lhost); err != nil {
+			return nodeState{}, errdefs.InvalidParameter(err)
+		}
+	}
+	st := nodeState{ListenAddr: net.JoinHostPort(lhost, lport)}
+	adv := req.AdvertiseAddr
+	if adv == "" {
+		if ip := net.ParseIP(lhost); ip != nil && !ip.IsUnspecified() {
+			st.AdvertiseAddr = st.ListenAddr
+			return st, nil
+		}
+		ip, err := defaultRouteAddr()
+		if err != nil {
+			return nodeState{}, errdefs.InvalidParameter(fmt.Errorf("could not choose an IP address to advertise (%v) - specify one with --advertise-addr", err))
+		}
+		st.AdvertiseAddr = net.JoinHostPort(ip, lport)
+		return st, nil
+	}
+	ahost, aport, err := splitHostPort(adv, lport)
+	if err != nil {
+		return nodeState{}, errdefs.InvalidParameter(fmt.Errorf("invalid advertise address %q: %w", adv, err))
+	}
+	if ip := net.ParseIP(ahost); ip == nil {
+		if ahost, err = interfaceAddr(ahost); err != nil {
+			return nodeState{}, errdefs.InvalidParameter(err)
+		}
+	} else if ip.IsUnspecified() {
+		return nodeState{}, errdefs.InvalidParameter(fmt.Errorf("advertise address must be a non-zero IP address or network interface (with optional port number)"))
+	}
+	st.AdvertiseAddr = net.JoinHostPort(ahost, aport)
+	return st, nil
+}
+
+// splitHostPort splits "host[:port]", defaulting the port.
+func splitHostPort(addr, defPort string) (string, string, error) {
+	if h, p, err := net.SplitHostPort(addr); err == nil {
+		if p == "" {
+			p = defPort
+		}
+		return h, p, nil
+	}
+	if addr == "" {
+		return "", "", errors.New("empty address")
+	}
+	return addr, defPort, nil
+}
+
+// interfaceAddr is the first IPv4 address of the interface name.
+func interfaceAddr(name string) (string, error) {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return "", fmt.Errorf("%q is neither an IP address nor an interface: %w", name, err)
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return "", err
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+			return ipn.IP.String(), nil
+		}
+	}
+	return "", fmt.Errorf("interface %s has no IPv4 address", name)
+}
+
+// defaultRouteAddr is the local address the kernel picks to reach the
+// outside (no packet is sent: a UDP socket is only connected).
+func defaultRouteAddr() (string, error) {
+	conn, err := net.Dial("udp4", "192.0.2.1:9") // TEST-NET-1
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	return conn.LocalAddr().(*net.UDPAddr).IP.String(), nil
+}

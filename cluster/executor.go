@@ -1,0 +1,77 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/moby/swarmkit/v2/agent/exec"
+	swarmapi "github.com/moby/swarmkit/v2/api"
+)
+
+// executor is SwarmKit's view of this engine: it describes the host so
+// that the node shows and schedules as dockerd's does. Running tasks as
+// jeVMs is the next increment of issue 17: until then a task assigned
+// here is rejected, and SwarmKit reports it as failed.
+type executor struct {
+	engineVersion string
+	hostname      string
+}
+
+var errTasksNotYet = errors.New("jevm does not run swarm tasks yet")
+
+// Describe implements exec.Executor.
+func (e *executor) Describe(context.Context) (*swarmapi.NodeDescription, error) {
+	return &swarmapi.NodeDescription{
+		Hostname: e.hostname,
+		Platform: &swarmapi.Platform{Architecture: unameArch(), OS: runtime.GOOS},
+		Resources: &swarmapi.Resources{
+			NanoCPUs:    int64(runtime.NumCPU()) * 1e9,
+			MemoryBytes: memTotal(),
+		},
+		Engine: &swarmapi.EngineDescription{EngineVersion: e.engineVersion},
+	}, nil
+}
+
+// Configure implements exec.Executor.
+func (e *executor) Configure(context.Context, *swarmapi.Node) error { return nil }
+
+// Controller implements exec.Executor.
+func (e *executor) Controller(*swarmapi.Task) (exec.Controller, error) {
+	return nil, errTasksNotYet
+}
+
+// SetNetworkBootstrapKeys implements exec.Executor.
+func (e *executor) SetNetworkBootstrapKeys([]*swarmapi.EncryptionKey) error { return nil }
+
+// unameArch is the architecture as `uname -m` and dockerd name it.
+func unameArch() string {
+	switch runtime.GOARCH {
+	case "amd64":
+		return "x86_64"
+	case "arm64":
+		return "aarch64"
+	}
+	return runtime.GOARCH
+}
+
+// memTotal is the host's memory from /proc/meminfo (0 if unreadable).
+func memTotal() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/api/types/system"
+
+	"github.com/jevm/jevm/api/types/backend"
+)
+
+// Swarm mode: the cluster component (cluster/) beside the daemon, as the
+// builder is.
+
+func (e engine) SwarmInit(ctx context.Context, req swarm.InitRequest) (string, error) {
+	return e.c.Init(ctx, req)
+}
+
+func (e engine) SwarmLeave(ctx context.Context, force bool) error { return e.c.Leave(ctx, force) }
+
+func (e engine) SwarmInspect(ctx context.Context) (swarm.Swarm, error) { return e.c.Inspect(ctx) }
+
+func (e engine) SwarmUnlockKey(ctx context.Context) (string, error) { return e.c.UnlockKey(ctx) }
+
+func (e engine) SwarmNodes(ctx context.Context, f filters.Args) ([]swarm.Node, error) {
+	return e.c.Nodes(ctx, f)
+}
+
+func (e engine) SwarmNode(ctx context.Context, ref string) (swarm.Node, error) {
+	return e.c.Node(ctx, ref)
+}
+
+func (e engine) SwarmStatus() string { return e.c.Status() }
+
+func (e engine) SwarmUpdate(ctx context.Context, spec swarm.Spec, opts backend.SwarmUpdateOptions) error {
+	return e.c.Update(ctx, spec, opts)
+}
+
+func (e engine) SwarmNodeUpdate(ctx context.Context, ref string, version uint64, spec swarm.NodeSpec) error {
+	return e.c.UpdateNode(ctx, ref, version, spec)
+}
+
+func (e engine) SwarmNodeRemove(ctx context.Context, ref string, force bool) error {
+	return e.c.RemoveNode(ctx, ref, force)
+}
+
+// SystemInfo adds the swarm's state to the daemon's answer.
+func (e engine) SystemInfo(ctx context.Context) (*system.Info, error) {
+	info, err := e.Daemon.SystemInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	info.Swarm = e.c.Info(ctx)
+	return info, nil
+}
