@@ -4,9 +4,9 @@
 // its control API. jevm writes no scheduler, raft or CA of its own.
 //
 // What works (issue 17, first increment): `docker swarm init` (listen and
-// advertise addresses, autolock, the cluster spec's settings), `leave`,
-// `inspect`, `join-token`, `docker node ls` and `inspect`, /info's Swarm
-// section and /_ping's Swarm header; the node is started again when
+// advertise addresses, autolock, the cluster spec's settings), `update`,
+// `leave`, `join-token`, `unlock-key`, `docker node ls`, `inspect`,
+// `update` and `rm`, /info's Swarm section and /_ping's Swarm header; the node is started again when
 // jevmd restarts. Its executor describes the host but does not run tasks
 // yet: services, joining other nodes, overlay networks and stacks are the
 // next increments.
