@@ -6,10 +6,10 @@
 // What works (issue 17, first increment): `docker swarm init` (listen and
 // advertise addresses, autolock, the cluster spec's settings), `update`,
 // `leave`, `join-token`, `unlock-key`, `docker node ls`, `inspect`,
-// `update` and `rm`, /info's Swarm section and /_ping's Swarm header; the node is started again when
-// jevmd restarts. Its executor describes the host but does not run tasks
-// yet: services, joining other nodes, overlay networks and stacks are the
-// next increments.
+// `update` and `rm`, /info's Swarm section and /_ping's Swarm header; the
+// node is started again when jevmd restarts. Its executor describes the
+// host but does not run tasks yet: services, joining other nodes, overlay
+// networks and stacks are the next increments.
 package cluster
 
 import (
