@@ -598,3 +598,22 @@ func (f *fakeBackend) SwarmNodeUpdate(context.Context, string, uint64, swarm.Nod
 	return errNotInSwarm
 }
 func (f *fakeBackend) SwarmNodeRemove(context.Context, string, bool) error { return errNotInSwarm }
+func (f *fakeBackend) ServiceCreate(context.Context, swarm.ServiceSpec) (swarm.ServiceCreateResponse, error) {
+	return swarm.ServiceCreateResponse{}, errNotInSwarm
+}
+func (f *fakeBackend) Services(context.Context, filters.Args, bool) ([]swarm.Service, error) {
+	return nil, errNotInSwarm
+}
+func (f *fakeBackend) Service(context.Context, string) (swarm.Service, error) {
+	return swarm.Service{}, errNotInSwarm
+}
+func (f *fakeBackend) ServiceUpdate(context.Context, string, uint64, swarm.ServiceSpec, bool) (swarm.ServiceUpdateResponse, error) {
+	return swarm.ServiceUpdateResponse{}, errNotInSwarm
+}
+func (f *fakeBackend) ServiceRemove(context.Context, string) error { return errNotInSwarm }
+func (f *fakeBackend) Tasks(context.Context, filters.Args) ([]swarm.Task, error) {
+	return nil, errNotInSwarm
+}
+func (f *fakeBackend) Task(context.Context, string) (swarm.Task, error) {
+	return swarm.Task{}, errNotInSwarm
+}

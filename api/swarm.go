@@ -15,9 +15,9 @@ import (
 )
 
 // Swarm mode (cluster/, issue 17): init, leave, inspect, update, the
-// unlock key and the nodes (list, inspect, update, remove) are served;
-// what needs tasks to run or other nodes to join (services, tasks,
-// secrets, configs, join, unlock) is not yet: it answers 501 inside a swarm and, outside one,
+// unlock key, the nodes (list, inspect, update, remove), services
+// (create, list, inspect, update, rollback, remove) and tasks are served;
+// joining, unlocking, logs, secrets and configs are not yet: it answers 501 inside a swarm and, outside one,
 // 503 "This node is not part of a swarm" as dockerd does, which is what
 // clients that clean up with `docker swarm leave --force` expect.
 
@@ -32,6 +32,13 @@ type SwarmBackend interface {
 	SwarmUpdate(ctx context.Context, spec swarm.Spec, opts backend.SwarmUpdateOptions) error
 	SwarmNodeUpdate(ctx context.Context, ref string, version uint64, spec swarm.NodeSpec) error
 	SwarmNodeRemove(ctx context.Context, ref string, force bool) error
+	ServiceCreate(ctx context.Context, spec swarm.ServiceSpec) (swarm.ServiceCreateResponse, error)
+	Services(ctx context.Context, f filters.Args, status bool) ([]swarm.Service, error)
+	Service(ctx context.Context, ref string) (swarm.Service, error)
+	ServiceUpdate(ctx context.Context, ref string, version uint64, spec swarm.ServiceSpec, rollback bool) (swarm.ServiceUpdateResponse, error)
+	ServiceRemove(ctx context.Context, ref string) error
+	Tasks(ctx context.Context, f filters.Args) ([]swarm.Task, error)
+	Task(ctx context.Context, id string) (swarm.Task, error)
 	// SwarmStatus is the /_ping Swarm header: "inactive", "pending",
 	// "active/manager" or "active/worker".
 	SwarmStatus() string
@@ -65,23 +72,28 @@ func (s *Server) swarmRoutes() []route {
 		{http.MethodDelete, "/nodes/{id:.*}", s.deleteNode},
 		{http.MethodPost, "/nodes/{id:.*}/update", s.postNodeUpdate},
 	}
-	// The object areas, as dockerd routes them.
-	for _, area := range []string{"services", "tasks", "secrets", "configs"} {
+	rs = append(rs,
+		// Logs before the object routes, whose {id:.*} would take them.
+		route{http.MethodGet, "/services/{id:.*}/logs", s.swarmNotYet("service logs")},
+		route{http.MethodGet, "/tasks/{id:.*}/logs", s.swarmNotYet("task logs")},
+		route{http.MethodPost, "/services/create", s.postServiceCreate},
+		route{http.MethodGet, "/services", s.getServices},
+		route{http.MethodGet, "/services/{id:.*}", s.getService},
+		route{http.MethodDelete, "/services/{id:.*}", s.deleteService},
+		route{http.MethodPost, "/services/{id:.*}/update", s.postServiceUpdate},
+		route{http.MethodGet, "/tasks", s.getTasks},
+		route{http.MethodGet, "/tasks/{id:.*}", s.getTask},
+	)
+	for _, area := range []string{"secrets", "configs"} {
 		notYet := s.swarmNotYet(area)
 		rs = append(rs,
 			route{http.MethodGet, "/" + area, notYet},
 			route{http.MethodGet, "/" + area + "/{id:.*}", notYet},
 			route{http.MethodDelete, "/" + area + "/{id:.*}", notYet},
 			route{http.MethodPost, "/" + area + "/{id:.*}/update", notYet},
+			route{http.MethodPost, "/" + area + "/create", notYet},
 		)
 	}
-	rs = append(rs,
-		route{http.MethodPost, "/services/create", s.swarmNotYet("services")},
-		route{http.MethodGet, "/services/{id:.*}/logs", s.swarmNotYet("services")},
-		route{http.MethodGet, "/tasks/{id:.*}/logs", s.swarmNotYet("tasks")},
-		route{http.MethodPost, "/secrets/create", s.swarmNotYet("secrets")},
-		route{http.MethodPost, "/configs/create", s.swarmNotYet("configs")},
-	)
 	return rs
 }
 
@@ -219,4 +231,103 @@ func (s *Server) deleteNode(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+func (s *Server) postServiceCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	if s.backend.SwarmStatus() == string(swarm.LocalNodeStateInactive) {
+		return errNotInSwarm
+	}
+	var spec swarm.ServiceSpec
+	if err := readJSON(r, &spec); err != nil {
+		return err
+	}
+	resp, err := s.backend.ServiceCreate(ctx, spec)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, resp)
+}
+
+func (s *Server) getServices(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	if err := r.ParseForm(); err != nil {
+		return errdefs.InvalidParameter(err)
+	}
+	f, err := parseFilters(r)
+	if err != nil {
+		return err
+	}
+	services, err := s.backend.Services(ctx, f, boolValue(r, "status"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, services)
+}
+
+func (s *Server) getService(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
+	svc, err := s.backend.Service(ctx, vars["id"])
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, svc)
+}
+
+func (s *Server) deleteService(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
+	if err := s.backend.ServiceRemove(ctx, vars["id"]); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (s *Server) postServiceUpdate(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	if s.backend.SwarmStatus() == string(swarm.LocalNodeStateInactive) {
+		return errNotInSwarm
+	}
+	if err := r.ParseForm(); err != nil {
+		return errdefs.InvalidParameter(err)
+	}
+	version, err := versionQuery(r, "service")
+	if err != nil {
+		return err
+	}
+	var spec swarm.ServiceSpec
+	if err := readJSON(r, &spec); err != nil {
+		return err
+	}
+	rollback := false
+	switch v := r.Form.Get("rollback"); v {
+	case "":
+	case "previous":
+		rollback = true
+	default:
+		return errdefs.InvalidParameter(fmt.Errorf("unrecognized rollback option %s", v))
+	}
+	resp, err := s.backend.ServiceUpdate(ctx, vars["id"], version, spec, rollback)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) getTasks(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	if err := r.ParseForm(); err != nil {
+		return errdefs.InvalidParameter(err)
+	}
+	f, err := parseFilters(r)
+	if err != nil {
+		return err
+	}
+	tasks, err := s.backend.Tasks(ctx, f)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, tasks)
+}
+
+func (s *Server) getTask(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
+	t, err := s.backend.Task(ctx, vars["id"])
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, t)
 }

@@ -3,13 +3,14 @@
 // node of a swarm, and answers the Engine API's swarm and node calls from
 // its control API. jevm writes no scheduler, raft or CA of its own.
 //
-// What works (issue 17, first increment): `docker swarm init` (listen and
-// advertise addresses, autolock, the cluster spec's settings), `update`,
-// `leave`, `join-token`, `unlock-key`, `docker node ls`, `inspect`,
-// `update` and `rm`, /info's Swarm section and /_ping's Swarm header; the
-// node is started again when jevmd restarts. Its executor describes the
-// host but does not run tasks yet: services, joining other nodes, overlay
-// networks and stacks are the next increments.
+// What works (issue 17, first increments), on one host: `docker swarm
+// init` (listen and advertise addresses, autolock, the cluster spec's
+// settings), `update`, `leave`, `join-token`, `unlock-key`; `docker node
+// ls`, `inspect`, `update`, `rm`; services and tasks, each task run by
+// the executor as a container of the engine (controller.go), so a jeVM;
+// /info's Swarm section and /_ping's Swarm header; the node is started
+// again when jevmd restarts. Joining other nodes, overlay networks, the
+// routing mesh, secrets, configs, logs and stacks are next.
 package cluster
 
 import (
@@ -59,7 +60,9 @@ type Config struct {
 	ControlSocket string
 	// EngineVersion is reported in the node's description.
 	EngineVersion string
-	Log           *logrus.Entry
+	// Containers runs the tasks given to this node.
+	Containers Containers
+	Log        *logrus.Entry
 }
 
 // nodeState is stateFileName's content.
@@ -148,7 +151,7 @@ func (c *Cluster) startNode(st nodeState, extra swarmnode.Config) error {
 	cfg.ListenControlAPI = c.cfg.ControlSocket
 	cfg.ListenRemoteAPI = st.ListenAddr
 	cfg.AdvertiseRemoteAPI = st.AdvertiseAddr
-	cfg.Executor = &executor{engineVersion: c.cfg.EngineVersion, hostname: hostname}
+	cfg.Executor = &executor{engineVersion: c.cfg.EngineVersion, hostname: hostname, containers: c.cfg.Containers}
 	cfg.ElectionTick = 10 // dockerd's: 10 ticks of a second
 	cfg.HeartbeatTick = 1
 	n, err := swarmnode.New(&cfg)

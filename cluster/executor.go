@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"os"
 	"runtime"
 	"strconv"
@@ -13,15 +12,13 @@ import (
 )
 
 // executor is SwarmKit's view of this engine: it describes the host so
-// that the node shows and schedules as dockerd's does. Running tasks as
-// jeVMs is the next increment of issue 17: until then a task assigned
-// here is rejected, and SwarmKit reports it as failed.
+// that the node shows and schedules as dockerd's does, and runs each task
+// given to it as a container of the engine (controller.go), so as a jeVM.
 type executor struct {
 	engineVersion string
 	hostname      string
+	containers    Containers
 }
-
-var errTasksNotYet = errors.New("jevm does not run swarm tasks yet")
 
 // Describe implements exec.Executor.
 func (e *executor) Describe(context.Context) (*swarmapi.NodeDescription, error) {
@@ -40,8 +37,8 @@ func (e *executor) Describe(context.Context) (*swarmapi.NodeDescription, error) 
 func (e *executor) Configure(context.Context, *swarmapi.Node) error { return nil }
 
 // Controller implements exec.Executor.
-func (e *executor) Controller(*swarmapi.Task) (exec.Controller, error) {
-	return nil, errTasksNotYet
+func (e *executor) Controller(t *swarmapi.Task) (exec.Controller, error) {
+	return newController(e.containers, t)
 }
 
 // SetNetworkBootstrapKeys implements exec.Executor.

@@ -14,7 +14,7 @@ import (
 // Swarm mode, first increment (cluster/, issue 17): the docker CLI makes
 // this engine the first manager of a swarm, lists and inspects it, sees
 // it in docker info and /_ping, finds it again after a daemon restart,
-// and leaves it; what is not there yet (services) and bad input are
+// and leaves it; what is not there yet (secrets) and bad input are
 // refused with dockerd's status codes.
 func TestSwarmInitLeave(t *testing.T) {
 	port := freePort(t)
@@ -78,8 +78,8 @@ func TestSwarmInitLeave(t *testing.T) {
 	if r := docker(t, "swarm", "init"); r.code == 0 || !strings.Contains(r.stderr, "already part of a swarm") {
 		t.Fatalf("a second init: %s", r)
 	}
-	if r := docker(t, "service", "create", "busybox"); r.code == 0 || !strings.Contains(r.stderr, "does not support services yet") {
-		t.Fatalf("service create: %s", r)
+	if r := docker(t, "secret", "ls"); r.code == 0 || !strings.Contains(r.stderr, "does not support secrets yet") {
+		t.Fatalf("secret ls: %s", r)
 	}
 	if r := docker(t, "swarm", "leave"); r.code == 0 || !strings.Contains(r.stderr, "Use `--force`") {
 		t.Fatalf("the last manager leaving without --force: %s", r)
@@ -128,4 +128,83 @@ func pingHeader(t *testing.T, name string) string {
 	}
 	resp.Body.Close()
 	return resp.Header.Get(name)
+}
+
+// A replicated service runs its tasks as jeVMs of this engine: replicas
+// come up, `docker service ls` and `ps` count them, scale and a rolling
+// update replace them, a host-mode published port answers, and removing
+// the service removes its containers.
+func TestSwarmService(t *testing.T) {
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	t.Cleanup(func() { docker(t, "swarm", "leave", "--force") })
+	mustDocker(t, "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", listen)
+	svc := uniqueName(t, "svc")
+	t.Cleanup(func() { docker(t, "service", "rm", svc) })
+
+	containers := func() []string {
+		return strings.Fields(mustDocker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+svc))
+	}
+	replicas := func(want string) {
+		t.Helper()
+		waitFor(t, 120*time.Second, svc+" at "+want, func() bool {
+			out := mustDocker(t, "service", "ls", "--filter", "name="+svc, "--format", "{{.Replicas}}")
+			return strings.TrimSpace(out) == want
+		})
+	}
+	if r := docker(t, "service", "create", "--name", "x", "--network", "nosuchnet", "busybox"); r.code == 0 {
+		t.Fatalf("a service on an overlay network: %s", r)
+	}
+	mustDocker(t, "service", "create", "--detach", "--name", svc, "--replicas", "2", "--env", "A=1", "busybox", "sleep", "600")
+	replicas("2/2")
+	if n := len(containers()); n != 2 {
+		t.Fatalf("%d containers of %s, want 2", n, svc)
+	}
+	ps := mustDocker(t, "service", "ps", "--format", "{{.Name}} {{.CurrentState}} {{.DesiredState}}", svc)
+	if strings.Count(ps, "Running") != 4 {
+		t.Fatalf("service ps:\n%s", ps)
+	}
+	if got := mustDocker(t, "inspect", "--format", "{{range .Config.Env}}{{.}} {{end}}", containers()[0]); !strings.Contains(got, "A=1") {
+		t.Fatalf("a task's env: %q", got)
+	}
+
+	mustDocker(t, "service", "scale", "--detach", svc+"=1")
+	replicas("1/1")
+	waitFor(t, 60*time.Second, "the scaled-down task's container to go", func() bool { return len(containers()) == 1 })
+	before := containers()[0]
+
+	// A rolling update replaces the task with one of the new spec.
+	mustDocker(t, "service", "update", "--detach", "--env-add", "B=2", svc)
+	waitFor(t, 120*time.Second, "the updated task", func() bool {
+		cs := containers()
+		if len(cs) != 1 || strings.HasPrefix(before, cs[0]) || strings.HasPrefix(cs[0], before) {
+			return false
+		}
+		return strings.Contains(mustDocker(t, "inspect", "--format", "{{range .Config.Env}}{{.}} {{end}}", cs[0]), "B=2")
+	})
+	if got := mustDocker(t, "service", "inspect", "--format", "{{.PreviousSpec.TaskTemplate.ContainerSpec.Env}}", svc); !strings.Contains(got, "A=1") || strings.Contains(got, "B=2") {
+		t.Fatalf("previous spec after update: %q", got)
+	}
+
+	mustDocker(t, "service", "rm", svc)
+	waitFor(t, 60*time.Second, "the service's containers to go", func() bool { return len(containers()) == 0 })
+	if r := docker(t, "service", "inspect", svc); r.code == 0 {
+		t.Fatalf("inspect after rm: %s", r)
+	}
+
+	// A port published in host mode answers on the host.
+	web := uniqueName(t, "svcweb")
+	t.Cleanup(func() { docker(t, "service", "rm", web) })
+	port := freePort(t)
+	mustDocker(t, "service", "create", "--detach", "--name", web, "--publish", fmt.Sprintf("mode=host,target=80,published=%d", port), "web")
+	waitFor(t, 120*time.Second, web+" running", func() bool {
+		out := mustDocker(t, "service", "ls", "--filter", "name="+web, "--format", "{{.Replicas}}")
+		return strings.TrimSpace(out) == "1/1"
+	})
+	if body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); !strings.Contains(body, webIndex) {
+		t.Fatalf("the service's host-mode port: %q", body)
+	}
+	if r := docker(t, "service", "create", "--name", "meshed", "--publish", "8080:80", "web"); r.code == 0 || !strings.Contains(r.stderr, "host mode") {
+		t.Fatalf("a port through the routing mesh: %s", r)
+	}
+	mustDocker(t, "service", "rm", web)
 }

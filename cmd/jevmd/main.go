@@ -177,6 +177,7 @@ func run(o *options) error {
 		Root:          filepath.Join(o.dataRoot, "swarm"),
 		ControlSocket: filepath.Join(o.execRoot, "swarm", "control.sock"),
 		EngineVersion: version,
+		Containers:    d,
 		Log:           logrus.WithField("component", "swarm"),
 	})
 	if err := swarmNode.Start(ctx); err != nil {

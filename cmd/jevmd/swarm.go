@@ -54,3 +54,29 @@ func (e engine) SystemInfo(ctx context.Context) (*system.Info, error) {
 	info.Swarm = e.c.Info(ctx)
 	return info, nil
 }
+
+func (e engine) ServiceCreate(ctx context.Context, spec swarm.ServiceSpec) (swarm.ServiceCreateResponse, error) {
+	return e.c.CreateService(ctx, spec)
+}
+
+func (e engine) Services(ctx context.Context, f filters.Args, status bool) ([]swarm.Service, error) {
+	return e.c.Services(ctx, f, status)
+}
+
+func (e engine) Service(ctx context.Context, ref string) (swarm.Service, error) {
+	return e.c.Service(ctx, ref)
+}
+
+func (e engine) ServiceUpdate(ctx context.Context, ref string, version uint64, spec swarm.ServiceSpec, rollback bool) (swarm.ServiceUpdateResponse, error) {
+	return e.c.UpdateService(ctx, ref, version, spec, rollback)
+}
+
+func (e engine) ServiceRemove(ctx context.Context, ref string) error {
+	return e.c.RemoveService(ctx, ref)
+}
+
+func (e engine) Tasks(ctx context.Context, f filters.Args) ([]swarm.Task, error) {
+	return e.c.Tasks(ctx, f)
+}
+
+func (e engine) Task(ctx context.Context, id string) (swarm.Task, error) { return e.c.Task(ctx, id) }

@@ -1,0 +1,304 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/errdefs"
+	"github.com/docker/go-connections/nat"
+	"github.com/moby/swarmkit/v2/agent/exec"
+	swarmapi "github.com/moby/swarmkit/v2/api"
+	"github.com/moby/swarmkit/v2/api/naming"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Containers is what the executor needs of the engine to run a task as a
+// container (a jeVM): the engine's own container calls, as the API uses
+// them, so a task's container is an ordinary one (docker ps lists it).
+type Containers interface {
+	ContainerCreate(ctx context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig, platform *ocispec.Platform) (container.CreateResponse, error)
+	ContainerStart(ctx context.Context, nameOrID string) error
+	ContainerStop(ctx context.Context, nameOrID string, opts container.StopOptions) error
+	ContainerKill(ctx context.Context, nameOrID string, signal string) error
+	ContainerWait(ctx context.Context, nameOrID string, cond container.WaitCondition) (<-chan container.WaitResponse, error)
+	ContainerRemove(ctx context.Context, nameOrID string, opts container.RemoveOptions) error
+	ContainerInspect(ctx context.Context, nameOrID string, size bool) (*container.InspectResponse, error)
+	PullImage(ctx context.Context, ref string, platform string, auth *registry.AuthConfig, out io.Writer) error
+	ImageInspect(ctx context.Context, nameOrID string) (*image.InspectResponse, error)
+}
+
+// Labels jevm puts on a task's container, as dockerd does.
+const (
+	labelServiceID   = "com.docker.swarm.service.id"
+	labelServiceName = "com.docker.swarm.service.name"
+	labelTaskID      = "com.docker.swarm.task.id"
+	labelTaskName    = "com.docker.swarm.task.name"
+	labelNodeID      = "com.docker.swarm.node.id"
+)
+
+// defaultStopGrace is a task's stop timeout when its spec has none.
+const defaultStopGrace = 10 * time.Second
+
+// controller runs one task as one container.
+type controller struct {
+	c    Containers
+	task *swarmapi.Task
+	name string // the container's: service.slot.taskID
+}
+
+var (
+	_ exec.Controller        = (*controller)(nil)
+	_ exec.ContainerStatuser = (*controller)(nil)
+)
+
+func newController(c Containers, t *swarmapi.Task) (*controller, error) {
+	if t.Spec.GetContainer() == nil {
+		return nil, exec.ErrRuntimeUnsupported
+	}
+	if len(t.Networks) > 0 {
+		for _, na := range t.Networks {
+			if na.Network != nil && na.Network.Spec.Ingress {
+				continue
+			}
+			return nil, errors.New("jevm does not attach swarm tasks to overlay networks yet")
+		}
+	}
+	return &controller{c: c, task: t, name: naming.Task(t)}, nil
+}
+
+// Update implements exec.Controller: nothing of a running task's
+// container changes in place.
+func (r *controller) Update(context.Context, *swarmapi.Task) error { return nil }
+
+// Prepare creates the container, pulling its image first if the engine
+// does not have it.
+func (r *controller) Prepare(ctx context.Context) error {
+	if _, err := r.c.ContainerInspect(ctx, r.name, false); err == nil {
+		return exec.ErrTaskPrepared
+	}
+	spec := r.task.Spec.GetContainer()
+	if _, err := r.c.ImageInspect(ctx, spec.Image); errdefs.IsNotFound(err) {
+		if err := r.c.PullImage(ctx, spec.Image, "", nil, io.Discard); err != nil {
+			return fmt.Errorf("pull %s: %w", spec.Image, err)
+		}
+	}
+	cfg, hostCfg, err := r.containerConfig()
+	if err != nil {
+		return err
+	}
+	if _, err := r.c.ContainerCreate(ctx, r.name, cfg, hostCfg, &network.NetworkingConfig{}, nil); err != nil {
+		return fmt.Errorf("create the task's container: %w", err)
+	}
+	return nil
+}
+
+// containerConfig is the task's container as the engine takes it.
+func (r *controller) containerConfig() (*container.Config, *container.HostConfig, error) {
+	spec := r.task.Spec.GetContainer()
+	labels := map[string]string{}
+	for k, v := range spec.Labels {
+		labels[k] = v
+	}
+	labels[labelServiceID] = r.task.ServiceID
+	labels[labelServiceName] = r.task.ServiceAnnotations.Name
+	labels[labelTaskID] = r.task.ID
+	labels[labelTaskName] = r.name
+	labels[labelNodeID] = r.task.NodeID
+	cfg := &container.Config{
+		Image:      spec.Image,
+		Entrypoint: spec.Command,
+		Cmd:        spec.Args,
+		Env:        spec.Env,
+		Hostname:   spec.Hostname,
+		WorkingDir: spec.Dir,
+		User:       spec.User,
+		Tty:        spec.TTY,
+		OpenStdin:  spec.OpenStdin,
+		StopSignal: spec.StopSignal,
+		Labels:     labels,
+	}
+	if d := duration(spec.StopGracePeriod); d > 0 {
+		secs := int(d / time.Second)
+		cfg.StopTimeout = &secs
+	}
+	hostCfg := &container.HostConfig{
+		ReadonlyRootfs: spec.ReadOnly,
+		ExtraHosts:     spec.Hosts,
+		Sysctls:        spec.Sysctls,
+		CapAdd:         spec.CapabilityAdd,
+		CapDrop:        spec.CapabilityDrop,
+		GroupAdd:       spec.Groups,
+	}
+	if spec.Init != nil {
+		v := spec.Init.Value
+		hostCfg.Init = &v
+	}
+	if res := r.task.Spec.Resources; res != nil && res.Limits != nil {
+		hostCfg.NanoCPUs = res.Limits.NanoCPUs
+		hostCfg.Memory = res.Limits.MemoryBytes
+	}
+	if spec.PidsLimit > 0 {
+		pids := spec.PidsLimit
+		hostCfg.PidsLimit = &pids
+	}
+	for _, m := range spec.Mounts {
+		mt, err := toMount(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		hostCfg.Mounts = append(hostCfg.Mounts, mt)
+	}
+	if spec.DNSConfig != nil {
+		hostCfg.DNS, hostCfg.DNSSearch, hostCfg.DNSOptions = spec.DNSConfig.Nameservers, spec.DNSConfig.Search, spec.DNSConfig.Options
+	}
+	if len(spec.Secrets) > 0 || len(spec.Configs) > 0 {
+		return nil, nil, errors.New("jevm does not deliver swarm secrets and configs to tasks yet")
+	}
+	// Ports published in host mode, as a container's -p.
+	if e := r.task.Endpoint; e != nil {
+		for _, p := range e.Ports {
+			if p.PublishMode != swarmapi.PublishModeHost {
+				continue
+			}
+			port := nat.Port(fmt.Sprintf("%d/%s", p.TargetPort, strings.ToLower(p.Protocol.String())))
+			if cfg.ExposedPorts == nil {
+				cfg.ExposedPorts, hostCfg.PortBindings = nat.PortSet{}, nat.PortMap{}
+			}
+			cfg.ExposedPorts[port] = struct{}{}
+			hostPort := ""
+			if p.PublishedPort != 0 {
+				hostPort = strconv.FormatUint(uint64(p.PublishedPort), 10)
+			}
+			hostCfg.PortBindings[port] = append(hostCfg.PortBindings[port], nat.PortBinding{HostPort: hostPort})
+		}
+	}
+	return cfg, hostCfg, nil
+}
+
+// toMount maps a task's mount.
+func toMount(m swarmapi.Mount) (mount.Mount, error) {
+	out := mount.Mount{Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly}
+	switch m.Type {
+	case swarmapi.MountTypeBind:
+		out.Type = mount.TypeBind
+	case swarmapi.MountTypeVolume:
+		out.Type = mount.TypeVolume
+		if o := m.VolumeOptions; o != nil {
+			out.VolumeOptions = &mount.VolumeOptions{NoCopy: o.NoCopy, Labels: o.Labels}
+			if o.DriverConfig != nil {
+				out.VolumeOptions.DriverConfig = &mount.Driver{Name: o.DriverConfig.Name, Options: o.DriverConfig.Options}
+			}
+		}
+	case swarmapi.MountTypeTmpfs:
+		out.Type = mount.TypeTmpfs
+		if o := m.TmpfsOptions; o != nil {
+			out.TmpfsOptions = &mount.TmpfsOptions{SizeBytes: o.SizeBytes, Mode: o.Mode}
+		}
+	default:
+		return mount.Mount{}, fmt.Errorf("jevm does not take %s mounts for swarm tasks", strings.ToLower(m.Type.String()))
+	}
+	return out, nil
+}
+
+// Start implements exec.Controller.
+func (r *controller) Start(ctx context.Context) error {
+	st, err := r.c.ContainerInspect(ctx, r.name, false)
+	if err != nil {
+		return err
+	}
+	if st.State != nil && st.State.Running {
+		return exec.ErrTaskStarted
+	}
+	if st.State != nil && st.State.FinishedAt != "" && st.State.FinishedAt != "0001-01-01T00:00:00Z" {
+		// It ran and exited: a task is not started twice.
+		return exec.ErrTaskStarted
+	}
+	return r.c.ContainerStart(ctx, r.name)
+}
+
+// Wait implements exec.Controller: a non-zero exit fails the task.
+func (r *controller) Wait(ctx context.Context) error {
+	ch, err := r.c.ContainerWait(ctx, r.name, container.WaitConditionNotRunning)
+	if err != nil {
+		return err
+	}
+	select {
+	case res := <-ch:
+		if res.Error != nil && res.Error.Message != "" {
+			return errors.New(res.Error.Message)
+		}
+		if res.StatusCode != 0 {
+			return &exitError{code: int(res.StatusCode)}
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Shutdown implements exec.Controller: a stop with the task's grace period.
+func (r *controller) Shutdown(ctx context.Context) error {
+	grace := defaultStopGrace
+	if d := duration(r.task.Spec.GetContainer().StopGracePeriod); d > 0 {
+		grace = d
+	}
+	secs := int(grace / time.Second)
+	err := r.c.ContainerStop(ctx, r.name, container.StopOptions{Timeout: &secs})
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// Terminate implements exec.Controller.
+func (r *controller) Terminate(ctx context.Context) error {
+	err := r.c.ContainerKill(ctx, r.name, "KILL")
+	if errdefs.IsNotFound(err) || errdefs.IsConflict(err) {
+		return nil // gone, or not running
+	}
+	return err
+}
+
+// Remove implements exec.Controller.
+func (r *controller) Remove(ctx context.Context) error {
+	err := r.c.ContainerRemove(ctx, r.name, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// Close implements exec.Controller.
+func (r *controller) Close() error { return nil }
+
+// ContainerStatus implements exec.ContainerStatuser.
+func (r *controller) ContainerStatus(ctx context.Context) (*swarmapi.ContainerStatus, error) {
+	st, err := r.c.ContainerInspect(ctx, r.name, false)
+	if errdefs.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	cs := &swarmapi.ContainerStatus{ContainerID: st.ID}
+	if st.State != nil {
+		cs.PID, cs.ExitCode = int32(st.State.Pid), int32(st.State.ExitCode)
+	}
+	return cs, nil
+}
+
+// exitError is a task's non-zero exit (exec.ExitCoder).
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("task: non-zero exit (%d)", e.code) }
+func (e *exitError) ExitCode() int { return e.code }

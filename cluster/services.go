@@ -1,0 +1,618 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/errdefs"
+	gogotypes "github.com/gogo/protobuf/types"
+	swarmapi "github.com/moby/swarmkit/v2/api"
+)
+
+// Services and tasks: the API's service spec is turned into SwarmKit's
+// and back. What jevm does not run yet is refused here, at create or
+// update, rather than left for every task to fail: overlay networks,
+// ports published through the routing mesh (host-mode ports work),
+// secrets, configs, jobs and plugins.
+
+// toServiceSpec converts and checks an API service spec.
+func toServiceSpec(s swarm.ServiceSpec) (swarmapi.ServiceSpec, error) {
+	bad := func(format string, a ...any) (swarmapi.ServiceSpec, error) {
+		return swarmapi.ServiceSpec{}, errdefs.InvalidParameter(fmt.Errorf(format, a...))
+	}
+	cs := s.TaskTemplate.ContainerSpec
+	if cs == nil {
+		return bad("jevm runs container services only (no ContainerSpec in the task template)")
+	}
+	if cs.Image == "" {
+		return bad("ContainerSpec: image reference must be provided")
+	}
+	if len(s.Networks) > 0 || len(s.TaskTemplate.Networks) > 0 {
+		return bad("jevm does not attach services to overlay networks yet")
+	}
+	if len(cs.Secrets) > 0 || len(cs.Configs) > 0 {
+		return bad("jevm does not deliver secrets and configs to services yet")
+	}
+	out := swarmapi.ServiceSpec{Annotations: swarmapi.Annotations{Name: s.Name, Labels: s.Labels}}
+	switch m := s.Mode; {
+	case m.Global != nil:
+		out.Mode = &swarmapi.ServiceSpec_Global{Global: &swarmapi.GlobalService{}}
+	case m.ReplicatedJob != nil || m.GlobalJob != nil:
+		return bad("jevm does not run job services yet")
+	default:
+		replicas := uint64(1)
+		if m.Replicated != nil && m.Replicated.Replicas != nil {
+			replicas = *m.Replicated.Replicas
+		}
+		out.Mode = &swarmapi.ServiceSpec_Replicated{Replicated: &swarmapi.ReplicatedService{Replicas: replicas}}
+	}
+	c := &swarmapi.ContainerSpec{
+		Image: cs.Image, Labels: cs.Labels, Command: cs.Command, Args: cs.Args, Hostname: cs.Hostname,
+		Env: cs.Env, Dir: cs.Dir, User: cs.User, Groups: cs.Groups, TTY: cs.TTY, OpenStdin: cs.OpenStdin,
+		ReadOnly: cs.ReadOnly, StopSignal: cs.StopSignal, Hosts: cs.Hosts, Sysctls: cs.Sysctls,
+		CapabilityAdd: cs.CapabilityAdd, CapabilityDrop: cs.CapabilityDrop,
+	}
+	if cs.Init != nil {
+		c.Init = &gogotypes.BoolValue{Value: *cs.Init}
+	}
+	if cs.StopGracePeriod != nil {
+		c.StopGracePeriod = gogotypes.DurationProto(*cs.StopGracePeriod)
+	}
+	if d := cs.DNSConfig; d != nil {
+		c.DNSConfig = &swarmapi.ContainerSpec_DNSConfig{Nameservers: d.Nameservers, Search: d.Search, Options: d.Options}
+	}
+	for _, m := range cs.Mounts {
+		sm := swarmapi.Mount{Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly}
+		switch m.Type {
+		case mount.TypeBind:
+			sm.Type = swarmapi.MountTypeBind
+		case mount.TypeVolume:
+			sm.Type = swarmapi.MountTypeVolume
+			if o := m.VolumeOptions; o != nil {
+				sm.VolumeOptions = &swarmapi.Mount_VolumeOptions{NoCopy: o.NoCopy, Labels: o.Labels}
+				if o.DriverConfig != nil {
+					sm.VolumeOptions.DriverConfig = &swarmapi.Driver{Name: o.DriverConfig.Name, Options: o.DriverConfig.Options}
+				}
+			}
+		case mount.TypeTmpfs:
+			sm.Type = swarmapi.MountTypeTmpfs
+			if o := m.TmpfsOptions; o != nil {
+				sm.TmpfsOptions = &swarmapi.Mount_TmpfsOptions{SizeBytes: o.SizeBytes, Mode: o.Mode}
+			}
+		default:
+			return bad("invalid mount type: %q", m.Type)
+		}
+		c.Mounts = append(c.Mounts, sm)
+	}
+	out.Task.Runtime = &swarmapi.TaskSpec_Container{Container: c}
+	t := s.TaskTemplate
+	if r := t.Resources; r != nil {
+		out.Task.Resources = &swarmapi.ResourceRequirements{}
+		if l := r.Limits; l != nil {
+			out.Task.Resources.Limits = &swarmapi.Resources{NanoCPUs: l.NanoCPUs, MemoryBytes: l.MemoryBytes}
+			c.PidsLimit = l.Pids
+		}
+		if rv := r.Reservations; rv != nil {
+			out.Task.Resources.Reservations = &swarmapi.Resources{NanoCPUs: rv.NanoCPUs, MemoryBytes: rv.MemoryBytes}
+		}
+	}
+	if rp := t.RestartPolicy; rp != nil {
+		p := &swarmapi.RestartPolicy{}
+		switch rp.Condition {
+		case swarm.RestartPolicyConditionNone:
+			p.Condition = swarmapi.RestartOnNone
+		case swarm.RestartPolicyConditionOnFailure:
+			p.Condition = swarmapi.RestartOnFailure
+		case swarm.RestartPolicyConditionAny, "":
+			p.Condition = swarmapi.RestartOnAny
+		default:
+			return bad("invalid RestartCondition: %q", rp.Condition)
+		}
+		if rp.Delay != nil {
+			p.Delay = gogotypes.DurationProto(*rp.Delay)
+		}
+		if rp.MaxAttempts != nil {
+			p.MaxAttempts = *rp.MaxAttempts
+		}
+		if rp.Window != nil {
+			p.Window = gogotypes.DurationProto(*rp.Window)
+		}
+		out.Task.Restart = p
+	}
+	if pl := t.Placement; pl != nil {
+		out.Task.Placement = &swarmapi.Placement{Constraints: pl.Constraints, MaxReplicas: pl.MaxReplicas}
+		for _, p := range pl.Preferences {
+			if p.Spread == nil {
+				return bad("invalid placement preference: only spread is supported")
+			}
+			out.Task.Placement.Preferences = append(out.Task.Placement.Preferences, &swarmapi.PlacementPreference{
+				Preference: &swarmapi.PlacementPreference_Spread{Spread: &swarmapi.SpreadOver{SpreadDescriptor: p.Spread.SpreadDescriptor}},
+			})
+		}
+	}
+	if d := t.LogDriver; d != nil {
+		out.Task.LogDriver = &swarmapi.Driver{Name: d.Name, Options: d.Options}
+	}
+	out.Task.ForceUpdate = t.ForceUpdate
+	var err error
+	if out.Update, err = toUpdateConfig(s.UpdateConfig); err != nil {
+		return swarmapi.ServiceSpec{}, err
+	}
+	if out.Rollback, err = toUpdateConfig(s.RollbackConfig); err != nil {
+		return swarmapi.ServiceSpec{}, err
+	}
+	if e := s.EndpointSpec; e != nil {
+		out.Endpoint = &swarmapi.EndpointSpec{}
+		if e.Mode == swarm.ResolutionModeDNSRR {
+			out.Endpoint.Mode = swarmapi.ResolutionModeDNSRoundRobin
+		}
+		for _, p := range e.Ports {
+			if p.PublishMode != swarm.PortConfigPublishModeHost {
+				return bad("jevm publishes service ports in host mode only for now (mode=host); the ingress routing mesh is not there yet")
+			}
+			pc := &swarmapi.PortConfig{Name: p.Name, TargetPort: p.TargetPort, PublishedPort: p.PublishedPort, PublishMode: swarmapi.PublishModeHost}
+			switch p.Protocol {
+			case swarm.PortConfigProtocolUDP:
+				pc.Protocol = swarmapi.ProtocolUDP
+			case swarm.PortConfigProtocolSCTP:
+				pc.Protocol = swarmapi.ProtocolSCTP
+			}
+			out.Endpoint.Ports = append(out.Endpoint.Ports, pc)
+		}
+	}
+	return out, nil
+}
+
+func toUpdateConfig(u *swarm.UpdateConfig) (*swarmapi.UpdateConfig, error) {
+	if u == nil {
+		return nil, nil
+	}
+	out := &swarmapi.UpdateConfig{Parallelism: u.Parallelism, Delay: u.Delay, MaxFailureRatio: u.MaxFailureRatio}
+	if u.Monitor != 0 {
+		out.Monitor = gogotypes.DurationProto(u.Monitor)
+	}
+	switch u.FailureAction {
+	case "", swarm.UpdateFailureActionPause:
+		out.FailureAction = swarmapi.UpdateConfig_PAUSE
+	case swarm.UpdateFailureActionContinue:
+		out.FailureAction = swarmapi.UpdateConfig_CONTINUE
+	case swarm.UpdateFailureActionRollback:
+		out.FailureAction = swarmapi.UpdateConfig_ROLLBACK
+	default:
+		return nil, errdefs.InvalidParameter(fmt.Errorf("unrecognized update failure action %s", u.FailureAction))
+	}
+	switch u.Order {
+	case "", swarm.UpdateOrderStopFirst:
+		out.Order = swarmapi.UpdateConfig_STOP_FIRST
+	case swarm.UpdateOrderStartFirst:
+		out.Order = swarmapi.UpdateConfig_START_FIRST
+	default:
+		return nil, errdefs.InvalidParameter(fmt.Errorf("unrecognized update order %s", u.Order))
+	}
+	return out, nil
+}
+
+// fromServiceSpec is the API's view of a SwarmKit service spec.
+func fromServiceSpec(s *swarmapi.ServiceSpec) swarm.ServiceSpec {
+	out := swarm.ServiceSpec{Annotations: swarm.Annotations{Name: s.Annotations.Name, Labels: s.Annotations.Labels}}
+	out.TaskTemplate = fromTaskSpec(s.Task)
+	switch m := s.Mode.(type) {
+	case *swarmapi.ServiceSpec_Global:
+		out.Mode.Global = &swarm.GlobalService{}
+	case *swarmapi.ServiceSpec_Replicated:
+		r := m.Replicated.Replicas
+		out.Mode.Replicated = &swarm.ReplicatedService{Replicas: &r}
+	}
+	out.UpdateConfig = fromUpdateConfig(s.Update)
+	out.RollbackConfig = fromUpdateConfig(s.Rollback)
+	if e := s.Endpoint; e != nil {
+		out.EndpointSpec = &swarm.EndpointSpec{Mode: swarm.ResolutionModeVIP, Ports: fromPorts(e.Ports)}
+		if e.Mode == swarmapi.ResolutionModeDNSRoundRobin {
+			out.EndpointSpec.Mode = swarm.ResolutionModeDNSRR
+		}
+	}
+	return out
+}
+
+func fromPorts(ports []*swarmapi.PortConfig) []swarm.PortConfig {
+	var out []swarm.PortConfig
+	for _, p := range ports {
+		out = append(out, swarm.PortConfig{
+			Name: p.Name, Protocol: swarm.PortConfigProtocol(strings.ToLower(p.Protocol.String())),
+			TargetPort: p.TargetPort, PublishedPort: p.PublishedPort,
+			PublishMode: swarm.PortConfigPublishMode(strings.ToLower(p.PublishMode.String())),
+		})
+	}
+	return out
+}
+
+func fromTaskSpec(t swarmapi.TaskSpec) swarm.TaskSpec {
+	out := swarm.TaskSpec{ForceUpdate: t.ForceUpdate}
+	if c := t.GetContainer(); c != nil {
+		cs := &swarm.ContainerSpec{
+			Image: c.Image, Labels: c.Labels, Command: c.Command, Args: c.Args, Hostname: c.Hostname,
+			Env: c.Env, Dir: c.Dir, User: c.User, Groups: c.Groups, TTY: c.TTY, OpenStdin: c.OpenStdin,
+			ReadOnly: c.ReadOnly, StopSignal: c.StopSignal, Hosts: c.Hosts, Sysctls: c.Sysctls,
+			CapabilityAdd: c.CapabilityAdd, CapabilityDrop: c.CapabilityDrop,
+		}
+		if c.Init != nil {
+			v := c.Init.Value
+			cs.Init = &v
+		}
+		if c.StopGracePeriod != nil {
+			d := duration(c.StopGracePeriod)
+			cs.StopGracePeriod = &d
+		}
+		for _, m := range c.Mounts {
+			if mt, err := toMount(m); err == nil {
+				cs.Mounts = append(cs.Mounts, mt)
+			}
+		}
+		out.ContainerSpec = cs
+		if c.PidsLimit > 0 {
+			out.Resources = &swarm.ResourceRequirements{Limits: &swarm.Limit{Pids: c.PidsLimit}}
+		}
+	}
+	if r := t.Resources; r != nil {
+		if out.Resources == nil {
+			out.Resources = &swarm.ResourceRequirements{}
+		}
+		if l := r.Limits; l != nil {
+			if out.Resources.Limits == nil {
+				out.Resources.Limits = &swarm.Limit{}
+			}
+			out.Resources.Limits.NanoCPUs, out.Resources.Limits.MemoryBytes = l.NanoCPUs, l.MemoryBytes
+		}
+		if rv := r.Reservations; rv != nil {
+			out.Resources.Reservations = &swarm.Resources{NanoCPUs: rv.NanoCPUs, MemoryBytes: rv.MemoryBytes}
+		}
+	}
+	if p := t.Restart; p != nil {
+		rp := &swarm.RestartPolicy{MaxAttempts: &p.MaxAttempts}
+		switch p.Condition {
+		case swarmapi.RestartOnNone:
+			rp.Condition = swarm.RestartPolicyConditionNone
+		case swarmapi.RestartOnFailure:
+			rp.Condition = swarm.RestartPolicyConditionOnFailure
+		default:
+			rp.Condition = swarm.RestartPolicyConditionAny
+		}
+		if p.Delay != nil {
+			d := duration(p.Delay)
+			rp.Delay = &d
+		}
+		if p.Window != nil {
+			w := duration(p.Window)
+			rp.Window = &w
+		}
+		out.RestartPolicy = rp
+	}
+	if pl := t.Placement; pl != nil {
+		out.Placement = &swarm.Placement{Constraints: pl.Constraints, MaxReplicas: pl.MaxReplicas}
+		for _, p := range pl.Preferences {
+			if s := p.GetSpread(); s != nil {
+				out.Placement.Preferences = append(out.Placement.Preferences, swarm.PlacementPreference{Spread: &swarm.SpreadOver{SpreadDescriptor: s.SpreadDescriptor}})
+			}
+		}
+	}
+	if d := t.LogDriver; d != nil {
+		out.LogDriver = &swarm.Driver{Name: d.Name, Options: d.Options}
+	}
+	return out
+}
+
+func fromUpdateConfig(u *swarmapi.UpdateConfig) *swarm.UpdateConfig {
+	if u == nil {
+		return nil
+	}
+	out := &swarm.UpdateConfig{Parallelism: u.Parallelism, Delay: u.Delay, Monitor: duration(u.Monitor), MaxFailureRatio: u.MaxFailureRatio}
+	switch u.FailureAction {
+	case swarmapi.UpdateConfig_CONTINUE:
+		out.FailureAction = swarm.UpdateFailureActionContinue
+	case swarmapi.UpdateConfig_ROLLBACK:
+		out.FailureAction = swarm.UpdateFailureActionRollback
+	default:
+		out.FailureAction = swarm.UpdateFailureActionPause
+	}
+	out.Order = swarm.UpdateOrderStopFirst
+	if u.Order == swarmapi.UpdateConfig_START_FIRST {
+		out.Order = swarm.UpdateOrderStartFirst
+	}
+	return out
+}
+
+// toService is the API's view of a service.
+func toService(s *swarmapi.Service) swarm.Service {
+	out := swarm.Service{ID: s.ID, Meta: toMeta(s.Meta), Spec: fromServiceSpec(&s.Spec)}
+	if s.PreviousSpec != nil {
+		prev := fromServiceSpec(s.PreviousSpec)
+		out.PreviousSpec = &prev
+	}
+	if e := s.Endpoint; e != nil {
+		out.Endpoint.Ports = fromPorts(e.Ports)
+		if e.Spec != nil {
+			spec := fromServiceSpec(&swarmapi.ServiceSpec{Endpoint: e.Spec})
+			out.Endpoint.Spec = *spec.EndpointSpec
+		}
+	}
+	if u := s.UpdateStatus; u != nil {
+		out.UpdateStatus = &swarm.UpdateStatus{State: swarm.UpdateState(strings.ToLower(strings.TrimPrefix(u.State.String(), "UpdateStatus_"))), Message: u.Message}
+		if t, err := gogotypes.TimestampFromProto(u.StartedAt); err == nil {
+			out.UpdateStatus.StartedAt = &t
+		}
+		if t, err := gogotypes.TimestampFromProto(u.CompletedAt); err == nil {
+			out.UpdateStatus.CompletedAt = &t
+		}
+	}
+	return out
+}
+
+// toTask is the API's view of a task.
+func toTask(t *swarmapi.Task) swarm.Task {
+	out := swarm.Task{
+		ID: t.ID, Meta: toMeta(t.Meta), Annotations: swarm.Annotations{Name: t.Annotations.Name, Labels: t.Annotations.Labels},
+		Spec: fromTaskSpec(t.Spec), ServiceID: t.ServiceID, Slot: int(t.Slot), NodeID: t.NodeID,
+		DesiredState: swarm.TaskState(strings.ToLower(t.DesiredState.String())),
+		Status: swarm.TaskStatus{
+			State: swarm.TaskState(strings.ToLower(t.Status.State.String())), Message: t.Status.Message, Err: t.Status.Err,
+		},
+	}
+	if ts, err := gogotypes.TimestampFromProto(t.Status.Timestamp); err == nil {
+		out.Status.Timestamp = ts
+	}
+	if cs := t.Status.GetContainer(); cs != nil {
+		out.Status.ContainerStatus = &swarm.ContainerStatus{ContainerID: cs.ContainerID, PID: int(cs.PID), ExitCode: int(cs.ExitCode)}
+	}
+	if ps := t.Status.PortStatus; ps != nil {
+		out.Status.PortStatus.Ports = fromPorts(ps.Ports)
+	}
+	return out
+}
+
+// CreateService creates a service (POST /services/create).
+func (c *Cluster) CreateService(ctx context.Context, spec swarm.ServiceSpec) (swarm.ServiceCreateResponse, error) {
+	control, err := c.controlClient()
+	if err != nil {
+		return swarm.ServiceCreateResponse{}, err
+	}
+	s, err := toServiceSpec(spec)
+	if err != nil {
+		return swarm.ServiceCreateResponse{}, err
+	}
+	r, err := control.CreateService(ctx, &swarmapi.CreateServiceRequest{Spec: &s})
+	if err != nil {
+		return swarm.ServiceCreateResponse{}, fromGRPC(err)
+	}
+	return swarm.ServiceCreateResponse{ID: r.Service.ID}, nil
+}
+
+// Services lists services (GET /services), with their task counts when
+// status is asked for.
+func (c *Cluster) Services(ctx context.Context, f filters.Args, status bool) ([]swarm.Service, error) {
+	if err := f.Validate(map[string]bool{"id": true, "name": true, "label": true, "mode": true}); err != nil {
+		return nil, errdefs.InvalidParameter(err)
+	}
+	control, err := c.controlClient()
+	if err != nil {
+		return nil, err
+	}
+	r, err := control.ListServices(ctx, &swarmapi.ListServicesRequest{})
+	if err != nil {
+		return nil, fromGRPC(err)
+	}
+	var running, desired map[string]uint64
+	if status {
+		if running, desired, err = c.taskCounts(ctx, control, r.Services); err != nil {
+			return nil, err
+		}
+	}
+	out := []swarm.Service{}
+	for _, s := range r.Services {
+		svc := toService(s)
+		if f.Contains("id") && !prefixMatch(f.Get("id"), svc.ID) {
+			continue
+		}
+		if f.Contains("name") && !prefixMatch(f.Get("name"), svc.Spec.Name) {
+			continue
+		}
+		if f.Contains("label") && !f.MatchKVList("label", svc.Spec.Labels) {
+			continue
+		}
+		if f.Contains("mode") && !f.ExactMatch("mode", serviceMode(svc)) {
+			continue
+		}
+		if status {
+			svc.ServiceStatus = &swarm.ServiceStatus{RunningTasks: running[s.ID], DesiredTasks: desired[s.ID]}
+		}
+		out = append(out, svc)
+	}
+	return out, nil
+}
+
+func serviceMode(s swarm.Service) string {
+	if s.Spec.Mode.Global != nil {
+		return "global"
+	}
+	return "replicated"
+}
+
+// taskCounts counts each service's running tasks, and the desired ones: a
+// replicated service's replicas, a global service's tasks meant to run.
+func (c *Cluster) taskCounts(ctx context.Context, control swarmapi.ControlClient, services []*swarmapi.Service) (running, desired map[string]uint64, err error) {
+	r, err := control.ListTasks(ctx, &swarmapi.ListTasksRequest{})
+	if err != nil {
+		return nil, nil, fromGRPC(err)
+	}
+	running, desired = map[string]uint64{}, map[string]uint64{}
+	global := map[string]bool{}
+	for _, s := range services {
+		switch m := s.Spec.Mode.(type) {
+		case *swarmapi.ServiceSpec_Replicated:
+			desired[s.ID] = m.Replicated.Replicas
+		case *swarmapi.ServiceSpec_Global:
+			global[s.ID] = true
+		}
+	}
+	for _, t := range r.Tasks {
+		if t.Status.State == swarmapi.TaskStateRunning {
+			running[t.ServiceID]++
+		}
+		if global[t.ServiceID] && t.DesiredState == swarmapi.TaskStateRunning {
+			desired[t.ServiceID]++
+		}
+	}
+	return running, desired, nil
+}
+
+// serviceByRef finds a service by ID, name or ID prefix.
+func (c *Cluster) serviceByRef(ctx context.Context, control swarmapi.ControlClient, ref string) (*swarmapi.Service, error) {
+	if r, err := control.GetService(ctx, &swarmapi.GetServiceRequest{ServiceID: ref}); err == nil {
+		return r.Service, nil
+	}
+	r, err := control.ListServices(ctx, &swarmapi.ListServicesRequest{})
+	if err != nil {
+		return nil, fromGRPC(err)
+	}
+	var found []*swarmapi.Service
+	for _, s := range r.Services {
+		if s.Spec.Annotations.Name == ref {
+			return s, nil
+		}
+		if strings.HasPrefix(s.ID, ref) {
+			found = append(found, s)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return nil, errdefs.NotFound(fmt.Errorf("service %s not found", ref))
+	}
+	return nil, errdefs.InvalidParameter(fmt.Errorf("service %s is ambiguous (%d matches found)", ref, len(found)))
+}
+
+// Service returns one service (GET /services/{id}).
+func (c *Cluster) Service(ctx context.Context, ref string) (swarm.Service, error) {
+	control, err := c.controlClient()
+	if err != nil {
+		return swarm.Service{}, err
+	}
+	s, err := c.serviceByRef(ctx, control, ref)
+	if err != nil {
+		return swarm.Service{}, err
+	}
+	return toService(s), nil
+}
+
+// UpdateService replaces a service's spec at version, or rolls it back to
+// its previous spec (POST /services/{id}/update).
+func (c *Cluster) UpdateService(ctx context.Context, ref string, version uint64, spec swarm.ServiceSpec, rollback bool) (swarm.ServiceUpdateResponse, error) {
+	control, err := c.controlClient()
+	if err != nil {
+		return swarm.ServiceUpdateResponse{}, err
+	}
+	s, err := c.serviceByRef(ctx, control, ref)
+	if err != nil {
+		return swarm.ServiceUpdateResponse{}, err
+	}
+	var newSpec swarmapi.ServiceSpec
+	if rollback {
+		if s.PreviousSpec == nil {
+			return swarm.ServiceUpdateResponse{}, errdefs.InvalidParameter(errors.New("service does not have a previous specification to roll back to"))
+		}
+		newSpec = *s.PreviousSpec
+	} else if newSpec, err = toServiceSpec(spec); err != nil {
+		return swarm.ServiceUpdateResponse{}, err
+	}
+	req := &swarmapi.UpdateServiceRequest{ServiceID: s.ID, ServiceVersion: &swarmapi.Version{Index: version}, Spec: &newSpec}
+	if rollback {
+		req.Rollback = swarmapi.UpdateServiceRequest_PREVIOUS
+	}
+	if _, err := control.UpdateService(ctx, req); err != nil {
+		return swarm.ServiceUpdateResponse{}, fromGRPC(err)
+	}
+	return swarm.ServiceUpdateResponse{}, nil
+}
+
+// RemoveService removes a service (DELETE /services/{id}); SwarmKit
+// shuts its tasks down.
+func (c *Cluster) RemoveService(ctx context.Context, ref string) error {
+	control, err := c.controlClient()
+	if err != nil {
+		return err
+	}
+	s, err := c.serviceByRef(ctx, control, ref)
+	if err != nil {
+		return err
+	}
+	_, err = control.RemoveService(ctx, &swarmapi.RemoveServiceRequest{ServiceID: s.ID})
+	return fromGRPC(err)
+}
+
+// Tasks lists tasks (GET /tasks): filters id, name, service, node,
+// desired-state, label.
+func (c *Cluster) Tasks(ctx context.Context, f filters.Args) ([]swarm.Task, error) {
+	if err := f.Validate(map[string]bool{"id": true, "name": true, "service": true, "node": true, "desired-state": true, "label": true}); err != nil {
+		return nil, errdefs.InvalidParameter(err)
+	}
+	control, err := c.controlClient()
+	if err != nil {
+		return nil, err
+	}
+	var serviceIDs []string
+	for _, ref := range f.Get("service") {
+		s, err := c.serviceByRef(ctx, control, ref)
+		if err != nil {
+			return nil, err
+		}
+		serviceIDs = append(serviceIDs, s.ID)
+	}
+	var nodeIDs []string
+	for _, ref := range f.Get("node") {
+		n, err := c.Node(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		nodeIDs = append(nodeIDs, n.ID)
+	}
+	r, err := control.ListTasks(ctx, &swarmapi.ListTasksRequest{Filters: &swarmapi.ListTasksRequest_Filters{ServiceIDs: serviceIDs, NodeIDs: nodeIDs}})
+	if err != nil {
+		return nil, fromGRPC(err)
+	}
+	out := []swarm.Task{}
+	for _, t := range r.Tasks {
+		task := toTask(t)
+		if f.Contains("id") && !prefixMatch(f.Get("id"), task.ID) {
+			continue
+		}
+		if f.Contains("name") && !f.ExactMatch("name", task.Name) {
+			continue
+		}
+		if f.Contains("desired-state") && !f.ExactMatch("desired-state", string(task.DesiredState)) {
+			continue
+		}
+		if f.Contains("label") && !f.MatchKVList("label", task.Labels) {
+			continue
+		}
+		out = append(out, task)
+	}
+	return out, nil
+}
+
+// Task returns one task (GET /tasks/{id}).
+func (c *Cluster) Task(ctx context.Context, id string) (swarm.Task, error) {
+	control, err := c.controlClient()
+	if err != nil {
+		return swarm.Task{}, err
+	}
+	r, err := control.GetTask(ctx, &swarmapi.GetTaskRequest{TaskID: id})
+	if err != nil {
+		return swarm.Task{}, fromGRPC(err)
+	}
+	return toTask(r.Task), nil
+}

@@ -1,0 +1,114 @@
+package cluster
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/errdefs"
+	swarmapi "github.com/moby/swarmkit/v2/api"
+)
+
+// A service spec goes to SwarmKit and comes back the same.
+func TestServiceSpecRoundTrip(t *testing.T) {
+	replicas, attempts := uint64(3), uint64(4)
+	grace, delay, window := 7*time.Second, 2*time.Second, time.Minute
+	yes := true
+	in := swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: "web", Labels: map[string]string{"tier": "front"}},
+		TaskTemplate: swarm.TaskSpec{
+			ContainerSpec: &swarm.ContainerSpec{
+				Image: "busybox", Labels: map[string]string{"c": "d"}, Command: []string{"sh"}, Args: []string{"-c", "sleep 1"},
+				Hostname: "h", Env: []string{"A=1"}, Dir: "/tmp", User: "nobody", TTY: true, ReadOnly: true,
+				StopSignal: "SIGINT", StopGracePeriod: &grace, Init: &yes, Hosts: []string{"1.2.3.4 x"},
+				Mounts:        []mount.Mount{{Type: mount.TypeVolume, Source: "v", Target: "/v", ReadOnly: true}, {Type: mount.TypeBind, Source: "/src", Target: "/b"}},
+				CapabilityAdd: []string{"CAP_NET_ADMIN"},
+			},
+			Resources:     &swarm.ResourceRequirements{Limits: &swarm.Limit{NanoCPUs: 5e8, MemoryBytes: 64 << 20, Pids: 100}, Reservations: &swarm.Resources{MemoryBytes: 32 << 20}},
+			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionOnFailure, Delay: &delay, MaxAttempts: &attempts, Window: &window},
+			Placement:     &swarm.Placement{Constraints: []string{"node.role==manager"}, Preferences: []swarm.PlacementPreference{{Spread: &swarm.SpreadOver{SpreadDescriptor: "node.labels.zone"}}}, MaxReplicas: 2},
+			ForceUpdate:   1,
+		},
+		Mode:           swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
+		UpdateConfig:   &swarm.UpdateConfig{Parallelism: 1, Delay: time.Second, FailureAction: swarm.UpdateFailureActionRollback, Monitor: 5 * time.Second, Order: swarm.UpdateOrderStartFirst},
+		RollbackConfig: &swarm.UpdateConfig{Parallelism: 2, FailureAction: swarm.UpdateFailureActionPause, Order: swarm.UpdateOrderStopFirst},
+		EndpointSpec:   &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR, Ports: []swarm.PortConfig{{Protocol: swarm.PortConfigProtocolUDP, TargetPort: 53, PublishedPort: 5353, PublishMode: swarm.PortConfigPublishModeHost}}},
+	}
+	s, err := toServiceSpec(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := fromServiceSpec(&s)
+	if !reflect.DeepEqual(in, out) {
+		t.Errorf("round trip:\nin  %+v\nout %+v", in, out)
+	}
+	if !reflect.DeepEqual(in.TaskTemplate.ContainerSpec, out.TaskTemplate.ContainerSpec) {
+		t.Errorf("container spec:\nin  %+v\nout %+v", *in.TaskTemplate.ContainerSpec, *out.TaskTemplate.ContainerSpec)
+	}
+}
+
+// What jevm does not run yet is refused when the service is made.
+func TestServiceSpecRefusals(t *testing.T) {
+	base := func() swarm.ServiceSpec {
+		return swarm.ServiceSpec{TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "busybox"}}}
+	}
+	for name, change := range map[string]func(*swarm.ServiceSpec){
+		"no container": func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec = nil },
+		"no image":     func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec.Image = "" },
+		"network":      func(s *swarm.ServiceSpec) { s.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "n"}} },
+		"secret": func(s *swarm.ServiceSpec) {
+			s.TaskTemplate.ContainerSpec.Secrets = []*swarm.SecretReference{{SecretName: "s"}}
+		},
+		"job": func(s *swarm.ServiceSpec) { s.Mode.ReplicatedJob = &swarm.ReplicatedJob{} },
+		"mesh port": func(s *swarm.ServiceSpec) {
+			s.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{{TargetPort: 80, PublishedPort: 8080}}}
+		},
+		"bad restart": func(s *swarm.ServiceSpec) {
+			s.TaskTemplate.RestartPolicy = &swarm.RestartPolicy{Condition: "sometimes"}
+		},
+		"bad order": func(s *swarm.ServiceSpec) { s.UpdateConfig = &swarm.UpdateConfig{Order: "sideways"} },
+	} {
+		s := base()
+		change(&s)
+		if _, err := toServiceSpec(s); !errdefs.IsInvalidParameter(err) {
+			t.Errorf("%s: %v, want an invalid parameter", name, err)
+		}
+	}
+	// One replica by default.
+	s, err := toServiceSpec(base())
+	if err != nil || s.GetReplicated().Replicas != 1 {
+		t.Errorf("default mode: %+v %v", s.Mode, err)
+	}
+}
+
+// A task's container: labels, resources, host-mode ports.
+func TestTaskContainerConfig(t *testing.T) {
+	task := &swarmapi.Task{
+		ID: "task1", ServiceID: "svc1", NodeID: "node1", Slot: 2,
+		ServiceAnnotations: swarmapi.Annotations{Name: "web"},
+		Spec: swarmapi.TaskSpec{
+			Runtime:   &swarmapi.TaskSpec_Container{Container: &swarmapi.ContainerSpec{Image: "busybox", Args: []string{"sleep", "1"}}},
+			Resources: &swarmapi.ResourceRequirements{Limits: &swarmapi.Resources{MemoryBytes: 64 << 20}},
+		},
+		Endpoint: &swarmapi.Endpoint{Ports: []*swarmapi.PortConfig{{TargetPort: 80, PublishedPort: 8080, PublishMode: swarmapi.PublishModeHost}}},
+	}
+	r, err := newController(nil, task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.name != "web.2.task1" {
+		t.Errorf("name %q", r.name)
+	}
+	cfg, hostCfg, err := r.containerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Labels[labelServiceName] != "web" || cfg.Labels[labelTaskID] != "task1" || cfg.Labels[labelNodeID] != "node1" || hostCfg.Memory != 64<<20 {
+		t.Errorf("config: %+v %+v", cfg, hostCfg)
+	}
+	if b := hostCfg.PortBindings["80/tcp"]; len(b) != 1 || b[0].HostPort != "8080" {
+		t.Errorf("port bindings: %+v", hostCfg.PortBindings)
+	}
+}
