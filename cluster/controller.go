@@ -223,7 +223,10 @@ func (r *controller) Start(ctx context.Context) error {
 		// It ran and exited: a task is not started twice.
 		return exec.ErrTaskStarted
 	}
-	return r.c.ContainerStart(ctx, r.name)
+	if err := r.c.ContainerStart(ctx, r.name); err != nil && !errdefs.IsNotModified(err) {
+		return err
+	}
+	return nil
 }
 
 // Wait implements exec.Controller: a non-zero exit fails the task.
@@ -254,8 +257,8 @@ func (r *controller) Shutdown(ctx context.Context) error {
 	}
 	secs := int(grace / time.Second)
 	err := r.c.ContainerStop(ctx, r.name, container.StopOptions{Timeout: &secs})
-	if errdefs.IsNotFound(err) {
-		return nil
+	if errdefs.IsNotFound(err) || errdefs.IsNotModified(err) {
+		return nil // gone, or stopped already
 	}
 	return err
 }
