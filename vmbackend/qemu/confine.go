@@ -111,10 +111,31 @@ func installHostFilter() error {
 // (its jail: jail.go). hold, if not nil, keeps that thread until it is
 // closed: a child with Pdeathsig is signalled when the thread that forked
 // it ends, not the process.
+//
+// That thread is never the process's main thread: Go cannot end the main
+// thread, so a goroutine locked to it that exits leaves it as it was,
+// for good, and the main thread is what /proc/self shows. A jailed main
+// thread would make /proc/self/mountinfo the jail's, and every later
+// lookup of jevmd's own mounts (pod shares, staged files) would miss.
 func startFiltered(prepare, start func() error, hold <-chan struct{}) error {
 	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+	var run func(onThread chan<- struct{})
+	run = func(onThread chan<- struct{}) {
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread: go on in another goroutine, which cannot
+			// land here while this one holds the main thread, then give
+			// the main thread back untouched.
+			next := make(chan struct{})
+			go run(next)
+			<-next
+			runtime.UnlockOSThread()
+			return
+		}
+		if onThread != nil {
+			close(onThread)
+		}
+		// Never unlocked: the thread ends with the goroutine.
 		if prepare != nil {
 			if err := prepare(); err != nil {
 				errc <- err
@@ -130,6 +151,7 @@ func startFiltered(prepare, start func() error, hold <-chan struct{}) error {
 		if err == nil && hold != nil {
 			<-hold
 		}
-	}()
+	}
+	go run(nil)
 	return <-errc
 }

@@ -166,3 +166,40 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// The process's main thread is never jailed (startFiltered): /proc/self,
+// which shows the main thread, keeps showing jevmd's mount namespace
+// however often jails are made.
+func TestJailNeverMainThread(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (mounts)")
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skip("no /dev/net/tun")
+	}
+	dir, cfg := jailTestFiles(t)
+	p := &Provider{opts: Options{Root: filepath.Join(dir, "root"), QEMUPath: "/usr/bin/qemu-system-x86_64"}}
+	j, err := p.jailFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mainThread := 0
+	for i := 0; i < 50; i++ {
+		err := startFiltered(j.enter, func() error {
+			if unix.Gettid() == unix.Getpid() {
+				mainThread++
+			}
+			return nil
+		}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after, _ := os.Readlink("/proc/self/ns/mnt"); after != before || mainThread > 0 {
+		t.Fatalf("/proc/self's mount namespace %s, was %s; %d jails on the main thread", after, before, mainThread)
+	}
+}
