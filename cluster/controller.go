@@ -164,9 +164,15 @@ func (r *controller) containerConfig() (*container.Config, *container.HostConfig
 	if len(spec.Secrets) > 0 || len(spec.Configs) > 0 {
 		return nil, nil, errors.New("jevm does not deliver swarm secrets and configs to tasks yet")
 	}
-	// Ports published in host mode, as a container's -p.
+	// Ports published in host mode, as a container's -p: as the
+	// allocator resolved them, or (SwarmKit's allocator without a network
+	// driver leaves them out) as the service's spec says.
 	if e := r.task.Endpoint; e != nil {
-		for _, p := range e.Ports {
+		ports := e.Ports
+		if len(ports) == 0 && e.Spec != nil {
+			ports = e.Spec.Ports
+		}
+		for _, p := range ports {
 			if p.PublishMode != swarmapi.PublishModeHost {
 				continue
 			}

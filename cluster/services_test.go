@@ -92,7 +92,8 @@ func TestTaskContainerConfig(t *testing.T) {
 			Runtime:   &swarmapi.TaskSpec_Container{Container: &swarmapi.ContainerSpec{Image: "busybox", Args: []string{"sleep", "1"}}},
 			Resources: &swarmapi.ResourceRequirements{Limits: &swarmapi.Resources{MemoryBytes: 64 << 20}},
 		},
-		Endpoint: &swarmapi.Endpoint{Ports: []*swarmapi.PortConfig{{TargetPort: 80, PublishedPort: 8080, PublishMode: swarmapi.PublishModeHost}}},
+		// As SwarmKit's orchestrator makes it: the spec's ports only.
+		Endpoint: &swarmapi.Endpoint{Spec: &swarmapi.EndpointSpec{Ports: []*swarmapi.PortConfig{{TargetPort: 80, PublishedPort: 8080, PublishMode: swarmapi.PublishModeHost}}}},
 	}
 	r, err := newController(nil, task)
 	if err != nil {
