@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/errdefs"
@@ -83,8 +84,13 @@ func (c *Cluster) updateSpec(ctx context.Context, spec swarm.Spec) error {
 		if cl, err = c.cluster(ctx, control); err == nil {
 			break
 		}
-		if ctx.Err() != nil || !strings.Contains(err.Error(), "cluster objects") {
+		if !strings.Contains(err.Error(), "cluster objects") {
 			return err
+		}
+		select { // not a busy loop on the manager
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	merged := cl.Spec
