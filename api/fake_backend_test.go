@@ -579,7 +579,8 @@ var _ Backend = (*fakeBackend)(nil)
 func (f *fakeBackend) SwarmInit(context.Context, swarm.InitRequest) (string, error) {
 	return "", errdefs.NotImplemented(errors.New("fake: no swarm"))
 }
-func (f *fakeBackend) SwarmLeave(context.Context, bool) error { return errNotInSwarm }
+func (f *fakeBackend) SwarmLeave(context.Context, bool) error             { return errNotInSwarm }
+func (f *fakeBackend) SwarmJoin(context.Context, swarm.JoinRequest) error { return errNotInSwarm }
 func (f *fakeBackend) SwarmInspect(context.Context) (swarm.Swarm, error) {
 	return swarm.Swarm{}, errNotInSwarm
 }

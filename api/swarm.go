@@ -14,16 +14,18 @@ import (
 	"github.com/jevm/jevm/api/types/backend"
 )
 
-// Swarm mode (cluster/, issue 17): init, leave, inspect, update, the
-// unlock key, the nodes (list, inspect, update, remove), services
+// Swarm mode (cluster/, issue 17): init, join, leave, inspect, update,
+// the unlock key, the nodes (list, inspect, update, remove), services
 // (create, list, inspect, update, rollback, remove) and tasks are served;
-// joining, unlocking, logs, secrets and configs are not yet: it answers 501 inside a swarm and, outside one,
+// unlocking, logs, secrets and configs are not yet: it answers 501 inside
+// a swarm and, outside one,
 // 503 "This node is not part of a swarm" as dockerd does, which is what
 // clients that clean up with `docker swarm leave --force` expect.
 
 // SwarmBackend serves /swarm and /nodes.
 type SwarmBackend interface {
 	SwarmInit(ctx context.Context, req swarm.InitRequest) (nodeID string, err error)
+	SwarmJoin(ctx context.Context, req swarm.JoinRequest) error
 	SwarmLeave(ctx context.Context, force bool) error
 	SwarmInspect(ctx context.Context) (swarm.Swarm, error)
 	SwarmUnlockKey(ctx context.Context) (string, error)
@@ -62,7 +64,7 @@ func (s *Server) swarmRoutes() []route {
 	rs := []route{
 		{http.MethodGet, "/swarm", s.getSwarm},
 		{http.MethodPost, "/swarm/init", withJSONBody(s.postSwarmInit)},
-		{http.MethodPost, "/swarm/join", s.postSwarmJoin},
+		{http.MethodPost, "/swarm/join", withJSONBody(s.postSwarmJoin)},
 		{http.MethodPost, "/swarm/leave", s.postSwarmLeave},
 		{http.MethodPost, "/swarm/update", s.postSwarmUpdate},
 		{http.MethodGet, "/swarm/unlockkey", s.getSwarmUnlockKey},
@@ -113,11 +115,12 @@ func (s *Server) postSwarmInit(ctx context.Context, w http.ResponseWriter, _ map
 	return writeJSON(w, http.StatusOK, id)
 }
 
-func (s *Server) postSwarmJoin(context.Context, http.ResponseWriter, *http.Request, map[string]string) error {
-	if s.backend.SwarmStatus() != string(swarm.LocalNodeStateInactive) {
-		return errdefs.Unavailable(errors.New(`This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.`))
+func (s *Server) postSwarmJoin(ctx context.Context, w http.ResponseWriter, _ map[string]string, req *swarm.JoinRequest) error {
+	if err := s.backend.SwarmJoin(ctx, *req); err != nil {
+		return err
 	}
-	return errdefs.NotImplemented(errors.New("jevm's Swarm mode cannot join an existing swarm yet"))
+	w.WriteHeader(http.StatusOK)
+	return nil
 }
 
 func (s *Server) postSwarmLeave(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {

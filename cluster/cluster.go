@@ -25,6 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/errdefs"
 	swarmapi "github.com/moby/swarmkit/v2/api"
@@ -75,11 +77,12 @@ type nodeState struct {
 type Cluster struct {
 	cfg Config
 
-	mu     sync.Mutex // serialises init, leave and restart
-	node   *swarmnode.Node
-	state  nodeState
-	conn   *grpc.ClientConn   // to the manager's APIs, once it is one
-	cancel context.CancelFunc // stops the node's context
+	mu      sync.Mutex // serialises init, leave and restart
+	node    *swarmnode.Node
+	state   nodeState
+	conn    *grpc.ClientConn   // to the manager's APIs while it is one
+	stopped chan error         // receives the node's error once it stops
+	cancel  context.CancelFunc // stops the node's context
 }
 
 // New returns the cluster component; Start brings back a node a previous
@@ -163,45 +166,72 @@ func (c *Cluster) startNode(st nodeState, extra swarmnode.Config) error {
 		cancel()
 		return fmt.Errorf("swarm: start the node: %w", err)
 	}
-	c.node, c.state, c.cancel = n, st, cancel
+	stopped := make(chan error, 1)
+	c.node, c.state, c.cancel, c.stopped = n, st, cancel, stopped
 	go func() {
 		<-n.Ready()
 		c.cfg.Log.WithField("node", n.NodeID()).Info("swarm node ready")
 	}()
 	go func() {
-		if err := n.Err(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		err := n.Err(ctx)
+		if err != nil && !errors.Is(err, context.Canceled) {
 			c.cfg.Log.WithError(err).Warn("swarm node stopped")
 		}
+		stopped <- err
 	}()
+	go c.followControl(ctx, n)
 	return nil
 }
 
-// waitControl waits for the node to be ready and its control API to be
-// connected.
+// followControl keeps conn the node's connection to its manager's APIs:
+// one when the node is (or is promoted to) a manager, none when it is a
+// worker or demoted, until the node's context ends.
+func (c *Cluster) followControl(ctx context.Context, n *swarmnode.Node) {
+	for conn := range n.ListenControlSocket(ctx) {
+		c.mu.Lock()
+		if c.node == n {
+			c.conn = conn
+		}
+		c.mu.Unlock()
+	}
+}
+
+// waitControl waits for the node to be ready and, if it is a manager,
+// for its control API to be connected. A node that stops first returns
+// its error.
 func (c *Cluster) waitControl(ctx context.Context) error {
 	c.mu.Lock()
-	n := c.node
+	n, stopped := c.node, c.stopped
 	c.mu.Unlock()
 	if n == nil {
 		return errNoSwarm
 	}
 	select {
 	case <-n.Ready():
+	case err := <-stopped:
+		stopped <- err // for the next reader
+		if err == nil {
+			err = errors.New("the node stopped")
+		}
+		return fromGRPC(err)
 	case <-ctx.Done():
 		return fmt.Errorf("swarm: the node is not ready: %w", ctx.Err())
 	}
-	for conn := range n.ListenControlSocket(ctx) {
-		if conn == nil {
-			continue
-		}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
 		c.mu.Lock()
-		if c.node == n {
-			c.conn = conn
-		}
+		done := c.node != n || n.Manager() == nil || c.conn != nil
 		c.mu.Unlock()
-		return nil
+		if done {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("swarm: no control API: %w", ctx.Err())
+		}
 	}
-	return fmt.Errorf("swarm: no control API: %w", ctx.Err())
 }
 
 // stopNode stops the node. Callers hold mu.
@@ -215,7 +245,7 @@ func (c *Cluster) stopNode(ctx context.Context) {
 		c.cfg.Log.WithError(err).Warn("stop the swarm node")
 	}
 	c.cancel()
-	c.node, c.conn, c.cancel = nil, nil, nil
+	c.node, c.conn, c.cancel, c.stopped = nil, nil, nil, nil
 }
 
 // Init makes this engine the first manager of a new swarm and returns its
@@ -271,19 +301,101 @@ func (c *Cluster) Init(ctx context.Context, req swarm.InitRequest) (string, erro
 	if err := c.updateSpec(rctx, req.Spec); err != nil {
 		return fail(err)
 	}
-	b, _ := json.Marshal(st)
-	if err := os.WriteFile(filepath.Join(c.cfg.Root, stateFileName), b, 0o600); err != nil {
+	c.mu.Lock()
+	n := c.node
+	c.mu.Unlock()
+	if err := c.saveState(n, st); err != nil {
 		return fail(err)
 	}
-	c.mu.Lock()
-	id := c.node.NodeID()
-	c.mu.Unlock()
+	id := n.NodeID()
 	c.cfg.Log.WithFields(logrus.Fields{"node": id, "listen": st.ListenAddr, "advertise": st.AdvertiseAddr}).Info("swarm initialised")
 	return id, nil
 }
 
-// Leave stops the node and forgets the swarm. The last manager leaves
-// only with force.
+// joinTimeout is how long join waits for the node to be admitted before
+// it answers and lets the attempt go on in the background, as dockerd.
+const joinTimeout = 20 * time.Second
+
+var errJoinTimeout = errors.New(`Timeout was reached before node joined. The attempt to join the swarm will continue in the background. Use the "docker info" command to see the current swarm status of your node.`)
+
+// Join makes this engine a node of the swarm a manager at one of
+// req.RemoteAddrs runs, as a worker or a manager as the token says.
+func (c *Cluster) Join(ctx context.Context, req swarm.JoinRequest) error {
+	c.mu.Lock()
+	if c.node != nil {
+		c.mu.Unlock()
+		return errSwarmExists
+	}
+	st, remote, err := resolveJoinAddrs(req)
+	if err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	availability := swarmapi.NodeAvailabilityActive
+	if req.Availability != "" {
+		if availability, err = toNodeAvailability(req.Availability); err != nil {
+			c.mu.Unlock()
+			return err
+		}
+	}
+	if err := os.RemoveAll(c.cfg.Root); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	err = c.startNode(st, swarmnode.Config{JoinAddr: remote, JoinToken: req.JoinToken, Availability: availability})
+	n := c.node
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	// The node's state is kept once it is admitted, so that a restarted
+	// jevmd starts it again; it goes on in the background after a
+	// timeout, as dockerd's does.
+	admitted := make(chan error, 1)
+	go func() {
+		err := c.waitControl(context.Background())
+		if err == nil {
+			err = c.saveState(n, st)
+		}
+		if err != nil {
+			c.mu.Lock()
+			if c.node == n {
+				c.stopNode(context.Background())
+				os.RemoveAll(c.cfg.Root)
+			}
+			c.mu.Unlock()
+		} else {
+			c.cfg.Log.WithFields(logrus.Fields{"node": n.NodeID(), "manager": remote}).Info("joined the swarm")
+		}
+		admitted <- err
+	}()
+	timer := time.NewTimer(joinTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-admitted:
+		return err
+	case <-timer.C:
+		return errdefs.Unavailable(errJoinTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// saveState writes stateFileName for node n, if it is still this
+// engine's node.
+func (c *Cluster) saveState(n *swarmnode.Node, st nodeState) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.node != n {
+		return errors.New("swarm: the node stopped")
+	}
+	b, _ := json.Marshal(st)
+	return os.WriteFile(filepath.Join(c.cfg.Root, stateFileName), b, 0o600)
+}
+
+// Leave stops the node, forgets the swarm and removes the containers of
+// the node's tasks, as dockerd. A manager leaves only with force:
+// without, dockerd's message says what the swarm would lose.
 func (c *Cluster) Leave(ctx context.Context, force bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -291,14 +403,69 @@ func (c *Cluster) Leave(ctx context.Context, force bool) error {
 		return errNoSwarm
 	}
 	if !force && c.node.Manager() != nil {
-		return errLastManager
+		return c.managerLeaveError(ctx)
 	}
+	nodeID := c.node.NodeID()
 	c.stopNode(ctx)
 	if err := os.RemoveAll(c.cfg.Root); err != nil {
 		return err
 	}
 	c.cfg.Log.Info("left the swarm")
+	c.removeTaskContainers(ctx, nodeID)
 	return nil
+}
+
+// managerLeaveError is dockerd's refusal of a manager's leave without
+// force. Callers hold mu.
+func (c *Cluster) managerLeaveError(ctx context.Context) error {
+	msg := "You are attempting to leave the swarm on a node that is participating as a manager. "
+	if c.conn == nil {
+		msg += "Doing so may lose the consensus of your cluster. "
+	} else {
+		reachable, unreachable, err := managerCounts(ctx, swarmapi.NewControlClient(c.conn))
+		if err == nil && reachable-1 <= (reachable+unreachable)/2 {
+			if reachable == 1 && unreachable == 0 {
+				return errLastManager
+			}
+			msg += fmt.Sprintf("Removing this node leaves %v managers out of %v. Without a Raft quorum your swarm will be inaccessible. ", reachable-1, reachable+unreachable)
+		}
+	}
+	msg += "The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message."
+	return errdefs.Unavailable(errors.New(msg))
+}
+
+// managerCounts counts the swarm's reachable and unreachable managers.
+func managerCounts(ctx context.Context, control swarmapi.ControlClient) (reachable, unreachable int, err error) {
+	r, err := control.ListNodes(ctx, &swarmapi.ListNodesRequest{Filters: &swarmapi.ListNodesRequest_Filters{Roles: []swarmapi.NodeRole{swarmapi.NodeRoleManager}}})
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, n := range r.Nodes {
+		if n.ManagerStatus == nil {
+			continue
+		}
+		if n.ManagerStatus.Reachability == swarmapi.RaftMemberStatus_REACHABLE {
+			reachable++
+		} else {
+			unreachable++
+		}
+	}
+	return reachable, unreachable, nil
+}
+
+// removeTaskContainers removes the containers of the tasks node nodeID
+// ran: they belong to a swarm this engine left.
+func (c *Cluster) removeTaskContainers(ctx context.Context, nodeID string) {
+	list, err := c.cfg.Containers.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", labelNodeID+"="+nodeID))})
+	if err != nil {
+		c.cfg.Log.WithError(err).Warn("list the swarm's task containers")
+		return
+	}
+	for _, ctr := range list {
+		if err := c.cfg.Containers.ContainerRemove(ctx, ctr.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) {
+			c.cfg.Log.WithError(err).WithField("container", ctr.ID).Warn("remove a task's container after leaving the swarm")
+		}
+	}
 }
 
 // controlClient returns the control API, or the error that says why there
@@ -372,6 +539,33 @@ func resolveAddrs(req swarm.InitRequest) (nodeState, error) {
 	return st, nil
 }
 
+// resolveJoinAddrs checks a join request's addresses as dockerd does and
+// returns the node's addresses and the manager to join. Without an
+// advertise address the managers take the one they see the node at.
+func resolveJoinAddrs(req swarm.JoinRequest) (nodeState, string, error) {
+	if len(req.RemoteAddrs) == 0 {
+		return nodeState{}, "", errdefs.InvalidParameter(errors.New("at least 1 RemoteAddr is required to join"))
+	}
+	remotes := make([]string, 0, len(req.RemoteAddrs))
+	for _, a := range req.RemoteAddrs {
+		h, p, err := splitHostPort(a, "2377")
+		if err != nil || h == "" {
+			return nodeState{}, "", errdefs.InvalidParameter(fmt.Errorf("invalid remoteAddr %q: %v", a, err))
+		}
+		remotes = append(remotes, net.JoinHostPort(h, p))
+	}
+	st, err := resolveAddrs(swarm.InitRequest{ListenAddr: req.ListenAddr, AdvertiseAddr: req.AdvertiseAddr})
+	if req.AdvertiseAddr == "" || err != nil {
+		// dockerd ignores an advertise address it cannot resolve here.
+		st, err = resolveAddrs(swarm.InitRequest{ListenAddr: req.ListenAddr, AdvertiseAddr: "127.0.0.1"})
+		if err != nil {
+			return nodeState{}, "", err
+		}
+		st.AdvertiseAddr = ""
+	}
+	return st, remotes[0], nil
+}
+
 // splitHostPort splits "host[:port]", defaulting the port.
 func splitHostPort(addr, defPort string) (string, string, error) {
 	if h, p, err := net.SplitHostPort(addr); err == nil {
@@ -402,6 +596,17 @@ func interfaceAddr(name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("interface %s has no IPv4 address", name)
+}
+
+// localAddrTo is the local IP the kernel picks to reach addr (host:port),
+// or "" (no packet is sent).
+func localAddrTo(addr string) string {
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		return ""
+	}
+	defer conn.Close()
+	return conn.LocalAddr().(*net.UDPAddr).IP.String()
 }
 
 // defaultRouteAddr is the local address the kernel picks to reach the

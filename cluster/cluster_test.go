@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/errdefs"
@@ -83,7 +85,7 @@ func TestInitInspectLeave(t *testing.T) {
 	dir := t.TempDir()
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	c := New(Config{Root: filepath.Join(dir, "swarm"), ControlSocket: filepath.Join(dir, "c.sock"), EngineVersion: "test", Log: logrus.NewEntry(log)})
+	c := New(Config{Root: filepath.Join(dir, "swarm"), ControlSocket: filepath.Join(dir, "c.sock"), EngineVersion: "test", Containers: &fakeContainers{}, Log: logrus.NewEntry(log)})
 	ctx := context.Background()
 	if _, err := c.Inspect(ctx); !errdefs.IsUnavailable(err) {
 		t.Fatalf("inspect outside a swarm: %v", err)
@@ -157,4 +159,163 @@ func TestInitInspectLeave(t *testing.T) {
 	if c.Status() != "inactive" {
 		t.Fatalf("status after leave: %s", c.Status())
 	}
+}
+
+// fakeContainers answers the executor's and leave's calls: list returns
+// what list has; removals are recorded.
+type fakeContainers struct {
+	Containers // the calls these tests do not make panic
+	mu         sync.Mutex
+	list       []container.Summary
+	listed     []filters.Args
+	removed    []string
+}
+
+func (f *fakeContainers) ContainerList(_ context.Context, opts container.ListOptions) ([]container.Summary, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.listed = append(f.listed, opts.Filters)
+	return f.list, nil
+}
+
+func (f *fakeContainers) ContainerRemove(_ context.Context, id string, _ container.RemoveOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removed = append(f.removed, id)
+	return nil
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// testNode is a Cluster of its own, as one engine of a swarm.
+func testNode(t *testing.T, fc *fakeContainers) *Cluster {
+	dir, err := os.MkdirTemp("", "jevm-swarm-") // short: the control socket's path
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	c := New(Config{Root: filepath.Join(dir, "swarm"), ControlSocket: filepath.Join(dir, "c.sock"), EngineVersion: "test", Containers: fc, Log: logrus.NewEntry(log)})
+	t.Cleanup(func() { c.Stop(context.Background()); os.RemoveAll(dir) })
+	return c
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// Three real SwarmKit nodes in one process: a wrong token is refused, a
+// worker and a second manager join, the worker is promoted and demoted,
+// the worker leaves (removing its tasks' containers), a manager's leave
+// without force says what the swarm would lose.
+func TestJoinPromoteLeave(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts SwarmKit managers")
+	}
+	ctx := context.Background()
+	lead := testNode(t, &fakeContainers{})
+	if _, err := lead.Init(ctx, swarm.InitRequest{ListenAddr: freeAddr(t)}); err != nil {
+		t.Fatal(err)
+	}
+	sw, err := lead.Inspect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := lead.state.AdvertiseAddr
+
+	workerCtrs := &fakeContainers{list: []container.Summary{{ID: "c1"}, {ID: "c2"}}}
+	worker := testNode(t, workerCtrs)
+	if err := worker.Join(ctx, swarm.JoinRequest{RemoteAddrs: nil, JoinToken: sw.JoinTokens.Worker}); !errdefs.IsInvalidParameter(err) {
+		t.Fatalf("join without a remote address: %v", err)
+	}
+	bad := sw.JoinTokens.Worker[:len(sw.JoinTokens.Worker)-4] + "aaaa"
+	err = worker.Join(ctx, swarm.JoinRequest{ListenAddr: freeAddr(t), RemoteAddrs: []string{remote}, JoinToken: bad})
+	if err == nil || !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), "join token") {
+		t.Fatalf("join with a wrong token: %v", err)
+	}
+	if worker.Status() != "inactive" {
+		t.Fatalf("status after a refused join: %s", worker.Status())
+	}
+	if err := worker.Join(ctx, swarm.JoinRequest{ListenAddr: freeAddr(t), RemoteAddrs: []string{remote}, JoinToken: sw.JoinTokens.Worker}); err != nil {
+		t.Fatal(err)
+	}
+	if worker.Status() != "active/worker" {
+		t.Fatalf("worker's status: %s", worker.Status())
+	}
+	if info := worker.Info(ctx); info.ControlAvailable || info.NodeAddr != "127.0.0.1" || len(info.RemoteManagers) == 0 {
+		t.Fatalf("worker's info: %+v", info)
+	}
+	if _, err := worker.Nodes(ctx, filters.NewArgs()); !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "not a swarm manager") {
+		t.Fatalf("node ls on a worker: %v", err)
+	}
+	if err := worker.Join(ctx, swarm.JoinRequest{RemoteAddrs: []string{remote}, JoinToken: sw.JoinTokens.Worker}); !errdefs.IsUnavailable(err) {
+		t.Fatalf("a second join: %v", err)
+	}
+
+	second := testNode(t, &fakeContainers{})
+	if err := second.Join(ctx, swarm.JoinRequest{ListenAddr: freeAddr(t), AdvertiseAddr: "127.0.0.1", RemoteAddrs: []string{remote}, JoinToken: sw.JoinTokens.Manager}); err != nil {
+		t.Fatal(err)
+	}
+	if second.Status() != "active/manager" {
+		t.Fatalf("second manager's status: %s", second.Status())
+	}
+	nodes, err := second.Nodes(ctx, filters.NewArgs()) // through the leader
+	if err != nil || len(nodes) != 3 {
+		t.Fatalf("node ls on the second manager: %d %v", len(nodes), err)
+	}
+
+	// Promote the worker, then demote it.
+	setRole := func(role swarm.NodeRole) {
+		t.Helper()
+		n, err := lead.Node(ctx, worker.node.NodeID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Spec.Role = role
+		if err := lead.UpdateNode(ctx, n.ID, n.Version.Index, n.Spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setRole(swarm.NodeRoleManager)
+	waitUntil(t, "the promoted worker's control API", func() bool {
+		_, err := worker.Nodes(ctx, filters.NewArgs())
+		return err == nil && worker.Status() == "active/manager"
+	})
+	if err := worker.Leave(ctx, false); err == nil || !strings.Contains(err.Error(), "Removing this node leaves 2 managers out of 3") && !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("a manager's leave without force: %v", err)
+	}
+	setRole(swarm.NodeRoleWorker)
+	waitUntil(t, "the demoted manager to be a worker", func() bool {
+		_, err := worker.Nodes(ctx, filters.NewArgs())
+		return errdefs.IsUnavailable(err) && worker.Status() == "active/worker"
+	})
+
+	if err := second.Leave(ctx, false); err == nil || !strings.Contains(err.Error(), "Removing this node leaves 1 managers out of 2") {
+		t.Fatalf("the second manager's leave without force: %v", err)
+	}
+	id := worker.node.NodeID()
+	if err := worker.Leave(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(workerCtrs.removed, " ") != "c1 c2" || len(workerCtrs.listed) != 1 || !workerCtrs.listed[0].ExactMatch("label", labelNodeID+"="+id) {
+		t.Fatalf("after the worker left: listed %v, removed %v", workerCtrs.listed, workerCtrs.removed)
+	}
+	waitUntil(t, "the worker to be down", func() bool {
+		n, err := lead.Node(ctx, id)
+		return err == nil && n.Status.State == swarm.NodeStateDown
+	})
 }

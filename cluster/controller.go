@@ -33,6 +33,7 @@ type Containers interface {
 	ContainerWait(ctx context.Context, nameOrID string, cond container.WaitCondition) (<-chan container.WaitResponse, error)
 	ContainerRemove(ctx context.Context, nameOrID string, opts container.RemoveOptions) error
 	ContainerInspect(ctx context.Context, nameOrID string, size bool) (*container.InspectResponse, error)
+	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
 	PullImage(ctx context.Context, ref string, platform string, auth *registry.AuthConfig, out io.Writer) error
 	ImageInspect(ctx context.Context, nameOrID string) (*image.InspectResponse, error)
 }

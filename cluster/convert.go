@@ -52,6 +52,11 @@ func (c *Cluster) Info(ctx context.Context) swarm.Info {
 	}
 	for _, p := range n.Remotes() {
 		info.RemoteManagers = append(info.RemoteManagers, swarm.Peer{NodeID: p.NodeID, Addr: p.Addr})
+		if info.NodeAddr == "" {
+			// Joined without an advertise address: the managers see the
+			// node at the address it reaches them from.
+			info.NodeAddr = localAddrTo(p.Addr)
+		}
 	}
 	control, err := c.controlClient()
 	if err != nil {

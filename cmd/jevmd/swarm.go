@@ -17,6 +17,10 @@ func (e engine) SwarmInit(ctx context.Context, req swarm.InitRequest) (string, e
 	return e.c.Init(ctx, req)
 }
 
+func (e engine) SwarmJoin(ctx context.Context, req swarm.JoinRequest) error {
+	return e.c.Join(ctx, req)
+}
+
 func (e engine) SwarmLeave(ctx context.Context, force bool) error { return e.c.Leave(ctx, force) }
 
 func (e engine) SwarmInspect(ctx context.Context) (swarm.Swarm, error) { return e.c.Inspect(ctx) }
