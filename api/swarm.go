@@ -16,8 +16,8 @@ import (
 
 // Swarm mode (cluster/, issue 17): init, join, leave, inspect, update,
 // the unlock key, the nodes (list, inspect, update, remove), services
-// (create, list, inspect, update, rollback, remove) and tasks are served;
-// unlocking, logs, secrets and configs are not yet: it answers 501 inside
+// (create, list, inspect, update, rollback, remove), tasks and unlocking
+// are served; logs, secrets and configs are not yet: it answers 501 inside
 // a swarm and, outside one,
 // 503 "This node is not part of a swarm" as dockerd does, which is what
 // clients that clean up with `docker swarm leave --force` expect.
@@ -27,6 +27,7 @@ type SwarmBackend interface {
 	SwarmInit(ctx context.Context, req swarm.InitRequest) (nodeID string, err error)
 	SwarmJoin(ctx context.Context, req swarm.JoinRequest) error
 	SwarmLeave(ctx context.Context, force bool) error
+	SwarmUnlock(ctx context.Context, key string) error
 	SwarmInspect(ctx context.Context) (swarm.Swarm, error)
 	SwarmUnlockKey(ctx context.Context) (string, error)
 	SwarmNodes(ctx context.Context, f filters.Args) ([]swarm.Node, error)
@@ -68,7 +69,7 @@ func (s *Server) swarmRoutes() []route {
 		{http.MethodPost, "/swarm/leave", s.postSwarmLeave},
 		{http.MethodPost, "/swarm/update", s.postSwarmUpdate},
 		{http.MethodGet, "/swarm/unlockkey", s.getSwarmUnlockKey},
-		{http.MethodPost, "/swarm/unlock", s.swarmNotYet("unlocking a swarm")},
+		{http.MethodPost, "/swarm/unlock", withJSONBody(s.postSwarmUnlock)},
 		{http.MethodGet, "/nodes", s.getNodes},
 		{http.MethodGet, "/nodes/{id:.*}", s.getNode},
 		{http.MethodDelete, "/nodes/{id:.*}", s.deleteNode},
@@ -117,6 +118,14 @@ func (s *Server) postSwarmInit(ctx context.Context, w http.ResponseWriter, _ map
 
 func (s *Server) postSwarmJoin(ctx context.Context, w http.ResponseWriter, _ map[string]string, req *swarm.JoinRequest) error {
 	if err := s.backend.SwarmJoin(ctx, *req); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (s *Server) postSwarmUnlock(ctx context.Context, w http.ResponseWriter, _ map[string]string, req *swarm.UnlockRequest) error {
+	if err := s.backend.SwarmUnlock(ctx, req.UnlockKey); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)

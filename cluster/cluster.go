@@ -30,6 +30,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/errdefs"
 	swarmapi "github.com/moby/swarmkit/v2/api"
+	"github.com/moby/swarmkit/v2/manager/encryption"
 	swarmnode "github.com/moby/swarmkit/v2/node"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
@@ -40,6 +41,10 @@ import (
 var (
 	errNoSwarm     = errdefs.Unavailable(errors.New("This node is not part of a swarm"))
 	errSwarmExists = errdefs.Unavailable(errors.New(`This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.`))
+	errLocked      = errdefs.Unavailable(errors.New(`Swarm is encrypted and needs to be unlocked before it can be used. Please use "docker swarm unlock" to unlock it.`))
+	errLockedLeave = errdefs.Unavailable(errors.New("Swarm is encrypted and locked. Please unlock it first or use `--force` to ignore this message."))
+	errNotLocked   = errdefs.Conflict(errors.New("swarm is not locked"))
+	errBadKey      = errdefs.InvalidParameter(errors.New("swarm could not be unlocked: invalid key provided"))
 	errLastManager = errdefs.Unavailable(errors.New("You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message."))
 )
 
@@ -83,6 +88,10 @@ type Cluster struct {
 	conn    *grpc.ClientConn   // to the manager's APIs while it is one
 	stopped chan error         // receives the node's error once it stops
 	cancel  context.CancelFunc // stops the node's context
+	// locked is the state of a node that would not start without the
+	// swarm's unlock key (autolock, after a restart): no node runs until
+	// Unlock is given the key.
+	locked *nodeState
 }
 
 // New returns the cluster component; Start brings back a node a previous
@@ -174,7 +183,15 @@ func (c *Cluster) startNode(st nodeState, extra swarmnode.Config) error {
 	}()
 	go func() {
 		err := n.Err(ctx)
-		if err != nil && !errors.Is(err, context.Canceled) {
+		if errors.Is(err, swarmnode.ErrInvalidUnlockKey) {
+			c.mu.Lock()
+			if c.node == n {
+				c.cfg.Log.Warn(`the swarm is locked: unlock it with "docker swarm unlock"`)
+				c.stopNode(context.Background())
+				c.locked = &st
+			}
+			c.mu.Unlock()
+		} else if err != nil && !errors.Is(err, context.Canceled) {
 			c.cfg.Log.WithError(err).Warn("swarm node stopped")
 		}
 		stopped <- err
@@ -252,7 +269,7 @@ func (c *Cluster) stopNode(ctx context.Context) {
 // node ID.
 func (c *Cluster) Init(ctx context.Context, req swarm.InitRequest) (string, error) {
 	c.mu.Lock()
-	if c.node != nil {
+	if c.node != nil || c.locked != nil {
 		c.mu.Unlock()
 		return "", errSwarmExists
 	}
@@ -322,7 +339,7 @@ var errJoinTimeout = errors.New(`Timeout was reached before node joined. The att
 // req.RemoteAddrs runs, as a worker or a manager as the token says.
 func (c *Cluster) Join(ctx context.Context, req swarm.JoinRequest) error {
 	c.mu.Lock()
-	if c.node != nil {
+	if c.node != nil || c.locked != nil {
 		c.mu.Unlock()
 		return errSwarmExists
 	}
@@ -399,6 +416,17 @@ func (c *Cluster) saveState(n *swarmnode.Node, st nodeState) error {
 func (c *Cluster) Leave(ctx context.Context, force bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.locked != nil {
+		if !force {
+			return errLockedLeave
+		}
+		c.locked = nil
+		if err := os.RemoveAll(c.cfg.Root); err != nil {
+			return err
+		}
+		c.cfg.Log.Info("left the locked swarm")
+		return nil
+	}
 	if c.node == nil {
 		return errNoSwarm
 	}
@@ -468,6 +496,44 @@ func (c *Cluster) removeTaskContainers(ctx context.Context, nodeID string) {
 	}
 }
 
+// Unlock starts a locked node with the swarm's unlock key (POST
+// /swarm/unlock).
+func (c *Cluster) Unlock(ctx context.Context, humanKey string) error {
+	c.mu.Lock()
+	if c.locked == nil {
+		defer c.mu.Unlock()
+		if c.node == nil {
+			return errNoSwarm
+		}
+		return errNotLocked
+	}
+	key, err := encryption.ParseHumanReadableKey(humanKey)
+	if err != nil {
+		c.mu.Unlock()
+		return errdefs.InvalidParameter(err)
+	}
+	st := *c.locked
+	c.locked = nil
+	err = c.startNode(st, swarmnode.Config{UnlockKey: key})
+	c.mu.Unlock()
+	if err != nil {
+		c.mu.Lock()
+		c.locked = &st
+		c.mu.Unlock()
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if err := c.waitControl(rctx); err != nil {
+		if errors.Is(err, swarmnode.ErrInvalidUnlockKey) {
+			return errBadKey // the node went back to locked
+		}
+		return err
+	}
+	c.cfg.Log.Info("swarm unlocked")
+	return nil
+}
+
 // controlClient returns the control API, or the error that says why there
 // is none.
 func (c *Cluster) controlClient() (swarmapi.ControlClient, error) {
@@ -483,6 +549,8 @@ func (c *Cluster) managerConn() (*grpc.ClientConn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
+	case c.locked != nil:
+		return nil, errLocked
 	case c.node == nil:
 		return nil, errNoSwarm
 	case c.conn == nil || c.node.Manager() == nil:

@@ -319,3 +319,64 @@ func TestJoinPromoteLeave(t *testing.T) {
 		return err == nil && n.Status.State == swarm.NodeStateDown
 	})
 }
+
+// An autolocked manager restarted without its key is locked: manager
+// calls, init and leave are refused as dockerd refuses them, a wrong key
+// leaves it locked, the right key brings it back.
+func TestLockedNodeUnlock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a SwarmKit manager")
+	}
+	ctx := context.Background()
+	c := testNode(t, &fakeContainers{})
+	id, err := c.Init(ctx, swarm.InitRequest{ListenAddr: freeAddr(t), AutoLockManagers: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := c.UnlockKey(ctx)
+	if err != nil || !strings.HasPrefix(key, "SWMKEY-1-") {
+		t.Fatalf("unlock key: %q %v", key, err)
+	}
+	if err := c.Unlock(ctx, key); !errdefs.IsConflict(err) {
+		t.Fatalf("unlock of an unlocked node: %v", err)
+	}
+	c.Stop(ctx)
+
+	// jevmd again, on the same state.
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	c = New(Config{Root: c.cfg.Root, ControlSocket: c.cfg.ControlSocket, EngineVersion: "test", Containers: &fakeContainers{}, Log: logrus.NewEntry(log)})
+	t.Cleanup(func() { c.Stop(ctx) })
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the node to be locked", func() bool { return c.Status() == "locked" })
+	if info := c.Info(ctx); info.LocalNodeState != swarm.LocalNodeStateLocked {
+		t.Fatalf("info of a locked node: %+v", info)
+	}
+	if _, err := c.Nodes(ctx, filters.NewArgs()); !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "docker swarm unlock") {
+		t.Fatalf("node ls on a locked node: %v", err)
+	}
+	if _, err := c.Init(ctx, swarm.InitRequest{ListenAddr: freeAddr(t)}); !errdefs.IsUnavailable(err) {
+		t.Fatalf("init on a locked node: %v", err)
+	}
+	if err := c.Leave(ctx, false); !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "locked") {
+		t.Fatalf("leave of a locked node without force: %v", err)
+	}
+	if err := c.Unlock(ctx, "SWMKEY-1-nonsense"); !errdefs.IsInvalidParameter(err) {
+		t.Fatalf("a malformed key: %v", err)
+	}
+	other := "SWMKEY-1-" + strings.Repeat("A", len(key)-len("SWMKEY-1-"))
+	if err := c.Unlock(ctx, other); !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), "could not be unlocked") {
+		t.Fatalf("a wrong key: %v", err)
+	}
+	if c.Status() != "locked" {
+		t.Fatalf("status after a wrong key: %s", c.Status())
+	}
+	if err := c.Unlock(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if nodes, err := c.Nodes(ctx, filters.NewArgs()); err != nil || len(nodes) != 1 || nodes[0].ID != id {
+		t.Fatalf("nodes after unlock: %+v %v", nodes, err)
+	}
+}

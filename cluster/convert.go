@@ -34,9 +34,13 @@ func (c *Cluster) Inspect(ctx context.Context) (swarm.Swarm, error) {
 // Info is /info's Swarm section.
 func (c *Cluster) Info(ctx context.Context) swarm.Info {
 	c.mu.Lock()
-	n, st := c.node, c.state
+	n, st, locked := c.node, c.state, c.locked != nil
 	c.mu.Unlock()
 	info := swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive}
+	if locked {
+		info.LocalNodeState = swarm.LocalNodeStateLocked
+		return info
+	}
 	if n == nil {
 		return info
 	}
@@ -83,6 +87,9 @@ func (c *Cluster) Info(ctx context.Context) swarm.Info {
 func (c *Cluster) Status() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.locked != nil {
+		return string(swarm.LocalNodeStateLocked)
+	}
 	if c.node == nil {
 		return string(swarm.LocalNodeStateInactive)
 	}

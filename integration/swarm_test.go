@@ -85,13 +85,32 @@ func TestSwarmInitLeave(t *testing.T) {
 		t.Fatalf("the last manager leaving without --force: %s", r)
 	}
 
-	// A restarted daemon is still the swarm's manager.
+	// Autolock: a restarted daemon's node is locked until it is given
+	// the key; then it is still the swarm's manager.
+	out = mustDocker(t, "swarm", "update", "--autolock=true")
+	key := regexp.MustCompile(`SWMKEY-1-\S+`).FindString(out)
+	if key == "" {
+		t.Fatalf("swarm update --autolock printed:\n%s", out)
+	}
 	if err := stopDaemon(); err != nil {
 		t.Fatal(err)
 	}
 	if err := startDaemon(); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, 30*time.Second, "the node locked after the restart", func() bool {
+		return mustDocker(t, "info", "--format", "{{.Swarm.LocalNodeState}}") == "locked\n"
+	})
+	if r := docker(t, "node", "ls"); r.code == 0 || !strings.Contains(r.stderr, "Swarm is encrypted and needs to be unlocked") {
+		t.Fatalf("node ls on a locked node: %s", r)
+	}
+	if r := dockerStdin(t, "SWMKEY-1-"+strings.Repeat("A", len(key)-len("SWMKEY-1-"))+"\n", "swarm", "unlock"); r.code == 0 || !strings.Contains(r.stderr, "invalid key") {
+		t.Fatalf("unlock with a wrong key: %s", r)
+	}
+	if r := dockerStdin(t, key+"\n", "swarm", "unlock"); r.code != 0 {
+		t.Fatalf("unlock: %s", r)
+	}
+	mustDocker(t, "swarm", "update", "--autolock=false")
 	waitFor(t, 60*time.Second, "the swarm node after the restart", func() bool {
 		r := docker(t, "node", "ls", "-q")
 		return r.code == 0 && strings.TrimSpace(r.stdout) == nodeID

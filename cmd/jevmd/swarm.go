@@ -21,6 +21,8 @@ func (e engine) SwarmJoin(ctx context.Context, req swarm.JoinRequest) error {
 	return e.c.Join(ctx, req)
 }
 
+func (e engine) SwarmUnlock(ctx context.Context, key string) error { return e.c.Unlock(ctx, key) }
+
 func (e engine) SwarmLeave(ctx context.Context, force bool) error { return e.c.Leave(ctx, force) }
 
 func (e engine) SwarmInspect(ctx context.Context) (swarm.Swarm, error) { return e.c.Inspect(ctx) }
