@@ -581,7 +581,7 @@ func (f *fakeBackend) SwarmInit(context.Context, swarm.InitRequest) (string, err
 }
 func (f *fakeBackend) SwarmLeave(context.Context, bool) error             { return errNotInSwarm }
 func (f *fakeBackend) SwarmJoin(context.Context, swarm.JoinRequest) error { return errNotInSwarm }
-func (f *fakeBackend) SwarmUnlock(context.Context, string) error { return errNotInSwarm }
+func (f *fakeBackend) SwarmUnlock(context.Context, string) error          { return errNotInSwarm }
 func (f *fakeBackend) SwarmInspect(context.Context) (swarm.Swarm, error) {
 	return swarm.Swarm{}, errNotInSwarm
 }
