@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +27,8 @@ import (
 
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // containerRoutes are added to the router by newRouter: the fixed paths
@@ -417,6 +421,22 @@ func normalizeLogTime(name, v string) (string, error) {
 func (s *Server) getContainerLogs(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
 	// Everything is validated before the 200 goes out: after that errors
 	// can only be reported in the stream.
+	opts, err := parseLogsOptions(r)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.streamContext(ctx)
+	defer cancel()
+	msgs, tty, err := s.backend.ContainerLogs(ctx, vars["name"], opts)
+	if err != nil {
+		return err
+	}
+	writeLogStream(ctx, cancel, w, msgs, opts, tty)
+	return nil
+}
+
+// parseLogsOptions reads and checks the query of a logs request.
+func parseLogsOptions(r *http.Request) (container.LogsOptions, error) {
 	opts := container.LogsOptions{
 		ShowStdout: boolValue(r, "stdout"),
 		ShowStderr: boolValue(r, "stderr"),
@@ -426,27 +446,30 @@ func (s *Server) getContainerLogs(ctx context.Context, w http.ResponseWriter, r 
 		Details:    boolValue(r, "details"),
 	}
 	if !opts.ShowStdout && !opts.ShowStderr {
-		return errdefs.InvalidParameter(errors.New("Bad parameters: you must choose at least one stream"))
+		return opts, errdefs.InvalidParameter(errors.New("Bad parameters: you must choose at least one stream"))
 	}
 	var err error
 	if opts.Since, err = normalizeLogTime("since", r.Form.Get("since")); err != nil {
-		return err
+		return opts, err
 	}
 	if opts.Until, err = normalizeLogTime("until", r.Form.Get("until")); err != nil {
-		return err
+		return opts, err
 	}
 	if opts.Tail != "" && opts.Tail != "all" {
 		if n, err := strconv.Atoi(opts.Tail); err != nil || n < 0 {
-			return errdefs.InvalidParameter(fmt.Errorf("invalid value for \"tail\": %q: must be \"all\" or a non-negative integer", opts.Tail))
+			return opts, errdefs.InvalidParameter(fmt.Errorf("invalid value for \"tail\": %q: must be \"all\" or a non-negative integer", opts.Tail))
 		}
 	}
 
-	ctx, cancel := s.streamContext(ctx)
-	defer cancel()
-	msgs, tty, err := s.backend.ContainerLogs(ctx, vars["name"], opts)
-	if err != nil {
-		return err
-	}
+	return opts, nil
+}
+
+// writeLogStream answers 200 and writes msgs as opts ask: raw for a TTY
+// (or an API before 1.42), else multiplexed; each line after its
+// timestamp and its details (sorted key=value pairs, query-escaped, as
+// dockerd writes them) when asked. It drains msgs; cancel stops the
+// backend when the client has gone.
+func writeLogStream(ctx context.Context, cancel context.CancelFunc, w http.ResponseWriter, msgs <-chan backend.LogMessage, opts container.LogsOptions, tty bool) {
 	contentType := dtypes.MediaTypeRawStream
 	if !tty && versions.GreaterThanOrEqualTo(VersionFromContext(ctx), "1.42") {
 		contentType = dtypes.MediaTypeMultiplexedStream
@@ -482,6 +505,9 @@ func (s *Server) getContainerLogs(ctx context.Context, w http.ResponseWriter, r 
 				continue
 			}
 			line := msg.Line
+			if opts.Details {
+				line = append(append(logDetails(msg.Attrs), ' '), line...)
+			}
 			if opts.Timestamps {
 				ts := msg.Timestamp.UTC().Format(jsonmessage.RFC3339NanoFixed)
 				line = append(append(make([]byte, 0, len(ts)+1+len(line)), ts+" "...), line...)
@@ -496,5 +522,18 @@ func (s *Server) getContainerLogs(ctx context.Context, w http.ResponseWriter, r 
 			flusher.Flush()
 		}
 	}
-	return nil
+}
+
+// logDetails formats a message's details as dockerd does.
+func logDetails(attrs []backend.LogAttr) []byte {
+	sorted := slices.Clone(attrs)
+	slices.SortFunc(sorted, func(a, b backend.LogAttr) int { return strings.Compare(a.Key, b.Key) })
+	var b []byte
+	for i, a := range sorted {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, url.QueryEscape(a.Key)+"="+url.QueryEscape(a.Value)...)
+	}
+	return b
 }

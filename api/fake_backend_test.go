@@ -619,3 +619,6 @@ func (f *fakeBackend) Tasks(context.Context, filters.Args) ([]swarm.Task, error)
 func (f *fakeBackend) Task(context.Context, string) (swarm.Task, error) {
 	return swarm.Task{}, errNotInSwarm
 }
+func (f *fakeBackend) ServiceLogs(context.Context, []string, []string, container.LogsOptions) (<-chan backend.LogMessage, error) {
+	return nil, errNotInSwarm
+}

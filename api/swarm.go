@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/errdefs"
@@ -16,9 +17,9 @@ import (
 
 // Swarm mode (cluster/, issue 17): init, join, leave, inspect, update,
 // the unlock key, the nodes (list, inspect, update, remove), services
-// (create, list, inspect, update, rollback, remove), tasks and unlocking
-// are served; logs, secrets and configs are not yet: it answers 501 inside
-// a swarm and, outside one,
+// (create, list, inspect, update, rollback, remove, logs), tasks (list,
+// inspect, logs) and unlocking are served; secrets and configs are not
+// yet: it answers 501 inside a swarm and, outside one,
 // 503 "This node is not part of a swarm" as dockerd does, which is what
 // clients that clean up with `docker swarm leave --force` expect.
 
@@ -42,6 +43,10 @@ type SwarmBackend interface {
 	ServiceRemove(ctx context.Context, ref string) error
 	Tasks(ctx context.Context, f filters.Args) ([]swarm.Task, error)
 	Task(ctx context.Context, id string) (swarm.Task, error)
+	// ServiceLogs streams the logs of services' and tasks' containers
+	// wherever they run, each message with its node, service and task as
+	// details; the channel is closed at the end.
+	ServiceLogs(ctx context.Context, services, tasks []string, opts container.LogsOptions) (<-chan backend.LogMessage, error)
 	// SwarmStatus is the /_ping Swarm header: "inactive", "pending",
 	// "active/manager" or "active/worker".
 	SwarmStatus() string
@@ -77,8 +82,8 @@ func (s *Server) swarmRoutes() []route {
 	}
 	rs = append(rs,
 		// Logs before the object routes, whose {id:.*} would take them.
-		route{http.MethodGet, "/services/{id:.*}/logs", s.swarmNotYet("service logs")},
-		route{http.MethodGet, "/tasks/{id:.*}/logs", s.swarmNotYet("task logs")},
+		route{http.MethodGet, "/services/{id:.*}/logs", s.getServiceLogs},
+		route{http.MethodGet, "/tasks/{id:.*}/logs", s.getTaskLogs},
 		route{http.MethodPost, "/services/create", s.postServiceCreate},
 		route{http.MethodGet, "/services", s.getServices},
 		route{http.MethodGet, "/services/{id:.*}", s.getService},
@@ -342,4 +347,51 @@ func (s *Server) getTask(ctx context.Context, w http.ResponseWriter, _ *http.Req
 		return err
 	}
 	return writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Server) getServiceLogs(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	return s.swarmLogs(ctx, w, r, []string{vars["id"]}, nil)
+}
+
+func (s *Server) getTaskLogs(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	return s.swarmLogs(ctx, w, r, nil, []string{vars["id"]})
+}
+
+// swarmLogs writes the logs of services and tasks as container logs are
+// written: raw if their containers have a TTY, else multiplexed.
+func (s *Server) swarmLogs(ctx context.Context, w http.ResponseWriter, r *http.Request, services, tasks []string) error {
+	if err := r.ParseForm(); err != nil {
+		return errdefs.InvalidParameter(err)
+	}
+	opts, err := parseLogsOptions(r)
+	if err != nil {
+		return err
+	}
+	tty := false
+	for _, ref := range services {
+		svc, err := s.backend.Service(ctx, ref)
+		if err != nil {
+			return err
+		}
+		if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {
+			tty = cs.TTY
+		}
+	}
+	for _, ref := range tasks {
+		t, err := s.backend.Task(ctx, ref)
+		if err != nil {
+			return err
+		}
+		if cs := t.Spec.ContainerSpec; cs != nil {
+			tty = cs.TTY
+		}
+	}
+	ctx, cancel := s.streamContext(ctx)
+	defer cancel()
+	msgs, err := s.backend.ServiceLogs(ctx, services, tasks, opts)
+	if err != nil {
+		return err
+	}
+	writeLogStream(ctx, cancel, w, msgs, opts, tty)
+	return nil
 }

@@ -20,6 +20,8 @@ import (
 	swarmapi "github.com/moby/swarmkit/v2/api"
 	"github.com/moby/swarmkit/v2/api/naming"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // Containers is what the executor needs of the engine to run a task as a
@@ -34,6 +36,7 @@ type Containers interface {
 	ContainerRemove(ctx context.Context, nameOrID string, opts container.RemoveOptions) error
 	ContainerInspect(ctx context.Context, nameOrID string, size bool) (*container.InspectResponse, error)
 	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
+	ContainerLogs(ctx context.Context, nameOrID string, opts container.LogsOptions) (<-chan backend.LogMessage, bool, error)
 	PullImage(ctx context.Context, ref string, platform string, auth *registry.AuthConfig, out io.Writer) error
 	ImageInspect(ctx context.Context, nameOrID string) (*image.InspectResponse, error)
 }

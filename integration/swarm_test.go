@@ -173,8 +173,20 @@ func TestSwarmService(t *testing.T) {
 	if r := docker(t, "service", "create", "--name", "x", "--network", "nosuchnet", "busybox"); r.code == 0 {
 		t.Fatalf("a service on an overlay network: %s", r)
 	}
-	mustDocker(t, "service", "create", "--detach", "--name", svc, "--replicas", "2", "--env", "A=1", "busybox", "sleep", "600")
+	mustDocker(t, "service", "create", "--detach", "--name", svc, "--replicas", "2", "--env", "A=1", "busybox", "sh", "-c", "echo task-up-$A; exec sleep 600")
 	replicas("2/2")
+	// Service logs come through the manager's log broker, each line with
+	// the task it came from.
+	host, _ := os.Hostname()
+	waitFor(t, 30*time.Second, "the service's logs", func() bool {
+		out := mustDocker(t, "service", "logs", svc)
+		return len(regexp.MustCompile(`(?m)^`+svc+`\.[12]\.\w+@`+host+` +\| task-up-1$`).FindAllString(out, -1)) == 2
+	})
+	taskID := strings.TrimSpace(mustDocker(t, "service", "ps", "-q", "--filter", "desired-state=running", svc))
+	taskID = strings.Fields(taskID)[0]
+	if out := mustDocker(t, "service", "logs", "--raw", "--no-task-ids", taskID); out != "task-up-1\n" {
+		t.Fatalf("a task's raw logs: %q", out)
+	}
 	if n := len(containers()); n != 2 {
 		t.Fatalf("%d containers of %s, want 2", n, svc)
 	}

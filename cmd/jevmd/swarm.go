@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
@@ -86,3 +87,7 @@ func (e engine) Tasks(ctx context.Context, f filters.Args) ([]swarm.Task, error)
 }
 
 func (e engine) Task(ctx context.Context, id string) (swarm.Task, error) { return e.c.Task(ctx, id) }
+
+func (e engine) ServiceLogs(ctx context.Context, services, tasks []string, opts container.LogsOptions) (<-chan backend.LogMessage, error) {
+	return e.c.ServiceLogs(ctx, services, tasks, opts)
+}

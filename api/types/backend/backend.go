@@ -33,8 +33,14 @@ type LogMessage struct {
 	Stream    string // "stdout" or "stderr"
 	Line      []byte
 	Timestamp time.Time
-	Err       error // set on the last message if reading failed
+	// Attrs are the message's details (logs --details): for a swarm
+	// service's logs, the node, service and task it comes from.
+	Attrs []LogAttr
+	Err   error // set on the last message if reading failed
 }
+
+// LogAttr is one detail of a log message.
+type LogAttr struct{ Key, Value string }
 
 // ExecStartConfig is what the router hands the backend to start an exec.
 type ExecStartConfig struct {
