@@ -3,14 +3,15 @@
 // node of a swarm, and answers the Engine API's swarm and node calls from
 // its control API. jevm writes no scheduler, raft or CA of its own.
 //
-// What works (issue 17, first increments), on one host: `docker swarm
+// What works (issue 17, in progress), over several hosts: `docker swarm
 // init` (listen and advertise addresses, autolock, the cluster spec's
-// settings), `update`, `leave`, `join-token`, `unlock-key`; `docker node
-// ls`, `inspect`, `update`, `rm`; services and tasks, each task run by
-// the executor as a container of the engine (controller.go), so a jeVM;
-// /info's Swarm section and /_ping's Swarm header; the node is started
-// again when jevmd restarts. Joining other nodes, overlay networks, the
-// routing mesh, secrets, configs, logs and stacks are next.
+// settings), `join` (worker or manager), `update`, `leave`, `unlock`,
+// `join-token`, `unlock-key`; `docker node ls`, `inspect`, `update`
+// (promote, demote, drain), `rm`; services, tasks and their logs
+// (logs.go), each task run by the executor as a container of the engine
+// (controller.go), so a jeVM; /info's Swarm section and /_ping's Swarm
+// header; the node is started again when jevmd restarts. Overlay
+// networks, the routing mesh, secrets, configs and stacks are next.
 package cluster
 
 import (
