@@ -77,6 +77,9 @@ type Container struct {
 	removeVolumes bool `json:"-"`
 	// lc is the restart-policy state (restartpolicy.go).
 	lc lifecycle `json:"-"`
+	// memFiles are files that exist only in memory, given to each start
+	// (swarm secrets and configs: memfiles.go). Never persisted.
+	memFiles []agentproto.FileRequest `json:"-"`
 }
 
 // hub returns the container's output hub. Callers hold c.mu.

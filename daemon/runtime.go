@@ -307,6 +307,7 @@ func (d *Daemon) startRequest(c *Container, mounts *mountSession) (*agentproto.S
 		Entropy:         entropy,
 		TimeUnixNano:    time.Now().UnixNano(),
 		Mounts:          mounts.requests,
+		Files:           c.memFiles,
 		Process: agentproto.ProcessRequest{
 			Args:  append([]string{c.Path}, c.Args...),
 			Env:   mergeEnv(c.LinkEnv, containerEnv(c)), // a container's own variables win, as in dockerd

@@ -11,7 +11,9 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -252,6 +254,9 @@ func (a *agent) setupRoot(req *agentproto.StartRequest, ph *phases) error {
 		return err
 	}
 	ph.mark("mounts")
+	if err := writeMemFiles(root, req.Files); err != nil {
+		return err
+	}
 	if req.ReadOnly {
 		if err := unix.Mount("", root, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 			return fmt.Errorf("remount root read-only: %w", err)
@@ -426,9 +431,12 @@ func mountIn(root string, m mountSpec) error {
 // bindFile writes content to hostFile and bind-mounts it over the
 // container's file target (creating an empty target if missing), as dockerd
 // does for /etc/hostname, /etc/hosts and /etc/resolv.conf.
+// An empty content leaves hostFile as it is (written by the caller).
 func bindFile(root, target, hostFile, content string) error {
-	if err := os.WriteFile(hostFile, []byte(content), 0o644); err != nil {
-		return err
+	if content != "" {
+		if err := os.WriteFile(hostFile, []byte(content), 0o644); err != nil {
+			return err
+		}
 	}
 	if err := mkdirAllInRoot(root, path.Dir(target), 0o755); err != nil {
 		return err
@@ -451,6 +459,49 @@ func bindFile(root, target, hostFile, content string) error {
 		return fmt.Errorf("%s is not a regular file", target)
 	}
 	return unix.Mount(hostFile, hp, "", unix.MS_BIND, "")
+}
+
+// memFileSeq names the tmpfs files of writeMemFiles (containers of a pod
+// share the agent's run directory).
+var memFileSeq atomic.Uint64
+
+// writeMemFiles writes the start request's in-memory files (swarm secrets
+// and configs) to the agent's tmpfs, with their owner and mode, and binds
+// each read-only at its target in root.
+func writeMemFiles(root string, files []agentproto.FileRequest) error {
+	if len(files) == 0 {
+		return nil
+	}
+	dir := filepath.Join(runDir, "files")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, f := range files {
+		if !path.IsAbs(f.Target) || path.Clean(f.Target) == "/" {
+			return fmt.Errorf("file target %q: not an absolute file path", f.Target)
+		}
+		src := filepath.Join(dir, strconv.FormatUint(memFileSeq.Add(1), 10))
+		if err := os.WriteFile(src, f.Data, 0o600); err != nil {
+			return fmt.Errorf("file %s: %w", f.Target, err)
+		}
+		if err := os.Chown(src, int(f.UID), int(f.GID)); err != nil {
+			return fmt.Errorf("file %s: %w", f.Target, err)
+		}
+		if err := os.Chmod(src, fs.FileMode(f.Mode&0o7777)); err != nil {
+			return fmt.Errorf("file %s: %w", f.Target, err)
+		}
+		if err := bindFile(root, path.Clean(f.Target), src, ""); err != nil {
+			return fmt.Errorf("file %s: %w", f.Target, err)
+		}
+		hp, err := resolveInRoot(root, path.Clean(f.Target))
+		if err != nil {
+			return err
+		}
+		if err := unix.Mount("", hp, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return fmt.Errorf("file %s: read-only: %w", f.Target, err)
+		}
+	}
+	return nil
 }
 
 // spawnContext is where spawn starts a process: which container's root,

@@ -326,6 +326,9 @@ func (a *agent) setupPodRoot(c *podCtr, req *agentproto.StartRequest, vmIPC, gue
 	if err := a.setupMounts(c.root, req.Mounts); err != nil {
 		return err
 	}
+	if err := writeMemFiles(c.root, req.Files); err != nil {
+		return err
+	}
 	if req.ReadOnly {
 		if err := unix.Mount("", c.root, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 			return fmt.Errorf("remount root read-only: %w", err)

@@ -292,6 +292,13 @@ type StartRequest struct {
 	// runc container. --privileged or --security-opt writable-cgroups.
 	WritableCgroups bool `json:"writableCgroups,omitempty"`
 
+	// Files are files of the container's that exist only in memory:
+	// swarm secrets and configs. The agent writes each in its own tmpfs
+	// (guest RAM) and binds it read-only at Target, creating the missing
+	// directories, before the read-only remount. The host never writes
+	// them to its disk. Their data counts against MaxPayload.
+	Files []FileRequest `json:"files,omitempty"`
+
 	// Pods (MsgJoin). Container is the container's ID: sent with the main
 	// container's start too, so that joined containers can name it in
 	// PIDContainer and IPCContainer. Names are 1 to 128 of [A-Za-z0-9_.-].
@@ -308,6 +315,16 @@ type StartRequest struct {
 	// container:X`); empty: an IPC namespace of its own. The main
 	// container has the VM's.
 	IPCContainer string `json:"ipcContainer,omitempty"`
+}
+
+// FileRequest is one in-memory file of StartRequest.Files.
+type FileRequest struct {
+	// Target is the absolute path in the container.
+	Target string `json:"target"`
+	Data   []byte `json:"data"`
+	UID    uint32 `json:"uid"`
+	GID    uint32 `json:"gid"`
+	Mode   uint32 `json:"mode"` // permission bits
 }
 
 // InterfaceConfig is one guest network interface.

@@ -7,6 +7,7 @@ package backend
 
 import (
 	"io"
+	"os"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -37,6 +38,16 @@ type LogMessage struct {
 	// service's logs, the node, service and task it comes from.
 	Attrs []LogAttr
 	Err   error // set on the last message if reading failed
+}
+
+// ContainerFile is a file of a container's that exists only in memory (a
+// swarm secret or config): Target is its absolute path in the container,
+// Mode its permission bits.
+type ContainerFile struct {
+	Target   string
+	Data     []byte
+	UID, GID uint32
+	Mode     os.FileMode
 }
 
 // LogAttr is one detail of a log message.
