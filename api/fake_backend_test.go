@@ -619,6 +619,32 @@ func (f *fakeBackend) Tasks(context.Context, filters.Args) ([]swarm.Task, error)
 func (f *fakeBackend) Task(context.Context, string) (swarm.Task, error) {
 	return swarm.Task{}, errNotInSwarm
 }
+func (f *fakeBackend) SecretCreate(context.Context, swarm.SecretSpec) (string, error) {
+	return "", errNotInSwarm
+}
+func (f *fakeBackend) Secrets(context.Context, filters.Args) ([]swarm.Secret, error) {
+	return nil, errNotInSwarm
+}
+func (f *fakeBackend) Secret(context.Context, string) (swarm.Secret, error) {
+	return swarm.Secret{}, errNotInSwarm
+}
+func (f *fakeBackend) SecretUpdate(context.Context, string, uint64, swarm.SecretSpec) error {
+	return errNotInSwarm
+}
+func (f *fakeBackend) SecretRemove(context.Context, string) error { return errNotInSwarm }
+func (f *fakeBackend) ConfigCreate(context.Context, swarm.ConfigSpec) (string, error) {
+	return "", errNotInSwarm
+}
+func (f *fakeBackend) Configs(context.Context, filters.Args) ([]swarm.Config, error) {
+	return nil, errNotInSwarm
+}
+func (f *fakeBackend) Config(context.Context, string) (swarm.Config, error) {
+	return swarm.Config{}, errNotInSwarm
+}
+func (f *fakeBackend) ConfigUpdate(context.Context, string, uint64, swarm.ConfigSpec) error {
+	return errNotInSwarm
+}
+func (f *fakeBackend) ConfigRemove(context.Context, string) error { return errNotInSwarm }
 func (f *fakeBackend) ServiceLogs(context.Context, []string, []string, container.LogsOptions) (<-chan backend.LogMessage, error) {
 	return nil, errNotInSwarm
 }

@@ -18,10 +18,10 @@ import (
 // Swarm mode (cluster/, issue 17): init, join, leave, inspect, update,
 // the unlock key, the nodes (list, inspect, update, remove), services
 // (create, list, inspect, update, rollback, remove, logs), tasks (list,
-// inspect, logs) and unlocking are served; secrets and configs are not
-// yet: it answers 501 inside a swarm and, outside one,
-// 503 "This node is not part of a swarm" as dockerd does, which is what
-// clients that clean up with `docker swarm leave --force` expect.
+// inspect, logs), secrets, configs and unlocking are served. Outside a
+// swarm they answer 503 "This node is not part of a swarm" as dockerd
+// does, which is what clients that clean up with `docker swarm leave
+// --force` expect.
 
 // SwarmBackend serves /swarm and /nodes.
 type SwarmBackend interface {
@@ -47,6 +47,16 @@ type SwarmBackend interface {
 	// wherever they run, each message with its node, service and task as
 	// details; the channel is closed at the end.
 	ServiceLogs(ctx context.Context, services, tasks []string, opts container.LogsOptions) (<-chan backend.LogMessage, error)
+	SecretCreate(ctx context.Context, spec swarm.SecretSpec) (id string, err error)
+	Secrets(ctx context.Context, f filters.Args) ([]swarm.Secret, error)
+	Secret(ctx context.Context, ref string) (swarm.Secret, error)
+	SecretUpdate(ctx context.Context, ref string, version uint64, spec swarm.SecretSpec) error
+	SecretRemove(ctx context.Context, ref string) error
+	ConfigCreate(ctx context.Context, spec swarm.ConfigSpec) (id string, err error)
+	Configs(ctx context.Context, f filters.Args) ([]swarm.Config, error)
+	Config(ctx context.Context, ref string) (swarm.Config, error)
+	ConfigUpdate(ctx context.Context, ref string, version uint64, spec swarm.ConfigSpec) error
+	ConfigRemove(ctx context.Context, ref string) error
 	// SwarmStatus is the /_ping Swarm header: "inactive", "pending",
 	// "active/manager" or "active/worker".
 	SwarmStatus() string
@@ -54,14 +64,14 @@ type SwarmBackend interface {
 
 var errNotInSwarm = errdefs.Unavailable(errors.New("This node is not part of a swarm"))
 
-// swarmNotYet answers what jevm's Swarm mode does not do yet: 503 outside
-// a swarm (as dockerd), 501 inside one.
-func (s *Server) swarmNotYet(what string) handlerFunc {
-	return func(context.Context, http.ResponseWriter, *http.Request, map[string]string) error {
+// inSwarm answers 503 "This node is not part of a swarm" outside one
+// before h reads the request, as dockerd answers an empty create.
+func (s *Server) inSwarm(h handlerFunc) handlerFunc {
+	return func(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
 		if s.backend.SwarmStatus() == string(swarm.LocalNodeStateInactive) {
 			return errNotInSwarm
 		}
-		return errdefs.NotImplemented(fmt.Errorf("jevm's Swarm mode does not support %s yet", what))
+		return h(ctx, w, r, vars)
 	}
 }
 
@@ -92,16 +102,18 @@ func (s *Server) swarmRoutes() []route {
 		route{http.MethodGet, "/tasks", s.getTasks},
 		route{http.MethodGet, "/tasks/{id:.*}", s.getTask},
 	)
-	for _, area := range []string{"secrets", "configs"} {
-		notYet := s.swarmNotYet(area)
-		rs = append(rs,
-			route{http.MethodGet, "/" + area, notYet},
-			route{http.MethodGet, "/" + area + "/{id:.*}", notYet},
-			route{http.MethodDelete, "/" + area + "/{id:.*}", notYet},
-			route{http.MethodPost, "/" + area + "/{id:.*}/update", notYet},
-			route{http.MethodPost, "/" + area + "/create", notYet},
-		)
-	}
+	rs = append(rs,
+		route{http.MethodGet, "/secrets", s.getSecrets},
+		route{http.MethodPost, "/secrets/create", s.inSwarm(withJSONBody(s.postSecretCreate))},
+		route{http.MethodGet, "/secrets/{id:.*}", s.getSecret},
+		route{http.MethodDelete, "/secrets/{id:.*}", s.deleteSecret},
+		route{http.MethodPost, "/secrets/{id:.*}/update", s.postSecretUpdate},
+		route{http.MethodGet, "/configs", s.getConfigs},
+		route{http.MethodPost, "/configs/create", s.inSwarm(withJSONBody(s.postConfigCreate))},
+		route{http.MethodGet, "/configs/{id:.*}", s.getConfig},
+		route{http.MethodDelete, "/configs/{id:.*}", s.deleteConfig},
+		route{http.MethodPost, "/configs/{id:.*}/update", s.postConfigUpdate},
+	)
 	return rs
 }
 
@@ -393,5 +405,121 @@ func (s *Server) swarmLogs(ctx context.Context, w http.ResponseWriter, r *http.R
 		return err
 	}
 	writeLogStream(ctx, cancel, w, msgs, opts, tty)
+	return nil
+}
+
+func (s *Server) getSecrets(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	if err := r.ParseForm(); err != nil {
+		return errdefs.InvalidParameter(err)
+	}
+	f, err := parseFilters(r)
+	if err != nil {
+		return err
+	}
+	list, err := s.backend.Secrets(ctx, f)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) postSecretCreate(ctx context.Context, w http.ResponseWriter, _ map[string]string, spec *swarm.SecretSpec) error {
+	id, err := s.backend.SecretCreate(ctx, *spec)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, swarm.SecretCreateResponse{ID: id})
+}
+
+func (s *Server) getSecret(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
+	sec, err := s.backend.Secret(ctx, vars["id"])
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, sec)
+}
+
+func (s *Server) deleteSecret(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
+	if err := s.backend.SecretRemove(ctx, vars["id"]); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) postSecretUpdate(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	if err := r.ParseForm(); err != nil {
+		return errdefs.InvalidParameter(err)
+	}
+	version, err := versionQuery(r, "secret")
+	if err != nil {
+		return err
+	}
+	var spec swarm.SecretSpec
+	if err := readJSON(r, &spec); err != nil {
+		return err
+	}
+	if err := s.backend.SecretUpdate(ctx, vars["id"], version, spec); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (s *Server) getConfigs(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	if err := r.ParseForm(); err != nil {
+		return errdefs.InvalidParameter(err)
+	}
+	f, err := parseFilters(r)
+	if err != nil {
+		return err
+	}
+	list, err := s.backend.Configs(ctx, f)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) postConfigCreate(ctx context.Context, w http.ResponseWriter, _ map[string]string, spec *swarm.ConfigSpec) error {
+	id, err := s.backend.ConfigCreate(ctx, *spec)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, swarm.ConfigCreateResponse{ID: id})
+}
+
+func (s *Server) getConfig(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
+	cfg, err := s.backend.Config(ctx, vars["id"])
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, cfg)
+}
+
+func (s *Server) deleteConfig(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
+	if err := s.backend.ConfigRemove(ctx, vars["id"]); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) postConfigUpdate(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	if err := r.ParseForm(); err != nil {
+		return errdefs.InvalidParameter(err)
+	}
+	version, err := versionQuery(r, "config")
+	if err != nil {
+		return err
+	}
+	var spec swarm.ConfigSpec
+	if err := readJSON(r, &spec); err != nil {
+		return err
+	}
+	if err := s.backend.ConfigUpdate(ctx, vars["id"], version, spec); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
 	return nil
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/errdefs"
+	"github.com/moby/swarmkit/v2/agent"
 	swarmapi "github.com/moby/swarmkit/v2/api"
 	"github.com/moby/swarmkit/v2/manager/encryption"
 	swarmnode "github.com/moby/swarmkit/v2/node"
@@ -164,7 +165,7 @@ func (c *Cluster) startNode(st nodeState, extra swarmnode.Config) error {
 	cfg.ListenControlAPI = c.cfg.ControlSocket
 	cfg.ListenRemoteAPI = st.ListenAddr
 	cfg.AdvertiseRemoteAPI = st.AdvertiseAddr
-	cfg.Executor = &executor{engineVersion: c.cfg.EngineVersion, hostname: hostname, containers: c.cfg.Containers}
+	cfg.Executor = &executor{engineVersion: c.cfg.EngineVersion, hostname: hostname, containers: c.cfg.Containers, dependencies: agent.NewDependencyManager(nil)}
 	cfg.ElectionTick = 10 // dockerd's: 10 ticks of a second
 	cfg.HeartbeatTick = 1
 	n, err := swarmnode.New(&cfg)

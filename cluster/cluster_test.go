@@ -380,3 +380,82 @@ func TestLockedNodeUnlock(t *testing.T) {
 		t.Fatalf("nodes after unlock: %+v %v", nodes, err)
 	}
 }
+
+// Secrets and configs in a real manager's store: created, found by name
+// and ID prefix, listed by filters, a secret's data never returned, a
+// config's returned, labels updated at the version read, removal refused
+// while a service uses them.
+func TestSecretsConfigs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a SwarmKit manager")
+	}
+	ctx := context.Background()
+	c := testNode(t, &fakeContainers{})
+	if _, err := c.CreateSecret(ctx, swarm.SecretSpec{Annotations: swarm.Annotations{Name: "x"}}); !errdefs.IsUnavailable(err) {
+		t.Fatalf("a secret outside a swarm: %v", err)
+	}
+	if _, err := c.Init(ctx, swarm.InitRequest{ListenAddr: freeAddr(t)}); err != nil {
+		t.Fatal(err)
+	}
+	sid, err := c.CreateSecret(ctx, swarm.SecretSpec{Annotations: swarm.Annotations{Name: "db-pw", Labels: map[string]string{"a": "1"}}, Data: []byte("hunter2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateSecret(ctx, swarm.SecretSpec{Annotations: swarm.Annotations{Name: "db-pw"}, Data: []byte("x")}); !errdefs.IsConflict(err) {
+		t.Fatalf("a second secret of that name: %v", err)
+	}
+	if _, err := c.CreateSecret(ctx, swarm.SecretSpec{Annotations: swarm.Annotations{Name: "empty"}}); !errdefs.IsInvalidParameter(err) {
+		t.Fatalf("a secret without data: %v", err)
+	}
+	for _, ref := range []string{sid, sid[:5], "db-pw"} {
+		s, err := c.Secret(ctx, ref)
+		if err != nil || s.ID != sid || s.Spec.Data != nil || s.Spec.Labels["a"] != "1" {
+			t.Fatalf("secret %q: %+v %v", ref, s, err)
+		}
+	}
+	if _, err := c.Secret(ctx, "nope"); !errdefs.IsNotFound(err) {
+		t.Fatalf("an unknown secret: %v", err)
+	}
+	if l, err := c.Secrets(ctx, filters.NewArgs(filters.Arg("name", "db"))); err != nil || len(l) != 1 {
+		t.Fatalf("secrets by name prefix: %+v %v", l, err)
+	}
+	if l, err := c.Secrets(ctx, filters.NewArgs(filters.Arg("label", "a=2"))); err != nil || len(l) != 0 {
+		t.Fatalf("secrets by another label: %+v %v", l, err)
+	}
+	s, _ := c.Secret(ctx, sid)
+	if err := c.UpdateSecret(ctx, sid, s.Version.Index, swarm.SecretSpec{Annotations: swarm.Annotations{Name: "db-pw", Labels: map[string]string{"a": "2"}}, Data: []byte("hunter2")}); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := c.Secret(ctx, sid); s.Spec.Labels["a"] != "2" {
+		t.Fatalf("labels after update: %+v", s.Spec.Labels)
+	}
+	cid, err := c.CreateConfig(ctx, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: "app.conf"}, Data: []byte("k=v\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := c.Config(ctx, "app.conf"); err != nil || cfg.ID != cid || string(cfg.Spec.Data) != "k=v\n" {
+		t.Fatalf("config: %+v %v", cfg, err)
+	}
+	svc, err := c.CreateService(ctx, swarm.ServiceSpec{Annotations: swarm.Annotations{Name: "user"}, TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "busybox",
+		Secrets: []*swarm.SecretReference{{SecretID: sid, SecretName: "db-pw", File: &swarm.SecretReferenceFileTarget{Name: "db-pw", UID: "0", GID: "0", Mode: 0o444}}},
+		Configs: []*swarm.ConfigReference{{ConfigID: cid, ConfigName: "app.conf", File: &swarm.ConfigReferenceFileTarget{Name: "/app.conf", UID: "0", GID: "0", Mode: 0o444}}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveSecret(ctx, "db-pw"); !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("removing a secret in use: %v", err)
+	}
+	if err := c.RemoveService(ctx, svc.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveSecret(ctx, "db-pw"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveConfig(ctx, cid[:6]); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := c.Configs(ctx, filters.NewArgs()); len(l) != 0 {
+		t.Fatalf("configs after removal: %+v", l)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,9 @@ type Containers interface {
 	ContainerInspect(ctx context.Context, nameOrID string, size bool) (*container.InspectResponse, error)
 	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
 	ContainerLogs(ctx context.Context, nameOrID string, opts container.LogsOptions) (<-chan backend.LogMessage, bool, error)
+	// SetContainerFiles gives a container files kept only in memory: the
+	// task's secrets and configs.
+	SetContainerFiles(ctx context.Context, nameOrID string, files []backend.ContainerFile) error
 	PullImage(ctx context.Context, ref string, platform string, auth *registry.AuthConfig, out io.Writer) error
 	ImageInspect(ctx context.Context, nameOrID string) (*image.InspectResponse, error)
 }
@@ -57,7 +61,8 @@ const defaultStopGrace = 10 * time.Second
 type controller struct {
 	c    Containers
 	task *swarmapi.Task
-	name string // the container's: service.slot.taskID
+	name string                // the container's: service.slot.taskID
+	deps exec.DependencyGetter // the task's secrets and configs
 }
 
 var (
@@ -65,7 +70,7 @@ var (
 	_ exec.ContainerStatuser = (*controller)(nil)
 )
 
-func newController(c Containers, t *swarmapi.Task) (*controller, error) {
+func newController(c Containers, t *swarmapi.Task, deps exec.DependencyGetter) (*controller, error) {
 	if t.Spec.GetContainer() == nil {
 		return nil, exec.ErrRuntimeUnsupported
 	}
@@ -77,7 +82,7 @@ func newController(c Containers, t *swarmapi.Task) (*controller, error) {
 			return nil, errors.New("jevm does not attach swarm tasks to overlay networks yet")
 		}
 	}
-	return &controller{c: c, task: t, name: naming.Task(t)}, nil
+	return &controller{c: c, task: t, name: naming.Task(t), deps: deps}, nil
 }
 
 // Update implements exec.Controller: nothing of a running task's
@@ -165,9 +170,6 @@ func (r *controller) containerConfig() (*container.Config, *container.HostConfig
 	if spec.DNSConfig != nil {
 		hostCfg.DNS, hostCfg.DNSSearch, hostCfg.DNSOptions = spec.DNSConfig.Nameservers, spec.DNSConfig.Search, spec.DNSConfig.Options
 	}
-	if len(spec.Secrets) > 0 || len(spec.Configs) > 0 {
-		return nil, nil, errors.New("jevm does not deliver swarm secrets and configs to tasks yet")
-	}
 	// Ports published in host mode, as a container's -p: as the
 	// allocator resolved them, or (SwarmKit's allocator without a network
 	// driver leaves them out) as the service's spec says.
@@ -232,6 +234,16 @@ func (r *controller) Start(ctx context.Context) error {
 	if st.State != nil && st.State.FinishedAt != "" && st.State.FinishedAt != "0001-01-01T00:00:00Z" {
 		// It ran and exited: a task is not started twice.
 		return exec.ErrTaskStarted
+	}
+	// Given at every start: the engine keeps them in memory only.
+	files, err := r.taskFiles()
+	if err != nil {
+		return err
+	}
+	if len(files) > 0 {
+		if err := r.c.SetContainerFiles(ctx, r.name, files); err != nil {
+			return err
+		}
 	}
 	if err := r.c.ContainerStart(ctx, r.name); err != nil && !errdefs.IsNotModified(err) {
 		return err
@@ -315,3 +327,66 @@ type exitError struct{ code int }
 
 func (e *exitError) Error() string { return fmt.Sprintf("task: non-zero exit (%d)", e.code) }
 func (e *exitError) ExitCode() int { return e.code }
+
+// taskFiles are the task's secrets and configs as files: a secret at
+// /run/secrets/NAME unless its target is absolute, a config at /NAME, as
+// dockerd mounts them, with the reference's owner and mode.
+func (r *controller) taskFiles() ([]backend.ContainerFile, error) {
+	spec := r.task.Spec.GetContainer()
+	var files []backend.ContainerFile
+	add := func(kind, name string, ft *swarmapi.FileTarget, data []byte, dir string) error {
+		uid, err := fileOwnerID(ft.UID)
+		if err != nil {
+			return fmt.Errorf("%s %s: uid: %w", kind, name, err)
+		}
+		gid, err := fileOwnerID(ft.GID)
+		if err != nil {
+			return fmt.Errorf("%s %s: gid: %w", kind, name, err)
+		}
+		target := ft.Name
+		if !path.IsAbs(target) {
+			target = path.Join(dir, target)
+		}
+		files = append(files, backend.ContainerFile{Target: target, Data: data, UID: uid, GID: gid, Mode: ft.Mode})
+		return nil
+	}
+	for _, ref := range spec.Secrets {
+		ft := ref.GetFile()
+		if ft == nil {
+			continue
+		}
+		s, err := r.deps.Secrets().Get(ref.SecretID)
+		if err != nil || s == nil {
+			return nil, fmt.Errorf("secret %s (%s) is not available to the task: %v", ref.SecretName, ref.SecretID, err)
+		}
+		if err := add("secret", ref.SecretName, ft, s.Spec.Data, "/run/secrets"); err != nil {
+			return nil, err
+		}
+	}
+	for _, ref := range spec.Configs {
+		ft := ref.GetFile()
+		if ft == nil {
+			continue // a runtime target (Windows credential specs)
+		}
+		cfg, err := r.deps.Configs().Get(ref.ConfigID)
+		if err != nil || cfg == nil {
+			return nil, fmt.Errorf("config %s (%s) is not available to the task: %v", ref.ConfigName, ref.ConfigID, err)
+		}
+		if err := add("config", ref.ConfigName, ft, cfg.Spec.Data, "/"); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
+
+// fileOwnerID parses a file target's numeric uid or gid ("" is 0).
+func fileOwnerID(s string) (uint32, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a numeric id", s)
+	}
+	return uint32(n), nil
+}

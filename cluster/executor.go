@@ -7,8 +7,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moby/swarmkit/v2/agent"
 	"github.com/moby/swarmkit/v2/agent/exec"
 	swarmapi "github.com/moby/swarmkit/v2/api"
+	"github.com/moby/swarmkit/v2/template"
 )
 
 // executor is SwarmKit's view of this engine: it describes the host so
@@ -18,7 +20,18 @@ type executor struct {
 	engineVersion string
 	hostname      string
 	containers    Containers
+	// dependencies holds the secrets and configs the managers sent for
+	// this node's tasks (in memory only); each task sees its own.
+	dependencies exec.DependencyManager
 }
+
+var _ exec.DependencyManager = (*executor)(nil)
+
+// Secrets, Configs and Volumes implement exec.DependencyManager: the
+// agent keeps them up to date.
+func (e *executor) Secrets() exec.SecretsManager { return e.dependencies.Secrets() }
+func (e *executor) Configs() exec.ConfigsManager { return e.dependencies.Configs() }
+func (e *executor) Volumes() exec.VolumesManager { return e.dependencies.Volumes() }
 
 // Describe implements exec.Executor.
 func (e *executor) Describe(context.Context) (*swarmapi.NodeDescription, error) {
@@ -38,7 +51,9 @@ func (e *executor) Configure(context.Context, *swarmapi.Node) error { return nil
 
 // Controller implements exec.Executor.
 func (e *executor) Controller(t *swarmapi.Task) (exec.Controller, error) {
-	return newController(e.containers, t)
+	desc, _ := e.Describe(context.Background())
+	deps := template.NewTemplatedDependencyGetter(agent.Restrict(e.dependencies, t), t, desc)
+	return newController(e.containers, t, deps)
 }
 
 // SetNetworkBootstrapKeys implements exec.Executor.

@@ -17,8 +17,8 @@ import (
 // Services and tasks: the API's service spec is turned into SwarmKit's
 // and back. What jevm does not run yet is refused here, at create or
 // update, rather than left for every task to fail: overlay networks,
-// ports published through the routing mesh (host-mode ports work),
-// secrets, configs, jobs and plugins.
+// ports published through the routing mesh (host-mode ports work), jobs
+// and plugins.
 
 // toServiceSpec converts and checks an API service spec.
 func toServiceSpec(s swarm.ServiceSpec) (swarmapi.ServiceSpec, error) {
@@ -34,9 +34,6 @@ func toServiceSpec(s swarm.ServiceSpec) (swarmapi.ServiceSpec, error) {
 	}
 	if len(s.Networks) > 0 || len(s.TaskTemplate.Networks) > 0 {
 		return bad("jevm does not attach services to overlay networks yet")
-	}
-	if len(cs.Secrets) > 0 || len(cs.Configs) > 0 {
-		return bad("jevm does not deliver secrets and configs to services yet")
 	}
 	out := swarmapi.ServiceSpec{Annotations: swarmapi.Annotations{Name: s.Name, Labels: s.Labels}}
 	switch m := s.Mode; {
@@ -59,6 +56,29 @@ func toServiceSpec(s swarm.ServiceSpec) (swarmapi.ServiceSpec, error) {
 	}
 	if cs.Init != nil {
 		c.Init = &gogotypes.BoolValue{Value: *cs.Init}
+	}
+	for _, r := range cs.Secrets {
+		if r == nil {
+			continue
+		}
+		sr := &swarmapi.SecretReference{SecretID: r.SecretID, SecretName: r.SecretName}
+		if r.File != nil {
+			sr.Target = &swarmapi.SecretReference_File{File: &swarmapi.FileTarget{Name: r.File.Name, UID: r.File.UID, GID: r.File.GID, Mode: r.File.Mode}}
+		}
+		c.Secrets = append(c.Secrets, sr)
+	}
+	for _, r := range cs.Configs {
+		if r == nil {
+			continue
+		}
+		cr := &swarmapi.ConfigReference{ConfigID: r.ConfigID, ConfigName: r.ConfigName}
+		switch {
+		case r.File != nil:
+			cr.Target = &swarmapi.ConfigReference_File{File: &swarmapi.FileTarget{Name: r.File.Name, UID: r.File.UID, GID: r.File.GID, Mode: r.File.Mode}}
+		case r.Runtime != nil:
+			cr.Target = &swarmapi.ConfigReference_Runtime{Runtime: &swarmapi.RuntimeTarget{}}
+		}
+		c.Configs = append(c.Configs, cr)
 	}
 	if cs.StopGracePeriod != nil {
 		c.StopGracePeriod = gogotypes.DurationProto(*cs.StopGracePeriod)
@@ -252,6 +272,22 @@ func fromTaskSpec(t swarmapi.TaskSpec) swarm.TaskSpec {
 			if mt, err := toMount(m); err == nil {
 				cs.Mounts = append(cs.Mounts, mt)
 			}
+		}
+		for _, r := range c.Secrets {
+			sr := &swarm.SecretReference{SecretID: r.SecretID, SecretName: r.SecretName}
+			if f := r.GetFile(); f != nil {
+				sr.File = &swarm.SecretReferenceFileTarget{Name: f.Name, UID: f.UID, GID: f.GID, Mode: f.Mode}
+			}
+			cs.Secrets = append(cs.Secrets, sr)
+		}
+		for _, r := range c.Configs {
+			cr := &swarm.ConfigReference{ConfigID: r.ConfigID, ConfigName: r.ConfigName}
+			if f := r.GetFile(); f != nil {
+				cr.File = &swarm.ConfigReferenceFileTarget{Name: f.Name, UID: f.UID, GID: f.GID, Mode: f.Mode}
+			} else if r.GetRuntime() != nil {
+				cr.Runtime = &swarm.ConfigReferenceRuntimeTarget{}
+			}
+			cs.Configs = append(cs.Configs, cr)
 		}
 		out.ContainerSpec = cs
 		if c.PidsLimit > 0 {
@@ -471,29 +507,23 @@ func (c *Cluster) taskCounts(ctx context.Context, control swarmapi.ControlClient
 
 // serviceByRef finds a service by ID, name or ID prefix.
 func (c *Cluster) serviceByRef(ctx context.Context, control swarmapi.ControlClient, ref string) (*swarmapi.Service, error) {
-	if r, err := control.GetService(ctx, &swarmapi.GetServiceRequest{ServiceID: ref}); err == nil {
-		return r.Service, nil
-	}
-	r, err := control.ListServices(ctx, &swarmapi.ListServicesRequest{})
-	if err != nil {
-		return nil, fromGRPC(err)
-	}
-	var found []*swarmapi.Service
-	for _, s := range r.Services {
-		if s.Spec.Annotations.Name == ref {
-			return s, nil
-		}
-		if strings.HasPrefix(s.ID, ref) {
-			found = append(found, s)
-		}
-	}
-	switch len(found) {
-	case 1:
-		return found[0], nil
-	case 0:
-		return nil, errdefs.NotFound(fmt.Errorf("service %s not found", ref))
-	}
-	return nil, errdefs.InvalidParameter(fmt.Errorf("service %s is ambiguous (%d matches found)", ref, len(found)))
+	return byRef("service", ref,
+		func() (*swarmapi.Service, error) {
+			r, err := control.GetService(ctx, &swarmapi.GetServiceRequest{ServiceID: ref})
+			if err != nil {
+				return nil, err
+			}
+			return r.Service, nil
+		},
+		func() ([]*swarmapi.Service, error) {
+			r, err := control.ListServices(ctx, &swarmapi.ListServicesRequest{})
+			if err != nil {
+				return nil, fromGRPC(err)
+			}
+			return r.Services, nil
+		},
+		func(s *swarmapi.Service) string { return s.ID },
+		func(s *swarmapi.Service) string { return s.Spec.Annotations.Name })
 }
 
 // Service returns one service (GET /services/{id}).

@@ -2,13 +2,17 @@ package cluster
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/errdefs"
+	"github.com/moby/swarmkit/v2/agent"
 	swarmapi "github.com/moby/swarmkit/v2/api"
+
+	"github.com/jevm/jevm/api/types/backend"
 )
 
 // A service spec goes to SwarmKit and comes back the same.
@@ -25,6 +29,8 @@ func TestServiceSpecRoundTrip(t *testing.T) {
 				StopSignal: "SIGINT", StopGracePeriod: &grace, Init: &yes, Hosts: []string{"1.2.3.4 x"},
 				Mounts:        []mount.Mount{{Type: mount.TypeVolume, Source: "v", Target: "/v", ReadOnly: true}, {Type: mount.TypeBind, Source: "/src", Target: "/b"}},
 				CapabilityAdd: []string{"CAP_NET_ADMIN"},
+				Secrets:       []*swarm.SecretReference{{SecretID: "s1", SecretName: "db", File: &swarm.SecretReferenceFileTarget{Name: "db", UID: "0", GID: "0", Mode: 0o444}}},
+				Configs:       []*swarm.ConfigReference{{ConfigID: "c1", ConfigName: "app", File: &swarm.ConfigReferenceFileTarget{Name: "/app.conf", UID: "1", GID: "2", Mode: 0o400}}},
 			},
 			Resources:     &swarm.ResourceRequirements{Limits: &swarm.Limit{NanoCPUs: 5e8, MemoryBytes: 64 << 20, Pids: 100}, Reservations: &swarm.Resources{MemoryBytes: 32 << 20}},
 			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionOnFailure, Delay: &delay, MaxAttempts: &attempts, Window: &window},
@@ -58,10 +64,7 @@ func TestServiceSpecRefusals(t *testing.T) {
 		"no container": func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec = nil },
 		"no image":     func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec.Image = "" },
 		"network":      func(s *swarm.ServiceSpec) { s.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "n"}} },
-		"secret": func(s *swarm.ServiceSpec) {
-			s.TaskTemplate.ContainerSpec.Secrets = []*swarm.SecretReference{{SecretName: "s"}}
-		},
-		"job": func(s *swarm.ServiceSpec) { s.Mode.ReplicatedJob = &swarm.ReplicatedJob{} },
+		"job":          func(s *swarm.ServiceSpec) { s.Mode.ReplicatedJob = &swarm.ReplicatedJob{} },
 		"mesh port": func(s *swarm.ServiceSpec) {
 			s.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{{TargetPort: 80, PublishedPort: 8080}}}
 		},
@@ -95,7 +98,7 @@ func TestTaskContainerConfig(t *testing.T) {
 		// As SwarmKit's orchestrator makes it: the spec's ports only.
 		Endpoint: &swarmapi.Endpoint{Spec: &swarmapi.EndpointSpec{Ports: []*swarmapi.PortConfig{{TargetPort: 80, PublishedPort: 8080, PublishMode: swarmapi.PublishModeHost}}}},
 	}
-	r, err := newController(nil, task)
+	r, err := newController(nil, task, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,5 +114,46 @@ func TestTaskContainerConfig(t *testing.T) {
 	}
 	if b := hostCfg.PortBindings["80/tcp"]; len(b) != 1 || b[0].HostPort != "8080" {
 		t.Errorf("port bindings: %+v", hostCfg.PortBindings)
+	}
+}
+
+// A task's secrets and configs as files: where dockerd puts them, with
+// the reference's owner and mode, data from the task's dependencies.
+func TestTaskFiles(t *testing.T) {
+	deps := agent.NewDependencyManager(nil)
+	deps.Secrets().Add(swarmapi.Secret{ID: "s1", Spec: swarmapi.SecretSpec{Annotations: swarmapi.Annotations{Name: "db"}, Data: []byte("pw")}})
+	deps.Configs().Add(swarmapi.Config{ID: "c1", Spec: swarmapi.ConfigSpec{Annotations: swarmapi.Annotations{Name: "app"}, Data: []byte("cfg")}})
+	task := &swarmapi.Task{ID: "t1", ServiceAnnotations: swarmapi.Annotations{Name: "web"}, Spec: swarmapi.TaskSpec{
+		Runtime: &swarmapi.TaskSpec_Container{Container: &swarmapi.ContainerSpec{Image: "busybox",
+			Secrets: []*swarmapi.SecretReference{
+				{SecretID: "s1", SecretName: "db", Target: &swarmapi.SecretReference_File{File: &swarmapi.FileTarget{Name: "db", UID: "0", GID: "0", Mode: 0o444}}},
+				{SecretID: "s1", SecretName: "db", Target: &swarmapi.SecretReference_File{File: &swarmapi.FileTarget{Name: "/etc/app/pw", UID: "1000", GID: "50", Mode: 0o400}}},
+			},
+			Configs: []*swarmapi.ConfigReference{
+				{ConfigID: "c1", ConfigName: "app", Target: &swarmapi.ConfigReference_File{File: &swarmapi.FileTarget{Name: "app.conf", Mode: 0o444}}},
+			},
+		}},
+	}}
+	r, err := newController(nil, task, agent.Restrict(deps, task))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := r.taskFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []backend.ContainerFile{
+		{Target: "/run/secrets/db", Data: []byte("pw"), Mode: 0o444},
+		{Target: "/etc/app/pw", Data: []byte("pw"), UID: 1000, GID: 50, Mode: 0o400},
+		{Target: "/app.conf", Data: []byte("cfg"), Mode: 0o444},
+	}
+	if !reflect.DeepEqual(files, want) {
+		t.Fatalf("files %+v, want %+v", files, want)
+	}
+	// A secret the task was not given is not there.
+	task.Spec.GetContainer().Secrets[0].SecretID = "s2"
+	r, _ = newController(nil, task, agent.Restrict(deps, task))
+	if _, err := r.taskFiles(); err == nil || !strings.Contains(err.Error(), "not available") {
+		t.Fatalf("a missing secret: %v", err)
 	}
 }

@@ -1,7 +1,10 @@
 package integration
 
 import (
+	"bytes"
+	"encoding/base64"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -238,4 +241,131 @@ func TestSwarmService(t *testing.T) {
 		t.Fatalf("a port through the routing mesh: %s", r)
 	}
 	mustDocker(t, "service", "rm", web)
+}
+
+// Secrets and configs: created from stdin and a file, delivered into a
+// task's VM as read-only files with the owner and mode asked, never
+// returned by inspect (a secret) and never written anywhere under the
+// daemon's roots; removal refused while a service uses them.
+func TestSwarmSecretsConfigs(t *testing.T) {
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	t.Cleanup(func() { docker(t, "swarm", "leave", "--force") })
+	mustDocker(t, "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", listen)
+	svc := uniqueName(t, "svc")
+	t.Cleanup(func() { docker(t, "service", "rm", svc) })
+
+	marker := fmt.Sprintf("s3cret-%d-%d", os.Getpid(), time.Now().UnixNano())
+	if r := dockerStdin(t, marker, "secret", "create", "app_pw", "-"); r.code != 0 {
+		t.Fatalf("secret create: %s", r)
+	}
+	t.Cleanup(func() { docker(t, "secret", "rm", "app_pw") })
+	cfgFile := filepath.Join(t.TempDir(), "app.conf")
+	if err := os.WriteFile(cfgFile, []byte("listen=80\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustDocker(t, "config", "create", "--label", "tier=web", "app_conf", cfgFile)
+	t.Cleanup(func() { docker(t, "config", "rm", "app_conf") })
+	if r := dockerStdin(t, "x", "secret", "create", "app_pw", "-"); r.code == 0 || !strings.Contains(r.stderr, "already exists") {
+		t.Fatalf("a second secret app_pw: %s", r)
+	}
+	if got := mustDocker(t, "secret", "ls", "--format", "{{.Name}}"); got != "app_pw\n" {
+		t.Fatalf("secret ls: %q", got)
+	}
+	if got := mustDocker(t, "secret", "inspect", "--format", "{{.Spec.Name}} {{len .Spec.Data}}", "app_pw"); got != "app_pw 0\n" {
+		t.Fatalf("secret inspect: %q", got)
+	}
+	if got := mustDocker(t, "config", "inspect", "--format", "{{.Spec.Labels.tier}} {{printf \"%s\" .Spec.Data}}", "app_conf"); got != "web listen=80\n\n" {
+		t.Fatalf("config inspect: %q", got)
+	}
+
+	mustDocker(t, "service", "create", "--detach", "--name", svc,
+		"--secret", "app_pw", "--secret", "source=app_pw,target=/etc/app/pw,uid=1000,gid=50,mode=0400",
+		"--config", "source=app_conf,target=/etc/app.conf", "busybox", "sleep", "600")
+	var ctr string
+	waitFor(t, 120*time.Second, svc+" running", func() bool {
+		ids := strings.Fields(mustDocker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+svc))
+		if len(ids) == 1 {
+			ctr = ids[0]
+		}
+		return len(ids) == 1
+	})
+	if got := mustDocker(t, "exec", ctr, "cat", "/run/secrets/app_pw"); got != marker {
+		t.Fatalf("/run/secrets/app_pw: %q", got)
+	}
+	if got := mustDocker(t, "exec", ctr, "stat", "-c", "%u %g %a", "/run/secrets/app_pw", "/etc/app/pw", "/etc/app.conf"); got != "0 0 444\n1000 50 400\n0 0 444\n" {
+		t.Fatalf("owners and modes: %q", got)
+	}
+	if got := mustDocker(t, "exec", ctr, "cat", "/etc/app.conf"); got != "listen=80\n" {
+		t.Fatalf("/etc/app.conf: %q", got)
+	}
+	if r := docker(t, "exec", ctr, "sh", "-c", "echo x > /run/secrets/app_pw"); r.code == 0 {
+		t.Fatalf("a secret was writable: %s", r)
+	}
+	// Nowhere on the host's disk: not in the data root (the raft store
+	// is encrypted), the exec root, the log or the container's files
+	// (its disk included). The image store, the templates and the test
+	// registry, written before the secret existed, are skipped: they are
+	// gigabytes of sparse disks and memory files.
+	skip := map[string]bool{filepath.Join(env.root, "data", "image"): true, filepath.Join(env.root, "data", "templates"): true, env.registry.Dir: true}
+	for _, needle := range []string{marker, strings.TrimRight(base64.StdEncoding.EncodeToString([]byte(marker)), "=")} {
+		if found := filesContaining(t, env.root, skip, []byte(needle)); len(found) > 0 {
+			t.Fatalf("the secret (%s) is readable on the host's disk in: %v", needle, found)
+		}
+	}
+
+	if r := docker(t, "secret", "rm", "app_pw"); r.code == 0 || !strings.Contains(r.stderr, "in use") {
+		t.Fatalf("removing a secret in use: %s", r)
+	}
+	mustDocker(t, "service", "rm", svc)
+	mustDocker(t, "secret", "rm", "app_pw")
+	mustDocker(t, "config", "rm", "app_conf")
+	if got := mustDocker(t, "config", "ls", "-q"); got != "" {
+		t.Fatalf("config ls after rm: %q", got)
+	}
+}
+
+// filesContaining lists the regular files under root (but the skipped
+// directories) that contain needle.
+func filesContaining(t *testing.T, root string, skip map[string]bool, needle []byte) []string {
+	t.Helper()
+	var found []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // gone meanwhile
+		}
+		if d.IsDir() && skip[p] {
+			return filepath.SkipDir
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		buf := make([]byte, 1<<20+len(needle))
+		carry := 0
+		for {
+			n, err := f.Read(buf[carry:])
+			if bytes.Contains(buf[:carry+n], needle) {
+				found = append(found, p)
+				return nil
+			}
+			if err != nil {
+				return nil
+			}
+			// Keep the tail, in case the needle straddles two reads.
+			if carry+n >= len(needle) {
+				copy(buf, buf[carry+n-len(needle)+1:carry+n])
+				carry = len(needle) - 1
+			} else {
+				carry += n
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }

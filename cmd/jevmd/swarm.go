@@ -91,3 +91,43 @@ func (e engine) Task(ctx context.Context, id string) (swarm.Task, error) { retur
 func (e engine) ServiceLogs(ctx context.Context, services, tasks []string, opts container.LogsOptions) (<-chan backend.LogMessage, error) {
 	return e.c.ServiceLogs(ctx, services, tasks, opts)
 }
+
+func (e engine) SecretCreate(ctx context.Context, spec swarm.SecretSpec) (string, error) {
+	return e.c.CreateSecret(ctx, spec)
+}
+
+func (e engine) Secrets(ctx context.Context, f filters.Args) ([]swarm.Secret, error) {
+	return e.c.Secrets(ctx, f)
+}
+
+func (e engine) Secret(ctx context.Context, ref string) (swarm.Secret, error) {
+	return e.c.Secret(ctx, ref)
+}
+
+func (e engine) SecretUpdate(ctx context.Context, ref string, version uint64, spec swarm.SecretSpec) error {
+	return e.c.UpdateSecret(ctx, ref, version, spec)
+}
+
+func (e engine) SecretRemove(ctx context.Context, ref string) error {
+	return e.c.RemoveSecret(ctx, ref)
+}
+
+func (e engine) ConfigCreate(ctx context.Context, spec swarm.ConfigSpec) (string, error) {
+	return e.c.CreateConfig(ctx, spec)
+}
+
+func (e engine) Configs(ctx context.Context, f filters.Args) ([]swarm.Config, error) {
+	return e.c.Configs(ctx, f)
+}
+
+func (e engine) Config(ctx context.Context, ref string) (swarm.Config, error) {
+	return e.c.Config(ctx, ref)
+}
+
+func (e engine) ConfigUpdate(ctx context.Context, ref string, version uint64, spec swarm.ConfigSpec) error {
+	return e.c.UpdateConfig(ctx, ref, version, spec)
+}
+
+func (e engine) ConfigRemove(ctx context.Context, ref string) error {
+	return e.c.RemoveConfig(ctx, ref)
+}
