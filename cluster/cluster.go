@@ -9,9 +9,10 @@
 // `join-token`, `unlock-key`; `docker node ls`, `inspect`, `update`
 // (promote, demote, drain), `rm`; services, tasks and their logs
 // (logs.go), each task run by the executor as a container of the engine
-// (controller.go), so a jeVM; /info's Swarm section and /_ping's Swarm
+// (controller.go), so a jeVM; secrets and configs (secrets.go), given
+// to tasks as in-memory files; /info's Swarm section and /_ping's Swarm
 // header; the node is started again when jevmd restarts. Overlay
-// networks, the routing mesh, secrets, configs and stacks are next.
+// networks, the routing mesh and stacks are next.
 package cluster
 
 import (
