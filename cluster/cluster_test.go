@@ -459,3 +459,30 @@ func TestSecretsConfigs(t *testing.T) {
 		t.Fatalf("configs after removal: %+v", l)
 	}
 }
+
+// Bad service input is refused by SwarmKit's checks as dockerd refuses
+// it: a constraint without an operator (SwarmKit's plain error, which
+// dockerd answers with 500), an unknown secret (400).
+func TestServiceBadInput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a SwarmKit manager")
+	}
+	ctx := context.Background()
+	c := testNode(t, &fakeContainers{})
+	if _, err := c.Init(ctx, swarm.InitRequest{ListenAddr: freeAddr(t)}); err != nil {
+		t.Fatal(err)
+	}
+	spec := func() swarm.ServiceSpec {
+		return swarm.ServiceSpec{Annotations: swarm.Annotations{Name: "bad"}, TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "busybox"}}}
+	}
+	s := spec()
+	s.TaskTemplate.Placement = &swarm.Placement{Constraints: []string{"node.role=manager"}}
+	if _, err := c.CreateService(ctx, s); !errdefs.IsSystem(err) || !strings.Contains(err.Error(), "constraint expected one operator") {
+		t.Fatalf("a constraint without an operator: %v", err)
+	}
+	s = spec()
+	s.TaskTemplate.ContainerSpec.Secrets = []*swarm.SecretReference{{SecretID: "nosuchsecret", SecretName: "x", File: &swarm.SecretReferenceFileTarget{Name: "x"}}}
+	if _, err := c.CreateService(ctx, s); !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), "secret") {
+		t.Fatalf("an unknown secret: %v", err)
+	}
+}
