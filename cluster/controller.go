@@ -140,6 +140,9 @@ func (r *controller) containerConfig() (*container.Config, *container.HostConfig
 		secs := int(d / time.Second)
 		cfg.StopTimeout = &secs
 	}
+	if spec.Healthcheck != nil {
+		cfg.Healthcheck = toHealthConfig(spec.Healthcheck)
+	}
 	hostCfg := &container.HostConfig{
 		ReadonlyRootfs: spec.ReadOnly,
 		ExtraHosts:     spec.Hosts,
@@ -248,7 +251,52 @@ func (r *controller) Start(ctx context.Context) error {
 	if err := r.c.ContainerStart(ctx, r.name); err != nil && !errdefs.IsNotModified(err) {
 		return err
 	}
-	return nil
+	// With a health check the task runs once it is healthy, as dockerd's
+	// executor reports it: what gates a rolling update.
+	if !hasHealthcheck(st.Config) {
+		return nil
+	}
+	tick := time.NewTicker(healthPoll)
+	defer tick.Stop()
+	for {
+		st, err := r.c.ContainerInspect(ctx, r.name, false)
+		if err != nil {
+			return err
+		}
+		switch {
+		case st.State == nil:
+		case !st.State.Running:
+			if st.State.ExitCode != 0 {
+				return &exitError{code: st.State.ExitCode}
+			}
+			return nil
+		case st.State.Health != nil && st.State.Health.Status == container.Healthy:
+			return nil
+		case st.State.Health != nil && st.State.Health.Status == container.Unhealthy:
+			if err := r.Shutdown(ctx); err != nil {
+				return fmt.Errorf("shut the unhealthy container down: %w", err)
+			}
+			return errContainerUnhealthy
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// healthPoll is how often the executor looks at a task's health.
+const healthPoll = 250 * time.Millisecond
+
+// errContainerUnhealthy fails a task whose container turned unhealthy
+// (dockerd's words).
+var errContainerUnhealthy = errors.New("unhealthy container")
+
+// hasHealthcheck says whether a container's configuration (the image's
+// health check merged in) has a health check.
+func hasHealthcheck(cfg *container.Config) bool {
+	return cfg != nil && cfg.Healthcheck != nil && len(cfg.Healthcheck.Test) > 0 && cfg.Healthcheck.Test[0] != "NONE"
 }
 
 // Wait implements exec.Controller: a non-zero exit fails the task.
@@ -257,17 +305,34 @@ func (r *controller) Wait(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	select {
-	case res := <-ch:
-		if res.Error != nil && res.Error.Message != "" {
-			return errors.New(res.Error.Message)
+	// A container that turns unhealthy is shut down and fails the task.
+	var health <-chan time.Time
+	if st, err := r.c.ContainerInspect(ctx, r.name, false); err == nil && hasHealthcheck(st.Config) {
+		tick := time.NewTicker(4 * healthPoll)
+		defer tick.Stop()
+		health = tick.C
+	}
+	for {
+		select {
+		case res := <-ch:
+			if res.Error != nil && res.Error.Message != "" {
+				return errors.New(res.Error.Message)
+			}
+			if res.StatusCode != 0 {
+				return &exitError{code: int(res.StatusCode)}
+			}
+			return nil
+		case <-health:
+			st, err := r.c.ContainerInspect(ctx, r.name, false)
+			if err == nil && st.State != nil && st.State.Health != nil && st.State.Health.Status == container.Unhealthy {
+				if err := r.Shutdown(ctx); err != nil {
+					return fmt.Errorf("shut the unhealthy container down: %w", err)
+				}
+				return errContainerUnhealthy
+			}
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		if res.StatusCode != 0 {
-			return &exitError{code: int(res.StatusCode)}
-		}
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

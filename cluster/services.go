@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/swarm"
@@ -56,6 +58,13 @@ func toServiceSpec(s swarm.ServiceSpec) (swarmapi.ServiceSpec, error) {
 	}
 	if cs.Init != nil {
 		c.Init = &gogotypes.BoolValue{Value: *cs.Init}
+	}
+	if h := cs.Healthcheck; h != nil {
+		c.Healthcheck = &swarmapi.HealthConfig{
+			Test: h.Test, Retries: int32(h.Retries),
+			Interval: durationProto(h.Interval), Timeout: durationProto(h.Timeout),
+			StartPeriod: durationProto(h.StartPeriod), StartInterval: durationProto(h.StartInterval),
+		}
 	}
 	for _, r := range cs.Secrets {
 		if r == nil {
@@ -272,6 +281,9 @@ func fromTaskSpec(t swarmapi.TaskSpec) swarm.TaskSpec {
 			if mt, err := toMount(m); err == nil {
 				cs.Mounts = append(cs.Mounts, mt)
 			}
+		}
+		if h := c.Healthcheck; h != nil {
+			cs.Healthcheck = toHealthConfig(h)
 		}
 		for _, r := range c.Secrets {
 			sr := &swarm.SecretReference{SecretID: r.SecretID, SecretName: r.SecretName}
@@ -645,4 +657,22 @@ func (c *Cluster) Task(ctx context.Context, id string) (swarm.Task, error) {
 		return swarm.Task{}, fromGRPC(err)
 	}
 	return toTask(r.Task), nil
+}
+
+// durationProto is d as SwarmKit's protobuf duration, nil for 0.
+func durationProto(d time.Duration) *gogotypes.Duration {
+	if d == 0 {
+		return nil
+	}
+	return gogotypes.DurationProto(d)
+}
+
+// toHealthConfig is a SwarmKit health check as the API's (and a
+// container's) health config.
+func toHealthConfig(h *swarmapi.HealthConfig) *container.HealthConfig {
+	return &container.HealthConfig{
+		Test: h.Test, Retries: int(h.Retries),
+		Interval: duration(h.Interval), Timeout: duration(h.Timeout),
+		StartPeriod: duration(h.StartPeriod), StartInterval: duration(h.StartInterval),
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/errdefs"
@@ -29,6 +30,7 @@ func TestServiceSpecRoundTrip(t *testing.T) {
 				StopSignal: "SIGINT", StopGracePeriod: &grace, Init: &yes, Hosts: []string{"1.2.3.4 x"},
 				Mounts:        []mount.Mount{{Type: mount.TypeVolume, Source: "v", Target: "/v", ReadOnly: true}, {Type: mount.TypeBind, Source: "/src", Target: "/b"}},
 				CapabilityAdd: []string{"CAP_NET_ADMIN"},
+				Healthcheck:   &container.HealthConfig{Test: []string{"CMD", "true"}, Interval: time.Second, Timeout: 2 * time.Second, Retries: 3, StartPeriod: 4 * time.Second},
 				Secrets:       []*swarm.SecretReference{{SecretID: "s1", SecretName: "db", File: &swarm.SecretReferenceFileTarget{Name: "db", UID: "0", GID: "0", Mode: 0o444}}},
 				Configs:       []*swarm.ConfigReference{{ConfigID: "c1", ConfigName: "app", File: &swarm.ConfigReferenceFileTarget{Name: "/app.conf", UID: "1", GID: "2", Mode: 0o400}}},
 			},

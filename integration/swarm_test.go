@@ -369,3 +369,33 @@ func filesContaining(t *testing.T, root string, skip map[string]bool, needle []b
 	}
 	return found
 }
+
+// Health checks gate a task: it is running only once its container is
+// healthy, and a container that never is fails its task ("unhealthy
+// container") instead of running.
+func TestSwarmHealthcheck(t *testing.T) {
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	t.Cleanup(func() { docker(t, "swarm", "leave", "--force") })
+	mustDocker(t, "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", listen)
+	good, bad := uniqueName(t, "good"), uniqueName(t, "bad")
+	t.Cleanup(func() { docker(t, "service", "rm", good, bad) })
+
+	mustDocker(t, "service", "create", "--detach", "--name", good, "--health-cmd", "test -f /tmp/ok", "--health-interval", "1s",
+		"--health-retries", "30", "busybox", "sh", "-c", "sleep 3; touch /tmp/ok; exec sleep 600")
+	mustDocker(t, "service", "create", "--detach", "--name", bad, "--health-cmd", "false", "--health-interval", "1s",
+		"--health-retries", "1", "--restart-max-attempts", "1", "busybox", "sleep", "600")
+	waitFor(t, 120*time.Second, good+" running", func() bool {
+		return mustDocker(t, "service", "ls", "--filter", "name="+good, "--format", "{{.Replicas}}") == "1/1\n"
+	})
+	ctr := strings.TrimSpace(mustDocker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+good))
+	if got := mustDocker(t, "inspect", "--format", "{{.State.Health.Status}}", ctr); got != "healthy\n" {
+		t.Fatalf("the running task's container is %q", got)
+	}
+	waitFor(t, 120*time.Second, bad+"'s task failing unhealthy", func() bool {
+		out := mustDocker(t, "service", "ps", "--no-trunc", "--format", "{{.CurrentState}}|{{.Error}}", bad)
+		return strings.Contains(out, "unhealthy container")
+	})
+	if got := mustDocker(t, "service", "ls", "--filter", "name="+bad, "--format", "{{.Replicas}}"); got != "0/1\n" {
+		t.Fatalf("the unhealthy service: %q", got)
+	}
+}
