@@ -102,18 +102,13 @@ func (s *Server) swarmRoutes() []route {
 		route{http.MethodGet, "/tasks", s.getTasks},
 		route{http.MethodGet, "/tasks/{id:.*}", s.getTask},
 	)
-	rs = append(rs,
-		route{http.MethodGet, "/secrets", s.getSecrets},
-		route{http.MethodPost, "/secrets/create", s.inSwarm(withJSONBody(s.postSecretCreate))},
-		route{http.MethodGet, "/secrets/{id:.*}", s.getSecret},
-		route{http.MethodDelete, "/secrets/{id:.*}", s.deleteSecret},
-		route{http.MethodPost, "/secrets/{id:.*}/update", s.postSecretUpdate},
-		route{http.MethodGet, "/configs", s.getConfigs},
-		route{http.MethodPost, "/configs/create", s.inSwarm(withJSONBody(s.postConfigCreate))},
-		route{http.MethodGet, "/configs/{id:.*}", s.getConfig},
-		route{http.MethodDelete, "/configs/{id:.*}", s.deleteConfig},
-		route{http.MethodPost, "/configs/{id:.*}/update", s.postConfigUpdate},
-	)
+	b := s.backend
+	rs = append(rs, objectRoutes(s, "secrets", swarmObjects[swarm.SecretSpec, swarm.Secret]{
+		kind: "secret", create: b.SecretCreate, list: b.Secrets, get: b.Secret, update: b.SecretUpdate, remove: b.SecretRemove,
+	})...)
+	rs = append(rs, objectRoutes(s, "configs", swarmObjects[swarm.ConfigSpec, swarm.Config]{
+		kind: "config", create: b.ConfigCreate, list: b.Configs, get: b.Config, update: b.ConfigUpdate, remove: b.ConfigRemove,
+	})...)
 	return rs
 }
 
@@ -408,118 +403,79 @@ func (s *Server) swarmLogs(ctx context.Context, w http.ResponseWriter, r *http.R
 	return nil
 }
 
-func (s *Server) getSecrets(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	if err := r.ParseForm(); err != nil {
-		return errdefs.InvalidParameter(err)
-	}
-	f, err := parseFilters(r)
-	if err != nil {
-		return err
-	}
-	list, err := s.backend.Secrets(ctx, f)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, list)
+// swarmObjects are the calls of a swarm object store that the API serves
+// the same way for secrets and configs: spec S, object O.
+type swarmObjects[S, O any] struct {
+	kind   string // "secret" or "config", for messages
+	create func(ctx context.Context, spec S) (string, error)
+	list   func(ctx context.Context, f filters.Args) ([]O, error)
+	get    func(ctx context.Context, ref string) (O, error)
+	update func(ctx context.Context, ref string, version uint64, spec S) error
+	remove func(ctx context.Context, ref string) error
 }
 
-func (s *Server) postSecretCreate(ctx context.Context, w http.ResponseWriter, _ map[string]string, spec *swarm.SecretSpec) error {
-	id, err := s.backend.SecretCreate(ctx, *spec)
-	if err != nil {
-		return err
+// objectRoutes serves /AREA, /AREA/create, /AREA/{id} and
+// /AREA/{id}/update as dockerd serves /secrets and /configs; create
+// answers 201 {"ID"} (the shape of both create responses).
+func objectRoutes[S, O any](s *Server, area string, o swarmObjects[S, O]) []route {
+	list := func(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+		if err := r.ParseForm(); err != nil {
+			return errdefs.InvalidParameter(err)
+		}
+		f, err := parseFilters(r)
+		if err != nil {
+			return err
+		}
+		objs, err := o.list(ctx, f)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, objs)
 	}
-	return writeJSON(w, http.StatusCreated, swarm.SecretCreateResponse{ID: id})
-}
-
-func (s *Server) getSecret(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
-	sec, err := s.backend.Secret(ctx, vars["id"])
-	if err != nil {
-		return err
+	create := func(ctx context.Context, w http.ResponseWriter, _ map[string]string, spec *S) error {
+		id, err := o.create(ctx, *spec)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusCreated, struct{ ID string }{id})
 	}
-	return writeJSON(w, http.StatusOK, sec)
-}
-
-func (s *Server) deleteSecret(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
-	if err := s.backend.SecretRemove(ctx, vars["id"]); err != nil {
-		return err
+	get := func(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
+		obj, err := o.get(ctx, vars["id"])
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, obj)
 	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-func (s *Server) postSecretUpdate(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	if err := r.ParseForm(); err != nil {
-		return errdefs.InvalidParameter(err)
+	remove := func(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
+		if err := o.remove(ctx, vars["id"]); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	}
-	version, err := versionQuery(r, "secret")
-	if err != nil {
-		return err
+	update := func(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+		if err := r.ParseForm(); err != nil {
+			return errdefs.InvalidParameter(err)
+		}
+		version, err := versionQuery(r, o.kind)
+		if err != nil {
+			return err
+		}
+		var spec S
+		if err := readJSON(r, &spec); err != nil {
+			return err
+		}
+		if err := o.update(ctx, vars["id"], version, spec); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusOK)
+		return nil
 	}
-	var spec swarm.SecretSpec
-	if err := readJSON(r, &spec); err != nil {
-		return err
+	return []route{
+		{http.MethodGet, "/" + area, list},
+		{http.MethodPost, "/" + area + "/create", s.inSwarm(withJSONBody(create))},
+		{http.MethodGet, "/" + area + "/{id:.*}", get},
+		{http.MethodDelete, "/" + area + "/{id:.*}", remove},
+		{http.MethodPost, "/" + area + "/{id:.*}/update", update},
 	}
-	if err := s.backend.SecretUpdate(ctx, vars["id"], version, spec); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusOK)
-	return nil
-}
-
-func (s *Server) getConfigs(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	if err := r.ParseForm(); err != nil {
-		return errdefs.InvalidParameter(err)
-	}
-	f, err := parseFilters(r)
-	if err != nil {
-		return err
-	}
-	list, err := s.backend.Configs(ctx, f)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, list)
-}
-
-func (s *Server) postConfigCreate(ctx context.Context, w http.ResponseWriter, _ map[string]string, spec *swarm.ConfigSpec) error {
-	id, err := s.backend.ConfigCreate(ctx, *spec)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusCreated, swarm.ConfigCreateResponse{ID: id})
-}
-
-func (s *Server) getConfig(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
-	cfg, err := s.backend.Config(ctx, vars["id"])
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, cfg)
-}
-
-func (s *Server) deleteConfig(ctx context.Context, w http.ResponseWriter, _ *http.Request, vars map[string]string) error {
-	if err := s.backend.ConfigRemove(ctx, vars["id"]); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-func (s *Server) postConfigUpdate(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	if err := r.ParseForm(); err != nil {
-		return errdefs.InvalidParameter(err)
-	}
-	version, err := versionQuery(r, "config")
-	if err != nil {
-		return err
-	}
-	var spec swarm.ConfigSpec
-	if err := readJSON(r, &spec); err != nil {
-		return err
-	}
-	if err := s.backend.ConfigUpdate(ctx, vars["id"], version, spec); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusOK)
-	return nil
 }
