@@ -106,6 +106,28 @@ func TestSwarmAcrossHosts(t *testing.T) {
 	h1.must("service", "rm", "web")
 
 	phase("global service answered on every host")
+	// A placement constraint and a memory limit: both tasks on h3, each
+	// a VM of the limit's size.
+	h1.must("node", "update", "--label-add", "disk=ssd", ids[h3])
+	sleeperOnH3 := strings.Fields(h3.must("ps", "-q", "--filter", "label=com.docker.swarm.service.name=sleeper"))[0]
+	h1.must("service", "create", "--detach", "--name", "pinned", "--replicas", "2", "--constraint", "node.labels.disk==ssd",
+		"--limit-memory", "192M", "busybox", "sleep", "3600")
+	waitFor(t, 2*time.Minute, "pinned's two tasks on h3", func() bool { return tasksOn(h3, "pinned") == 2 })
+	for _, id := range strings.Fields(h3.must("ps", "-q", "--filter", "label=com.docker.swarm.service.name=pinned")) {
+		if got := h3.must("inspect", "--format", "{{.HostConfig.Memory}}", id); got != fmt.Sprintln(192<<20) {
+			t.Errorf("a pinned task's memory: %q", got)
+		}
+		// The guest kernel keeps some: compare with a default-sized VM's
+		// (256 MiB), a sleeper task's on the same host.
+		if kib, def := memTotalKiB(t, h3.must("exec", id, "cat", "/proc/meminfo")), memTotalKiB(t, h3.must("exec", sleeperOnH3, "cat", "/proc/meminfo")); kib > def-48<<10 || kib < def-80<<10 {
+			t.Errorf("a pinned task's VM has %d KiB of memory, a default one %d KiB: want 64 MiB less", kib, def)
+		}
+	}
+	if n1, n2 := tasksOn(h1, "pinned"), tasksOn(h2, "pinned"); n1+n2 != 0 {
+		t.Errorf("pinned tasks on h1 and h2: %d, %d", n1, n2)
+	}
+	h1.must("service", "rm", "pinned")
+	phase("constraint and memory limit held")
 	// A rolling update, one task at a time: never fewer than five run.
 	h2.must("service", "update", "--detach", "--env-add", "GEN=2", "sleeper")
 	fewest := 6
