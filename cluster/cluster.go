@@ -525,13 +525,25 @@ func (c *Cluster) Unlock(ctx context.Context, humanKey string) error {
 		c.mu.Unlock()
 		return err
 	}
+	c.mu.Lock()
+	n := c.node
+	c.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	if err := c.waitControl(rctx); err != nil {
-		if errors.Is(err, swarmnode.ErrInvalidUnlockKey) {
-			return errBadKey // the node went back to locked
+		// Whatever stopped the node with this key (a wrong key, or one
+		// of the wrong length that fails otherwise), the node stays
+		// locked for the next try.
+		c.mu.Lock()
+		if c.node == n {
+			c.stopNode(context.Background())
 		}
-		return err
+		if c.node == nil {
+			c.locked = &st
+		}
+		c.mu.Unlock()
+		c.cfg.Log.WithError(err).Warn("swarm unlock failed")
+		return errBadKey
 	}
 	c.cfg.Log.Info("swarm unlocked")
 	return nil
