@@ -336,8 +336,20 @@ func TestVolumeSharedByRunningContainers(t *testing.T) {
 		}
 	}
 	mp := strings.TrimSpace(mustDocker(t, "volume", "inspect", "--format", "{{.Mountpoint}}", vol))
-	if b, err := os.ReadFile(filepath.Join(mp, "r")); err != nil || string(b) != "hello-from-reader\n" {
-		t.Fatalf("host view of the reader's file: %q %v", b, err)
+	// The reader rewrites the file every 0.3 s (truncate, then write):
+	// a read can fall between the two.
+	var last string
+	deadline := time.Now().Add(10 * time.Second)
+	for last != "hello-from-reader\n" && time.Now().Before(deadline) {
+		b, err := os.ReadFile(filepath.Join(mp, "r"))
+		last = string(b)
+		if err != nil {
+			last = err.Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if last != "hello-from-reader\n" {
+		t.Fatalf("host view of the reader's file: %q", last)
 	}
 	rr := docker(t, "volume", "rm", vol)
 	if rr.code == 0 || !strings.Contains(rr.stderr, "volume is in use") {
