@@ -141,6 +141,15 @@ func TestSwarmInitLeave(t *testing.T) {
 	})
 }
 
+// initSwarm makes the package's daemon a one-node swarm on a free
+// loopback port, left (forced) when the test ends.
+func initSwarm(t *testing.T) {
+	t.Helper()
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	t.Cleanup(func() { docker(t, "swarm", "leave", "--force") })
+	mustDocker(t, "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", listen)
+}
+
 // pingHeader is a header of GET /_ping.
 func pingHeader(t *testing.T, name string) string {
 	t.Helper()
@@ -157,9 +166,7 @@ func pingHeader(t *testing.T, name string) string {
 // update replace them, a host-mode published port answers, and removing
 // the service removes its containers.
 func TestSwarmService(t *testing.T) {
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	t.Cleanup(func() { docker(t, "swarm", "leave", "--force") })
-	mustDocker(t, "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", listen)
+	initSwarm(t)
 	svc := uniqueName(t, "svc")
 	t.Cleanup(func() { docker(t, "service", "rm", svc) })
 
@@ -248,9 +255,7 @@ func TestSwarmService(t *testing.T) {
 // returned by inspect (a secret) and never written anywhere under the
 // daemon's roots; removal refused while a service uses them.
 func TestSwarmSecretsConfigs(t *testing.T) {
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	t.Cleanup(func() { docker(t, "swarm", "leave", "--force") })
-	mustDocker(t, "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", listen)
+	initSwarm(t)
 	svc := uniqueName(t, "svc")
 	t.Cleanup(func() { docker(t, "service", "rm", svc) })
 
@@ -374,9 +379,7 @@ func filesContaining(t *testing.T, root string, skip map[string]bool, needle []b
 // healthy, and a container that never is fails its task ("unhealthy
 // container") instead of running.
 func TestSwarmHealthcheck(t *testing.T) {
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	t.Cleanup(func() { docker(t, "swarm", "leave", "--force") })
-	mustDocker(t, "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", listen)
+	initSwarm(t)
 	good, bad := uniqueName(t, "good"), uniqueName(t, "bad")
 	t.Cleanup(func() { docker(t, "service", "rm", good, bad) })
 
