@@ -187,6 +187,13 @@ func TestSwarmAcrossHosts(t *testing.T) {
 	waitFor(t, 3*time.Minute, "h2's leftover tasks stopped", func() bool {
 		return tasksOn(h2, "sleeper") == 0 && strings.Contains(h1.must("node", "ls", "--format", "{{.Hostname}} {{.Status}}"), h2.name+" Ready")
 	})
+	// Its agent is ready before its raft member is reachable again; until
+	// it is, demoting another manager would lose the quorum (SwarmKit
+	// refuses that), so wait for all three to be reachable.
+	waitFor(t, 2*time.Minute, "h2 a reachable manager again", func() bool {
+		out := h1.must("node", "ls", "--format", "{{.ManagerStatus}}")
+		return strings.Count(out, "Reachable")+strings.Count(out, "Leader") == 3
+	})
 
 	phase("h2's leftovers stopped")
 	h3.must("service", "rm", "sleeper")
