@@ -67,6 +67,11 @@ type networkController interface {
 	Prune(ctx context.Context, f filters.Args) (*network.PruneReport, error)
 	Connect(ctx context.Context, c *controller.Container, ref string, es *network.EndpointSettings, plug controller.NICPlugger, record func(netName string, es *network.EndpointSettings) error) error
 	Disconnect(ctx context.Context, c *controller.Container, ref string, force bool, plug controller.NICPlugger, forget func(netName string) error) error
+
+	// Swarm mode's overlay networks (cluster's Overlays).
+	EnsureOverlay(spec controller.OverlaySpec) error
+	SetOverlayPeers(p controller.OverlayPeers)
+	OverlayChanged()
 }
 
 var _ networkController = (*controller.Controller)(nil)

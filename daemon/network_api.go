@@ -72,6 +72,40 @@ func (d *Daemon) NetworksPrune(ctx context.Context, f filters.Args) (*network.Pr
 	return nc.Prune(ctx, f)
 }
 
+// EnsureOverlay makes a swarm network on this node for its tasks.
+func (d *Daemon) EnsureOverlay(spec controller.OverlaySpec) error {
+	nc, err := d.netOrErr()
+	if err != nil {
+		return err
+	}
+	return nc.EnsureOverlay(spec)
+}
+
+// SetOverlayPeers connects the overlay networks to the swarm's gossip.
+func (d *Daemon) SetOverlayPeers(p controller.OverlayPeers) {
+	if d.net != nil {
+		d.net.SetOverlayPeers(p)
+	}
+}
+
+// OverlayChanged tells the overlay networks that other nodes' endpoints
+// changed.
+func (d *Daemon) OverlayChanged() {
+	if d.net != nil {
+		d.net.OverlayChanged()
+	}
+}
+
+// LocalNetwork reports whether ref names one of this engine's local
+// networks.
+func (d *Daemon) LocalNetwork(ref string) bool {
+	if d.net == nil {
+		return false
+	}
+	ni, err := d.net.Inspect(context.Background(), ref, network.InspectOptions{})
+	return err == nil && ni.Scope == "local"
+}
+
 // vmNICs plugs NICs into a running container's VM and configures them
 // through its agent (controller.NICPlugger).
 type vmNICs struct {

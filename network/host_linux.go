@@ -497,6 +497,10 @@ func (h *Host) TeardownFirewall(bridge string) error {
 			}
 		}
 	}
+	// A swarm network's virtual IP rules (vip_linux.go).
+	if err := deleteOwnRules(h.ipt, vipComment(bridge), [][2]string{{"nat", "PREROUTING"}, {"nat", "POSTROUTING"}}); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

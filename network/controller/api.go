@@ -236,6 +236,11 @@ func (r *netRecord) inspectLocked() network.Inspect {
 	if ni.Labels == nil {
 		ni.Labels = map[string]string{}
 	}
+	if r.Driver == driverOverlay {
+		ni.Scope, ni.EnableIPv4, ni.Ingress = r.Scope, true, r.Ingress
+		ni.IPAM.Config = []network.IPAMConfig{{Subnet: r.Subnet, Gateway: r.SwarmGateway}}
+		ni.Options["com.docker.network.driver.overlay.vxlanid_list"] = strconv.Itoa(r.VNI)
+	}
 	if r.Driver == driverBridge {
 		if !r.NoIPv4 {
 			ni.IPAM.Config = []network.IPAMConfig{{Subnet: r.Subnet, Gateway: r.Gateway, IPRange: r.IPRange, AuxAddress: maps.Clone(r.Aux)}}
@@ -331,27 +336,38 @@ func (nm *Controller) List(ctx context.Context, f filters.Args) ([]network.Summa
 }
 
 func (r *netRecord) matches(f filters.Args) bool {
-	if f.Contains("driver") && !f.ExactMatch("driver", r.Driver) {
+	scope := "local"
+	if r.Scope != "" {
+		scope = r.Scope
+	}
+	return MatchNetwork(f, r.ID, r.Name, r.Driver, scope, r.Labels, r.predefined(), len(r.Endpoints) == 0 && !r.predefined())
+}
+
+// MatchNetwork applies dockerd's network list filters (ValidateFilters
+// checked them) to one network: the local ones here, the swarm's in
+// cluster/.
+func MatchNetwork(f filters.Args, id, name, driver, scope string, labels map[string]string, predefined, dangling bool) bool {
+	if f.Contains("driver") && !f.ExactMatch("driver", driver) {
 		return false
 	}
-	if f.Contains("name") && !f.Match("name", r.Name) {
+	if f.Contains("name") && !f.Match("name", name) {
 		return false
 	}
 	if f.Contains("id") {
 		hit := false
 		for _, v := range f.Get("id") {
-			hit = hit || strings.HasPrefix(r.ID, v)
+			hit = hit || strings.HasPrefix(id, v)
 		}
 		if !hit {
 			return false
 		}
 	}
-	if f.Contains("scope") && !f.ExactMatch("scope", "local") {
+	if f.Contains("scope") && !f.ExactMatch("scope", scope) {
 		return false
 	}
 	if f.Contains("type") {
 		want := "custom"
-		if r.predefined() {
+		if predefined {
 			want = "builtin"
 		}
 		if !f.ExactMatch("type", want) {
@@ -359,13 +375,12 @@ func (r *netRecord) matches(f filters.Args) bool {
 		}
 	}
 	if f.Contains("dangling") {
-		dangling := len(r.Endpoints) == 0 && !r.predefined()
 		want := f.ExactMatch("dangling", "true") || f.ExactMatch("dangling", "1")
 		if dangling != want {
 			return false
 		}
 	}
-	return filterutil.MatchLabels(f, r.Labels)
+	return filterutil.MatchLabels(f, labels)
 }
 
 // Remove serves `docker network rm`.

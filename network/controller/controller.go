@@ -145,6 +145,15 @@ type netRecord struct {
 	// daemon's --bip (kept as is; picked anew when --bip is dropped).
 	FromBIP bool `json:"fromBip,omitempty"`
 
+	// A swarm network (driver overlay, overlay.go): Gateway is this
+	// node's address on it, SwarmGateway the allocator's.
+	Scope        string `json:"scope,omitempty"`
+	Ingress      bool   `json:"ingress,omitempty"`
+	VNI          int    `json:"vni,omitempty"`
+	VXLANPort    int    `json:"vxlanPort,omitempty"`
+	DataAddr     string `json:"dataAddr,omitempty"`
+	SwarmGateway string `json:"swarmGateway,omitempty"`
+
 	pool  *jnet.Pool
 	pool6 *jnet.Pool // with EnableIPv6
 	dns   *jnet.DNSServer
@@ -174,6 +183,10 @@ type endpointRecord struct {
 	// DNS are the container's --dns servers (forwarding targets of the
 	// embedded DNS for queries from this endpoint).
 	DNS []string `json:"dns,omitempty"`
+	// Service and VIP: a swarm task's service and its virtual IP on an
+	// overlay network (OptSwarmService, OptSwarmVIP).
+	Service string `json:"service,omitempty"`
+	VIP     string `json:"vip,omitempty"`
 }
 
 func (r *netRecord) predefined() bool {
@@ -232,6 +245,7 @@ type Controller struct {
 	host *jnet.Host
 
 	mu      sync.Mutex
+	peers   OverlayPeers // the swarm's other nodes, in swarm mode
 	nets    map[string]*netRecord
 	ports   map[string][]jnet.PortBinding // running containers' bound ports
 	proxies map[string][]*jnet.Proxy
@@ -497,7 +511,7 @@ func (nm *Controller) load() error {
 		if r.Endpoints == nil {
 			r.Endpoints = map[string]*endpointRecord{}
 		}
-		if r.Driver == driverBridge {
+		if r.Driver == driverBridge || r.Driver == driverOverlay {
 			if err := nm.buildPool(r); err != nil {
 				nm.log.WithError(err).WithField("network", r.Name).Error("network address pool")
 			}
@@ -776,7 +790,7 @@ func (nm *Controller) pools6() []AddressPool {
 
 // bringUpLocked makes r's bridge, addresses, rules and DNS server.
 func (nm *Controller) bringUpLocked(r *netRecord) error {
-	if r.Driver != driverBridge || nm.host == nil || !r.hasPool() {
+	if (r.Driver != driverBridge && r.Driver != driverOverlay) || nm.host == nil || !r.hasPool() {
 		return nil
 	}
 	if r.Bridge != "" && r.isDefaultBridge() && len(r.Endpoints) == 0 {
@@ -835,6 +849,11 @@ func (nm *Controller) bringUpLocked(r *netRecord) error {
 			if err := jnet.EnableIP6Forward(); err != nil {
 				nm.log.WithError(err).Warn("cannot enable IPv6 forwarding: containers cannot reach outside the host over IPv6")
 			}
+		}
+	}
+	if r.Driver == driverOverlay {
+		if err := nm.bringUpOverlayLocked(r); err != nil {
+			return err
 		}
 	}
 	r.up = true
@@ -910,6 +929,11 @@ func (nm *Controller) bringDownLocked(r *netRecord) {
 	if nm.host == nil || r.Bridge == "" {
 		return
 	}
+	if r.Driver == driverOverlay {
+		if err := jnet.DeleteLink(vxlanName(r), r.owner()); err != nil {
+			nm.log.WithError(err).WithField("network", r.Name).Warn("remove the VXLAN device")
+		}
+	}
 	if err := nm.host.TeardownFirewall(r.Bridge); err != nil {
 		nm.log.WithError(err).WithField("network", r.Name).Warn("remove firewall rules")
 	}
@@ -934,6 +958,7 @@ func (nm *Controller) Restore(running map[string]bool) {
 			}
 		}
 	}
+	nm.removeIdleOverlaysLocked()
 	// A configuration change New kept back because of
 	// endpoints that turned out to be stale applies now.
 	if changed, err := nm.syncDefaultBridgeLocked(true); err != nil {

@@ -157,6 +157,13 @@ func (nm *Controller) Attach(ctx context.Context, c *Container) (att *Attachment
 	if err := nm.saveLocked(); err != nil {
 		return nil, err
 	}
+	for _, m := range eps {
+		if m.r.Driver == driverOverlay {
+			nm.syncOverlayLocked(m.r)
+			nm.publishLocked()
+			break
+		}
+	}
 	return att, nil
 }
 
@@ -166,7 +173,9 @@ func (nm *Controller) Detach(cid string) {
 	nm.mu.Lock()
 	defer nm.unlock()
 	if nm.detachLocked(cid) {
+		nm.removeIdleOverlaysLocked()
 		_ = nm.saveLocked()
+		nm.overlayChangedLocked(true)
 	}
 }
 
@@ -259,6 +268,9 @@ func (nm *Controller) newEndpointLocked(c *Container, r *netRecord, es *network.
 	}
 	if ip6.IsValid() {
 		ep.IP6 = ip6.String()
+	}
+	if r.Driver == driverOverlay {
+		ep.Service, ep.VIP = es.DriverOpts[OptSwarmService], es.DriverOpts[OptSwarmVIP]
 	}
 	if c.Config != nil {
 		ep.Hostname = c.Config.Hostname
@@ -572,6 +584,9 @@ func (n *netNames) LookupName(name string) []netip.Addr {
 	if base, ok := strings.CutSuffix(name, "."+strings.ToLower(r.Name)); ok {
 		name = base
 	}
+	if r.Driver == driverOverlay {
+		return nm.overlayLookupLocked(r, name)
+	}
 	cid := nm.names.IDByName(name)
 	var out []netip.Addr
 	for _, ep := range r.Endpoints {
@@ -600,6 +615,10 @@ func (n *netNames) LookupAddr(a netip.Addr) (string, bool) {
 	nm := n.nm
 	nm.mu.Lock()
 	r := nm.nets[n.id]
+	if r != nil && r.Driver == driverOverlay {
+		defer nm.mu.Unlock()
+		return nm.overlayNameOfLocked(r, a)
+	}
 	var cid string
 	if r != nil {
 		for _, ep := range r.Endpoints {
@@ -751,11 +770,15 @@ func prepare(nm *Controller, hc *container.HostConfig, cfg *container.Config, nc
 		if err != nil {
 			return nil, err
 		}
-		if r.Driver != driverBridge {
-			return nil, errdefs.InvalidParameter(fmt.Errorf("container cannot be connected to network %s (driver %s) and to other networks", r.Name, r.Driver))
-		}
 		if es == nil {
 			es = &network.EndpointSettings{}
+		}
+		if r.Driver == driverOverlay {
+			if err := checkOverlayEndpoint(r, es); err != nil {
+				return nil, err
+			}
+		} else if r.Driver != driverBridge {
+			return nil, errdefs.InvalidParameter(fmt.Errorf("container cannot be connected to network %s (driver %s) and to other networks", r.Name, r.Driver))
 		}
 		if err := r.checkEndpointSettings(es); err != nil {
 			return nil, err
