@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/docker/docker/libnetwork/cnmallocator"
 	"io"
 	"net"
 	"os"
@@ -72,7 +73,13 @@ type Config struct {
 	EngineVersion string
 	// Containers runs the tasks given to this node.
 	Containers Containers
-	Log        *logrus.Entry
+	// LocalNetwork reports whether ref names a local network (which a
+	// service cannot use: dockerd's error says so).
+	LocalNetwork func(ref string) bool
+	// Overlays makes the tasks' overlay networks (none: tasks with
+	// networks fail).
+	Overlays Overlays
+	Log      *logrus.Entry
 }
 
 // nodeState is stateFileName's content.
@@ -90,6 +97,7 @@ type Cluster struct {
 	state   nodeState
 	conn    *grpc.ClientConn   // to the manager's APIs while it is one
 	stopped chan error         // receives the node's error once it stops
+	exe     *executor          // the node's executor
 	cancel  context.CancelFunc // stops the node's context
 	// locked is the state of a node that would not start without the
 	// swarm's unlock key (autolock, after a restart): no node runs until
@@ -166,20 +174,43 @@ func (c *Cluster) startNode(st nodeState, extra swarmnode.Config) error {
 	cfg.ListenControlAPI = c.cfg.ControlSocket
 	cfg.ListenRemoteAPI = st.ListenAddr
 	cfg.AdvertiseRemoteAPI = st.AdvertiseAddr
-	cfg.Executor = &executor{engineVersion: c.cfg.EngineVersion, hostname: hostname, containers: c.cfg.Containers, dependencies: agent.NewDependencyManager(nil)}
+	var n *swarmnode.Node
+	exe := &executor{
+		engineVersion: c.cfg.EngineVersion, hostname: hostname, containers: c.cfg.Containers, dependencies: agent.NewDependencyManager(nil),
+		nets: newNodeNets(), overlays: c.cfg.Overlays,
+		dataAddr: func() string { return dataAddr(n, st) },
+	}
+	if c.cfg.Overlays != nil {
+		exe.gossip = newGossip(func() string { return n.NodeID() }, exe.dataAddr, func() []string {
+			var out []string
+			for _, p := range n.Remotes() {
+				if h, _, err := splitHostPort(p.Addr, ""); err == nil {
+					out = append(out, h)
+				}
+			}
+			return out
+		}, c.cfg.Overlays.OverlayChanged, c.cfg.Log)
+		c.cfg.Overlays.SetOverlayPeers(exe.gossip)
+	}
+	cfg.Executor = exe
+	// dockerd's allocator: overlay subnets, VXLAN IDs, task and node
+	// addresses, virtual IPs (no plugins: jevm has none).
+	cfg.NetworkProvider = cnmallocator.NewProvider(nil)
 	cfg.ElectionTick = 10 // dockerd's: 10 ticks of a second
 	cfg.HeartbeatTick = 1
 	n, err := swarmnode.New(&cfg)
 	if err != nil {
+		exe.closeGossip(c.cfg.Overlays)
 		return fmt.Errorf("swarm: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := n.Start(ctx); err != nil {
 		cancel()
+		exe.closeGossip(c.cfg.Overlays)
 		return fmt.Errorf("swarm: start the node: %w", err)
 	}
 	stopped := make(chan error, 1)
-	c.node, c.state, c.cancel, c.stopped = n, st, cancel, stopped
+	c.node, c.state, c.cancel, c.stopped, c.exe = n, st, cancel, stopped, exe
 	go func() {
 		<-n.Ready()
 		c.cfg.Log.WithField("node", n.NodeID()).Info("swarm node ready")
@@ -265,7 +296,25 @@ func (c *Cluster) stopNode(ctx context.Context) {
 		c.cfg.Log.WithError(err).Warn("stop the swarm node")
 	}
 	c.cancel()
-	c.node, c.conn, c.cancel, c.stopped = nil, nil, nil, nil
+	c.exe.closeGossip(c.cfg.Overlays)
+	c.node, c.conn, c.cancel, c.stopped, c.exe = nil, nil, nil, nil, nil
+}
+
+// dataAddr is node n's data path address: its advertise address, or the
+// one it reaches its managers from.
+func dataAddr(n *swarmnode.Node, st nodeState) string {
+	if host, _, err := splitHostPort(st.AdvertiseAddr, ""); err == nil && host != "" {
+		return host
+	}
+	if n == nil {
+		return ""
+	}
+	for _, p := range n.Remotes() {
+		if a := localAddrTo(p.Addr); a != "" {
+			return a
+		}
+	}
+	return ""
 }
 
 // Init makes this engine the first manager of a new swarm and returns its

@@ -63,6 +63,11 @@ type controller struct {
 	task *swarmapi.Task
 	name string                // the container's: service.slot.taskID
 	deps exec.DependencyGetter // the task's secrets and configs
+	// The node's overlay networks (overlay.go): its addresses on them,
+	// the engine's networks and its data path address.
+	nets     *nodeNets
+	overlays Overlays
+	dataAddr func() string
 }
 
 var (
@@ -74,12 +79,9 @@ func newController(c Containers, t *swarmapi.Task, deps exec.DependencyGetter) (
 	if t.Spec.GetContainer() == nil {
 		return nil, exec.ErrRuntimeUnsupported
 	}
-	if len(t.Networks) > 0 {
-		for _, na := range t.Networks {
-			if na.Network != nil && na.Network.Spec.Ingress {
-				continue
-			}
-			return nil, errors.New("jevm does not attach swarm tasks to overlay networks yet")
+	for _, na := range t.Networks {
+		if na.Network != nil && na.Network.Spec.Ingress {
+			return nil, errors.New("jevm does not attach swarm tasks to the ingress network yet")
 		}
 	}
 	return &controller{c: c, task: t, name: naming.Task(t), deps: deps}, nil
@@ -105,7 +107,14 @@ func (r *controller) Prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := r.c.ContainerCreate(ctx, r.name, cfg, hostCfg, &network.NetworkingConfig{}, nil); err != nil {
+	netCfg, mode, err := r.taskNetworks(ctx)
+	if err != nil {
+		return err
+	}
+	if mode != "" {
+		hostCfg.NetworkMode = container.NetworkMode(mode)
+	}
+	if _, err := r.c.ContainerCreate(ctx, r.name, cfg, hostCfg, netCfg, nil); err != nil {
 		return fmt.Errorf("create the task's container: %w", err)
 	}
 	return nil
@@ -247,6 +256,11 @@ func (r *controller) Start(ctx context.Context) error {
 		if err := r.c.SetContainerFiles(ctx, r.name, files); err != nil {
 			return err
 		}
+	}
+	// The node removes an overlay network when its last endpoint goes,
+	// which may have happened since Prepare.
+	if _, _, err := r.taskNetworks(ctx); err != nil {
+		return err
 	}
 	if err := r.c.ContainerStart(ctx, r.name); err != nil && !errdefs.IsNotModified(err) {
 		return err

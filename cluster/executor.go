@@ -23,6 +23,12 @@ type executor struct {
 	// dependencies holds the secrets and configs the managers sent for
 	// this node's tasks (in memory only); each task sees its own.
 	dependencies exec.DependencyManager
+	// nets, overlays and dataAddr serve the tasks' overlay networks;
+	// gossip tells the other nodes about this one's endpoints.
+	nets     *nodeNets
+	overlays Overlays
+	dataAddr func() string
+	gossip   *gossip
 }
 
 var _ exec.DependencyManager = (*executor)(nil)
@@ -33,6 +39,15 @@ func (e *executor) Secrets() exec.SecretsManager { return e.dependencies.Secrets
 func (e *executor) Configs() exec.ConfigsManager { return e.dependencies.Configs() }
 func (e *executor) Volumes() exec.VolumesManager { return e.dependencies.Volumes() }
 
+// enginePlugins are the drivers the scheduler's plugin filter looks for
+// on a node (a service on an overlay network, with volumes or a log
+// driver), as dockerd names its built-in ones.
+var enginePlugins = []swarmapi.PluginDescription{
+	{Type: "Network", Name: "bridge"}, {Type: "Network", Name: "null"}, {Type: "Network", Name: "overlay"},
+	{Type: "Volume", Name: "local"},
+	{Type: "Log", Name: "json-file"}, {Type: "Log", Name: "local"},
+}
+
 // Describe implements exec.Executor.
 func (e *executor) Describe(context.Context) (*swarmapi.NodeDescription, error) {
 	return &swarmapi.NodeDescription{
@@ -42,22 +57,38 @@ func (e *executor) Describe(context.Context) (*swarmapi.NodeDescription, error) 
 			NanoCPUs:    int64(runtime.NumCPU()) * 1e9,
 			MemoryBytes: memTotal(),
 		},
-		Engine: &swarmapi.EngineDescription{EngineVersion: e.engineVersion},
+		Engine: &swarmapi.EngineDescription{EngineVersion: e.engineVersion, Plugins: enginePlugins},
 	}, nil
 }
 
-// Configure implements exec.Executor.
-func (e *executor) Configure(context.Context, *swarmapi.Node) error { return nil }
+// Configure implements exec.Executor: the node's addresses on the
+// swarm's networks.
+func (e *executor) Configure(_ context.Context, node *swarmapi.Node) error {
+	e.nets.set(node)
+	return nil
+}
 
 // Controller implements exec.Executor.
 func (e *executor) Controller(t *swarmapi.Task) (exec.Controller, error) {
 	desc, _ := e.Describe(context.Background())
 	deps := template.NewTemplatedDependencyGetter(agent.Restrict(e.dependencies, t), t, desc)
-	return newController(e.containers, t, deps)
+	r, err := newController(e.containers, t, deps)
+	if err != nil {
+		return nil, err
+	}
+	r.nets, r.overlays, r.dataAddr = e.nets, e.overlays, e.dataAddr
+	return r, nil
 }
 
-// SetNetworkBootstrapKeys implements exec.Executor.
-func (e *executor) SetNetworkBootstrapKeys([]*swarmapi.EncryptionKey) error { return nil }
+// SetNetworkBootstrapKeys implements exec.Executor: the swarm's gossip
+// keys, which encrypt what the nodes tell each other about their overlay
+// endpoints.
+func (e *executor) SetNetworkBootstrapKeys(keys []*swarmapi.EncryptionKey) error {
+	if e.gossip == nil {
+		return nil
+	}
+	return e.gossip.setKeys(keys)
+}
 
 // unameArch is the architecture as `uname -m` and dockerd name it.
 func unameArch() string {
@@ -86,4 +117,16 @@ func memTotal() int64 {
 		}
 	}
 	return 0
+}
+
+// closeGossip leaves the gossip and disconnects the engine's overlay
+// networks from it.
+func (e *executor) closeGossip(o Overlays) {
+	if e == nil || e.gossip == nil {
+		return
+	}
+	e.gossip.close()
+	if o != nil {
+		o.SetOverlayPeers(nil)
+	}
 }

@@ -34,9 +34,6 @@ func toServiceSpec(s swarm.ServiceSpec) (swarmapi.ServiceSpec, error) {
 	if cs.Image == "" {
 		return bad("ContainerSpec: image reference must be provided")
 	}
-	if len(s.Networks) > 0 || len(s.TaskTemplate.Networks) > 0 {
-		return bad("jevm does not attach services to overlay networks yet")
-	}
 	out := swarmapi.ServiceSpec{Annotations: swarmapi.Annotations{Name: s.Name, Labels: s.Labels}}
 	switch m := s.Mode; {
 	case m.Global != nil:
@@ -168,6 +165,15 @@ func toServiceSpec(s swarm.ServiceSpec) (swarmapi.ServiceSpec, error) {
 		out.Task.LogDriver = &swarmapi.Driver{Name: d.Name, Options: d.Options}
 	}
 	out.Task.ForceUpdate = t.ForceUpdate
+	// The top-level Networks are deprecated (API < 1.44): dockerd moves
+	// them into the task template.
+	nets := t.Networks
+	if len(nets) == 0 {
+		nets = s.Networks
+	}
+	for _, n := range nets {
+		out.Task.Networks = append(out.Task.Networks, &swarmapi.NetworkAttachmentConfig{Target: n.Target, Aliases: n.Aliases, DriverAttachmentOpts: n.DriverOpts})
+	}
 	var err error
 	if out.Update, err = toUpdateConfig(s.UpdateConfig); err != nil {
 		return swarmapi.ServiceSpec{}, err
@@ -262,6 +268,9 @@ func fromPorts(ports []*swarmapi.PortConfig) []swarm.PortConfig {
 
 func fromTaskSpec(t swarmapi.TaskSpec) swarm.TaskSpec {
 	out := swarm.TaskSpec{ForceUpdate: t.ForceUpdate}
+	for _, n := range t.Networks {
+		out.Networks = append(out.Networks, swarm.NetworkAttachmentConfig{Target: n.Target, Aliases: n.Aliases, DriverOpts: n.DriverAttachmentOpts})
+	}
 	if c := t.GetContainer(); c != nil {
 		cs := &swarm.ContainerSpec{
 			Image: c.Image, Labels: c.Labels, Command: c.Command, Args: c.Args, Hostname: c.Hostname,
@@ -383,6 +392,9 @@ func toService(s *swarmapi.Service) swarm.Service {
 	}
 	if e := s.Endpoint; e != nil {
 		out.Endpoint.Ports = fromPorts(e.Ports)
+		for _, v := range e.VirtualIPs {
+			out.Endpoint.VirtualIPs = append(out.Endpoint.VirtualIPs, swarm.EndpointVirtualIP{NetworkID: v.NetworkID, Addr: v.Addr})
+		}
 		if e.Spec != nil {
 			spec := fromServiceSpec(&swarmapi.ServiceSpec{Endpoint: e.Spec})
 			out.Endpoint.Spec = *spec.EndpointSpec
@@ -419,6 +431,24 @@ func toTask(t *swarmapi.Task) swarm.Task {
 	if ps := t.Status.PortStatus; ps != nil {
 		out.Status.PortStatus.Ports = fromPorts(ps.Ports)
 	}
+	for _, na := range t.Networks {
+		if na.Network == nil {
+			continue
+		}
+		ni := ToNetworkInspect(na.Network)
+		out.NetworksAttachments = append(out.NetworksAttachments, swarm.NetworkAttachment{
+			Network: swarm.Network{
+				ID: ni.ID, Meta: toMeta(na.Network.Meta),
+				Spec: swarm.NetworkSpec{
+					Annotations:         swarm.Annotations{Name: ni.Name, Labels: ni.Labels},
+					DriverConfiguration: &swarm.Driver{Name: ni.Driver},
+					Internal:            ni.Internal, Attachable: ni.Attachable, Ingress: ni.Ingress,
+				},
+				DriverState: swarm.Driver{Name: ni.Driver, Options: ni.Options},
+			},
+			Addresses: na.Addresses,
+		})
+	}
 	return out
 }
 
@@ -430,6 +460,9 @@ func (c *Cluster) CreateService(ctx context.Context, spec swarm.ServiceSpec) (sw
 	}
 	s, err := toServiceSpec(spec)
 	if err != nil {
+		return swarm.ServiceCreateResponse{}, err
+	}
+	if err := c.resolveServiceNetworks(ctx, control, &s); err != nil {
 		return swarm.ServiceCreateResponse{}, err
 	}
 	r, err := control.CreateService(ctx, &swarmapi.CreateServiceRequest{Spec: &s})
@@ -569,6 +602,8 @@ func (c *Cluster) UpdateService(ctx context.Context, ref string, version uint64,
 		}
 		newSpec = *s.PreviousSpec
 	} else if newSpec, err = toServiceSpec(spec); err != nil {
+		return swarm.ServiceUpdateResponse{}, err
+	} else if err := c.resolveServiceNetworks(ctx, control, &newSpec); err != nil {
 		return swarm.ServiceUpdateResponse{}, err
 	}
 	req := &swarmapi.UpdateServiceRequest{ServiceID: s.ID, ServiceVersion: &swarmapi.Version{Index: version}, Spec: &newSpec}

@@ -65,7 +65,6 @@ func TestServiceSpecRefusals(t *testing.T) {
 	for name, change := range map[string]func(*swarm.ServiceSpec){
 		"no container": func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec = nil },
 		"no image":     func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec.Image = "" },
-		"network":      func(s *swarm.ServiceSpec) { s.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "n"}} },
 		"job":          func(s *swarm.ServiceSpec) { s.Mode.ReplicatedJob = &swarm.ReplicatedJob{} },
 		"mesh port": func(s *swarm.ServiceSpec) {
 			s.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{{TargetPort: 80, PublishedPort: 8080}}}

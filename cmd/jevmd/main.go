@@ -178,6 +178,8 @@ func run(o *options) error {
 		ControlSocket: filepath.Join(o.execRoot, "swarm", "control.sock"),
 		EngineVersion: version,
 		Containers:    d,
+		Overlays:      d,
+		LocalNetwork:  d.LocalNetwork,
 		Log:           logrus.WithField("component", "swarm"),
 	})
 	if err := swarmNode.Start(ctx); err != nil {

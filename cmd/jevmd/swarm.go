@@ -2,13 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
+	"github.com/docker/docker/errdefs"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/jevm/jevm/api/types/backend"
+	"github.com/jevm/jevm/cluster"
 )
 
 // Swarm mode: the cluster component (cluster/) beside the daemon, as the
@@ -130,4 +137,98 @@ func (e engine) ConfigUpdate(ctx context.Context, ref string, version uint64, sp
 
 func (e engine) ConfigRemove(ctx context.Context, ref string) error {
 	return e.c.RemoveConfig(ctx, ref)
+}
+
+// The networks API spans both: local networks are the daemon's, swarm
+// networks (the overlay driver) the managers', as in dockerd. A node
+// shows the swarm networks its tasks use as local records of scope swarm;
+// a manager lists and inspects every swarm network.
+
+func (e engine) NetworkCreate(ctx context.Context, req network.CreateRequest) (network.CreateResponse, error) {
+	if req.Driver == cluster.DriverOverlay || req.Scope == "swarm" {
+		switch e.c.Status() {
+		case "active/manager":
+			return e.c.CreateNetwork(ctx, req)
+		case "active/worker":
+			return network.CreateResponse{}, errdefs.Forbidden(errors.New("Cannot create a multi-host network from a worker node. Please create the network from a manager node."))
+		}
+		return network.CreateResponse{}, errdefs.Unavailable(errors.New(`This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.`))
+	}
+	if e.c.Status() == "active/manager" {
+		if _, err := e.c.SwarmNetwork(ctx, req.Name); err == nil {
+			return network.CreateResponse{}, errdefs.Conflict(fmt.Errorf("network with name %s already exists", req.Name))
+		}
+	}
+	return e.Daemon.NetworkCreate(ctx, req)
+}
+
+func (e engine) NetworkList(ctx context.Context, f filters.Args) ([]network.Summary, error) {
+	local, err := e.Daemon.NetworkList(ctx, f)
+	if err != nil || e.c.Status() != "active/manager" {
+		return local, err
+	}
+	swarmNets, err := e.c.Networks(ctx, f)
+	if err != nil {
+		return local, nil // the manager is busy: this node's view
+	}
+	seen := map[string]bool{}
+	for _, n := range swarmNets {
+		seen[n.ID] = true
+	}
+	out := swarmNets
+	for _, n := range local {
+		if !seen[n.ID] {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func (e engine) NetworkInspect(ctx context.Context, ref string, opts network.InspectOptions) (network.Inspect, error) {
+	ni, err := e.Daemon.NetworkInspect(ctx, ref, opts)
+	if err == nil || !errdefs.IsNotFound(err) || e.c.Status() != "active/manager" || (opts.Scope != "" && opts.Scope != "swarm") {
+		return ni, err
+	}
+	return e.c.SwarmNetwork(ctx, ref)
+}
+
+func (e engine) NetworkRemove(ctx context.Context, ref string) error {
+	if e.c.Status() == "active/manager" {
+		if _, err := e.c.SwarmNetwork(ctx, ref); err == nil {
+			return e.c.RemoveNetwork(ctx, ref)
+		}
+	}
+	return e.Daemon.NetworkRemove(ctx, ref)
+}
+
+// ContainerCreate refuses, as dockerd does on a manager, a container on a
+// swarm network that is not attachable; jevm does not attach containers
+// other than tasks to swarm networks yet. Tasks' containers are made by
+// the swarm executor directly.
+func (e engine) ContainerCreate(ctx context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig, platform *ocispec.Platform) (container.CreateResponse, error) {
+	if e.c.Status() == "active/manager" {
+		var refs []string
+		if hostCfg != nil && hostCfg.NetworkMode.IsUserDefined() {
+			refs = append(refs, string(hostCfg.NetworkMode))
+		}
+		if netCfg != nil {
+			for k := range netCfg.EndpointsConfig {
+				refs = append(refs, k)
+			}
+		}
+		for _, ref := range refs {
+			if e.Daemon.LocalNetwork(ref) {
+				continue
+			}
+			ni, err := e.c.SwarmNetwork(ctx, ref)
+			if err != nil {
+				continue
+			}
+			if !ni.Attachable {
+				return container.CreateResponse{}, errdefs.Forbidden(fmt.Errorf("Could not attach to network %s: rpc error: code = PermissionDenied desc = network %s not manually attachable", ref, ni.ID))
+			}
+			return container.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("jevm attaches only services' tasks to swarm network %s for now (attachable containers are not supported yet)", ref))
+		}
+	}
+	return e.Daemon.ContainerCreate(ctx, name, cfg, hostCfg, netCfg, platform)
 }

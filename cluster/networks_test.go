@@ -1,0 +1,104 @@
+package cluster
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/errdefs"
+)
+
+// Swarm networks on a real SwarmKit manager with dockerd's allocator: an
+// overlay network gets a subnet and a VXLAN ID, a service on it a virtual
+// IP, its tasks an address on it; bad references get dockerd's errors.
+func TestSwarmNetworks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a SwarmKit manager")
+	}
+	ctx := context.Background()
+	c := testNode(t, &fakeContainers{})
+	c.cfg.LocalNetwork = func(ref string) bool { return ref == "mybridge" }
+	if _, err := c.Init(ctx, swarm.InitRequest{ListenAddr: freeAddr(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateNetwork(ctx, network.CreateRequest{Name: "bridge", CreateOptions: network.CreateOptions{Driver: "overlay"}}); !errdefs.IsForbidden(err) {
+		t.Fatalf("a predefined name: %v", err)
+	}
+	r, err := c.CreateNetwork(ctx, network.CreateRequest{Name: "backend", CreateOptions: network.CreateOptions{Driver: "overlay", Attachable: true, Labels: map[string]string{"a": "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateNetwork(ctx, network.CreateRequest{Name: "backend", CreateOptions: network.CreateOptions{Driver: "overlay"}}); !errdefs.IsConflict(err) {
+		t.Fatalf("a second network backend: %v", err)
+	}
+	var ni network.Inspect
+	waitUntil(t, "the network allocated", func() bool {
+		ni, err = c.SwarmNetwork(ctx, "backend")
+		return err == nil && len(ni.IPAM.Config) == 1
+	})
+	if ni.ID != r.ID || ni.Scope != "swarm" || ni.Driver != "overlay" || !ni.Attachable || ni.Labels["a"] != "b" {
+		t.Fatalf("inspect: %+v", ni)
+	}
+	if len(ni.IPAM.Config) != 1 || ni.IPAM.Config[0].Subnet == "" || ni.Options[optVXLANID] == "" {
+		t.Fatalf("not allocated: %+v", ni)
+	}
+	list, err := c.Networks(ctx, filters.NewArgs(filters.Arg("name", "backend")))
+	if err != nil || len(list) != 1 || list[0].ID != r.ID {
+		t.Fatalf("list by name: %v %+v", err, list)
+	}
+	list, err = c.Networks(ctx, filters.NewArgs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingress := false
+	for _, n := range list {
+		ingress = ingress || (n.Name == "ingress" && n.Ingress)
+	}
+	if !ingress || len(list) != 2 {
+		t.Fatalf("list: want backend and the ingress network: %+v", list)
+	}
+
+	spec := func(target string) swarm.ServiceSpec {
+		return swarm.ServiceSpec{
+			Annotations:  swarm.Annotations{Name: "web"},
+			TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "busybox"}, Networks: []swarm.NetworkAttachmentConfig{{Target: target, Aliases: []string{"www"}}}},
+		}
+	}
+	if _, err := c.CreateService(ctx, spec("nosuch")); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "network nosuch not found") {
+		t.Fatalf("an unknown network: %v", err)
+	}
+	if _, err := c.CreateService(ctx, spec("mybridge")); !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), "cannot be used with services") {
+		t.Fatalf("a local network: %v", err)
+	}
+	if _, err := c.CreateService(ctx, spec("ingress")); !errdefs.IsInvalidParameter(err) {
+		t.Fatalf("the ingress network: %v", err)
+	}
+	sr, err := c.CreateService(ctx, spec("backend"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var svc swarm.Service
+	waitUntil(t, "the service's VIP", func() bool {
+		svc, err = c.Service(ctx, sr.ID)
+		return err == nil && len(svc.Endpoint.VirtualIPs) == 1
+	})
+	if v := svc.Endpoint.VirtualIPs[0]; v.NetworkID != r.ID || v.Addr == "" {
+		t.Fatalf("VIP: %+v", v)
+	}
+	if n := svc.Spec.TaskTemplate.Networks; len(n) != 1 || n[0].Target != r.ID || n[0].Aliases[0] != "www" {
+		t.Fatalf("the service's networks, by ID: %+v", n)
+	}
+	if err := c.RemoveNetwork(ctx, "backend"); !errdefs.IsConflict(err) && !errdefs.IsInvalidParameter(err) {
+		t.Fatalf("remove a network in use: %v", err)
+	}
+	if err := c.RemoveService(ctx, sr.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the network removed", func() bool { return c.RemoveNetwork(ctx, r.ID) == nil })
+	if _, err := c.SwarmNetwork(ctx, "backend"); !errdefs.IsNotFound(err) {
+		t.Fatalf("inspect after rm: %v", err)
+	}
+}
