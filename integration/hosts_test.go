@@ -186,6 +186,11 @@ func (h *testHost) stop() {
 	h.cmd = nil
 	if t.Failed() {
 		t.Logf("%s's jevmd log (tail):\n%s", h.name, h.logTail())
+		if dir := os.Getenv("JEVM_TEST_LOGS"); dir != "" {
+			// The whole log, for a developer's run.
+			b, _ := os.ReadFile(filepath.Join(h.dir, "jevmd.log"))
+			_ = os.WriteFile(filepath.Join(dir, t.Name()+"-"+h.name+".log"), b, 0o644)
+		}
 	}
 	// live-restore keeps containers' VMs running over a daemon stop; the
 	// test removes its containers first, so none may be left.
@@ -222,4 +227,14 @@ func (h *testHost) must(args ...string) string {
 		h.t.Fatalf("%s: docker %s:\n%s", h.name, strings.Join(args, " "), r)
 	}
 	return r.stdout
+}
+
+// inNS runs a command in h's network namespace and returns its output.
+func (h *testHost) inNS(args ...string) string {
+	h.t.Helper()
+	out, err := exec.Command("ip", append([]string{"netns", "exec", h.name}, args...)...).CombinedOutput()
+	if err != nil {
+		h.t.Fatalf("ip netns exec %s %s: %v\n%s", h.name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }

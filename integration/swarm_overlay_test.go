@@ -1,0 +1,169 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// An overlay network across two jevmd hosts, made by docker stack deploy:
+// the stack's two services share its default overlay network; web's two
+// tasks run one on each host, probe's on the worker (h2), which reaches
+// each web task at its address (one across the VXLAN), tasks.web names
+// both, and web (its VIP) answers every request; stack rm leaves no
+// container, network or VXLAN device. Bad input gets dockerd's errors.
+func TestSwarmStackOverlay(t *testing.T) {
+	start := time.Now()
+	phase := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
+	hosts := startTestHosts(t, 2)
+	h1, h2 := hosts[0], hosts[1]
+	t.Cleanup(func() {
+		for _, h := range []*testHost{h2, h1} {
+			if h.cmd != nil {
+				h.docker("swarm", "leave", "--force")
+			}
+		}
+	})
+	if r := h1.docker("network", "create", "-d", "overlay", "early"); r.code == 0 || !strings.Contains(r.stderr, "not a swarm manager") {
+		t.Fatalf("an overlay network outside a swarm: %s", r)
+	}
+	h1.must("swarm", "init", "--advertise-addr", h1.ip)
+	token := strings.TrimSpace(h1.must("swarm", "join-token", "-q", "worker"))
+	h2.must("swarm", "join", "--token", token, h1.ip)
+	waitFor(t, 60*time.Second, "two ready nodes", func() bool {
+		return strings.Count(h1.must("node", "ls", "--format", "{{.Status}}"), "Ready") == 2
+	})
+	phase("swarm of two")
+
+	// Bad input.
+	if r := h2.docker("network", "create", "-d", "overlay", "fromworker"); r.code == 0 || !strings.Contains(r.stderr, "Cannot create a multi-host network from a worker node") {
+		t.Fatalf("an overlay network from a worker: %s", r)
+	}
+	// The CLI looks the network up in the swarm's scope first: as
+	// with dockerd, a local network is not found there.
+	h1.must("network", "create", "localnet")
+	if r := h1.docker("service", "create", "--detach", "--network", "localnet", "busybox", "sleep", "60"); r.code == 0 || !strings.Contains(r.stderr, "network localnet not found") {
+		t.Fatalf("a service on a local network: %s", r)
+	}
+	h1.must("network", "rm", "localnet")
+	h1.must("network", "create", "-d", "overlay", "closed")
+	if r := h1.docker("network", "create", "-d", "overlay", "closed"); r.code == 0 || !strings.Contains(r.stderr, "already exists") {
+		t.Fatalf("a second network closed: %s", r)
+	}
+	if got := h1.must("network", "ls", "--filter", "name=closed", "--format", "{{.Name}} {{.Driver}} {{.Scope}}"); got != "closed overlay swarm\n" {
+		t.Fatalf("network ls: %q", got)
+	}
+	if r := h1.docker("run", "--rm", "--network", "closed", "busybox", "true"); r.code == 0 || !strings.Contains(r.stderr, "not manually attachable") {
+		t.Fatalf("a container on a network that is not attachable: %s", r)
+	}
+	h1.must("network", "rm", "closed")
+
+	dir := t.TempDir()
+	compose := `version: "3.8"
+services:
+  web:
+    image: web
+    deploy:
+      replicas: 2
+      placement:
+        max_replicas_per_node: 1
+  probe:
+    image: busybox
+    command: ["sleep", "3600"]
+    deploy:
+      placement:
+        constraints: ["node.role == worker"]
+`
+	if err := os.WriteFile(filepath.Join(dir, "stack.yml"), []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h1.must("stack", "deploy", "--detach=true", "-c", filepath.Join(dir, "stack.yml"), "app")
+	waitFor(t, 4*time.Minute, "the stack's services running", func() bool {
+		out := h1.must("stack", "services", "app", "--format", "{{.Name}} {{.Replicas}}")
+		return strings.Contains(out, "app_web 2/2") && strings.Contains(out, "app_probe 1/1")
+	})
+	phase("stack deployed")
+	if got := h1.must("stack", "ls", "--format", "{{.Name}} {{.Services}}"); got != "app 2\n" {
+		t.Errorf("stack ls: %q", got)
+	}
+	if got := h1.must("network", "inspect", "--format", "{{.Driver}} {{.Scope}}", "app_default"); got != "overlay swarm\n" {
+		t.Errorf("the stack's network: %q", got)
+	}
+	webOn := func(h *testHost) []string {
+		return strings.Fields(h.must("ps", "-q", "--filter", "label=com.docker.swarm.service.name=app_web"))
+	}
+	if len(webOn(h1)) != 1 || len(webOn(h2)) != 1 {
+		t.Fatalf("web's tasks: %v on h1, %v on h2", webOn(h1), webOn(h2))
+	}
+	probe := strings.TrimSpace(h2.must("ps", "-q", "--filter", "label=com.docker.swarm.service.name=app_probe"))
+	var webIPs []string
+	for _, h := range hosts {
+		ip := strings.TrimSpace(h.must("inspect", "--format", `{{(index .NetworkSettings.Networks "app_default").IPAddress}}`, webOn(h)[0]))
+		webIPs = append(webIPs, ip)
+	}
+	sort.Strings(webIPs)
+	vip := strings.TrimSpace(h1.must("service", "inspect", "--format", "{{(index .Endpoint.VirtualIPs 0).Addr}}", "app_web"))
+	vip, _, _ = strings.Cut(vip, "/")
+
+	// Each task at its address: the one on h1 across the VXLAN.
+	for _, ip := range webIPs {
+		if out := h2.must("exec", probe, "wget", "-qO-", "http://"+ip+"/"); !strings.Contains(out, webIndex) {
+			t.Fatalf("web task at %s from probe: %q", ip, out)
+		}
+	}
+	phase("tasks reached across hosts")
+	// tasks.web names both tasks; web its VIP.
+	var got []string
+	waitFor(t, 30*time.Second, "tasks.web to name both tasks", func() bool {
+		r := h2.docker("exec", probe, "nslookup", "tasks.web")
+		var ips []string
+		for _, line := range strings.Split(r.stdout, "\n") {
+			if m := regexp.MustCompile(`^Address:\s+(\d+\.\d+\.\d+\.\d+)$`).FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+				ips = append(ips, m[1])
+			}
+		}
+		sort.Strings(ips)
+		got = ips
+		return strings.Join(ips, " ") == strings.Join(webIPs, " ")
+	})
+	t.Logf("tasks.web: %v", got)
+	if out := h2.must("exec", probe, "nslookup", "web"); !strings.Contains(out, vip) {
+		t.Fatalf("nslookup web: want the VIP %s:\n%s", vip, out)
+	}
+	// By name, through the VIP: every request answered, by both tasks
+	// (the probe's node counts the connections each DNAT rule took; all
+	// 16 through one would happen once in 2^15 runs).
+	for i := 0; i < 16; i++ {
+		if out := h2.must("exec", probe, "wget", "-qO-", "http://web/"); !strings.Contains(out, webIndex) {
+			t.Fatalf("request %d to web by name: %q", i, out)
+		}
+	}
+	rules := h2.inNS("iptables", "-t", "nat", "-L", "PREROUTING", "-n", "-v", "-x")
+	for _, ip := range webIPs {
+		m := regexp.MustCompile(`(?m)^\s*(\d+)\s+\d+\s+DNAT\s.*\s` + regexp.QuoteMeta(vip) + `\s.*to:` + regexp.QuoteMeta(ip) + `$`).FindStringSubmatch(rules)
+		if m == nil || m[1] == "0" {
+			t.Errorf("no connection to %s through the VIP %s:\n%s", ip, vip, rules)
+		}
+	}
+	phase("web reached by name")
+	// The probe's DNS forwards other names out: the host's resolv.conf.
+	if out := h2.must("exec", probe, "cat", "/etc/resolv.conf"); !strings.Contains(out, "nameserver 10.") {
+		t.Errorf("probe's resolv.conf: %q", out)
+	}
+
+	h1.must("stack", "rm", "app")
+	for _, h := range hosts {
+		waitFor(t, 2*time.Minute, "the stack's containers and overlay gone from "+h.name, func() bool {
+			links := h.inNS("ip", "-o", "link", "show")
+			return strings.TrimSpace(h.must("ps", "-aq")) == "" && !strings.Contains(links, "jvx-")
+		})
+	}
+	waitFor(t, 60*time.Second, "the stack's network removed", func() bool {
+		return !strings.Contains(h1.must("network", "ls", "--format", "{{.Name}}"), "app_default")
+	})
+	phase("stack removed")
+}
