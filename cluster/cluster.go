@@ -12,7 +12,8 @@
 // (controller.go), so a jeVM; secrets and configs (secrets.go), given
 // to tasks as in-memory files; /info's Swarm section and /_ping's Swarm
 // header; the node is started again when jevmd restarts. Overlay
-// networks, the routing mesh and stacks are next.
+// networks (networks.go, overlay.go, gossip.go), the routing mesh and
+// stacks are served too.
 package cluster
 
 import (
@@ -20,9 +21,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/docker/docker/libnetwork/cnmallocator"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -32,8 +33,10 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/errdefs"
+	"github.com/docker/docker/libnetwork/cnmallocator"
 	"github.com/moby/swarmkit/v2/agent"
 	swarmapi "github.com/moby/swarmkit/v2/api"
+	"github.com/moby/swarmkit/v2/manager/allocator/networkallocator"
 	"github.com/moby/swarmkit/v2/manager/encryption"
 	swarmnode "github.com/moby/swarmkit/v2/node"
 	"github.com/sirupsen/logrus"
@@ -300,6 +303,32 @@ func (c *Cluster) stopNode(ctx context.Context) {
 	c.node, c.conn, c.cancel, c.stopped, c.exe = nil, nil, nil, nil, nil
 }
 
+// initNetworkConfig checks and converts init's network settings: the
+// swarm's address pools and subnet size (--default-addr-pool,
+// --default-addr-pool-mask-length) as dockerd takes them; another data
+// path port or address than the default is refused (the nodes use VXLAN's
+// 4789 from their advertise address).
+func initNetworkConfig(req swarm.InitRequest) (*networkallocator.Config, error) {
+	if req.DataPathPort != 0 && req.DataPathPort != defaultVXLANPort {
+		return nil, errdefs.InvalidParameter(fmt.Errorf("jevm's overlay networks use the data path port %d for now", defaultVXLANPort))
+	}
+	if req.DataPathAddr != "" {
+		return nil, errdefs.InvalidParameter(errors.New("jevm's overlay networks use the advertise address as data path address for now (--data-path-addr is not supported)"))
+	}
+	cfg := &networkallocator.Config{SubnetSize: req.SubnetSize, VXLANUDPPort: defaultVXLANPort}
+	for _, p := range req.DefaultAddrPool {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil || !pfx.Addr().Is4() {
+			return nil, errdefs.InvalidParameter(fmt.Errorf("invalid default address pool %q: an IPv4 CIDR is needed", p))
+		}
+		cfg.DefaultAddrPool = append(cfg.DefaultAddrPool, pfx.Masked().String())
+	}
+	if req.SubnetSize != 0 && (req.SubnetSize < 8 || req.SubnetSize > 29) {
+		return nil, errdefs.InvalidParameter(fmt.Errorf("invalid subnet size %d: between 8 and 29", req.SubnetSize))
+	}
+	return cfg, nil
+}
+
 // dataAddr is node n's data path address: its advertise address, or the
 // one it reaches its managers from.
 func dataAddr(n *swarmnode.Node, st nodeState) string {
@@ -346,10 +375,16 @@ func (c *Cluster) Init(ctx context.Context, req swarm.InitRequest) (string, erro
 			return "", err
 		}
 	}
+	netCfg, err := initNetworkConfig(req)
+	if err != nil {
+		c.mu.Unlock()
+		return "", err
+	}
 	err = c.startNode(st, swarmnode.Config{
 		ForceNewCluster:  req.ForceNewCluster,
 		AutoLockManagers: req.AutoLockManagers,
 		Availability:     availability,
+		NetworkConfig:    netCfg,
 	})
 	c.mu.Unlock()
 	if err != nil {

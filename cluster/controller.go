@@ -79,11 +79,6 @@ func newController(c Containers, t *swarmapi.Task, deps exec.DependencyGetter) (
 	if t.Spec.GetContainer() == nil {
 		return nil, exec.ErrRuntimeUnsupported
 	}
-	for _, na := range t.Networks {
-		if na.Network != nil && na.Network.Spec.Ingress {
-			return nil, errors.New("jevm does not attach swarm tasks to the ingress network yet")
-		}
-	}
 	return &controller{c: c, task: t, name: naming.Task(t), deps: deps}, nil
 }
 

@@ -65,6 +65,7 @@ func (e *executor) Describe(context.Context) (*swarmapi.NodeDescription, error) 
 // swarm's networks.
 func (e *executor) Configure(_ context.Context, node *swarmapi.Node) error {
 	e.nets.set(node)
+	e.ensureIngress(node)
 	return nil
 }
 

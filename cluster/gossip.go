@@ -57,8 +57,10 @@ type gossipTable struct {
 type gossip struct {
 	nodeIDFn, addrFn func() string   // this node's ID and data path address
 	joinAddrs        func() []string // the managers' data path addresses
-	// nodeID and addr are set when the member starts.
+	// nodeID and addr are set when the member starts; port is
+	// gossipPort (another in tests).
 	nodeID, addr string
+	port         int
 	onChange     func() // other nodes' endpoints changed
 	log          *logrus.Entry
 
@@ -74,7 +76,7 @@ type gossip struct {
 
 func newGossip(nodeID, addr func() string, joinAddrs func() []string, onChange func(), log *logrus.Entry) *gossip {
 	return &gossip{
-		nodeIDFn: nodeID, addrFn: addr, joinAddrs: joinAddrs, onChange: onChange, log: log.WithField("module", "gossip"),
+		nodeIDFn: nodeID, addrFn: addr, joinAddrs: joinAddrs, onChange: onChange, log: log.WithField("module", "gossip"), port: gossipPort,
 		remote:  map[string]gossipTable{},
 		stop:    make(chan struct{}),
 		sendNow: make(chan struct{}, 1), changed: make(chan struct{}, 1),
@@ -137,8 +139,8 @@ func (g *gossip) startLocked(keys []*swarmapi.EncryptionKey, primary []byte) err
 	}
 	cfg := memberlist.DefaultLANConfig()
 	cfg.Name = g.nodeID
-	cfg.BindAddr, cfg.BindPort = g.addr, gossipPort
-	cfg.AdvertiseAddr, cfg.AdvertisePort = g.addr, gossipPort
+	cfg.BindAddr, cfg.BindPort = g.addr, g.port
+	cfg.AdvertiseAddr, cfg.AdvertisePort = g.addr, g.port
 	cfg.Keyring = kr
 	cfg.Delegate = (*gossipDelegate)(g)
 	cfg.Events = (*gossipEvents)(g)
@@ -147,7 +149,7 @@ func (g *gossip) startLocked(keys []*swarmapi.EncryptionKey, primary []byte) err
 	cfg.Logger = log.New(g.log.WriterLevel(logrus.DebugLevel), "", 0)
 	ml, err := memberlist.Create(cfg)
 	if err != nil {
-		return fmt.Errorf("gossip on %s: %w", net.JoinHostPort(g.addr, strconv.Itoa(gossipPort)), err)
+		return fmt.Errorf("gossip on %s: %w", net.JoinHostPort(g.addr, strconv.Itoa(g.port)), err)
 	}
 	g.ml, g.keyring = ml, kr
 	go g.loop(ml)
@@ -182,7 +184,7 @@ func (g *gossip) join(ml *memberlist.Memberlist) {
 	var addrs []string
 	for _, a := range g.joinAddrs() {
 		if a != "" && a != g.addr {
-			addrs = append(addrs, net.JoinHostPort(a, strconv.Itoa(gossipPort)))
+			addrs = append(addrs, net.JoinHostPort(a, strconv.Itoa(g.port)))
 		}
 	}
 	if len(addrs) == 0 {

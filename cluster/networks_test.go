@@ -21,11 +21,17 @@ func TestSwarmNetworks(t *testing.T) {
 	ctx := context.Background()
 	c := testNode(t, &fakeContainers{})
 	c.cfg.LocalNetwork = func(ref string) bool { return ref == "mybridge" }
-	if _, err := c.Init(ctx, swarm.InitRequest{ListenAddr: freeAddr(t)}); err != nil {
+	if _, err := c.Init(ctx, swarm.InitRequest{ListenAddr: freeAddr(t), DataPathPort: 4790}); !errdefs.IsInvalidParameter(err) {
+		t.Fatalf("another data path port: %v", err)
+	}
+	if _, err := c.Init(ctx, swarm.InitRequest{ListenAddr: freeAddr(t), DefaultAddrPool: []string{"10.77.0.0/16"}, SubnetSize: 26}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.CreateNetwork(ctx, network.CreateRequest{Name: "bridge", CreateOptions: network.CreateOptions{Driver: "overlay"}}); !errdefs.IsForbidden(err) {
 		t.Fatalf("a predefined name: %v", err)
+	}
+	if _, err := c.CreateNetwork(ctx, network.CreateRequest{Name: "secret", CreateOptions: network.CreateOptions{Driver: "overlay", Options: map[string]string{"encrypted": ""}}}); !errdefs.IsInvalidParameter(err) {
+		t.Fatalf("an encrypted network: %v", err)
 	}
 	r, err := c.CreateNetwork(ctx, network.CreateRequest{Name: "backend", CreateOptions: network.CreateOptions{Driver: "overlay", Attachable: true, Labels: map[string]string{"a": "b"}}})
 	if err != nil {
@@ -42,7 +48,7 @@ func TestSwarmNetworks(t *testing.T) {
 	if ni.ID != r.ID || ni.Scope != "swarm" || ni.Driver != "overlay" || !ni.Attachable || ni.Labels["a"] != "b" {
 		t.Fatalf("inspect: %+v", ni)
 	}
-	if len(ni.IPAM.Config) != 1 || ni.IPAM.Config[0].Subnet == "" || ni.Options[optVXLANID] == "" {
+	if len(ni.IPAM.Config) != 1 || !strings.HasPrefix(ni.IPAM.Config[0].Subnet, "10.77.") || !strings.HasSuffix(ni.IPAM.Config[0].Subnet, "/26") || ni.Options[optVXLANID] == "" {
 		t.Fatalf("not allocated: %+v", ni)
 	}
 	list, err := c.Networks(ctx, filters.NewArgs(filters.Arg("name", "backend")))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/docker/docker/api/types/network"
 	swarmapi "github.com/moby/swarmkit/v2/api"
+	"github.com/sirupsen/logrus"
 
 	netctl "github.com/jevm/jevm/network/controller"
 )
@@ -135,7 +136,7 @@ func (r *controller) taskNetworks(ctx context.Context) (*network.NetworkingConfi
 		return nil, "", fmt.Errorf("this node's data path address %q: %w", r.dataAddr(), err)
 	}
 	nc.EndpointsConfig = map[string]*network.EndpointSettings{}
-	mode := ""
+	mode, ingress := "", false
 	for _, na := range r.task.Networks {
 		if na.Network == nil {
 			continue
@@ -161,7 +162,11 @@ func (r *controller) taskNetworks(ctx context.Context) (*network.NetworkingConfi
 				es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: p.Addr().String()}
 			}
 		}
-		if e := r.task.Endpoint; e != nil {
+		if spec.Ingress {
+			// The routing mesh: every node relays these ports to the
+			// tasks' ingress addresses.
+			es.DriverOpts[netctl.OptSwarmPorts] = meshPorts(r.task.Endpoint)
+		} else if e := r.task.Endpoint; e != nil {
 			for _, v := range e.VirtualIPs {
 				if v.NetworkID == spec.ID {
 					if p, err := netip.ParsePrefix(v.Addr); err == nil {
@@ -171,9 +176,59 @@ func (r *controller) taskNetworks(ctx context.Context) (*network.NetworkingConfi
 			}
 		}
 		nc.EndpointsConfig[spec.Name] = es
-		if mode == "" {
-			mode = spec.Name
+		if mode == "" || (ingress && !spec.Ingress) {
+			// The first network the service names: ingress only
+			// without another.
+			mode, ingress = spec.Name, spec.Ingress
 		}
 	}
 	return nc, mode, nil
+}
+
+// meshPorts is OptSwarmPorts for a task of a service with endpoint e.
+func meshPorts(e *swarmapi.Endpoint) string {
+	if e == nil {
+		return ""
+	}
+	var out []string
+	for _, p := range e.Ports {
+		if p.PublishMode != swarmapi.PublishModeIngress || p.PublishedPort == 0 {
+			continue
+		}
+		proto := "tcp"
+		if p.Protocol == swarmapi.ProtocolUDP {
+			proto = "udp"
+		}
+		out = append(out, fmt.Sprintf("%s:%d:%d", proto, p.TargetPort, p.PublishedPort))
+	}
+	return strings.Join(out, ",")
+}
+
+// ensureIngress makes the ingress network on this node as soon as the node
+// has its address on it: the routing mesh reaches every node's tasks
+// through it, also from a node that runs none.
+func (e *executor) ensureIngress(node *swarmapi.Node) {
+	if e.overlays == nil {
+		return
+	}
+	for _, na := range node.Attachments {
+		if na == nil || na.Network == nil || !na.Network.Spec.Ingress || len(na.Addresses) == 0 {
+			continue
+		}
+		addr, err := netip.ParsePrefix(na.Addresses[0])
+		if err != nil {
+			continue
+		}
+		data, err := netip.ParseAddr(e.dataAddr())
+		if err != nil {
+			return
+		}
+		spec, err := overlaySpec(na, addr, data)
+		if err == nil {
+			err = e.overlays.EnsureOverlay(spec)
+		}
+		if err != nil {
+			logrus.WithError(err).WithField("module", "swarm").Warn("the ingress network (routing mesh) is not available on this node")
+		}
+	}
 }

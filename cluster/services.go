@@ -18,9 +18,8 @@ import (
 
 // Services and tasks: the API's service spec is turned into SwarmKit's
 // and back. What jevm does not run yet is refused here, at create or
-// update, rather than left for every task to fail: overlay networks,
-// ports published through the routing mesh (host-mode ports work), jobs
-// and plugins.
+// update, rather than left for every task to fail: jobs, plugins and
+// SCTP through the routing mesh.
 
 // toServiceSpec converts and checks an API service spec.
 func toServiceSpec(s swarm.ServiceSpec) (swarmapi.ServiceSpec, error) {
@@ -187,14 +186,17 @@ func toServiceSpec(s swarm.ServiceSpec) (swarmapi.ServiceSpec, error) {
 			out.Endpoint.Mode = swarmapi.ResolutionModeDNSRoundRobin
 		}
 		for _, p := range e.Ports {
-			if p.PublishMode != swarm.PortConfigPublishModeHost {
-				return bad("jevm publishes service ports in host mode only for now (mode=host); the ingress routing mesh is not there yet")
+			pc := &swarmapi.PortConfig{Name: p.Name, TargetPort: p.TargetPort, PublishedPort: p.PublishedPort, PublishMode: swarmapi.PublishModeIngress}
+			if p.PublishMode == swarm.PortConfigPublishModeHost {
+				pc.PublishMode = swarmapi.PublishModeHost
 			}
-			pc := &swarmapi.PortConfig{Name: p.Name, TargetPort: p.TargetPort, PublishedPort: p.PublishedPort, PublishMode: swarmapi.PublishModeHost}
 			switch p.Protocol {
 			case swarm.PortConfigProtocolUDP:
 				pc.Protocol = swarmapi.ProtocolUDP
 			case swarm.PortConfigProtocolSCTP:
+				if pc.PublishMode == swarmapi.PublishModeIngress {
+					return bad("jevm's routing mesh publishes TCP and UDP ports, not SCTP (publish it with mode=host)")
+				}
 				pc.Protocol = swarmapi.ProtocolSCTP
 			}
 			out.Endpoint.Ports = append(out.Endpoint.Ports, pc)
@@ -634,7 +636,10 @@ func (c *Cluster) RemoveService(ctx context.Context, ref string) error {
 // Tasks lists tasks (GET /tasks): filters id, name, service, node,
 // desired-state, label.
 func (c *Cluster) Tasks(ctx context.Context, f filters.Args) ([]swarm.Task, error) {
-	if err := f.Validate(map[string]bool{"id": true, "name": true, "service": true, "node": true, "desired-state": true, "label": true}); err != nil {
+	// _up-to-date is the CLI's, while it follows a service converging
+	// (create or update without --detach): only the tasks of the
+	// service's current spec.
+	if err := f.Validate(map[string]bool{"id": true, "name": true, "service": true, "node": true, "desired-state": true, "label": true, "_up-to-date": true}); err != nil {
 		return nil, errdefs.InvalidParameter(err)
 	}
 	control, err := c.controlClient()
@@ -657,7 +662,8 @@ func (c *Cluster) Tasks(ctx context.Context, f filters.Args) ([]swarm.Task, erro
 		}
 		nodeIDs = append(nodeIDs, n.ID)
 	}
-	r, err := control.ListTasks(ctx, &swarmapi.ListTasksRequest{Filters: &swarmapi.ListTasksRequest_Filters{ServiceIDs: serviceIDs, NodeIDs: nodeIDs}})
+	upToDate := f.Contains("_up-to-date")
+	r, err := control.ListTasks(ctx, &swarmapi.ListTasksRequest{Filters: &swarmapi.ListTasksRequest_Filters{ServiceIDs: serviceIDs, NodeIDs: nodeIDs, UpToDate: upToDate}})
 	if err != nil {
 		return nil, fromGRPC(err)
 	}

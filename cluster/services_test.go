@@ -66,8 +66,8 @@ func TestServiceSpecRefusals(t *testing.T) {
 		"no container": func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec = nil },
 		"no image":     func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec.Image = "" },
 		"job":          func(s *swarm.ServiceSpec) { s.Mode.ReplicatedJob = &swarm.ReplicatedJob{} },
-		"mesh port": func(s *swarm.ServiceSpec) {
-			s.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{{TargetPort: 80, PublishedPort: 8080}}}
+		"sctp through the mesh": func(s *swarm.ServiceSpec) {
+			s.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{{Protocol: swarm.PortConfigProtocolSCTP, TargetPort: 80, PublishedPort: 8080}}}
 		},
 		"bad restart": func(s *swarm.ServiceSpec) {
 			s.TaskTemplate.RestartPolicy = &swarm.RestartPolicy{Condition: "sometimes"}

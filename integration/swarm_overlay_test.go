@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,10 +14,12 @@ import (
 
 // An overlay network across two jevmd hosts, made by docker stack deploy:
 // the stack's two services share its default overlay network; web's two
-// tasks run one on each host, probe's on the worker (h2), which reaches
-// each web task at its address (one across the VXLAN), tasks.web names
-// both, and web (its VIP) answers every request; stack rm leaves no
-// container, network or VXLAN device. Bad input gets dockerd's errors.
+// tasks run on the manager (h1), probe's on the worker (h2), which
+// reaches each web task at its address across the VXLAN, tasks.web names
+// both, and web (its VIP) answers every request, balanced over both;
+// web's port published through the routing mesh answers on both hosts,
+// also on h2, which runs no web task; stack rm leaves no container,
+// network or VXLAN device. Bad input gets dockerd's errors.
 func TestSwarmStackOverlay(t *testing.T) {
 	start := time.Now()
 	phase := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
@@ -63,14 +67,16 @@ func TestSwarmStackOverlay(t *testing.T) {
 	h1.must("network", "rm", "closed")
 
 	dir := t.TempDir()
+	meshPort := freePort(t)
 	compose := `version: "3.8"
 services:
   web:
     image: web
+    ports: ["` + fmt.Sprint(meshPort) + `:80"]
     deploy:
       replicas: 2
       placement:
-        max_replicas_per_node: 1
+        constraints: ["node.role == manager"]
   probe:
     image: busybox
     command: ["sleep", "3600"]
@@ -96,20 +102,30 @@ services:
 	webOn := func(h *testHost) []string {
 		return strings.Fields(h.must("ps", "-q", "--filter", "label=com.docker.swarm.service.name=app_web"))
 	}
-	if len(webOn(h1)) != 1 || len(webOn(h2)) != 1 {
+	if len(webOn(h1)) != 2 || len(webOn(h2)) != 0 {
 		t.Fatalf("web's tasks: %v on h1, %v on h2", webOn(h1), webOn(h2))
 	}
 	probe := strings.TrimSpace(h2.must("ps", "-q", "--filter", "label=com.docker.swarm.service.name=app_probe"))
 	var webIPs []string
-	for _, h := range hosts {
-		ip := strings.TrimSpace(h.must("inspect", "--format", `{{(index .NetworkSettings.Networks "app_default").IPAddress}}`, webOn(h)[0]))
+	for _, id := range webOn(h1) {
+		ip := strings.TrimSpace(h1.must("inspect", "--format", `{{(index .NetworkSettings.Networks "app_default").IPAddress}}`, id))
 		webIPs = append(webIPs, ip)
 	}
 	sort.Strings(webIPs)
-	vip := strings.TrimSpace(h1.must("service", "inspect", "--format", "{{(index .Endpoint.VirtualIPs 0).Addr}}", "app_web"))
-	vip, _, _ = strings.Cut(vip, "/")
+	// web has a VIP on the ingress network too (the mesh's): its VIP on
+	// the stack's network is the one its name answers.
+	netID := strings.TrimSpace(h1.must("network", "inspect", "--format", "{{.Id}}", "app_default"))
+	vip := ""
+	for _, line := range strings.Split(h1.must("service", "inspect", "--format", `{{range .Endpoint.VirtualIPs}}{{.NetworkID}} {{.Addr}}{{"\n"}}{{end}}`, "app_web"), "\n") {
+		if id, addr, ok := strings.Cut(line, " "); ok && id == netID {
+			vip, _, _ = strings.Cut(addr, "/")
+		}
+	}
+	if vip == "" {
+		t.Fatalf("web has no VIP on app_default (%s)", netID)
+	}
 
-	// Each task at its address: the one on h1 across the VXLAN.
+	// Each task at its address, across the VXLAN.
 	for _, ip := range webIPs {
 		if out := h2.must("exec", probe, "wget", "-qO-", "http://"+ip+"/"); !strings.Contains(out, webIndex) {
 			t.Fatalf("web task at %s from probe: %q", ip, out)
@@ -150,6 +166,18 @@ services:
 		}
 	}
 	phase("web reached by name")
+	// The routing mesh: the published port answers on both hosts.
+	for i := 0; i < 4; i++ {
+		for _, h := range hosts {
+			if body := httpGet(t, fmt.Sprintf("http://%s:%d/", h.ip, meshPort)); !strings.Contains(body, webIndex) {
+				t.Fatalf("the published port on %s: %q", h.name, body)
+			}
+		}
+	}
+	if got := h1.must("service", "inspect", "--format", "{{range .Endpoint.Ports}}{{.PublishMode}} {{.PublishedPort}}{{end}}", "app_web"); got != fmt.Sprintf("ingress %d\n", meshPort) {
+		t.Errorf("web's published port: %q", got)
+	}
+	phase("routing mesh answered on both hosts")
 	// The probe's DNS forwards other names out: the host's resolv.conf.
 	if out := h2.must("exec", probe, "cat", "/etc/resolv.conf"); !strings.Contains(out, "nameserver 10.") {
 		t.Errorf("probe's resolv.conf: %q", out)
@@ -159,11 +187,27 @@ services:
 	for _, h := range hosts {
 		waitFor(t, 2*time.Minute, "the stack's containers and overlay gone from "+h.name, func() bool {
 			links := h.inNS("ip", "-o", "link", "show")
-			return strings.TrimSpace(h.must("ps", "-aq")) == "" && !strings.Contains(links, "jvx-")
+			return strings.TrimSpace(h.must("ps", "-aq")) == "" && !strings.Contains(links, "jvx-"+netID[:10])
+		})
+		waitFor(t, 30*time.Second, "the mesh port closed on "+h.name, func() bool {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", h.ip, meshPort), time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err != nil
 		})
 	}
 	waitFor(t, 60*time.Second, "the stack's network removed", func() bool {
 		return !strings.Contains(h1.must("network", "ls", "--format", "{{.Name}}"), "app_default")
 	})
 	phase("stack removed")
+	// Out of the swarm, no overlay is left (the ingress network stays
+	// while in it).
+	h2.must("swarm", "leave")
+	h1.must("swarm", "leave", "--force")
+	for _, h := range hosts {
+		if links := h.inNS("ip", "-o", "link", "show"); strings.Contains(links, "jvx-") {
+			t.Errorf("VXLAN devices left on %s after leaving the swarm:\n%s", h.name, links)
+		}
+	}
 }

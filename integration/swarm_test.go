@@ -147,7 +147,9 @@ func initSwarm(t *testing.T) {
 	t.Helper()
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	t.Cleanup(func() { docker(t, "swarm", "leave", "--force") })
-	mustDocker(t, "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", listen)
+	// A pool of its own: the ingress network's subnet is made on this
+	// host, whose own networks are not to be hidden by 10.0.0.0/24.
+	mustDocker(t, "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", listen, "--default-addr-pool", "10.213.128.0/17")
 }
 
 // pingHeader is a header of GET /_ping.
@@ -244,10 +246,24 @@ func TestSwarmService(t *testing.T) {
 	if body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); !strings.Contains(body, webIndex) {
 		t.Fatalf("the service's host-mode port: %q", body)
 	}
-	if r := docker(t, "service", "create", "--name", "meshed", "--publish", "8080:80", "web"); r.code == 0 || !strings.Contains(r.stderr, "host mode") {
-		t.Fatalf("a port through the routing mesh: %s", r)
-	}
 	mustDocker(t, "service", "rm", web)
+
+	// A port through the routing mesh, the CLI following the service
+	// until it runs (no --detach: its progress asks for the up-to-date
+	// tasks).
+	meshed := uniqueName(t, "svcmesh")
+	t.Cleanup(func() { docker(t, "service", "rm", meshed) })
+	meshPort := freePort(t)
+	if out := mustDocker(t, "service", "create", "--name", meshed, "--publish", fmt.Sprintf("%d:80", meshPort), "web"); !strings.Contains(out, "verify: Service") || !strings.Contains(out, "converged") {
+		t.Fatalf("service create, followed: %q", out)
+	}
+	if body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", meshPort)); !strings.Contains(body, webIndex) {
+		t.Fatalf("the service's port through the routing mesh: %q", body)
+	}
+	if got := mustDocker(t, "network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "ingress"); !strings.HasPrefix(got, "10.213.") {
+		t.Errorf("the ingress network's subnet is not from the swarm's --default-addr-pool: %q", got)
+	}
+	mustDocker(t, "service", "rm", meshed)
 }
 
 // Secrets and configs: created from stdin and a file, delivered into a

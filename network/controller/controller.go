@@ -187,6 +187,9 @@ type endpointRecord struct {
 	// overlay network (OptSwarmService, OptSwarmVIP).
 	Service string `json:"service,omitempty"`
 	VIP     string `json:"vip,omitempty"`
+	// Ports are a task's ports published through the routing mesh, on
+	// the ingress network (OptSwarmPorts).
+	Ports string `json:"ports,omitempty"`
 }
 
 func (r *netRecord) predefined() bool {
@@ -245,7 +248,8 @@ type Controller struct {
 	host *jnet.Host
 
 	mu      sync.Mutex
-	peers   OverlayPeers // the swarm's other nodes, in swarm mode
+	peers   OverlayPeers             // the swarm's other nodes, in swarm mode
+	mesh    map[meshPort]*jnet.Proxy // the routing mesh's published ports
 	nets    map[string]*netRecord
 	ports   map[string][]jnet.PortBinding // running containers' bound ports
 	proxies map[string][]*jnet.Proxy
@@ -1023,6 +1027,10 @@ func (nm *Controller) Shutdown() {
 			nm.closingProxies = append(nm.closingProxies, p)
 		}
 		delete(nm.proxies, id)
+	}
+	for mp, p := range nm.mesh {
+		nm.closingProxies = append(nm.closingProxies, p)
+		delete(nm.mesh, mp)
 	}
 	for _, r := range nm.nets {
 		if r.dns != nil {

@@ -159,8 +159,7 @@ func (nm *Controller) Attach(ctx context.Context, c *Container) (att *Attachment
 	}
 	for _, m := range eps {
 		if m.r.Driver == driverOverlay {
-			nm.syncOverlayLocked(m.r)
-			nm.publishLocked()
+			nm.overlayChangedLocked(true)
 			break
 		}
 	}
@@ -270,7 +269,7 @@ func (nm *Controller) newEndpointLocked(c *Container, r *netRecord, es *network.
 		ep.IP6 = ip6.String()
 	}
 	if r.Driver == driverOverlay {
-		ep.Service, ep.VIP = es.DriverOpts[OptSwarmService], es.DriverOpts[OptSwarmVIP]
+		ep.Service, ep.VIP, ep.Ports = es.DriverOpts[OptSwarmService], es.DriverOpts[OptSwarmVIP], es.DriverOpts[OptSwarmPorts]
 	}
 	if c.Config != nil {
 		ep.Hostname = c.Config.Hostname

@@ -17,9 +17,11 @@ package controller
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +40,10 @@ const driverOverlay = "overlay"
 const (
 	OptSwarmService = "com.jevm.swarm.service"
 	OptSwarmVIP     = "com.jevm.swarm.vip"
+	// OptSwarmPorts, on a task's ingress endpoint: its service's ports
+	// published through the routing mesh, "proto:target:published"
+	// separated by commas.
+	OptSwarmPorts = "com.jevm.swarm.ports"
 )
 
 // OverlaySpec is a swarm network as this node makes it.
@@ -68,6 +74,9 @@ type OverlayEndpoint struct {
 	Aliases []string `json:"aliases,omitempty"`
 	Service string   `json:"svc,omitempty"`
 	VIP     string   `json:"vip,omitempty"`
+	// Ports are, on the ingress network, the service's ports published
+	// through the routing mesh (OptSwarmPorts).
+	Ports string `json:"ports,omitempty"`
 	// NodeAddr marks a node's own address on the network.
 	NodeAddr bool `json:"node,omitempty"`
 	// Host is the data address of the endpoint's node (filled in by
@@ -89,6 +98,9 @@ func (nm *Controller) SetOverlayPeers(p OverlayPeers) {
 	nm.mu.Lock()
 	defer nm.unlock()
 	nm.peers = p
+	if p == nil && nm.removeIdleOverlaysLocked() {
+		_ = nm.saveLocked()
+	}
 	nm.overlayChangedLocked(true)
 }
 
@@ -106,6 +118,7 @@ func (nm *Controller) overlayChangedLocked(publish bool) {
 			nm.syncOverlayLocked(r)
 		}
 	}
+	nm.syncMeshLocked()
 	if publish {
 		nm.publishLocked()
 	}
@@ -213,7 +226,7 @@ func (nm *Controller) overlayEndpointsLocked(r *netRecord, all bool) []OverlayEn
 		if nm.names != nil {
 			name = nm.names.NameByID(ep.ContainerID)
 		}
-		out = append(out, OverlayEndpoint{Network: r.ID, IP: ep.IP, Name: name, Aliases: ep.Aliases, Service: ep.Service, VIP: ep.VIP})
+		out = append(out, OverlayEndpoint{Network: r.ID, IP: ep.IP, Name: name, Aliases: ep.Aliases, Service: ep.Service, VIP: ep.VIP, Ports: ep.Ports})
 	}
 	if all && nm.peers != nil {
 		out = append(out, nm.peers.Remote(r.ID)...)
@@ -286,11 +299,13 @@ func (nm *Controller) publishLocked() {
 }
 
 // removeIdleOverlaysLocked removes the overlay networks none of this
-// node's containers uses any more.
+// node's containers uses any more; the ingress network stays while the
+// node is in the swarm (the routing mesh reaches the other nodes' tasks
+// through it).
 func (nm *Controller) removeIdleOverlaysLocked() bool {
 	removed := false
 	for _, r := range nm.nets {
-		if r.Driver == driverOverlay && len(r.Endpoints) == 0 {
+		if r.Driver == driverOverlay && len(r.Endpoints) == 0 && !(r.Ingress && nm.peers != nil) {
 			nm.bringDownLocked(r)
 			delete(nm.nets, r.ID)
 			nm.log.WithFields(logrus.Fields{"network": r.Name, "id": r.ID[:12]}).Info("overlay network removed: no container here uses it")
@@ -366,4 +381,91 @@ func checkOverlayEndpoint(r *netRecord, es *network.EndpointSettings) error {
 		return errdefs.Forbidden(fmt.Errorf("Could not attach to network %s: rpc error: code = PermissionDenied desc = network %s not manually attachable", r.Name, r.ID))
 	}
 	return errdefs.InvalidParameter(fmt.Errorf("jevm attaches only services' tasks to swarm network %s for now (attachable containers are not supported yet)", r.Name))
+}
+
+// meshPort is a port published through the routing mesh.
+type meshPort struct {
+	proto             string
+	target, published uint16
+}
+
+// parseMeshPorts reads OptSwarmPorts.
+func parseMeshPorts(s string) []meshPort {
+	var out []meshPort
+	for _, f := range strings.Split(s, ",") {
+		parts := strings.Split(f, ":")
+		if len(parts) != 3 {
+			continue
+		}
+		t, err1 := strconv.ParseUint(parts[1], 10, 16)
+		p, err2 := strconv.ParseUint(parts[2], 10, 16)
+		if err1 != nil || err2 != nil || p == 0 || (parts[0] != "tcp" && parts[0] != "udp") {
+			continue
+		}
+		out = append(out, meshPort{proto: parts[0], target: uint16(t), published: uint16(p)})
+	}
+	return out
+}
+
+// meshBackendsLocked lists, for each published port, the ingress
+// addresses of the tasks that serve it, on every node.
+func (nm *Controller) meshBackendsLocked() map[meshPort][]netip.Addr {
+	out := map[meshPort][]netip.Addr{}
+	for _, r := range nm.nets {
+		if r.Driver != driverOverlay || !r.Ingress || !r.up {
+			continue
+		}
+		for _, e := range nm.overlayEndpointsLocked(r, true) {
+			ip, err := netip.ParseAddr(e.IP)
+			if err != nil || e.NodeAddr {
+				continue
+			}
+			for _, mp := range parseMeshPorts(e.Ports) {
+				out[mp] = append(out[mp], ip)
+			}
+		}
+	}
+	return out
+}
+
+// syncMeshLocked makes the routing mesh's proxies those of the ports the
+// swarm's services publish through it: every node listens on each, and
+// relays every connection (or UDP flow) to one of the service's tasks,
+// at random, wherever it runs, over the ingress network.
+func (nm *Controller) syncMeshLocked() {
+	want := nm.meshBackendsLocked()
+	if nm.mesh == nil {
+		nm.mesh = map[meshPort]*jnet.Proxy{}
+	}
+	for mp, p := range nm.mesh {
+		if _, ok := want[mp]; !ok || nm.host == nil {
+			nm.closingProxies = append(nm.closingProxies, p)
+			delete(nm.mesh, mp)
+		}
+	}
+	if nm.host == nil {
+		return
+	}
+	for mp := range want {
+		if nm.mesh[mp] != nil {
+			continue
+		}
+		mp := mp
+		backend := func() (netip.Addr, bool) {
+			nm.mu.Lock()
+			defer nm.mu.Unlock()
+			list := nm.meshBackendsLocked()[mp]
+			if len(list) == 0 {
+				return netip.Addr{}, false
+			}
+			return list[rand.IntN(len(list))], true
+		}
+		b := jnet.PortBinding{Proto: mp.proto, ContainerPort: mp.target, HostPort: mp.published}
+		p, err := jnet.StartProxy(b, backend, nm.log.WithField("part", "routing-mesh"))
+		if err != nil {
+			nm.log.WithError(err).WithField("port", mp.published).Warn("routing mesh: cannot publish the port on this node")
+			continue
+		}
+		nm.mesh[mp] = p
+	}
 }
