@@ -238,3 +238,21 @@ func (h *testHost) inNS(args ...string) string {
 	}
 	return string(out)
 }
+
+// startSwarmHosts starts n hosts (startTestHosts) that leave whatever
+// swarm they are in when the test ends, last host first, and returns them
+// with a logger of the test's phases and their times.
+func startSwarmHosts(t *testing.T, n int) ([]*testHost, func(string)) {
+	t.Helper()
+	start := time.Now()
+	phase := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
+	hosts := startTestHosts(t, n)
+	t.Cleanup(func() {
+		for i := len(hosts) - 1; i >= 0; i-- {
+			if hosts[i].cmd != nil {
+				hosts[i].docker("swarm", "leave", "--force")
+			}
+		}
+	})
+	return hosts, phase
+}

@@ -17,18 +17,9 @@ import (
 // and when it comes back its leftover VMs are stopped; removing the
 // services and leaving the swarm leaves no container behind.
 func TestSwarmAcrossHosts(t *testing.T) {
-	start := time.Now()
-	phase := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
-	hosts := startTestHosts(t, 3)
+	hosts, phase := startSwarmHosts(t, 3)
 	phase("three hosts up")
 	h1, h2, h3 := hosts[0], hosts[1], hosts[2]
-	t.Cleanup(func() {
-		for _, h := range []*testHost{h3, h2, h1} {
-			if h.cmd != nil {
-				h.docker("swarm", "leave", "--force")
-			}
-		}
-	})
 
 	out := h1.must("swarm", "init", "--advertise-addr", h1.ip, "--task-history-limit", "1")
 	if !strings.Contains(out, "docker swarm join --token SWMTKN-1-") || !strings.Contains(out, h1.ip+":2377") {

@@ -21,17 +21,8 @@ import (
 // also on h2, which runs no web task; stack rm leaves no container,
 // network or VXLAN device. Bad input gets dockerd's errors.
 func TestSwarmStackOverlay(t *testing.T) {
-	start := time.Now()
-	phase := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
-	hosts := startTestHosts(t, 2)
+	hosts, phase := startSwarmHosts(t, 2)
 	h1, h2 := hosts[0], hosts[1]
-	t.Cleanup(func() {
-		for _, h := range []*testHost{h2, h1} {
-			if h.cmd != nil {
-				h.docker("swarm", "leave", "--force")
-			}
-		}
-	})
 	if r := h1.docker("network", "create", "-d", "overlay", "early"); r.code == 0 || !strings.Contains(r.stderr, "not a swarm manager") {
 		t.Fatalf("an overlay network outside a swarm: %s", r)
 	}

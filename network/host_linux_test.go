@@ -13,16 +13,8 @@ import (
 // forwarding rules of a network, then removes them and checks that the
 // host's links and rules are as before. Needs root.
 func TestHostBridgeTapFirewall(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	h, err := NewHost()
-	if err != nil {
-		t.Skip(err)
-	}
-	suffix := fmt.Sprintf("%05d", os.Getpid()%100000)
+	h, suffix, owner := rootHost(t)
 	br, tap := "jevmt"+suffix, "tapt"+suffix
-	owner := OwnerPrefix + "test-" + suffix
 	links := func() string { out, _ := exec.Command("ip", "-o", "link").Output(); return string(out) }
 	rules := func() string {
 		a, _ := exec.Command("iptables", "-t", "nat", "-S").Output()
@@ -133,4 +125,20 @@ func TestHostBridgeTapFirewall(t *testing.T) {
 	if strings.Contains(rules(), "jevm:"+br) {
 		t.Fatalf("rules left behind:\n%s", rules())
 	}
+}
+
+// rootHost is the host networking backend for a test that changes the
+// host's links and rules (skipped without root or iptables), with a
+// suffix for the test's link names and their owner alias.
+func rootHost(t *testing.T) (h *Host, suffix, owner string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	h, err := NewHost()
+	if err != nil {
+		t.Skip(err)
+	}
+	suffix = fmt.Sprintf("%05d", os.Getpid()%100000)
+	return h, suffix, OwnerPrefix + "test-" + suffix
 }

@@ -1,10 +1,8 @@
 package network
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -14,16 +12,8 @@ import (
 // bridge, its VXLAN port), programs peers and replaces them, sets a VIP's
 // rules and replaces them, then removes it all. Needs root.
 func TestVXLANPeersAndVIPRules(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	h, err := NewHost()
-	if err != nil {
-		t.Skip(err)
-	}
-	suffix := fmt.Sprintf("%05d", os.Getpid()%100000)
+	h, suffix, owner := rootHost(t)
 	br, vx := "jevmo"+suffix, "jvxt"+suffix
-	owner := OwnerPrefix + "test-" + suffix
 	defer func() {
 		_ = h.TeardownFirewall(br)
 		_ = DeleteLink(vx, owner)
