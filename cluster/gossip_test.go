@@ -2,8 +2,8 @@ package cluster
 
 import (
 	"io"
-	"reflect"
 	"net"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
