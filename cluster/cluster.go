@@ -180,7 +180,7 @@ func (c *Cluster) startNode(st nodeState, extra swarmnode.Config) error {
 	var n *swarmnode.Node
 	exe := &executor{
 		engineVersion: c.cfg.EngineVersion, hostname: hostname, containers: c.cfg.Containers, dependencies: agent.NewDependencyManager(nil),
-		nets: newNodeNets(), overlays: c.cfg.Overlays,
+		nets: newNodeNets(), overlays: c.cfg.Overlays, attach: newAttachments(),
 		dataAddr: func() string { return dataAddr(n, st) },
 	}
 	if c.cfg.Overlays != nil {

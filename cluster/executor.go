@@ -29,6 +29,9 @@ type executor struct {
 	overlays Overlays
 	dataAddr func() string
 	gossip   *gossip
+	// attach holds the attachment tasks of containers on attachable
+	// networks (attach.go).
+	attach *attachments
 }
 
 var _ exec.DependencyManager = (*executor)(nil)
@@ -73,6 +76,9 @@ func (e *executor) Configure(_ context.Context, node *swarmapi.Node) error {
 func (e *executor) Controller(t *swarmapi.Task) (exec.Controller, error) {
 	desc, _ := e.Describe(context.Background())
 	deps := template.NewTemplatedDependencyGetter(agent.Restrict(e.dependencies, t), t, desc)
+	if t.Spec.GetAttachment() != nil {
+		return &attachController{a: e.attach, task: t, done: make(chan struct{})}, nil
+	}
 	r, err := newController(e.containers, t, deps)
 	if err != nil {
 		return nil, err
@@ -88,7 +94,12 @@ func (e *executor) SetNetworkBootstrapKeys(keys []*swarmapi.EncryptionKey) error
 	if e.gossip == nil {
 		return nil
 	}
-	return e.gossip.setKeys(keys)
+	if err := e.gossip.setKeys(keys); err != nil {
+		// Not the agent's failure (it would drop its session): the
+		// node runs, without overlay peers until the next keys.
+		e.gossip.log.WithError(err).Warn("gossip unavailable: overlay networks cannot reach the other nodes")
+	}
+	return nil
 }
 
 // unameArch is the architecture as `uname -m` and dockerd name it.

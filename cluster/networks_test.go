@@ -2,13 +2,18 @@ package cluster
 
 import (
 	"context"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/errdefs"
+	swarmapi "github.com/moby/swarmkit/v2/api"
+
+	netctl "github.com/jevm/jevm/network/controller"
 )
 
 // Swarm networks on a real SwarmKit manager with dockerd's allocator: an
@@ -107,4 +112,95 @@ func TestSwarmNetworks(t *testing.T) {
 	if _, err := c.SwarmNetwork(ctx, "backend"); !errdefs.IsNotFound(err) {
 		t.Fatalf("inspect after rm: %v", err)
 	}
+}
+
+// fakeOverlays records the overlay networks the node makes.
+type fakeOverlays struct {
+	mu   sync.Mutex
+	made map[string]netctl.OverlaySpec
+}
+
+func (f *fakeOverlays) EnsureOverlay(spec netctl.OverlaySpec) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.made == nil {
+		f.made = map[string]netctl.OverlaySpec{}
+	}
+	f.made[spec.Name] = spec
+	return nil
+}
+func (f *fakeOverlays) SetOverlayPeers(netctl.OverlayPeers) {}
+func (f *fakeOverlays) OverlayChanged()                     {}
+
+// A container on attachable swarm networks (docker run --network): the
+// swarm gives it an address at start through an attachment task, which
+// the node's executor receives; the node makes the network (with its own
+// address on it); a network that is not attachable is dockerd's 403, a
+// name the swarm does not know is left to the local networks; detaching
+// gives the attachment back.
+func TestAttachContainer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a SwarmKit manager")
+	}
+	ctx := context.Background()
+	c := testNode(t, &fakeContainers{})
+	ov := &fakeOverlays{}
+	c.cfg.Overlays = ov
+	if _, err := c.Init(ctx, swarm.InitRequest{ListenAddr: freeAddr(t)}); err != nil {
+		t.Fatal(err)
+	}
+	open, err := c.CreateNetwork(ctx, network.CreateRequest{Name: "open", CreateOptions: network.CreateOptions{Driver: "overlay", Attachable: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateNetwork(ctx, network.CreateRequest{Name: "closed", CreateOptions: network.CreateOptions{Driver: "overlay"}}); err != nil {
+		t.Fatal(err)
+	}
+	var ni network.Inspect
+	waitUntil(t, "the networks allocated", func() bool {
+		ni, err = c.SwarmNetwork(ctx, "open")
+		n2, err2 := c.SwarmNetwork(ctx, "closed")
+		return err == nil && err2 == nil && len(ni.IPAM.Config) == 1 && len(n2.IPAM.Config) == 1
+	})
+	if _, err := c.AttachContainer(ctx, "ctr1", []string{"closed"}); !errdefs.IsForbidden(err) || !strings.Contains(err.Error(), "not manually attachable") {
+		t.Fatalf("a network that is not attachable: %v", err)
+	}
+	eps, err := c.AttachContainer(ctx, "ctr1", []string{"open", "nosuch"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := eps["open"]
+	if len(eps) != 1 || es == nil || es.NetworkID != open.ID || es.IPAMConfig == nil || es.DriverOpts[netctl.OptSwarmAttachment] == "" {
+		t.Fatalf("endpoints: %+v", eps)
+	}
+	sub := netip.MustParsePrefix(ni.IPAM.Config[0].Subnet)
+	if !sub.Contains(netip.MustParseAddr(es.IPAMConfig.IPv4Address)) {
+		t.Fatalf("address %s not in %s", es.IPAMConfig.IPv4Address, sub)
+	}
+	ov.mu.Lock()
+	made := ov.made["open"]
+	ov.mu.Unlock()
+	if made.ID != open.ID || !sub.Contains(made.NodeAddr) || made.NodeAddr.String() == es.IPAMConfig.IPv4Address || made.VNI == 0 {
+		t.Fatalf("the network made on the node: %+v", made)
+	}
+	aID := es.DriverOpts[netctl.OptSwarmAttachment]
+	control, err := c.controlClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	taskState := func() (swarmapi.TaskState, bool) {
+		r, err := control.GetTask(ctx, &swarmapi.GetTaskRequest{TaskID: aID})
+		if err != nil {
+			return 0, false
+		}
+		return r.Task.DesiredState, true
+	}
+	if st, ok := taskState(); !ok || st > swarmapi.TaskStateRunning {
+		t.Fatalf("the attachment task: %v %v", st, ok)
+	}
+	c.DetachContainer("ctr1")
+	waitUntil(t, "the attachment given back", func() bool {
+		st, ok := taskState()
+		return !ok || st > swarmapi.TaskStateRunning
+	})
 }

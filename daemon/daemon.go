@@ -82,6 +82,10 @@ type Daemon struct {
 	// net is the network controller (network/controller, used through
 	// network.go); nil in unit tests that build a Daemon by hand.
 	net networkController
+	// swarmNets gives containers addresses on swarm networks (nil
+	// outside swarm mode; SetSwarmAttacher).
+	swarmMu   sync.Mutex
+	swarmNets SwarmAttacher
 	// pool is the warm pool of blank VMs (pool.go); nil when off.
 	pool *vmPool
 	// stopping is closed when Shutdown begins.

@@ -123,22 +123,91 @@ func netContainer(c *Container) *controller.Container {
 	}
 }
 
+// SwarmAttacher gives a container addresses on swarm networks (attachable
+// overlay networks), as dockerd's cluster does for docker run --network:
+// the swarm allocates an address for the container at each start, and
+// the node makes the network.
+type SwarmAttacher interface {
+	// AttachContainer returns, for each of refs that names a swarm
+	// network, the endpoint settings of container id's attachment to it
+	// (the network is then made on this node); refs that name no swarm
+	// network are left out.
+	AttachContainer(ctx context.Context, id string, refs []string) (map[string]*network.EndpointSettings, error)
+	// DetachContainer gives back the container's attachments.
+	DetachContainer(id string)
+}
+
+// SetSwarmAttacher connects the daemon to the swarm (nil: none).
+func (d *Daemon) SetSwarmAttacher(a SwarmAttacher) {
+	d.swarmMu.Lock()
+	defer d.swarmMu.Unlock()
+	d.swarmNets = a
+}
+
+func (d *Daemon) swarmAttacher() SwarmAttacher {
+	d.swarmMu.Lock()
+	defer d.swarmMu.Unlock()
+	return d.swarmNets
+}
+
 // attachNetworks creates c's endpoints (addresses, MACs, taps on the
 // bridges) and opens its published ports. Callers hold c.mu. On error
 // nothing is left.
-func (d *Daemon) attachNetworks(ctx context.Context, c *Container, linkHosts []string) (*controller.Attachment, error) {
+func (d *Daemon) attachNetworks(ctx context.Context, c *Container, linkHosts []string) (att *controller.Attachment, retErr error) {
 	nc := netContainer(c)
 	nc.LinkHosts = linkHosts // legacy links' /etc/hosts entries (links.go)
 	if d.net == nil {
 		return &controller.Attachment{Hosts: controller.HostsFile(nc)}, nil
 	}
+	if a := d.swarmAttacher(); a != nil && nc.NetConfig != nil {
+		// Networks this node does not have, or has as swarm networks,
+		// may be the swarm's: it gives this start's addresses.
+		var refs []string
+		for ref, es := range nc.NetConfig.EndpointsConfig {
+			if es != nil && es.DriverOpts[controller.OptSwarmService] != "" {
+				continue // a task's: the swarm executor attached it
+			}
+			if ni, err := d.net.Inspect(ctx, ref, network.InspectOptions{}); err != nil || ni.Scope == "swarm" {
+				refs = append(refs, ref)
+			}
+		}
+		if len(refs) > 0 {
+			swarmEPs, err := a.AttachContainer(ctx, c.ID, refs)
+			defer func() {
+				if retErr != nil {
+					a.DetachContainer(c.ID)
+				}
+			}()
+			if err != nil {
+				return nil, err
+			}
+			if len(swarmEPs) > 0 {
+				ncfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{}}
+				for k, v := range nc.NetConfig.EndpointsConfig {
+					ncfg.EndpointsConfig[k] = v
+				}
+				for k, v := range swarmEPs {
+					es := v.Copy()
+					if own := ncfg.EndpointsConfig[k]; own != nil {
+						es.Aliases = append(es.Aliases, own.Aliases...)
+					}
+					ncfg.EndpointsConfig[k] = es
+				}
+				nc.NetConfig = ncfg
+			}
+		}
+	}
 	return d.net.Attach(ctx, nc)
 }
 
-// detachNetworks releases c's endpoints and proxies (the VM is gone).
+// detachNetworks releases c's endpoints and proxies (the VM is gone), and
+// its swarm networks' attachments.
 func (d *Daemon) detachNetworks(c *Container) {
 	if d.net != nil {
 		d.net.Detach(c.ID)
+	}
+	if a := d.swarmAttacher(); a != nil {
+		a.DetachContainer(c.ID)
 	}
 }
 

@@ -18,8 +18,10 @@ import (
 // reaches each web task at its address across the VXLAN, tasks.web names
 // both, and web (its VIP) answers every request, balanced over both;
 // web's port published through the routing mesh answers on both hosts,
-// also on h2, which runs no web task; stack rm leaves no container,
-// network or VXLAN device. Bad input gets dockerd's errors.
+// also on h2, which runs no web task; a plain container on the
+// (attachable) network reaches web by name from the worker; stack rm
+// leaves no container, network or VXLAN device. Bad input gets dockerd's
+// errors.
 func TestSwarmStackOverlay(t *testing.T) {
 	hosts, phase := startSwarmHosts(t, 2)
 	h1, h2 := hosts[0], hosts[1]
@@ -74,6 +76,9 @@ services:
     deploy:
       placement:
         constraints: ["node.role == worker"]
+networks:
+  default:
+    attachable: true
 `
 	if err := os.WriteFile(filepath.Join(dir, "stack.yml"), []byte(compose), 0o644); err != nil {
 		t.Fatal(err)
@@ -169,6 +174,19 @@ services:
 		t.Errorf("web's published port: %q", got)
 	}
 	phase("routing mesh answered on both hosts")
+	// A container that is no task, on the attachable network, on the
+	// worker: the swarm gives it an address, which the other host learns;
+	// it reaches web by name; once it is gone, the other host forgets it.
+	h2.must("run", "-d", "--name", "visitor", "--network", "app_default", "busybox", "sleep", "600")
+	visitorIP := strings.TrimSpace(h2.must("inspect", "--format", `{{(index .NetworkSettings.Networks "app_default").IPAddress}}`, "visitor"))
+	h1Neigh := func() string { return h1.inNS("ip", "neigh", "show", "dev", "jvx-"+netID[:10]) }
+	waitFor(t, 30*time.Second, "h1 to learn the visitor's address "+visitorIP, func() bool { return strings.Contains(h1Neigh(), visitorIP+" ") })
+	if out := h2.must("exec", "visitor", "wget", "-qO-", "http://web/"); !strings.Contains(out, webIndex) {
+		t.Fatalf("a container on the attachable network: %q", out)
+	}
+	h2.must("rm", "-f", "visitor")
+	waitFor(t, 30*time.Second, "h1 to forget the visitor's address", func() bool { return !strings.Contains(h1Neigh(), visitorIP+" ") })
+	phase("an attached container reached web")
 	// The probe's DNS forwards other names out: the host's resolv.conf.
 	if out := h2.must("exec", probe, "cat", "/etc/resolv.conf"); !strings.Contains(out, "nameserver 10.") {
 		t.Errorf("probe's resolv.conf: %q", out)

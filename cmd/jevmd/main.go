@@ -182,6 +182,8 @@ func run(o *options) error {
 		LocalNetwork:  d.LocalNetwork,
 		Log:           logrus.WithField("component", "swarm"),
 	})
+	// docker run --network on attachable swarm networks (cluster/attach.go).
+	d.SetSwarmAttacher(swarmNode)
 	if err := swarmNode.Start(ctx); err != nil {
 		log.WithError(err).Error("swarm node")
 	}

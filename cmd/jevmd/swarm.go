@@ -202,9 +202,8 @@ func (e engine) NetworkRemove(ctx context.Context, ref string) error {
 }
 
 // ContainerCreate refuses, as dockerd does on a manager, a container on a
-// swarm network that is not attachable; jevm does not attach containers
-// other than tasks to swarm networks yet. Tasks' containers are made by
-// the swarm executor directly.
+// swarm network that is not attachable (on a worker, the start does).
+// Tasks' containers are made by the swarm executor directly.
 func (e engine) ContainerCreate(ctx context.Context, name string, cfg *container.Config, hostCfg *container.HostConfig, netCfg *network.NetworkingConfig, platform *ocispec.Platform) (container.CreateResponse, error) {
 	if e.c.Status() == "active/manager" {
 		var refs []string
@@ -227,7 +226,6 @@ func (e engine) ContainerCreate(ctx context.Context, name string, cfg *container
 			if !ni.Attachable {
 				return container.CreateResponse{}, errdefs.Forbidden(fmt.Errorf("Could not attach to network %s: rpc error: code = PermissionDenied desc = network %s not manually attachable", ref, ni.ID))
 			}
-			return container.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("jevm attaches only services' tasks to swarm network %s for now (attachable containers are not supported yet)", ref))
 		}
 	}
 	return e.Daemon.ContainerCreate(ctx, name, cfg, hostCfg, netCfg, platform)

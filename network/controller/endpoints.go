@@ -208,6 +208,9 @@ func (nm *Controller) newEndpointLocked(c *Container, r *netRecord, es *network.
 			return nil, fmt.Errorf("network %s: %w", r.Name, err)
 		}
 	}
+	if err := swarmAddress(r, es); err != nil {
+		return nil, err
+	}
 	var ip netip.Addr
 	if r.pool == nil {
 		// IPv6 only: no IPv4 address.

@@ -44,6 +44,9 @@ const (
 	// published through the routing mesh, "proto:target:published"
 	// separated by commas.
 	OptSwarmPorts = "com.jevm.swarm.ports"
+	// OptSwarmAttachment, on a container's endpoint on an attachable
+	// swarm network: the swarm's attachment (its address came with it).
+	OptSwarmAttachment = "com.jevm.swarm.attachment"
 )
 
 // OverlaySpec is a swarm network as this node makes it.
@@ -371,16 +374,25 @@ func (nm *Controller) overlayNameOfLocked(r *netRecord, a netip.Addr) (string, b
 	return "", false
 }
 
-// checkOverlayEndpoint refuses containers on a swarm network other than
-// the swarm's tasks: their addresses are the managers' to give.
+// checkOverlayEndpoint refuses, at create, a container on a swarm network
+// that is not attachable (a task's endpoint is the swarm's); on an
+// attachable one the swarm gives the container its address at each start
+// (the daemon's SwarmAttacher).
 func checkOverlayEndpoint(r *netRecord, es *network.EndpointSettings) error {
-	if es.DriverOpts[OptSwarmService] != "" {
+	if es.DriverOpts[OptSwarmService] != "" || es.DriverOpts[OptSwarmAttachment] != "" || r.Attachable {
 		return nil
 	}
-	if !r.Attachable {
-		return errdefs.Forbidden(fmt.Errorf("Could not attach to network %s: rpc error: code = PermissionDenied desc = network %s not manually attachable", r.Name, r.ID))
+	return errdefs.Forbidden(fmt.Errorf("Could not attach to network %s: rpc error: code = PermissionDenied desc = network %s not manually attachable", r.Name, r.ID))
+}
+
+// swarmAddress refuses an endpoint on a swarm network without the
+// address the swarm gave it: an address of the node's own picking could
+// be another node's.
+func swarmAddress(r *netRecord, es *network.EndpointSettings) error {
+	if r.Driver == driverOverlay && (es.IPAMConfig == nil || es.IPAMConfig.IPv4Address == "") {
+		return errdefs.InvalidParameter(fmt.Errorf("network %s is a swarm network: the swarm gives its addresses (is this node still in the swarm?)", r.Name))
 	}
-	return errdefs.InvalidParameter(fmt.Errorf("jevm attaches only services' tasks to swarm network %s for now (attachable containers are not supported yet)", r.Name))
+	return nil
 }
 
 // meshPort is a port published through the routing mesh.

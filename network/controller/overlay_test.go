@@ -82,7 +82,8 @@ func TestOverlayLookup(t *testing.T) {
 	}
 }
 
-// Only the swarm's tasks get endpoints on a swarm network.
+// Containers on swarm networks: tasks, and others only on attachable
+// networks, with the swarm's address.
 func TestCheckOverlayEndpoint(t *testing.T) {
 	r := &netRecord{ID: "ov1", Name: "closed", Driver: driverOverlay}
 	task := &network.EndpointSettings{DriverOpts: map[string]string{OptSwarmService: "web"}}
@@ -93,7 +94,14 @@ func TestCheckOverlayEndpoint(t *testing.T) {
 		t.Fatalf("a container on a network that is not attachable: %v", err)
 	}
 	r.Attachable = true
-	if err := checkOverlayEndpoint(r, &network.EndpointSettings{}); !errdefs.IsInvalidParameter(err) {
+	if err := checkOverlayEndpoint(r, &network.EndpointSettings{}); err != nil {
 		t.Fatalf("a container on an attachable network: %v", err)
+	}
+	// At start, an address from the swarm or nothing.
+	if err := swarmAddress(r, &network.EndpointSettings{}); !errdefs.IsInvalidParameter(err) {
+		t.Fatalf("an endpoint without the swarm's address: %v", err)
+	}
+	if err := swarmAddress(r, &network.EndpointSettings{IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "10.0.1.9"}}); err != nil {
+		t.Fatal(err)
 	}
 }
