@@ -245,7 +245,10 @@ func (h *testHost) inNS(args ...string) string {
 func startSwarmHosts(t *testing.T, n int) ([]*testHost, func(string)) {
 	t.Helper()
 	start := time.Now()
-	phase := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
+	phase := func(what string) {
+		t.Helper()
+		t.Logf("%6.1fs %s", time.Since(start).Seconds(), what)
+	}
 	hosts := startTestHosts(t, n)
 	t.Cleanup(func() {
 		for i := len(hosts) - 1; i >= 0; i-- {

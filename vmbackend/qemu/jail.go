@@ -282,10 +282,12 @@ func (j *jailSpec) bind(b jailBind) error {
 		if err := os.Mkdir(target, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("jail: %w", err)
 		}
-	} else if f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY, 0o644); err != nil {
+	} else if err := unix.Mknod(target, unix.S_IFREG|0o644, 0); err != nil && !errors.Is(err, os.ErrExist) {
+		// Made without opening it: a descriptor open for writing on the
+		// jail's tmpfs, even one a concurrent fork in another thread
+		// holds until its exec, makes the read-only remount below fail
+		// with EBUSY.
 		return fmt.Errorf("jail: %w", err)
-	} else {
-		f.Close()
 	}
 	if err := unix.Mount(b.path, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("jail: bind %s: %w", b.path, err)
