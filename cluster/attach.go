@@ -199,3 +199,10 @@ func (c *Cluster) DetachContainer(id string) {
 		}
 	}()
 }
+
+// InSwarm implements the daemon's SwarmAttacher.
+func (c *Cluster) InSwarm() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.node != nil
+}

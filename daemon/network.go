@@ -135,6 +135,9 @@ type SwarmAttacher interface {
 	AttachContainer(ctx context.Context, id string, refs []string) (map[string]*network.EndpointSettings, error)
 	// DetachContainer gives back the container's attachments.
 	DetachContainer(id string)
+	// InSwarm reports whether this node is in a swarm (else there is
+	// nothing to attach to).
+	InSwarm() bool
 }
 
 // SetSwarmAttacher connects the daemon to the swarm (nil: none).
@@ -159,7 +162,7 @@ func (d *Daemon) attachNetworks(ctx context.Context, c *Container, linkHosts []s
 	if d.net == nil {
 		return &controller.Attachment{Hosts: controller.HostsFile(nc)}, nil
 	}
-	if a := d.swarmAttacher(); a != nil && nc.NetConfig != nil {
+	if a := d.swarmAttacher(); a != nil && nc.NetConfig != nil && a.InSwarm() {
 		// Networks this node does not have, or has as swarm networks,
 		// may be the swarm's: it gives this start's addresses.
 		var refs []string

@@ -171,10 +171,20 @@ func (nm *Controller) Attach(ctx context.Context, c *Container) (att *Attachment
 func (nm *Controller) Detach(cid string) {
 	nm.mu.Lock()
 	defer nm.unlock()
+	overlay := false
+	for _, r := range nm.nets {
+		for _, ep := range r.Endpoints {
+			overlay = overlay || (ep.ContainerID == cid && r.Driver == driverOverlay)
+		}
+	}
 	if nm.detachLocked(cid) {
-		nm.removeIdleOverlaysLocked()
+		if overlay {
+			// The other nodes forget its addresses; the VIPs and the
+			// routing mesh lose it as a backend.
+			nm.removeIdleOverlaysLocked()
+			nm.overlayChangedLocked(true)
+		}
 		_ = nm.saveLocked()
-		nm.overlayChangedLocked(true)
 	}
 }
 
