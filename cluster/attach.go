@@ -105,14 +105,15 @@ func (r *attachController) ContainerStatus() (*swarmapi.ContainerStatus, error) 
 
 var _ exec.Controller = (*attachController)(nil)
 
-// AttachContainer implements the daemon's SwarmAttacher.
+// AttachContainer implements the daemon's SwarmAttacher. It and the
+// other SwarmAttacher methods do not take c.mu: they run on containers'
+// start and exit paths, which a leave (holding c.mu) waits for.
 func (c *Cluster) AttachContainer(ctx context.Context, id string, refs []string) (map[string]*network.EndpointSettings, error) {
-	c.mu.Lock()
-	n, exe := c.node, c.exe
-	c.mu.Unlock()
-	if n == nil || exe == nil || n.Agent() == nil {
+	rn := c.running.Load()
+	if rn == nil || rn.node.Agent() == nil {
 		return nil, nil
 	}
+	n, exe := rn.node, rn.exe
 	if exe.overlays == nil {
 		return nil, errdefs.Unavailable(fmt.Errorf("overlay networks are not available on this node"))
 	}
@@ -175,12 +176,11 @@ func (c *Cluster) AttachContainer(ctx context.Context, id string, refs []string)
 // attachments go back to the managers, in the background (a container's
 // exit does not wait for them).
 func (c *Cluster) DetachContainer(id string) {
-	c.mu.Lock()
-	n, exe := c.node, c.exe
-	c.mu.Unlock()
-	if n == nil || exe == nil {
+	rn := c.running.Load()
+	if rn == nil {
 		return
 	}
+	n, exe := rn.node, rn.exe
 	exe.attach.mu.Lock()
 	ids := exe.attach.byCtr[id]
 	delete(exe.attach.byCtr, id)
@@ -201,8 +201,4 @@ func (c *Cluster) DetachContainer(id string) {
 }
 
 // InSwarm implements the daemon's SwarmAttacher.
-func (c *Cluster) InSwarm() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.node != nil
-}
+func (c *Cluster) InSwarm() bool { return c.running.Load() != nil }

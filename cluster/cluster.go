@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -98,14 +99,24 @@ type Cluster struct {
 	mu      sync.Mutex // serialises init, leave and restart
 	node    *swarmnode.Node
 	state   nodeState
-	conn    *grpc.ClientConn   // to the manager's APIs while it is one
-	stopped chan error         // receives the node's error once it stops
-	exe     *executor          // the node's executor
+	conn    *grpc.ClientConn // to the manager's APIs while it is one
+	stopped chan error       // receives the node's error once it stops
+	exe     *executor        // the node's executor
+	// running is node and exe for the engine's calls on its container
+	// paths (attach.go), read without mu: a leave holds mu while it
+	// removes the task containers, whose exits call in.
+	running atomic.Pointer[runningNode]
 	cancel  context.CancelFunc // stops the node's context
 	// locked is the state of a node that would not start without the
 	// swarm's unlock key (autolock, after a restart): no node runs until
 	// Unlock is given the key.
 	locked *nodeState
+}
+
+// runningNode is a started node and its executor.
+type runningNode struct {
+	node *swarmnode.Node
+	exe  *executor
 }
 
 // New returns the cluster component; Start brings back a node a previous
@@ -214,6 +225,7 @@ func (c *Cluster) startNode(st nodeState, extra swarmnode.Config) error {
 	}
 	stopped := make(chan error, 1)
 	c.node, c.state, c.cancel, c.stopped, c.exe = n, st, cancel, stopped, exe
+	c.running.Store(&runningNode{node: n, exe: exe})
 	go func() {
 		<-n.Ready()
 		c.cfg.Log.WithField("node", n.NodeID()).Info("swarm node ready")
@@ -301,6 +313,7 @@ func (c *Cluster) stopNode(ctx context.Context) {
 	c.cancel()
 	c.exe.closeGossip(c.cfg.Overlays)
 	c.node, c.conn, c.cancel, c.stopped, c.exe = nil, nil, nil, nil, nil
+	c.running.Store(nil)
 }
 
 // initNetworkConfig checks and converts init's network settings: the
