@@ -313,7 +313,9 @@ func TestE2EPodConfinedShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitOutput(t, ctx, &out, "/dev/pts/0")
+	// The whole line: input written before tty's newline reaches the
+	// terminal is echoed in the middle of it.
+	waitOutput(t, ctx, &out, "/dev/pts/0\r\n")
 	if _, err := ro.Stdin().Write([]byte("hi\n")); err != nil {
 		t.Fatal(err)
 	}
