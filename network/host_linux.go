@@ -498,7 +498,7 @@ func (h *Host) TeardownFirewall(bridge string) error {
 		}
 	}
 	// A swarm network's virtual IP rules (vip_linux.go).
-	if err := deleteOwnRules(h.ipt, vipComment(bridge), [][2]string{{"nat", "PREROUTING"}, {"nat", "POSTROUTING"}}); err != nil {
+	if err := deleteOwnRules(h.ipt, func(c string) bool { return strings.HasPrefix(c, vipComment(bridge)) }, vipChains); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

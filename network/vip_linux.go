@@ -15,27 +15,44 @@ import (
 	"net/netip"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/coreos/go-iptables/iptables"
 )
 
 func vipComment(bridge string) string { return OwnerPrefix + bridge + ":vip" }
 
+var vipChains = [][2]string{{"nat", "PREROUTING"}, {"nat", "POSTROUTING"}}
+
 // SetVIPRules makes bridge's virtual IP rules exactly vips (each VIP's
-// backends); self is the node's address on the network.
+// backends); self is the node's address on the network. The new rules
+// (a generation of their own, "a" or "b" in their comment) are added
+// before the old ones go, after them in PREROUTING: a connection made
+// meanwhile takes the old ones, never none.
 func (h *Host) SetVIPRules(bridge string, self netip.Addr, vips map[netip.Addr][]netip.Addr) error {
 	if h.ipt == nil {
 		return nil
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if err := deleteOwnRules(h.ipt, vipComment(bridge), [][2]string{{"nat", "PREROUTING"}, {"nat", "POSTROUTING"}}); err != nil {
+	gen := vipComment(bridge) + ":a"
+	if has, err := hasOwnRule(h.ipt, gen, vipChains); err != nil {
+		return err
+	} else if has {
+		gen = vipComment(bridge) + ":b"
+	}
+	if err := h.addVIPRules(bridge, gen, self, vips); err != nil {
+		_ = deleteOwnRules(h.ipt, func(c string) bool { return c == gen }, vipChains)
 		return err
 	}
+	return deleteOwnRules(h.ipt, func(c string) bool { return strings.HasPrefix(c, vipComment(bridge)) && c != gen }, vipChains)
+}
+
+func (h *Host) addVIPRules(bridge, comment string, self netip.Addr, vips map[netip.Addr][]netip.Addr) error {
 	if len(vips) == 0 {
 		return nil
 	}
-	c := []string{"-m", "comment", "--comment", vipComment(bridge)}
+	c := []string{"-m", "comment", "--comment", comment}
 	keys := make([]netip.Addr, 0, len(vips))
 	for v := range vips {
 		keys = append(keys, v)
@@ -65,8 +82,36 @@ func (h *Host) SetVIPRules(bridge string, self netip.Addr, vips map[netip.Addr][
 	return nil
 }
 
-// deleteOwnRules deletes the rules with comment from the chains.
-func deleteOwnRules(ipt *iptables.IPTables, comment string, chains [][2]string) error {
+// commentOf is the comment of a line of iptables -S.
+func commentOf(line string) string {
+	f := strings.Fields(line)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "--comment" {
+			return strings.Trim(f[i+1], `"`)
+		}
+	}
+	return ""
+}
+
+// hasOwnRule reports whether a rule with comment is in the chains.
+func hasOwnRule(ipt *iptables.IPTables, comment string, chains [][2]string) (bool, error) {
+	for _, tc := range chains {
+		list, err := ipt.List(tc[0], tc[1])
+		if err != nil {
+			return false, err
+		}
+		for _, line := range list {
+			if commentOf(line) == comment {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// deleteOwnRules deletes the rules of the chains whose comment match
+// says are to go.
+func deleteOwnRules(ipt *iptables.IPTables, match func(comment string) bool, chains [][2]string) error {
 	var errs []error
 	for _, tc := range chains {
 		list, err := ipt.List(tc[0], tc[1])
@@ -75,7 +120,11 @@ func deleteOwnRules(ipt *iptables.IPTables, comment string, chains [][2]string) 
 			continue
 		}
 		for _, line := range list {
-			spec, ok := ownRule(line, tc[1], comment)
+			c := commentOf(line)
+			if c == "" || !match(c) {
+				continue
+			}
+			spec, ok := ownRule(line, tc[1], c)
 			if !ok {
 				continue
 			}
