@@ -18,8 +18,8 @@ import (
 
 // Services and tasks: the API's service spec is turned into SwarmKit's
 // and back. What jevm does not run yet is refused here, at create or
-// update, rather than left for every task to fail: jobs, plugins and
-// SCTP through the routing mesh.
+// update, rather than left for every task to fail: plugins and SCTP
+// through the routing mesh.
 
 // toServiceSpec converts and checks an API service spec.
 func toServiceSpec(s swarm.ServiceSpec) (swarmapi.ServiceSpec, error) {
@@ -34,11 +34,32 @@ func toServiceSpec(s swarm.ServiceSpec) (swarmapi.ServiceSpec, error) {
 		return bad("ContainerSpec: image reference must be provided")
 	}
 	out := swarmapi.ServiceSpec{Annotations: swarmapi.Annotations{Name: s.Name, Labels: s.Labels}}
+	modes := 0
+	for _, set := range []bool{s.Mode.Global != nil, s.Mode.Replicated != nil, s.Mode.ReplicatedJob != nil, s.Mode.GlobalJob != nil} {
+		if set {
+			modes++
+		}
+	}
+	if modes > 1 {
+		return bad("must specify only one service mode")
+	}
 	switch m := s.Mode; {
 	case m.Global != nil:
 		out.Mode = &swarmapi.ServiceSpec_Global{Global: &swarmapi.GlobalService{}}
-	case m.ReplicatedJob != nil || m.GlobalJob != nil:
-		return bad("jevm does not run job services yet")
+	case m.GlobalJob != nil:
+		out.Mode = &swarmapi.ServiceSpec_GlobalJob{GlobalJob: &swarmapi.GlobalJob{}}
+	case m.ReplicatedJob != nil:
+		// dockerd's defaults: one task at a time, as many completions as
+		// may run at once.
+		j := &swarmapi.ReplicatedJob{MaxConcurrent: 1}
+		if m.ReplicatedJob.MaxConcurrent != nil {
+			j.MaxConcurrent = *m.ReplicatedJob.MaxConcurrent
+		}
+		j.TotalCompletions = j.MaxConcurrent
+		if m.ReplicatedJob.TotalCompletions != nil {
+			j.TotalCompletions = *m.ReplicatedJob.TotalCompletions
+		}
+		out.Mode = &swarmapi.ServiceSpec_ReplicatedJob{ReplicatedJob: j}
 	default:
 		replicas := uint64(1)
 		if m.Replicated != nil && m.Replicated.Replicas != nil {
@@ -244,6 +265,11 @@ func fromServiceSpec(s *swarmapi.ServiceSpec) swarm.ServiceSpec {
 	case *swarmapi.ServiceSpec_Replicated:
 		r := m.Replicated.Replicas
 		out.Mode.Replicated = &swarm.ReplicatedService{Replicas: &r}
+	case *swarmapi.ServiceSpec_ReplicatedJob:
+		maxConcurrent, total := m.ReplicatedJob.MaxConcurrent, m.ReplicatedJob.TotalCompletions
+		out.Mode.ReplicatedJob = &swarm.ReplicatedJob{MaxConcurrent: &maxConcurrent, TotalCompletions: &total}
+	case *swarmapi.ServiceSpec_GlobalJob:
+		out.Mode.GlobalJob = &swarm.GlobalJob{}
 	}
 	out.UpdateConfig = fromUpdateConfig(s.Update)
 	out.RollbackConfig = fromUpdateConfig(s.Rollback)
@@ -402,6 +428,12 @@ func toService(s *swarmapi.Service) swarm.Service {
 			out.Endpoint.Spec = *spec.EndpointSpec
 		}
 	}
+	if j := s.JobStatus; j != nil {
+		out.JobStatus = &swarm.JobStatus{JobIteration: swarm.Version{Index: j.JobIteration.Index}}
+		if t, err := gogotypes.TimestampFromProto(j.LastExecution); err == nil {
+			out.JobStatus.LastExecution = t
+		}
+	}
 	if u := s.UpdateStatus; u != nil {
 		out.UpdateStatus = &swarm.UpdateStatus{State: swarm.UpdateState(strings.ToLower(strings.TrimPrefix(u.State.String(), "UpdateStatus_"))), Message: u.Message}
 		if t, err := gogotypes.TimestampFromProto(u.StartedAt); err == nil {
@@ -423,6 +455,9 @@ func toTask(t *swarmapi.Task) swarm.Task {
 		Status: swarm.TaskStatus{
 			State: swarm.TaskState(strings.ToLower(t.Status.State.String())), Message: t.Status.Message, Err: t.Status.Err,
 		},
+	}
+	if t.JobIteration != nil {
+		out.JobIteration = &swarm.Version{Index: t.JobIteration.Index}
 	}
 	if ts, err := gogotypes.TimestampFromProto(t.Status.Timestamp); err == nil {
 		out.Status.Timestamp = ts
@@ -488,9 +523,9 @@ func (c *Cluster) Services(ctx context.Context, f filters.Args, status bool) ([]
 	if err != nil {
 		return nil, fromGRPC(err)
 	}
-	var running, desired map[string]uint64
+	var statuses map[string]*swarm.ServiceStatus
 	if status {
-		if running, desired, err = c.taskCounts(ctx, control, r.Services); err != nil {
+		if statuses, err = serviceStatuses(ctx, control, r.Services); err != nil {
 			return nil, err
 		}
 	}
@@ -510,7 +545,7 @@ func (c *Cluster) Services(ctx context.Context, f filters.Args, status bool) ([]
 			continue
 		}
 		if status {
-			svc.ServiceStatus = &swarm.ServiceStatus{RunningTasks: running[s.ID], DesiredTasks: desired[s.ID]}
+			svc.ServiceStatus = statuses[s.ID]
 		}
 		out = append(out, svc)
 	}
@@ -518,38 +553,34 @@ func (c *Cluster) Services(ctx context.Context, f filters.Args, status bool) ([]
 }
 
 func serviceMode(s swarm.Service) string {
-	if s.Spec.Mode.Global != nil {
+	switch m := s.Spec.Mode; {
+	case m.Global != nil:
 		return "global"
+	case m.ReplicatedJob != nil:
+		return "replicated-job"
+	case m.GlobalJob != nil:
+		return "global-job"
 	}
 	return "replicated"
 }
 
-// taskCounts counts each service's running tasks, and the desired ones: a
-// replicated service's replicas, a global service's tasks meant to run.
-func (c *Cluster) taskCounts(ctx context.Context, control swarmapi.ControlClient, services []*swarmapi.Service) (running, desired map[string]uint64, err error) {
-	r, err := control.ListTasks(ctx, &swarmapi.ListTasksRequest{})
-	if err != nil {
-		return nil, nil, fromGRPC(err)
-	}
-	running, desired = map[string]uint64{}, map[string]uint64{}
-	global := map[string]bool{}
+// serviceStatuses counts each service's tasks as SwarmKit does for
+// dockerd: running and desired, and for a job the tasks of its current
+// iteration that completed.
+func serviceStatuses(ctx context.Context, control swarmapi.ControlClient, services []*swarmapi.Service) (map[string]*swarm.ServiceStatus, error) {
+	ids := make([]string, 0, len(services))
 	for _, s := range services {
-		switch m := s.Spec.Mode.(type) {
-		case *swarmapi.ServiceSpec_Replicated:
-			desired[s.ID] = m.Replicated.Replicas
-		case *swarmapi.ServiceSpec_Global:
-			global[s.ID] = true
-		}
+		ids = append(ids, s.ID)
 	}
-	for _, t := range r.Tasks {
-		if t.Status.State == swarmapi.TaskStateRunning {
-			running[t.ServiceID]++
-		}
-		if global[t.ServiceID] && t.DesiredState == swarmapi.TaskStateRunning {
-			desired[t.ServiceID]++
-		}
+	r, err := control.ListServiceStatuses(ctx, &swarmapi.ListServiceStatusesRequest{Services: ids})
+	if err != nil {
+		return nil, fromGRPC(err)
 	}
-	return running, desired, nil
+	out := make(map[string]*swarm.ServiceStatus, len(r.Statuses))
+	for _, st := range r.Statuses {
+		out[st.ServiceID] = &swarm.ServiceStatus{RunningTasks: st.RunningTasks, DesiredTasks: st.DesiredTasks, CompletedTasks: st.CompletedTasks}
+	}
+	return out, nil
 }
 
 // serviceByRef finds a service by ID, name or ID prefix.

@@ -65,7 +65,9 @@ func TestServiceSpecRefusals(t *testing.T) {
 	for name, change := range map[string]func(*swarm.ServiceSpec){
 		"no container": func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec = nil },
 		"no image":     func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec.Image = "" },
-		"job":          func(s *swarm.ServiceSpec) { s.Mode.ReplicatedJob = &swarm.ReplicatedJob{} },
+		"two modes": func(s *swarm.ServiceSpec) {
+			s.Mode.Global, s.Mode.ReplicatedJob = &swarm.GlobalService{}, &swarm.ReplicatedJob{}
+		},
 		"sctp through the mesh": func(s *swarm.ServiceSpec) {
 			s.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{{Protocol: swarm.PortConfigProtocolSCTP, TargetPort: 80, PublishedPort: 8080}}}
 		},
@@ -84,6 +86,35 @@ func TestServiceSpecRefusals(t *testing.T) {
 	s, err := toServiceSpec(base())
 	if err != nil || s.GetReplicated().Replicas != 1 {
 		t.Errorf("default mode: %+v %v", s.Mode, err)
+	}
+}
+
+// Job modes go to SwarmKit with dockerd's defaults and come back.
+func TestServiceSpecJobs(t *testing.T) {
+	base := swarm.ServiceSpec{TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "busybox"}}}
+	u := func(n uint64) *uint64 { return &n }
+	for _, c := range []struct {
+		in, want swarm.ServiceMode
+		mode     string
+	}{
+		{swarm.ServiceMode{GlobalJob: &swarm.GlobalJob{}}, swarm.ServiceMode{GlobalJob: &swarm.GlobalJob{}}, "global-job"},
+		{swarm.ServiceMode{ReplicatedJob: &swarm.ReplicatedJob{}}, swarm.ServiceMode{ReplicatedJob: &swarm.ReplicatedJob{MaxConcurrent: u(1), TotalCompletions: u(1)}}, "replicated-job"},
+		{swarm.ServiceMode{ReplicatedJob: &swarm.ReplicatedJob{MaxConcurrent: u(3)}}, swarm.ServiceMode{ReplicatedJob: &swarm.ReplicatedJob{MaxConcurrent: u(3), TotalCompletions: u(3)}}, "replicated-job"},
+		{swarm.ServiceMode{ReplicatedJob: &swarm.ReplicatedJob{MaxConcurrent: u(2), TotalCompletions: u(5)}}, swarm.ServiceMode{ReplicatedJob: &swarm.ReplicatedJob{MaxConcurrent: u(2), TotalCompletions: u(5)}}, "replicated-job"},
+	} {
+		in := base
+		in.Mode = c.in
+		s, err := toServiceSpec(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := fromServiceSpec(&s)
+		if !reflect.DeepEqual(out.Mode, c.want) {
+			t.Errorf("%+v came back as %+v, want %+v", c.in, out.Mode, c.want)
+		}
+		if m := serviceMode(swarm.Service{Spec: out}); m != c.mode {
+			t.Errorf("%+v: mode %q, want %q", c.in, m, c.mode)
+		}
 	}
 }
 

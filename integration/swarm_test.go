@@ -266,6 +266,56 @@ func TestSwarmService(t *testing.T) {
 	mustDocker(t, "service", "rm", meshed)
 }
 
+// Job services: a replicated job runs its completions, at most
+// --max-concurrent at a time, and the CLI follows it to "job complete";
+// a global job runs once on the node; a job whose task fails is not
+// complete.
+func TestSwarmJob(t *testing.T) {
+	initSwarm(t)
+	job := uniqueName(t, "job")
+	t.Cleanup(func() { docker(t, "service", "rm", job) })
+	out := mustDocker(t, "service", "create", "--name", job, "--mode", "replicated-job", "--replicas", "3", "--max-concurrent", "2",
+		"busybox", "sh", "-c", "echo job-ran-$RANDOM")
+	if !strings.Contains(out, "job complete") || !strings.Contains(out, "active tasks: 2 out of 2 tasks") {
+		t.Fatalf("service create of a job, followed: %q", out)
+	}
+	if got := strings.TrimSpace(mustDocker(t, "service", "ls", "--filter", "name="+job, "--filter", "mode=replicated-job", "--format", "{{.Mode}} {{.Replicas}}")); got != "replicated job 0/2 (3/3 completed)" {
+		t.Fatalf("service ls of the finished job: %q", got)
+	}
+	states := mustDocker(t, "service", "ps", "--format", "{{.DesiredState}} {{.CurrentState}}", job)
+	if strings.Count(states, "Complete Complete") != 3 {
+		t.Fatalf("the job's tasks:\n%s", states)
+	}
+	waitFor(t, 30*time.Second, "the job's logs", func() bool {
+		return strings.Count(mustDocker(t, "service", "logs", "--raw", job), "job-ran-") == 3
+	})
+	if got := mustDocker(t, "service", "inspect", "--format", "{{.JobStatus.LastExecution.IsZero}} {{.Spec.Mode.ReplicatedJob.TotalCompletions}}", job); got != "false 3\n" {
+		t.Fatalf("the job's status: %q", got)
+	}
+	mustDocker(t, "service", "rm", job)
+
+	global := uniqueName(t, "gjob")
+	t.Cleanup(func() { docker(t, "service", "rm", global) })
+	if out := mustDocker(t, "service", "create", "--name", global, "--mode", "global-job", "busybox", "true"); !strings.Contains(out, "job complete") {
+		t.Fatalf("service create of a global job, followed: %q", out)
+	}
+	if got := strings.TrimSpace(mustDocker(t, "service", "ls", "--filter", "name="+global, "--format", "{{.Mode}} {{.Replicas}}")); got != "global job 0/0 (1/1 completed)" {
+		t.Fatalf("service ls of the finished global job: %q", got)
+	}
+	mustDocker(t, "service", "rm", global)
+
+	failing := uniqueName(t, "badjob")
+	t.Cleanup(func() { docker(t, "service", "rm", failing) })
+	mustDocker(t, "service", "create", "--detach", "--name", failing, "--mode", "replicated-job", "--restart-condition", "none", "busybox", "sh", "-c", "exit 3")
+	waitFor(t, 120*time.Second, "the failing job's task to fail", func() bool {
+		return strings.Contains(mustDocker(t, "service", "ps", "--format", "{{.CurrentState}} {{.Error}}", failing), "non-zero exit (3)")
+	})
+	if got := strings.TrimSpace(mustDocker(t, "service", "ls", "--filter", "name="+failing, "--format", "{{.Replicas}}")); got != "0/1 (0/1 completed)" {
+		t.Fatalf("service ls of the failed job: %q", got)
+	}
+	mustDocker(t, "service", "rm", failing)
+}
+
 // Secrets and configs: created from stdin and a file, delivered into a
 // task's VM as read-only files with the owner and mode asked, never
 // returned by inspect (a secret) and never written anywhere under the
