@@ -148,11 +148,11 @@ func (c *Cluster) AttachContainer(ctx context.Context, id string, refs []string)
 		if err != nil {
 			return nil, err
 		}
-		data, err := netip.ParseAddr(exe.dataAddr())
+		dp, err := exe.nets.dataPath(exe.dataAddr)
 		if err != nil {
-			return nil, fmt.Errorf("this node's data path address %q: %w", exe.dataAddr(), err)
+			return nil, err
 		}
-		spec, err := overlaySpec(na, nodeAddr, data)
+		spec, err := overlaySpec(na, nodeAddr, dp)
 		if err != nil {
 			return nil, err
 		}

@@ -26,6 +26,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,6 +91,9 @@ type Config struct {
 type nodeState struct {
 	ListenAddr    string
 	AdvertiseAddr string
+	// DataPathAddr is the address the node's overlay traffic (VXLAN and
+	// gossip) uses (--data-path-addr); empty: the advertise address.
+	DataPathAddr string `json:",omitempty"`
 }
 
 // Cluster is this engine's swarm node (none until init).
@@ -316,19 +320,20 @@ func (c *Cluster) stopNode(ctx context.Context) {
 	c.running.Store(nil)
 }
 
-// initNetworkConfig checks and converts init's network settings: the
-// swarm's address pools and subnet size (--default-addr-pool,
-// --default-addr-pool-mask-length) as dockerd takes them; another data
-// path port or address than the default is refused (the nodes use VXLAN's
-// 4789 from their advertise address).
+// initNetworkConfig checks and converts init's network settings as
+// dockerd takes them: the swarm's address pools and subnet size
+// (--default-addr-pool, --default-addr-pool-mask-length) and its data
+// path port (--data-path-port: the VXLAN UDP port of every node; SwarmKit
+// keeps it in the cluster object and gives it to each node that joins).
 func initNetworkConfig(req swarm.InitRequest) (*networkallocator.Config, error) {
-	if req.DataPathPort != 0 && req.DataPathPort != defaultVXLANPort {
-		return nil, errdefs.InvalidParameter(fmt.Errorf("jevm's overlay networks use the data path port %d for now", defaultVXLANPort))
+	port := req.DataPathPort
+	if port == 0 {
+		port = defaultVXLANPort
 	}
-	if req.DataPathAddr != "" {
-		return nil, errdefs.InvalidParameter(errors.New("jevm's overlay networks use the advertise address as data path address for now (--data-path-addr is not supported)"))
+	if port < 1024 || port > 49151 {
+		return nil, errdefs.InvalidParameter(fmt.Errorf("Datapath port number is not in valid range (1024-49151) : %d", req.DataPathPort))
 	}
-	cfg := &networkallocator.Config{SubnetSize: req.SubnetSize, VXLANUDPPort: defaultVXLANPort}
+	cfg := &networkallocator.Config{SubnetSize: req.SubnetSize, VXLANUDPPort: port}
 	for _, p := range req.DefaultAddrPool {
 		pfx, err := netip.ParsePrefix(p)
 		if err != nil || !pfx.Addr().Is4() {
@@ -342,9 +347,12 @@ func initNetworkConfig(req swarm.InitRequest) (*networkallocator.Config, error) 
 	return cfg, nil
 }
 
-// dataAddr is node n's data path address: its advertise address, or the
-// one it reaches its managers from.
+// dataAddr is node n's data path address: the one it was given, its
+// advertise address, or the one it reaches its managers from.
 func dataAddr(n *swarmnode.Node, st nodeState) string {
+	if st.DataPathAddr != "" {
+		return st.DataPathAddr
+	}
 	if host, _, err := splitHostPort(st.AdvertiseAddr, ""); err == nil && host != "" {
 		return host
 	}
@@ -368,6 +376,9 @@ func (c *Cluster) Init(ctx context.Context, req swarm.InitRequest) (string, erro
 		return "", errSwarmExists
 	}
 	st, err := resolveAddrs(req)
+	if err == nil {
+		st.DataPathAddr, err = resolveDataPathAddr(req.DataPathAddr)
+	}
 	if err != nil {
 		c.mu.Unlock()
 		return "", err
@@ -444,6 +455,9 @@ func (c *Cluster) Join(ctx context.Context, req swarm.JoinRequest) error {
 		return errSwarmExists
 	}
 	st, remote, err := resolveJoinAddrs(req)
+	if err == nil {
+		st.DataPathAddr, err = resolveDataPathAddr(req.DataPathAddr)
+	}
 	if err != nil {
 		c.mu.Unlock()
 		return err
@@ -744,6 +758,30 @@ func resolveJoinAddrs(req swarm.JoinRequest) (nodeState, string, error) {
 		st.AdvertiseAddr = ""
 	}
 	return st, remotes[0], nil
+}
+
+// resolveDataPathAddr checks --data-path-addr as dockerd does: an IP
+// address that is not 0.0.0.0, or an interface's name (its IPv4
+// address), never with a port; "" stays "" (the advertise address).
+func resolveDataPathAddr(addr string) (string, error) {
+	if addr == "" {
+		return "", nil
+	}
+	bad := errdefs.InvalidParameter(errors.New("data path address must be a non-zero IP address or network interface (without a port number)"))
+	if ip := net.ParseIP(addr); ip != nil {
+		if ip.IsUnspecified() {
+			return "", bad
+		}
+		return ip.String(), nil
+	}
+	if strings.ContainsAny(addr, ":/") {
+		return "", bad
+	}
+	a, err := interfaceAddr(addr)
+	if err != nil {
+		return "", errdefs.InvalidParameter(fmt.Errorf("data path address must be a non-zero IP address or network interface (without a port number): %w", err))
+	}
+	return a, nil
 }
 
 // splitHostPort splits "host[:port]", defaulting the port.

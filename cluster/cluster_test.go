@@ -28,11 +28,11 @@ func TestResolveAddrs(t *testing.T) {
 		want              nodeState
 		bad               string
 	}{
-		{listen: "127.0.0.1:3000", want: nodeState{"127.0.0.1:3000", "127.0.0.1:3000"}},
-		{listen: "127.0.0.1", want: nodeState{"127.0.0.1:2377", "127.0.0.1:2377"}},
-		{advertise: "10.1.2.3", want: nodeState{"0.0.0.0:2377", "10.1.2.3:2377"}},
-		{listen: "0.0.0.0:4000", advertise: "10.1.2.3:5000", want: nodeState{"0.0.0.0:4000", "10.1.2.3:5000"}},
-		{advertise: "lo", want: nodeState{"0.0.0.0:2377", "127.0.0.1:2377"}},
+		{listen: "127.0.0.1:3000", want: nodeState{ListenAddr: "127.0.0.1:3000", AdvertiseAddr: "127.0.0.1:3000"}},
+		{listen: "127.0.0.1", want: nodeState{ListenAddr: "127.0.0.1:2377", AdvertiseAddr: "127.0.0.1:2377"}},
+		{advertise: "10.1.2.3", want: nodeState{ListenAddr: "0.0.0.0:2377", AdvertiseAddr: "10.1.2.3:2377"}},
+		{listen: "0.0.0.0:4000", advertise: "10.1.2.3:5000", want: nodeState{ListenAddr: "0.0.0.0:4000", AdvertiseAddr: "10.1.2.3:5000"}},
+		{advertise: "lo", want: nodeState{ListenAddr: "0.0.0.0:2377", AdvertiseAddr: "127.0.0.1:2377"}},
 		{advertise: "0.0.0.0", bad: "non-zero IP address"},
 		{advertise: "no-such-if0", bad: "neither an IP address nor an interface"},
 	} {

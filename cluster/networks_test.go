@@ -26,12 +26,25 @@ func TestSwarmNetworks(t *testing.T) {
 	ctx := context.Background()
 	c := testNode(t, &fakeContainers{})
 	c.cfg.LocalNetwork = func(ref string) bool { return ref == "mybridge" }
-	if _, err := c.Init(ctx, swarm.InitRequest{ListenAddr: freeAddr(t), DataPathPort: 4790}); !errdefs.IsInvalidParameter(err) {
-		t.Fatalf("another data path port: %v", err)
+	for _, bad := range []swarm.InitRequest{{DataPathPort: 80}, {DataPathPort: 50000}, {DataPathAddr: "0.0.0.0"}, {DataPathAddr: "127.0.0.1:4789"}, {DataPathAddr: "no-such-if0"}} {
+		bad.ListenAddr = freeAddr(t)
+		if _, err := c.Init(ctx, bad); !errdefs.IsInvalidParameter(err) {
+			t.Fatalf("data path port %d, address %q: %v, want an invalid parameter", bad.DataPathPort, bad.DataPathAddr, err)
+		}
 	}
-	if _, err := c.Init(ctx, swarm.InitRequest{ListenAddr: freeAddr(t), DefaultAddrPool: []string{"10.77.0.0/16"}, SubnetSize: 26}); err != nil {
+	if _, err := c.Init(ctx, swarm.InitRequest{ListenAddr: freeAddr(t), DefaultAddrPool: []string{"10.77.0.0/16"}, SubnetSize: 26, DataPathPort: 4790, DataPathAddr: "lo"}); err != nil {
 		t.Fatal(err)
 	}
+	if sw, err := c.Inspect(ctx); err != nil || sw.DataPathPort != 4790 {
+		t.Fatalf("swarm inspect: data path port %d, %v", sw.DataPathPort, err)
+	}
+	// The node learns the port from SwarmKit (its Node object), as a
+	// node that joins would.
+	waitUntil(t, "the node's data path", func() bool {
+		exe := c.running.Load().exe
+		dp, err := exe.nets.dataPath(exe.dataAddr)
+		return err == nil && dp.port == 4790 && dp.addr.String() == "127.0.0.1"
+	})
 	if _, err := c.CreateNetwork(ctx, network.CreateRequest{Name: "bridge", CreateOptions: network.CreateOptions{Driver: "overlay"}}); !errdefs.IsForbidden(err) {
 		t.Fatalf("a predefined name: %v", err)
 	}

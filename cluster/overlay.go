@@ -42,11 +42,13 @@ const defaultVXLANPort = 4789
 const nodeAddrWait = 60 * time.Second
 
 // nodeNets holds this node's addresses on the swarm's networks (SwarmKit's
-// node attachments, from the executor's Configure).
+// node attachments, from the executor's Configure) and the swarm's data
+// path port (which SwarmKit gives every node in its Node object).
 type nodeNets struct {
-	mu      sync.Mutex
-	addrs   map[string]netip.Prefix // by network ID
-	changed chan struct{}           // closed and replaced at every change
+	mu        sync.Mutex
+	addrs     map[string]netip.Prefix // by network ID
+	vxlanPort uint32                  // 0 until known: the default
+	changed   chan struct{}           // closed and replaced at every change
 }
 
 func newNodeNets() *nodeNets {
@@ -67,8 +69,34 @@ func (n *nodeNets) set(node *swarmapi.Node) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.addrs = addrs
+	if node.VXLANUDPPort != 0 {
+		n.vxlanPort = node.VXLANUDPPort
+	}
 	close(n.changed)
 	n.changed = make(chan struct{})
+}
+
+// dataPath is where this node sends and takes the overlay's VXLAN
+// traffic: its data path address and the swarm's data path port.
+type dataPath struct {
+	addr netip.Addr
+	port int
+}
+
+// dataPath resolves the node's data path with addr, the executor's
+// dataAddr.
+func (n *nodeNets) dataPath(addr func() string) (dataPath, error) {
+	a, err := netip.ParseAddr(addr())
+	if err != nil {
+		return dataPath{}, fmt.Errorf("this node's data path address %q: %w", addr(), err)
+	}
+	n.mu.Lock()
+	port := n.vxlanPort
+	n.mu.Unlock()
+	if port == 0 {
+		port = defaultVXLANPort
+	}
+	return dataPath{addr: a, port: int(port)}, nil
 }
 
 // wait returns this node's address on network id, waiting for it.
@@ -92,12 +120,12 @@ func (n *nodeNets) wait(ctx context.Context, id string) (netip.Prefix, error) {
 }
 
 // overlaySpec is na's network as this node makes it.
-func overlaySpec(na *swarmapi.NetworkAttachment, nodeAddr netip.Prefix, dataAddr netip.Addr) (netctl.OverlaySpec, error) {
+func overlaySpec(na *swarmapi.NetworkAttachment, nodeAddr netip.Prefix, dp dataPath) (netctl.OverlaySpec, error) {
 	n := na.Network
 	spec := netctl.OverlaySpec{
 		ID: n.ID, Name: n.Spec.Annotations.Name, Labels: n.Spec.Annotations.Labels,
 		Internal: n.Spec.Internal, Attachable: n.Spec.Attachable, Ingress: n.Spec.Ingress,
-		NodeAddr: nodeAddr.Addr(), VXLANPort: defaultVXLANPort, DataAddr: dataAddr,
+		NodeAddr: nodeAddr.Addr(), VXLANPort: dp.port, DataAddr: dp.addr,
 	}
 	if d := n.Spec.DriverConfig; d != nil {
 		spec.Options = d.Options
@@ -131,9 +159,9 @@ func (r *controller) taskNetworks(ctx context.Context) (*network.NetworkingConfi
 	if r.nets == nil || r.overlays == nil {
 		return nil, "", fmt.Errorf("overlay networks are not available on this node")
 	}
-	dataAddr, err := netip.ParseAddr(r.dataAddr())
+	dp, err := r.nets.dataPath(r.dataAddr)
 	if err != nil {
-		return nil, "", fmt.Errorf("this node's data path address %q: %w", r.dataAddr(), err)
+		return nil, "", err
 	}
 	nc.EndpointsConfig = map[string]*network.EndpointSettings{}
 	mode, ingress := "", false
@@ -145,7 +173,7 @@ func (r *controller) taskNetworks(ctx context.Context) (*network.NetworkingConfi
 		if err != nil {
 			return nil, "", err
 		}
-		spec, err := overlaySpec(na, nodeAddr, dataAddr)
+		spec, err := overlaySpec(na, nodeAddr, dp)
 		if err != nil {
 			return nil, "", err
 		}
@@ -219,11 +247,11 @@ func (e *executor) ensureIngress(node *swarmapi.Node) {
 		if err != nil {
 			continue
 		}
-		data, err := netip.ParseAddr(e.dataAddr())
+		dp, err := e.nets.dataPath(e.dataAddr)
 		if err != nil {
 			return
 		}
-		spec, err := overlaySpec(na, addr, data)
+		spec, err := overlaySpec(na, addr, dp)
 		if err == nil {
 			err = e.overlays.EnsureOverlay(spec)
 		}

@@ -28,9 +28,21 @@ func TestSwarmStackOverlay(t *testing.T) {
 	if r := h1.docker("network", "create", "-d", "overlay", "early"); r.code == 0 || !strings.Contains(r.stderr, "not a swarm manager") {
 		t.Fatalf("an overlay network outside a swarm: %s", r)
 	}
-	h1.must("swarm", "init", "--advertise-addr", h1.ip)
+	if r := h1.docker("swarm", "init", "--advertise-addr", h1.ip, "--data-path-port", "80"); r.code == 0 || !strings.Contains(r.stderr, "Datapath port number is not in valid range (1024-49151)") {
+		t.Fatalf("a data path port below 1024: %s", r)
+	}
+	if r := h1.docker("swarm", "init", "--advertise-addr", h1.ip, "--data-path-addr", "0.0.0.0"); r.code == 0 || !strings.Contains(r.stderr, "data path address must be a non-zero IP address or network interface") {
+		t.Fatalf("data path address 0.0.0.0: %s", r)
+	}
+	// Not VXLAN's default port: the worker learns it from the swarm. The
+	// worker names its data path interface.
+	const dataPathPort = "4790"
+	h1.must("swarm", "init", "--advertise-addr", h1.ip, "--data-path-port", dataPathPort)
+	if got := h1.must("info", "--format", "{{.Swarm.Cluster.DataPathPort}}"); got != dataPathPort+"\n" {
+		t.Fatalf("docker info's data path port: %q", got)
+	}
 	token := strings.TrimSpace(h1.must("swarm", "join-token", "-q", "worker"))
-	h2.must("swarm", "join", "--token", token, h1.ip)
+	h2.must("swarm", "join", "--token", token, "--data-path-addr", "eth0", h1.ip)
 	waitFor(t, 60*time.Second, "two ready nodes", func() bool {
 		return strings.Count(h1.must("node", "ls", "--format", "{{.Status}}"), "Ready") == 2
 	})
@@ -121,6 +133,14 @@ networks:
 		t.Fatalf("web has no VIP on app_default (%s)", netID)
 	}
 
+	// Each host's VXLAN device of the network: the swarm's data path
+	// port, from the host's data path address.
+	for _, h := range hosts {
+		link := h.inNS("ip", "-d", "link", "show", "jvx-"+netID[:10])
+		if !strings.Contains(link, "dstport "+dataPathPort+" ") || !strings.Contains(link, "local "+h.ip+" ") {
+			t.Fatalf("%s's VXLAN device: want dstport %s from %s:\n%s", h.name, dataPathPort, h.ip, link)
+		}
+	}
 	// Each task at its address, across the VXLAN.
 	for _, ip := range webIPs {
 		if out := h2.must("exec", probe, "wget", "-qO-", "http://"+ip+"/"); !strings.Contains(out, webIndex) {
