@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,11 +36,15 @@ type attachments struct {
 	mu      sync.Mutex
 	tasks   map[string]*swarmapi.Task
 	changed chan struct{}
-	byCtr   map[string][]string // container ID -> attachment (task) IDs
+	byCtr   map[string][]attachment // by container ID
 }
 
+// attachment is one of a container's attachments: its task's ID and its
+// network's.
+type attachment struct{ id, network string }
+
 func newAttachments() *attachments {
-	return &attachments{tasks: map[string]*swarmapi.Task{}, changed: make(chan struct{}), byCtr: map[string][]string{}}
+	return &attachments{tasks: map[string]*swarmapi.Task{}, changed: make(chan struct{}), byCtr: map[string][]attachment{}}
 }
 
 func (a *attachments) put(t *swarmapi.Task) {
@@ -134,7 +139,7 @@ func (c *Cluster) AttachContainer(ctx context.Context, id string, refs []string)
 			return nil, fmt.Errorf("attach to swarm network %s: %w", ref, err)
 		}
 		exe.attach.mu.Lock()
-		exe.attach.byCtr[id] = append(exe.attach.byCtr[id], aID)
+		exe.attach.byCtr[id] = append(exe.attach.byCtr[id], attachment{id: aID})
 		exe.attach.mu.Unlock()
 		t, err := exe.attach.wait(ctx, aID)
 		if err != nil {
@@ -144,6 +149,13 @@ func (c *Cluster) AttachContainer(ctx context.Context, id string, refs []string)
 			return nil, fmt.Errorf("the swarm's attachment to %s has no address", ref)
 		}
 		na := t.Networks[0]
+		exe.attach.mu.Lock()
+		for i, a := range exe.attach.byCtr[id] {
+			if a.id == aID {
+				exe.attach.byCtr[id][i].network = na.Network.ID
+			}
+		}
+		exe.attach.mu.Unlock()
 		nodeAddr, err := exe.nets.wait(ctx, na.Network.ID)
 		if err != nil {
 			return nil, err
@@ -173,17 +185,30 @@ func (c *Cluster) AttachContainer(ctx context.Context, id string, refs []string)
 }
 
 // DetachContainer implements the daemon's SwarmAttacher: the container's
-// attachments go back to the managers, in the background (a container's
-// exit does not wait for them).
-func (c *Cluster) DetachContainer(id string) {
+// attachments to networkIDs (none named: all of them) go back to the
+// managers, in the background (a container's exit does not wait for
+// them).
+func (c *Cluster) DetachContainer(id string, networkIDs ...string) {
 	rn := c.running.Load()
 	if rn == nil {
 		return
 	}
 	n, exe := rn.node, rn.exe
+	var ids []string
 	exe.attach.mu.Lock()
-	ids := exe.attach.byCtr[id]
-	delete(exe.attach.byCtr, id)
+	var keep []attachment
+	for _, a := range exe.attach.byCtr[id] {
+		if len(networkIDs) == 0 || slices.Contains(networkIDs, a.network) {
+			ids = append(ids, a.id)
+		} else {
+			keep = append(keep, a)
+		}
+	}
+	if len(keep) == 0 {
+		delete(exe.attach.byCtr, id)
+	} else {
+		exe.attach.byCtr[id] = keep
+	}
 	exe.attach.mu.Unlock()
 	if len(ids) == 0 || n.Agent() == nil {
 		return

@@ -169,11 +169,15 @@ func TestAttachContainer(t *testing.T) {
 	if _, err := c.CreateNetwork(ctx, network.CreateRequest{Name: "closed", CreateOptions: network.CreateOptions{Driver: "overlay"}}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := c.CreateNetwork(ctx, network.CreateRequest{Name: "open2", CreateOptions: network.CreateOptions{Driver: "overlay", Attachable: true}}); err != nil {
+		t.Fatal(err)
+	}
 	var ni network.Inspect
 	waitUntil(t, "the networks allocated", func() bool {
 		ni, err = c.SwarmNetwork(ctx, "open")
 		n2, err2 := c.SwarmNetwork(ctx, "closed")
-		return err == nil && err2 == nil && len(ni.IPAM.Config) == 1 && len(n2.IPAM.Config) == 1
+		n3, err3 := c.SwarmNetwork(ctx, "open2")
+		return err == nil && err2 == nil && err3 == nil && len(ni.IPAM.Config) == 1 && len(n2.IPAM.Config) == 1 && len(n3.IPAM.Config) == 1
 	})
 	if _, err := c.AttachContainer(ctx, "ctr1", []string{"closed"}); !errdefs.IsForbidden(err) || !strings.Contains(err.Error(), "not manually attachable") {
 		t.Fatalf("a network that is not attachable: %v", err)
@@ -201,19 +205,33 @@ func TestAttachContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	taskState := func() (swarmapi.TaskState, bool) {
-		r, err := control.GetTask(ctx, &swarmapi.GetTaskRequest{TaskID: aID})
+	taskState := func(id string) (swarmapi.TaskState, bool) {
+		r, err := control.GetTask(ctx, &swarmapi.GetTaskRequest{TaskID: id})
 		if err != nil {
 			return 0, false
 		}
 		return r.Task.DesiredState, true
 	}
-	if st, ok := taskState(); !ok || st > swarmapi.TaskStateRunning {
+	if st, ok := taskState(aID); !ok || st > swarmapi.TaskStateRunning {
 		t.Fatalf("the attachment task: %v %v", st, ok)
+	}
+	// A second network (docker network connect): given back alone.
+	eps2, err := c.AttachContainer(ctx, "ctr1", []string{"open2"})
+	if err != nil || eps2["open2"] == nil {
+		t.Fatalf("a second attachment: %+v %v", eps2, err)
+	}
+	a2ID := eps2["open2"].DriverOpts[netctl.OptSwarmAttachment]
+	c.DetachContainer("ctr1", eps2["open2"].NetworkID)
+	waitUntil(t, "the second attachment given back", func() bool {
+		st, ok := taskState(a2ID)
+		return !ok || st > swarmapi.TaskStateRunning
+	})
+	if st, ok := taskState(aID); !ok || st > swarmapi.TaskStateRunning {
+		t.Fatalf("the first attachment went with the second: %v %v", st, ok)
 	}
 	c.DetachContainer("ctr1")
 	waitUntil(t, "the attachment given back", func() bool {
-		st, ok := taskState()
+		st, ok := taskState(aID)
 		return !ok || st > swarmapi.TaskStateRunning
 	})
 }

@@ -133,8 +133,9 @@ type SwarmAttacher interface {
 	// (the network is then made on this node); refs that name no swarm
 	// network are left out.
 	AttachContainer(ctx context.Context, id string, refs []string) (map[string]*network.EndpointSettings, error)
-	// DetachContainer gives back the container's attachments.
-	DetachContainer(id string)
+	// DetachContainer gives back the container's attachments to
+	// networkIDs (none named: all of them).
+	DetachContainer(id string, networkIDs ...string)
 	// InSwarm reports whether this node is in a swarm (else there is
 	// nothing to attach to).
 	InSwarm() bool

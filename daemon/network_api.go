@@ -7,6 +7,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
@@ -148,10 +149,7 @@ func (d *Daemon) NetworkConnect(ctx context.Context, ref string, opts network.Co
 		// dockerd's answer; with jevm the network is the VM's (pods.go).
 		return errdefs.InvalidParameter(errors.New("container sharing network namespace with another container or host cannot be connected to any other network"))
 	}
-	nctr := netContainer(c)
-	// Hot-plugged only into a VM this daemon runs.
-	nctr.Running = c.run != nil && c.running()
-	return nc.Connect(ctx, nctr, ref, opts.EndpointConfig, nicPlugger(c), func(netName string, es *network.EndpointSettings) error {
+	record := func(netName string, es *network.EndpointSettings) error {
 		if c.NetConfig == nil {
 			c.NetConfig = &network.NetworkingConfig{}
 		}
@@ -160,7 +158,61 @@ func (d *Daemon) NetworkConnect(ctx context.Context, ref string, opts network.Co
 		}
 		c.NetConfig.EndpointsConfig[netName] = es
 		return c.save()
+	}
+	nctr := netContainer(c)
+	// Hot-plugged only into a VM this daemon runs.
+	nctr.Running = c.run != nil && c.running()
+	if a := d.swarmAttacher(); a != nil && a.InSwarm() {
+		if ni, err := nc.Inspect(ctx, ref, network.InspectOptions{}); err != nil || ni.Scope == "swarm" {
+			done, err := d.connectSwarm(ctx, nc, a, c, nctr, ref, opts.EndpointConfig, record)
+			if done || err != nil {
+				return err
+			}
+		}
+	}
+	return nc.Connect(ctx, nctr, ref, opts.EndpointConfig, nicPlugger(c), record)
+}
+
+// connectSwarm connects c to ref if it is a swarm network, as dockerd:
+// a stopped container only records it (its next start asks the swarm for
+// an address, which also says whether ref is an attachable swarm
+// network); a running one gets an attachment from the swarm at once, the
+// node makes the network, and a NIC with the swarm's address is
+// hot-plugged. done is false when ref is no swarm network (the local
+// networks answer). Callers hold c.mu.
+func (d *Daemon) connectSwarm(ctx context.Context, nc networkController, a SwarmAttacher, c *Container, nctr *controller.Container, ref string, user *network.EndpointSettings, record func(string, *network.EndpointSettings) error) (done bool, err error) {
+	if user == nil {
+		user = &network.EndpointSettings{}
+	}
+	if !nctr.Running {
+		key := ref
+		if ni, err := nc.Inspect(ctx, ref, network.InspectOptions{}); err == nil {
+			key = ni.Name
+		}
+		if c.NetConfig != nil && c.NetConfig.EndpointsConfig[key] != nil {
+			return true, errdefs.Forbidden(fmt.Errorf("endpoint with name %s already exists in network %s", c.Name, key))
+		}
+		return true, record(key, user.Copy())
+	}
+	eps, err := a.AttachContainer(ctx, c.ID, []string{ref})
+	if err != nil {
+		return true, err
+	}
+	es := eps[ref]
+	if es == nil {
+		return false, nil
+	}
+	merged := es.Copy()
+	merged.Aliases = append(merged.Aliases, user.Aliases...)
+	// What is kept is what the user asked: each start asks the swarm for
+	// an address again.
+	err = nc.Connect(ctx, nctr, es.NetworkID, merged, nicPlugger(c), func(netName string, _ *network.EndpointSettings) error {
+		return record(netName, user.Copy())
 	})
+	if err != nil {
+		a.DetachContainer(c.ID, es.NetworkID)
+	}
+	return true, err
 }
 
 // NetworkDisconnect serves `docker network disconnect`.
@@ -175,8 +227,25 @@ func (d *Daemon) NetworkDisconnect(ctx context.Context, ref string, opts network
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return nc.Disconnect(ctx, netContainer(c), ref, opts.Force, nicPlugger(c), func(netName string) error {
+	swarmNet := ""
+	a := d.swarmAttacher()
+	if a != nil && a.InSwarm() {
+		if ni, err := nc.Inspect(ctx, ref, network.InspectOptions{}); err == nil && ni.Scope == "swarm" {
+			swarmNet = ni.ID
+		}
+	}
+	err = nc.Disconnect(ctx, netContainer(c), ref, opts.Force, nicPlugger(c), func(netName string) error {
 		delete(c.NetConfig.EndpointsConfig, netName)
 		return c.save()
 	})
+	if errdefs.IsNotFound(err) && c.NetConfig != nil && c.NetConfig.EndpointsConfig[ref] != nil {
+		// A swarm network recorded for a stopped container, which this
+		// node does not have.
+		delete(c.NetConfig.EndpointsConfig, ref)
+		return c.save()
+	}
+	if err == nil && swarmNet != "" {
+		a.DetachContainer(c.ID, swarmNet)
+	}
+	return err
 }

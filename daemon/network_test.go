@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/errdefs"
 
 	"github.com/jevm/jevm/network/controller"
 )
@@ -24,6 +26,9 @@ func (f *fakeNet) Connect(ctx context.Context, c *controller.Container, ref stri
 
 func (f *fakeNet) Disconnect(ctx context.Context, c *controller.Container, ref string, force bool, plug controller.NICPlugger, forget func(string) error) error {
 	f.got, f.plug = c, plug
+	if ref == "ov" {
+		return errdefs.NotFound(errors.New("network ov not found"))
+	}
 	return forget("net-" + ref)
 }
 
@@ -48,6 +53,50 @@ func TestNetworkConnectRecordsInContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, ok := c.NetConfig.EndpointsConfig["net-u"]; ok {
+		t.Fatalf("still recorded %v", c.NetConfig.EndpointsConfig)
+	}
+}
+
+// swarmNets is a fake SwarmAttacher with fakeNet: "ov" is a swarm network
+// this node does not have.
+type swarmNets struct{ attached, detached []string }
+
+func (s *swarmNets) AttachContainer(ctx context.Context, id string, refs []string) (map[string]*network.EndpointSettings, error) {
+	s.attached = append(s.attached, refs...)
+	return nil, nil
+}
+func (s *swarmNets) DetachContainer(id string, networkIDs ...string) {
+	s.detached = append(s.detached, networkIDs...)
+}
+func (s *swarmNets) InSwarm() bool { return true }
+
+func (f *fakeNet) Inspect(ctx context.Context, ref string, opts network.InspectOptions) (network.Inspect, error) {
+	return network.Inspect{}, errdefs.NotFound(errors.New("network " + ref + " not found"))
+}
+
+// In a swarm, a stopped container connected to a network the node does
+// not have records it under the name given, as dockerd (the start asks
+// the swarm for it); a second connect is refused; disconnect forgets it.
+func TestNetworkConnectSwarmStopped(t *testing.T) {
+	d := testDaemon(t)
+	c := testContainer(t, d, "web")
+	d.net = &fakeNet{}
+	sn := &swarmNets{}
+	d.SetSwarmAttacher(sn)
+	ctx := context.Background()
+	if err := d.NetworkConnect(ctx, "ov", network.ConnectOptions{Container: "web", EndpointConfig: &network.EndpointSettings{Aliases: []string{"a"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.NetConfig.EndpointsConfig["ov"]; got == nil || got.Aliases[0] != "a" || len(sn.attached) != 0 {
+		t.Fatalf("recorded %v, attached %v", c.NetConfig.EndpointsConfig, sn.attached)
+	}
+	if err := d.NetworkConnect(ctx, "ov", network.ConnectOptions{Container: "web"}); !errdefs.IsForbidden(err) {
+		t.Fatalf("a second connect: %v", err)
+	}
+	if err := d.NetworkDisconnect(ctx, "ov", network.DisconnectOptions{Container: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.NetConfig.EndpointsConfig["ov"]; ok {
 		t.Fatalf("still recorded %v", c.NetConfig.EndpointsConfig)
 	}
 }

@@ -207,6 +207,41 @@ networks:
 	h2.must("rm", "-f", "visitor")
 	waitFor(t, 30*time.Second, "h1 to forget the visitor's address", func() bool { return !strings.Contains(h1Neigh(), visitorIP+" ") })
 	phase("an attached container reached web")
+	// docker network connect: a running container on a local network
+	// gets a NIC with a swarm address on the attachable network (h1
+	// learns it) and reaches a web task; disconnect takes it back. A
+	// stopped container connected gets its address when it starts.
+	h2.must("network", "create", "lan")
+	h2.must("run", "-d", "--name", "joiner", "--network", "lan", "busybox", "sleep", "600")
+	h2.must("network", "connect", "--alias", "jn", "app_default", "joiner")
+	joinerIP := strings.TrimSpace(h2.must("inspect", "--format", `{{(index .NetworkSettings.Networks "app_default").IPAddress}}`, "joiner"))
+	if !strings.HasPrefix(joinerIP, "10.") {
+		t.Fatalf("joiner's address on app_default: %q", joinerIP)
+	}
+	waitFor(t, 30*time.Second, "h1 to learn joiner's address "+joinerIP, func() bool { return strings.Contains(h1Neigh(), joinerIP+" ") })
+	if out := h2.must("exec", "joiner", "wget", "-qO-", "http://"+webIPs[0]+"/"); !strings.Contains(out, webIndex) {
+		t.Fatalf("a connected container to web's task: %q", out)
+	}
+	if r := h2.docker("network", "connect", "app_default", "joiner"); r.code == 0 || !strings.Contains(r.stderr, "already exists") {
+		t.Fatalf("a second connect: %s", r)
+	}
+	h2.must("network", "disconnect", "app_default", "joiner")
+	waitFor(t, 30*time.Second, "h1 to forget joiner's address", func() bool { return !strings.Contains(h1Neigh(), joinerIP+" ") })
+	if got := h2.must("inspect", "--format", `{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}`, "joiner"); got != "lan \n" {
+		t.Fatalf("joiner's networks after disconnect: %q", got)
+	}
+	h2.must("create", "--name", "late", "--network", "lan", "busybox", "sleep", "600")
+	h2.must("network", "connect", "app_default", "late")
+	h2.must("start", "late")
+	if ip := strings.TrimSpace(h2.must("inspect", "--format", `{{(index .NetworkSettings.Networks "app_default").IPAddress}}`, "late")); !strings.HasPrefix(ip, "10.") {
+		t.Fatalf("a stopped container connected, then started: address %q", ip)
+	}
+	if r := h2.docker("network", "connect", "nosuchnet", "joiner"); r.code == 0 || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("connect to no network: %s", r)
+	}
+	h2.must("rm", "-f", "joiner", "late")
+	h2.must("network", "rm", "lan")
+	phase("network connect and disconnect")
 	// The probe's DNS forwards other names out: the host's resolv.conf.
 	if out := h2.must("exec", probe, "cat", "/etc/resolv.conf"); !strings.Contains(out, "nameserver 10.") {
 		t.Errorf("probe's resolv.conf: %q", out)

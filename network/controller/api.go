@@ -534,6 +534,7 @@ func (nm *Controller) hotConnect(ctx context.Context, c *Container, netName stri
 	ic := r.interfaceConfig(ep, nm.cfg.MTU)
 	_ = nm.saveLocked()
 	nm.unlock()
+	overlay := r.Driver == driverOverlay
 	undo := func() {
 		nm.mu.Lock()
 		if r, err := nm.getLocked(netName); err == nil {
@@ -543,6 +544,9 @@ func (nm *Controller) hotConnect(ctx context.Context, c *Container, netName stri
 		}
 		if movedFrom != nil {
 			movedFrom.DefaultRoute = true
+		}
+		if overlay {
+			nm.removeIdleOverlaysLocked()
 		}
 		_ = nm.saveLocked()
 		nm.unlock()
@@ -555,6 +559,12 @@ func (nm *Controller) hotConnect(ctx context.Context, c *Container, netName stri
 		_ = plug.RemoveNIC(context.Background(), ep.MAC)
 		undo()
 		return fmt.Errorf("connect container to network %s: %w", netName, err)
+	}
+	if overlay {
+		// The other nodes learn the new address.
+		nm.mu.Lock()
+		nm.overlayChangedLocked(true)
+		nm.unlock()
 	}
 	nm.log.WithFields(logrus.Fields{"container": c.ID[:12], "network": netName, "ip": ep.IP, "interface": ep.IfName}).Info("container connected to network")
 	return nil
@@ -605,6 +615,12 @@ func (nm *Controller) Disconnect(ctx context.Context, c *Container, ref string, 
 		if e := r.Endpoints[ep.idOrEmpty()]; e != nil {
 			hadRoute := e.DefaultRoute
 			nm.releaseEndpointLocked(r, e)
+			if r.Driver == driverOverlay {
+				// The other nodes forget the address; the network goes
+				// with this node's last endpoint on it.
+				nm.removeIdleOverlaysLocked()
+				nm.overlayChangedLocked(true)
+			}
 			// The default route went with the NIC: the next endpoint in
 			// dockerd's order provides it now.
 			if gw, gwNet := nm.gatewayEndpointLocked(c.ID); hadRoute && gw != nil {
