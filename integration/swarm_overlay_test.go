@@ -242,6 +242,26 @@ networks:
 	h2.must("rm", "-f", "joiner", "late")
 	h2.must("network", "rm", "lan")
 	phase("network connect and disconnect")
+	// The worker's jevmd killed (-9) and started again at once: the probe
+	// task keeps its VM and its address; once the node is back in the
+	// swarm, it reaches web by name through the VIP again, and h1 still
+	// knows its address.
+	probeIP := strings.TrimSpace(h2.must("inspect", "--format", `{{(index .NetworkSettings.Networks "app_default").IPAddress}}`, probe))
+	h2.kill9()
+	h2.start()
+	h2.waitUp()
+	waitFor(t, 90*time.Second, "probe to reach web by name after h2's restart", func() bool {
+		r := h2.docker("exec", probe, "wget", "-qO-", "http://web/")
+		return r.code == 0 && strings.Contains(r.stdout, webIndex)
+	})
+	if got := strings.TrimSpace(h2.must("ps", "-q", "--no-trunc", "--filter", "label=com.docker.swarm.service.name=app_probe")); !strings.HasPrefix(got, probe) {
+		t.Fatalf("the probe task after h2's restart: %q, was %s", got, probe)
+	}
+	if ip := strings.TrimSpace(h2.must("inspect", "--format", `{{(index .NetworkSettings.Networks "app_default").IPAddress}}`, probe)); ip != probeIP {
+		t.Fatalf("the probe's address after h2's restart: %s, was %s", ip, probeIP)
+	}
+	waitFor(t, 30*time.Second, "h1 to know the probe's address", func() bool { return strings.Contains(h1Neigh(), probeIP+" ") })
+	phase("h2's jevmd killed and back")
 	// The probe's DNS forwards other names out: the host's resolv.conf.
 	if out := h2.must("exec", probe, "cat", "/etc/resolv.conf"); !strings.Contains(out, "nameserver 10.") {
 		t.Errorf("probe's resolv.conf: %q", out)
