@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/moby/swarmkit/v2/agent/exec"
 	swarmapi "github.com/moby/swarmkit/v2/api"
 	"github.com/moby/swarmkit/v2/template"
+
+	netctl "github.com/jevm/jevm/network/controller"
 )
 
 // executor is SwarmKit's view of this engine: it describes the host so
@@ -91,6 +94,10 @@ func (e *executor) Controller(t *swarmapi.Task) (exec.Controller, error) {
 // keys, which encrypt what the nodes tell each other about their overlay
 // endpoints.
 func (e *executor) SetNetworkBootstrapKeys(keys []*swarmapi.EncryptionKey) error {
+	if e.overlays != nil {
+		dataKeys, primary := dataPathKeys(keys)
+		e.overlays.SetOverlayKeys(dataKeys, primary)
+	}
 	if e.gossip == nil {
 		return nil
 	}
@@ -141,4 +148,34 @@ func (e *executor) closeGossip(o Overlays) {
 	if o != nil {
 		o.SetOverlayPeers(nil)
 	}
+}
+
+// dataKeySubsystem names the swarm's keys for the overlay's data (which
+// dockerd's IPsec uses).
+const dataKeySubsystem = "networking:ipsec"
+
+// dataPathKeys picks the data encryption keys out of the swarm's network
+// keys, and the one to seal with as dockerd picks it: of the keys sorted
+// by Lamport time, the second. The managers hand out a new key before
+// any node seals with it, so every node opens it by the time one does.
+func dataPathKeys(keys []*swarmapi.EncryptionKey) ([]netctl.OverlayKey, uint64) {
+	var ks []*swarmapi.EncryptionKey
+	for _, k := range keys {
+		if k != nil && k.Subsystem == dataKeySubsystem && len(k.Key) > 0 {
+			ks = append(ks, k)
+		}
+	}
+	if len(ks) == 0 {
+		return nil, 0
+	}
+	sort.Slice(ks, func(i, j int) bool { return ks[i].LamportTime < ks[j].LamportTime })
+	out := make([]netctl.OverlayKey, 0, len(ks))
+	for _, k := range ks {
+		out = append(out, netctl.OverlayKey{Tag: k.LamportTime, Secret: append([]byte(nil), k.Key...)})
+	}
+	primary := ks[0].LamportTime
+	if len(ks) > 1 {
+		primary = ks[1].LamportTime
+	}
+	return out, primary
 }

@@ -37,10 +37,6 @@ func (c *Cluster) CreateNetwork(ctx context.Context, req network.CreateRequest) 
 	if req.Driver != "" && req.Driver != DriverOverlay {
 		return network.CreateResponse{}, errdefs.InvalidParameter(fmt.Errorf("jevm's swarm networks use the overlay driver, not %q", req.Driver))
 	}
-	if _, ok := req.Options["encrypted"]; ok {
-		// Rather than a network its users believe encrypted.
-		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("jevm does not encrypt overlay networks yet (--opt encrypted)"))
-	}
 	if req.ConfigOnly || req.ConfigFrom != nil {
 		return network.CreateResponse{}, errdefs.InvalidParameter(errors.New("config-only and config-from networks are not supported by jevm"))
 	}

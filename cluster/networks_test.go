@@ -48,8 +48,16 @@ func TestSwarmNetworks(t *testing.T) {
 	if _, err := c.CreateNetwork(ctx, network.CreateRequest{Name: "bridge", CreateOptions: network.CreateOptions{Driver: "overlay"}}); !errdefs.IsForbidden(err) {
 		t.Fatalf("a predefined name: %v", err)
 	}
-	if _, err := c.CreateNetwork(ctx, network.CreateRequest{Name: "secret", CreateOptions: network.CreateOptions{Driver: "overlay", Options: map[string]string{"encrypted": ""}}}); !errdefs.IsInvalidParameter(err) {
+	if _, err := c.CreateNetwork(ctx, network.CreateRequest{Name: "secret", CreateOptions: network.CreateOptions{Driver: "overlay", Options: map[string]string{"encrypted": ""}}}); err != nil {
 		t.Fatalf("an encrypted network: %v", err)
+	}
+	if ni, err := c.SwarmNetwork(ctx, "secret"); err != nil || ni.Options["encrypted"] != "" || len(ni.Options) == 0 {
+		t.Fatalf("the encrypted network's options: %+v %v", ni.Options, err)
+	} else if _, ok := ni.Options["encrypted"]; !ok {
+		t.Fatalf("the encrypted network lost its option: %+v", ni.Options)
+	}
+	if err := c.RemoveNetwork(ctx, "secret"); err != nil {
+		t.Fatal(err)
 	}
 	r, err := c.CreateNetwork(ctx, network.CreateRequest{Name: "backend", CreateOptions: network.CreateOptions{Driver: "overlay", Attachable: true, Labels: map[string]string{"a": "b"}}})
 	if err != nil {
@@ -129,8 +137,10 @@ func TestSwarmNetworks(t *testing.T) {
 
 // fakeOverlays records the overlay networks the node makes.
 type fakeOverlays struct {
-	mu   sync.Mutex
-	made map[string]netctl.OverlaySpec
+	mu      sync.Mutex
+	made    map[string]netctl.OverlaySpec
+	keys    []netctl.OverlayKey
+	primary uint64
 }
 
 func (f *fakeOverlays) EnsureOverlay(spec netctl.OverlaySpec) error {
@@ -144,6 +154,11 @@ func (f *fakeOverlays) EnsureOverlay(spec netctl.OverlaySpec) error {
 }
 func (f *fakeOverlays) SetOverlayPeers(netctl.OverlayPeers) {}
 func (f *fakeOverlays) OverlayChanged()                     {}
+func (f *fakeOverlays) SetOverlayKeys(keys []netctl.OverlayKey, primary uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keys, f.primary = keys, primary
+}
 
 // A container on attachable swarm networks (docker run --network): the
 // swarm gives it an address at start through an attachment task, which
@@ -215,6 +230,18 @@ func TestAttachContainer(t *testing.T) {
 	if st, ok := taskState(aID); !ok || st > swarmapi.TaskStateRunning {
 		t.Fatalf("the attachment task: %v %v", st, ok)
 	}
+	// The swarm's data encryption keys reached the node's networks: the
+	// managers hand out three, the second oldest seals.
+	waitUntil(t, "the data encryption keys", func() bool {
+		ov.mu.Lock()
+		defer ov.mu.Unlock()
+		return len(ov.keys) == 3
+	})
+	ov.mu.Lock()
+	if ov.primary != ov.keys[1].Tag || len(ov.keys[1].Secret) != 16 || !(ov.keys[0].Tag < ov.keys[1].Tag && ov.keys[1].Tag < ov.keys[2].Tag) {
+		t.Errorf("data keys %+v, primary %d", ov.keys, ov.primary)
+	}
+	ov.mu.Unlock()
 	// A second network (docker network connect): given back alone.
 	eps2, err := c.AttachContainer(ctx, "ctr1", []string{"open2"})
 	if err != nil || eps2["open2"] == nil {

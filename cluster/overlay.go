@@ -27,6 +27,9 @@ type Overlays interface {
 	EnsureOverlay(spec netctl.OverlaySpec) error
 	SetOverlayPeers(p netctl.OverlayPeers)
 	OverlayChanged()
+	// SetOverlayKeys gives the encrypted networks the swarm's data
+	// encryption keys, frames sealed with primary's.
+	SetOverlayKeys(keys []netctl.OverlayKey, primary uint64)
 }
 
 // optVXLANID is where the allocator puts a network's VXLAN ID.

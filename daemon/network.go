@@ -72,6 +72,7 @@ type networkController interface {
 	EnsureOverlay(spec controller.OverlaySpec) error
 	SetOverlayPeers(p controller.OverlayPeers)
 	OverlayChanged()
+	SetOverlayKeys(keys []controller.OverlayKey, primary uint64)
 }
 
 var _ networkController = (*controller.Controller)(nil)

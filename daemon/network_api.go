@@ -89,6 +89,14 @@ func (d *Daemon) SetOverlayPeers(p controller.OverlayPeers) {
 	}
 }
 
+// SetOverlayKeys gives the encrypted overlay networks the swarm's data
+// encryption keys.
+func (d *Daemon) SetOverlayKeys(keys []controller.OverlayKey, primary uint64) {
+	if d.net != nil {
+		d.net.SetOverlayKeys(keys, primary)
+	}
+}
+
 // OverlayChanged tells the overlay networks that other nodes' endpoints
 // changed.
 func (d *Daemon) OverlayChanged() {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -262,6 +263,57 @@ networks:
 	}
 	waitFor(t, 30*time.Second, "h1 to know the probe's address", func() bool { return strings.Contains(h1Neigh(), probeIP+" ") })
 	phase("h2's jevmd killed and back")
+	// An encrypted network (--opt encrypted): a container on h1 answers
+	// one on h2 by name; between the hosts its frames are sealed (UDP on
+	// the data path port + 1), so the page's text is in none of the
+	// datagrams h2 takes, while the same page through the routing mesh
+	// (the ingress network, plain VXLAN) shows it: h2's INPUT counts
+	// both.
+	h1.must("network", "create", "-d", "overlay", "--opt", "encrypted", "--attachable", "sec")
+	secID := strings.TrimSpace(h1.must("network", "inspect", "--format", "{{.Id}}", "sec"))
+	h1.must("run", "-d", "--name", "s1", "--network", "sec", "web")
+	sealedPort := fmt.Sprint(4790 + 1)
+	for _, rule := range [][]string{
+		{"-p", "udp", "--dport", sealedPort},
+		{"-p", "udp", "--dport", sealedPort, "-m", "string", "--string", webIndex, "--algo", "bm"},
+		{"-p", "udp", "--dport", dataPathPort, "-m", "string", "--string", webIndex, "--algo", "bm"},
+	} {
+		h2.inNS(append([]string{"iptables", "-I", "INPUT", "1"}, rule...)...)
+	}
+	count := func(port string, marked bool) int {
+		for _, line := range strings.Split(h2.inNS("iptables", "-L", "INPUT", "-n", "-v", "-x"), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 2 && strings.Contains(line, "dpt:"+port) && strings.Contains(line, "STRING") == marked {
+				n, _ := strconv.Atoi(f[0])
+				return n
+			}
+		}
+		t.Fatalf("no counting rule for port %s (string %v) on h2", port, marked)
+		return 0
+	}
+	if out := h2.must("run", "--rm", "--network", "sec", "busybox", "wget", "-qO-", "http://s1/"); !strings.Contains(out, webIndex) {
+		t.Fatalf("s1 by name over the encrypted network: %q", out)
+	}
+	if body := httpGet(t, fmt.Sprintf("http://%s:%d/", h2.ip, meshPort)); !strings.Contains(body, webIndex) {
+		t.Fatalf("the mesh on h2: %q", body)
+	}
+	sealed, sealedText, plainText := count(sealedPort, false), count(sealedPort, true), count(dataPathPort, true)
+	t.Logf("h2 took %d sealed datagrams, %d with the page's text; %d plain VXLAN datagrams with it", sealed, sealedText, plainText)
+	if sealed == 0 || sealedText != 0 || plainText == 0 {
+		t.Fatalf("want sealed datagrams without the page's text, and the plain VXLAN's with it: %d, %d, %d", sealed, sealedText, plainText)
+	}
+	// (h2 removed the network with its client.)
+	if link := h1.inNS("ip", "-d", "link", "show", "jvx-"+secID[:10]); !strings.Contains(link, "tun type tap") || !strings.Contains(link, "mtu 1418 ") {
+		t.Errorf("h1: the encrypted network's port is no tap of MTU 1418:\n%s", link)
+	}
+	h1.must("rm", "-f", "s1")
+	h1.must("network", "rm", "sec")
+	for _, h := range hosts {
+		waitFor(t, 30*time.Second, "the encrypted network's tap gone from "+h.name, func() bool {
+			return !strings.Contains(h.inNS("ip", "-o", "link", "show"), "jvx-"+secID[:10])
+		})
+	}
+	phase("encrypted network")
 	// The probe's DNS forwards other names out: the host's resolv.conf.
 	if out := h2.must("exec", probe, "cat", "/etc/resolv.conf"); !strings.Contains(out, "nameserver 10.") {
 		t.Errorf("probe's resolv.conf: %q", out)

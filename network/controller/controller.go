@@ -40,6 +40,7 @@ import (
 
 	"github.com/jevm/jevm/internal/atomicfile"
 	jnet "github.com/jevm/jevm/network"
+	"github.com/jevm/jevm/network/secureoverlay"
 	"github.com/jevm/jevm/vmbackend"
 	"github.com/jevm/jevm/vmbackend/agentproto"
 )
@@ -247,12 +248,17 @@ type Controller struct {
 	// containers then start without NICs, as with --network none.
 	host *jnet.Host
 
-	mu      sync.Mutex
-	peers   OverlayPeers             // the swarm's other nodes, in swarm mode
-	mesh    map[meshPort]*jnet.Proxy // the routing mesh's published ports
-	nets    map[string]*netRecord
-	ports   map[string][]jnet.PortBinding // running containers' bound ports
-	proxies map[string][]*jnet.Proxy
+	mu    sync.Mutex
+	peers OverlayPeers // the swarm's other nodes, in swarm mode
+	// sealed carries the encrypted overlay networks' frames (nil while
+	// there is none), with sealKeys, the swarm's data encryption keys.
+	sealed   *secureoverlay.Tunnel
+	sealKeys []secureoverlay.Key
+	sealPrim uint64
+	mesh     map[meshPort]*jnet.Proxy // the routing mesh's published ports
+	nets     map[string]*netRecord
+	ports    map[string][]jnet.PortBinding // running containers' bound ports
+	proxies  map[string][]*jnet.Proxy
 	// Retired under mu, closed by unlock.
 	closingDNS     []*jnet.DNSServer
 	closingProxies []*jnet.Proxy
@@ -934,6 +940,9 @@ func (nm *Controller) bringDownLocked(r *netRecord) {
 		return
 	}
 	if r.Driver == driverOverlay {
+		if r.encrypted() {
+			nm.unsealLocked(r)
+		}
 		if err := jnet.DeleteLink(vxlanName(r), r.owner()); err != nil {
 			nm.log.WithError(err).WithField("network", r.Name).Warn("remove the VXLAN device")
 		}
@@ -1040,6 +1049,12 @@ func (nm *Controller) Shutdown() {
 		if len(r.Endpoints) == 0 && r.up {
 			nm.bringDownLocked(r)
 		}
+	}
+	if nm.sealed != nil {
+		// The encrypted networks' frames stop with the daemon (their
+		// taps stay, and the next start takes them up again).
+		nm.sealed.Close()
+		nm.sealed = nil
 	}
 	_ = nm.saveLocked()
 }

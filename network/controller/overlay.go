@@ -31,6 +31,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	jnet "github.com/jevm/jevm/network"
+	"github.com/jevm/jevm/network/secureoverlay"
 )
 
 const driverOverlay = "overlay"
@@ -166,6 +167,10 @@ func (nm *Controller) EnsureOverlay(spec OverlaySpec) error {
 			// VXLAN's 50 bytes of headers, as dockerd's overlay.
 			MTU: nm.cfg.MTU - 50,
 		}
+		if r.encrypted() {
+			// An Ethernet header, the seal's and UDP/IP's.
+			r.MTU = nm.cfg.MTU - 14 - secureoverlay.Overhead - 8 - 20
+		}
 		if spec.Gateway.IsValid() {
 			r.SwarmGateway = spec.Gateway.String()
 			r.Aux = map[string]string{"swarm-gateway": spec.Gateway.String()}
@@ -210,11 +215,92 @@ func (nm *Controller) bringUpOverlayLocked(r *netRecord) error {
 	if port == 0 {
 		port = 4789
 	}
-	if err := jnet.EnsureVXLAN(vxlanName(r), r.owner(), r.Bridge, r.VNI, port, local, r.mtu(nm.cfg.MTU)); err != nil {
+	if r.encrypted() {
+		if err := nm.sealLocked(r, local, port+1); err != nil {
+			return err
+		}
+	} else if err := jnet.EnsureVXLAN(vxlanName(r), r.owner(), r.Bridge, r.VNI, port, local, r.mtu(nm.cfg.MTU)); err != nil {
 		return err
 	}
 	nm.syncOverlayLocked(r)
 	return nil
+}
+
+// encrypted reports whether r is an encrypted overlay network (the
+// driver option "encrypted", any value, as dockerd's).
+func (r *netRecord) encrypted() bool {
+	_, ok := r.Options[optEncrypted]
+	return r.Driver == driverOverlay && ok
+}
+
+const optEncrypted = "encrypted"
+
+// sealLocked gives encrypted network r a tap as its bridge's port
+// instead of a VXLAN device, and attaches it to the node's Tunnel (made
+// with the first encrypted network, on UDP port of the data path
+// address: the data path port + 1).
+func (nm *Controller) sealLocked(r *netRecord, local netip.Addr, port int) error {
+	if nm.sealed != nil {
+		if a, p := nm.sealed.Local(); a != local.Unmap() || p != port {
+			if nm.sealed.Networks() > 0 {
+				return fmt.Errorf("encrypted overlay %s: the node's encrypted data path is on %s:%d, not %s:%d", r.Name, a, p, local, port)
+			}
+			nm.sealed.Close()
+			nm.sealed = nil
+		}
+	}
+	if nm.sealed == nil {
+		t, err := secureoverlay.New(local, port, nm.log.WithField("part", "secure-overlay"))
+		if err != nil {
+			return err
+		}
+		if err := t.SetKeys(nm.sealKeys, nm.sealPrim); err != nil {
+			nm.log.WithError(err).Warn("encrypted overlays: the swarm's keys")
+		}
+		nm.sealed = t
+	}
+	if err := jnet.CreateTap(vxlanName(r), r.owner(), r.Bridge, r.mtu(nm.cfg.MTU)); err != nil {
+		nm.closeIdleSealLocked()
+		return err
+	}
+	if err := nm.sealed.Attach(uint32(r.VNI), vxlanName(r)); err != nil {
+		_ = jnet.DeleteLink(vxlanName(r), r.owner())
+		nm.closeIdleSealLocked()
+		return err
+	}
+	return nil
+}
+
+// unsealLocked detaches encrypted network r from the Tunnel (its tap is
+// deleted with the network's other links).
+func (nm *Controller) unsealLocked(r *netRecord) {
+	if nm.sealed != nil {
+		nm.sealed.Detach(uint32(r.VNI))
+		nm.closeIdleSealLocked()
+	}
+}
+
+func (nm *Controller) closeIdleSealLocked() {
+	if nm.sealed != nil && nm.sealed.Networks() == 0 {
+		nm.sealed.Close()
+		nm.sealed = nil
+	}
+}
+
+// OverlayKey is one of the swarm's data encryption keys.
+type OverlayKey = secureoverlay.Key
+
+// SetOverlayKeys gives the encrypted overlay networks the swarm's data
+// encryption keys: frames are sealed with primary's, opened with any.
+func (nm *Controller) SetOverlayKeys(keys []OverlayKey, primary uint64) {
+	nm.mu.Lock()
+	defer nm.unlock()
+	nm.sealKeys, nm.sealPrim = append([]OverlayKey(nil), keys...), primary
+	if nm.sealed != nil {
+		if err := nm.sealed.SetKeys(keys, primary); err != nil {
+			nm.log.WithError(err).Warn("encrypted overlays: the swarm's keys")
+		}
+	}
 }
 
 // overlayEndpointsLocked lists r's endpoints, this node's (with its own
@@ -256,7 +342,15 @@ func (nm *Controller) syncOverlayLocked(r *netRecord) {
 		mac, _ := net.ParseMAC(jnet.MACFor(ip))
 		peers = append(peers, jnet.VXLANPeer{IP: ip, MAC: mac, Node: host})
 	}
-	if err := jnet.SetVXLANPeers(vxlanName(r), peers); err != nil {
+	if r.encrypted() {
+		if nm.sealed != nil {
+			sp := make([]secureoverlay.Peer, 0, len(peers))
+			for _, p := range peers {
+				sp = append(sp, secureoverlay.Peer{IP: p.IP, MAC: p.MAC, Node: p.Node})
+			}
+			nm.sealed.SetPeers(uint32(r.VNI), sp)
+		}
+	} else if err := jnet.SetVXLANPeers(vxlanName(r), peers); err != nil {
 		log.WithError(err).Warn("program the overlay's peers")
 	}
 	// Every task of a VIP-mode service, wherever it runs, is a backend
