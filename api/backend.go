@@ -6,6 +6,7 @@ import (
 	"time"
 
 	dtypes "github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/checkpoint"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
@@ -121,4 +122,16 @@ type Backend interface {
 	ArchiveBackend
 	BuildBackend
 	SwarmBackend
+	CheckpointBackend
+}
+
+// CheckpointBackend serves /containers/{name}/checkpoints and starts
+// from a checkpoint (experimental mode only, as dockerd).
+type CheckpointBackend interface {
+	CheckpointCreate(ctx context.Context, nameOrID string, opts checkpoint.CreateOptions) error
+	CheckpointList(ctx context.Context, nameOrID string, opts checkpoint.ListOptions) ([]checkpoint.Summary, error)
+	CheckpointDelete(ctx context.Context, nameOrID string, opts checkpoint.DeleteOptions) error
+	// ContainerRestore starts the stopped container from checkpoint id
+	// (in dir, or the container's own checkpoints).
+	ContainerRestore(ctx context.Context, nameOrID, id, dir string) error
 }

@@ -207,8 +207,15 @@ func (s *Server) postContainerStart(ctx context.Context, w http.ResponseWriter, 
 	if err := checkEmptyStartBody(r); err != nil {
 		return err
 	}
-	if r.Form.Get("checkpoint") != "" {
-		return errdefs.NotImplemented(errors.New("not implemented: checkpoints"))
+	if id := r.Form.Get("checkpoint"); id != "" {
+		if !s.opts.Experimental {
+			return errdefs.InvalidParameter(errors.New("checkpoint is only supported in experimental mode"))
+		}
+		if err := s.backend.ContainerRestore(ctx, vars["name"], id, r.Form.Get("checkpoint-dir")); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	}
 	if err := s.backend.ContainerStart(ctx, vars["name"]); err != nil {
 		return err

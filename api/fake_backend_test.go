@@ -14,6 +14,7 @@ import (
 
 	"github.com/distribution/reference"
 	dtypes "github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/checkpoint"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
@@ -647,4 +648,19 @@ func (f *fakeBackend) ConfigUpdate(context.Context, string, uint64, swarm.Config
 func (f *fakeBackend) ConfigRemove(context.Context, string) error { return errNotInSwarm }
 func (f *fakeBackend) ServiceLogs(context.Context, []string, []string, container.LogsOptions) (<-chan backend.LogMessage, error) {
 	return nil, errNotInSwarm
+}
+
+// The fake engine has no checkpoints (checkpoints_test.go has one that does).
+
+func (f *fakeBackend) CheckpointCreate(context.Context, string, checkpoint.CreateOptions) error {
+	return errdefs.NotImplemented(errors.New("fake: no checkpoints"))
+}
+func (f *fakeBackend) CheckpointList(context.Context, string, checkpoint.ListOptions) ([]checkpoint.Summary, error) {
+	return nil, errdefs.NotImplemented(errors.New("fake: no checkpoints"))
+}
+func (f *fakeBackend) CheckpointDelete(context.Context, string, checkpoint.DeleteOptions) error {
+	return errdefs.NotImplemented(errors.New("fake: no checkpoints"))
+}
+func (f *fakeBackend) ContainerRestore(context.Context, string, string, string) error {
+	return errdefs.NotImplemented(errors.New("fake: no checkpoints"))
 }

@@ -242,16 +242,17 @@ func (s *Server) newRouter() *mux.Router {
 	// Order matters: within an area the fixed paths come before the
 	// {name:.*} patterns that also match them.
 	for _, routes := range [][]route{
-		s.systemRoutes(),    // system.go, events.go
-		s.containerRoutes(), // containers.go, attach.go, lifecycle.go, stats.go
-		s.execRoutes(),      // exec.go
-		s.imageRoutes(),     // images.go
-		s.buildRoutes(),     // build.go
-		s.volumeRoutes(),    // volumes.go, with /system/df
-		s.archiveRoutes(),   // archive.go: cp, export, diff, commit
-		s.networkRoutes(),   // networks.go
-		s.pluginRoutes(),    // plugins.go: none installed
-		s.swarmRoutes(),     // swarm.go: not part of a swarm
+		s.systemRoutes(),     // system.go, events.go
+		s.checkpointRoutes(), // checkpoints.go: before DELETE /containers/{name:.*}
+		s.containerRoutes(),  // containers.go, attach.go, lifecycle.go, stats.go
+		s.execRoutes(),       // exec.go
+		s.imageRoutes(),      // images.go
+		s.buildRoutes(),      // build.go
+		s.volumeRoutes(),     // volumes.go, with /system/df
+		s.archiveRoutes(),    // archive.go: cp, export, diff, commit
+		s.networkRoutes(),    // networks.go
+		s.pluginRoutes(),     // plugins.go: none installed
+		s.swarmRoutes(),      // swarm.go: not part of a swarm
 	} {
 		for _, rt := range routes {
 			add(rt.method, rt.path, rt.h)

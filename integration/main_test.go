@@ -165,6 +165,8 @@ func startDaemon() error {
 		"--guest-dir", env.guest,
 		"--agent", filepath.Join(env.bin, "jevm-agent"),
 		"--debug",
+		// As dockerd's, checkpoints are served in experimental mode only.
+		"--experimental",
 	)
 	cmd.Stdout = f
 	cmd.Stderr = f

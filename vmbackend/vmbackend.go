@@ -231,6 +231,55 @@ type Machine interface {
 	UpdateResources(ctx context.Context, r Resources) error
 }
 
+// Checkpointer is implemented by machines that can save their running
+// state (docker checkpoint create): the guest's memory and device state,
+// and the root disk as it is at that instant.
+type Checkpointer interface {
+	// Checkpoint pauses the VM, writes its memory and device state and a
+	// copy of its root disk into dir (which exists and is empty), and
+	// resumes it if leaveRunning; otherwise the VM stays stopped, and
+	// the caller kills it. On error the VM runs on as it was.
+	Checkpoint(ctx context.Context, dir string, leaveRunning bool) (CheckpointInfo, error)
+}
+
+// CheckpointInfo describes a machine checkpoint: what a restore must
+// match.
+type CheckpointInfo struct {
+	// Template names what the state was made with (the provider's
+	// template key: VMM, guest kernel and agent, device layout, shape).
+	Template string `json:"template"`
+	Shape    Shape  `json:"shape"`
+	// NICs is how many network interfaces the VM had (the devices the
+	// state describes).
+	NICs int `json:"nics"`
+	// StateBytes is the size of the memory and device state.
+	StateBytes int64 `json:"stateBytes"`
+}
+
+// Restorer is implemented by providers that start machines from
+// checkpoints.
+type Restorer interface {
+	// Restore starts a VM from the checkpoint in dir, for spec (whose
+	// RootDisk the caller made from the checkpoint's disk, whose Shape and
+	// number of NICs are the checkpoint's): the guest resumes where it
+	// was, its agent channel connected. It fails with
+	// ErrCheckpointIncompatible when the checkpoint was made by another
+	// template (another VMM, kernel or agent).
+	Restore(ctx context.Context, spec MachineSpec, dir string) (Machine, error)
+	// CheckpointDisk is the checkpoint's root disk file in dir.
+	CheckpointDisk(dir string) string
+}
+
+// ErrCheckpointIncompatible is Restore's error for a checkpoint this
+// provider cannot restore.
+var ErrCheckpointIncompatible = errCheckpointIncompatible{}
+
+type errCheckpointIncompatible struct{}
+
+func (errCheckpointIncompatible) Error() string {
+	return "the checkpoint was made by another VM template (another QEMU, guest kernel or agent)"
+}
+
 // MachineStats is measured on the host for the VMM process.
 type MachineStats struct {
 	CPUTime  time.Duration

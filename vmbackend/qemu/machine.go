@@ -265,7 +265,14 @@ func (p *Provider) checkSpec(spec vmbackend.MachineSpec) error {
 }
 
 // Start implements vmbackend.Provider: clone the template of spec.Shape.
-func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmbackend.Machine, err error) {
+func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (vmbackend.Machine, error) {
+	return p.start(ctx, spec, "", "")
+}
+
+// start clones the template of spec.Shape; with restoreState, the guest's
+// memory and devices come from that checkpoint state file (made with the
+// template tplKey) instead of the template's.
+func (p *Provider) start(ctx context.Context, spec vmbackend.MachineSpec, restoreState, tplKey string) (_ vmbackend.Machine, err error) {
 	t0 := time.Now()
 	if err := p.checkSpec(spec); err != nil {
 		return nil, fmt.Errorf("qemu: start: %w", err)
@@ -286,6 +293,14 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
 	}
 	log = log.WithField("template", tpl.key)
+	statePath := tpl.statePath()
+	if restoreState != "" {
+		if tpl.key != tplKey {
+			return nil, fmt.Errorf("qemu: restore %s: %w", spec.ID, vmbackend.ErrCheckpointIncompatible)
+		}
+		statePath = restoreState
+		log = log.WithField("checkpoint", filepath.Dir(restoreState))
+	}
 	if err := ensureSharePlaceholder(filepath.Dir(tpl.memPath())); err != nil {
 		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
 	}
@@ -397,7 +412,7 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 	if err := m.mon.setIgnoreShared(ctx); err != nil {
 		return nil, proc.explain(err)
 	}
-	if err := m.mon.restoreFrom(ctx, tpl.statePath()); err != nil {
+	if err := m.mon.restoreFrom(ctx, statePath); err != nil {
 		return nil, proc.explain(err)
 	}
 	if err := m.mon.waitMigration(ctx, proc.exited); err != nil {

@@ -1,0 +1,77 @@
+package daemon
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/checkpoint"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/errdefs"
+)
+
+// Bad checkpoint requests get clear errors and leave nothing behind; the
+// container runs on.
+func TestCheckpointBadInput(t *testing.T) {
+	d, _, _ := fakeDaemon(t, nil)
+	c := fakeContainer(t, d, "web")
+	ctx := context.Background()
+	create := func(id string) error {
+		return d.CheckpointCreate(ctx, "web", checkpoint.CreateOptions{CheckpointID: id, Exit: true})
+	}
+	if err := create("c1"); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "is not running") {
+		t.Fatalf("a stopped container: %v", err)
+	}
+	if err := d.CheckpointCreate(ctx, "nosuch", checkpoint.CreateOptions{CheckpointID: "c1"}); !errdefs.IsNotFound(err) {
+		t.Fatalf("no such container: %v", err)
+	}
+	if err := d.ContainerStart(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", "-x", "a/b", "../x", "x"} {
+		if err := create(bad); !errdefs.IsInvalidParameter(err) {
+			t.Errorf("checkpoint ID %q: %v", bad, err)
+		}
+	}
+	if err := d.CheckpointCreate(ctx, "web", checkpoint.CreateOptions{CheckpointID: "c1", CheckpointDir: "rel/dir"}); !errdefs.IsInvalidParameter(err) {
+		t.Errorf("a relative checkpoint dir: %v", err)
+	}
+	// The fake VM cannot checkpoint: 501, no directory left.
+	if err := create("c1"); !errdefs.IsNotImplemented(err) {
+		t.Fatalf("a VM that cannot checkpoint: %v", err)
+	}
+	if _, err := os.Stat(c.checkpointsDir() + "/c1"); !os.IsNotExist(err) {
+		t.Fatalf("a failed checkpoint left its directory: %v", err)
+	}
+	if err := d.ContainerPause(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if err := create("c1"); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "paused") {
+		t.Fatalf("a paused container: %v", err)
+	}
+	if err := d.ContainerUnpause(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerRestore(ctx, "web", "c1", ""); !errdefs.IsConflict(err) {
+		t.Fatalf("a restore into a running container: %v", err)
+	}
+	c.mu.Lock()
+	running := c.running()
+	c.mu.Unlock()
+	if !running {
+		t.Fatal("the container stopped")
+	}
+	if err := d.ContainerStop(ctx, "web", container.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerRestore(ctx, "web", "c1", ""); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "checkpoint c1 does not exist") {
+		t.Fatalf("a missing checkpoint: %v", err)
+	}
+	if list, err := d.CheckpointList(ctx, "web", checkpoint.ListOptions{}); err != nil || len(list) != 0 {
+		t.Fatalf("list: %v %v", list, err)
+	}
+	if err := d.CheckpointDelete(ctx, "web", checkpoint.DeleteOptions{CheckpointID: "c1"}); !errdefs.IsNotFound(err) {
+		t.Fatalf("delete a missing checkpoint: %v", err)
+	}
+}

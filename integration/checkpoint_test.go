@@ -1,0 +1,103 @@
+package integration
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// counts are the numbers a counter container logged, in order.
+func counts(t *testing.T, name string) []int {
+	t.Helper()
+	var out []int
+	for _, l := range strings.Split(mustDocker(t, "logs", name), "\n") {
+		if n, err := strconv.Atoi(strings.TrimSpace(l)); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// checkpointNames is `docker checkpoint ls`'s names, without its header.
+func checkpointNames(t *testing.T, name string) string {
+	t.Helper()
+	lines := strings.Fields(mustDocker(t, "checkpoint", "ls", name))
+	if len(lines) < 2 || lines[0] != "CHECKPOINT" || lines[1] != "NAME" {
+		t.Fatalf("checkpoint ls: %q", lines)
+	}
+	return strings.Join(lines[2:], " ")
+}
+
+// A checkpoint of a running container, then a restore: the shell's
+// counter (in its memory) goes on from where it was rather than starting
+// again, a file written before the checkpoint is there, the published
+// port answers again. --leave-running keeps it running. Bad input gets
+// clear errors and loses nothing.
+func TestCheckpointRestore(t *testing.T) {
+	name := uniqueName(t, "ckpt")
+	t.Cleanup(func() { docker(t, "rm", "-f", name) })
+	port := freePort(t)
+	mustDocker(t, "run", "-d", "--name", name, "-p", fmt.Sprintf("%d:80", port), "busybox", "sh", "-c",
+		"mkdir -p /www && echo served > /www/index.html && httpd -p 80 -h /www && i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done")
+	waitFor(t, 60*time.Second, "the counter to reach 5", func() bool { return len(counts(t, name)) >= 5 })
+	mustDocker(t, "exec", name, "sh", "-c", "echo before > /written.txt")
+
+	if r := docker(t, "checkpoint", "create", name, "-bad"); r.code == 0 {
+		t.Fatalf("a bad checkpoint name: %s", r)
+	}
+	t0 := time.Now()
+	mustDocker(t, "checkpoint", "create", name, "c1")
+	t.Logf("checkpoint (exit) took %s", time.Since(t0).Round(time.Millisecond))
+	if got := mustDocker(t, "inspect", "--format", "{{.State.Running}}", name); got != "false\n" {
+		t.Fatalf("the container after checkpoint create: running %q", got)
+	}
+	if got := mustDocker(t, "checkpoint", "ls", name); !strings.Contains(got, "c1") {
+		t.Fatalf("checkpoint ls: %q", got)
+	}
+	if r := docker(t, "checkpoint", "create", name, "c2"); r.code == 0 || !strings.Contains(r.stderr, "is not running") {
+		t.Fatalf("a checkpoint of a stopped container: %s", r)
+	}
+	if r := docker(t, "start", "--checkpoint", "nosuch", name); r.code == 0 || !strings.Contains(r.stderr, "does not exist") {
+		t.Fatalf("a missing checkpoint: %s", r)
+	}
+	before := counts(t, name)
+	last := before[len(before)-1]
+
+	t0 = time.Now()
+	mustDocker(t, "start", "--checkpoint", "c1", name)
+	t.Logf("restore took %s; the counter was at %d", time.Since(t0).Round(time.Millisecond), last)
+	waitFor(t, 60*time.Second, "the counter to go on", func() bool { return len(counts(t, name)) >= len(before)+5 })
+	after := counts(t, name)
+	for i, n := range after {
+		if n != i+1 {
+			t.Fatalf("the counter did not go on from %d after the restore: %v", last, after)
+		}
+	}
+	if got := mustDocker(t, "exec", name, "cat", "/written.txt"); got != "before\n" {
+		t.Fatalf("a file written before the checkpoint: %q", got)
+	}
+	if body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); !strings.Contains(body, "served") {
+		t.Fatalf("the server after the restore: %q", body)
+	}
+	if r := docker(t, "start", "--checkpoint", "c1", name); r.code == 0 {
+		t.Fatalf("a restore into a running container: %s", r)
+	}
+
+	// --leave-running: the container goes on, the checkpoint is there.
+	n := len(counts(t, name))
+	mustDocker(t, "checkpoint", "create", "--leave-running", name, "c2")
+	if got := mustDocker(t, "inspect", "--format", "{{.State.Running}}", name); got != "true\n" {
+		t.Fatalf("the container after --leave-running: running %q", got)
+	}
+	waitFor(t, 30*time.Second, "the counter to go on after --leave-running", func() bool { return len(counts(t, name)) >= n+5 })
+	if got := checkpointNames(t, name); got != "c1 c2" {
+		t.Fatalf("checkpoint ls: %q", got)
+	}
+	mustDocker(t, "checkpoint", "rm", name, "c1")
+	if got := checkpointNames(t, name); got != "c2" {
+		t.Fatalf("checkpoint ls after rm: %q", got)
+	}
+	mustDocker(t, "rm", "-f", name)
+}
