@@ -29,6 +29,7 @@ import (
 	"github.com/jevm/jevm/network/controller"
 	"github.com/jevm/jevm/vmbackend"
 	"github.com/jevm/jevm/vmbackend/agentclient"
+	"github.com/jevm/jevm/vmbackend/agentproto"
 )
 
 // validCheckpointName is dockerd's pattern for checkpoint IDs.
@@ -248,9 +249,6 @@ func (d *Daemon) ContainerRestore(ctx context.Context, ref, id, dir string) erro
 	if err != nil {
 		return err
 	}
-	if meta.Container != c.ID {
-		return errdefs.NotImplemented(errors.New("jevm cannot start a container from another container's checkpoint yet"))
-	}
 	if _, joins := joinsVM(c.HostConfig); joins {
 		return errdefs.Conflict(errors.New("jevm cannot restore a container that shares another container's VM"))
 	}
@@ -267,7 +265,10 @@ func (d *Daemon) ContainerRestore(ctx context.Context, ref, id, dir string) erro
 // hold c.mu. On error nothing is left, and the container's disk is as it
 // was.
 func (d *Daemon) restoreContainer(ctx context.Context, c *Container, path string, meta checkpointMeta) error {
-	log := d.log.WithFields(logrus.Fields{"container": c.ID[:12], "checkpoint": meta.Name})
+	// A fork: another container than the checkpoint's takes its memory
+	// and files, with its own identity.
+	fork := meta.Container != c.ID
+	log := d.log.WithFields(logrus.Fields{"container": c.ID[:12], "checkpoint": meta.Name, "fork": fork})
 	restorer := d.vms.(vmbackend.Restorer)
 	s := &vmStart{d: d, c: c}
 	var netAtt *controller.Attachment
@@ -277,7 +278,6 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *Container, path string
 		{"wait-file-ops", func(ctx context.Context) error { return d.waitFileOps(ctx, c) }},
 		{"machine-spec", func(context.Context) error {
 			s.spec = d.machineSpec(c)
-			s.spec.Shape = meta.VM.Shape
 			if st, err := os.Stat(c.consolePath()); err == nil {
 				consoleOffset = st.Size()
 			}
@@ -295,10 +295,13 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *Container, path string
 			}
 			return nil
 		}},
-		// The same addresses as at the checkpoint: the guest has them.
+		// The same addresses as at the checkpoint, which the guest has;
+		// a fork's own, which the agent gives the guest below.
 		{"attach-networks", func(ctx context.Context) (err error) {
 			saved := c.NetConfig
-			c.NetConfig = withCheckpointAddresses(saved, meta.Networks)
+			if !fork {
+				c.NetConfig = withCheckpointAddresses(saved, meta.Networks)
+			}
 			netAtt, err = d.attachNetworks(ctx, c, nil)
 			c.NetConfig = saved
 			if err != nil {
@@ -339,6 +342,19 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *Container, path string
 				return fmt.Errorf("the restored guest's agent is %q, not running its process", s.hello.Phase)
 			}
 			return nil
+		}},
+		// The time and fresh entropy; a fork's identity.
+		{"restored", func(ctx context.Context) error {
+			entropy, err := startEntropy()
+			if err != nil {
+				return err
+			}
+			req := agentproto.RestoredRequest{TimeUnixNano: time.Now().UnixNano(), Entropy: entropy}
+			if fork {
+				req.Hostname, req.Hosts, req.ResolvConf = c.Config.Hostname, netAtt.Hosts, netAtt.ResolvConf
+				req.Interfaces = netAtt.Interfaces
+			}
+			return s.agent.Restored(ctx, req)
 		}},
 		s.openLogStep(true),
 		{"reattach-process", func(context.Context) error {

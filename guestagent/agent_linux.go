@@ -429,6 +429,8 @@ func (a *agent) handle(f *agentproto.Frame) {
 		go a.handleStats(f.Stream, m)
 	case agentproto.MsgInterfaceUp:
 		go a.handleInterfaceUp(f.Stream, m)
+	case agentproto.MsgRestored:
+		go a.handleRestored(f.Stream, m)
 	case agentproto.MsgSignal:
 		a.handleSignal(f.Stream, m)
 	case agentproto.MsgResize:

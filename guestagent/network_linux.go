@@ -202,3 +202,84 @@ func (a *agent) unbindNICs() {
 		}
 	}
 }
+
+// handleRestored serves MsgRestored: the guest was restored from a
+// checkpoint. Its clock is the checkpoint's: set it; the kernel reseeded
+// its RNG on the VM generation change (vmgenid), and the host's entropy
+// is mixed in too. For a fork, the new identity: hostname, /etc files,
+// and each interface's MAC and addresses (the old ones removed).
+func (a *agent) handleRestored(stream uint32, m *agentproto.Msg) {
+	r := m.Restored
+	if r == nil {
+		a.reply(stream, m, errors.New("restored without its request"))
+		return
+	}
+	if r.TimeUnixNano != 0 {
+		ts := unix.NsecToTimespec(r.TimeUnixNano)
+		if err := unix.ClockSettime(unix.CLOCK_REALTIME, &ts); err != nil {
+			a.logf("set the clock: %v", err)
+		}
+	}
+	if len(r.Entropy) > 0 {
+		if err := addEntropy(r.Entropy); err != nil {
+			a.logf("entropy: %v", err)
+		}
+	}
+	if r.Hostname != "" {
+		if err := unix.Sethostname([]byte(r.Hostname)); err != nil {
+			a.logf("sethostname: %v", err)
+		}
+	}
+	// The files bind-mounted over the container's /etc: rewritten in
+	// place (the bind mounts keep the inode).
+	for _, f := range []struct{ name, content string }{
+		{"hostname", r.Hostname + "\n"},
+		{"hosts", r.Hosts},
+		{"resolv.conf", r.ResolvConf},
+	} {
+		if f.content == "" || f.content == "\n" {
+			continue
+		}
+		if err := os.WriteFile(runDir+"/"+f.name, []byte(f.content), 0o644); err != nil {
+			a.logf("/etc/%s: %v", f.name, err)
+		}
+	}
+	for _, cfg := range r.Interfaces {
+		if err := renewInterface(cfg.Name); err != nil {
+			a.reply(stream, m, fmt.Errorf("network interface %s: %w", cfg.Name, err))
+			return
+		}
+		if err := a.configureInterface(cfg, true, nicWait); err != nil {
+			a.reply(stream, m, fmt.Errorf("network interface %s (%s): %w", cfg.Name, cfg.MAC, err))
+			return
+		}
+	}
+	a.reply(stream, m, nil)
+}
+
+// renewInterface takes link name down and removes its addresses, so that
+// configureInterface adopts it by name with a new MAC and addresses.
+func renewInterface(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetDown(l); err != nil {
+		return err
+	}
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		addrs, err := netlink.AddrList(l, family)
+		if err != nil {
+			return err
+		}
+		for _, ad := range addrs {
+			if ad.IP.IsLinkLocalUnicast() {
+				continue
+			}
+			if err := netlink.AddrDel(l, &ad); err != nil {
+				return fmt.Errorf("remove address %s: %w", ad.IPNet, err)
+			}
+		}
+	}
+	return nil
+}

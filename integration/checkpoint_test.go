@@ -101,3 +101,65 @@ func TestCheckpointRestore(t *testing.T) {
 	}
 	mustDocker(t, "rm", "-f", name)
 }
+
+// Two forks of one checkpoint (docker create, then start --checkpoint
+// --checkpoint-dir): each takes the original's memory (its counter goes
+// on from the checkpoint's value) and files, with its own address, MAC
+// and hostname, and a kernel RNG of its own (the same memory would
+// otherwise give both the same random numbers).
+func TestCheckpointFork(t *testing.T) {
+	orig := uniqueName(t, "orig")
+	t.Cleanup(func() { docker(t, "rm", "-f", orig) })
+	mustDocker(t, "run", "-d", "--name", orig, "busybox", "sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done")
+	waitFor(t, 60*time.Second, "the counter to reach 5", func() bool { return len(counts(t, orig)) >= 5 })
+	mustDocker(t, "exec", orig, "sh", "-c", "echo from-orig > /written.txt")
+	dir := t.TempDir()
+	mustDocker(t, "checkpoint", "create", "--leave-running", "--checkpoint-dir", dir, orig, "c1")
+	atCheckpoint := len(counts(t, orig))
+
+	type facts struct{ ip, mac, hostname, uuid string }
+	factsOf := func(name string) facts {
+		f := strings.Fields(mustDocker(t, "inspect", "--format", "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.MacAddress}}", name))
+		return facts{ip: f[0], mac: f[1],
+			hostname: strings.TrimSpace(mustDocker(t, "exec", name, "hostname")),
+			uuid:     strings.TrimSpace(mustDocker(t, "exec", name, "cat", "/proc/sys/kernel/random/uuid"))}
+	}
+	seen := map[string]string{}
+	all := []facts{factsOf(orig)}
+	for _, fork := range []string{uniqueName(t, "fork1"), uniqueName(t, "fork2")} {
+		fork := fork
+		t.Cleanup(func() { docker(t, "rm", "-f", fork) })
+		id := strings.TrimSpace(mustDocker(t, "create", "--name", fork, "busybox", "true"))
+		t0 := time.Now()
+		mustDocker(t, "start", "--checkpoint", "c1", "--checkpoint-dir", dir, fork)
+		t.Logf("fork %s started in %s", fork, time.Since(t0).Round(time.Millisecond))
+		waitFor(t, 60*time.Second, fork+"'s counter to go on", func() bool { return len(counts(t, fork)) >= 3 })
+		if c := counts(t, fork); c[0] < 5 || c[0] > atCheckpoint+2 {
+			t.Fatalf("%s's counter starts at %d, want where the checkpoint was (about %d): %v", fork, c[0], atCheckpoint, c)
+		}
+		if got := mustDocker(t, "exec", fork, "cat", "/written.txt"); got != "from-orig\n" {
+			t.Fatalf("%s: the original's file: %q", fork, got)
+		}
+		f := factsOf(fork)
+		if f.hostname != id[:12] {
+			t.Errorf("%s's hostname %q, want its own %q", fork, f.hostname, id[:12])
+		}
+		all = append(all, f)
+	}
+	for _, f := range all {
+		for what, v := range map[string]string{"ip": f.ip, "mac": f.mac, "hostname": f.hostname, "uuid": f.uuid} {
+			if v == "" || seen[what+v] != "" {
+				t.Fatalf("two of the original and its forks share %s %q: %+v", what, v, all)
+			}
+			seen[what+v] = "x"
+		}
+	}
+	t.Logf("original and forks: %+v", all)
+	// The forks reach each other at their own addresses.
+	if out := mustDocker(t, "exec", uniqueName(t, "fork1"), "ping", "-c", "1", "-W", "2", all[2].ip); !strings.Contains(out, "1 packets received") {
+		t.Fatalf("fork1 to fork2: %q", out)
+	}
+	if got := mustDocker(t, "inspect", "--format", "{{.State.Running}}", orig); got != "true\n" {
+		t.Fatalf("the original after the forks: running %q", got)
+	}
+}

@@ -14,3 +14,10 @@ func (c *Client) InterfaceUp(ctx context.Context, cfg agentproto.InterfaceConfig
 	_, err := c.impl.request(ctx, 0, &agentproto.Msg{Type: agentproto.MsgInterfaceUp, Interface: &cfg})
 	return err
 }
+
+// Restored tells the agent of a VM restored from a checkpoint the time,
+// fresh entropy and, for a fork, its new identity.
+func (c *Client) Restored(ctx context.Context, r agentproto.RestoredRequest) error {
+	_, err := c.impl.request(ctx, 0, &agentproto.Msg{Type: agentproto.MsgRestored, Restored: &r})
+	return err
+}

@@ -118,7 +118,25 @@ const (
 	// pause` of one container of a pod (reply: ok).
 	MsgFreeze = "freeze"
 	MsgThaw   = "thaw"
+	// MsgRestored tells the agent of a VM restored from a checkpoint
+	// what changed while it was saved: Restored (reply: ok).
+	MsgRestored = "restored"
 )
+
+// RestoredRequest is what a guest restored from a checkpoint takes on:
+// the time, fresh entropy, and for a fork (another container started
+// from the checkpoint) that container's identity.
+type RestoredRequest struct {
+	TimeUnixNano int64  `json:"time"`
+	Entropy      []byte `json:"entropy"`
+	// Fork: the new hostname and /etc files (empty: unchanged), and the
+	// interfaces again by name (eth0...), with new MACs and addresses:
+	// the old addresses go.
+	Hostname   string            `json:"hostname,omitempty"`
+	Hosts      string            `json:"hosts,omitempty"`
+	ResolvConf string            `json:"resolvConf,omitempty"`
+	Interfaces []InterfaceConfig `json:"interfaces,omitempty"`
+}
 
 // Error kinds in Msg.ErrCode: why a start or exec could not run its
 // command. dockerd reports the first with exit code 127, the second with
@@ -198,6 +216,9 @@ type Msg struct {
 
 	// InterfaceUp: the interface to configure.
 	Interface *InterfaceConfig `json:"interface,omitempty"`
+
+	// Restored: a restore's news.
+	Restored *RestoredRequest `json:"restored,omitempty"`
 
 	// Container names the container of the VM a request is about (join,
 	// exec, check-user, top, stats, freeze, thaw and the file

@@ -297,6 +297,8 @@ func (g *Guest) handle(stream uint32, m *agentproto.Msg) {
 		go g.runExec(p)
 	case agentproto.MsgJoin:
 		g.handleJoin(stream, m)
+	case agentproto.MsgRestored:
+		g.reply(stream, m, "", "")
 	case agentproto.MsgFreeze, agentproto.MsgThaw:
 		g.mu.Lock()
 		j, ok := g.lookup(m.Container)
