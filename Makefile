@@ -46,7 +46,7 @@ JEVMLIBDIR := $(PREFIX)/lib/jevm
 SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all deps guest build images compose compose-path run test unit integration vet fmt fuzz bench bench-swarm soak conformance clean install uninstall
+.PHONY: all deps guest build images compose compose-path run test unit integration vet fmt fuzz bench bench-swarm bench-checkpoint soak conformance clean install uninstall
 
 all: build
 
@@ -155,6 +155,10 @@ bench: deps guest build images
 # Swarm over three hosts in network namespaces, jevm against dockerd (issue 17).
 bench-swarm: deps guest build images
 	bench/swarm.sh
+
+# Checkpoint, restore and fork times against memory use (issue 18).
+bench-checkpoint: deps guest build images
+	bench/checkpoint.sh
 
 # Soak (docs/RELIABILITY.md): SOAK_RUNS `docker run --rm` and SOAK_CYCLES
 # create/start/exec/stop/rm cycles on a private jevmd; fails if anything
