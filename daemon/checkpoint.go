@@ -414,3 +414,23 @@ func withCheckpointAddresses(nc *network.NetworkingConfig, eps map[string]checkp
 	}
 	return out
 }
+
+// recoverRestoreDisk undoes what a restore left when the daemon died
+// during it (checkpoint.go's restore-disk step): a container that is not
+// running gets its own disk back; one that runs (the restore had
+// succeeded) loses the set-aside copy.
+func recoverRestoreDisk(log *logrus.Entry, c *Container) {
+	before := c.diskPath() + ".before-restore"
+	if _, err := os.Stat(before); err != nil {
+		return
+	}
+	if c.running() {
+		_ = os.Remove(before)
+		return
+	}
+	if err := os.Rename(before, c.diskPath()); err != nil {
+		log.WithError(err).WithField("container", c.ID[:12]).Error("put the container's disk back after an interrupted restore")
+		return
+	}
+	log.WithField("container", c.ID[:12]).Warn("an interrupted restore from a checkpoint: the container's disk is its own again")
+}

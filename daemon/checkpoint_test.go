@@ -75,3 +75,30 @@ func TestCheckpointBadInput(t *testing.T) {
 		t.Fatalf("delete a missing checkpoint: %v", err)
 	}
 }
+
+// A restore interrupted by a daemon crash: the next start of the daemon
+// gives a stopped container its own disk back, and drops the set-aside
+// copy of one that runs.
+func TestRecoverRestoreDisk(t *testing.T) {
+	d := testDaemon(t)
+	c := testContainer(t, d, "web")
+	disk := c.diskPath()
+	os.WriteFile(disk, []byte("checkpoint's"), 0o600)
+	os.WriteFile(disk+".before-restore", []byte("own"), 0o600)
+	recoverRestoreDisk(d.log, c)
+	if b, _ := os.ReadFile(disk); string(b) != "own" {
+		t.Fatalf("disk after recovery: %q", b)
+	}
+	if _, err := os.Stat(disk + ".before-restore"); !os.IsNotExist(err) {
+		t.Fatalf("the set-aside disk is still there: %v", err)
+	}
+	os.WriteFile(disk+".before-restore", []byte("old"), 0o600)
+	c.State.Status = container.StateRunning
+	recoverRestoreDisk(d.log, c)
+	if b, _ := os.ReadFile(disk); string(b) != "own" {
+		t.Fatalf("a running container's disk changed: %q", b)
+	}
+	if _, err := os.Stat(disk + ".before-restore"); !os.IsNotExist(err) {
+		t.Fatalf("a running container's set-aside disk is still there: %v", err)
+	}
+}

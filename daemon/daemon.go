@@ -183,6 +183,7 @@ func (d *Daemon) restore(ctx context.Context) error {
 			continue
 		}
 		d.containers.add(c)
+		recoverRestoreDisk(d.log, c)
 		d.restoreMounts(c)
 		if c.running() {
 			adopt = append(adopt, c)
