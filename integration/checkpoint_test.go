@@ -178,4 +178,16 @@ func TestCheckpointFork(t *testing.T) {
 	if got := mustDocker(t, "inspect", "--format", "{{.State.Running}}", orig); got != "true\n" {
 		t.Fatalf("the original after the forks: running %q", got)
 	}
+	// A daemon restart re-adopts the forks' VMs as any other: their
+	// counters go on, exec works, the forked hostname stays.
+	fork1 := uniqueName(t, "fork1")
+	restartDaemon(t)
+	waitFor(t, 60*time.Second, "fork1's counter to go on after the daemon restart", func() bool {
+		n := len(counts(t, fork1))
+		time.Sleep(500 * time.Millisecond)
+		return len(counts(t, fork1)) > n
+	})
+	if got := strings.TrimSpace(mustDocker(t, "exec", fork1, "hostname")); got != all[1].hostname {
+		t.Fatalf("fork1's hostname after the daemon restart: %q, was %q", got, all[1].hostname)
+	}
 }
