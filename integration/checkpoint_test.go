@@ -2,6 +2,9 @@ package integration
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -177,6 +180,41 @@ func TestCheckpointFork(t *testing.T) {
 	}
 	if got := mustDocker(t, "inspect", "--format", "{{.State.Running}}", orig); got != "true\n" {
 		t.Fatalf("the original after the forks: running %q", got)
+	}
+	// Refused forks lose nothing: a checkpoint made by another template
+	// (its record changed here as a jevm upgrade would), a container of
+	// another size. Each still starts normally after.
+	other := t.TempDir()
+	if out, err := exec.Command("cp", "-a", dir+"/c1", other+"/c1").CombinedOutput(); err != nil {
+		t.Fatalf("copy the checkpoint: %v %s", err, out)
+	}
+	vmJSON := other + "/c1/vm.json"
+	b, err := os.ReadFile(vmJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = regexp.MustCompile(`"template": "[0-9a-f]+"`).ReplaceAll(b, []byte(`"template": "000000000000000000000000"`))
+	if err := os.WriteFile(vmJSON, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, dir, want string }{
+		{uniqueName(t, "oldtpl"), other, "another VM template"},
+		{uniqueName(t, "bigger"), dir, "MiB"},
+	} {
+		c := c
+		t.Cleanup(func() { docker(t, "rm", "-f", c.name) })
+		args := []string{"create", "--name", c.name, "busybox", "true"}
+		if c.want == "MiB" {
+			args = []string{"create", "--name", c.name, "-m", "384m", "busybox", "true"}
+		}
+		mustDocker(t, args...)
+		if r := docker(t, "start", "--checkpoint", "c1", "--checkpoint-dir", c.dir, c.name); r.code == 0 || !strings.Contains(r.stderr, c.want) {
+			t.Fatalf("%s from the checkpoint: %s", c.name, r)
+		}
+		mustDocker(t, "start", "-a", c.name)
+		if got := mustDocker(t, "inspect", "--format", "{{.State.ExitCode}}", c.name); got != "0\n" {
+			t.Fatalf("%s after the refused restore: exit %q", c.name, got)
+		}
 	}
 	// A daemon restart re-adopts the forks' VMs as any other: their
 	// counters go on, exec works, the forked hostname stays.
