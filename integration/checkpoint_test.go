@@ -229,3 +229,37 @@ func TestCheckpointFork(t *testing.T) {
 		t.Fatalf("fork1's hostname after the daemon restart: %q, was %q", got, all[1].hostname)
 	}
 }
+
+// A container connected to a second network while it ran (a hot-plugged
+// NIC) is checkpointed and restored with both: the same addresses, and a
+// peer on the second network reached again.
+func TestCheckpointTwoNetworks(t *testing.T) {
+	netA, netB := newNetwork(t, "cka"), newNetwork(t, "ckb")
+	peer, two := uniqueName(t, "peer"), uniqueName(t, "two")
+	t.Cleanup(func() { docker(t, "rm", "-f", peer, two) })
+	mustDocker(t, "run", "-d", "--name", peer, "--network", netB, "busybox", "sleep", "600")
+	peerIP := strings.TrimSpace(mustDocker(t, "inspect", "--format", `{{(index .NetworkSettings.Networks "`+netB+`").IPAddress}}`, peer))
+	mustDocker(t, "run", "-d", "--name", two, "--network", netA, "busybox", "sleep", "600")
+	mustDocker(t, "network", "connect", netB, two)
+	addrs := func() string {
+		return mustDocker(t, "inspect", "--format", `{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}`, two)
+	}
+	before := addrs()
+	if out := mustDocker(t, "exec", two, "ping", "-c", "1", "-W", "2", peerIP); !strings.Contains(out, "1 packets received") {
+		t.Fatalf("the peer before the checkpoint: %q", out)
+	}
+	mustDocker(t, "checkpoint", "create", two, "c1")
+	mustDocker(t, "start", "--checkpoint", "c1", two)
+	if got := addrs(); got != before {
+		t.Fatalf("addresses after the restore: %q, were %q", got, before)
+	}
+	guest := mustDocker(t, "exec", two, "ip", "-o", "-4", "addr")
+	for _, kv := range strings.Fields(before) {
+		if _, ip, _ := strings.Cut(kv, "="); !strings.Contains(guest, " "+ip+"/") {
+			t.Fatalf("the guest lost %s:\n%s", ip, guest)
+		}
+	}
+	if out := mustDocker(t, "exec", two, "ping", "-c", "1", "-W", "2", peerIP); !strings.Contains(out, "1 packets received") {
+		t.Fatalf("the peer on the second network after the restore: %q", out)
+	}
+}

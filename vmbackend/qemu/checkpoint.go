@@ -43,8 +43,6 @@ func (m *machine) Checkpoint(ctx context.Context, dir string, leaveRunning bool)
 	}
 	for id := range devs {
 		switch {
-		case strings.HasPrefix(id, hotNICPrefix):
-			return info, errors.New("jevm cannot checkpoint a container connected to more than one network yet")
 		case strings.HasPrefix(id, diskDevPrefix):
 			return info, errors.New("jevm cannot checkpoint a container while a disk is attached to its VM (docker diff, export or cp in progress, or a pod member)")
 		case strings.HasPrefix(id, shareDevPfx):
@@ -53,6 +51,10 @@ func (m *machine) Checkpoint(ctx context.Context, dir string, leaveRunning bool)
 				return info, fmt.Errorf("jevm cannot checkpoint a container with more than %d bind mounts or volumes", prePluggedShares)
 			}
 		}
+	}
+	hot, err := m.hotNICs(ctx, devs)
+	if err != nil {
+		return info, fmt.Errorf("qemu: checkpoint %s: %w", m.id, err)
 	}
 	t0 := time.Now()
 	if err := m.mon.run(ctx, "stop", nil, nil); err != nil {
@@ -86,8 +88,8 @@ func (m *machine) Checkpoint(ctx context.Context, dir string, leaveRunning bool)
 	if err != nil {
 		return info, err
 	}
-	info = vmbackend.CheckpointInfo{Template: m.tplKey, Shape: m.spec.Shape, NICs: min(len(m.spec.NICs), 1), StateBytes: st.Size()}
-	b, _ := json.MarshalIndent(info, "", "  ")
+	info = vmbackend.CheckpointInfo{Template: m.tplKey, Shape: m.spec.Shape, NICs: min(len(m.spec.NICs), 1) + len(hot), StateBytes: st.Size()}
+	b, _ := json.MarshalIndent(ckptRecord{CheckpointInfo: info, HotNICs: hot}, "", "  ")
 	if err := atomicfile.WriteFile(filepath.Join(dir, ckptMetaName), append(b, '\n'), 0o600); err != nil {
 		return info, err
 	}
@@ -112,9 +114,16 @@ func explainMigrationBlocker(err error) error {
 // CheckpointDisk implements vmbackend.Restorer.
 func (p *Provider) CheckpointDisk(dir string) string { return filepath.Join(dir, ckptDiskName) }
 
+// ckptRecord is vm.json: the checkpoint's description and where its
+// hot-plugged NICs were.
+type ckptRecord struct {
+	vmbackend.CheckpointInfo
+	HotNICs []hotNIC `json:"hotNICs,omitempty"`
+}
+
 // readCheckpoint loads the description of the checkpoint in dir.
-func readCheckpoint(dir string) (vmbackend.CheckpointInfo, error) {
-	var info vmbackend.CheckpointInfo
+func readCheckpoint(dir string) (ckptRecord, error) {
+	var info ckptRecord
 	b, err := os.ReadFile(filepath.Join(dir, ckptMetaName))
 	if err != nil {
 		return info, fmt.Errorf("checkpoint: %w", err)
@@ -138,8 +147,21 @@ func (p *Provider) Restore(ctx context.Context, spec vmbackend.MachineSpec, dir 
 		return nil, fmt.Errorf("qemu: restore %s: the checkpoint's VM has %d MiB and %d vCPUs, the container's %d MiB and %d: %w",
 			spec.ID, info.Shape.MemoryMiB, info.Shape.VCPUs, spec.Shape.MemoryMiB, spec.Shape.VCPUs, vmbackend.ErrCheckpointIncompatible)
 	}
-	if min(len(spec.NICs), 1) != info.NICs || len(spec.NICs) > 1 {
+	if len(spec.NICs) != info.NICs || len(info.HotNICs) != max(info.NICs-1, 0) {
 		return nil, fmt.Errorf("qemu: restore %s: the checkpoint's VM had %d network interfaces, the container has %d now", spec.ID, info.NICs, len(spec.NICs))
+	}
+	// Each hot-plugged NIC goes back to its slot: the container's NIC
+	// of the same MAC (a restore asks for the same addresses), else (a
+	// fork) the one in the same place.
+	var nics []slotNIC
+	for i, h := range info.HotNICs {
+		nic := spec.NICs[1+i]
+		for _, n := range spec.NICs[1:] {
+			if strings.EqualFold(n.MAC, h.MAC) {
+				nic = n
+			}
+		}
+		nics = append(nics, slotNIC{slot: h.Slot, nic: nic})
 	}
 	if len(spec.Shares) > prePluggedShares {
 		return nil, fmt.Errorf("qemu: restore %s: %d shares; a restored VM has at most %d", spec.ID, len(spec.Shares), prePluggedShares)
@@ -151,5 +173,5 @@ func (p *Provider) Restore(ctx context.Context, spec vmbackend.MachineSpec, dir 
 	if key != info.Template {
 		return nil, fmt.Errorf("qemu: restore %s: %w", spec.ID, vmbackend.ErrCheckpointIncompatible)
 	}
-	return p.start(ctx, spec, filepath.Join(dir, ckptStateName), key)
+	return p.start(ctx, spec, &restoreSource{state: filepath.Join(dir, ckptStateName), tplKey: key, nics: nics})
 }

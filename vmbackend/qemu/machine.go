@@ -266,13 +266,25 @@ func (p *Provider) checkSpec(spec vmbackend.MachineSpec) error {
 
 // Start implements vmbackend.Provider: clone the template of spec.Shape.
 func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (vmbackend.Machine, error) {
-	return p.start(ctx, spec, "", "")
+	return p.start(ctx, spec, nil)
 }
 
-// start clones the template of spec.Shape; with restoreState, the guest's
-// memory and devices come from that checkpoint state file (made with the
-// template tplKey) instead of the template's.
-func (p *Provider) start(ctx context.Context, spec vmbackend.MachineSpec, restoreState, tplKey string) (_ vmbackend.Machine, err error) {
+// restoreSource is where a restore's guest comes from: a checkpoint's
+// state file made with the template tplKey, and the NICs to plug (in
+// their slots) before the state is loaded.
+type restoreSource struct {
+	state, tplKey string
+	nics          []slotNIC
+}
+
+type slotNIC struct {
+	slot int
+	nic  vmbackend.NICSpec
+}
+
+// start clones the template of spec.Shape; with from, the guest's memory
+// and devices come from that checkpoint instead of the template's state.
+func (p *Provider) start(ctx context.Context, spec vmbackend.MachineSpec, from *restoreSource) (_ vmbackend.Machine, err error) {
 	t0 := time.Now()
 	if err := p.checkSpec(spec); err != nil {
 		return nil, fmt.Errorf("qemu: start: %w", err)
@@ -294,12 +306,12 @@ func (p *Provider) start(ctx context.Context, spec vmbackend.MachineSpec, restor
 	}
 	log = log.WithField("template", tpl.key)
 	statePath := tpl.statePath()
-	if restoreState != "" {
-		if tpl.key != tplKey {
+	if from != nil {
+		if tpl.key != from.tplKey {
 			return nil, fmt.Errorf("qemu: restore %s: %w", spec.ID, vmbackend.ErrCheckpointIncompatible)
 		}
-		statePath = restoreState
-		log = log.WithField("checkpoint", filepath.Dir(restoreState))
+		statePath = from.state
+		log = log.WithField("checkpoint", filepath.Dir(from.state))
 	}
 	if err := ensureSharePlaceholder(filepath.Dir(tpl.memPath())); err != nil {
 		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
@@ -412,6 +424,15 @@ func (p *Provider) start(ctx context.Context, spec vmbackend.MachineSpec, restor
 	if err := m.mon.setIgnoreShared(ctx); err != nil {
 		return nil, proc.explain(err)
 	}
+	if from != nil {
+		// The checkpoint's hot-plugged NICs, where they were: the
+		// device state describes them.
+		for _, h := range from.nics {
+			if err := m.addNICAt(ctx, h.nic, h.slot); err != nil {
+				return nil, proc.explain(err)
+			}
+		}
+	}
 	if err := m.mon.restoreFrom(ctx, statePath); err != nil {
 		return nil, proc.explain(err)
 	}
@@ -436,9 +457,12 @@ func (p *Provider) start(ctx context.Context, spec vmbackend.MachineSpec, restor
 	if len(spec.Shares) > 0 {
 		log = log.WithField("sharesPlugged", time.Since(tPlug).Round(time.Millisecond))
 	}
-	// NICs after the first are hot-plugged too (nics.go).
-	if err := m.plugNICs(ctx, spec.NICs); err != nil {
-		return nil, proc.explain(err)
+	// NICs after the first are hot-plugged too (nics.go); a restore's
+	// are there already.
+	if from == nil {
+		if err := m.plugNICs(ctx, spec.NICs); err != nil {
+			return nil, proc.explain(err)
+		}
 	}
 	m.agent = conn
 	go func() {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -175,6 +177,17 @@ func (m *machine) AddNIC(ctx context.Context, nic vmbackend.NICSpec) error {
 	if slot < 0 {
 		return fmt.Errorf("qemu: add NIC to %s: all %d slots for network interfaces are in use", m.id, hotNICSlotLast-hotNICSlotFirst+1)
 	}
+	if err := m.addNICAt(ctx, nic, slot); err != nil {
+		return err
+	}
+	m.log.WithFields(logrus.Fields{"tap": nic.TapName, "mac": nic.MAC, "slot": slot, "took": time.Since(t).Round(time.Millisecond)}).Info("NIC hot-plugged")
+	return nil
+}
+
+// addNICAt plugs nic into PCI slot (a hot-plug slot): its netdev on the
+// tap, its device. A restore does it before the incoming migration, to
+// give the checkpoint's device state the devices it describes.
+func (m *machine) addNICAt(ctx context.Context, nic vmbackend.NICSpec, slot int) error {
 	netdev := fmt.Sprintf("%s%x", hotNetdevPrefix, slot)
 	dev := fmt.Sprintf("%s%x", hotNICPrefix, slot)
 	if err := m.p.user.grantTap(nic.TapName, m.identity()); err != nil {
@@ -194,8 +207,34 @@ func (m *machine) AddNIC(ctx context.Context, nic vmbackend.NICSpec) error {
 		_ = m.mon.run(context.Background(), "netdev_del", map[string]any{"id": netdev}, nil)
 		return fmt.Errorf("qemu: hot-plug NIC into %s: %w", m.id, err)
 	}
-	m.log.WithFields(logrus.Fields{"tap": nic.TapName, "mac": nic.MAC, "slot": slot, "took": time.Since(t).Round(time.Millisecond)}).Info("NIC hot-plugged")
 	return nil
+}
+
+// hotNICs lists the hot-plugged NICs: their slot and MAC, by slot.
+func (m *machine) hotNICs(ctx context.Context, devs map[string]string) ([]hotNIC, error) {
+	var out []hotNIC
+	for id := range devs {
+		if !strings.HasPrefix(id, hotNICPrefix) {
+			continue
+		}
+		slot, err := strconv.ParseInt(strings.TrimPrefix(id, hotNICPrefix), 16, 32)
+		if err != nil {
+			continue
+		}
+		var mac string
+		if err := m.mon.run(ctx, "qom-get", map[string]any{"path": "/machine/peripheral/" + id, "property": "mac"}, &mac); err != nil {
+			return nil, err
+		}
+		out = append(out, hotNIC{Slot: int(slot), MAC: mac})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Slot < out[j].Slot })
+	return out, nil
+}
+
+// hotNIC is a hot-plugged NIC as a checkpoint records it.
+type hotNIC struct {
+	Slot int    `json:"slot"`
+	MAC  string `json:"mac"`
 }
 
 // RemoveNIC implements vmbackend.NICHotplugger.
