@@ -18,12 +18,7 @@ out="$ROOT/bench/results/core-$(date -u +%Y%m%dT%H%M%SZ).md"
 export DOCKER_HOST=unix://$work/docker.sock
 export DOCKER_CONFIG=$work/docker-config
 
-cleanup() {
-	docker ps -aq 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1 || true
-	[ -n "${jevmd:-}" ] && kill "$jevmd" 2>/dev/null && wait "$jevmd" 2>/dev/null || true
-	[ -n "${registry:-}" ] && kill "$registry" 2>/dev/null && wait "$registry" 2>/dev/null || true
-	rm -rf "$work"
-}
+cleanup() { stop_jevm_bench "$work"; }
 trap cleanup EXIT
 
 . "$ROOT/bench/lib/jevm.sh"

@@ -28,9 +28,7 @@ export DOCKER_CONFIG=$work/docker-config
 cleanup() {
 	docker ps -aq 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1 || true
 	docker volume rm -f benchvol v1 v2 v3 v4 >/dev/null 2>&1 || true
-	[ -n "${jevmd:-}" ] && kill "$jevmd" 2>/dev/null && wait "$jevmd" 2>/dev/null || true
-	[ -n "${registry:-}" ] && kill "$registry" 2>/dev/null && wait "$registry" 2>/dev/null || true
-	rm -rf "$work"
+	stop_jevm_bench "$work"
 }
 trap cleanup EXIT
 

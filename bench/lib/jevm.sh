@@ -37,3 +37,12 @@ start_jevmd() {
 	echo "default VM template not ready after 300 s" >&2
 	return 1
 }
+
+# stop_jevm_bench DIR: what a bench script started goes (containers,
+# jevmd, the registry) and DIR with it; for an EXIT trap.
+stop_jevm_bench() {
+	docker ps -aq 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1 || true
+	[ -n "${jevmd:-}" ] && kill "$jevmd" 2>/dev/null && wait "$jevmd" 2>/dev/null || true
+	[ -n "${registry:-}" ] && kill "$registry" 2>/dev/null && wait "$registry" 2>/dev/null || true
+	rm -rf "$1"
+}
