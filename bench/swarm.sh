@@ -6,6 +6,7 @@
 #
 #   make bench-swarm                  # or: bench/swarm.sh
 #   REPLICAS=30 ENGINES="runc runc-offline jevm" RUNS=1 bench/swarm.sh
+#   REPLICAS_BENCH=0 ENGINES="runc-offline jevm" bench/swarm.sh   # overlay only
 #
 # runc is dockerd as installed; runc-offline is dockerd with
 # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1, which skips the pull dockerd does
@@ -19,7 +20,9 @@
 #   reschedule    kill -9 of the third host's engine until N tasks run on
 #                 the other two (includes SwarmKit's detection of the lost
 #                 node, the same heartbeat settings for both engines)
-# and tear everything down. Results: bench/results/swarm-<UTC time>/raw.csv
+# and, first, an overlay network across h1 and h2 (overlay_bench below:
+# request latency by service name and a 32 MiB download; OVERLAY=0 skips
+# it), and tear everything down. Results: bench/results/swarm-<UTC time>/raw.csv
 # (engine,metric,run,value in ms) and a summary on stdout; docs/BENCHMARKS.md
 # is edited by hand with them.
 set -uo pipefail
@@ -153,6 +156,47 @@ running_elsewhere() {
 		awk '$1 != "h3" && $2 == "Running"' | wc -l
 }
 
+# wait_service NAME: until it runs all its replicas (120 s at most).
+wait_service() {
+	local want
+	for _ in $(seq 1 480); do
+		want=$(H 1 service ls --filter "name=$1" --format '{{.Replicas}}')
+		case $want in "1/1") return 0 ;; esac
+		sleep 0.25
+	done
+	log "$engine: service $1 not running: $want"
+	return 1
+}
+
+# overlay_bench RUN NET [create options]: a web service on h1 and a
+# client on h2 on a new overlay network NET; timed inside the client (one
+# docker exec each, so the exec's own cost is in the time once): 50
+# sequential requests by service name (through the VIP; ENDPOINT_MODE=dnsrr:
+# to the task's address), then one 32 MiB download.
+overlay_bench() {
+	local run=$1 net=$2 t client
+	shift 2
+	H 1 network create -d overlay "$@" "$net" >/dev/null || return 1
+	H 1 service create --detach --quiet --no-resolve-image --name "$net-web" --network "$net" --constraint node.hostname==h1 \
+		--endpoint-mode "${ENDPOINT_MODE:-vip}" \
+		busybox sh -c 'mkdir -p /www && dd if=/dev/zero of=/www/big bs=1M count=32 2>/dev/null && echo hi >/www/index.html && exec httpd -f -p 80 -h /www' >/dev/null || return 1
+	H 1 service create --detach --quiet --no-resolve-image --name "$net-client" --network "$net" --constraint node.hostname==h2 \
+		busybox sleep 3600 >/dev/null || return 1
+	wait_service "$net-web" && wait_service "$net-client" || return 1
+	client=$(H 2 ps -q --filter "label=com.docker.swarm.service.name=$net-client")
+	for _ in $(seq 1 120); do H 2 exec "$client" wget -qO- "http://$net-web/" >/dev/null 2>&1 && break; sleep 0.5; done
+	t=$(ms)
+	H 2 exec "$client" sh -c "for i in \$(seq 50); do wget -qO- http://$net-web/ >/dev/null || exit 1; done" &&
+		rec "$engine" "$net-50req" "$run" "$(elapsed_ms "$t")"
+	t=$(ms)
+	H 2 exec "$client" sh -c "wget -qO- http://$net-web/big >/dev/null" && rec "$engine" "$net-32MiB" "$run" "$(elapsed_ms "$t")"
+	H 1 service rm "$net-web" "$net-client" >/dev/null
+	for n in 1 2; do
+		for _ in $(seq 1 240); do [ -z "$(H "$n" ps -aq)" ] && break; sleep 0.25; done
+	done
+	for _ in $(seq 1 40); do H 1 network rm "$net" >/dev/null 2>&1 && break; sleep 0.5; done
+}
+
 bench_engine() {
 	local run=$1 t n ok
 	for n in 1 2 3; do start_host "$n" || return 1; done
@@ -161,6 +205,22 @@ bench_engine() {
 	H 3 swarm join --token "$(H 1 swarm join-token -q worker)" --advertise-addr "$NET.13" "$NET.11:2377" >/dev/null || return 1
 	for n in 1 2 3; do H "$n" pull -q busybox >/dev/null || return 1; done
 	sleep 3
+
+	if [ "${OVERLAY:-1}" = 1 ]; then
+		log "$engine: overlay network across h1 and h2"
+		overlay_bench "$run" ovplain || log "$engine: overlay bench failed"
+		# dockerd encrypts with kernel IPsec, which these kernels lack
+		# (no ESP, no GCM): jevm alone.
+		if [ "$engine" = jevm ]; then
+			overlay_bench "$run" ovsealed --opt encrypted || log "$engine: encrypted overlay bench failed"
+		fi
+	fi
+	if [ "${REPLICAS_BENCH:-1}" = 0 ]; then
+		H 2 swarm leave --force >/dev/null
+		H 1 swarm leave --force >/dev/null
+		stop_hosts
+		return 0
+	fi
 
 	log "$engine: service create --replicas $REPLICAS"
 	t=$(ms)
