@@ -303,3 +303,70 @@ var ErrNotRunning = errNotRunning{}
 type errNotRunning struct{}
 
 func (errNotRunning) Error() string { return "vm is not running" }
+
+// Migrator is implemented by machines that can move to another host while
+// they run (live migration, docs/MIGRATION.md): their memory is copied
+// while the guest runs, then the guest pauses for the rest and its device
+// state; the root disk's own blocks travel in the same stream (the base
+// disk under them is the target's business).
+type Migrator interface {
+	// MigrationInfo describes the machine as a target must start it to
+	// receive it, and fails if the machine cannot be migrated (a disk
+	// attached, a share the guest mounted).
+	MigrationInfo(ctx context.Context) (MigrationInfo, error)
+	// MigrateTo sends the running machine into w until the target has
+	// all of it, calling progress now and then. On success the machine
+	// is paused and its guest belongs to the target: the caller kills it,
+	// or, if the target could not take over, Resume runs it again here.
+	// On error the machine runs on as it was.
+	MigrateTo(ctx context.Context, w io.Writer, progress func(MigrationProgress)) (MigrationStats, error)
+}
+
+// MigrationInfo is what a target must match to receive a machine.
+type MigrationInfo struct {
+	// Template, Shape and NICs as in CheckpointInfo.
+	Template string `json:"template"`
+	Shape    Shape  `json:"shape"`
+	NICs     int    `json:"nics"`
+	// HotNICs are the NICs plugged in after the start, where they are
+	// (provider-specific slots): the target plugs them in the same place
+	// before the state arrives.
+	HotNICs []HotNIC `json:"hotNICs,omitempty"`
+}
+
+// HotNIC is a hot-plugged NIC: its slot and MAC.
+type HotNIC struct {
+	Slot int    `json:"slot"`
+	MAC  string `json:"mac"`
+}
+
+// MigrationProgress is what a migration has sent so far.
+type MigrationProgress struct {
+	// Sent is the bytes sent (memory and disk), Remaining the memory and
+	// disk still to send in this pass, Total the memory's and disk's size.
+	Sent, Remaining, Total int64
+	// Passes is how many times the dirty memory was synchronised.
+	Passes int
+}
+
+// MigrationStats describes a completed migration.
+type MigrationStats struct {
+	Total time.Duration // from the start of the copy to its end
+	// Downtime is how long the guest was paused: the last pass and the
+	// device state, as the VMM measured it (the target's resume follows).
+	Downtime time.Duration
+	RAMBytes int64 // memory sent (pages sent again included)
+	Passes   int   // dirty memory synchronisations
+}
+
+// IncomingMigrator is implemented by providers that receive migrations.
+type IncomingMigrator interface {
+	// StartIncoming starts a machine for spec that loads a migration
+	// from r (another host's MigrateTo): spec's RootDisk is a new disk
+	// over a base with the source's contents, its Shape and NICs are
+	// info's. It returns once all has arrived, with the machine paused
+	// and its agent channel connected: Resume runs the guest, Kill drops
+	// it. It fails with ErrCheckpointIncompatible for a machine of
+	// another template.
+	StartIncoming(ctx context.Context, spec MachineSpec, info MigrationInfo, r io.Reader) (Machine, error)
+}

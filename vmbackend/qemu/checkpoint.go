@@ -3,7 +3,6 @@ package qemu
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,27 +33,9 @@ const (
 
 // Checkpoint implements vmbackend.Checkpointer.
 func (m *machine) Checkpoint(ctx context.Context, dir string, leaveRunning bool) (info vmbackend.CheckpointInfo, err error) {
-	if m.blank {
-		return info, errors.New("qemu: a blank VM has nothing to checkpoint")
-	}
-	devs, err := m.peripherals(ctx)
+	hot, err := m.movable(ctx, "checkpoint")
 	if err != nil {
-		return info, fmt.Errorf("qemu: checkpoint %s: %w", m.id, err)
-	}
-	for id := range devs {
-		switch {
-		case strings.HasPrefix(id, diskDevPrefix):
-			return info, errors.New("jevm cannot checkpoint a container while a disk is attached to its VM (docker diff, export or cp in progress, or a pod member)")
-		case strings.HasPrefix(id, shareDevPfx):
-			// The first prePluggedShares are the template's.
-			if i, err := strconv.Atoi(strings.TrimPrefix(id, shareDevPfx)); err != nil || i >= prePluggedShares {
-				return info, fmt.Errorf("jevm cannot checkpoint a container with more than %d bind mounts or volumes", prePluggedShares)
-			}
-		}
-	}
-	hot, err := m.hotNICs(ctx, devs)
-	if err != nil {
-		return info, fmt.Errorf("qemu: checkpoint %s: %w", m.id, err)
+		return info, err
 	}
 	t0 := time.Now()
 	if err := m.mon.run(ctx, "stop", nil, nil); err != nil {
@@ -111,6 +92,36 @@ func explainMigrationBlocker(err error) error {
 	return err
 }
 
+// movable checks that the machine's whole state can be migrated (into
+// a checkpoint or to another host: what is being done, for the message)
+// and lists its hot-plugged NICs: an attached disk or a share beyond the
+// template's is a device a restore would not re-create.
+func (m *machine) movable(ctx context.Context, what string) ([]hotNIC, error) {
+	if m.blank {
+		return nil, fmt.Errorf("qemu: a blank VM has nothing to %s", what)
+	}
+	devs, err := m.peripherals(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("qemu: %s %s: %w", what, m.id, err)
+	}
+	for id := range devs {
+		switch {
+		case strings.HasPrefix(id, diskDevPrefix):
+			return nil, fmt.Errorf("jevm cannot %s a container while a disk is attached to its VM (docker diff, export or cp in progress, or a pod member)", what)
+		case strings.HasPrefix(id, shareDevPfx):
+			// The first prePluggedShares are the template's.
+			if i, err := strconv.Atoi(strings.TrimPrefix(id, shareDevPfx)); err != nil || i >= prePluggedShares {
+				return nil, fmt.Errorf("jevm cannot %s a container with more than %d bind mounts or volumes", what, prePluggedShares)
+			}
+		}
+	}
+	hot, err := m.hotNICs(ctx, devs)
+	if err != nil {
+		return nil, fmt.Errorf("qemu: %s %s: %w", what, m.id, err)
+	}
+	return hot, nil
+}
+
 // CheckpointDisk implements vmbackend.Restorer.
 func (p *Provider) CheckpointDisk(dir string) string { return filepath.Join(dir, ckptDiskName) }
 
@@ -137,6 +148,24 @@ func readCheckpoint(dir string) (ckptRecord, error) {
 	return info, nil
 }
 
+// slotNICs pairs each hot-plugged NIC of a saved machine with the NIC
+// of spec that goes back in its slot: the one of the same MAC (a restore
+// or migration asks for the same addresses), else (a fork) the one in
+// the same place.
+func slotNICs(spec vmbackend.MachineSpec, hot []hotNIC) []slotNIC {
+	var nics []slotNIC
+	for i, h := range hot {
+		nic := spec.NICs[1+i]
+		for _, n := range spec.NICs[1:] {
+			if strings.EqualFold(n.MAC, h.MAC) {
+				nic = n
+			}
+		}
+		nics = append(nics, slotNIC{slot: h.Slot, nic: nic})
+	}
+	return nics
+}
+
 // Restore implements vmbackend.Restorer.
 func (p *Provider) Restore(ctx context.Context, spec vmbackend.MachineSpec, dir string) (vmbackend.Machine, error) {
 	info, err := readCheckpoint(dir)
@@ -150,19 +179,7 @@ func (p *Provider) Restore(ctx context.Context, spec vmbackend.MachineSpec, dir 
 	if len(spec.NICs) != info.NICs || len(info.HotNICs) != max(info.NICs-1, 0) {
 		return nil, fmt.Errorf("qemu: restore %s: the checkpoint's VM had %d network interfaces, the container has %d now", spec.ID, info.NICs, len(spec.NICs))
 	}
-	// Each hot-plugged NIC goes back to its slot: the container's NIC
-	// of the same MAC (a restore asks for the same addresses), else (a
-	// fork) the one in the same place.
-	var nics []slotNIC
-	for i, h := range info.HotNICs {
-		nic := spec.NICs[1+i]
-		for _, n := range spec.NICs[1:] {
-			if strings.EqualFold(n.MAC, h.MAC) {
-				nic = n
-			}
-		}
-		nics = append(nics, slotNIC{slot: h.Slot, nic: nic})
-	}
+	nics := slotNICs(spec, info.HotNICs)
 	if len(spec.Shares) > prePluggedShares {
 		return nil, fmt.Errorf("qemu: restore %s: %d shares; a restored VM has at most %d", spec.ID, len(spec.Shares), prePluggedShares)
 	}

@@ -270,11 +270,14 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (vmbac
 }
 
 // restoreSource is where a restore's guest comes from: a checkpoint's
-// state file made with the template tplKey, and the NICs to plug (in
-// their slots) before the state is loaded.
+// state file (or an incoming migration's stream: migrate.go) made with
+// the template tplKey, and the NICs to plug (in their slots) before the
+// state is loaded. paused leaves the guest stopped once it is loaded.
 type restoreSource struct {
 	state, tplKey string
+	stream        *os.File
 	nics          []slotNIC
+	paused        bool
 }
 
 type slotNIC struct {
@@ -311,7 +314,11 @@ func (p *Provider) start(ctx context.Context, spec vmbackend.MachineSpec, from *
 			return nil, fmt.Errorf("qemu: restore %s: %w", spec.ID, vmbackend.ErrCheckpointIncompatible)
 		}
 		statePath = from.state
-		log = log.WithField("checkpoint", filepath.Dir(from.state))
+		if from.stream != nil {
+			log = log.WithField("incoming", "migration")
+		} else {
+			log = log.WithField("checkpoint", filepath.Dir(from.state))
+		}
 	}
 	if err := ensureSharePlaceholder(filepath.Dir(tpl.memPath())); err != nil {
 		return nil, fmt.Errorf("qemu: start %s: %w", spec.ID, err)
@@ -433,7 +440,12 @@ func (p *Provider) start(ctx context.Context, spec vmbackend.MachineSpec, from *
 			}
 		}
 	}
-	if err := m.mon.restoreFrom(ctx, statePath); err != nil {
+	if from != nil && from.stream != nil {
+		err = m.mon.incomingFrom(ctx, from.stream)
+	} else {
+		err = m.mon.restoreFrom(ctx, statePath)
+	}
+	if err != nil {
 		return nil, proc.explain(err)
 	}
 	if err := m.mon.waitMigration(ctx, proc.exited); err != nil {
@@ -446,8 +458,10 @@ func (p *Provider) start(ctx context.Context, spec vmbackend.MachineSpec, from *
 	if err != nil {
 		return nil, proc.explain(err)
 	}
-	if err := m.mon.run(ctx, "cont", nil, nil); err != nil {
-		return nil, proc.explain(err)
+	if from == nil || !from.paused {
+		if err := m.mon.run(ctx, "cont", nil, nil); err != nil {
+			return nil, proc.explain(err)
+		}
 	}
 	// Shares beyond the pre-plugged ones are hot-plugged (shares.go).
 	tPlug := time.Now()

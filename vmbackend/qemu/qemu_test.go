@@ -6,10 +6,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -366,6 +368,108 @@ func TestRealQEMU(t *testing.T) {
 		}
 	})
 
+	// Live migration between two VMs of this provider, as between two
+	// hosts: a counter in a shell's memory goes on in the target, a file
+	// written before and one written during the copy are on its disk
+	// (a new layer over the same base), and the source is paused.
+	t.Run("migrate", func(t *testing.T) {
+		src := startClone(ctx, t, p, sdir, base, "ms", []string{"/bin/sh", "-c",
+			"i=0; echo before > /before; sync; while :; do i=$((i+1)); echo n=$i; echo $i > /count; sleep 0.2; done"})
+		waitOutput(t, src.out, "n=3")
+		mig := src.m.(vmbackend.Migrator)
+		info, err := mig.MigrationInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stateDir := filepath.Join(sdir, "mt")
+		if err := os.MkdirAll(stateDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		disk := filepath.Join(stateDir, "root.qcow2")
+		if err := p.CreateRootDisk(ctx, base, disk); err != nil {
+			t.Fatal(err)
+		}
+		spec := vmbackend.MachineSpec{ID: "test-mt", Shape: testShape, RootDisk: disk, StateDir: stateDir, ConsoleLog: filepath.Join(stateDir, "console.log")}
+		pr, pw := io.Pipe()
+		type incoming struct {
+			m   vmbackend.Machine
+			err error
+		}
+		in := make(chan incoming, 1)
+		go func() {
+			m, err := p.StartIncoming(ctx, spec, info, pr)
+			pr.CloseWithError(err)
+			in <- incoming{m, err}
+		}()
+		var passes int
+		st, err := mig.MigrateTo(ctx, pw, func(pg vmbackend.MigrationProgress) { passes = pg.Passes })
+		pw.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := <-in
+		if got.err != nil {
+			t.Fatalf("incoming: %v\nconsole:\n%s", got.err, fileTail(spec.ConsoleLog, 2000))
+		}
+		dst := got.m
+		t.Cleanup(func() { _ = dst.Kill(context.Background()) })
+		t.Logf("migrated: %+v (last progress: %d passes)", st, passes)
+		if st.RAMBytes < 16<<20 || st.Downtime <= 0 {
+			t.Errorf("implausible stats %+v", st)
+		}
+		before := src.out.String()
+		if err := dst.Resume(ctx); err != nil {
+			t.Fatal(err)
+		}
+		client, hello, err := agentclient.Connect(ctx, dst.Agent())
+		if err != nil || hello.Phase != "running" {
+			t.Fatalf("target agent: %v, %+v", err, hello)
+		}
+		out := &syncBuffer{}
+		client.Reattach(agentclient.ProcessIO{Stdout: out, Stderr: out})
+		last := 0
+		for _, l := range strings.Fields(before) {
+			fmt.Sscanf(l, "n=%d", &last)
+		}
+		waitOutput(t, out, fmt.Sprintf("n=%d", last+3))
+		// The source is paused: it printed nothing since.
+		time.Sleep(500 * time.Millisecond)
+		if src.out.String() != before {
+			t.Errorf("the source ran on after the migration: %q", strings.TrimPrefix(src.out.String(), before))
+		}
+		var cat syncBuffer
+		proc, err := client.Exec(ctx, &agentproto.ProcessRequest{Args: []string{"/bin/sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches; cat /before /count"}, Env: []string{"PATH=/bin"}}, agentclient.ProcessIO{Stdout: &cat, Stderr: &cat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-proc.Exited():
+		case <-time.After(30 * time.Second):
+			t.Fatal("cat did not exit")
+		}
+		if es, ok := proc.Status(); !ok || es.Code != 0 || !strings.HasPrefix(cat.String(), "before\n") {
+			t.Fatalf("files on the target: %v %+v %q", ok, es, cat.String())
+		}
+		if n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(cat.String(), "before\n"))); n <= last {
+			t.Errorf("/count on the target is %q, the counter was at %d when the copy ended", cat.String(), last)
+		}
+		// The blocks the source's layer held are in the target's (QEMU
+		// flushes its layer on quit): the block migration's work, not
+		// the guest's page cache.
+		if err := dst.Kill(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []string{filepath.Join(sdir, "ms", "root.qcow2"), disk} {
+			out, err := exec.Command("qemu-img", "map", "-U", "--output=json", d).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if own := strings.Count(string(out), `"depth": 0, "present": true, "zero": false, "data": true`); own == 0 {
+				t.Errorf("%s holds no data of its own:\n%s", d, out)
+			}
+		}
+	})
+
 	t.Run("kill-stats-adopt", func(t *testing.T) {
 		c := startClone(ctx, t, p, sdir, base, "k", []string{"/bin/sh", "-c", "echo up; while :; do sleep 1; done"})
 		deadline := time.Now().Add(20 * time.Second)
@@ -690,4 +794,14 @@ func (w testWriter) Write(b []byte) (int, error) {
 		w.t.Log(strings.TrimRight(string(b), "\n"))
 	}
 	return len(b), nil
+}
+
+// waitOutput waits up to 30 s for want in out.
+func waitOutput(t *testing.T, out *syncBuffer, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(out.String(), want); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the output:\n%s", want, out.String())
+		}
+	}
 }

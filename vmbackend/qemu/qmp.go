@@ -177,6 +177,15 @@ func (m *monitor) restoreFrom(ctx context.Context, path string) error {
 	return m.run(ctx, "migrate-incoming", map[string]any{"uri": "fd:" + stateFDName}, nil)
 }
 
+// incomingFrom starts the incoming migration (-incoming defer) from f, a
+// socket another host's migration arrives on (migrate.go).
+func (m *monitor) incomingFrom(ctx context.Context, f *os.File) error {
+	if err := m.passFile(ctx, stateFDName, f); err != nil {
+		return err
+	}
+	return m.run(ctx, "migrate-incoming", map[string]any{"uri": "fd:" + stateFDName}, nil)
+}
+
 func (m *monitor) close() {
 	m.closeOnce.Do(func() { m.mon.Disconnect() })
 }
