@@ -83,6 +83,7 @@ $(GUEST)/.stamp: | $(BUILD)/.deps
 build: $(BUILD)/.deps
 	@mkdir -p $(BIN)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/jevmd ./cmd/jevmd
+	$(GO) build -ldflags "-X main.version=0.1.0+$(VERSION)" -o $(BIN)/docker-jevm ./cmd/docker-jevm
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/jevm-agent ./cmd/jevm-agent
 	$(GO) build -o $(BIN)/jevm-testimages ./hack/testimages/cmd/jevm-testimages
 

@@ -123,6 +123,7 @@ type Backend interface {
 	BuildBackend
 	SwarmBackend
 	CheckpointBackend
+	MigrationBackend
 }
 
 // CheckpointBackend serves /containers/{name}/checkpoints and starts

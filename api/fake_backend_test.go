@@ -1,12 +1,14 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -26,6 +28,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/jevm/jevm/api/types/backend"
+	"github.com/jevm/jevm/api/types/migration"
 )
 
 // fakeBackend is an in-memory api.Backend: containers "run" when
@@ -651,6 +654,22 @@ func (f *fakeBackend) ServiceLogs(context.Context, []string, []string, container
 }
 
 // The fake engine has no checkpoints (checkpoints_test.go has one that does).
+
+// The fake engine migrates nothing (migrate_test.go has one that does).
+
+var errNoMigration = errdefs.NotImplemented(errors.New("no migrations"))
+
+func (f *fakeBackend) ContainerMigrate(context.Context, string, migration.Request, io.Writer) error {
+	return errNoMigration
+}
+func (f *fakeBackend) MigrationOffer(context.Context, *migration.Offer) (migration.OfferResponse, error) {
+	return migration.OfferResponse{}, errNoMigration
+}
+func (f *fakeBackend) MigrationBase(context.Context, string, io.Reader) error { return errNoMigration }
+func (f *fakeBackend) MigrationRun(context.Context, string, func() (net.Conn, *bufio.Reader, error)) error {
+	return errNoMigration
+}
+func (f *fakeBackend) MigrationAbort(context.Context, string) error { return errNoMigration }
 
 func (f *fakeBackend) CheckpointCreate(context.Context, string, checkpoint.CreateOptions) error {
 	return errdefs.NotImplemented(errors.New("fake: no checkpoints"))

@@ -244,6 +244,7 @@ func (s *Server) newRouter() *mux.Router {
 	for _, routes := range [][]route{
 		s.systemRoutes(),     // system.go, events.go
 		s.checkpointRoutes(), // checkpoints.go: before DELETE /containers/{name:.*}
+		s.migrationRoutes(),  // migrate.go: before POST /containers/{name:.*}/...
 		s.containerRoutes(),  // containers.go, attach.go, lifecycle.go, stats.go
 		s.execRoutes(),       // exec.go
 		s.imageRoutes(),      // images.go

@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -64,6 +65,10 @@ type Config struct {
 	// VMPoolSize is how many blank VMs the warm pool keeps ready per
 	// shape (pool.go); 0 turns the pool off.
 	VMPoolSize int
+	// MigrationTLS is the TLS client configuration this daemon reaches
+	// migration targets with (its CA and its own certificate); nil: it
+	// migrates nothing (migrate_out.go).
+	MigrationTLS *tls.Config
 }
 
 // Daemon is the engine.
@@ -88,6 +93,14 @@ type Daemon struct {
 	swarmNets SwarmAttacher
 	// pool is the warm pool of blank VMs (pool.go); nil when off.
 	pool *vmPool
+	// migIn are the live migrations offered to this daemon
+	// (migrate_in.go); baseIDs caches base disks' digests
+	// (migrate_out.go).
+	migIn   incomingMigrations
+	baseIDs struct {
+		sync.Mutex
+		m map[string]baseIDEntry
+	}
 	// stopping is closed when Shutdown begins.
 	stopping chan struct{}
 	// wg tracks container monitors so Shutdown can let them finish.

@@ -43,7 +43,9 @@ type testHost struct {
 // startTestHosts builds the network and starts n jevmd hosts; all is
 // undone when the test ends (daemons stopped, no QEMU left, namespaces,
 // links and rules gone).
-func startTestHosts(t *testing.T, n int) []*testHost {
+// extra, if given, adds arguments to host i's jevmd (1-based) given its
+// address.
+func startTestHosts(t *testing.T, n int, extra ...func(i int, ip string) []string) []*testHost {
 	t.Helper()
 	ip := func(args ...string) {
 		t.Helper()
@@ -112,6 +114,9 @@ func startTestHosts(t *testing.T, n int) []*testHost {
 			"--guest-dir", env.guest, "--agent", filepath.Join(env.bin, "jevm-agent"),
 			"--registry-mirror", "http://" + reg.Addr, "--insecure-registry", reg.Addr,
 			"--vm-pool-size", "0", "--debug"}
+		for _, f := range extra {
+			h.args = append(h.args, f(i, h.ip)...)
+		}
 		h.start()
 		t.Cleanup(h.stop)
 		hosts = append(hosts, h)

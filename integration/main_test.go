@@ -79,6 +79,10 @@ func runMain(m *testing.M) int {
 		fmt.Println("FAIL integration: compose plugin:", err)
 		return 1
 	}
+	if err := installJevmPlugin(); err != nil {
+		fmt.Println("FAIL integration:", err)
+		return 1
+	}
 
 	imgs, err := testenv.EnsureImages(ctx)
 	if err != nil {
@@ -137,6 +141,20 @@ func installComposePlugin() error {
 		return err
 	}
 	return os.Symlink(bin, filepath.Join(dir, "docker-compose"))
+}
+
+// installJevmPlugin makes `docker jevm` (cmd/docker-jevm, which make
+// build puts beside jevmd) a CLI plugin of the tests' docker config.
+func installJevmPlugin() error {
+	bin := filepath.Join(env.bin, "docker-jevm")
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("the docker jevm plugin: %w (make build builds it)", err)
+	}
+	dir := filepath.Join(dockerConfig(), "cli-plugins")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.Symlink(bin, filepath.Join(dir, "docker-jevm"))
 }
 
 func getenv(k, def string) string {

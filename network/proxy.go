@@ -1,6 +1,7 @@
 package network
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,11 @@ type Proxy struct {
 	tcp net.Listener
 	udp *net.UDPConn
 
+	// dials is cancelled by Close: a dial to a container that is gone
+	// (its VM killed, no ARP answer) must not hold Close for its timeout.
+	dials       context.Context
+	stopDialing context.CancelFunc
+
 	mu     sync.Mutex
 	closed bool
 	conns  map[io.Closer]struct{}
@@ -58,6 +64,7 @@ func StartProxy(b PortBinding, backend Backend, log *logrus.Entry) (*Proxy, erro
 		log = logrus.NewEntry(logrus.StandardLogger())
 	}
 	p := &Proxy{b: b, backend: backend, conns: map[io.Closer]struct{}{}, flows: map[string]*udpFlow{}}
+	p.dials, p.stopDialing = context.WithCancel(context.Background())
 	ports := []uint16{b.HostPort}
 	if b.HostPortEnd > b.HostPort {
 		ports = ports[:0]
@@ -149,6 +156,7 @@ func (p *Proxy) Close() error {
 		return nil
 	}
 	p.closed = true
+	p.stopDialing()
 	var err error
 	if p.tcp != nil {
 		err = p.tcp.Close()
@@ -220,7 +228,7 @@ func (p *Proxy) relayTCP(client *net.TCPConn) {
 		return
 	}
 	d := net.Dialer{Timeout: dialTimeout}
-	bc, err := d.Dial("tcp", addr)
+	bc, err := d.DialContext(p.dials, "tcp", addr)
 	if err != nil {
 		p.log.WithError(err).Debug("proxy: cannot reach the container")
 		return

@@ -361,6 +361,9 @@ type MigrationStats struct {
 
 // IncomingMigrator is implemented by providers that receive migrations.
 type IncomingMigrator interface {
+	// CanReceive says whether a machine described by info can be
+	// started here (ErrCheckpointIncompatible if not: another template).
+	CanReceive(info MigrationInfo) error
 	// StartIncoming starts a machine for spec that loads a migration
 	// from r (another host's MigrateTo): spec's RootDisk is a new disk
 	// over a base with the source's contents, its Shape and NICs are

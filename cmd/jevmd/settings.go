@@ -68,6 +68,9 @@ func (o *options) daemonSettings() (*settings, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.MigrationTLS, err = o.migrationTLSConfig(); err != nil {
+		return nil, err
+	}
 	return &settings{daemon: cfg, guest: g, listen: listen}, nil
 }
 

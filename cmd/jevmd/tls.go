@@ -112,3 +112,27 @@ func (o *options) listenOptions() (api.ListenOptions, error) {
 	}
 	return l, nil
 }
+
+// migrationTLSConfig is how this daemon reaches the targets of live
+// migrations (daemon/migrate_out.go): with TLS on, as a client of their
+// API holding this daemon's own certificate and trusting --tlscacert
+// alone; nil without TLS (no migrations) or without a CA to check
+// targets against.
+func (o *options) migrationTLSConfig() (*tls.Config, error) {
+	if !o.tlsEnabled() || o.tlsCACert == "" {
+		return nil, nil
+	}
+	if _, err := os.Stat(o.tlsCACert); err != nil {
+		return nil, nil
+	}
+	c, err := tlsconfig.Client(tlsconfig.Options{
+		CAFile:             o.tlsCACert,
+		CertFile:           o.tlsCert,
+		KeyFile:            o.tlsKey,
+		ExclusiveRootPools: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("invalid TLS configuration for migrations: %w", err)
+	}
+	return c, nil
+}

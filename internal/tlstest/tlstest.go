@@ -68,7 +68,22 @@ func (ca *CA) Client(t testing.TB, name string) Pair {
 	return ca.sign(t, name, x509.ExtKeyUsageClientAuth)
 }
 
+// Host signs a daemon's certificate for ips that serves its API and is
+// also its client certificate towards other daemons (live migration).
+func (ca *CA) Host(t testing.TB, name string, ips ...net.IP) Pair {
+	t.Helper()
+	return ca.signFor(t, name, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, ips)
+}
+
 func (ca *CA) sign(t testing.TB, name string, usage x509.ExtKeyUsage) Pair {
+	var ips []net.IP
+	if usage == x509.ExtKeyUsageServerAuth {
+		ips = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	}
+	return ca.signFor(t, name, []x509.ExtKeyUsage{usage}, ips)
+}
+
+func (ca *CA) signFor(t testing.TB, name string, usages []x509.ExtKeyUsage, ips []net.IP) Pair {
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(t),
@@ -76,11 +91,11 @@ func (ca *CA) sign(t testing.TB, name string, usage x509.ExtKeyUsage) Pair {
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		ExtKeyUsage:  usages,
+		IPAddresses:  ips,
 	}
-	if usage == x509.ExtKeyUsageServerAuth {
+	if len(ips) > 0 {
 		tmpl.DNSNames = []string{"localhost"}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {

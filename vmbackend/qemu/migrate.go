@@ -227,6 +227,21 @@ func (m *machine) MigrateTo(ctx context.Context, w io.Writer, progress func(vmba
 	return st, nil
 }
 
+// CanReceive implements vmbackend.IncomingMigrator: the machine's
+// template must be the one this host would clone for its shape (the same
+// QEMU, guest kernel, agent and device layout).
+func (p *Provider) CanReceive(info vmbackend.MigrationInfo) error {
+	key, err := p.TemplateKey(info.Shape)
+	if err != nil {
+		return err
+	}
+	if key != info.Template {
+		return fmt.Errorf("the VM's template is %s, this host's for %d MiB and %d vCPUs is %s (another QEMU, guest kernel or agent): %w",
+			info.Template, info.Shape.MemoryMiB, info.Shape.VCPUs, key, vmbackend.ErrCheckpointIncompatible)
+	}
+	return nil
+}
+
 // StartIncoming implements vmbackend.IncomingMigrator.
 func (p *Provider) StartIncoming(ctx context.Context, spec vmbackend.MachineSpec, info vmbackend.MigrationInfo, r io.Reader) (vmbackend.Machine, error) {
 	if info.Shape != spec.Shape {

@@ -1,0 +1,218 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jevm/jevm/internal/tlstest"
+)
+
+// Live migration between two jevmd hosts (docs/MIGRATION.md), each in
+// network namespaces of its own with its TLS API on tcp://IP:2376 and a
+// certificate of one CA that serves and also identifies it as a client
+// of the other. A busybox container serves a counter its shell keeps in
+// memory through a published port; a client keeps asking whichever host
+// answers. `docker jevm migrate` (the CLI plugin) moves it to h2 and
+// back: the counter never goes back, the files are there, the container
+// keeps its ID and name, and nothing of it is left on the host it left.
+// Bad input gets clear errors and the container keeps running.
+func TestMigrateAcrossHosts(t *testing.T) {
+	certDir := t.TempDir()
+	ca := tlstest.NewCA(t, "jevm hosts CA")
+	hosts := startTestHosts(t, 2, func(i int, ip string) []string {
+		f := tlstest.WriteDir(t, filepath.Join(certDir, strconv.Itoa(i)), ca, ca.Host(t, "host"+strconv.Itoa(i), net.ParseIP(ip)))
+		return []string{"-H", "tcp://" + ip + ":2376", "--tlsverify", "--tlscacert", f.CA, "--tlscert", f.Cert, "--tlskey", f.Key}
+	})
+	h1, h2 := hosts[0], hosts[1]
+	target := func(h *testHost) string { return "tcp://" + h.ip + ":2376" }
+	t.Cleanup(func() {
+		for _, h := range hosts {
+			if h.cmd != nil {
+				for _, id := range strings.Fields(h.must("ps", "-aq")) {
+					h.docker("rm", "-f", id)
+				}
+			}
+		}
+	})
+	linksBefore := h1.inNS("ip", "-o", "link", "show")
+	port := freePort(t)
+	const name = "mig"
+	id := strings.TrimSpace(h1.must("run", "-d", "--name", name, "-p", fmt.Sprintf("%d:80", port), "busybox", "sh", "-c",
+		"mkdir -p /www && echo before > /www/file && httpd -p 80 -h /www && i=0; while true; do i=$((i+1)); echo $i > /www/count; sleep 0.1; done"))
+
+	// The client: the counter through the published port of h1, else h2.
+	type sample struct {
+		at   time.Time
+		host string
+		n    int
+	}
+	var mu sync.Mutex
+	var samples []sample
+	hc := &http.Client{Timeout: time.Second}
+	count := func(h *testHost) (int, bool) {
+		resp, err := hc.Get(fmt.Sprintf("http://%s:%d/count", h.ip, port))
+		if err != nil {
+			return 0, false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n, err == nil && resp.StatusCode == http.StatusOK
+	}
+	stop := make(chan struct{})
+	clientDone := make(chan struct{})
+	go func() {
+		defer close(clientDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, h := range hosts {
+				if n, ok := count(h); ok {
+					mu.Lock()
+					samples = append(samples, sample{time.Now(), h.name, n})
+					mu.Unlock()
+					break
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	stopClient := func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-clientDone
+	}
+	defer stopClient()
+	served := func(host string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		k := 0
+		for _, s := range samples {
+			if s.host == host {
+				k++
+			}
+		}
+		return k
+	}
+	waitFor(t, 60*time.Second, "the counter served by h1", func() bool { return served(h1.name) >= 5 })
+
+	// h1 -> h2: h2 has neither the image nor its disk.
+	t0 := time.Now()
+	out := h1.must("jevm", "migrate", name, target(h2))
+	t.Logf("migrate to h2 took %s:\n%s", time.Since(t0).Round(time.Millisecond), out)
+	if !strings.Contains(out, "Migrated "+name+" to "+target(h2)) || !strings.Contains(out, "Sending image") {
+		t.Fatalf("docker jevm migrate printed:\n%s", out)
+	}
+	if got := h2.must("inspect", "--format", "{{.Id}} {{.Name}} {{.State.Running}}", name); got != id+" /"+name+" true\n" {
+		t.Fatalf("on h2: %q, want %s", got, id)
+	}
+	waitFor(t, 30*time.Second, "the counter served by h2", func() bool { return served(h2.name) >= 5 })
+	if got := h2.must("exec", name, "cat", "/www/file"); got != "before\n" {
+		t.Fatalf("a file written before, on h2: %q", got)
+	}
+	// Nothing of it on h1: no record, directory, VM, port rule or link.
+	if got := h1.must("ps", "-aq"); got != "" {
+		t.Errorf("containers left on h1: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(h1.dir, "data", "containers", id)); err == nil {
+		t.Error("the container's directory is left on h1")
+	}
+	if left := qemuProcessesUnder(h1.dir); len(left) > 0 {
+		t.Errorf("QEMU left on h1: %v", left)
+	}
+	if rules := h1.inNS("iptables", "-t", "nat", "-S"); strings.Contains(rules, strconv.Itoa(port)) {
+		t.Errorf("h1's NAT rules still publish %d:\n%s", port, rules)
+	}
+	if links := h1.inNS("ip", "-o", "link", "show"); linkNames(links) != linkNames(linksBefore) {
+		t.Errorf("h1's links before the run: %s; after the migration: %s", linkNames(linksBefore), linkNames(links))
+	}
+
+	// Back to h1: h1 has the image and a disk of the same contents.
+	out = h2.must("jevm", "migrate", name, target(h1))
+	t.Logf("migrate back to h1:\n%s", out)
+	if strings.Contains(out, "Sending") {
+		t.Errorf("the way back sent the image or its disk again:\n%s", out)
+	}
+	if got := h1.must("inspect", "--format", "{{.Id}} {{.State.Running}}", name); got != id+" true\n" {
+		t.Fatalf("back on h1: %q", got)
+	}
+	if got := h2.must("ps", "-aq"); got != "" {
+		t.Errorf("containers left on h2: %q", got)
+	}
+	k1 := served(h1.name)
+	waitFor(t, 30*time.Second, "the counter served by h1 again", func() bool { return served(h1.name) >= k1+5 })
+	stopClient()
+
+	// The counter never went back (a restart would count from 1), and
+	// the longest time no host answered.
+	mu.Lock()
+	var gap time.Duration
+	for i := 1; i < len(samples); i++ {
+		if samples[i].n < samples[i-1].n {
+			t.Errorf("the counter went back: %d from %s after %d from %s", samples[i].n, samples[i].host, samples[i-1].n, samples[i-1].host)
+		}
+		gap = max(gap, samples[i].at.Sub(samples[i-1].at))
+	}
+	t.Logf("%d answers, the longest without one %s", len(samples), gap.Round(time.Millisecond))
+	mu.Unlock()
+
+	// Refused, and the container runs on.
+	expectFail := func(h *testHost, want string, args ...string) {
+		t.Helper()
+		r := h.docker(append([]string{"jevm", "migrate"}, args...)...)
+		if r.code == 0 || !strings.Contains(r.stderr+r.stdout, want) {
+			t.Errorf("docker jevm migrate %s: want an error with %q, got %s", strings.Join(args, " "), want, r)
+		}
+	}
+	expectFail(h1, "No such container", "nosuch", target(h2))
+	expectFail(h1, "invalid migration target", name, h2.ip+":2376")
+	expectFail(h1, "connection refused", name, "tcp://"+h2.ip+":2399")
+	h2.must("create", "--name", name, "busybox", "true")
+	expectFail(h1, "is already in use", name, target(h2))
+	h2.must("rm", name)
+	h1.must("create", "--name", "stopped", "busybox", "true")
+	expectFail(h1, "is not running", "stopped", target(h2))
+	h1.must("run", "-d", "--name", "withvol", "-v", "/data", "busybox", "sleep", "600")
+	expectFail(h1, "bind mounts or volumes", "withvol", target(h2))
+	h1.must("pause", name)
+	expectFail(h1, "is paused", name, target(h2))
+	h1.must("unpause", name)
+	if got := h2.must("ps", "-aq"); got != "" {
+		t.Errorf("refused migrations left containers on h2: %q", got)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(h2.dir, "data", "containers")); len(entries) != 0 {
+		t.Errorf("refused migrations left %d container directories on h2", len(entries))
+	}
+	n1, _ := count(h1)
+	time.Sleep(500 * time.Millisecond)
+	if n2, ok := count(h1); !ok || n2 <= n1 {
+		t.Errorf("after the refusals the counter is %d, then %d (%v)", n1, n2, ok)
+	}
+}
+
+// linkNames is the names, in index order, of `ip -o link show`'s links.
+func linkNames(out string) string {
+	var names []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 1 {
+			names = append(names, strings.TrimSuffix(strings.Split(f[1], "@")[0], ":"))
+		}
+	}
+	return strings.Join(names, " ")
+}
