@@ -46,7 +46,7 @@ JEVMLIBDIR := $(PREFIX)/lib/jevm
 SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all deps guest build images compose compose-path run test unit integration vet fmt fuzz bench bench-swarm bench-checkpoint soak conformance clean install uninstall
+.PHONY: all deps guest build images compose compose-path run test unit integration vet fmt fuzz bench bench-swarm bench-checkpoint bench-migrate soak conformance clean install uninstall
 
 all: build
 
@@ -160,6 +160,10 @@ bench-swarm: deps guest build images
 # Checkpoint, restore and fork times against memory use (issue 18).
 bench-checkpoint: deps guest build images
 	bench/checkpoint.sh
+
+# Live migration between two hosts in network namespaces (issue 18).
+bench-migrate: deps guest build images
+	bench/migrate.sh
 
 # Soak (docs/RELIABILITY.md): SOAK_RUNS `docker run --rm` and SOAK_CYCLES
 # create/start/exec/stop/rm cycles on a private jevmd; fails if anything

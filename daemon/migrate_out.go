@@ -162,9 +162,11 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 	bw := bufio.NewWriterSize(conn, 256<<10)
 	fw := migwire.NewFrameWriter(bw)
 	flushing := flushWriter{fw: fw, bw: bw}
+	tCopy := time.Now()
 	stats, err := mig.MigrateTo(ctx, flushing, func(p vmbackend.MigrationProgress) {
 		pg.progress("memory and disk", p.Sent, p.Total)
 	})
+	tCopied := time.Now()
 	if err == nil {
 		if err = fw.Close(); err == nil {
 			err = bw.Flush()
@@ -213,8 +215,14 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 			return fmt.Errorf("the target could not run the container: %w", err)
 		}
 	}
-	// It runs there: this host's copy goes, as `docker rm -f` would.
-	pause := stats.Downtime
+	// It runs there: this host's copy goes, as `docker rm -f` would. The
+	// guest's pause went on until the target resumed it.
+	handover := time.Since(tCopied)
+	pause := (stats.Downtime + handover).Round(time.Millisecond)
+	mode := "live"
+	if !stats.Live {
+		mode = "stop-and-copy"
+	}
 	c.HasBeenManuallyStopped = true
 	c.lc.autoStart = false
 	_ = c.save()
@@ -224,9 +232,11 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 		log.WithError(err).Error("remove the migrated container here")
 	}
 	total := time.Since(t0)
-	log.WithFields(logrus.Fields{"total": total.Round(time.Millisecond), "copy": stats.Total, "downtime": pause, "ram": stats.RAMBytes, "passes": stats.Passes}).Info("container migrated")
-	pg.status("Migrated %s to %s in %s (paused %s; %d MiB of memory sent in %d passes)",
-		c.Name, req.Target, total.Round(time.Millisecond), pause, stats.RAMBytes>>20, stats.Passes)
+	log.WithFields(logrus.Fields{"total": total.Round(time.Millisecond), "prepare": tCopy.Sub(t0).Round(time.Millisecond), "copy": stats.Total,
+		"handover": handover.Round(time.Millisecond), "removed": time.Since(tCopied.Add(handover)).Round(time.Millisecond),
+		"pause": pause, "mode": mode, "ram": stats.RAMBytes, "passes": stats.Passes}).Info("container migrated")
+	pg.status("Migrated %s to %s in %s (%s: copy %s, paused %s; %d MiB of memory sent in %d passes)",
+		c.Name, req.Target, total.Round(time.Millisecond), mode, stats.Total, pause, stats.RAMBytes>>20, stats.Passes)
 	return nil
 }
 

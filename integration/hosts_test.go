@@ -62,6 +62,8 @@ func startTestHosts(t *testing.T, n int, extra ...func(i int, ip string) []strin
 		exec.Command("ip", "link", "del", hostsBridge).Run()
 		for exec.Command("iptables", "-D", "FORWARD", "-i", hostsBridge, "-o", hostsBridge, "-j", "ACCEPT").Run() == nil {
 		}
+		// The hosts' cgroup parents (--cgroup-parent), once empty.
+		exec.Command("find", "/sys/fs/cgroup", "-mindepth", "2", "-depth", "-type", "d", "-name", "jevm-h[0-9]", "-exec", "rmdir", "{}", ";").Run()
 	}
 	removeHostsNet()
 	t.Cleanup(removeHostsNet)
@@ -113,7 +115,10 @@ func startTestHosts(t *testing.T, n int, extra ...func(i int, ip string) []strin
 			"--data-root", filepath.Join(h.dir, "data"), "--exec-root", filepath.Join(h.dir, "run"),
 			"--guest-dir", env.guest, "--agent", filepath.Join(env.bin, "jevm-agent"),
 			"--registry-mirror", "http://" + reg.Addr, "--insecure-registry", reg.Addr,
-			"--vm-pool-size", "0", "--debug"}
+			"--vm-pool-size", "0", "--debug",
+			// Each host's VMs in cgroups of its own: a migrated container
+			// keeps its ID, which names its VM's cgroup.
+			"--cgroup-parent", fmt.Sprintf("jevm-h%d", i)}
 		for _, f := range extra {
 			h.args = append(h.args, f(i, h.ip)...)
 		}

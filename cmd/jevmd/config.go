@@ -24,6 +24,7 @@ type fileConfig struct {
 	Hosts              []string `json:"hosts,omitempty"`
 	DataRoot           string   `json:"data-root,omitempty"`
 	ExecRoot           string   `json:"exec-root,omitempty"`
+	CgroupParent       string   `json:"cgroup-parent,omitempty"`
 	RegistryMirrors    []string `json:"registry-mirrors,omitempty"`
 	InsecureRegistries []string `json:"insecure-registries,omitempty"`
 	Debug              *bool    `json:"debug,omitempty"`
@@ -77,7 +78,7 @@ type addressPool struct {
 // flagToKey maps command-line flags to daemon.json keys; dockerd refuses a
 // setting given both ways, and so do we.
 var flagToKey = map[string]string{
-	"H": "hosts", "host": "hosts", "data-root": "data-root", "exec-root": "exec-root",
+	"H": "hosts", "host": "hosts", "data-root": "data-root", "exec-root": "exec-root", "cgroup-parent": "cgroup-parent",
 	"registry-mirror": "registry-mirrors", "insecure-registry": "insecure-registries",
 	"D": "debug", "debug": "debug", "l": "log-level", "log-level": "log-level", "p": "pidfile", "pidfile": "pidfile",
 	"G": "group", "group": "group",
@@ -110,6 +111,7 @@ type options struct {
 	hosts              listFlag
 	dataRoot           string
 	execRoot           string
+	cgroupParent       string
 	registryMirrors    listFlag
 	insecureRegistries listFlag
 	debug              bool
@@ -270,6 +272,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.Var(&o.hosts, "host", "same as -H")
 	fs.StringVar(&o.dataRoot, "data-root", "/var/lib/jevm", "root of persistent state (containers, images, templates)")
 	fs.StringVar(&o.execRoot, "exec-root", "/run/jevm", "root of run-time state (VM sockets)")
+	fs.StringVar(&o.cgroupParent, "cgroup-parent", "", "the cgroup, under jevmd's own, that holds one cgroup per VM (default \"jevm\"); two jevmd on one machine need two")
 	fs.Var(&o.registryMirrors, "registry-mirror", "preferred Docker Hub mirror (repeatable)")
 	fs.Var(&o.insecureRegistries, "insecure-registry", "registry reached over plain HTTP (repeatable)")
 	fs.BoolVar(&o.debug, "D", false, "debug logging")
@@ -398,6 +401,7 @@ func (o *options) apply(fc *fileConfig) {
 	o.hosts = append(o.hosts, fc.Hosts...)
 	str(&o.dataRoot, fc.DataRoot)
 	str(&o.execRoot, fc.ExecRoot)
+	str(&o.cgroupParent, fc.CgroupParent)
 	o.registryMirrors = append(o.registryMirrors, fc.RegistryMirrors...)
 	o.insecureRegistries = append(o.insecureRegistries, fc.InsecureRegistries...)
 	boolean(&o.debug, fc.Debug)
@@ -487,6 +491,9 @@ func (o *options) check() error {
 		if u.Name != name {
 			return fmt.Errorf("default-ulimits: key %q does not match the ulimit's Name %q", name, u.Name)
 		}
+	}
+	if c := o.cgroupParent; c != "" && (strings.HasPrefix(c, "/") || c != filepath.Clean(c) || strings.HasPrefix(c, "..")) {
+		return fmt.Errorf("invalid cgroup-parent %q: a relative path under jevmd's own cgroup, e.g. jevm-2", c)
 	}
 	if o.vmPoolSize < 0 || o.vmPoolSize > maxVMPoolSize {
 		return fmt.Errorf("invalid vm-pool-size %d: 0 to %d blank VMs per shape", o.vmPoolSize, maxVMPoolSize)

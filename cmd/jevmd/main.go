@@ -114,6 +114,7 @@ func run(o *options) error {
 		// TCG's translated-code buffer per VM (qemu.DefaultTCGTBSizeMiB).
 		TCGTBSizeMiB: o.tcgTBSize,
 		User:         o.vmUser, // QEMU's user, with 9p's capabilities only
+		CgroupParent: o.cgroupParent,
 		Logger:       logrus.WithField("component", "qemu"),
 	})
 	if err != nil {

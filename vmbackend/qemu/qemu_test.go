@@ -372,6 +372,71 @@ func TestRealQEMU(t *testing.T) {
 	// hosts: a counter in a shell's memory goes on in the target, a file
 	// written before and one written during the copy are on its disk
 	// (a new layer over the same base), and the source is paused.
+	// A guest that dirties memory without pause, migrated several times
+	// (each target the next source): it stays healthy.
+	t.Run("migrate-busy-hops", func(t *testing.T) {
+		src := startClone(ctx, t, p, sdir, base, "h0", []string{"/bin/sh", "-c",
+			"head -c 33554432 /dev/urandom > /dev/shm/a && echo ready && while :; do cp /dev/shm/a /dev/shm/b; done"})
+		waitOutput(t, src.out, "ready")
+		var m vmbackend.Machine = src.m
+		console := filepath.Join(sdir, "h0", "console.log")
+		for hop := 1; hop <= hopsToTest; hop++ {
+			info, err := m.(vmbackend.Migrator).MigrationInfo(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := fmt.Sprintf("h%d", hop)
+			stateDir := filepath.Join(sdir, name)
+			os.MkdirAll(stateDir, 0o755)
+			disk := filepath.Join(stateDir, "root.qcow2")
+			if err := p.CreateRootDisk(ctx, base, disk); err != nil {
+				t.Fatal(err)
+			}
+			spec := vmbackend.MachineSpec{ID: "test-" + name, Shape: testShape, RootDisk: disk, StateDir: stateDir, ConsoleLog: filepath.Join(stateDir, "console.log")}
+			pr, pw := io.Pipe()
+			in := make(chan vmbackend.Machine, 1)
+			go func() {
+				dm, err := p.StartIncoming(ctx, spec, info, pr)
+				if err != nil {
+					t.Errorf("hop %d incoming: %v", hop, err)
+				}
+				pr.CloseWithError(err)
+				in <- dm
+			}()
+			st, err := m.(vmbackend.Migrator).MigrateTo(ctx, pw, nil)
+			pw.Close()
+			if err != nil {
+				t.Fatalf("hop %d: %v", hop, err)
+			}
+			dst := <-in
+			if dst == nil {
+				t.FailNow()
+			}
+			t.Cleanup(func() { _ = dst.Kill(context.Background()) })
+			t0 := time.Now()
+			if err := m.Kill(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("hop %d: %+v; the source killed in %s", hop, st, time.Since(t0).Round(time.Millisecond))
+			if err := dst.Resume(ctx); err != nil {
+				t.Fatal(err)
+			}
+			cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
+			client, hello, err := agentclient.Connect(cctx, dst.Agent())
+			ccancel()
+			if err != nil || hello.Phase != "running" {
+				t.Fatalf("hop %d: agent: %v %+v\nconsole:\n%s", hop, err, hello, fileTail(spec.ConsoleLog, 3000))
+			}
+			client.Reattach(agentclient.ProcessIO{Stdout: io.Discard, Stderr: io.Discard})
+			time.Sleep(3 * time.Second)
+			if b, _ := os.ReadFile(spec.ConsoleLog); strings.Contains(string(b), "Kernel panic") || strings.Contains(string(b), "BUG:") {
+				t.Fatalf("hop %d: the guest broke:\n%s", hop, fileTail(spec.ConsoleLog, 3000))
+			}
+			m, console = dst, spec.ConsoleLog
+		}
+		_ = console
+	})
+
 	t.Run("migrate", func(t *testing.T) {
 		src := startClone(ctx, t, p, sdir, base, "ms", []string{"/bin/sh", "-c",
 			"i=0; echo before > /before; sync; while :; do i=$((i+1)); echo n=$i; echo $i > /count; sleep 0.2; done"})
@@ -795,6 +860,9 @@ func (w testWriter) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+// hopsToTest is how many times migrate-busy-hops migrates its guest.
+var hopsToTest = 3
 
 // waitOutput waits up to 30 s for want in out.
 func waitOutput(t *testing.T, out *syncBuffer, want string) {
