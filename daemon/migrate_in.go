@@ -12,7 +12,6 @@ package daemon
 // directories).
 
 import (
-	"os/exec"
 	"bufio"
 	"context"
 	"encoding/json"
@@ -277,7 +276,6 @@ func (d *Daemon) MigrationRun(ctx context.Context, id string, hijack func() (net
 	enc := json.NewEncoder(conn)
 	if err := d.runIncoming(ctx, im, conn, br, enc); err != nil {
 		_ = enc.Encode(migration.Status{Error: err.Error()})
-		exec.Command("sh", "-c", "mkdir -p /tmp/migfail && cp -r "+im.c.Dir+" "+d.vmStateDir(im.c.ID)+" /tmp/migfail/").Run() // DEBUG
 		d.dropIncoming(im)
 		d.log.WithError(err).WithField("container", id[:12]).Warn("incoming migration failed")
 		return nil // said on the stream

@@ -162,13 +162,19 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	// the longest time no host answered.
 	mu.Lock()
 	var gap time.Duration
+	gapAt := 0
 	for i := 1; i < len(samples); i++ {
 		if samples[i].n < samples[i-1].n {
 			t.Errorf("the counter went back: %d from %s after %d from %s", samples[i].n, samples[i].host, samples[i-1].n, samples[i-1].host)
 		}
-		gap = max(gap, samples[i].at.Sub(samples[i-1].at))
+		if g := samples[i].at.Sub(samples[i-1].at); g > gap {
+			gap, gapAt = g, i
+		}
 	}
-	t.Logf("%d answers, the longest without one %s", len(samples), gap.Round(time.Millisecond))
+	if gapAt > 0 {
+		t.Logf("%d answers, the longest without one %s (%s %d at +%s, then %s %d)", len(samples), gap.Round(time.Millisecond),
+			samples[gapAt-1].host, samples[gapAt-1].n, samples[gapAt-1].at.Sub(t0).Round(time.Millisecond), samples[gapAt].host, samples[gapAt].n)
+	}
 	mu.Unlock()
 
 	// Refused, and the container runs on.
