@@ -43,6 +43,8 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BINDIR := $(PREFIX)/bin
 JEVMLIBDIR := $(PREFIX)/lib/jevm
+# Where the docker CLI looks for plugins (docker jevm).
+CLIPLUGINDIR := $(PREFIX)/lib/docker/cli-plugins
 SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
@@ -203,8 +205,9 @@ clean:
 # them (jevm.service started by jevm.socket, -H fd://).
 install: build guest
 	@set -e; rel=$$(cat $(GUEST)/release); \
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(JEVMLIBDIR) $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSCONFDIR)/jevm; \
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(JEVMLIBDIR) $(DESTDIR)$(CLIPLUGINDIR) $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSCONFDIR)/jevm; \
 	install -m 0755 $(BIN)/jevmd $(DESTDIR)$(BINDIR)/jevmd; \
+	install -m 0755 $(BIN)/docker-jevm $(DESTDIR)$(CLIPLUGINDIR)/docker-jevm; \
 	install -m 0755 $(BIN)/jevm-agent $(DESTDIR)$(JEVMLIBDIR)/jevm-agent; \
 	install -m 0644 $(GUEST)/vmlinuz $(GUEST)/release $(DESTDIR)$(JEVMLIBDIR)/; \
 	rm -rf $(DESTDIR)$(JEVMLIBDIR)/lib; install -d $(DESTDIR)$(JEVMLIBDIR)/lib/modules; \
@@ -223,5 +226,5 @@ install: build guest
 # Removes what install put; keeps $(SYSCONFDIR)/jevm/daemon.json (the
 # admin's) and the data root, as removing a package without purging does.
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/jevmd $(DESTDIR)$(SYSTEMDUNITDIR)/jevm.service $(DESTDIR)$(SYSTEMDUNITDIR)/jevm.socket
+	rm -f $(DESTDIR)$(BINDIR)/jevmd $(DESTDIR)$(CLIPLUGINDIR)/docker-jevm $(DESTDIR)$(SYSTEMDUNITDIR)/jevm.service $(DESTDIR)$(SYSTEMDUNITDIR)/jevm.socket
 	rm -rf $(DESTDIR)$(JEVMLIBDIR)

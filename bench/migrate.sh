@@ -155,7 +155,7 @@ case, run, total, line = sys.argv[1:]
 def ms(d):
     m = re.fullmatch(r'([0-9.]+)(ms|s|µs)', d)
     return float(m.group(1)) * {'ms': 1, 's': 1000, 'µs': 0.001}[m.group(2)]
-m = re.search(r': copy ([0-9.]+[µm]?s), paused ([0-9.]+[µm]?s); (\d+) MiB of memory sent in (\d+) passes', line)
+m = re.search(r'\(copy ([0-9.]+[µm]?s), paused ([0-9.]+[µm]?s); (\d+) MiB of memory sent in (\d+) passes', line)
 print(f"{case},total,{run},{total}")
 print(f"{case},copy,{run},{ms(m.group(1)):.0f}")
 print(f"{case},pause,{run},{ms(m.group(2)):.0f}")

@@ -219,10 +219,6 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 	// guest's pause went on until the target resumed it.
 	handover := time.Since(tCopied)
 	pause := (stats.Downtime + handover).Round(time.Millisecond)
-	mode := "live"
-	if !stats.Live {
-		mode = "stop-and-copy"
-	}
 	c.HasBeenManuallyStopped = true
 	c.lc.autoStart = false
 	_ = c.save()
@@ -234,9 +230,9 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 	total := time.Since(t0)
 	log.WithFields(logrus.Fields{"total": total.Round(time.Millisecond), "prepare": tCopy.Sub(t0).Round(time.Millisecond), "copy": stats.Total,
 		"handover": handover.Round(time.Millisecond), "removed": time.Since(tCopied.Add(handover)).Round(time.Millisecond),
-		"pause": pause, "mode": mode, "ram": stats.RAMBytes, "passes": stats.Passes}).Info("container migrated")
-	pg.status("Migrated %s to %s in %s (%s: copy %s, paused %s; %d MiB of memory sent in %d passes)",
-		c.Name, req.Target, total.Round(time.Millisecond), mode, stats.Total, pause, stats.RAMBytes>>20, stats.Passes)
+		"pause": pause, "ram": stats.RAMBytes, "passes": stats.Passes}).Info("container migrated")
+	pg.status("Migrated %s to %s in %s (copy %s, paused %s; %d MiB of memory sent in %d passes)",
+		c.Name, req.Target, total.Round(time.Millisecond), stats.Total.Round(time.Millisecond), pause, stats.RAMBytes>>20, stats.Passes)
 	return nil
 }
 

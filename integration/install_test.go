@@ -33,6 +33,7 @@ func TestInstalledDaemon(t *testing.T) {
 		filepath.Join(lib, "vmlinuz"), filepath.Join(lib, "jevm-agent"),
 		filepath.Join(lib, "lib", "modules", strings.TrimSpace(string(release)), "kernel"),
 		filepath.Join(destdir, "etc", "jevm", "daemon.json"),
+		filepath.Join(prefix, "lib", "docker", "cli-plugins", "docker-jevm"), // docker jevm
 	} {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("not installed: %v", err)

@@ -306,8 +306,7 @@ func (errNotRunning) Error() string { return "vm is not running" }
 
 // Migrator is implemented by machines that can move to another host while
 // they run (live migration, docs/MIGRATION.md): their memory is copied
-// while the guest runs (where the VMM tracks the guest's writes
-// reliably), then the guest pauses for the rest and its device state; the root disk's own blocks travel in the same stream (the base
+// while the guest runs, then the guest pauses for the rest and its device state; the root disk's own blocks travel in the same stream (the base
 // disk under them is the target's business).
 type Migrator interface {
 	// MigrationInfo describes the machine as a target must start it to
@@ -353,11 +352,9 @@ type MigrationProgress struct {
 type MigrationStats struct {
 	Total time.Duration // from the start of the copy to its end
 	// Downtime is how long the guest was paused here: the last pass and
-	// the device state (the target's resume follows). Without Live the
-	// guest was paused for the whole copy (stop-and-copy: a VMM whose
-	// dirty tracking cannot be trusted, docs/MIGRATION.md).
+	// the device state, as the VMM measured it (the target's resume
+	// follows).
 	Downtime time.Duration
-	Live     bool
 	RAMBytes int64 // memory sent (pages sent again included)
 	Passes   int   // dirty memory synchronisations
 }

@@ -17,7 +17,8 @@ import (
 //
 // 2: virtio-net-pci NIC "nic0" in slot 5 on netdev "net0" (nics.go).
 // 3: four virtio-9p-pci shares in slots 0x1f-0x1c (shares.go).
-const DeviceLayoutVersion = 3
+// 4: RAM 8 KiB beyond the shape's (ramPad: live migration under TCG).
+const DeviceLayoutVersion = 4
 
 // Device IDs shared by templates and clones. The block backend id must be
 // the same in both, so the clone's own disk takes the placeholder's place.
@@ -127,10 +128,10 @@ func machineArgs(c vmConfig) []string {
 	}
 	args = append(args, accelArgs(c.Accel, c.TBSizeMiB)...)
 	args = append(args,
-		"-m", strconv.Itoa(c.Shape.MemoryMiB),
+		"-m", strconv.FormatInt(guestRAMBytes(c.Shape)>>10, 10)+"k",
 		"-smp", strconv.Itoa(c.Shape.VCPUs),
-		"-object", fmt.Sprintf("memory-backend-file,id=%s,size=%dM,mem-path=%s,share=%s",
-			memBackendID, c.Shape.MemoryMiB, qemuOptEscape(c.MemPath), share),
+		"-object", fmt.Sprintf("memory-backend-file,id=%s,size=%dK,mem-path=%s,share=%s",
+			memBackendID, guestRAMBytes(c.Shape)>>10, qemuOptEscape(c.MemPath), share),
 		"-kernel", c.Kernel,
 		"-initrd", c.Initrd,
 		"-append", c.Append,
@@ -203,3 +204,14 @@ func qemuOptEscape(s string) string {
 
 // sandboxOpts turns on QEMU's seccomp filter with every group denied.
 const sandboxOpts = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
+// ramPad is added to every VM's RAM. QEMU 7.2's dirty-bitmap sync takes a
+// fast path for a RAM block whose size is a multiple of 64 pages, and
+// under TCG that path does not reset the vCPUs' TLB entries, so writes
+// after a sync go unrecorded and a live migration sends stale pages
+// (later QEMUs reset them there too). 8 KiB more (QEMU rounds RAM to 8
+// KiB) sends every sync down the page-by-page path, which resets them.
+const ramPad = 8 << 10
+
+// guestRAMBytes is the RAM of a VM of shape s.
+func guestRAMBytes(s vmbackend.Shape) int64 { return int64(s.MemoryMiB)<<20 + ramPad }

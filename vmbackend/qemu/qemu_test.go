@@ -862,7 +862,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 }
 
 // hopsToTest is how many times migrate-busy-hops migrates its guest.
-var hopsToTest = 3
+var hopsToTest = 4
 
 // waitOutput waits up to 30 s for want in out.
 func waitOutput(t *testing.T, out *syncBuffer, want string) {

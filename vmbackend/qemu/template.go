@@ -195,7 +195,7 @@ func (p *Provider) loadTemplate(key string) (*template, error) {
 		return nil, fmt.Errorf("template %s: meta.json is for key %s", key, m.Key)
 	}
 	want := map[string]int64{
-		tplMemoryName: int64(m.Inputs.Shape.MemoryMiB) << 20,
+		tplMemoryName: guestRAMBytes(m.Inputs.Shape),
 		tplDiskName:   m.Inputs.DiskSize,
 		tplStateName:  -1,
 	}
