@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -56,11 +57,15 @@ func TestMachineArgsTemplateVsClone(t *testing.T) {
 			t.Errorf("missing %s", want)
 		}
 	}
-	if got := argsAfter(ta, "-object"); len(got) != 1 || !strings.Contains(got[0], "share=on") || !strings.Contains(got[0], "mem-path=/t/memory") || !strings.Contains(got[0], "size=256M") {
+	if got := argsAfter(ta, "-object"); len(got) != 1 || !strings.Contains(got[0], "share=on") || !strings.Contains(got[0], "mem-path=/t/memory") || !strings.Contains(got[0], fmt.Sprintf("size=%dK", 256<<10+ramPad>>10)) {
 		t.Errorf("template memory backend: %v", got)
 	}
 	if got := argsAfter(ca, "-object"); len(got) != 1 || !strings.Contains(got[0], "share=off") {
 		t.Errorf("clone memory backend: %v", got)
+	}
+	// The RAM is padded (ramPad: live migration under TCG), in -m too.
+	if got := argsAfter(ta, "-m"); len(got) != 1 || got[0] != fmt.Sprintf("%dk", 256<<10+ramPad>>10) {
+		t.Errorf("-m %v", got)
 	}
 	if got := argsAfter(ca, "-M"); len(got) != 1 || got[0] != "pc,memory-backend=mem" {
 		t.Errorf("machine: %v", got)
@@ -322,7 +327,7 @@ func TestLoadTemplateRejectsIncomplete(t *testing.T) {
 		f.Truncate(size)
 		f.Close()
 	}
-	mk(tplMemoryName, 64<<20)
+	mk(tplMemoryName, guestRAMBytes(in.Shape))
 	mk(tplDiskName, 1<<20)
 	if _, err := p.loadTemplate(key); err == nil {
 		t.Fatal("template without state accepted")
