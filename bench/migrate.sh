@@ -13,11 +13,13 @@
 #   busy   copies a 64 MiB file of random bytes in /dev/shm over another
 #          without pause: 64 MiB dirtied again and again while the
 #          memory is copied (QEMU's auto-converge slows its vCPU until
-#          the rest fits the pause)
+#          the rest fits the pause); after each migration `docker exec`
+#          must still work in it
 # Measured per migration: total (`docker jevm migrate`, the CLI's whole
 # time: connect, offer, the copy, the handover, the source's removal),
-# copy (QEMU's pre-copy and last pass), pause (QEMU's downtime: the
-# guest stopped), memory sent and passes. jevm alone: dockerd has no live
+# copy (QEMU's pre-copy and last pass), pause (the guest stopped: QEMU's
+# downtime for the last pass, then until the target resumed it), memory
+# sent and passes. jevm alone: dockerd has no live
 # migration (it checkpoints with CRIU, which does not run on this
 # kernel: bench/checkpoint.sh).
 #
@@ -163,6 +165,9 @@ print(f"{case},memory_mib,{run},{m.group(3)}")
 print(f"{case},passes,{run},{m.group(4)}")
 PY
 		log "$case run $run: h$src -> h$dst $total ms: $line"
+		# The guest is whole there (a lost write shows as a panicked
+		# guest kernel sooner or later).
+		H "$dst" exec "m-$case" true || { log "$case run $run: the container does not answer on h$dst"; exit 1; }
 		src=$dst
 	done
 	H "$src" rm -f "m-$case" >/dev/null

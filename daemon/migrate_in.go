@@ -295,6 +295,8 @@ func (d *Daemon) runIncoming(ctx context.Context, im *incomingMigration, conn ne
 	var netAtt *controller.Attachment
 	var proc *agentclient.Process
 	readdress := false
+	var tReady time.Time
+	var resumedAfter time.Duration
 	steps := []step{
 		{"machine-spec", func(context.Context) error { s.spec = d.machineSpec(c); return nil }},
 		s.stateDirStep(),
@@ -330,6 +332,7 @@ func (d *Daemon) runIncoming(ctx context.Context, im *incomingMigration, conn ne
 			return nil
 		}},
 		{"commit", func(ctx context.Context) error {
+			tReady = time.Now()
 			if err := enc.Encode(migration.Status{Status: migration.StatusReady}); err != nil {
 				return err
 			}
@@ -344,7 +347,11 @@ func (d *Daemon) runIncoming(ctx context.Context, im *incomingMigration, conn ne
 			}
 			return nil
 		}},
-		{"resume", func(ctx context.Context) error { return s.machine.Resume(ctx) }},
+		{"resume", func(ctx context.Context) error {
+			err := s.machine.Resume(ctx)
+			resumedAfter = time.Since(tReady)
+			return err
+		}},
 		s.connectAgentStep("guest agent"),
 		{"agent-phase", func(context.Context) error {
 			if s.hello.Phase != "running" {
@@ -387,7 +394,7 @@ func (d *Daemon) runIncoming(ctx context.Context, im *incomingMigration, conn ne
 	d.containerEvent(c, events.ActionStart, nil)
 	d.monitorRun(c, r)
 	log.WithFields(logrus.Fields{"load": tr.duration("incoming-machine").String(), "readdressed": readdress}).Info("migrated container runs here")
-	if err := enc.Encode(migration.Status{Status: migration.StatusRunning}); err != nil {
+	if err := enc.Encode(migration.Status{Status: migration.StatusRunning, ResumedAfter: resumedAfter}); err != nil {
 		log.WithError(err).Warn("could not tell the source the container runs here")
 	}
 	return nil

@@ -184,6 +184,7 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 	}
 	// The guest is paused here and loaded there: the handover.
 	st, err := targetSays(2 * time.Minute)
+	tReady := time.Now()
 	if err != nil || st.Status != migration.StatusReady {
 		if rerr := r.machine.Resume(context.WithoutCancel(ctx)); rerr != nil {
 			log.WithError(rerr).Error("could not resume the VM after a failed handover")
@@ -216,9 +217,13 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 		}
 	}
 	// It runs there: this host's copy goes, as `docker rm -f` would. The
-	// guest's pause went on until the target resumed it.
+	// guest's pause went on until the target resumed it: until the
+	// target was ready, then its commit and resume.
 	handover := time.Since(tCopied)
-	pause := (stats.Downtime + handover).Round(time.Millisecond)
+	pause := (stats.Downtime + tReady.Sub(tCopied) + st.ResumedAfter).Round(time.Millisecond)
+	if st.ResumedAfter == 0 {
+		pause = (stats.Downtime + handover).Round(time.Millisecond) // the target did not say
+	}
 	c.HasBeenManuallyStopped = true
 	c.lc.autoStart = false
 	_ = c.save()

@@ -78,6 +78,9 @@ type OfferResponse struct {
 type Status struct {
 	Status string `json:"Status,omitempty"`
 	Error  string `json:"Error,omitempty"`
+	// ResumedAfter, with "running", is how long after saying "ready"
+	// the target resumed the guest: the source adds it to the pause.
+	ResumedAfter time.Duration `json:"ResumedAfter,omitempty"`
 }
 
 // The statuses of the run stream.
