@@ -350,6 +350,9 @@ func (d *Daemon) runIncoming(ctx context.Context, im *incomingMigration, conn ne
 		{"resume", func(ctx context.Context) error {
 			err := s.machine.Resume(ctx)
 			resumedAfter = time.Since(tReady)
+			if err == nil && d.net != nil && !readdress {
+				d.net.Announce(c.ID)
+			}
 			return err
 		}},
 		s.connectAgentStep("guest agent"),

@@ -48,6 +48,8 @@ type networkController interface {
 	Attach(ctx context.Context, c *controller.Container) (*controller.Attachment, error)
 	// Detach releases them when the VM is gone.
 	Detach(containerID string)
+	// Announce records where a migrated container's addresses are.
+	Announce(containerID string)
 	// FillSettings fills inspect's network settings.
 	FillSettings(c *controller.Container, hc *container.HostConfig, ns *container.NetworkSettings)
 	// IPOn is a running container's address on a network (legacy links).

@@ -254,7 +254,28 @@ func (a *agent) handleRestored(stream uint32, m *agentproto.Msg) {
 			return
 		}
 	}
+	flushNeighbors(a)
 	a.reply(stream, m, nil)
+}
+
+// flushNeighbors forgets the MACs the guest learned: after a live
+// migration its gateway (the host's bridge) has the same address and
+// another MAC, and a cached entry would send its replies nowhere until
+// the kernel probes again (5 s and more).
+func flushNeighbors(a *agent) {
+	neighs, err := netlink.NeighList(0, netlink.FAMILY_ALL)
+	if err != nil {
+		a.logf("neighbours: %v", err)
+		return
+	}
+	for _, n := range neighs {
+		if n.State&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) != 0 || n.IP == nil {
+			continue
+		}
+		if err := netlink.NeighDel(&n); err != nil {
+			a.logf("forget neighbour %s: %v", n.IP, err)
+		}
+	}
 }
 
 // renewInterface takes link name down and removes its addresses, so that

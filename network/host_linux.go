@@ -152,6 +152,30 @@ func (h *Host) EnsureBridge(name, owner string, gateways []netip.Prefix, mtu int
 	return nil
 }
 
+// AnnounceNeighbor records on bridge that ip is at mac (a neighbour entry
+// in state STALE: the kernel sends to mac at once and confirms it on
+// first use). A guest that moved to this host (live migration) keeps its
+// address and MAC; entries this host marked FAILED while it was away
+// would otherwise hold its traffic until they expire.
+func AnnounceNeighbor(bridge string, ip netip.Addr, mac string) error {
+	link, err := netlink.LinkByName(bridge)
+	if err != nil {
+		return fmt.Errorf("neighbour on %s: %w", bridge, err)
+	}
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		return fmt.Errorf("neighbour on %s: %w", bridge, err)
+	}
+	family := netlink.FAMILY_V4
+	if ip.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	if err := netlink.NeighSet(&netlink.Neigh{LinkIndex: link.Attrs().Index, Family: family, State: netlink.NUD_STALE, IP: net.IP(ip.AsSlice()), HardwareAddr: hw}); err != nil {
+		return fmt.Errorf("neighbour %s on %s: %w", ip, bridge, err)
+	}
+	return nil
+}
+
 // DeleteLink deletes the link name if owner owns it (any jevm owner when
 // owner is OwnerPrefix). A missing link is not an error.
 func DeleteLink(name, owner string) error {

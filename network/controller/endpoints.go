@@ -188,6 +188,36 @@ func (nm *Controller) Detach(cid string) {
 	}
 }
 
+// Announce tells this host where container cid's addresses are (a guest
+// that arrived by live migration, with the addresses and MACs it had):
+// a neighbour entry for each on its network's bridge.
+func (nm *Controller) Announce(cid string) {
+	type neigh struct {
+		bridge, mac string
+		ip          netip.Addr
+	}
+	var ns []neigh
+	nm.mu.Lock()
+	for _, r := range nm.nets {
+		for _, ep := range r.Endpoints {
+			if ep.ContainerID != cid || r.Bridge == "" {
+				continue
+			}
+			for _, s := range []string{ep.IP, ep.IP6} {
+				if a, err := netip.ParseAddr(s); err == nil {
+					ns = append(ns, neigh{r.Bridge, ep.MAC, a})
+				}
+			}
+		}
+	}
+	nm.mu.Unlock()
+	for _, n := range ns {
+		if err := jnet.AnnounceNeighbor(n.bridge, n.ip, n.mac); err != nil {
+			nm.log.WithError(err).Warn("announce a migrated container's address")
+		}
+	}
+}
+
 func (nm *Controller) detachLocked(cid string) bool {
 	changed := false
 	for _, p := range nm.proxies[cid] {
