@@ -192,6 +192,7 @@ func (d *Daemon) restore(ctx context.Context) error {
 			// A directory without a record is the leftover of a create
 			// that crashed half-way: nothing refers to it.
 			d.log.WithError(err).WithField("dir", dir).Warn("removing incomplete container directory")
+			d.reapVM(ctx, e.Name(), dir)
 			_ = os.RemoveAll(dir)
 			continue
 		}
@@ -219,6 +220,24 @@ func (d *Daemon) restore(ctx context.Context) error {
 	d.autoStartRestored()
 	d.log.WithFields(logrus.Fields{"containers": len(entries), "readopted": len(adopt)}).Info("containers restored")
 	return nil
+}
+
+// reapVM stops the VM of a container directory without a record: one an
+// incoming live migration had started (migrate_in.go) when the daemon
+// died. VMs outlive the daemon, so it would run on, unowned.
+func (d *Daemon) reapVM(ctx context.Context, id, dir string) {
+	if !validContainerID.MatchString(id) {
+		return
+	}
+	spec := vmbackend.MachineSpec{ID: id, StateDir: d.vmStateDir(id), ConsoleLog: filepath.Join(dir, "console.log"), Shape: d.cfg.DefaultShape}
+	if _, err := os.Stat(spec.StateDir); err != nil {
+		return
+	}
+	if m, err := d.vms.Adopt(ctx, spec); err == nil {
+		d.log.WithField("container", id[:12]).Warn("stopping the VM of an unfinished incoming migration")
+		_ = m.Kill(ctx)
+	}
+	_ = os.RemoveAll(spec.StateDir)
 }
 
 // readopt reconnects to the VM of a container that was running when the

@@ -180,7 +180,7 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 		if st, serr := targetSays(2 * time.Second); serr == nil && st.Error != "" {
 			err = fmt.Errorf("%w (target: %s)", err, st.Error)
 		}
-		return err
+		return fmt.Errorf("the migration to %s failed, %s runs on here: %w", req.Target, c.Name, err)
 	}
 	// The guest is paused here and loaded there: the handover.
 	st, err := targetSays(2 * time.Minute)
@@ -192,7 +192,7 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 		if err == nil {
 			err = errors.New(st.Error)
 		}
-		return fmt.Errorf("the target did not take the container: %w", err)
+		return fmt.Errorf("the target did not take the container, %s runs on here: %w", c.Name, err)
 	}
 	committed = true
 	_ = conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
@@ -213,7 +213,7 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 			if err == nil {
 				err = errors.New(st.Error)
 			}
-			return fmt.Errorf("the target could not run the container: %w", err)
+			return fmt.Errorf("the target could not run the container, %s runs on here: %w", c.Name, err)
 		}
 	}
 	// It runs there: this host's copy goes, as `docker rm -f` would. The

@@ -24,7 +24,9 @@ import (
 // answers. `docker jevm migrate` (the CLI plugin) moves it to h2 and
 // back: the counter never goes back, the files are there, the container
 // keeps its ID and name, and nothing of it is left on the host it left.
-// Bad input gets clear errors and the container keeps running.
+// Bad input gets clear errors and the container keeps running; a target
+// killed during the copy leaves the container running where it was and,
+// once restarted, nothing of it.
 func TestMigrateAcrossHosts(t *testing.T) {
 	certDir := t.TempDir()
 	ca := tlstest.NewCA(t, "jevm hosts CA")
@@ -209,6 +211,37 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	if n2, ok := count(h1); !ok || n2 <= n1 {
 		t.Errorf("after the refusals the counter is %d, then %d (%v)", n1, n2, ok)
 	}
+
+	// The target's jevmd killed during the copy: the container runs on
+	// here; the target, started again, stops the VM it was loading and
+	// keeps nothing; then the migration goes through.
+	h1.must("run", "-d", "--name", "busy", "--shm-size", "100m", "busybox", "sh", "-c",
+		"head -c 33554432 /dev/urandom > /dev/shm/a && echo ready && while :; do cp /dev/shm/a /dev/shm/b; done")
+	waitFor(t, 60*time.Second, "busy's file", func() bool { return strings.Contains(h1.must("logs", "busy"), "ready") })
+	res := make(chan result, 1)
+	go func() { res <- h1.docker("jevm", "migrate", "busy", target(h2)) }()
+	waitFor(t, 60*time.Second, "the incoming VM on h2", func() bool { return len(qemuProcessesUnder(h2.dir)) > 0 })
+	h2.kill9()
+	if r := <-res; r.code == 0 || !strings.Contains(r.stderr, "busy runs on here") {
+		t.Fatalf("the migration with its target killed: %s", r)
+	} else {
+		t.Logf("with the target killed: %s", strings.TrimSpace(r.stderr))
+	}
+	if got := h1.must("inspect", "--format", "{{.State.Running}}", "busy"); got != "true\n" {
+		t.Fatalf("busy after the failed migration: %q", got)
+	}
+	h1.must("exec", "busy", "true")
+	h2.start()
+	h2.waitUp()
+	waitFor(t, 30*time.Second, "no QEMU left on h2", func() bool { return len(qemuProcessesUnder(h2.dir)) == 0 })
+	if got := h2.must("ps", "-aq"); got != "" {
+		t.Errorf("containers on h2 after its restart: %q", got)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(h2.dir, "data", "containers")); len(entries) != 0 {
+		t.Errorf("%d container directories on h2 after its restart", len(entries))
+	}
+	h1.must("jevm", "migrate", "busy", target(h2))
+	h2.must("exec", "busy", "true")
 }
 
 // linkNames is the names, in index order, of `ip -o link show`'s links.
