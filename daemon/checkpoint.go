@@ -336,33 +336,14 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *Container, path string
 			s.cs.push("kill-machine", func() { _ = m.Kill(context.Background()) })
 			return nil
 		}},
-		s.connectAgentStep("guest agent"),
-		{"agent-phase", func(context.Context) error {
-			if s.hello.Phase != "running" {
-				return fmt.Errorf("the restored guest's agent is %q, not running its process", s.hello.Phase)
-			}
-			return nil
-		}},
-		// The time and fresh entropy; a fork's identity.
-		{"restored", func(ctx context.Context) error {
-			entropy, err := startEntropy()
-			if err != nil {
-				return err
-			}
-			req := agentproto.RestoredRequest{TimeUnixNano: time.Now().UnixNano(), Entropy: entropy}
-			if fork {
-				req.Hostname, req.Hosts, req.ResolvConf = c.Config.Hostname, netAtt.Hosts, netAtt.ResolvConf
-				req.Interfaces = netAtt.Interfaces
-			}
-			return s.agent.Restored(ctx, req)
-		}},
-		s.openLogStep(true),
-		{"reattach-process", func(context.Context) error {
-			hub := c.hub()
-			proc = s.agent.Reattach(agentclientIO(hub))
-			return nil
-		}},
 	}
+	// The time and fresh entropy; a fork's identity.
+	steps = append(steps, s.resumedGuestSteps("restored", func(req *agentproto.RestoredRequest) {
+		if fork {
+			req.Hostname, req.Hosts, req.ResolvConf = c.Config.Hostname, netAtt.Hosts, netAtt.ResolvConf
+			req.Interfaces = netAtt.Interfaces
+		}
+	}, &proc)...)
 	tr, err := runSteps(ctx, log, "restore", &s.cs, steps)
 	if err != nil {
 		return err
@@ -377,6 +358,38 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *Container, path string
 	log.WithFields(logrus.Fields{"restore": tr.duration("restore-machine").String(), "total": tr.since("wait-file-ops").String()}).Info("container restored from checkpoint")
 	d.monitorRun(c, r)
 	return nil
+}
+
+// resumedGuestSteps are the last steps of a start whose guest goes on
+// where it was (a checkpoint's restore, an incoming migration): the
+// agent, connected, says the process runs; it gets `restored` (the
+// host's time, fresh entropy, and what identity adds); the log opens and
+// the process's output is re-attached into *proc. what says whose guest
+// in errors ("restored", "migrated").
+func (s *vmStart) resumedGuestSteps(what string, identity func(*agentproto.RestoredRequest), proc **agentclient.Process) []step {
+	return []step{
+		s.connectAgentStep("guest agent"),
+		{"agent-phase", func(context.Context) error {
+			if s.hello.Phase != "running" {
+				return fmt.Errorf("the %s guest's agent is %q, not running its process", what, s.hello.Phase)
+			}
+			return nil
+		}},
+		{"restored", func(ctx context.Context) error {
+			entropy, err := startEntropy()
+			if err != nil {
+				return err
+			}
+			req := agentproto.RestoredRequest{TimeUnixNano: time.Now().UnixNano(), Entropy: entropy}
+			identity(&req)
+			return s.agent.Restored(ctx, req)
+		}},
+		s.openLogStep(true),
+		{"reattach-process", func(context.Context) error {
+			*proc = s.agent.Reattach(agentclientIO(s.c.hub()))
+			return nil
+		}},
+	}
 }
 
 // agentclientIO is a run's output as the agent client takes it.

@@ -355,30 +355,12 @@ func (d *Daemon) runIncoming(ctx context.Context, im *incomingMigration, conn ne
 			}
 			return err
 		}},
-		s.connectAgentStep("guest agent"),
-		{"agent-phase", func(context.Context) error {
-			if s.hello.Phase != "running" {
-				return fmt.Errorf("the migrated guest's agent is %q, not running its process", s.hello.Phase)
-			}
-			return nil
-		}},
-		{"restored", func(ctx context.Context) error {
-			entropy, err := startEntropy()
-			if err != nil {
-				return err
-			}
-			req := agentproto.RestoredRequest{TimeUnixNano: time.Now().UnixNano(), Entropy: entropy}
-			if readdress {
-				req.Hosts, req.ResolvConf, req.Interfaces = netAtt.Hosts, netAtt.ResolvConf, netAtt.Interfaces
-			}
-			return s.agent.Restored(ctx, req)
-		}},
-		s.openLogStep(true),
-		{"reattach-process", func(context.Context) error {
-			proc = s.agent.Reattach(agentclientIO(c.hub()))
-			return nil
-		}},
 	}
+	steps = append(steps, s.resumedGuestSteps("migrated", func(req *agentproto.RestoredRequest) {
+		if readdress {
+			req.Hosts, req.ResolvConf, req.Interfaces = netAtt.Hosts, netAtt.ResolvConf, netAtt.Interfaces
+		}
+	}, &proc)...)
 	tr, err := runSteps(ctx, log, "migrate-in", &s.cs, steps)
 	if err != nil {
 		return err
