@@ -35,9 +35,6 @@ import (
 // errMigrationNeedsTLS is the answer of a daemon without TLS settings.
 var errMigrationNeedsTLS = errdefs.InvalidParameter(errors.New("live migration goes over TLS between daemons: start jevmd with --tlsverify, --tlscacert, --tlscert and --tlskey (a certificate that allows client authentication, signed by the CA the target trusts)"))
 
-// migrationAPIPrefix: jevm's own routes are not versioned.
-const migrationAPIPrefix = ""
-
 // ContainerMigrate serves POST /containers/{name}/jevm/migrate: progress
 // goes to out as JSON messages (as a pull's); an error before anything
 // was written is the request's.
@@ -287,7 +284,7 @@ type targetClient struct {
 }
 
 func (tc *targetClient) url(path string) string {
-	return "https://" + tc.addr + migrationAPIPrefix + path
+	return "https://" + tc.addr + path // jevm's own routes are not versioned
 }
 
 // do sends body (JSON, if any) and decodes the answer into out (if any);
@@ -332,8 +329,8 @@ func (tc *targetClient) stream(ctx context.Context, method, path, ctype string, 
 	return err
 }
 
-// statusError turns an error answer into the errdefs error of its code,
-// with the target's message.
+// statusError turns an error answer into the errdefs error of its code
+// (as the docker client does), with the target's message.
 func statusError(resp *http.Response) error {
 	var m struct {
 		Message string `json:"message"`
@@ -342,21 +339,7 @@ func statusError(resp *http.Response) error {
 	if json.Unmarshal(b, &m) != nil || m.Message == "" {
 		m.Message = strings.TrimSpace(string(b))
 	}
-	err := errors.New(m.Message)
-	switch resp.StatusCode {
-	case http.StatusBadRequest:
-		return errdefs.InvalidParameter(err)
-	case http.StatusNotFound:
-		return errdefs.NotFound(err)
-	case http.StatusConflict:
-		return errdefs.Conflict(err)
-	case http.StatusNotImplemented:
-		return errdefs.NotImplemented(err)
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return errdefs.Forbidden(err)
-	default:
-		return errdefs.System(err)
-	}
+	return errdefs.FromStatusCode(errors.New(m.Message), resp.StatusCode)
 }
 
 // sendBase streams the base disk at path to the target.
