@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -69,9 +68,6 @@ type machine struct {
 	blank    bool
 	tplKey   string
 	tplState fileID
-	// migratedAway is set once a migration to another host completed
-	// (the guest is there), cleared by Resume (the handover failed).
-	migratedAway atomic.Bool
 	// nic0MAC is the MAC the first NIC is known by when its device
 	// property says otherwise (a claimed blank's: the guest has the
 	// container's, set by the agent).
@@ -98,7 +94,6 @@ func (m *machine) Resume(ctx context.Context) error {
 	if err := m.mon.run(ctx, "cont", nil, nil); err != nil {
 		return fmt.Errorf("qemu: resume %s: %w", m.id, err)
 	}
-	m.migratedAway.Store(false)
 	return nil
 }
 
@@ -110,26 +105,20 @@ func (m *machine) Kill(ctx context.Context) error {
 		return nil
 	default:
 	}
-	if m.migratedAway.Load() {
-		// Its guest runs elsewhere now (migrate.go) and its disk is
-		// flushed: nothing here to shut down cleanly.
-		m.log.Debug("the VM migrated away: SIGKILL")
-	} else {
-		qctx, cancel := context.WithTimeout(ctx, time.Second)
-		if err := m.mon.run(qctx, "quit", nil, nil); err != nil {
-			m.log.WithError(err).Debug("qmp quit failed, will SIGKILL")
-		}
-		cancel()
-		t := time.NewTimer(killGrace)
-		defer t.Stop()
-		select {
-		case <-m.done:
-			return nil
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		m.log.Warn("qemu did not quit, sending SIGKILL")
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	if err := m.mon.run(qctx, "quit", nil, nil); err != nil {
+		m.log.WithError(err).Debug("qmp quit failed, will SIGKILL")
 	}
+	cancel()
+	t := time.NewTimer(killGrace)
+	defer t.Stop()
+	select {
+	case <-m.done:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	m.log.Warn("qemu did not quit, sending SIGKILL")
 	if err := m.sigkill(); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("qemu: kill %s: %w", m.id, err)
 	}

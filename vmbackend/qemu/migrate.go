@@ -218,7 +218,6 @@ func (m *machine) MigrateTo(ctx context.Context, w io.Writer, progress func(vmba
 		_ = m.Resume(context.WithoutCancel(ctx))
 		return st, errors.New("the migration's end was not taken within 30 s")
 	}
-	m.migratedAway.Store(true)
 	st = vmbackend.MigrationStats{
 		Total:    time.Duration(q.TotalTime) * time.Millisecond,
 		Downtime: time.Duration(q.Downtime) * time.Millisecond,
