@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -13,10 +14,14 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/errdefs"
 	gogotypes "github.com/gogo/protobuf/types"
 	swarmapi "github.com/moby/swarmkit/v2/api"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 
 	"github.com/jevm/jevm/api/types/backend"
@@ -162,13 +167,57 @@ func TestInitInspectLeave(t *testing.T) {
 }
 
 // fakeContainers answers the executor's and leave's calls: list returns
-// what list has; removals are recorded.
+// what list has; removals are recorded. It holds no containers or images,
+// so a task the nodes schedule fails to prepare (its image cannot be
+// pulled) and a stop or kill finds nothing: SwarmKit's executor runs
+// asynchronously, so any of its calls can come while a test runs.
 type fakeContainers struct {
-	Containers // the calls these tests do not make panic
-	mu         sync.Mutex
-	list       []container.Summary
-	listed     []filters.Args
-	removed    []string
+	mu      sync.Mutex
+	list    []container.Summary
+	listed  []filters.Args
+	removed []string
+}
+
+var errFakeNoSuchContainer = errdefs.NotFound(errors.New("no such container (the fake holds none)"))
+
+func (f *fakeContainers) ContainerCreate(context.Context, string, *container.Config, *container.HostConfig, *network.NetworkingConfig, *ocispec.Platform) (container.CreateResponse, error) {
+	return container.CreateResponse{}, errdefs.Unavailable(errors.New("the fake creates no containers"))
+}
+
+func (f *fakeContainers) ContainerStart(context.Context, string) error {
+	return errFakeNoSuchContainer
+}
+
+func (f *fakeContainers) ContainerStop(context.Context, string, container.StopOptions) error {
+	return errFakeNoSuchContainer
+}
+
+func (f *fakeContainers) ContainerKill(context.Context, string, string) error {
+	return errFakeNoSuchContainer
+}
+
+func (f *fakeContainers) ContainerWait(context.Context, string, container.WaitCondition) (<-chan container.WaitResponse, error) {
+	return nil, errFakeNoSuchContainer
+}
+
+func (f *fakeContainers) ContainerInspect(context.Context, string, bool) (*container.InspectResponse, error) {
+	return nil, errFakeNoSuchContainer
+}
+
+func (f *fakeContainers) ContainerLogs(context.Context, string, container.LogsOptions) (<-chan backend.LogMessage, bool, error) {
+	return nil, false, errFakeNoSuchContainer
+}
+
+func (f *fakeContainers) SetContainerFiles(context.Context, string, []backend.ContainerFile) error {
+	return errFakeNoSuchContainer
+}
+
+func (f *fakeContainers) PullImage(context.Context, string, string, *registry.AuthConfig, io.Writer) error {
+	return errdefs.Unavailable(errors.New("the fake has no registry"))
+}
+
+func (f *fakeContainers) ImageInspect(context.Context, string) (*image.InspectResponse, error) {
+	return nil, errdefs.NotFound(errors.New("no such image (the fake holds none)"))
 }
 
 func (f *fakeContainers) ContainerList(_ context.Context, opts container.ListOptions) ([]container.Summary, error) {
