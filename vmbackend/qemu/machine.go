@@ -500,7 +500,21 @@ func (p *Provider) livePid(spec vmbackend.MachineSpec, name string) (int, bool) 
 	if pid, ok := pidFromFile(spec.StateDir, name); ok {
 		return pid, true
 	}
-	return findProcessByName(name)
+	if pid, ok := findProcessByName(name); ok {
+		// Only a QEMU of this daemon's: another jevmd on the machine (a
+		// migration's target on the same host, other data roots) runs
+		// VMs of the same name.
+		if mine, _ := procCmdlineHasArg(pid, qmpChardevPath(spec.StateDir)); mine {
+			return pid, true
+		}
+	}
+	return 0, false
+}
+
+// qmpChardevPath is how a machine's QEMU command line names its QMP
+// socket (cmdline.go).
+func qmpChardevPath(stateDir string) string {
+	return "path=" + qemuOptEscape(filepath.Join(stateDir, qmpSockName)) + ","
 }
 
 // pidFromFile returns the VM's pid if its pid file names a live QEMU of

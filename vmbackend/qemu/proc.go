@@ -198,6 +198,24 @@ func procCmdlineHasName(pid int, name string) (bool, error) {
 	return false, nil
 }
 
+// procCmdlineHasArg reports whether an argument on /proc/pid/cmdline
+// contains sub.
+func procCmdlineHasArg(pid int, sub string) (bool, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			return false, nil
+		}
+		return false, err
+	}
+	for _, arg := range bytes.Split(b, []byte{0}) {
+		if bytes.Contains(arg, []byte(sub)) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // readProcStats reads CPU time from /proc/pid/stat and RSS/PSS from
 // /proc/pid/smaps_rollup.
 func readProcStats(pid int) (cpu time.Duration, rss, pss uint64, err error) {

@@ -394,3 +394,23 @@ func TestAccelArgsTBSize(t *testing.T) {
 		}
 	}
 }
+
+// A restarted daemon adopts only a QEMU whose command line names its own
+// state directory's QMP socket: another jevmd on the machine runs VMs of
+// the same name (a migration between two daemons of one machine).
+func TestQMPChardevPathIdentifiesTheStateDir(t *testing.T) {
+	cfg := testConfig()
+	cfg.QMPSock = filepath.Join("/var/run/jevm,a/vms/abc", qmpSockName)
+	args := machineArgs(cfg)
+	has := func(sub string) bool {
+		return slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, sub) })
+	}
+	if !has(qmpChardevPath("/var/run/jevm,a/vms/abc")) {
+		t.Fatalf("%s not on the command line %q", qmpChardevPath("/var/run/jevm,a/vms/abc"), args)
+	}
+	for _, other := range []string{"/var/run/jevm,a/vms/ab", "/var/run/jevm2/vms/abc", "/var/run/jevm,a/vms"} {
+		if has(qmpChardevPath(other)) {
+			t.Errorf("the command line of %s matches %s", cfg.QMPSock, other)
+		}
+	}
+}
