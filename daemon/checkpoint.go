@@ -98,6 +98,9 @@ func (d *Daemon) CheckpointCreate(ctx context.Context, ref string, opts checkpoi
 	if _, joins := joinsVM(c.HostConfig); joins || members > 0 {
 		return errdefs.Conflict(errors.New("jevm cannot checkpoint a container that shares its VM with others (pods) yet"))
 	}
+	if dests := d.hostShared(c); len(dests) > 0 {
+		return errHostShared("checkpoint", dests)
+	}
 	r := c.run
 	cp, ok := r.machine.(vmbackend.Checkpointer)
 	if !ok {
@@ -284,14 +287,16 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *Container, path string
 			return nil
 		}},
 		s.stateDirStep(),
-		{"check-mounts", func(context.Context) error {
-			ms, err := d.prepareMounts(c)
+		// The guest has its mounts already: only volumes it mounts
+		// itself (NFS) can be in a checkpoint, which are marked in use.
+		{"check-mounts", func(ctx context.Context) error {
+			ms, err := d.prepareMounts(ctx, c, true)
 			if err != nil {
 				return err
 			}
-			d.releaseMounts(c)
+			s.cs.push("release-mounts", func() { d.releaseMounts(c) })
 			if len(ms.shares) > 0 {
-				return errdefs.InvalidParameter(errors.New("jevm cannot restore a container with bind mounts or volumes"))
+				return errHostShared("restore", d.hostShared(c))
 			}
 			return nil
 		}},

@@ -152,7 +152,8 @@ func (d *Daemon) withContainerFS(ctx context.Context, c *Container, op string, f
 				ready: make(chan struct{}), done: make(chan struct{}),
 				t0: time.Now(),
 			}
-			ms, err := d.prepareMounts(c)
+			// No network in a maintenance VM: the host mounts every volume.
+			ms, err := d.prepareMounts(context.Background(), c, false)
 			if err != nil {
 				maint.Unlock()
 				c.mu.Unlock()

@@ -18,16 +18,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/errdefs"
 	"github.com/sirupsen/logrus"
 
@@ -37,6 +41,7 @@ import (
 	"github.com/jevm/jevm/vmbackend"
 	"github.com/jevm/jevm/vmbackend/agentclient"
 	"github.com/jevm/jevm/vmbackend/agentproto"
+	"github.com/jevm/jevm/volumes"
 )
 
 const (
@@ -59,6 +64,9 @@ type incomingMigration struct {
 	needBase bool
 	busy     bool
 	timer    *time.Timer
+	// createdVolumes are the volumes this offer made (their names),
+	// removed again if the migration fails.
+	createdVolumes []string
 }
 
 type incomingMigrations struct {
@@ -89,9 +97,6 @@ func (d *Daemon) MigrationOffer(ctx context.Context, offer *migration.Offer) (re
 	hc := offer.HostConfig
 	if _, joins := joinsVM(hc); joins {
 		return resp, errdefs.Conflict(errors.New("jevm cannot migrate a container that shares another container's VM"))
-	}
-	if len(hc.Binds) > 0 || len(hc.Mounts) > 0 || len(hc.VolumesFrom) > 0 || len(offer.Config.Volumes) > 0 {
-		return resp, errdefs.InvalidParameter(errors.New("jevm cannot migrate a container with bind mounts or volumes yet"))
 	}
 	if err := validateHostConfig(hc); err != nil {
 		return resp, err
@@ -148,6 +153,15 @@ func (d *Daemon) MigrationOffer(ctx context.Context, offer *migration.Offer) (re
 	if err := os.Mkdir(c.Dir, 0o700); err != nil {
 		return resp, errdefs.Conflict(fmt.Errorf("container directory: %w", err))
 	}
+	createdVolumes, err := d.adoptMigratedMounts(c, offer)
+	if err != nil {
+		return resp, err
+	}
+	defer func() {
+		if retErr != nil {
+			d.dropMigratedMounts(c, createdVolumes)
+		}
+	}()
 	own, err := d.images.BaseDisk(ctx, imageID)
 	if err != nil {
 		return resp, fmt.Errorf("image disk: %w", err)
@@ -156,7 +170,7 @@ func (d *Daemon) MigrationOffer(ctx context.Context, offer *migration.Offer) (re
 	if err != nil {
 		return resp, err
 	}
-	im := &incomingMigration{offer: *offer, c: c, needBase: digest != offer.Base.Digest}
+	im := &incomingMigration{offer: *offer, c: c, needBase: digest != offer.Base.Digest, createdVolumes: createdVolumes}
 	if !im.needBase {
 		if err := d.vms.CreateRootDisk(ctx, own, c.diskPath()); err != nil {
 			return resp, errdefs.System(fmt.Errorf("create root disk: %w", err))
@@ -204,6 +218,7 @@ func (d *Daemon) dropIncoming(im *incomingMigration) {
 	}
 	im.timer.Stop()
 	d.migIn.mu.Unlock()
+	d.dropMigratedMounts(im.c, im.createdVolumes)
 	_ = os.RemoveAll(im.c.Dir)
 	_ = os.RemoveAll(d.vmStateDir(im.c.ID))
 	d.containers.release(im.c.Name)
@@ -319,6 +334,19 @@ func (d *Daemon) runIncoming(ctx context.Context, im *incomingMigration, conn ne
 			s.spec.NICs = netAtt.NICs
 			return nil
 		}},
+		// The guest has its mounts: volumes it mounts itself (NFS),
+		// marked in use here.
+		{"mount-volumes", func(ctx context.Context) error {
+			ms, err := d.prepareMounts(ctx, c, true)
+			if err != nil {
+				return err
+			}
+			s.cs.push("release-mounts", func() { d.releaseMounts(c) })
+			if len(ms.shares) > 0 {
+				return errHostShared("migrate", d.hostShared(c))
+			}
+			return nil
+		}},
 		{"incoming-machine", func(ctx context.Context) error {
 			m, err := mi.StartIncoming(ctx, s.spec, im.offer.Machine, migwire.NewFrameReader(br))
 			if errors.Is(err, vmbackend.ErrCheckpointIncompatible) {
@@ -393,4 +421,100 @@ func migratedEndpoints(eps map[string]migration.Endpoint) map[string]checkpointE
 		out[name] = checkpointEndpoint{IP: ep.IP, IPv6: ep.IPv6, MAC: ep.MAC}
 	}
 	return out
+}
+
+// adoptMigratedMounts gives c the offer's mount points: tmpfs mounts and
+// volumes its VM mounts itself. Each volume is this host's of that name,
+// which must have the same driver and options (the same NFS export), or
+// one made here with the source's options and labels; the names of those
+// made are returned. c references every volume; on error nothing is
+// left.
+func (d *Daemon) adoptMigratedMounts(c *Container, offer *migration.Offer) (created []string, retErr error) {
+	if len(offer.MountPoints) == 0 {
+		return nil, nil
+	}
+	var mps []*volumes.MountPoint
+	if err := json.Unmarshal(offer.MountPoints, &mps); err != nil {
+		return nil, errdefs.InvalidParameter(fmt.Errorf("the offer's mounts: %w", err))
+	}
+	defs := map[string]migration.Volume{}
+	for _, v := range offer.Volumes {
+		defs[v.Name] = v
+	}
+	for _, mp := range mps {
+		if mp == nil || !path.IsAbs(mp.Destination) {
+			return nil, errdefs.InvalidParameter(errors.New("the offer has a mount without an absolute destination"))
+		}
+		switch def, ok := defs[mp.Name]; {
+		case mp.Type == mount.TypeTmpfs:
+		case mp.Type != mount.TypeVolume:
+			return nil, errHostShared("migrate", []string{mp.Destination})
+		case !ok:
+			return nil, errdefs.InvalidParameter(fmt.Errorf("the offer has no definition of volume %q", mp.Name))
+		case !volumes.GuestMountableOptions(def.Options) || c.HostConfig.NetworkMode.IsNone():
+			return nil, errHostShared("migrate", []string{mp.Destination})
+		}
+	}
+	var referenced []string
+	defer func() {
+		if retErr != nil {
+			for _, name := range referenced {
+				d.volumes.Release(name, c.ID)
+			}
+			for _, name := range created {
+				_ = d.volumes.Remove(name)
+			}
+		}
+	}()
+	for _, mp := range mps {
+		if mp.Type != mount.TypeVolume || slices.Contains(referenced, mp.Name) {
+			continue
+		}
+		def := defs[mp.Name]
+		if have, err := d.volumes.Get(mp.Name); err == nil {
+			if have.Driver != def.Driver || !maps.Equal(have.Options, def.Options) {
+				return nil, errdefs.Conflict(fmt.Errorf("volume %s exists on this host with other options (%v, the source's %v)", mp.Name, have.Options, def.Options))
+			}
+			if err := d.volumes.Reference(mp.Name, c.ID); err != nil {
+				return nil, err
+			}
+		} else {
+			if err := volumes.ValidateOptions(def.Options); err != nil {
+				return nil, err
+			}
+			if _, _, err := d.volumes.Create(mp.Name, def.Driver, def.Options, def.Labels, c.ID); err != nil {
+				return nil, err
+			}
+			created = append(created, mp.Name)
+			d.volumeEvent("create", mp.Name, map[string]string{"driver": def.Driver})
+		}
+		referenced = append(referenced, mp.Name)
+	}
+	for _, mp := range mps {
+		if mp.Type == mount.TypeVolume {
+			v, err := d.volumes.Get(mp.Name)
+			if err != nil {
+				return nil, err
+			}
+			mp.Source = v.Mountpoint
+		}
+		mp.CopyData = false
+	}
+	c.MountPoints = mps
+	return created, nil
+}
+
+// dropMigratedMounts undoes adoptMigratedMounts.
+func (d *Daemon) dropMigratedMounts(c *Container, created []string) {
+	for _, mp := range c.MountPoints {
+		if mp.Type == mount.TypeVolume {
+			d.volumes.Release(mp.Name, c.ID)
+		}
+	}
+	for _, name := range created {
+		if err := d.volumes.Remove(name); err != nil {
+			d.log.WithError(err).WithField("volume", name).Warn("remove a volume made for a failed migration")
+		}
+	}
+	c.MountPoints = nil
 }

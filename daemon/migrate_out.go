@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/jsonmessage"
 	"github.com/sirupsen/logrus"
@@ -65,8 +66,8 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 		return errdefs.Conflict(fmt.Errorf("Container %s is not running", c.ID))
 	case members > 0:
 		return errdefs.Conflict(errors.New("jevm cannot migrate a container that shares its VM with others (pods) yet"))
-	case len(c.MountPoints) > 0:
-		return errdefs.InvalidParameter(errors.New("jevm cannot migrate a container with bind mounts or volumes yet"))
+	case len(d.hostShared(c)) > 0:
+		return errHostShared("migrate", d.hostShared(c))
 	case c.Config.Labels["com.docker.swarm.task.id"] != "":
 		return errdefs.Conflict(errors.New("a swarm task is moved by its service (docker node update --availability drain), not migrated"))
 	}
@@ -102,6 +103,9 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 	}
 	for name, ep := range d.endpointsOf(c) {
 		offer.Endpoints[name] = migration.Endpoint{IP: ep.IP, IPv6: ep.IPv6, MAC: ep.MAC}
+	}
+	if offer.MountPoints, offer.Volumes, err = d.migratedMounts(c); err != nil {
+		return err
 	}
 	log := d.log.WithFields(logrus.Fields{"container": c.ID[:12], "migration": "out", "target": req.Target})
 	pg := &migrateProgress{enc: json.NewEncoder(out)}
@@ -223,6 +227,7 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 	}
 	c.HasBeenManuallyStopped = true
 	c.lc.autoStart = false
+	c.removeVolumes = true // its anonymous volumes went with it
 	_ = c.save()
 	locked = false
 	c.mu.Unlock()
@@ -488,4 +493,30 @@ func allocatedBytes(path string) int64 {
 		return 0
 	}
 	return st.Blocks * 512
+}
+
+// migratedMounts are the offer's mount points and the volumes they use
+// (hostShared refused any other kind).
+func (d *Daemon) migratedMounts(c *Container) (json.RawMessage, []migration.Volume, error) {
+	if len(c.MountPoints) == 0 {
+		return nil, nil, nil
+	}
+	raw, err := json.Marshal(c.MountPoints)
+	if err != nil {
+		return nil, nil, err
+	}
+	var vols []migration.Volume
+	seen := map[string]bool{}
+	for _, mp := range c.MountPoints {
+		if mp.Type != mount.TypeVolume || seen[mp.Name] {
+			continue
+		}
+		seen[mp.Name] = true
+		v, err := d.volumes.Get(mp.Name)
+		if err != nil {
+			return nil, nil, err
+		}
+		vols = append(vols, migration.Volume{Name: v.Name, Driver: v.Driver, Options: v.Options, Labels: v.Labels})
+	}
+	return raw, vols, nil
 }

@@ -3,13 +3,18 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/errdefs"
 
 	"github.com/jevm/jevm/api/types/migration"
+	"github.com/jevm/jevm/volumes"
 )
 
 // Bad migration requests get clear errors before anything is sent, and
@@ -107,5 +112,99 @@ func TestIncomingMigrationLifecycle(t *testing.T) {
 	}
 	if err := d.containers.reserve(c.Name, strings.Repeat("c", 64)); err != nil {
 		t.Fatalf("the name is still reserved: %v", err)
+	}
+}
+
+// An offer's NFS volumes are made here with the source's options (and
+// removed when the migration fails), or must match a volume of that name
+// here; mounts shared from a host cannot come.
+func TestAdoptMigratedMounts(t *testing.T) {
+	d, _, _ := fakeDaemon(t, nil)
+	if err := d.openVolumes(); err != nil { // the fake daemon has no volume store
+		t.Fatal(err)
+	}
+	nfs := map[string]string{"type": "nfs", "o": "addr=10.0.0.1,vers=3", "device": ":/export"}
+	offer := func(mps ...*volumes.MountPoint) *migration.Offer {
+		raw, err := json.Marshal(mps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &migration.Offer{MountPoints: raw, Volumes: []migration.Volume{
+			{Name: "shared", Driver: "local", Options: nfs},
+			{Name: "ondisk", Driver: "local"},
+		}}
+	}
+	newC := func() *Container {
+		return &Container{ID: strings.Repeat("d", 64), HostConfig: &container.HostConfig{}}
+	}
+	vol := func(name, dst string) *volumes.MountPoint {
+		return &volumes.MountPoint{Type: mount.TypeVolume, Name: name, Destination: dst, Driver: "local", RW: true, CopyData: true}
+	}
+
+	c := newC()
+	created, err := d.adoptMigratedMounts(c, offer(vol("shared", "/data"), &volumes.MountPoint{Type: mount.TypeTmpfs, Destination: "/tmp"}))
+	if err != nil || len(created) != 1 || created[0] != "shared" {
+		t.Fatalf("an NFS volume: %v %v", created, err)
+	}
+	v, err := d.volumes.Get("shared")
+	if err != nil || !maps.Equal(v.Options, nfs) {
+		t.Fatalf("the volume made here: %+v %v", v, err)
+	}
+	if len(c.MountPoints) != 2 || c.MountPoints[0].Source != v.Mountpoint || c.MountPoints[0].CopyData {
+		t.Fatalf("mount points: %+v", c.MountPoints[0])
+	}
+	if refs := d.volumes.Refs("shared"); len(refs) != 1 || refs[0] != c.ID {
+		t.Fatalf("refs: %v", refs)
+	}
+	d.dropMigratedMounts(c, created)
+	if _, err := d.volumes.Get("shared"); !errdefs.IsNotFound(err) {
+		t.Fatalf("a failed migration left its volume: %v", err)
+	}
+
+	// One of the same name here: kept, and must have the same options.
+	if _, _, err := d.volumes.Create("shared", "local", nfs, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	c = newC()
+	if created, err = d.adoptMigratedMounts(c, offer(vol("shared", "/data"))); err != nil || len(created) != 0 {
+		t.Fatalf("an NFS volume this host has: %v %v", created, err)
+	}
+	d.dropMigratedMounts(c, created)
+	if _, err := d.volumes.Get("shared"); err != nil {
+		t.Fatalf("this host's volume went with a failed migration: %v", err)
+	}
+	if _, _, err := d.volumes.Create("other", "local", map[string]string{"type": "tmpfs", "device": "tmpfs"}, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	o := offer(vol("other", "/data"))
+	o.Volumes = append(o.Volumes, migration.Volume{Name: "other", Driver: "local", Options: nfs})
+	if _, err := d.adoptMigratedMounts(newC(), o); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "other options") {
+		t.Fatalf("a volume of the name with other options: %v", err)
+	}
+
+	// Refused, leaving nothing: a volume on the host's disk, a bind
+	// mount, an NFS volume of a container without a network.
+	for _, tc := range []struct {
+		what string
+		mps  []*volumes.MountPoint
+		none bool
+	}{
+		{"a local volume", []*volumes.MountPoint{vol("shared", "/a"), vol("ondisk", "/b")}, false},
+		{"a bind mount", []*volumes.MountPoint{vol("shared", "/a"), {Type: mount.TypeBind, Source: "/srv", Destination: "/b"}}, false},
+		{"no network", []*volumes.MountPoint{vol("shared", "/a")}, true},
+	} {
+		c := newC()
+		if tc.none {
+			c.HostConfig.NetworkMode = "none"
+		}
+		if _, err := d.adoptMigratedMounts(c, offer(tc.mps...)); !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), "host's disk") {
+			t.Fatalf("%s: %v", tc.what, err)
+		}
+		if refs := d.volumes.Refs("shared"); len(refs) != 0 {
+			t.Fatalf("%s: refs left: %v", tc.what, refs)
+		}
+		if _, err := d.volumes.Get("ondisk"); !errdefs.IsNotFound(err) {
+			t.Fatalf("%s: a volume was made: %v", tc.what, err)
+		}
 	}
 }

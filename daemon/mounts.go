@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -235,11 +236,41 @@ type mountSession struct {
 	requests []agentproto.MountRequest
 }
 
+// guestMounts reports whether the container's VM mounts the volume of mp
+// itself (a network filesystem, volumes.GuestMount): only a VM with a
+// network can; the host mounts it for the others and shares it over 9p.
+func (d *Daemon) guestMounts(c *Container, mp *volumes.MountPoint) bool {
+	return mp.Type == mount.TypeVolume && mp.Name != "" && !c.HostConfig.NetworkMode.IsNone() && d.volumes.GuestMountable(mp.Name)
+}
+
+// hostShared lists the destinations of the container's mounts its VM
+// reaches over virtio-9p: bind mounts and the volumes the host mounts.
+// Such a VM cannot be checkpointed or migrated (QEMU refuses to move a
+// mounted 9p export); tmpfs mounts and NFS volumes move with it.
+func (d *Daemon) hostShared(c *Container) []string {
+	var dests []string
+	for _, mp := range c.MountPoints {
+		if mp.Type != mount.TypeTmpfs && !d.guestMounts(c, mp) {
+			dests = append(dests, mp.Destination)
+		}
+	}
+	return dests
+}
+
+// errHostShared refuses a checkpoint, restore or migration of a container
+// with mounts shared from the host (hostShared).
+func errHostShared(op string, dests []string) error {
+	return errdefs.InvalidParameter(fmt.Errorf("jevm cannot %s a container with bind mounts or volumes on the host's disk (%s): QEMU cannot move a mounted 9p share; NFS volumes (docker volume create --opt type=nfs) move with the container",
+		op, strings.Join(dests, ", ")))
+}
+
 // prepareMounts turns the container's mount points and tmpfs mounts into
 // shares and mount requests: it creates missing `-v` bind sources, stages
 // bind-mounted files and mounts volumes that have a host filesystem.
+// guestNet says the VM has the container's networks: it then mounts
+// network filesystem volumes itself (a maintenance VM has none).
 // Callers hold c.mu; on error everything is released.
-func (d *Daemon) prepareMounts(c *Container) (_ *mountSession, retErr error) {
+func (d *Daemon) prepareMounts(ctx context.Context, c *Container, guestNet bool) (_ *mountSession, retErr error) {
 	ms := &mountSession{}
 	defer func() {
 		if retErr != nil {
@@ -291,14 +322,23 @@ func (d *Daemon) prepareMounts(c *Container) (_ *mountSession, retErr error) {
 			req.IsFile = true
 			req.SubPath = filepath.Base(mp.Source)
 		case mount.TypeVolume:
+			if guestNet && d.guestMounts(c, mp) {
+				gm, err := d.volumes.MountInGuest(ctx, mp.Name, c.ID)
+				if err != nil {
+					return nil, err
+				}
+				d.volumeMountEvent(c, mp)
+				req.Type, req.Source, req.Options = gm.FSType, gm.Device, gm.Options
+				req.SubPath = mp.Subpath
+				req.CopyUp = mp.CopyData
+				items = append(items, item{dest: mp.Destination, req: req})
+				continue
+			}
 			p, err := d.volumes.Mount(mp.Name, c.ID)
 			if err != nil {
 				return nil, err
 			}
-			d.volumeEvent("mount", mp.Name, map[string]string{
-				"container": c.ID, "destination": mp.Destination, "driver": mp.Driver,
-				"propagation": string(mp.Propagation), "read/write": strconv.FormatBool(mp.RW),
-			})
+			d.volumeMountEvent(c, mp)
 			hostPath = p
 			if mp.Subpath != "" {
 				sub, err := volumeSubpath(p, mp.Subpath)
@@ -357,6 +397,14 @@ func (d *Daemon) prepareMounts(c *Container) (_ *mountSession, retErr error) {
 		ms.requests = append(ms.requests, it.req)
 	}
 	return ms, nil
+}
+
+// volumeMountEvent is dockerd's "mount" event of a volume a start uses.
+func (d *Daemon) volumeMountEvent(c *Container, mp *volumes.MountPoint) {
+	d.volumeEvent("mount", mp.Name, map[string]string{
+		"container": c.ID, "destination": mp.Destination, "driver": mp.Driver,
+		"propagation": string(mp.Propagation), "read/write": strconv.FormatBool(mp.RW),
+	})
 }
 
 // stageFile makes dir/<n>/<base of file> a bind mount of the host file and

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,7 +66,7 @@ func TestRegisterMounts(t *testing.T) {
 	}
 
 	// Start: shares in order, tmpfs and mounts sorted parents first.
-	ms, err := d.prepareMounts(c)
+	ms, err := d.prepareMounts(context.Background(), c, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +171,7 @@ func TestStageFile(t *testing.T) {
 	if err := d.registerMounts(c); err != nil {
 		t.Fatal(err)
 	}
-	ms, err := d.prepareMounts(c)
+	ms, err := d.prepareMounts(context.Background(), c, true)
 	if err != nil {
 		t.Fatal(err)
 	}

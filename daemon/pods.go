@@ -179,8 +179,8 @@ func (d *Daemon) startJoined(ctx context.Context, c *Container) error {
 	member := hr.agent.For(c.ID)
 	steps := []step{
 		{"wait-file-ops", func(ctx context.Context) error { return d.waitFileOps(ctx, c) }},
-		{"prepare-mounts", func(context.Context) (err error) {
-			if mounts, err = d.prepareMounts(c); err != nil {
+		{"prepare-mounts", func(ctx context.Context) (err error) {
+			if mounts, err = d.prepareMounts(ctx, c, true); err != nil {
 				return err
 			}
 			s.cs.push("release-mounts", func() { d.releaseMounts(c) })

@@ -181,8 +181,8 @@ func (d *Daemon) startContainer(ctx context.Context, c *Container) error {
 		}},
 		s.stateDirStep(),
 		// Bind mounts, volumes, tmpfs (mounts.go): 9p shares and mount requests.
-		{"prepare-mounts", func(context.Context) (err error) {
-			if mounts, err = d.prepareMounts(c); err != nil {
+		{"prepare-mounts", func(ctx context.Context) (err error) {
+			if mounts, err = d.prepareMounts(ctx, c, true); err != nil {
 				return err
 			}
 			s.cs.push("release-mounts", func() { d.releaseMounts(c) })

@@ -61,16 +61,17 @@ func (a *agent) handleStart(stream uint32, m *agentproto.Msg) {
 	}
 	ph.mark("entropy")
 
-	if err := a.setupRoot(req, ph); err != nil {
-		fail(err)
-		return
-	}
-	// Network interfaces (network_linux.go).
+	// Network interfaces (network_linux.go), before the root's mounts:
+	// the guest mounts NFS volumes itself, over them.
 	if err := a.setupInterfaces(req.Interfaces); err != nil {
 		fail(err)
 		return
 	}
 	ph.mark("interfaces")
+	if err := a.setupRoot(req, ph); err != nil {
+		fail(err)
+		return
+	}
 	// After the interfaces: per-interface keys (net.ipv4.conf.eth0.*).
 	if err := writeSysctls(req.Sysctls); err != nil {
 		fail(err)

@@ -64,6 +64,8 @@ func (a *agent) setupMounts(root string, mounts []agentproto.MountRequest) error
 			if probed == 0 {
 				probed = time.Since(t0)
 			}
+		case "nfs", "nfs4":
+			err = a.mountShare(root, i, m)
 		case "tmpfs":
 			err = mountTmpfsIn(root, m)
 		default:
@@ -125,7 +127,13 @@ func (a *agent) mountShare(root string, i int, m *agentproto.MountRequest) error
 		if m.ReadOnly && !m.CopyUp {
 			flags |= unix.MS_RDONLY
 		}
-		if err := mount9p(m.Source, staging, flags); err != nil {
+		mount := mount9p
+		if m.Type != "9p" {
+			mount = func(device, dir string, flags uintptr) error {
+				return mountNetFS(m.Type, device, dir, flags, m.Options)
+			}
+		}
+		if err := mount(m.Source, staging, flags); err != nil {
 			return err
 		}
 		staged = true
@@ -142,6 +150,11 @@ func (a *agent) mountShare(root string, i int, m *agentproto.MountRequest) error
 	fi, err := os.Stat(src)
 	if err != nil {
 		return err
+	}
+	if m.Type != "9p" && m.SubPath != "" {
+		// The host cannot look into a volume only the guest mounts: what
+		// the subpath names decides.
+		m.IsFile = !fi.IsDir()
 	}
 	if m.IsFile != !fi.IsDir() {
 		if m.IsFile {
@@ -219,6 +232,28 @@ func mount9p(tag, dir string, flags uintptr) error {
 	}
 }
 
+// mountNetFS mounts a network filesystem volume (MountRequest type "nfs"
+// or "nfs4") at dir: the guest kernel is the client, so the mount moves
+// with the VM (checkpoint, migration). options are the volume's, with the
+// server's address resolved by the host; flag options (ro, nosuid, ...)
+// become mount flags.
+func mountNetFS(fstype, device, dir string, flags uintptr, options []string) error {
+	if device == "" {
+		return errors.New("a network filesystem mount without a device")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	optFlags, data := mountOptions(options)
+	if err := unix.Mount(device, dir, fstype, flags|optFlags, data); err != nil {
+		if errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("mount %s %s: the guest kernel has no %s support", fstype, device, fstype)
+		}
+		return fmt.Errorf("mount %s %s (%s): %w", fstype, device, data, err)
+	}
+	return nil
+}
+
 // mountPodShare mounts the VM's pod share (agentproto.MountRequest.
 // PodShare) the first time a joined container needs it and keeps it:
 // one 9p device serves one mount at a time, and every joined container's
@@ -271,9 +306,9 @@ func prepareTarget(root, target string, isFile bool) (string, error) {
 	return hp, nil
 }
 
-// tmpfsFlag maps the flag options of a tmpfs mount to MS_ flags; false in
-// set means the option clears the flag.
-var tmpfsFlag = map[string]struct {
+// mountFlag maps the flag options of a mount (tmpfs, nfs) to MS_ flags;
+// false in set means the option clears the flag.
+var mountFlag = map[string]struct {
 	set  bool
 	flag uintptr
 }{
@@ -288,15 +323,15 @@ var tmpfsFlag = map[string]struct {
 	"sync": {true, unix.MS_SYNCHRONOUS}, "async": {false, unix.MS_SYNCHRONOUS},
 }
 
-// tmpfsOptions splits tmpfs options into mount flags and data.
-func tmpfsOptions(opts []string) (uintptr, string) {
+// mountOptions splits mount options into mount flags and data.
+func mountOptions(opts []string) (uintptr, string) {
 	var flags uintptr
 	var data []string
 	for _, o := range opts {
 		if o == "" {
 			continue
 		}
-		if f, ok := tmpfsFlag[o]; ok {
+		if f, ok := mountFlag[o]; ok {
 			if f.set {
 				flags |= f.flag
 			} else {
@@ -314,7 +349,7 @@ func mountTmpfsIn(root string, m *agentproto.MountRequest) error {
 	if err != nil {
 		return err
 	}
-	flags, data := tmpfsOptions(m.Options)
+	flags, data := mountOptions(m.Options)
 	if m.ReadOnly {
 		flags |= unix.MS_RDONLY
 	}

@@ -84,7 +84,7 @@ func TestCopyUpIfEmpty(t *testing.T) {
 }
 
 func TestTmpfsOptions(t *testing.T) {
-	flags, data := tmpfsOptions([]string{"noexec", "nosuid", "nodev", "exec", "size=64m", "mode=1777", "ro"})
+	flags, data := mountOptions([]string{"noexec", "nosuid", "nodev", "exec", "size=64m", "mode=1777", "ro"})
 	if flags != unix.MS_NOSUID|unix.MS_NODEV|unix.MS_RDONLY || data != "size=64m,mode=1777" {
 		t.Fatalf("flags %#x data %q", flags, data)
 	}

@@ -212,6 +212,42 @@ func TestMigrateAcrossHosts(t *testing.T) {
 		t.Errorf("after the refusals the counter is %d, then %d (%v)", n1, n2, ok)
 	}
 
+	// An NFS volume follows its container: h2 has no volume of that name
+	// and makes one with h1's options; the guest's own NFS mount moves
+	// with the VM, and the container's shell writes on through it.
+	srv := startNFSServer(t, hostsNet+"1")
+	h1.must(append(append([]string{"volume", "create"}, srv.volumeOptions()...), "shared")...)
+	h1.must("run", "-d", "--name", "nfs", "-v", "shared:/data", "busybox", "sh", "-c",
+		"echo before > /data/before; i=0; while true; do i=$((i+1)); echo $i >> /data/log; sleep 0.2; done")
+	logLines := func() []string {
+		b, _ := os.ReadFile(filepath.Join(srv.dir, "log"))
+		return strings.Fields(string(b))
+	}
+	waitFor(t, 60*time.Second, "the container writing to its NFS volume", func() bool { return len(logLines()) >= 3 })
+	t0 = time.Now()
+	out = h1.must("jevm", "migrate", "nfs", target(h2))
+	t.Logf("migrate a container with an NFS volume:\n%s", out)
+	n := len(logLines())
+	waitFor(t, 60*time.Second, "writes through the NFS volume from h2", func() bool { return len(logLines()) >= n+5 })
+	t.Logf("the volume's log went on %s after the migration began", time.Since(t0).Round(time.Millisecond))
+	for i, l := range logLines() {
+		if l != strconv.Itoa(i+1) {
+			t.Fatalf("the log on the NFS volume has %q at line %d: the writer did not go on where it was", l, i+1)
+		}
+	}
+	if got := h2.must("exec", "nfs", "cat", "/data/before"); got != "before\n" {
+		t.Fatalf("a file written on h1, read on h2: %q", got)
+	}
+	h2.must("exec", "nfs", "sh", "-c", "echo after > /data/after")
+	if b, _ := os.ReadFile(filepath.Join(srv.dir, "after")); string(b) != "after\n" {
+		t.Fatalf("a file written on h2, on the server: %q", b)
+	}
+	if got, want := h2.must("volume", "inspect", "--format", "{{json .Options}}", "shared"), h1.must("volume", "inspect", "--format", "{{json .Options}}", "shared"); got != want {
+		t.Fatalf("the volume h2 made has %s, h1's %s", got, want)
+	}
+	h1.must("volume", "rm", "shared") // no longer used on h1
+	h2.must("rm", "-f", "nfs")
+
 	// The target's jevmd killed during the copy: the container runs on
 	// here; the target, started again, stops the VM it was loading and
 	// keeps nothing; then the migration goes through.

@@ -10,6 +10,7 @@
 package volumes
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -511,7 +512,18 @@ func (s *Store) Mount(name, ref string) (string, error) {
 			return "", opErr("mount", name, errdefs.System(err), nil)
 		}
 		if !mounted {
-			flags, data := parseMountOptions(v.Options["o"])
+			o := v.Options["o"]
+			if v.guestMountable() {
+				// A VM without a network (--network none) has the host
+				// mount an NFS volume, with the server's address
+				// resolved here as for the guests.
+				opts, err := resolveServerAddr(context.Background(), v.Options["device"], o)
+				if err != nil {
+					return "", opErr("mount", name, errdefs.InvalidParameter(fmt.Errorf("failed to mount local volume: %w", err)), nil)
+				}
+				o = strings.Join(opts, ",")
+			}
+			flags, data := parseMountOptions(o)
 			if err := unix.Mount(v.Options["device"], v.Mountpoint, v.Options["type"], flags, data); err != nil {
 				return "", opErr("mount", name, errdefs.System(fmt.Errorf("failed to mount local volume: mount %s:%s, flags: %#x, data: %s: %w", v.Options["device"], v.Mountpoint, flags, data, err)), nil)
 			}

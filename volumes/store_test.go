@@ -1,8 +1,10 @@
 package volumes
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -196,5 +198,63 @@ func TestStorePrune(t *testing.T) {
 	}
 	if _, err := s.Get("withopts"); err != nil {
 		t.Fatal("prune removed a volume with options")
+	}
+}
+
+// An NFS volume is mounted by its VMs: the server's name in addr= or
+// device is resolved on the host (the guest kernel takes addresses only),
+// and the host mounts nothing.
+func TestMountInGuest(t *testing.T) {
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		opts map[string]string
+		want []string
+		bad  string
+	}{
+		{map[string]string{"type": "nfs", "o": "addr=10.0.0.1,vers=3,nolock", "device": ":/export"}, []string{"addr=10.0.0.1", "vers=3", "nolock"}, ""},
+		{map[string]string{"type": "nfs", "o": "addr=localhost,ro", "device": ":/export"}, []string{"addr=127.0.0.1", "ro"}, ""},
+		{map[string]string{"type": "nfs4", "o": "vers=4.1", "device": "127.0.0.2:/"}, []string{"vers=4.1", "addr=127.0.0.2"}, ""},
+		{map[string]string{"type": "nfs", "o": "vers=3", "device": ":/export"}, nil, "address is missing"},
+		{map[string]string{"type": "nfs", "o": "addr=no-such-host.invalid", "device": ":/export"}, nil, "look up NFS server"},
+	} {
+		name := "n" + strings.NewReplacer(",", "", "=", "", ".", "", ":", "", "/", "").Replace(tc.opts["o"]+tc.opts["device"])
+		if _, _, err := s.Create(name, "", tc.opts, nil, ""); err != nil {
+			t.Fatal(err)
+		}
+		if !s.GuestMountable(name) {
+			t.Fatalf("%v: not mounted by the guest", tc.opts)
+		}
+		gm, err := s.MountInGuest(ctx, name, "c1")
+		if tc.bad != "" {
+			if !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), tc.bad) {
+				t.Fatalf("%v: %v", tc.opts, err)
+			}
+			if was, _ := s.Unmount(name, "c1"); was {
+				t.Fatalf("%v: in use after a failed mount", tc.opts)
+			}
+			continue
+		}
+		if err != nil || gm.FSType != tc.opts["type"] || gm.Device != tc.opts["device"] || !slices.Equal(gm.Options, tc.want) {
+			t.Fatalf("%v: %+v %v", tc.opts, gm, err)
+		}
+		if mounted, _ := isMountPoint(filepath.Join(s.Root(), name, "_data")); mounted {
+			t.Fatalf("%v: the host mounted it", tc.opts)
+		}
+		if was, err := s.Unmount(name, "c1"); !was || err != nil {
+			t.Fatalf("%v: unmount (in use: %v): %v", tc.opts, was, err)
+		}
+	}
+	if _, _, err := s.Create("plain", "", nil, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if s.GuestMountable("plain") || GuestMountableOptions(map[string]string{"type": "tmpfs"}) {
+		t.Fatal("a local volume mounted by the guest")
+	}
+	if _, err := s.MountInGuest(ctx, "plain", "c1"); !errdefs.IsInvalidParameter(err) {
+		t.Fatalf("a local volume in the guest: %v", err)
 	}
 }

@@ -368,7 +368,10 @@ type InterfaceConfig struct {
 
 // MountRequest is one mount in the container's root.
 type MountRequest struct {
-	// Type is "9p" (Source is the share's tag) or "tmpfs".
+	// Type is "9p" (Source is the share's tag), "tmpfs", or "nfs" or
+	// "nfs4": a network filesystem volume the guest kernel mounts itself
+	// (Source is the device, "server:/export"; Options the mount
+	// options, with addr= an IP address), which moves with the VM.
 	Type   string `json:"type"`
 	Source string `json:"source,omitempty"`
 	// Target is the path inside the container's root; created if missing

@@ -58,6 +58,10 @@ var DefaultOptionalModules = []string{
 	"9p",
 	"9pnet_virtio",
 	"vmw_vsock_virtio_transport",
+	// NFS volumes are mounted by the guest itself (volumes.GuestMount);
+	// nfs, sunrpc and lockd come as their dependencies.
+	"nfsv3",
+	"nfsv4",
 }
 
 // OrderFile is the path, inside the initramfs, of the module load order:

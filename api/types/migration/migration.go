@@ -43,10 +43,25 @@ type Offer struct {
 	// Endpoints are the addresses the guest has, by network name: the
 	// target asks its networks for the same ones.
 	Endpoints map[string]Endpoint `json:"Endpoints,omitempty"`
+	// MountPoints are the container's mounts as the source records them
+	// (daemon's volumes.MountPoint): tmpfs mounts and volumes its VM
+	// mounts itself (NFS), which move with the VM.
+	MountPoints json.RawMessage `json:"MountPoints,omitempty"`
+	// Volumes are the volumes those mounts use: the target makes any it
+	// lacks with the same options; one it has must have the same.
+	Volumes []Volume `json:"Volumes,omitempty"`
 	// Machine is what the target's VM must match.
 	Machine vmbackend.MigrationInfo `json:"Machine"`
 	// Base identifies the base disk under the container's own layer.
 	Base DiskIdentity `json:"Base"`
+}
+
+// Volume is a volume of a migrated container.
+type Volume struct {
+	Name    string            `json:"Name"`
+	Driver  string            `json:"Driver"`
+	Options map[string]string `json:"Options,omitempty"`
+	Labels  map[string]string `json:"Labels,omitempty"`
 }
 
 // Endpoint is one of the guest's addresses.
