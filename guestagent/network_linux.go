@@ -244,16 +244,29 @@ func (a *agent) handleRestored(stream uint32, m *agentproto.Msg) {
 			a.logf("/etc/%s: %v", f.name, err)
 		}
 	}
+	gone := map[string]bool{} // the addresses the guest had and lost
 	for _, cfg := range r.Interfaces {
-		if err := renewInterface(cfg.Name); err != nil {
+		removed, err := renewInterface(cfg.Name)
+		if err != nil {
 			a.reply(stream, m, fmt.Errorf("network interface %s: %w", cfg.Name, err))
 			return
+		}
+		for _, ip := range removed {
+			gone[ip.String()] = true
 		}
 		if err := a.configureInterface(cfg, true, nicWait); err != nil {
 			a.reply(stream, m, fmt.Errorf("network interface %s (%s): %w", cfg.Name, cfg.MAC, err))
 			return
 		}
 	}
+	for _, cfg := range r.Interfaces {
+		for _, cidr := range cfg.Addresses {
+			if ip, _, err := net.ParseCIDR(cidr); err == nil {
+				delete(gone, ip.String()) // kept
+			}
+		}
+	}
+	abortConnectionsFrom(a, gone)
 	flushNeighbors(a)
 	a.reply(stream, m, nil)
 }
@@ -279,28 +292,64 @@ func flushNeighbors(a *agent) {
 }
 
 // renewInterface takes link name down and removes its addresses, so that
-// configureInterface adopts it by name with a new MAC and addresses.
-func renewInterface(name string) error {
+// configureInterface adopts it by name with a new MAC and addresses. It
+// returns the addresses removed.
+func renewInterface(name string) ([]net.IP, error) {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := netlink.LinkSetDown(l); err != nil {
-		return err
+		return nil, err
 	}
+	var removed []net.IP
 	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		addrs, err := netlink.AddrList(l, family)
 		if err != nil {
-			return err
+			return removed, err
 		}
 		for _, ad := range addrs {
 			if ad.IP.IsLinkLocalUnicast() {
 				continue
 			}
 			if err := netlink.AddrDel(l, &ad); err != nil {
-				return fmt.Errorf("remove address %s: %w", ad.IPNet, err)
+				return removed, fmt.Errorf("remove address %s: %w", ad.IPNet, err)
 			}
+			removed = append(removed, ad.IP)
 		}
 	}
-	return nil
+	return removed, nil
+}
+
+// abortConnectionsFrom aborts the guest's TCP connections from addresses
+// it no longer has (a migrated or forked guest given new ones): Linux
+// keeps such a connection open, and its peer's answers now go to
+// whoever has the address, so it would hang until TCP gives up (many
+// minutes). Aborted, its owner sees ECONNABORTED at once, and a client
+// that reconnects (the kernel's NFS client, for one) does so from the
+// new address. Only IPv4: the netlink library destroys IPv4 sockets only.
+func abortConnectionsFrom(a *agent, gone map[string]bool) {
+	if len(gone) == 0 {
+		return
+	}
+	socks, err := netlink.SocketDiagTCP(unix.AF_INET)
+	if err != nil {
+		a.logf("list TCP connections: %v", err)
+		return
+	}
+	n := 0
+	for _, s := range socks {
+		const tcpListen = 10
+		if s.State == tcpListen || !gone[s.ID.Source.String()] {
+			continue
+		}
+		local := &net.TCPAddr{IP: s.ID.Source, Port: int(s.ID.SourcePort)}
+		remote := &net.TCPAddr{IP: s.ID.Destination, Port: int(s.ID.DestinationPort)}
+		if err := netlink.SocketDestroy(local, remote); err != nil {
+			a.logf("abort TCP connection %s -> %s: %v", local, remote, err)
+			continue
+		}
+		n++
+	}
+	a.debugf("aborted %d TCP connection(s) from the guest's old addresses", n)
 }

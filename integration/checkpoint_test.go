@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -118,6 +119,30 @@ func TestCheckpointRestore(t *testing.T) {
 	mustDocker(t, "exec", withVol, "true")
 	if got := checkpointNames(t, withVol); got != "" {
 		t.Fatalf("a refused checkpoint left %q", got)
+	}
+
+	// An NFS volume is the guest's own mount: checkpointed with the VM,
+	// and the restored shell appends on where it was.
+	gw := strings.TrimSpace(mustDocker(t, "network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", "bridge"))
+	srv := startNFSServer(t, gw)
+	withNFS := uniqueName(t, "cknfs")
+	t.Cleanup(func() { docker(t, "rm", "-f", withNFS); docker(t, "volume", "rm", withNFS) })
+	mustDocker(t, append(append([]string{"volume", "create"}, srv.volumeOptions()...), withNFS)...)
+	mustDocker(t, "run", "-d", "--name", withNFS, "-v", withNFS+":/data", "busybox", "sh", "-c",
+		"i=0; while true; do i=$((i+1)); echo $i >> /data/log; sleep 0.2; done")
+	nfsLog := func() []string {
+		b, _ := os.ReadFile(filepath.Join(srv.dir, "log"))
+		return strings.Fields(string(b))
+	}
+	waitFor(t, 60*time.Second, "writes to the NFS volume", func() bool { return len(nfsLog()) >= 3 })
+	mustDocker(t, "checkpoint", "create", withNFS, "c1")
+	n = len(nfsLog())
+	mustDocker(t, "start", "--checkpoint", "c1", withNFS)
+	waitFor(t, 60*time.Second, "writes to the NFS volume after the restore", func() bool { return len(nfsLog()) >= n+3 })
+	for i, l := range nfsLog() {
+		if l != strconv.Itoa(i+1) {
+			t.Fatalf("the NFS volume's log has %q at line %d: the restored shell did not go on where it was", l, i+1)
+		}
 	}
 }
 

@@ -214,11 +214,22 @@ func TestMigrateAcrossHosts(t *testing.T) {
 
 	// An NFS volume follows its container: h2 has no volume of that name
 	// and makes one with h1's options; the guest's own NFS mount moves
-	// with the VM, and the container's shell writes on through it.
+	// with the VM, and the container's shell writes on through it. On h2
+	// another container has the container's address on their network, so
+	// the migrated guest gets a new one (the agent readdresses it), and
+	// its NFS client goes on over it.
 	srv := startNFSServer(t, hostsNet+"1")
 	h1.must(append(append([]string{"volume", "create"}, srv.volumeOptions()...), "shared")...)
-	h1.must("run", "-d", "--name", "nfs", "-v", "shared:/data", "busybox", "sh", "-c",
+	for _, h := range hosts {
+		h.must("network", "create", "--subnet", "10.99.0.0/24", "mignet")
+	}
+	h1.must("run", "-d", "--name", "nfs", "--network", "mignet", "-v", "shared:/data", "busybox", "sh", "-c",
 		"echo before > /data/before; i=0; while true; do i=$((i+1)); echo $i >> /data/log; sleep 0.2; done")
+	ipOn := func(h *testHost, name string) string {
+		return strings.TrimSpace(h.must("inspect", "--format", `{{(index .NetworkSettings.Networks "mignet").IPAddress}}`, name))
+	}
+	oldIP := ipOn(h1, "nfs")
+	h2.must("run", "-d", "--name", "squat", "--network", "mignet", "--ip", oldIP, "busybox", "sleep", "600")
 	logLines := func() []string {
 		b, _ := os.ReadFile(filepath.Join(srv.dir, "log"))
 		return strings.Fields(string(b))
@@ -245,8 +256,20 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	if got, want := h2.must("volume", "inspect", "--format", "{{json .Options}}", "shared"), h1.must("volume", "inspect", "--format", "{{json .Options}}", "shared"); got != want {
 		t.Fatalf("the volume h2 made has %s, h1's %s", got, want)
 	}
+	newIP := ipOn(h2, "nfs")
+	if newIP == oldIP || newIP == "" {
+		t.Fatalf("the migrated container's address on h2 is %q (h1's was %s, which squat has there)", newIP, oldIP)
+	}
+	if got := h2.must("exec", "nfs", "ip", "-4", "-o", "addr", "show", "eth0"); !strings.Contains(got, " "+newIP+"/") || strings.Contains(got, " "+oldIP+"/") {
+		t.Fatalf("inspect says %s, the guest has: %s", newIP, got)
+	}
+	h2.must("exec", "squat", "ping", "-c", "1", "-W", "5", newIP)
+	t.Logf("readdressed on h2: %s -> %s", oldIP, newIP)
 	h1.must("volume", "rm", "shared") // no longer used on h1
-	h2.must("rm", "-f", "nfs")
+	h2.must("rm", "-f", "nfs", "squat")
+	for _, h := range hosts {
+		h.must("network", "rm", "mignet")
+	}
 
 	// The target's jevmd killed during the copy: the container runs on
 	// here; the target, started again, stops the VM it was loading and

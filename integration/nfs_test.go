@@ -48,7 +48,7 @@ func startNFSServer(t *testing.T, ip string) *nfsServer {
 func (s *nfsServer) volumeOptions() []string {
 	return []string{
 		"--opt", "type=nfs",
-		"--opt", fmt.Sprintf("o=addr=%s,vers=3,proto=tcp,port=%d,mountport=%d,mountproto=tcp,nolock", s.ip, s.port, s.port),
+		"--opt", fmt.Sprintf("o=addr=%s,vers=3,proto=tcp,port=%d,mountport=%d,mountproto=tcp,nolock,noacl", s.ip, s.port, s.port),
 		"--opt", "device=:/",
 	}
 }

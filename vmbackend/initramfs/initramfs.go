@@ -62,6 +62,9 @@ var DefaultOptionalModules = []string{
 	// nfs, sunrpc and lockd come as their dependencies.
 	"nfsv3",
 	"nfsv4",
+	// The agent aborts the TCP connections of addresses a migrated or
+	// forked guest lost (sock_diag's SOCK_DESTROY).
+	"tcp_diag",
 }
 
 // OrderFile is the path, inside the initramfs, of the module load order:
