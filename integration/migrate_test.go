@@ -274,8 +274,8 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	// The target's jevmd killed during the copy: the container runs on
 	// here; the target, started again, stops the VM it was loading and
 	// keeps nothing; then the migration goes through.
-	h1.must("run", "-d", "--name", "busy", "--shm-size", "100m", "busybox", "sh", "-c",
-		"head -c 33554432 /dev/urandom > /dev/shm/a && echo ready && while :; do cp /dev/shm/a /dev/shm/b; done")
+	busyID := strings.TrimSpace(h1.must("run", "-d", "--name", "busy", "--shm-size", "100m", "busybox", "sh", "-c",
+		"head -c 33554432 /dev/urandom > /dev/shm/a && echo ready && while :; do cp /dev/shm/a /dev/shm/b; done"))
 	waitFor(t, 60*time.Second, "busy's file", func() bool { return strings.Contains(h1.must("logs", "busy"), "ready") })
 	res := make(chan result, 1)
 	go func() { res <- h1.docker("jevm", "migrate", "busy", target(h2)) }()
@@ -300,6 +300,30 @@ func TestMigrateAcrossHosts(t *testing.T) {
 		t.Errorf("%d container directories on h2 after its restart", len(entries))
 	}
 	h1.must("jevm", "migrate", "busy", target(h2))
+	h2.must("exec", "busy", "true")
+
+	// The source's jevmd killed during the copy: QEMU's stream breaks and
+	// the guest runs on at the source, whose restarted daemon adopts it;
+	// the target drops the VM it was loading.
+	before := len(qemuProcessesUnder(h1.dir))
+	go func() { res <- h2.docker("jevm", "migrate", "busy", target(h1)) }()
+	waitFor(t, 60*time.Second, "the incoming VM on h1", func() bool { return len(qemuProcessesUnder(h1.dir)) > before })
+	h2.kill9()
+	if r := <-res; r.code == 0 {
+		t.Fatalf("the migration with its source killed succeeded: %s", r)
+	}
+	waitFor(t, 30*time.Second, "h1 to drop the incoming VM", func() bool { return len(qemuProcessesUnder(h1.dir)) == before })
+	if _, err := os.Stat(filepath.Join(h1.dir, "data", "containers", busyID)); err == nil {
+		t.Error("the failed migration left busy's directory on h1")
+	}
+	if r := h1.docker("inspect", "busy"); r.code == 0 {
+		t.Errorf("busy is on h1 after its source was killed: %s", r.stdout)
+	}
+	h2.start()
+	h2.waitUp()
+	if got := h2.must("inspect", "--format", "{{.State.Running}} {{.RestartCount}}", "busy"); got != "true 0\n" {
+		t.Fatalf("busy on its restarted source: %q", got)
+	}
 	h2.must("exec", "busy", "true")
 }
 

@@ -500,15 +500,10 @@ func (p *Provider) livePid(spec vmbackend.MachineSpec, name string) (int, bool) 
 	if pid, ok := pidFromFile(spec.StateDir, name); ok {
 		return pid, true
 	}
-	if pid, ok := findProcessByName(name); ok {
-		// Only a QEMU of this daemon's: another jevmd on the machine (a
-		// migration's target on the same host, other data roots) runs
-		// VMs of the same name.
-		if mine, _ := procCmdlineHasArg(pid, qmpChardevPath(spec.StateDir)); mine {
-			return pid, true
-		}
-	}
-	return 0, false
+	// Only a QEMU of this daemon's: another jevmd on the machine (a
+	// migration's source or target on the same host, other data roots)
+	// runs VMs of the same name.
+	return findProcessByName(name, qmpChardevPath(spec.StateDir))
 }
 
 // qmpChardevPath is how a machine's QEMU command line names its QMP
@@ -535,8 +530,8 @@ func pidFromFile(stateDir, name string) (int, bool) {
 }
 
 // findProcessByName scans /proc for a process with "-name name" on its
-// command line.
-func findProcessByName(name string) (int, bool) {
+// command line and, if arg is not empty, an argument containing arg.
+func findProcessByName(name, arg string) (int, bool) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0, false
@@ -546,7 +541,10 @@ func findProcessByName(name string) (int, bool) {
 		if err != nil || pid <= 0 {
 			continue
 		}
-		if ok, _ := procCmdlineHasName(pid, name); ok {
+		if ok, _ := procCmdlineHasName(pid, name); !ok {
+			continue
+		}
+		if ok, _ := procCmdlineHasArg(pid, arg); ok || arg == "" {
 			return pid, true
 		}
 	}

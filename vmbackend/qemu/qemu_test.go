@@ -668,7 +668,7 @@ func TestRealQEMU(t *testing.T) {
 				t.Errorf("%s left behind", f)
 			}
 		}
-		if pid, ok := findProcessByName(processName("test-f")); ok {
+		if pid, ok := findProcessByName(processName("test-f"), ""); ok {
 			t.Errorf("qemu %d left behind", pid)
 		}
 	})
