@@ -666,6 +666,7 @@ func (f *fakeBackend) MigrationOffer(context.Context, *migration.Offer) (migrati
 	return migration.OfferResponse{}, errNoMigration
 }
 func (f *fakeBackend) MigrationBase(context.Context, string, io.Reader) error { return errNoMigration }
+func (f *fakeBackend) MigrationLog(context.Context, string, io.Reader) error  { return errNoMigration }
 func (f *fakeBackend) MigrationRun(context.Context, string, func() (net.Conn, *bufio.Reader, error)) error {
 	return errNoMigration
 }

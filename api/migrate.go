@@ -29,6 +29,8 @@ type MigrationBackend interface {
 	// the migration; the stream is the connection's after that.
 	MigrationOffer(ctx context.Context, offer *migration.Offer) (migration.OfferResponse, error)
 	MigrationBase(ctx context.Context, id string, r io.Reader) error
+	// MigrationLog takes the container's log files, a tar stream.
+	MigrationLog(ctx context.Context, id string, r io.Reader) error
 	MigrationRun(ctx context.Context, id string, hijack func() (net.Conn, *bufio.Reader, error)) error
 	MigrationAbort(ctx context.Context, id string) error
 }
@@ -38,6 +40,7 @@ func (s *Server) migrationRoutes() []route {
 		{http.MethodPost, "/containers/{name:.*}/jevm/migrate", withJSONBody(s.postContainerMigrate)},
 		{http.MethodPost, "/jevm/migrations", withJSONBody(s.postMigration)},
 		{http.MethodPut, "/jevm/migrations/{id}/base", s.putMigrationBase},
+		{http.MethodPut, "/jevm/migrations/{id}/log", s.putMigrationLog},
 		{http.MethodPost, "/jevm/migrations/{id}/run", s.postMigrationRun},
 		{http.MethodDelete, "/jevm/migrations/{id}", s.deleteMigration},
 	}
@@ -59,6 +62,14 @@ func (s *Server) postMigration(ctx context.Context, w http.ResponseWriter, vars 
 
 func (s *Server) putMigrationBase(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
 	if err := s.backend.MigrationBase(ctx, vars["id"], r.Body); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) putMigrationLog(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	if err := s.backend.MigrationLog(ctx, vars["id"], r.Body); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -42,6 +42,11 @@ func (f *fakeMigrations) MigrationBase(_ context.Context, id string, r io.Reader
 	f.calls = append(f.calls, "base "+id+" "+string(b))
 	return nil
 }
+func (f *fakeMigrations) MigrationLog(_ context.Context, id string, r io.Reader) error {
+	b, _ := io.ReadAll(r)
+	f.calls = append(f.calls, "log "+id+" "+string(b))
+	return nil
+}
 func (f *fakeMigrations) MigrationRun(_ context.Context, id string, hijack func() (net.Conn, *bufio.Reader, error)) error {
 	f.calls = append(f.calls, "run "+id)
 	if id == "unknown" {
@@ -91,6 +96,9 @@ func TestMigrationRoutes(t *testing.T) {
 	if resp, body := e.do(http.MethodPut, "/jevm/migrations/abc/base", "DISK"); resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("base: %d %s", resp.StatusCode, body)
 	}
+	if resp, body := e.do(http.MethodPut, "/jevm/migrations/abc/log", "LOG"); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("log: %d %s", resp.StatusCode, body)
+	}
 	if resp, body := e.do(http.MethodPost, "/jevm/migrations/unknown/run", nil, "Connection", "Upgrade", "Upgrade", "tcp"); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("run of an unknown migration: %d %s", resp.StatusCode, body)
 	}
@@ -111,7 +119,7 @@ func TestMigrationRoutes(t *testing.T) {
 	if resp, body := e.do(http.MethodDelete, "/jevm/migrations/abc", nil); resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("abort: %d %s", resp.StatusCode, body)
 	}
-	want := "migrate c1 tcp://h2:2376|migrate missing tcp://h2:2376|migrate fails-late tcp://h2:2376|offer abc web|base abc DISK|run unknown|run abc|abort abc"
+	want := "migrate c1 tcp://h2:2376|migrate missing tcp://h2:2376|migrate fails-late tcp://h2:2376|offer abc web|base abc DISK|log abc LOG|run unknown|run abc|abort abc"
 	if got := strings.Join(fm.calls, "|"); got != want {
 		t.Fatalf("calls:\n%s\nwant\n%s", got, want)
 	}

@@ -366,12 +366,16 @@ func (d *Daemon) runIncoming(ctx context.Context, im *incomingMigration, conn ne
 			}
 			_ = conn.SetReadDeadline(time.Now().Add(commitTimeout))
 			var st migration.Status
-			if err := json.NewDecoder(io.LimitReader(br, 4096)).Decode(&st); err != nil {
+			// The commit carries the log's tail (base64 in JSON).
+			if err := json.NewDecoder(io.LimitReader(br, maxMigratedLogTail*4/3+4096)).Decode(&st); err != nil {
 				return fmt.Errorf("no commit from the source: %w", err)
 			}
 			_ = conn.SetReadDeadline(time.Time{})
 			if st.Status != migration.StatusCommit {
 				return fmt.Errorf("the source did not commit: %s", st.Error)
+			}
+			if err := appendLogTail(c, st.LogTail); err != nil {
+				log.WithError(err).Warn("the log's last lines from the source are lost")
 			}
 			return nil
 		}},

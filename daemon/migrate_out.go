@@ -148,6 +148,10 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 			return fmt.Errorf("send the image's disk to %s: %w", req.Target, err)
 		}
 	}
+	sentLog, err := d.sendLog(ctx, c, tc, pg, log)
+	if err != nil {
+		return fmt.Errorf("send the container's log to %s: %w", req.Target, err)
+	}
 	conn, br, err := tc.hijack(ctx, "/jevm/migrations/"+c.ID+"/run")
 	if err != nil {
 		return fmt.Errorf("target %s: %w", req.Target, err)
@@ -197,7 +201,11 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 	}
 	committed = true
 	_ = conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	err = json.NewEncoder(conn).Encode(migration.Status{Status: migration.StatusCommit})
+	commit := migration.Status{Status: migration.StatusCommit}
+	if sentLog != nil {
+		commit.LogTail = sentLog.tail(log)
+	}
+	err = json.NewEncoder(conn).Encode(commit)
 	if err == nil {
 		st, err = targetSays(2 * time.Minute)
 	}

@@ -49,7 +49,7 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	port := freePort(t)
 	const name = "mig"
 	id := strings.TrimSpace(h1.must("run", "-d", "--name", name, "-p", fmt.Sprintf("%d:80", port), "busybox", "sh", "-c",
-		"mkdir -p /www && echo before > /www/file && httpd -p 80 -h /www && i=0; while true; do i=$((i+1)); echo $i > /www/count; sleep 0.1; done"))
+		"echo started on h1 && mkdir -p /www && echo before > /www/file && httpd -p 80 -h /www && i=0; while true; do i=$((i+1)); echo $i > /www/count; sleep 0.1; done"))
 
 	// The client: the counter through the published port of h1, else h2.
 	type sample struct {
@@ -124,6 +124,9 @@ func TestMigrateAcrossHosts(t *testing.T) {
 		t.Fatalf("on h2: %q, want %s", got, id)
 	}
 	waitFor(t, 30*time.Second, "the counter served by h2", func() bool { return served(h2.name) >= 5 })
+	if got := h2.must("logs", name); got != "started on h1\n" {
+		t.Fatalf("docker logs on h2: %q", got)
+	}
 	if got := h2.must("exec", name, "cat", "/www/file"); got != "before\n" {
 		t.Fatalf("a file written before, on h2: %q", got)
 	}
@@ -224,7 +227,7 @@ func TestMigrateAcrossHosts(t *testing.T) {
 		h.must("network", "create", "--subnet", "10.99.0.0/24", "mignet")
 	}
 	h1.must("run", "-d", "--name", "nfs", "--network", "mignet", "-v", "shared:/data", "busybox", "sh", "-c",
-		"echo before > /data/before; i=0; while true; do i=$((i+1)); echo $i >> /data/log; sleep 0.2; done")
+		"echo before > /data/before; i=0; while true; do i=$((i+1)); echo $i >> /data/log; echo $i; sleep 0.2; done")
 	ipOn := func(h *testHost, name string) string {
 		return strings.TrimSpace(h.must("inspect", "--format", `{{(index .NetworkSettings.Networks "mignet").IPAddress}}`, name))
 	}
@@ -244,6 +247,13 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	for i, l := range logLines() {
 		if l != strconv.Itoa(i+1) {
 			t.Fatalf("the log on the NFS volume has %q at line %d: the writer did not go on where it was", l, i+1)
+		}
+	}
+	// Its log came along: every line once, in order, those of the
+	// pause too (the commit carries them).
+	for i, l := range strings.Fields(h2.must("logs", "nfs")) {
+		if l != strconv.Itoa(i+1) {
+			t.Fatalf("docker logs on h2 has %q at line %d", l, i+1)
 		}
 	}
 	if got := h2.must("exec", "nfs", "cat", "/data/before"); got != "before\n" {

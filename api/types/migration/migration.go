@@ -96,6 +96,10 @@ type Status struct {
 	// ResumedAfter, with "running", is how long after saying "ready"
 	// the target resumed the guest: the source adds it to the pause.
 	ResumedAfter time.Duration `json:"ResumedAfter,omitempty"`
+	// LogTail, with "commit", is what the container's current log file
+	// got since the source sent its log files (PUT .../log), which the
+	// target appends before the guest resumes.
+	LogTail []byte `json:"LogTail,omitempty"`
 }
 
 // The statuses of the run stream.
