@@ -287,19 +287,7 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *Container, path string
 			return nil
 		}},
 		s.stateDirStep(),
-		// The guest has its mounts already: only volumes it mounts
-		// itself (NFS) can be in a checkpoint, which are marked in use.
-		{"check-mounts", func(ctx context.Context) error {
-			ms, err := d.prepareMounts(ctx, c, true)
-			if err != nil {
-				return err
-			}
-			s.cs.push("release-mounts", func() { d.releaseMounts(c) })
-			if len(ms.shares) > 0 {
-				return errHostShared("restore", d.hostShared(c))
-			}
-			return nil
-		}},
+		s.resumedMountsStep("restore"),
 		// The same addresses as at the checkpoint, which the guest has;
 		// a fork's own, which the agent gives the guest below.
 		{"attach-networks", func(ctx context.Context) (err error) {
@@ -395,6 +383,25 @@ func (s *vmStart) resumedGuestSteps(what string, identity func(*agentproto.Resto
 			return nil
 		}},
 	}
+}
+
+// resumedMountsStep marks the volumes of a guest that resumes with its
+// mounts (a restore, an incoming migration) in use: only volumes it
+// mounts itself (NFS) can have moved with its state; mounts shared from
+// the host (9p) cannot.
+func (s *vmStart) resumedMountsStep(op string) step {
+	d, c := s.d, s.c
+	return step{"resumed-mounts", func(ctx context.Context) error {
+		ms, err := d.prepareMounts(ctx, c, true)
+		if err != nil {
+			return err
+		}
+		s.cs.push("release-mounts", func() { d.releaseMounts(c) })
+		if len(ms.shares) > 0 {
+			return errHostShared(op, d.hostShared(c))
+		}
+		return nil
+	}}
 }
 
 // agentclientIO is a run's output as the agent client takes it.

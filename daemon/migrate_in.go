@@ -334,19 +334,7 @@ func (d *Daemon) runIncoming(ctx context.Context, im *incomingMigration, conn ne
 			s.spec.NICs = netAtt.NICs
 			return nil
 		}},
-		// The guest has its mounts: volumes it mounts itself (NFS),
-		// marked in use here.
-		{"mount-volumes", func(ctx context.Context) error {
-			ms, err := d.prepareMounts(ctx, c, true)
-			if err != nil {
-				return err
-			}
-			s.cs.push("release-mounts", func() { d.releaseMounts(c) })
-			if len(ms.shares) > 0 {
-				return errHostShared("migrate", d.hostShared(c))
-			}
-			return nil
-		}},
+		s.resumedMountsStep("migrate"),
 		{"incoming-machine", func(ctx context.Context) error {
 			m, err := mi.StartIncoming(ctx, s.spec, im.offer.Machine, migwire.NewFrameReader(br))
 			if errors.Is(err, vmbackend.ErrCheckpointIncompatible) {

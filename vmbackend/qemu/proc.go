@@ -182,38 +182,37 @@ func inode(st os.FileInfo) uint64 {
 // procCmdlineHasName reports whether /proc/pid/cmdline has "-name" followed
 // by name, i.e. pid is the QEMU we started for that name.
 func procCmdlineHasName(pid int, name string) (bool, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
-			return false, nil
-		}
-		return false, err
-	}
-	args := bytes.Split(bytes.TrimRight(b, "\x00"), []byte{0})
+	args, err := procCmdline(pid)
 	for i := 0; i+1 < len(args); i++ {
 		if string(args[i]) == "-name" && string(args[i+1]) == name {
 			return true, nil
 		}
 	}
-	return false, nil
+	return false, err
 }
 
 // procCmdlineHasArg reports whether an argument on /proc/pid/cmdline
 // contains sub.
 func procCmdlineHasArg(pid int, sub string) (bool, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
-			return false, nil
-		}
-		return false, err
-	}
-	for _, arg := range bytes.Split(b, []byte{0}) {
+	args, err := procCmdline(pid)
+	for _, arg := range args {
 		if bytes.Contains(arg, []byte(sub)) {
 			return true, nil
 		}
 	}
-	return false, nil
+	return false, err
+}
+
+// procCmdline is pid's arguments; none, without an error, if it is gone.
+func procCmdline(pid int) ([][]byte, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return bytes.Split(bytes.TrimRight(b, "\x00"), []byte{0}), nil
 }
 
 // readProcStats reads CPU time from /proc/pid/stat and RSS/PSS from
