@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -205,18 +206,23 @@ func (d *Daemon) runStarted(c *Container, r *runtime) {
 		return
 	}
 	// dockerd resets the health of a started, restarted or restored
-	// container to "starting".
+	// container to "starting"; a migrated one did not stop.
 	c.State.Health = &container.Health{Status: container.Starting}
+	if kept := r.keptHealth; kept != nil {
+		h := *kept
+		h.Log = slices.Clone(kept.Log)
+		c.State.Health = &h
+	}
 	if err := c.save(); err != nil {
 		d.log.WithError(err).Error("save container")
 	}
-	go d.healthMonitor(c, r, cmd, healthSettingsOf(c.Config.Healthcheck), c.State.StartedAt)
+	go d.healthMonitor(c, r, cmd, healthSettingsOf(c.Config.Healthcheck), c.State.StartedAt, c.State.Health.Status)
 }
 
 // healthMonitor probes one run until it ends or the daemon shuts down.
-func (d *Daemon) healthMonitor(c *Container, r *runtime, cmd []string, s healthSettings, startedAt time.Time) {
+// status is the health the run starts with.
+func (d *Daemon) healthMonitor(c *Container, r *runtime, cmd []string, s healthSettings, startedAt time.Time, status container.HealthStatus) {
 	log := d.log.WithField("container", c.ID[:12])
-	status := container.Starting
 	t := time.NewTimer(nextProbeDelay(s, status, time.Since(startedAt)))
 	defer t.Stop()
 	for {

@@ -386,6 +386,7 @@ func (d *Daemon) runIncoming(ctx context.Context, im *incomingMigration, conn ne
 		return err
 	}
 	r := s.beginRun(proc)
+	r.keptHealth = migratedHealth(im.offer.Health)
 	c.State = ContainerState{Status: container.StateRunning, Pid: s.machine.Pid(), StartedAt: im.offer.StartedAt}
 	if err := c.save(); err != nil {
 		log.WithError(err).Error("save container")
@@ -509,4 +510,30 @@ func (d *Daemon) dropMigratedMounts(c *Container, created []string) {
 		}
 	}
 	c.MountPoints = nil
+}
+
+// migratedHealth is an offer's health state as this daemon keeps one
+// (its status one of dockerd's, its log the last entries, bounded), nil
+// for none or a status that is not a health check's.
+func migratedHealth(h *container.Health) *container.Health {
+	if h == nil {
+		return nil
+	}
+	switch h.Status {
+	case container.Starting, container.Healthy, container.Unhealthy:
+	default:
+		return nil
+	}
+	kept := &container.Health{Status: h.Status, FailingStreak: max(h.FailingStreak, 0)}
+	for _, res := range h.Log[max(len(h.Log)-maxHealthLogEntries, 0):] {
+		if res == nil {
+			continue
+		}
+		r := *res
+		if len(r.Output) > maxHealthOutput {
+			r.Output = r.Output[:maxHealthOutput]
+		}
+		kept.Log = append(kept.Log, &r)
+	}
+	return kept
 }

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -103,6 +104,11 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 	}
 	for name, ep := range d.endpointsOf(c) {
 		offer.Endpoints[name] = migration.Endpoint{IP: ep.IP, IPv6: ep.IPv6, MAC: ep.MAC}
+	}
+	if h := c.State.Health; h != nil {
+		kept := *h
+		kept.Log = slices.Clone(h.Log)
+		offer.Health = &kept
 	}
 	if offer.MountPoints, offer.Volumes, err = d.migratedMounts(c); err != nil {
 		return err

@@ -208,3 +208,28 @@ func TestAdoptMigratedMounts(t *testing.T) {
 		}
 	}
 }
+
+// A migrated container's health goes on from the source's state: a
+// dockerd status, its last log entries, bounded.
+func TestMigratedHealth(t *testing.T) {
+	if migratedHealth(nil) != nil || migratedHealth(&container.Health{Status: "bogus"}) != nil || migratedHealth(&container.Health{Status: container.NoHealthcheck}) != nil {
+		t.Fatal("a health state that is not a health check's was kept")
+	}
+	var log []*container.HealthcheckResult
+	for i := 0; i < 8; i++ {
+		log = append(log, &container.HealthcheckResult{ExitCode: i, Output: strings.Repeat("x", 10000)})
+	}
+	log = append(log, nil)
+	h := migratedHealth(&container.Health{Status: container.Unhealthy, FailingStreak: 3, Log: log})
+	if h.Status != container.Unhealthy || h.FailingStreak != 3 || len(h.Log) != maxHealthLogEntries-1 || h.Log[0].ExitCode != 4 {
+		t.Fatalf("kept: %+v", h)
+	}
+	for _, r := range h.Log {
+		if len(r.Output) > maxHealthOutput {
+			t.Fatalf("an output of %d bytes kept", len(r.Output))
+		}
+	}
+	if len(log[7].Output) != 10000 {
+		t.Fatal("the offer's log was changed")
+	}
+}

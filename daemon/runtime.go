@@ -40,6 +40,9 @@ type runtime struct {
 	// VM (pods.go): that container's ID. machine is then the member's
 	// view of the VM and agent a Client scoped to it (Client.For).
 	podHost string
+	// keptHealth is the health state the run goes on from (a migrated
+	// container's, from its source) instead of "starting".
+	keptHealth *container.Health
 }
 
 func (r *runtime) detach() { r.detachOnce.Do(func() { close(r.detachCh) }) }

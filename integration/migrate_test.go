@@ -48,7 +48,8 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	linksBefore := h1.inNS("ip", "-o", "link", "show")
 	port := freePort(t)
 	const name = "mig"
-	id := strings.TrimSpace(h1.must("run", "-d", "--name", name, "-p", fmt.Sprintf("%d:80", port), "busybox", "sh", "-c",
+	id := strings.TrimSpace(h1.must("run", "-d", "--name", name, "-p", fmt.Sprintf("%d:80", port),
+		"--health-cmd", "test -f /www/file", "--health-interval", "1s", "busybox", "sh", "-c",
 		"echo started on h1 && mkdir -p /www && echo before > /www/file && httpd -p 80 -h /www && i=0; while true; do i=$((i+1)); echo $i > /www/count; sleep 0.1; done"))
 
 	// The client: the counter through the published port of h1, else h2.
@@ -112,6 +113,9 @@ func TestMigrateAcrossHosts(t *testing.T) {
 		return k
 	}
 	waitFor(t, 60*time.Second, "the counter served by h1", func() bool { return served(h1.name) >= 5 })
+	waitFor(t, 60*time.Second, "mig healthy on h1", func() bool {
+		return h1.must("inspect", "--format", "{{.State.Health.Status}}", name) == "healthy\n"
+	})
 
 	// h1 -> h2: h2 has neither the image nor its disk.
 	t0 := time.Now()
@@ -122,6 +126,10 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	}
 	if got := h2.must("inspect", "--format", "{{.Id}} {{.Name}} {{.State.Running}}", name); got != id+" /"+name+" true\n" {
 		t.Fatalf("on h2: %q, want %s", got, id)
+	}
+	// Its health went on (it did not restart): healthy, with h1's probes.
+	if got := h2.must("inspect", "--format", "{{.State.Health.Status}} {{gt (len .State.Health.Log) 0}}", name); got != "healthy true\n" {
+		t.Errorf("mig's health on h2 right after the migration: %q", got)
 	}
 	waitFor(t, 30*time.Second, "the counter served by h2", func() bool { return served(h2.name) >= 5 })
 	if got := h2.must("logs", name); got != "started on h1\n" {

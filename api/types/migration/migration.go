@@ -50,6 +50,9 @@ type Offer struct {
 	// Volumes are the volumes those mounts use: the target makes any it
 	// lacks with the same options; one it has must have the same.
 	Volumes []Volume `json:"Volumes,omitempty"`
+	// Health is the container's health-check state: the target goes on
+	// from it (the container did not restart) instead of "starting".
+	Health *container.Health `json:"Health,omitempty"`
 	// Machine is what the target's VM must match.
 	Machine vmbackend.MigrationInfo `json:"Machine"`
 	// Base identifies the base disk under the container's own layer.
