@@ -119,7 +119,9 @@ integration: deps guest build images compose
 	rm -rf $(INSTALL_TEST_DESTDIR)
 	$(MAKE) --no-print-directory install DESTDIR=$(INSTALL_TEST_DESTDIR)
 	JEVM_BIN=$(CURDIR)/$(BIN) JEVM_GUEST=$(CURDIR)/$(GUEST) JEVM_DESTDIR=$(INSTALL_TEST_DESTDIR) JEVM_COMPOSE=$(COMPOSE_BIN) \
-		$(GO) test -count=1 -p 1 -timeout $(INTEGRATION_TIMEOUT) ./integration/
+		$(GO) tool gotestsum --format standard-quiet --jsonfile $(BUILD)/integration.json -- -count=1 -p 1 -timeout $(INTEGRATION_TIMEOUT) ./integration/
+	@echo "integration tests of 20 s or more (the suite must stay under 30 minutes):"
+	@$(GO) tool gotestsum tool slowest --jsonfile $(BUILD)/integration.json --threshold 20s
 	$(MAKE) --no-print-directory uninstall DESTDIR=$(INSTALL_TEST_DESTDIR)
 	@left=$$(cd $(INSTALL_TEST_DESTDIR) && find . -type f | sort); \
 	if [ "$$left" != "./etc/jevm/daemon.json" ]; then echo "make uninstall left: $$left" >&2; exit 1; fi
