@@ -525,7 +525,13 @@ func (s *Store) Mount(name, ref string) (string, error) {
 			}
 			flags, data := parseMountOptions(o)
 			if err := unix.Mount(v.Options["device"], v.Mountpoint, v.Options["type"], flags, data); err != nil {
-				return "", opErr("mount", name, errdefs.System(fmt.Errorf("failed to mount local volume: mount %s:%s, flags: %#x, data: %s: %w", v.Options["device"], v.Mountpoint, flags, data, err)), nil)
+				err = fmt.Errorf("failed to mount local volume: mount %s:%s, flags: %#x, data: %s: %w", v.Options["device"], v.Mountpoint, flags, data, err)
+				if v.guestMountable() && errors.Is(err, unix.ENODEV) {
+					// Only a container without a network (or a maintenance
+					// VM) has the host mount an NFS volume.
+					err = fmt.Errorf("%w (this host has no NFS client: a container with a network mounts the volume in its VM instead)", err)
+				}
+				return "", opErr("mount", name, errdefs.System(err), nil)
 			}
 		}
 	}
