@@ -102,8 +102,7 @@ func TestE2EPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitOutput(t, ctx, &webOut, "pid=")
-	time.Sleep(100 * time.Millisecond)
+	waitOutput(t, ctx, &webOut, "e2ebox\n") // the hostname: the last line
 	t.Logf("join: %v, output %q", time.Since(t0).Round(time.Millisecond), webOut.String())
 	if got := webOut.String(); !strings.HasPrefix(got, "disk-a\npid=1\ne2ebox\n") {
 		t.Errorf("joined container's output %q: want its own root (disk-a), PID 1, the VM's hostname", got)
@@ -319,7 +318,8 @@ func TestE2EPodConfinedShutdown(t *testing.T) {
 	if _, err := ro.Stdin().Write([]byte("hi\n")); err != nil {
 		t.Fatal(err)
 	}
-	waitOutput(t, ctx, &out, "done")
+	// The whole line again: "done" and its newline may come apart.
+	waitOutput(t, ctx, &out, "done\r\n")
 	got := strings.ReplaceAll(out.String(), "\r", "")
 	t.Logf("output: %q", got)
 	for _, want := range []string{"Read-only file system", "tmpfs-ok\n0\n/dev/pts/0\n", "got=hi done\n"} {
