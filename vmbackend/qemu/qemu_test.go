@@ -439,7 +439,9 @@ func TestRealQEMU(t *testing.T) {
 
 	t.Run("migrate", func(t *testing.T) {
 		src := startClone(ctx, t, p, sdir, base, "ms", []string{"/bin/sh", "-c",
-			"i=0; echo before > /before; sync; while :; do i=$((i+1)); echo n=$i; echo $i > /count; sleep 0.2; done"})
+			// /count is replaced by a rename, so that a read never sees
+			// it truncated and not yet written.
+			"i=0; echo before > /before; sync; while :; do i=$((i+1)); echo n=$i; echo $i > /count.new; mv /count.new /count; sleep 0.2; done"})
 		waitOutput(t, src.out, "n=3")
 		mig := src.m.(vmbackend.Migrator)
 		info, err := mig.MigrationInfo(ctx)
