@@ -118,9 +118,11 @@ func (d *Daemon) CheckpointCreate(ctx context.Context, ref string, opts checkpoi
 	}
 	meta := checkpointMeta{Name: opts.CheckpointID, Container: c.ID, Created: time.Now().UTC(), Networks: d.endpointsOf(c)}
 	t0 := time.Now()
+	held := d.holdForCheckpoint(ctx, c, r)
 	info, err := cp.Checkpoint(ctx, dir, !opts.Exit)
 	if err != nil {
 		os.RemoveAll(dir)
+		d.releaseCheckpointHold(c, r, held)
 		return fmt.Errorf("Cannot checkpoint container %s: %w", c.Name, err)
 	}
 	meta.VM = info
@@ -130,11 +132,13 @@ func (d *Daemon) CheckpointCreate(ctx context.Context, ref string, opts checkpoi
 		if opts.Exit {
 			_ = r.machine.Resume(context.Background())
 		}
+		d.releaseCheckpointHold(c, r, held)
 		return fmt.Errorf("Cannot checkpoint container %s: %w", c.Name, err)
 	}
-	d.log.WithFields(logrus.Fields{"container": c.ID[:12], "checkpoint": opts.CheckpointID, "took": time.Since(t0).Round(time.Millisecond), "stateBytes": info.StateBytes, "exit": opts.Exit}).Info("checkpoint created")
+	d.log.WithFields(logrus.Fields{"container": c.ID[:12], "checkpoint": opts.CheckpointID, "took": time.Since(t0).Round(time.Millisecond), "stateBytes": info.StateBytes, "exit": opts.Exit, "held": held}).Info("checkpoint created")
 	d.containerEvent(c, events.ActionCheckpoint, nil)
 	if !opts.Exit {
+		d.releaseCheckpointHold(c, r, held)
 		return nil
 	}
 	// The container stops: as a stop would (no restart policy), its VM
@@ -154,6 +158,38 @@ func (d *Daemon) CheckpointCreate(ctx context.Context, ref string, opts checkpoi
 	}
 	return nil
 }
+
+// holdForCheckpoint has the agent hold c's processes still (frozen) for
+// the checkpoint about to be made, so that a guest restored from it runs
+// none of their code before `restored` gave it the host's time and, for a
+// fork, its own identity (the agent thaws them then). A hold that fails
+// (a guest without cgroup2, processes that would not freeze in time)
+// does not stop the checkpoint: its restores then behave as before the
+// hold existed, with the container's code running for a moment first.
+func (d *Daemon) holdForCheckpoint(ctx context.Context, c *Container, r *runtime) bool {
+	if err := r.agent.Freeze(ctx); err != nil {
+		d.log.WithError(err).WithField("container", c.ID[:12]).Warn("checkpoint: the container's processes could not be held still; a guest restored from it may run them briefly before it has its time and identity")
+		return false
+	}
+	return true
+}
+
+// releaseCheckpointHold thaws what holdForCheckpoint froze, in the
+// container that goes on running (--leave-running, a failed checkpoint).
+func (d *Daemon) releaseCheckpointHold(c *Container, r *runtime, held bool) {
+	if !held {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), agentReleaseTimeout)
+	defer cancel()
+	if err := r.agent.Thaw(ctx); err != nil {
+		d.log.WithError(err).WithField("container", c.ID[:12]).Error("checkpoint: release the container's processes")
+	}
+}
+
+// agentReleaseTimeout bounds a thaw of a checkpoint's hold: the agent
+// moves the processes back, bounded by its own freeze timeout (10 s).
+const agentReleaseTimeout = 30 * time.Second
 
 // endpointsOf lists c's addresses on its networks. Callers hold c.mu.
 func (d *Daemon) endpointsOf(c *Container) map[string]checkpointEndpoint {

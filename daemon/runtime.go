@@ -401,6 +401,17 @@ func (d *Daemon) attachRuntime(ctx context.Context, c *Container, m vmbackend.Ma
 				return fmt.Errorf("agent reports phase %q", s.hello.Phase)
 			}
 		}},
+		{"release-checkpoint-hold", func(ctx context.Context) error {
+			// A daemon that died during a checkpoint left the processes
+			// held (checkpoint.go): they run again. Nothing to do, and no
+			// error, in a guest that holds none.
+			if _, joins := joinsVM(c.HostConfig); !joins {
+				if err := s.agent.Thaw(ctx); err != nil {
+					d.log.WithError(err).WithField("container", c.ID[:12]).Debug("release a checkpoint's hold")
+				}
+			}
+			return nil
+		}},
 		s.openLogStep(false),
 		{"reattach-process", func(context.Context) error {
 			hub := c.hub()

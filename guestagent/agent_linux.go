@@ -85,6 +85,11 @@ type agent struct {
 	// podShares are the pod shares mounted for joined containers' mounts,
 	// by tag (mountPodShare); guarded by joinMu.
 	podShares map[string]string
+	// mainHeld: the main container's processes are held for a
+	// checkpoint (hold_linux.go): execs into it are refused. holdMu
+	// makes holds and releases one at a time.
+	mainHeld bool
+	holdMu   sync.Mutex
 	// zyg is the main process's helper, forked at boot (zygote_linux.go);
 	// nil once taken.
 	zyg       *zygote
@@ -420,7 +425,7 @@ func (a *agent) handle(f *agentproto.Frame) {
 	case agentproto.MsgJoin:
 		a.handleJoin(f.Stream, m) // pods_linux.go
 	case agentproto.MsgFreeze, agentproto.MsgThaw:
-		go a.handleFreeze(f.Stream, m, m.Type == agentproto.MsgFreeze)
+		a.handleFreezeMsg(f.Stream, m) // hold_linux.go
 	case agentproto.MsgCheckUser:
 		go a.handleCheckUser(f.Stream, m)
 	case agentproto.MsgTop:

@@ -37,9 +37,9 @@ func (a *agent) handleExec(stream uint32, m *agentproto.Msg) {
 	_, busy := a.procs[stream]
 	pod, perr := a.lookupContainer(m.Container)
 	sc := spawnContext{root: containerRoot, joinPIDNS: a.pidns, joinMountNS: a.mntns}
-	frozen := false
+	frozen, held := false, a.mainHeld
 	if pod != nil {
-		sc, frozen = pod.execContext(), pod.frozen
+		sc, frozen, held = pod.execContext(), pod.frozen, false
 	}
 	a.mu.Unlock()
 	switch {
@@ -51,6 +51,9 @@ func (a *agent) handleExec(stream uint32, m *agentproto.Msg) {
 		return
 	case frozen:
 		fail(fmt.Errorf("container %s is paused, unpause the container before exec", pod.name))
+		return
+	case held:
+		fail(errors.New("container is being checkpointed: its processes are held still, try again when the checkpoint is done"))
 		return
 	case busy:
 		fail(fmt.Errorf("stream %d is in use", stream))

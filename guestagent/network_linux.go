@@ -268,7 +268,9 @@ func (a *agent) handleRestored(stream uint32, m *agentproto.Msg) {
 	}
 	abortConnectionsFrom(a, gone)
 	flushNeighbors(a)
-	a.reply(stream, m, nil)
+	// Only now may the container's processes run (hold_linux.go): with
+	// the host's time, and a fork with its own identity.
+	a.reply(stream, m, a.releaseMain())
 }
 
 // flushNeighbors forgets the MACs the guest learned: after a live

@@ -192,8 +192,16 @@ func TestE2EPod(t *testing.T) {
 	if out := exec(c, "cat", events); !strings.Contains(out, "frozen 0") {
 		t.Errorf("after thaw: %q", out)
 	}
-	if err := c.Freeze(ctx); err == nil {
-		t.Errorf("freeze of the main container accepted")
+	// The main container's freeze is a checkpoint's hold of its own
+	// processes: web's run on.
+	if err := c.Freeze(ctx); err != nil {
+		t.Fatalf("hold of the main container: %v", err)
+	}
+	if out := exec(cw, "echo", "web-runs"); out != "web-runs\n" {
+		t.Errorf("exec in web while the main container is held: %q", out)
+	}
+	if err := c.Thaw(ctx); err != nil {
+		t.Fatal(err)
 	}
 
 	// A second joined container in the main one's PID and IPC namespaces.

@@ -644,9 +644,9 @@ func (a *agent) freezePod(name string, freeze bool) error {
 	case c.cgroup == "":
 		return errors.New("the guest has no cgroup2 to freeze the container with")
 	}
-	v, want := "0", uint64(0)
+	v := "0"
 	if freeze {
-		v, want = "1", 1
+		v = "1"
 	}
 	a.mu.Lock()
 	c.frozen = freeze
@@ -654,20 +654,10 @@ func (a *agent) freezePod(name string, freeze bool) error {
 	if err := os.WriteFile(filepath.Join(c.cgroup, "cgroup.freeze"), []byte(v), 0); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(freezeTimeout)
-	for {
-		b, err := os.ReadFile(filepath.Join(c.cgroup, "cgroup.events"))
-		if err != nil {
-			return err
-		}
-		if ev := parseFlatKeyed(b); ev["frozen"] == want {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("container %s: cgroup not frozen=%s after %v", c.name, v, freezeTimeout)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err := waitCgroupFrozen(c.cgroup, freeze, time.Now().Add(freezeTimeout)); err != nil {
+		return fmt.Errorf("container %s: %w", c.name, err)
 	}
+	return nil
 }
 
 // podStats adds a joined container's own CPU, memory and processes to a

@@ -154,12 +154,20 @@ func TestCheckpointRestore(t *testing.T) {
 func TestCheckpointFork(t *testing.T) {
 	orig := uniqueName(t, "orig")
 	t.Cleanup(func() { docker(t, "rm", "-f", orig) })
-	mustDocker(t, "run", "-d", "--name", orig, "busybox", "sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done")
+	origID := strings.TrimSpace(mustDocker(t, "run", "-d", "--name", orig, "busybox", "sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done"))
 	waitFor(t, 60*time.Second, "the counter to reach 5", func() bool { return len(counts(t, orig)) >= 5 })
 	mustDocker(t, "exec", orig, "sh", "-c", "echo from-orig > /written.txt")
 	dir := t.TempDir()
 	mustDocker(t, "checkpoint", "create", "--leave-running", "--checkpoint-dir", dir, orig, "c1")
 	atCheckpoint := len(counts(t, orig))
+	// The checkpoint held the container's processes still while it saved
+	// the VM (so that a fork runs none of its code before it has its own
+	// identity); the original runs on.
+	if !regexp.MustCompile(`container=` + origID[:12] + `.*held=true`).Match(daemonLog(t)) {
+		t.Fatalf("jevmd did not log the checkpoint of %s with held=true", orig)
+	}
+	checkReleased(t, orig)
+	waitFor(t, 30*time.Second, "the original's counter to go on after the checkpoint", func() bool { return len(counts(t, orig)) > atCheckpoint })
 
 	type facts struct{ ip, mac, hostname, uuid string }
 	factsOf := func(name string) facts {
@@ -188,6 +196,7 @@ func TestCheckpointFork(t *testing.T) {
 		if f.hostname != id[:12] {
 			t.Errorf("%s's hostname %q, want its own %q", fork, f.hostname, id[:12])
 		}
+		checkReleased(t, fork)
 		all = append(all, f)
 	}
 	for _, f := range all {
@@ -252,6 +261,18 @@ func TestCheckpointFork(t *testing.T) {
 	})
 	if got := strings.TrimSpace(mustDocker(t, "exec", fork1, "hostname")); got != all[1].hostname {
 		t.Fatalf("fork1's hostname after the daemon restart: %q, was %q", got, all[1].hostname)
+	}
+}
+
+// checkReleased checks that the processes of a container whose guest
+// was checkpointed (the original, with --leave-running) or restored from
+// a checkpoint (a fork) run again in the guest's root cgroup: the
+// checkpoint held them still in a cgroup of their own (the agent's
+// hold_linux.go), which the container must not keep.
+func checkReleased(t *testing.T, name string) {
+	t.Helper()
+	if got := mustDocker(t, "exec", name, "sh", "-c", "cat /proc/1/cgroup; ls /sys/fs/cgroup"); !strings.HasPrefix(got, "0::/\n") || strings.Contains(got, "hold") {
+		t.Fatalf("%s's cgroup and the guest's cgroups after the checkpoint: %q", name, got)
 	}
 }
 

@@ -243,6 +243,16 @@ func restartDaemon(t *testing.T) {
 	}
 }
 
+// daemonLog is the shared jevmd's log so far.
+func daemonLog(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(env.root, "jevmd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func dumpDaemonLog() {
 	b, err := os.ReadFile(filepath.Join(env.root, "jevmd.log"))
 	if err != nil {

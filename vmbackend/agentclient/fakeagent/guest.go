@@ -48,6 +48,9 @@ type Guest struct {
 	// joined are the containers that joined, by name (running, or exited
 	// until one of the same name joins again).
 	joined map[string]*joinedCtr
+	// mainHeld: the main container's processes are held for a
+	// checkpoint (freeze with no container): execs into it are refused.
+	mainHeld bool
 }
 
 // joinedCtr is a container that joined the fake VM.
@@ -277,10 +280,14 @@ func (g *Guest) handle(stream uint32, m *agentproto.Msg) {
 		running := g.phase == "running"
 		_, busy := g.procs[stream]
 		jc, known := g.lookup(m.Container)
+		held := jc == nil && g.mainHeld
 		g.mu.Unlock()
 		switch {
 		case !known:
 			g.reply(stream, m, "no such container in this VM: "+m.Container, "")
+			return
+		case held:
+			g.reply(stream, m, "container is being checkpointed: its processes are held still, try again when the checkpoint is done", "")
 			return
 		case !running:
 			g.reply(stream, m, "container is not running", "")
@@ -298,22 +305,26 @@ func (g *Guest) handle(stream uint32, m *agentproto.Msg) {
 	case agentproto.MsgJoin:
 		g.handleJoin(stream, m)
 	case agentproto.MsgRestored:
+		g.mu.Lock()
+		g.mainHeld = false // released once the identity is set
+		g.mu.Unlock()
 		g.reply(stream, m, "", "")
 	case agentproto.MsgFreeze, agentproto.MsgThaw:
+		freeze := m.Type == agentproto.MsgFreeze
 		g.mu.Lock()
 		j, ok := g.lookup(m.Container)
-		if j != nil {
-			j.frozen = m.Type == agentproto.MsgFreeze
+		switch {
+		case j != nil:
+			j.frozen = freeze
+		case ok: // the main container: a checkpoint's hold
+			g.mainHeld = freeze
 		}
 		g.mu.Unlock()
-		switch {
-		case !ok:
+		if !ok {
 			g.reply(stream, m, "no such container in this VM: "+m.Container, "")
-		case j == nil:
-			g.reply(stream, m, "freeze and thaw are for a container that joined the VM", "")
-		default:
-			g.reply(stream, m, "", "")
+			return
 		}
+		g.reply(stream, m, "", "")
 	case agentproto.MsgSignal:
 		g.mu.Lock()
 		p := g.procs[stream]

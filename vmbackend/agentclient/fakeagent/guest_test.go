@@ -118,8 +118,21 @@ func TestGuestPods(t *testing.T) {
 	if err := c.For("web").Thaw(ctx); err != nil || g.Frozen("web") {
 		t.Errorf("thaw: %v %v", err, g.Frozen("web"))
 	}
-	if err := c.Freeze(ctx); err == nil {
-		t.Errorf("freeze of the main container accepted")
+	// The main container's freeze is a checkpoint's hold: execs into it
+	// are refused until a thaw (or restored) releases it.
+	if err := c.Freeze(ctx); err != nil {
+		t.Errorf("hold of the main container: %v", err)
+	}
+	if _, err := c.Exec(ctx, &agentproto.ProcessRequest{Args: []string{"true"}}, agentclient.ProcessIO{}); err == nil || !strings.Contains(err.Error(), "checkpointed") {
+		t.Errorf("exec while held: %v", err)
+	}
+	if err := c.Thaw(ctx); err != nil {
+		t.Errorf("release: %v", err)
+	}
+	if p, err := c.Exec(ctx, &agentproto.ProcessRequest{Args: []string{"true"}}, agentclient.ProcessIO{}); err != nil {
+		t.Errorf("exec after the release: %v", err)
+	} else {
+		wait(t, ctx, p)
 	}
 
 	// Reconnect: Hello lists web; its process is re-attached.
