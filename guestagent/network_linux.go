@@ -329,29 +329,12 @@ func renewInterface(name string) ([]net.IP, error) {
 // whoever has the address, so it would hang until TCP gives up (many
 // minutes). Aborted, its owner sees ECONNABORTED at once, and a client
 // that reconnects (the kernel's NFS client, for one) does so from the
-// new address. Only IPv4: the netlink library destroys IPv4 sockets only.
+// new address. IPv4 and IPv6 sockets both (an IPv6 socket's IPv4
+// connection has a v4-mapped address, which gone names as IPv4).
 func abortConnectionsFrom(a *agent, gone map[string]bool) {
-	if len(gone) == 0 {
-		return
-	}
-	socks, err := netlink.SocketDiagTCP(unix.AF_INET)
-	if err != nil {
-		a.logf("list TCP connections: %v", err)
-		return
-	}
-	n := 0
-	for _, s := range socks {
-		const tcpListen = 10
-		if s.State == tcpListen || !gone[s.ID.Source.String()] {
-			continue
-		}
-		local := &net.TCPAddr{IP: s.ID.Source, Port: int(s.ID.SourcePort)}
-		remote := &net.TCPAddr{IP: s.ID.Destination, Port: int(s.ID.DestinationPort)}
-		if err := netlink.SocketDestroy(local, remote); err != nil {
-			a.logf("abort TCP connection %s -> %s: %v", local, remote, err)
-			continue
-		}
-		n++
+	n, errs := abortTCPFrom(gone)
+	for _, err := range errs {
+		a.logf("%v", err)
 	}
 	a.debugf("aborted %d TCP connection(s) from the guest's old addresses", n)
 }
