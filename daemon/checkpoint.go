@@ -353,18 +353,9 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *Container, path string
 			s.cs.push("restore-disk", func() { _ = os.Rename(before, disk) })
 			return nil
 		}},
-		{"restore-machine", func(ctx context.Context) error {
-			m, err := restorer.Restore(ctx, s.spec, path)
-			if errors.Is(err, vmbackend.ErrCheckpointIncompatible) {
-				return errdefs.InvalidParameter(err)
-			}
-			if err != nil {
-				return err
-			}
-			s.machine = m
-			s.cs.push("kill-machine", func() { _ = m.Kill(context.Background()) })
-			return nil
-		}},
+		s.resumedMachineStep("restore-machine", func(ctx context.Context) (vmbackend.Machine, error) {
+			return restorer.Restore(ctx, s.spec, path)
+		}),
 	}
 	// The time and fresh entropy; a fork's identity.
 	steps = append(steps, s.resumedGuestSteps("restored", func(req *agentproto.RestoredRequest) {
@@ -419,6 +410,25 @@ func (s *vmStart) resumedGuestSteps(what string, identity func(*agentproto.Resto
 			return nil
 		}},
 	}
+}
+
+// resumedMachineStep starts, with start, the VM of a guest that goes on
+// where it was (a restore, an incoming migration): a machine the saved
+// state does not fit (ErrCheckpointIncompatible) is the request's fault
+// (400); the machine is killed if a later step fails.
+func (s *vmStart) resumedMachineStep(name string, start func(context.Context) (vmbackend.Machine, error)) step {
+	return step{name, func(ctx context.Context) error {
+		m, err := start(ctx)
+		if errors.Is(err, vmbackend.ErrCheckpointIncompatible) {
+			return errdefs.InvalidParameter(err)
+		}
+		if err != nil {
+			return err
+		}
+		s.machine = m
+		s.cs.push("kill-machine", func() { _ = m.Kill(context.Background()) })
+		return nil
+	}}
 }
 
 // resumedMountsStep marks the volumes of a guest that resumes with its

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -208,10 +207,8 @@ func (d *Daemon) runStarted(c *Container, r *runtime) {
 	// dockerd resets the health of a started, restarted or restored
 	// container to "starting"; a migrated one did not stop.
 	c.State.Health = &container.Health{Status: container.Starting}
-	if kept := r.keptHealth; kept != nil {
-		h := *kept
-		h.Log = slices.Clone(kept.Log)
-		c.State.Health = &h
+	if r.keptHealth != nil { // migratedHealth's, the run's own
+		c.State.Health, r.keptHealth = r.keptHealth, nil
 	}
 	if err := c.save(); err != nil {
 		d.log.WithError(err).Error("save container")

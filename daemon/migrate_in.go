@@ -335,18 +335,9 @@ func (d *Daemon) runIncoming(ctx context.Context, im *incomingMigration, conn ne
 			return nil
 		}},
 		s.resumedMountsStep("migrate"),
-		{"incoming-machine", func(ctx context.Context) error {
-			m, err := mi.StartIncoming(ctx, s.spec, im.offer.Machine, migwire.NewFrameReader(br))
-			if errors.Is(err, vmbackend.ErrCheckpointIncompatible) {
-				return errdefs.InvalidParameter(err)
-			}
-			if err != nil {
-				return err
-			}
-			s.machine = m
-			s.cs.push("kill-machine", func() { _ = m.Kill(context.Background()) })
-			return nil
-		}},
+		s.resumedMachineStep("incoming-machine", func(ctx context.Context) (vmbackend.Machine, error) {
+			return mi.StartIncoming(ctx, s.spec, im.offer.Machine, migwire.NewFrameReader(br))
+		}),
 		{"commit", func(ctx context.Context) error {
 			tReady = time.Now()
 			if err := enc.Encode(migration.Status{Status: migration.StatusReady}); err != nil {

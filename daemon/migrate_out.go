@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,10 +66,11 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 		return errdefs.Conflict(fmt.Errorf("Container %s is not running", c.ID))
 	case members > 0:
 		return errdefs.Conflict(errors.New("jevm cannot migrate a container that shares its VM with others (pods) yet"))
-	case len(d.hostShared(c)) > 0:
-		return errHostShared("migrate", d.hostShared(c))
 	case c.Config.Labels["com.docker.swarm.task.id"] != "":
 		return errdefs.Conflict(errors.New("a swarm task is moved by its service (docker node update --availability drain), not migrated"))
+	}
+	if dests := d.hostShared(c); len(dests) > 0 {
+		return errHostShared("migrate", dests)
 	}
 	if _, joins := joinsVM(c.HostConfig); joins {
 		return errdefs.Conflict(errors.New("jevm cannot migrate a container that shares another container's VM"))
@@ -105,11 +105,9 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 	for name, ep := range d.endpointsOf(c) {
 		offer.Endpoints[name] = migration.Endpoint{IP: ep.IP, IPv6: ep.IPv6, MAC: ep.MAC}
 	}
-	if h := c.State.Health; h != nil {
-		kept := *h
-		kept.Log = slices.Clone(h.Log)
-		offer.Health = &kept
-	}
+	// Marshalled below while c.mu is held, as the health monitor's
+	// updates are: no copy needed.
+	offer.Health = c.State.Health
 	if offer.MountPoints, offer.Volumes, err = d.migratedMounts(c); err != nil {
 		return err
 	}

@@ -488,6 +488,12 @@ func (s *Store) removeLocked(e *entry) error {
 // host directory to export to its VM. A volume with a host filesystem
 // (`--opt type=tmpfs` ...) is mounted on its _data by the first user.
 func (s *Store) Mount(name, ref string) (string, error) {
+	// An NFS volume's server name is looked up (up to addrLookupTimeout)
+	// before the store's lock is taken, which every volume call needs.
+	resolved, err := s.hostNFSOptions(name)
+	if err != nil {
+		return "", err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.vols[name]
@@ -516,12 +522,15 @@ func (s *Store) Mount(name, ref string) (string, error) {
 			if v.guestMountable() {
 				// A VM without a network (--network none) has the host
 				// mount an NFS volume, with the server's address
-				// resolved here as for the guests.
-				opts, err := resolveServerAddr(context.Background(), v.Options["device"], o)
-				if err != nil {
-					return "", opErr("mount", name, errdefs.InvalidParameter(fmt.Errorf("failed to mount local volume: %w", err)), nil)
+				// resolved as for the guests (hostNFSOptions).
+				if resolved == nil || resolved.device != v.Options["device"] || resolved.o != o {
+					// Unmounted or re-created since: resolved under the
+					// lock this once.
+					if resolved, err = resolveNFSHostOptions(name, v); err != nil {
+						return "", err
+					}
 				}
-				o = strings.Join(opts, ",")
+				o = resolved.resolved
 			}
 			flags, data := parseMountOptions(o)
 			if err := unix.Mount(v.Options["device"], v.Mountpoint, v.Options["type"], flags, data); err != nil {
@@ -537,6 +546,38 @@ func (s *Store) Mount(name, ref string) (string, error) {
 	}
 	e.active[ref] = struct{}{}
 	return v.Mountpoint, nil
+}
+
+// nfsHostOptions are an NFS volume's options (device, o) and o with its
+// server's address resolved, for the host's mount.
+type nfsHostOptions struct{ device, o, resolved string }
+
+// hostNFSOptions resolves the server's address of volume name if it is
+// an NFS one (nil for another kind, or no such volume: Mount says so).
+func (s *Store) hostNFSOptions(name string) (*nfsHostOptions, error) {
+	s.mu.Lock()
+	e, ok := s.vols[name]
+	var v *Volume
+	if ok {
+		v = e.vol.clone()
+	}
+	s.mu.Unlock()
+	if !ok || !v.guestMountable() {
+		return nil, nil
+	}
+	if mounted, _ := isMountPoint(v.Mountpoint); mounted {
+		return nil, nil // another container's
+	}
+	return resolveNFSHostOptions(name, v)
+}
+
+func resolveNFSHostOptions(name string, v *Volume) (*nfsHostOptions, error) {
+	device, o := v.Options["device"], v.Options["o"]
+	opts, err := resolveServerAddr(context.Background(), device, o)
+	if err != nil {
+		return nil, opErr("mount", name, errdefs.InvalidParameter(fmt.Errorf("failed to mount local volume: %w", err)), nil)
+	}
+	return &nfsHostOptions{device: device, o: o, resolved: strings.Join(opts, ",")}, nil
 }
 
 // Unmount ends running container ref's use; the last user of a volume with

@@ -236,6 +236,14 @@ func TestMountInGuest(t *testing.T) {
 			if was, _ := s.Unmount(name, "c1"); was {
 				t.Fatalf("%v: in use after a failed mount", tc.opts)
 			}
+			// The host's mount (a VM without a network) fails alike,
+			// before it tries to mount.
+			if _, err := s.Mount(name, "c1"); !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), tc.bad) {
+				t.Fatalf("%v: the host's mount: %v", tc.opts, err)
+			}
+			if was, _ := s.Unmount(name, "c1"); was {
+				t.Fatalf("%v: in use after a failed host mount", tc.opts)
+			}
 			continue
 		}
 		if err != nil || gm.FSType != tc.opts["type"] || gm.Device != tc.opts["device"] || !slices.Equal(gm.Options, tc.want) {
