@@ -219,9 +219,10 @@ func (s *syncBuffer) String() string {
 
 // A guest that never answers (its QEMU stopped with SIGSTOP: nothing the
 // host sends is read, nothing comes back) costs only its own container:
-// an exec into it fails in bounded time (agentclient.RequestTimeout),
-// `docker stop -t 2` ends it within its grace periods (killed: 137), and
-// another container starts and answers meanwhile.
+// another container starts and answers meanwhile, `docker stop -t 2`
+// ends it within its grace periods (killed: 137), and an exec that was
+// waiting on it fails then. (An exec alone fails after
+// agentclient.RequestTimeout, 60 s: TestRequestTimeout.)
 func TestGuestNeverAnswers(t *testing.T) {
 	hung, other := uniqueName(t, "hung"), uniqueName(t, "other")
 	rmOnCleanup(t, hung, other)
@@ -235,15 +236,17 @@ func TestGuestNeverAnswers(t *testing.T) {
 	}
 	defer syscall.Kill(pid, syscall.SIGCONT)
 
+	execDone := make(chan result, 1)
+	go func() { execDone <- docker(t, "exec", hung, "true") }()
 	if out := mustDocker(t, "run", "--rm", "--name", other, "busybox", "echo", "alive"); out != "alive\n" {
 		t.Fatalf("another container while one VM hangs: %q", out)
 	}
-	start := time.Now()
-	if r := docker(t, "exec", hung, "true"); r.code == 0 {
-		t.Fatalf("exec into a hung guest succeeded: %s", r)
+	select {
+	case r := <-execDone:
+		t.Fatalf("the exec into the hung guest ended before its stop: %s", r)
+	default:
 	}
-	t.Logf("exec into the hung guest failed after %s", time.Since(start).Round(time.Millisecond))
-	start = time.Now()
+	start := time.Now()
 	mustDocker(t, "stop", "-t", "2", hung)
 	t.Logf("docker stop -t 2 of the hung guest took %s", time.Since(start).Round(time.Millisecond))
 	if st := inspectField(t, hung, "{{.State.Status}} {{.State.ExitCode}}"); st != "exited 137" {
@@ -251,6 +254,15 @@ func TestGuestNeverAnswers(t *testing.T) {
 	}
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
 		t.Fatalf("the hung VM's QEMU (pid %d) still exists", pid)
+	}
+	select {
+	case r := <-execDone:
+		if r.code == 0 {
+			t.Fatalf("exec into a hung guest succeeded: %s", r)
+		}
+		t.Logf("the waiting exec failed %s after the stop began: %s", time.Since(start).Round(time.Millisecond), r)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the exec into the hung guest still waits after its VM was killed")
 	}
 }
 

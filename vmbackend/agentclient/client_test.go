@@ -276,6 +276,37 @@ func TestConnectionLost(t *testing.T) {
 	}
 }
 
+// A guest that reads a request and never answers holds its caller for
+// RequestTimeout, no longer (TestGuestNeverAnswers shows the same with a
+// stopped VM); the connection stays usable for the next request.
+func TestRequestTimeout(t *testing.T) {
+	defer func(d time.Duration) { RequestTimeout = d }(RequestTimeout)
+	RequestTimeout = 200 * time.Millisecond
+	host, a := fakeagent.NewPair(t)
+	go func() {
+		a.Hello(nil, "running", agentproto.Version, nil)
+		a.NextMsg(agentproto.MsgExec) // never answered
+		f, m := a.NextMsg(agentproto.MsgExec)
+		a.W.WriteMsg(f.Stream, &agentproto.Msg{Type: agentproto.MsgError, ID: m.ID, Message: "answered"})
+	}()
+	ctx := ctxT(t)
+	c, _, err := Connect(ctx, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	_, err = c.Exec(ctx, &agentproto.ProcessRequest{Args: []string{"x"}}, ProcessIO{})
+	if err == nil || !strings.Contains(err.Error(), "did not answer") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a request the guest never answers: %v", err)
+	}
+	if d := time.Since(t0); d < RequestTimeout || d > RequestTimeout+2*time.Second {
+		t.Fatalf("the unanswered request failed after %v, RequestTimeout is %v", d, RequestTimeout)
+	}
+	if _, err := c.Exec(ctx, &agentproto.ProcessRequest{Args: []string{"x"}}, ProcessIO{}); err == nil || !strings.Contains(err.Error(), "answered") {
+		t.Fatalf("the next request: %v", err)
+	}
+}
+
 // What a guest reports of its start phases is bounded before it reaches
 // the host's log: known-shape names, sane values, at most maxTimings.
 func TestBoundedTimings(t *testing.T) {
