@@ -351,6 +351,9 @@ func (d *Daemon) ContainerExecStart(ctx context.Context, id string, cfg *backend
 	if err != nil {
 		out.close()
 		code, serr := execStartError(err)
+		if agentclient.IsProcessesHeld(err) {
+			serr = errdefs.Conflict(fmt.Errorf("Container %s is being checkpointed, try the exec again when the checkpoint is done", c.ID))
+		}
 		e.mu.Lock()
 		e.exitCode = &code
 		e.mu.Unlock()

@@ -252,31 +252,39 @@ func (d *Daemon) healthMonitor(c *Container, r *runtime, cmd []string, s healthS
 			if res == nil {
 				return // the run ended during the probe
 			}
-			c.mu.Lock()
-			if c.run != r || c.State.Health == nil {
+			// A probe the agent refused because a checkpoint held the
+			// processes still has no result, as while paused.
+			if res != probeHeld {
+				c.mu.Lock()
+				if c.run != r || c.State.Health == nil {
+					c.mu.Unlock()
+					return
+				}
+				old := applyProbeResult(c.State.Health, res, s, startedAt)
+				status = c.State.Health.Status
+				if err := c.save(); err != nil {
+					log.WithError(err).Warn("save container health")
+				}
+				if status != old {
+					d.containerEvent(c, events.Action(string(events.ActionHealthStatus)+": "+status), nil)
+					log.WithField("health", status).Info("health status changed")
+				}
 				c.mu.Unlock()
-				return
-			}
-			old := applyProbeResult(c.State.Health, res, s, startedAt)
-			status = c.State.Health.Status
-			if err := c.save(); err != nil {
-				log.WithError(err).Warn("save container health")
-			}
-			if status != old {
-				d.containerEvent(c, events.Action(string(events.ActionHealthStatus)+": "+status), nil)
-				log.WithField("health", status).Info("health status changed")
-			}
-			c.mu.Unlock()
-			if res.ExitCode != 0 {
-				log.WithFields(map[string]any{"exitCode": res.ExitCode, "output": res.Output}).Debug("health check failed")
+				if res.ExitCode != 0 {
+					log.WithFields(map[string]any{"exitCode": res.ExitCode, "output": res.Output}).Debug("health check failed")
+				}
 			}
 		}
 		t.Reset(nextProbeDelay(s, status, time.Since(startedAt)))
 	}
 }
 
+// probeHeld is probe's result when the agent refused the probe's exec
+// because a checkpoint held the container's processes still: none.
+var probeHeld = &container.HealthcheckResult{}
+
 // probe runs one health check command in the guest. It returns nil if the
-// run ended meanwhile.
+// run ended meanwhile, probeHeld if it could not run for a checkpoint.
 func (d *Daemon) probe(r *runtime, req *agentproto.ProcessRequest, timeout time.Duration) *container.HealthcheckResult {
 	start := time.Now()
 	out := &probeOutput{max: maxHealthOutput}
@@ -295,6 +303,9 @@ func (d *Daemon) probe(r *runtime, req *agentproto.ProcessRequest, timeout time.
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
+		}
+		if agentclient.IsProcessesHeld(err) {
+			return probeHeld
 		}
 		return &container.HealthcheckResult{Start: start, End: time.Now(), ExitCode: -1, Output: err.Error()}
 	}

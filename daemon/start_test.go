@@ -22,6 +22,7 @@ import (
 	logtest "github.com/sirupsen/logrus/hooks/test"
 	"golang.org/x/sys/unix"
 
+	"github.com/jevm/jevm/api/types/backend"
 	"github.com/jevm/jevm/internal/mountinfo"
 	"github.com/jevm/jevm/vmbackend"
 	"github.com/jevm/jevm/vmbackend/agentclient/fakeagent"
@@ -344,6 +345,55 @@ func TestFakeHealthCheck(t *testing.T) {
 	if h.FailingStreak < 2 || last.ExitCode != 1 || last.Output != "down\n" {
 		t.Fatalf("health %+v, last %+v", h, last)
 	}
+}
+
+// While a checkpoint holds the container's processes still, the agent
+// refuses execs: the health monitor records nothing for those rounds
+// (neither a failure nor a success), and probes again once released.
+func TestHealthProbeWhileHeld(t *testing.T) {
+	var probes atomic.Int32
+	d, _, _ := fakeDaemon(t, func() *fakeagent.Guest {
+		return &fakeagent.Guest{Exec: func(p *fakeagent.Proc) int {
+			probes.Add(1)
+			return 0
+		}}
+	})
+	c := fakeContainer(t, d, "h1")
+	c.Config.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "probe"}, Interval: 20 * time.Millisecond, Timeout: time.Second, Retries: 1}
+	if err := d.ContainerStart(context.Background(), "h1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "healthy", func() bool { return c.State.Health != nil && c.State.Health.Status == container.Healthy })
+	c.mu.Lock()
+	agent := c.run.agent
+	c.mu.Unlock()
+	if err := agent.Freeze(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	entries := len(c.State.Health.Log)
+	c.mu.Unlock()
+	n := probes.Load()
+	time.Sleep(200 * time.Millisecond) // about ten rounds
+	c.mu.Lock()
+	h := *c.State.Health
+	c.mu.Unlock()
+	if probes.Load() != n || h.Status != container.Healthy || h.FailingStreak != 0 || len(h.Log) > entries+1 {
+		t.Fatalf("while held: %d probes ran, health %s, failing streak %d, %d log entries (was %d)", probes.Load()-n, h.Status, h.FailingStreak, len(h.Log), entries)
+	}
+	// A user's exec is refused as dockerd refuses one into a paused
+	// container: 409.
+	id, err := d.ContainerExecCreate(context.Background(), "h1", &container.ExecOptions{Cmd: []string{"true"}, Detach: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ContainerExecStart(context.Background(), id, &backend.ExecStartConfig{Detach: true}); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "being checkpointed") {
+		t.Fatalf("exec while held: %v", err)
+	}
+	if err := agent.Thaw(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "probes after the release", func() bool { return probes.Load() > n+2 })
 }
 
 // A failed step unwinds the cleanups of the steps before it, in reverse

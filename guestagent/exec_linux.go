@@ -53,7 +53,7 @@ func (a *agent) handleExec(stream uint32, m *agentproto.Msg) {
 		fail(fmt.Errorf("container %s is paused, unpause the container before exec", pod.name))
 		return
 	case held:
-		fail(errors.New("container is being checkpointed: its processes are held still, try again when the checkpoint is done"))
+		fail(&execError{"container is being checkpointed: its processes are held still, try again when the checkpoint is done", agentproto.ErrProcessesHeld})
 		return
 	case busy:
 		fail(fmt.Errorf("stream %d is in use", stream))

@@ -392,6 +392,11 @@ func IsCommandNotExecutable(err error) bool {
 	return agentErrCode(err) == agentproto.ErrCommandNotExecutable
 }
 
+// IsProcessesHeld reports whether err is an exec refused because the
+// container's processes are held still for a checkpoint (for a moment:
+// it may be tried again).
+func IsProcessesHeld(err error) bool { return agentErrCode(err) == agentproto.ErrProcessesHeld }
+
 func agentErrCode(err error) string {
 	var ae *AgentError
 	if errors.As(err, &ae) {

@@ -148,6 +148,10 @@ const (
 	// ErrCommandNotExecutable: args[0] exists but may not be executed
 	// (EACCES: no execute permission, a noexec mount).
 	ErrCommandNotExecutable = "permission-denied"
+	// ErrProcessesHeld: an exec into the main container while its
+	// processes are held still for a checkpoint (docs/AGENT_PROTOCOL.md,
+	// "Checkpoint hold"); it may be tried again once the hold is released.
+	ErrProcessesHeld = "processes-held"
 )
 
 // Msg is the JSON body of a FrameMsg frame. Type selects which fields are

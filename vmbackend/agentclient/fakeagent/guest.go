@@ -287,7 +287,7 @@ func (g *Guest) handle(stream uint32, m *agentproto.Msg) {
 			g.reply(stream, m, "no such container in this VM: "+m.Container, "")
 			return
 		case held:
-			g.reply(stream, m, "container is being checkpointed: its processes are held still, try again when the checkpoint is done", "")
+			g.reply(stream, m, "container is being checkpointed: its processes are held still, try again when the checkpoint is done", agentproto.ErrProcessesHeld)
 			return
 		case !running:
 			g.reply(stream, m, "container is not running", "")
