@@ -90,6 +90,9 @@ type agent struct {
 	// makes holds and releases one at a time.
 	mainHeld bool
 	holdMu   sync.Mutex
+	// heldCgroups are the cgroups of the main container's own that the
+	// hold froze (guarded by holdMu).
+	heldCgroups []string
 	// zyg is the main process's helper, forked at boot (zygote_linux.go);
 	// nil once taken.
 	zyg       *zygote

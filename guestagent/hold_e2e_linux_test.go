@@ -25,10 +25,15 @@ func TestE2ECheckpointHold(t *testing.T) {
 	c, _ := vm.connect(t, ctx)
 	defer c.Close()
 	var out buf
-	// The counter runs in a child of the main process, which forks a
-	// sleep on every round.
-	p, err := c.Start(ctx, startReq([]string{"sh", "-c", "(i=0; while :; do i=$((i+1)); echo $i; sleep 0.05; done) & wait"}, "", false),
-		agentclient.ProcessIO{Stdout: &out, Stderr: &out})
+	// Two counters, children of the main process, which fork a sleep on
+	// every round: one in the guest's root cgroup, one in a cgroup the
+	// container made itself (it may write the hierarchy, as a privileged
+	// one); and a cgroup the container froze itself, which must stay so.
+	req := startReq([]string{"sh", "-c", `mkdir /sys/fs/cgroup/mine /sys/fs/cgroup/own-frozen && echo 1 > /sys/fs/cgroup/own-frozen/cgroup.freeze && ` +
+		`(i=0; while :; do i=$((i+1)); echo r$i; sleep 0.05; done) & ` +
+		`sh -c 'echo $$ > /sys/fs/cgroup/mine/cgroup.procs && i=0; while :; do i=$((i+1)); echo m$i; sleep 0.05; done' & wait`}, "", false)
+	req.WritableCgroups = true
+	p, err := c.Start(ctx, req, agentclient.ProcessIO{Stdout: &out, Stderr: &out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +66,8 @@ func TestE2ECheckpointHold(t *testing.T) {
 			t.Fatalf("%s: the counter went on while held: %q -> %q", what, n[max(0, len(n)-20):], got[max(0, len(got)-20):])
 		}
 	}
-	waitOutput(t, ctx, &out, "\n3\n")
+	waitOutput(t, ctx, &out, "\nr3\n")
+	waitOutput(t, ctx, &out, "\nm3\n")
 
 	for _, release := range []string{"restored", "thaw"} {
 		if err := c.Freeze(ctx); err != nil {
@@ -81,12 +87,22 @@ func TestE2ECheckpointHold(t *testing.T) {
 			t.Fatalf("%s: %v", release, err)
 		}
 		grows("after " + release)
-		got, err := exec("sh", "-c", "cat /proc/1/cgroup /proc/self/cgroup; ls /sys/fs/cgroup; hostname")
+		got, err := exec("sh", "-c", "cat /proc/1/cgroup /proc/self/cgroup /sys/fs/cgroup/mine/cgroup.freeze /sys/fs/cgroup/own-frozen/cgroup.freeze; ls /sys/fs/cgroup; hostname")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.HasPrefix(got, "0::/\n0::/\n") || strings.Contains(got, "hold") || !strings.HasSuffix(got, "forked\n") {
-			t.Fatalf("after %s: the container's cgroups, the hierarchy's root and the hostname: %q", release, got)
+		if !strings.HasPrefix(got, "0::/\n0::/\n0\n1\n") || strings.Contains(got, "hold") || !strings.HasSuffix(got, "forked\n") {
+			t.Fatalf("after %s: the container's cgroups, its own cgroups' freeze, the hierarchy's root and the hostname: %q", release, got)
+		}
+		for _, counter := range []string{"r", "m"} {
+			n := strings.Count(out.String(), "\n"+counter)
+			waitFor := time.Now().Add(30 * time.Second)
+			for strings.Count(out.String(), "\n"+counter) == n {
+				if time.Now().After(waitFor) {
+					t.Fatalf("after %s: the %s counter does not go on", release, counter)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 		}
 	}
 	// A thaw without a hold is a no-op.

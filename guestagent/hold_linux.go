@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +35,10 @@ import (
 // root cgroup again until it holds only the agent and the kernel's
 // threads. A thaw moves them back while the cgroup is still frozen (a
 // process moved out of it runs again), so no process of the container
-// ever runs with the hold cgroup as its own. While held, execs into the
+// ever runs with the hold cgroup as its own. A container allowed to write
+// the hierarchy (--privileged: systemd, docker-in-docker) may have moved
+// processes into cgroups of its own: the hold freezes each such cgroup
+// under the root that was not frozen already, and thaws those again. While held, execs into the
 // main container are refused: an exec's spawn runs on the agent's read
 // loop and waits for its helper, which the hold would freeze.
 
@@ -95,21 +99,59 @@ func (a *agent) holdMain() (err error) {
 	deadline := time.Now().Add(freezeTimeout)
 	self := os.Getpid()
 	for {
+		frozen, err := a.freezeContainerCgroups()
+		if err != nil {
+			return fmt.Errorf("hold the container's processes: %w", err)
+		}
 		moved, err := moveCgroupProcs(cgroupDir, dir, func(pid int) bool { return pid != self && !isKernelThread(pid) })
 		if err != nil {
 			return fmt.Errorf("hold the container's processes: %w", err)
 		}
-		if moved == 0 {
+		if moved == 0 && frozen == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the container's processes kept forking: not all held after %v", freezeTimeout)
 		}
 	}
-	if err := waitCgroupFrozen(dir, true, deadline); err != nil {
-		return fmt.Errorf("hold the container's processes: %w", err)
+	for _, d := range append([]string{dir}, a.heldCgroups...) {
+		if err := waitCgroupFrozen(d, true, deadline); err != nil {
+			return fmt.Errorf("hold the container's processes: %w", err)
+		}
 	}
 	return nil
+}
+
+// freezeContainerCgroups freezes the cgroups under the root that the main
+// container made (any but the hold's and the pods'), unless frozen
+// already, and remembers them (a.heldCgroups) for the release. It returns
+// how many it froze now.
+func (a *agent) freezeContainerCgroups() (int, error) {
+	entries, err := os.ReadDir(cgroupDir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || name == holdCgroup || strings.HasPrefix(name, podCgroupPrefix) {
+			continue
+		}
+		d := filepath.Join(cgroupDir, name)
+		if slices.Contains(a.heldCgroups, d) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(d, "cgroup.freeze"))
+		if err != nil || strings.TrimSpace(string(b)) != "0" {
+			continue // gone, or frozen by the container itself: left as it is
+		}
+		if err := os.WriteFile(filepath.Join(d, "cgroup.freeze"), []byte("1"), 0); err != nil {
+			return n, fmt.Errorf("freeze cgroup %s: %w", name, err)
+		}
+		a.heldCgroups = append(a.heldCgroups, d)
+		n++
+	}
+	return n, nil
 }
 
 // releaseMain undoes holdMain (nothing if there is no hold).
@@ -148,6 +190,12 @@ func (a *agent) releaseMainLocked() error {
 	if err := unix.Rmdir(dir); err != nil {
 		a.logf("remove the hold cgroup: %v", err)
 	}
+	for _, d := range a.heldCgroups {
+		if err := os.WriteFile(filepath.Join(d, "cgroup.freeze"), []byte("0"), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			a.logf("thaw cgroup %s: %v", filepath.Base(d), err)
+		}
+	}
+	a.heldCgroups = nil
 	return nil
 }
 
