@@ -61,14 +61,8 @@ func GuestMountableOptions(opts map[string]string) bool {
 // MountInGuest marks the volume in use by running container ref, whose VM
 // mounts it itself, and says how. The host mounts nothing.
 func (s *Store) MountInGuest(ctx context.Context, name, ref string) (GuestMount, error) {
-	s.mu.Lock()
-	e, ok := s.vols[name]
-	var v *Volume
-	if ok {
-		v = e.vol.clone()
-	}
-	s.mu.Unlock()
-	if !ok {
+	v, err := s.Get(name)
+	if err != nil {
 		return GuestMount{}, opErr("mount", name, ErrNoSuchVolume, nil)
 	}
 	if !v.guestMountable() {
@@ -80,7 +74,8 @@ func (s *Store) MountInGuest(ctx context.Context, name, ref string) (GuestMount,
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok = s.vols[name]; !ok { // removed meanwhile
+	e, ok := s.vols[name]
+	if !ok { // removed meanwhile
 		return GuestMount{}, opErr("mount", name, ErrNoSuchVolume, nil)
 	}
 	e.active[ref] = struct{}{}

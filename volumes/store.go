@@ -555,14 +555,8 @@ type nfsHostOptions struct{ device, o, resolved string }
 // hostNFSOptions resolves the server's address of volume name if it is
 // an NFS one (nil for another kind, or no such volume: Mount says so).
 func (s *Store) hostNFSOptions(name string) (*nfsHostOptions, error) {
-	s.mu.Lock()
-	e, ok := s.vols[name]
-	var v *Volume
-	if ok {
-		v = e.vol.clone()
-	}
-	s.mu.Unlock()
-	if !ok || !v.guestMountable() {
+	v, err := s.Get(name)
+	if err != nil || !v.guestMountable() {
 		return nil, nil
 	}
 	if mounted, _ := isMountPoint(v.Mountpoint); mounted {
