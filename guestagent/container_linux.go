@@ -123,7 +123,14 @@ func (p *phases) mark(name string) {
 
 // addEntropy mixes host-provided randomness into the kernel RNG and
 // credits it (RNDADDENTROPY); plain writes to /dev/urandom mix without
-// crediting and are the fallback.
+// crediting and are the fallback. Then it reseeds the kernel's CRNG from
+// the pool at once (RNDRESEEDCRNG): once the CRNG is ready, what is mixed
+// into the pool reaches its output only at the next reseed (up to a
+// minute later), and a clone or fork starts with the very CRNG state of
+// its template or checkpoint. The VM generation ID's change makes the
+// kernel reseed too, but on an ACPI notification handled asynchronously;
+// this reseed is done before the container's processes run (a fork's
+// are held until `restored` has done it).
 func addEntropy(e []byte) error {
 	f, err := os.OpenFile("/dev/urandom", os.O_WRONLY, 0)
 	if err != nil {
@@ -138,18 +145,22 @@ func addEntropy(e []byte) error {
 	if err != nil {
 		return err
 	}
-	var ierr error
+	var ierr, rerr error
 	sc.Control(func(fd uintptr) {
 		_, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, unix.RNDADDENTROPY, uintptr(unsafe.Pointer(&buf[0])))
 		if errno != 0 {
 			ierr = errno
+			return
+		}
+		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, unix.RNDRESEEDCRNG, 0); errno != 0 {
+			rerr = fmt.Errorf("reseed the kernel's RNG: %w", errno)
 		}
 	})
 	if ierr != nil {
 		_, err = f.Write(e)
 		return err
 	}
-	return nil
+	return rerr
 }
 
 func waitForFile(p string, timeout time.Duration) error {

@@ -3,7 +3,9 @@
 package guestagent_test
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -79,7 +81,7 @@ func TestE2ECheckpointHold(t *testing.T) {
 		}
 		switch release {
 		case "restored":
-			err = c.Restored(ctx, agentproto.RestoredRequest{TimeUnixNano: time.Now().UnixNano(), Hostname: "forked"})
+			err = c.Restored(ctx, agentproto.RestoredRequest{TimeUnixNano: time.Now().UnixNano(), Hostname: "forked", Entropy: bytes.Repeat([]byte{7}, 32)})
 		case "thaw":
 			err = c.Thaw(ctx)
 		}
@@ -114,4 +116,10 @@ func TestE2ECheckpointHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitExited(t, ctx, p)
+	// The start's and restored's entropy went in and reseeded the
+	// kernel's RNG (RNDADDENTROPY, RNDRESEEDCRNG): no complaint.
+	vm.waitExit(t, 30*time.Second)
+	if con, _ := os.ReadFile(vm.console); strings.Contains(string(con), "entropy") {
+		t.Errorf("the agent's console:\n%s", con)
+	}
 }
