@@ -38,9 +38,10 @@ import (
 // ever runs with the hold cgroup as its own. A container allowed to write
 // the hierarchy (--privileged: systemd, docker-in-docker) may have moved
 // processes into cgroups of its own: the hold freezes each such cgroup
-// under the root that was not frozen already, and thaws those again. While held, execs into the
-// main container are refused: an exec's spawn runs on the agent's read
-// loop and waits for its helper, which the hold would freeze.
+// under the root that was not frozen already, and thaws those again.
+// While held, execs into the main container are refused: an exec's spawn
+// runs on the agent's read loop and waits for its helper, which the hold
+// would freeze.
 
 // holdCgroup is the hold's cgroup2 directory under the hierarchy's root
 // (not a valid pod name's: those start with podCgroupPrefix).
