@@ -488,47 +488,58 @@ func (s *Store) removeLocked(e *entry) error {
 // host directory to export to its VM. A volume with a host filesystem
 // (`--opt type=tmpfs` ...) is mounted on its _data by the first user.
 func (s *Store) Mount(name, ref string) (string, error) {
-	// An NFS volume's server name is looked up (up to addrLookupTimeout)
-	// before the store's lock is taken, which every volume call needs.
-	resolved, err := s.hostNFSOptions(name)
-	if err != nil {
-		return "", err
+	var resolved *nfsHostOptions
+	for attempt := 0; ; attempt++ {
+		path, need, err := s.mount(name, ref, resolved)
+		if need == nil {
+			return path, err
+		}
+		if attempt > 0 { // re-created with other options meanwhile, twice
+			return "", opErr("mount", name, errdefs.Conflict(errors.New("the volume changed while it was being mounted")), nil)
+		}
+		// An NFS volume the host mounts (a VM without a network: --network
+		// none, a maintenance VM): its server's name is looked up (up to
+		// addrLookupTimeout) without the store's lock, which every volume
+		// call takes, and the mount is tried again.
+		if resolved, err = resolveNFSHostOptions(name, need); err != nil {
+			return "", err
+		}
 	}
+}
+
+// mount is Mount under the store's lock, with resolved the options of an
+// NFS volume the host mounts (resolveNFSHostOptions) if known; if they are
+// needed and not those, it returns the volume to resolve them for.
+func (s *Store) mount(name, ref string, resolved *nfsHostOptions) (string, *Volume, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.vols[name]
 	if !ok {
-		return "", opErr("mount", name, ErrNoSuchVolume, nil)
+		return "", nil, opErr("mount", name, ErrNoSuchVolume, nil)
 	}
 	v := e.vol
 	if dev, ok := v.bindDevice(); ok {
 		fi, err := os.Stat(dev)
 		if err != nil {
-			return "", opErr("mount", name, errdefs.InvalidParameter(fmt.Errorf("failed to mount local volume: %w", err)), nil)
+			return "", nil, opErr("mount", name, errdefs.InvalidParameter(fmt.Errorf("failed to mount local volume: %w", err)), nil)
 		}
 		if !fi.IsDir() {
-			return "", opErr("mount", name, errdefs.InvalidParameter(fmt.Errorf("failed to mount local volume: %s is not a directory", dev)), nil)
+			return "", nil, opErr("mount", name, errdefs.InvalidParameter(fmt.Errorf("failed to mount local volume: %s is not a directory", dev)), nil)
 		}
 		e.active[ref] = struct{}{}
-		return dev, nil
+		return dev, nil, nil
 	}
 	if v.needsMount() {
 		mounted, err := isMountPoint(v.Mountpoint)
 		if err != nil {
-			return "", opErr("mount", name, errdefs.System(err), nil)
+			return "", nil, opErr("mount", name, errdefs.System(err), nil)
 		}
 		if !mounted {
 			o := v.Options["o"]
 			if v.guestMountable() {
-				// A VM without a network (--network none) has the host
-				// mount an NFS volume, with the server's address
-				// resolved as for the guests (hostNFSOptions).
+				// With the server's address resolved as for the guests.
 				if resolved == nil || resolved.device != v.Options["device"] || resolved.o != o {
-					// Unmounted or re-created since: resolved under the
-					// lock this once.
-					if resolved, err = resolveNFSHostOptions(name, v); err != nil {
-						return "", err
-					}
+					return "", v.clone(), nil
 				}
 				o = resolved.resolved
 			}
@@ -540,31 +551,20 @@ func (s *Store) Mount(name, ref string) (string, error) {
 					// VM) has the host mount an NFS volume.
 					err = fmt.Errorf("%w (this host has no NFS client: a container with a network mounts the volume in its VM instead)", err)
 				}
-				return "", opErr("mount", name, errdefs.System(err), nil)
+				return "", nil, opErr("mount", name, errdefs.System(err), nil)
 			}
 		}
 	}
 	e.active[ref] = struct{}{}
-	return v.Mountpoint, nil
+	return v.Mountpoint, nil, nil
 }
 
 // nfsHostOptions are an NFS volume's options (device, o) and o with its
 // server's address resolved, for the host's mount.
 type nfsHostOptions struct{ device, o, resolved string }
 
-// hostNFSOptions resolves the server's address of volume name if it is
-// an NFS one (nil for another kind, or no such volume: Mount says so).
-func (s *Store) hostNFSOptions(name string) (*nfsHostOptions, error) {
-	v, err := s.Get(name)
-	if err != nil || !v.guestMountable() {
-		return nil, nil
-	}
-	if mounted, _ := isMountPoint(v.Mountpoint); mounted {
-		return nil, nil // another container's
-	}
-	return resolveNFSHostOptions(name, v)
-}
-
+// resolveNFSHostOptions looks up the NFS server of volume name (v) for
+// the host's mount, as MountInGuest does for a guest's.
 func resolveNFSHostOptions(name string, v *Volume) (*nfsHostOptions, error) {
 	device, o := v.Options["device"], v.Options["o"]
 	opts, err := resolveServerAddr(context.Background(), device, o)
