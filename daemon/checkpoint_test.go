@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,7 +16,7 @@ import (
 // Bad checkpoint requests get clear errors and leave nothing behind; the
 // container runs on.
 func TestCheckpointBadInput(t *testing.T) {
-	d, _, _ := fakeDaemon(t, nil)
+	d, vms, _ := fakeDaemon(t, nil)
 	c := fakeContainer(t, d, "web")
 	ctx := context.Background()
 	create := func(id string) error {
@@ -37,13 +39,20 @@ func TestCheckpointBadInput(t *testing.T) {
 	if err := d.CheckpointCreate(ctx, "web", checkpoint.CreateOptions{CheckpointID: "c1", CheckpointDir: "rel/dir"}); !errdefs.IsInvalidParameter(err) {
 		t.Errorf("a relative checkpoint dir: %v", err)
 	}
-	// The fake VM cannot checkpoint: 501, no directory left.
-	if err := create("c1"); !errdefs.IsNotImplemented(err) {
-		t.Fatalf("a VM that cannot checkpoint: %v", err)
+	// The VM fails to checkpoint: no directory left, the container runs
+	// on, its processes released.
+	m := vms.Machine(c.ID)
+	m.SetCheckpointErr(errors.New("boom"))
+	if err := create("c1"); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("a VM that fails its checkpoint: %v", err)
 	}
 	if _, err := os.Stat(c.checkpointsDir() + "/c1"); !os.IsNotExist(err) {
 		t.Fatalf("a failed checkpoint left its directory: %v", err)
 	}
+	if held := m.CheckpointsHeld(); !slices.Equal(held, []bool{true}) || m.Guest.MainHeld() {
+		t.Fatalf("the failed checkpoint: held while made %v, held after %v", held, m.Guest.MainHeld())
+	}
+	m.SetCheckpointErr(nil)
 	if err := d.ContainerPause(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +82,38 @@ func TestCheckpointBadInput(t *testing.T) {
 	}
 	if err := d.CheckpointDelete(ctx, "web", checkpoint.DeleteOptions{CheckpointID: "c1"}); !errdefs.IsNotFound(err) {
 		t.Fatalf("delete a missing checkpoint: %v", err)
+	}
+}
+
+// The container's processes are held still while the VM is saved
+// (hold_linux.go in the agent): released after a --leave-running
+// checkpoint, not after one that stops the container (its VM is killed).
+func TestCheckpointHoldsTheProcesses(t *testing.T) {
+	d, vms, hook := fakeDaemon(t, nil)
+	c := fakeContainer(t, d, "web")
+	ctx := context.Background()
+	if err := d.ContainerStart(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	m := vms.Machine(c.ID)
+	if err := d.CheckpointCreate(ctx, "web", checkpoint.CreateOptions{CheckpointID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if held := m.CheckpointsHeld(); !slices.Equal(held, []bool{true}) || m.Guest.MainHeld() || m.Paused() {
+		t.Fatalf("--leave-running: held while made %v, held after %v, paused %v", held, m.Guest.MainHeld(), m.Paused())
+	}
+	if e := hook.LastEntry(); e == nil || e.Message != "checkpoint created" || e.Data["held"] != true {
+		t.Fatalf("the checkpoint's log line: %+v", e)
+	}
+	if err := d.CheckpointCreate(ctx, "web", checkpoint.CreateOptions{CheckpointID: "c2", Exit: true}); err != nil {
+		t.Fatal(err)
+	}
+	if held := m.CheckpointsHeld(); !slices.Equal(held, []bool{true, true}) || !m.Killed() {
+		t.Fatalf("a checkpoint that stops the container: held while made %v, VM killed %v", held, m.Killed())
+	}
+	waitFor(t, c, "exited", func() bool { return c.State.Status == container.StateExited })
+	if list, err := d.CheckpointList(ctx, "web", checkpoint.ListOptions{}); err != nil || len(list) != 2 {
+		t.Fatalf("list: %v %v", list, err)
 	}
 }
 

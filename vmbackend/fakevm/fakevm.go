@@ -190,6 +190,41 @@ type Machine struct {
 	// disks are the hot-plugged disks (AttachDisk), by path.
 	disks   map[string]string
 	diskSeq int
+	// checkpointErr fails the next checkpoints (SetCheckpointErr);
+	// checkpointsHeld says, for each checkpoint, whether the guest's main
+	// container was held still when it was made.
+	checkpointErr   error
+	checkpointsHeld []bool
+}
+
+// Checkpoint (vmbackend.Checkpointer) writes nothing: it records whether
+// the guest's processes were held then, fails with SetCheckpointErr's
+// error, and leaves the VM paused unless leaveRunning.
+func (m *Machine) Checkpoint(_ context.Context, dir string, leaveRunning bool) (vmbackend.CheckpointInfo, error) {
+	held := m.Guest.MainHeld()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.checkpointsHeld = append(m.checkpointsHeld, held)
+	if m.checkpointErr != nil {
+		return vmbackend.CheckpointInfo{}, m.checkpointErr
+	}
+	m.paused = !leaveRunning
+	return vmbackend.CheckpointInfo{Template: "fake", Shape: m.Spec.Shape, StateBytes: 1}, nil
+}
+
+// SetCheckpointErr makes the next checkpoints fail with err (nil: succeed).
+func (m *Machine) SetCheckpointErr(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.checkpointErr = err
+}
+
+// CheckpointsHeld says, for each checkpoint so far, whether the guest's
+// main container was held still (freeze) when it was made.
+func (m *Machine) CheckpointsHeld() []bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]bool(nil), m.checkpointsHeld...)
 }
 
 // UpdateResources records r as the VM's bounds (Resources reads them).

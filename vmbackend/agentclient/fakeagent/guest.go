@@ -107,6 +107,15 @@ func (g *Guest) Requests() []string {
 	return append([]string(nil), g.requests...)
 }
 
+// MainHeld reports whether the main container's processes are held
+// still for a checkpoint (a freeze without a container, not yet thawed
+// or released by restored).
+func (g *Guest) MainHeld() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.mainHeld
+}
+
 // StartRequest is the last start (or mount) request received.
 func (g *Guest) StartRequest() *agentproto.StartRequest {
 	g.mu.Lock()
