@@ -36,6 +36,7 @@ require (
 	github.com/moby/buildkit v0.23.2
 	github.com/moby/patternmatcher v0.6.0
 	github.com/moby/swarmkit/v2 v2.0.0
+	github.com/moby/sys/mountinfo v0.7.2
 	github.com/spf13/cobra v1.8.1
 	github.com/ulikunitz/xz v0.5.15
 	github.com/vishvananda/netns v0.0.5
@@ -157,7 +158,6 @@ require (
 	google.golang.org/protobuf v1.36.6 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	gotest.tools/gotestsum v1.13.0 // indirect
-	gotest.tools/v3 v3.5.2 // indirect
 	k8s.io/klog/v2 v2.90.1 // indirect
 )
 

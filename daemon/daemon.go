@@ -62,6 +62,11 @@ type Config struct {
 	// depend on the daemon's process), the same as dockerd with
 	// --live-restore.
 	LiveRestoreDisabled bool
+	// SharedStorage are the host directories that hold the same files as
+	// NFS exports the VMs reach (jevmd --shared-storage): bind-source
+	// volumes there are mounted by the guests and follow a migrated
+	// container (volumes.SharedStorage).
+	SharedStorage []volumes.SharedStorage
 	// VMPoolSize is how many blank VMs the warm pool keeps ready per
 	// shape (pool.go); 0 turns the pool off.
 	VMPoolSize int

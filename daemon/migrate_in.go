@@ -435,8 +435,19 @@ func (d *Daemon) adoptMigratedMounts(c *Container, offer *migration.Offer) (crea
 			return nil, errHostShared("migrate", []string{mp.Destination})
 		case !ok:
 			return nil, errdefs.InvalidParameter(fmt.Errorf("the offer has no definition of volume %q", mp.Name))
-		case !volumes.GuestMountableOptions(def.Options) || c.HostConfig.NetworkMode.IsNone():
+		case c.HostConfig.NetworkMode.IsNone():
 			return nil, errHostShared("migrate", []string{mp.Destination})
+		default:
+			gm, ok := d.volumes.GuestMountFor(def.Options)
+			if dir, bind := volumes.BindSource(def.Options); !ok && bind {
+				return nil, errdefs.InvalidParameter(fmt.Errorf("volume %s: its directory %s is not on shared storage on this host (an NFS mount, or jevmd --shared-storage)", mp.Name, dir))
+			}
+			if !ok {
+				return nil, errHostShared("migrate", []string{mp.Destination})
+			}
+			if def.GuestMount != "" && gm.String() != def.GuestMount {
+				return nil, errdefs.InvalidParameter(fmt.Errorf("volume %s: its directory %s is %s on this host, %s on the source: not the same shared storage", mp.Name, def.Options["device"], gm, def.GuestMount))
+			}
 		}
 	}
 	var referenced []string

@@ -528,7 +528,11 @@ func (d *Daemon) migratedMounts(c *Container) (json.RawMessage, []migration.Volu
 		if err != nil {
 			return nil, nil, err
 		}
-		vols = append(vols, migration.Volume{Name: v.Name, Driver: v.Driver, Options: v.Options, Labels: v.Labels})
+		mv := migration.Volume{Name: v.Name, Driver: v.Driver, Options: v.Options, Labels: v.Labels}
+		if gm, ok := d.volumes.GuestMountFor(v.Options); ok {
+			mv.GuestMount = gm.String()
+		}
+		vols = append(vols, mv)
 	}
 	return raw, vols, nil
 }

@@ -237,8 +237,9 @@ type mountSession struct {
 }
 
 // guestMounts reports whether the container's VM mounts the volume of mp
-// itself (a network filesystem, volumes.GuestMount): only a VM with a
-// network can; the host mounts it for the others and shares it over 9p.
+// itself (a network filesystem, volumes.GuestMount: an NFS volume, or a
+// bind-source one on shared storage): only a VM with a network can; the
+// host mounts it for the others and shares it over 9p.
 func (d *Daemon) guestMounts(c *Container, mp *volumes.MountPoint) bool {
 	return mp.Type == mount.TypeVolume && mp.Name != "" && !c.HostConfig.NetworkMode.IsNone() && d.volumes.GuestMountable(mp.Name)
 }
@@ -260,7 +261,7 @@ func (d *Daemon) hostShared(c *Container) []string {
 // errHostShared refuses a checkpoint, restore or migration of a container
 // with mounts shared from the host (hostShared).
 func errHostShared(op string, dests []string) error {
-	return errdefs.InvalidParameter(fmt.Errorf("jevm cannot %s a container with bind mounts or volumes on the host's disk (%s): QEMU cannot move a mounted 9p share; NFS volumes (docker volume create --opt type=nfs) move with the container",
+	return errdefs.InvalidParameter(fmt.Errorf("jevm cannot %s a container with bind mounts or volumes on the host's disk (%s): QEMU cannot move a mounted 9p share; NFS volumes (docker volume create --opt type=nfs) and bind-source volumes on shared storage (--opt type=none --opt o=bind --opt device=DIR, DIR on an NFS mount or under jevmd --shared-storage) move with the container",
 		op, strings.Join(dests, ", ")))
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/errdefs"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/jevm/jevm/api/types/backend"
@@ -28,6 +29,10 @@ func (d *Daemon) openVolumes() error {
 	s, err := volumes.New(filepath.Join(d.cfg.DataRoot, "volumes"))
 	if err != nil {
 		return err
+	}
+	s.SetSharedStorage(d.cfg.SharedStorage)
+	for _, ss := range d.cfg.SharedStorage {
+		logrus.WithField("storage", ss.String()).Info("shared storage: bind-source volumes in this directory are mounted by the VMs from the NFS export")
 	}
 	d.volumes = s
 	return nil

@@ -31,9 +31,24 @@ import (
 func TestMigrateAcrossHosts(t *testing.T) {
 	certDir := t.TempDir()
 	ca := tlstest.NewCA(t, "jevm hosts CA")
+	// An NFS server on the hosts' network (started with the first host,
+	// once the network is up): NFS volumes live there, and both hosts
+	// declare its directory shared storage, as hosts that mount one
+	// export at the same place would be. h2 has a directory in it that
+	// is another export than on h1 (a migration to h2 of a volume there
+	// is refused).
+	var srv *nfsServer
 	hosts := startTestHosts(t, 2, func(i int, ip string) []string {
 		f := tlstest.WriteDir(t, filepath.Join(certDir, strconv.Itoa(i)), ca, ca.Host(t, "host"+strconv.Itoa(i), net.ParseIP(ip)))
-		return []string{"-H", "tcp://" + ip + ":2376", "--tlsverify", "--tlscacert", f.CA, "--tlscert", f.Cert, "--tlskey", f.Key}
+		if srv == nil {
+			srv = startNFSServer(t, hostsNet+"1")
+		}
+		args := []string{"-H", "tcp://" + ip + ":2376", "--tlsverify", "--tlscacert", f.CA, "--tlscert", f.Cert, "--tlskey", f.Key,
+			"--shared-storage", srv.sharedStorage()}
+		if i == 2 {
+			args = append(args, "--shared-storage", fmt.Sprintf("%s/other=nfs://%s:%d/elsewhere?vers=3", srv.dir, srv.ip, srv.port))
+		}
+		return args
 	})
 	h1, h2 := hosts[0], hosts[1]
 	target := func(h *testHost) string { return "tcp://" + h.ip + ":2376" }
@@ -232,13 +247,23 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	// another container has the container's address on their network, so
 	// the migrated guest gets a new one (the agent readdresses it), and
 	// its NFS client goes on over it.
-	srv := startNFSServer(t, hostsNet+"1")
+	//
+	// A bind-source volume on shared storage follows it too: its
+	// directory is in the server's, which both hosts declare shared, so
+	// the guest mounts it from the server (a 9p share would refuse the
+	// migration).
 	h1.must(append(append([]string{"volume", "create"}, srv.volumeOptions()...), "shared")...)
+	for _, d := range []string{"app", "other"} {
+		if err := os.Mkdir(filepath.Join(srv.dir, d), 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h1.must("volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", "device="+filepath.Join(srv.dir, "app"), "appdata")
 	for _, h := range hosts {
 		h.must("network", "create", "--subnet", "10.99.0.0/24", "mignet")
 	}
-	h1.must("run", "-d", "--name", "nfs", "--network", "mignet", "-v", "shared:/data", "busybox", "sh", "-c",
-		"echo before > /data/before; i=0; while true; do i=$((i+1)); echo $i >> /data/log; echo $i; sleep 0.2; done")
+	h1.must("run", "-d", "--name", "nfs", "--network", "mignet", "-v", "shared:/data", "-v", "appdata:/app", "busybox", "sh", "-c",
+		"echo before > /data/before; i=0; while true; do i=$((i+1)); echo $i >> /data/log; echo $i >> /app/log; echo $i; sleep 0.2; done")
 	ipOn := func(h *testHost, name string) string {
 		return strings.TrimSpace(h.must("inspect", "--format", `{{(index .NetworkSettings.Networks "mignet").IPAddress}}`, name))
 	}
@@ -274,9 +299,39 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(srv.dir, "after")); string(b) != "after\n" {
 		t.Fatalf("a file written on h2, on the server: %q", b)
 	}
-	if got, want := h2.must("volume", "inspect", "--format", "{{json .Options}}", "shared"), h1.must("volume", "inspect", "--format", "{{json .Options}}", "shared"); got != want {
-		t.Fatalf("the volume h2 made has %s, h1's %s", got, want)
+	for _, vol := range []string{"shared", "appdata"} {
+		if got, want := h2.must("volume", "inspect", "--format", "{{json .Options}}", vol), h1.must("volume", "inspect", "--format", "{{json .Options}}", vol); got != want {
+			t.Fatalf("the volume %s h2 made has %s, h1's %s", vol, got, want)
+		}
 	}
+	// The bind-source volume's log: written from both hosts, in order,
+	// as far as the other log.
+	appLog := func() []string {
+		b, _ := os.ReadFile(filepath.Join(srv.dir, "app", "log"))
+		return strings.Fields(string(b))
+	}
+	waitFor(t, 10*time.Second, "the bind-source volume's log as long as the NFS volume's", func() bool { return len(appLog()) >= n+5 })
+	for i, l := range appLog() {
+		if l != strconv.Itoa(i+1) {
+			t.Fatalf("the log on the bind-source volume has %q at line %d", l, i+1)
+		}
+	}
+	if got := h2.must("exec", "nfs", "sh", "-c", "grep ' /app ' /proc/mounts"); !strings.Contains(got, srv.ip+":/app /app nfs ") {
+		t.Fatalf("the guest's mount of the bind-source volume: %s", got)
+	}
+	// A volume in a directory that is another export on h2 than on h1
+	// cannot follow a container there; it runs on at h1.
+	h1.must("volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", "device="+filepath.Join(srv.dir, "other"), "otherdata")
+	h1.must("run", "-d", "--name", "other", "--network", "mignet", "-v", "otherdata:/other", "busybox", "sleep", "600")
+	expectFail(h1, "is nfs "+srv.ip+":/elsewhere on this host, nfs "+srv.ip+":/other on the source", "other", target(h2))
+	if got := strings.TrimSpace(h1.must("inspect", "--format", "{{.State.Running}}", "other")); got != "true" {
+		t.Fatalf("the container whose migration was refused: running %s", got)
+	}
+	if got := h2.docker("volume", "inspect", "otherdata"); got.code == 0 {
+		t.Fatalf("the refused migration left volume otherdata on h2: %s", got)
+	}
+	h1.must("rm", "-f", "other")
+	h1.must("volume", "rm", "otherdata")
 	newIP := ipOn(h2, "nfs")
 	if newIP == oldIP || newIP == "" {
 		t.Fatalf("the migrated container's address on h2 is %q (h1's was %s, which squat has there)", newIP, oldIP)
@@ -286,7 +341,7 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	}
 	h2.must("exec", "squat", "ping", "-c", "1", "-W", "5", newIP)
 	t.Logf("readdressed on h2: %s -> %s", oldIP, newIP)
-	h1.must("volume", "rm", "shared") // no longer used on h1
+	h1.must("volume", "rm", "shared", "appdata") // no longer used on h1
 	h2.must("rm", "-f", "nfs", "squat")
 	for _, h := range hosts {
 		h.must("network", "rm", "mignet")

@@ -2,12 +2,17 @@ package volumes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/docker/docker/errdefs"
+	"github.com/sirupsen/logrus"
 )
 
 // Volumes of a network filesystem (`--opt type=nfs`) are mounted by the
@@ -36,26 +41,86 @@ type GuestMount struct {
 	Options []string
 }
 
+// String is the mount as the offer of a migration names it: "TYPE DEVICE".
+func (gm GuestMount) String() string { return gm.FSType + " " + gm.Device }
+
 // guestMountable reports whether the volume's filesystem is one a VM
 // mounts itself.
 func (v *Volume) guestMountable() bool {
 	return guestFSTypes[v.Options["type"]]
 }
 
-// GuestMountable reports whether volume name is one a VM mounts itself
-// (a network filesystem, reached the same way from every host).
-func (s *Store) GuestMountable(name string) bool {
+// guestMount says how a VM mounts volume v itself: an NFS volume, or a
+// bind-source volume whose directory is on shared storage (shared.go).
+// It reports false for a volume the host shares over 9p. It reads the
+// file system (the bind directory, mountinfo), so it is called without
+// the store's lock.
+func (s *Store) guestMount(v *Volume) (GuestMount, bool) {
+	if v.guestMountable() {
+		var opts []string
+		for _, o := range strings.Split(v.Options["o"], ",") {
+			if o != "" {
+				opts = append(opts, o)
+			}
+		}
+		return GuestMount{FSType: v.Options["type"], Device: v.Options["device"], Options: opts}, true
+	}
+	dev, ok := v.bindDevice()
+	if !ok {
+		return GuestMount{}, false
+	}
+	// A missing directory is not shared: the host's Mount reports it.
+	dir, err := filepath.EvalSymlinks(dev)
+	if err != nil {
+		return GuestMount{}, false
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return GuestMount{}, false
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.vols[name]
-	return ok && e.vol.guestMountable()
+	declared, list := s.shared, s.listMounts
+	s.mu.Unlock()
+	gm, err := sharedMount(dir, declared, list)
+	if err != nil {
+		if !errors.Is(err, errNotShared) {
+			logrus.WithError(err).WithField("volume", v.Name).Warn("cannot tell whether the volume's directory is on shared storage; it is shared from the host")
+		}
+		return GuestMount{}, false
+	}
+	return gm, true
 }
 
-// GuestMountableOptions reports whether a volume with these driver
-// options would be mounted by its VMs (an offered migration's volumes
-// must be).
-func GuestMountableOptions(opts map[string]string) bool {
-	return guestFSTypes[opts["type"]]
+// BindSource returns the directory a volume with these driver options
+// stands for, if it is a bind-source volume (type=none, o=bind).
+func BindSource(opts map[string]string) (string, bool) {
+	return (&Volume{Options: opts}).bindDevice()
+}
+
+// SetSharedStorage declares the host directories that hold the same
+// files as NFS exports the VMs can mount (jevmd --shared-storage).
+func (s *Store) SetSharedStorage(declared []SharedStorage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shared = slices.Clone(declared)
+}
+
+// GuestMountable reports whether volume name is one a VM mounts itself
+// (a network filesystem reached the same way from every host: an NFS
+// volume, or a bind-source one on shared storage).
+func (s *Store) GuestMountable(name string) bool {
+	v, err := s.Get(name)
+	if err != nil {
+		return false
+	}
+	_, ok := s.guestMount(v)
+	return ok
+}
+
+// GuestMountFor says how a VM on this host would mount a volume with
+// these driver options itself (an offered migration's volumes must be
+// so); false: the host shares it over 9p.
+func (s *Store) GuestMountFor(opts map[string]string) (GuestMount, bool) {
+	return s.guestMount(&Volume{Options: opts})
 }
 
 // MountInGuest marks the volume in use by running container ref, whose VM
@@ -65,10 +130,11 @@ func (s *Store) MountInGuest(ctx context.Context, name, ref string) (GuestMount,
 	if err != nil {
 		return GuestMount{}, opErr("mount", name, ErrNoSuchVolume, nil)
 	}
-	if !v.guestMountable() {
+	gm, ok := s.guestMount(v)
+	if !ok {
 		return GuestMount{}, opErr("mount", name, errdefs.InvalidParameter(fmt.Errorf("a volume of type %q is mounted by the host", v.Options["type"])), nil)
 	}
-	opts, err := resolveServerAddr(ctx, v.Options["device"], v.Options["o"])
+	gm.Options, err = resolveServerAddr(ctx, gm.Device, strings.Join(gm.Options, ","))
 	if err != nil {
 		return GuestMount{}, opErr("mount", name, errdefs.InvalidParameter(fmt.Errorf("failed to mount local volume: %w", err)), nil)
 	}
@@ -79,7 +145,7 @@ func (s *Store) MountInGuest(ctx context.Context, name, ref string) (GuestMount,
 		return GuestMount{}, opErr("mount", name, ErrNoSuchVolume, nil)
 	}
 	e.active[ref] = struct{}{}
-	return GuestMount{FSType: v.Options["type"], Device: v.Options["device"], Options: opts}, nil
+	return gm, nil
 }
 
 // resolveServerAddr returns the options of an NFS mount with addr= an IP
@@ -103,11 +169,11 @@ func resolveServerAddr(ctx context.Context, device, o string) ([]string, error) 
 		opts = append(opts, opt)
 	}
 	if !found {
-		server, _, ok := strings.Cut(device, ":")
+		server, _, ok := splitNFSSource(device)
 		if !ok || server == "" {
 			return nil, fmt.Errorf("the NFS server's address is missing: give --opt o=addr=SERVER or --opt device=SERVER:/path (device is %q)", device)
 		}
-		ip, err := lookupServer(ctx, strings.Trim(server, "[]"))
+		ip, err := lookupServer(ctx, server)
 		if err != nil {
 			return nil, err
 		}

@@ -124,6 +124,10 @@ type Store struct {
 
 	mu   sync.Mutex
 	vols map[string]*entry
+	// shared is the declared shared storage (SetSharedStorage);
+	// listMounts reads the host's mounts (hostMounts; tests set theirs).
+	shared     []SharedStorage
+	listMounts mountLister
 }
 
 // New opens (creating if needed) the store at root and loads its volumes.
@@ -131,7 +135,7 @@ func New(root string) (*Store, error) {
 	if err := os.MkdirAll(root, 0o701); err != nil {
 		return nil, fmt.Errorf("volumes: %w", err)
 	}
-	s := &Store{root: root, vols: map[string]*entry{}}
+	s := &Store{root: root, vols: map[string]*entry{}, listMounts: hostMounts}
 	dirents, err := os.ReadDir(root)
 	if err != nil {
 		return nil, fmt.Errorf("volumes: %w", err)

@@ -15,6 +15,7 @@ import (
 	units "github.com/docker/go-units"
 
 	"github.com/jevm/jevm/vmbackend/qemu"
+	"github.com/jevm/jevm/volumes"
 )
 
 // fileConfig is daemon.json: dockerd's keys where the meaning is the same,
@@ -67,6 +68,8 @@ type fileConfig struct {
 	KernelModules string `json:"kernel-modules,omitempty"`
 	Agent         string `json:"agent,omitempty"`
 	QEMU          string `json:"qemu,omitempty"`
+	// SharedStorage: DIR=nfs://SERVER[:PORT]/EXPORT[?OPTIONS] each.
+	SharedStorage []string `json:"shared-storage,omitempty"`
 }
 
 // addressPool is one entry of dockerd's default-address-pools.
@@ -91,6 +94,7 @@ var flagToKey = map[string]string{
 	"max-concurrent-downloads": "max-concurrent-downloads", "shutdown-timeout": "shutdown-timeout",
 	"accel": "accelerator", "vm-memory": "vm-memory", "vm-cpus": "vm-cpus", "guest-dir": "guest-dir", "tcg-tb-size": "tcg-tb-size", "vm-pool-size": "vm-pool-size",
 	"vm-user": "vm-user", "kernel": "kernel", "kernel-modules": "kernel-modules", "agent": "agent", "qemu": "qemu",
+	"shared-storage": "shared-storage",
 }
 
 // dockerd's defaults for the settings below.
@@ -114,6 +118,7 @@ type options struct {
 	cgroupParent       string
 	registryMirrors    listFlag
 	insecureRegistries listFlag
+	sharedStorage      listFlag
 	debug              bool
 	logLevel           string
 	pidfile            string
@@ -275,6 +280,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.cgroupParent, "cgroup-parent", "", "the cgroup, under jevmd's own, that holds one cgroup per VM (default \"jevm\"); two jevmd on one machine need two")
 	fs.Var(&o.registryMirrors, "registry-mirror", "preferred Docker Hub mirror (repeatable)")
 	fs.Var(&o.insecureRegistries, "insecure-registry", "registry reached over plain HTTP (repeatable)")
+	fs.Var(&o.sharedStorage, "shared-storage", "DIR=nfs://SERVER[:PORT]/EXPORT[?OPTION&...]: DIR holds the same files as that NFS export, which the VMs mount for bind-source volumes in DIR, so that they follow migrated containers (repeatable; NFS mounts of the host are found without it)")
 	fs.BoolVar(&o.debug, "D", false, "debug logging")
 	fs.BoolVar(&o.debug, "debug", false, "debug logging")
 	fs.StringVar(&o.logLevel, "l", "info", "log level: debug, info, warn, error")
@@ -404,6 +410,7 @@ func (o *options) apply(fc *fileConfig) {
 	str(&o.cgroupParent, fc.CgroupParent)
 	o.registryMirrors = append(o.registryMirrors, fc.RegistryMirrors...)
 	o.insecureRegistries = append(o.insecureRegistries, fc.InsecureRegistries...)
+	o.sharedStorage = append(o.sharedStorage, fc.SharedStorage...)
 	boolean(&o.debug, fc.Debug)
 	str(&o.logLevel, fc.LogLevel)
 	str(&o.pidfile, fc.Pidfile)
@@ -506,6 +513,11 @@ func (o *options) check() error {
 	}
 	if _, err := units.RAMInBytes(o.vmMemory); err != nil {
 		return fmt.Errorf("vm-memory: %w", err)
+	}
+	for _, s := range o.sharedStorage {
+		if _, err := volumes.ParseSharedStorage(s); err != nil {
+			return err
+		}
 	}
 	return nil
 }

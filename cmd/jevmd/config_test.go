@@ -137,6 +137,8 @@ func TestConfigBadValues(t *testing.T) {
 		{"--shutdown-timeout", "-2"},                  // -1 is the only negative
 		{"--log-opt", "novalue"},                      // KEY=VALUE
 		{"--vm-cpus", "0"},
+		{"--shared-storage", "/srv/x=smb://files/x"}, // NFS only
+		{"--shared-storage", "srv/x=nfs://files/x"},  // a relative directory
 	} {
 		if _, err := parseOptions(append([]string{"--config-file", "/dev/null"}, args...)); err == nil {
 			t.Errorf("%v accepted", args)
@@ -145,6 +147,21 @@ func TestConfigBadValues(t *testing.T) {
 	p := writeConfig(t, `{"default-ulimits":{"nofile":{"Name":"nproc","Hard":1,"Soft":1}}}`)
 	if _, err := parseOptions([]string{"--config-file", p}); err == nil {
 		t.Error("a default-ulimits key that is not its Name was accepted")
+	}
+}
+
+func TestConfigSharedStorage(t *testing.T) {
+	p := writeConfig(t, `{"shared-storage":["/srv/shared=nfs://files:2049/export?vers=3"]}`)
+	o, err := parseOptions([]string{"--config-file", p})
+	if err != nil || len(o.sharedStorage) != 1 {
+		t.Fatalf("shared-storage from daemon.json: %v %v", o.sharedStorage, err)
+	}
+	if _, err := parseOptions([]string{"--config-file", p, "--shared-storage", "/x=nfs://h/"}); err == nil {
+		t.Fatal("shared-storage given both ways accepted")
+	}
+	o, err = parseOptions([]string{"--config-file", "/dev/null", "--shared-storage", "/a=nfs://h1/", "--shared-storage", "/b=nfs4://h2/e?vers=4.2"})
+	if err != nil || len(o.sharedStorage) != 2 {
+		t.Fatalf("--shared-storage twice: %v %v", o.sharedStorage, err)
 	}
 }
 

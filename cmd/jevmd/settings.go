@@ -16,6 +16,7 @@ import (
 	"github.com/jevm/jevm/daemon"
 	"github.com/jevm/jevm/internal/guestassets"
 	"github.com/jevm/jevm/vmbackend"
+	"github.com/jevm/jevm/volumes"
 )
 
 // guestPaths are what a jeVM boots.
@@ -54,6 +55,13 @@ func (o *options) daemonSettings() (*settings, error) {
 		Experimental:        o.experimental,
 		LiveRestoreDisabled: !o.liveRestore,
 		VMPoolSize:          o.vmPoolSize,
+	}
+	for _, s := range o.sharedStorage {
+		ss, err := volumes.ParseSharedStorage(s)
+		if err != nil {
+			return nil, err
+		}
+		cfg.SharedStorage = append(cfg.SharedStorage, ss)
 	}
 	if err := o.networkConfig(&cfg.Network); err != nil {
 		return nil, err

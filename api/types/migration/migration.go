@@ -65,6 +65,10 @@ type Volume struct {
 	Driver  string            `json:"Driver"`
 	Options map[string]string `json:"Options,omitempty"`
 	Labels  map[string]string `json:"Labels,omitempty"`
+	// GuestMount is what the guest has mounted for a bind-source volume
+	// on shared storage ("nfs server:/export/dir"): the target's
+	// directory must be the same export.
+	GuestMount string `json:"GuestMount,omitempty"`
 }
 
 // Endpoint is one of the guest's addresses.
