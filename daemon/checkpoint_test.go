@@ -4,13 +4,18 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/docker/docker/api/types/checkpoint"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/jevm/jevm/vmbackend"
+	"github.com/jevm/jevm/volumes"
 )
 
 // Bad checkpoint requests get clear errors and leave nothing behind; the
@@ -141,5 +146,56 @@ func TestRecoverRestoreDisk(t *testing.T) {
 	}
 	if _, err := os.Stat(disk + ".before-restore"); !os.IsNotExist(err) {
 		t.Fatalf("a running container's set-aside disk is still there: %v", err)
+	}
+}
+
+// A bind-mounted directory on shared storage is the guest's own NFS mount
+// of the export, not a 9p share, so its container can be checkpointed;
+// one on the host's own disk is shared and refuses it.
+func TestSharedStorageBinds(t *testing.T) {
+	d, vms, _ := fakeDaemon(t, nil)
+	shared, local := t.TempDir(), t.TempDir()
+	if err := os.Mkdir(filepath.Join(shared, "db"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d.volumes.SetSharedStorage([]volumes.SharedStorage{{Dir: shared, FSType: "nfs", Server: "127.0.0.1", Export: "/export", Options: []string{"vers=3"}}})
+	ctx := context.Background()
+
+	c := fakeContainer(t, d, "db")
+	c.MountPoints = []*volumes.MountPoint{{Type: mount.TypeBind, Source: filepath.Join(shared, "db"), Destination: "/var/lib/db", RW: true}}
+	if err := d.ContainerStart(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	// Each VM has its pod share (for containers that may join it) besides
+	// the shares of its mounts.
+	mountShares := func(c *Container) []vmbackend.ShareSpec {
+		var out []vmbackend.ShareSpec
+		for _, sh := range vms.Machine(c.ID).Spec.Shares {
+			if sh.Tag != c.State.PodShare {
+				out = append(out, sh)
+			}
+		}
+		return out
+	}
+	m := vms.Machine(c.ID)
+	req := m.Guest.StartRequest()
+	if len(mountShares(c)) != 0 || len(req.Mounts) != 1 || req.Mounts[0].Type != "nfs" || req.Mounts[0].Source != "127.0.0.1:/export/db" ||
+		!slices.Equal(req.Mounts[0].Options, []string{"vers=3", "addr=127.0.0.1"}) || req.Mounts[0].Target != "/var/lib/db" || req.Mounts[0].ReadOnly {
+		t.Fatalf("shares %+v, mounts %+v", m.Spec.Shares, req.Mounts)
+	}
+	if err := d.CheckpointCreate(ctx, "db", checkpoint.CreateOptions{CheckpointID: "c1"}); err != nil {
+		t.Fatalf("checkpoint with a bind mount on shared storage: %v", err)
+	}
+
+	c2 := fakeContainer(t, d, "loc")
+	c2.MountPoints = []*volumes.MountPoint{{Type: mount.TypeBind, Source: local, Destination: "/data", RW: true}}
+	if err := d.ContainerStart(ctx, "loc"); err != nil {
+		t.Fatal(err)
+	}
+	if sh := mountShares(c2); len(sh) != 1 || sh[0].HostPath != local {
+		t.Fatalf("a bind mount on the host's disk: shares %+v", sh)
+	}
+	if err := d.CheckpointCreate(ctx, "loc", checkpoint.CreateOptions{CheckpointID: "c1"}); !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), "9p share") {
+		t.Fatalf("checkpoint with a bind mount on the host's disk: %v", err)
 	}
 }

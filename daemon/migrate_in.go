@@ -425,12 +425,28 @@ func (d *Daemon) adoptMigratedMounts(c *Container, offer *migration.Offer) (crea
 	for _, v := range offer.Volumes {
 		defs[v.Name] = v
 	}
+	binds := map[string]string{}
+	for _, b := range offer.Binds {
+		binds[b.Source] = b.GuestMount
+	}
 	for _, mp := range mps {
 		if mp == nil || !path.IsAbs(mp.Destination) {
 			return nil, errdefs.InvalidParameter(errors.New("the offer has a mount without an absolute destination"))
 		}
 		switch def, ok := defs[mp.Name]; {
 		case mp.Type == mount.TypeTmpfs:
+		case mp.Type == mount.TypeBind:
+			want, ok := binds[mp.Source]
+			if !ok || c.HostConfig.NetworkMode.IsNone() {
+				return nil, errHostShared("migrate", []string{mp.Destination})
+			}
+			gm, ok := d.volumes.SharedDirMount(mp.Source)
+			if !ok {
+				return nil, errdefs.InvalidParameter(fmt.Errorf("bind mount %s: the directory is not on shared storage on this host (an NFS mount, or jevmd --shared-storage)", mp.Source))
+			}
+			if gm.String() != want {
+				return nil, errdefs.InvalidParameter(fmt.Errorf("bind mount %s: the directory is %s on this host, %s on the source: not the same shared storage", mp.Source, gm, want))
+			}
 		case mp.Type != mount.TypeVolume:
 			return nil, errHostShared("migrate", []string{mp.Destination})
 		case !ok:

@@ -111,6 +111,7 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 	if offer.MountPoints, offer.Volumes, err = d.migratedMounts(c); err != nil {
 		return err
 	}
+	offer.Binds = d.migratedBinds(c)
 	log := d.log.WithFields(logrus.Fields{"container": c.ID[:12], "migration": "out", "target": req.Target})
 	pg := &migrateProgress{enc: json.NewEncoder(out)}
 	t0 := time.Now()
@@ -505,6 +506,22 @@ func allocatedBytes(path string) int64 {
 		return 0
 	}
 	return st.Blocks * 512
+}
+
+// migratedBinds are the container's bind-mounted directories on shared
+// storage with what its guest mounted for each (hostShared refused any
+// other bind mount).
+func (d *Daemon) migratedBinds(c *Container) []migration.Bind {
+	var binds []migration.Bind
+	for _, mp := range c.MountPoints {
+		if mp.Type != mount.TypeBind {
+			continue
+		}
+		if gm, ok := d.volumes.SharedDirMount(mp.Source); ok {
+			binds = append(binds, migration.Bind{Source: mp.Source, GuestMount: gm.String()})
+		}
+	}
+	return binds
 }
 
 // migratedMounts are the offer's mount points and the volumes they use

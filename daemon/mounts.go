@@ -236,12 +236,23 @@ type mountSession struct {
 	requests []agentproto.MountRequest
 }
 
-// guestMounts reports whether the container's VM mounts the volume of mp
-// itself (a network filesystem, volumes.GuestMount: an NFS volume, or a
-// bind-source one on shared storage): only a VM with a network can; the
-// host mounts it for the others and shares it over 9p.
+// guestMounts reports whether the container's VM mounts the volume or
+// bind-mounted directory of mp itself (a network filesystem,
+// volumes.GuestMount: an NFS volume, or a directory on shared storage,
+// named by a bind mount or a bind-source volume): only a VM with a
+// network can; the host shares it with the others over 9p.
 func (d *Daemon) guestMounts(c *Container, mp *volumes.MountPoint) bool {
-	return mp.Type == mount.TypeVolume && mp.Name != "" && !c.HostConfig.NetworkMode.IsNone() && d.volumes.GuestMountable(mp.Name)
+	if c.HostConfig.NetworkMode.IsNone() {
+		return false
+	}
+	switch mp.Type {
+	case mount.TypeVolume:
+		return mp.Name != "" && d.volumes.GuestMountable(mp.Name)
+	case mount.TypeBind:
+		_, ok := d.volumes.SharedDirMount(mp.Source)
+		return ok
+	}
+	return false
 }
 
 // hostShared lists the destinations of the container's mounts its VM
@@ -312,6 +323,15 @@ func (d *Daemon) prepareMounts(ctx context.Context, c *Container, guestNet bool)
 				return nil, err
 			}
 			if fi.IsDir() {
+				if gm, ok := d.volumes.SharedDirMount(mp.Source); ok && guestNet && !c.HostConfig.NetworkMode.IsNone() {
+					// On shared storage: the VM mounts it from there.
+					if gm, err = gm.Resolve(ctx); err != nil {
+						return nil, errdefs.InvalidParameter(fmt.Errorf("bind mount %s: %w", mp.Source, err))
+					}
+					req.Type, req.Source, req.Options = gm.FSType, gm.Device, gm.Options
+					items = append(items, item{dest: mp.Destination, req: req})
+					continue
+				}
 				hostPath = mp.Source
 				break
 			}

@@ -52,6 +52,9 @@ func fakeDaemon(t *testing.T, g func() *fakeagent.Guest) (*Daemon, *fakevm.Provi
 		execs:      newExecStore(),
 		stopping:   make(chan struct{}),
 	}
+	if err := d.openVolumes(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		// No restart policy starts a VM once the test is over (unless
 		// the test shut the daemon down already).

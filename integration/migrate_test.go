@@ -253,7 +253,7 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	// the guest mounts it from the server (a 9p share would refuse the
 	// migration).
 	h1.must(append(append([]string{"volume", "create"}, srv.volumeOptions()...), "shared")...)
-	for _, d := range []string{"app", "other"} {
+	for _, d := range []string{"app", "other", "direct"} {
 		if err := os.Mkdir(filepath.Join(srv.dir, d), 0o777); err != nil {
 			t.Fatal(err)
 		}
@@ -262,7 +262,7 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	for _, h := range hosts {
 		h.must("network", "create", "--subnet", "10.99.0.0/24", "mignet")
 	}
-	h1.must("run", "-d", "--name", "nfs", "--network", "mignet", "-v", "shared:/data", "-v", "appdata:/app", "busybox", "sh", "-c",
+	h1.must("run", "-d", "--name", "nfs", "--network", "mignet", "-v", "shared:/data", "-v", "appdata:/app", "-v", filepath.Join(srv.dir, "direct")+":/direct", "busybox", "sh", "-c",
 		"echo before > /data/before; i=0; while true; do i=$((i+1)); echo $i >> /data/log; echo $i >> /app/log; echo $i; sleep 0.2; done")
 	ipOn := func(h *testHost, name string) string {
 		return strings.TrimSpace(h.must("inspect", "--format", `{{(index .NetworkSettings.Networks "mignet").IPAddress}}`, name))
@@ -274,6 +274,7 @@ func TestMigrateAcrossHosts(t *testing.T) {
 		return strings.Fields(string(b))
 	}
 	waitFor(t, 60*time.Second, "the container writing to its NFS volume", func() bool { return len(logLines()) >= 3 })
+	h1.must("exec", "nfs", "sh", "-c", "echo h1 > /direct/f")
 	t0 = time.Now()
 	out = h1.must("jevm", "migrate", "nfs", target(h2))
 	t.Logf("migrate a container with an NFS volume:\n%s", out)
@@ -318,6 +319,13 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	}
 	if got := h2.must("exec", "nfs", "sh", "-c", "grep ' /app ' /proc/mounts"); !strings.Contains(got, srv.ip+":/app /app nfs ") {
 		t.Fatalf("the guest's mount of the bind-source volume: %s", got)
+	}
+	// So does a directory on shared storage bind-mounted with -v.
+	if got := h2.must("exec", "nfs", "sh", "-c", "cat /direct/f && echo h2 > /direct/g && grep ' /direct ' /proc/mounts"); !strings.HasPrefix(got, "h1\n"+srv.ip+":/direct /direct nfs ") {
+		t.Fatalf("the bind-mounted directory on h2: %q", got)
+	}
+	if b, _ := os.ReadFile(filepath.Join(srv.dir, "direct", "g")); string(b) != "h2\n" {
+		t.Fatalf("a file written on h2 in the bind-mounted directory: %q", b)
 	}
 	// A volume in a directory that is another export on h2 than on h1
 	// cannot follow a container there; it runs on at h1.

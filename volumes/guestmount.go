@@ -69,8 +69,15 @@ func (s *Store) guestMount(v *Volume) (GuestMount, bool) {
 	if !ok {
 		return GuestMount{}, false
 	}
-	// A missing directory is not shared: the host's Mount reports it.
-	dir, err := filepath.EvalSymlinks(dev)
+	return s.SharedDirMount(dev)
+}
+
+// SharedDirMount says how a VM mounts host directory dir from shared
+// storage (shared.go), following symbolic links; false: dir is on this
+// host's own storage (or missing, or not a directory) and the host shares
+// it over 9p. It reads the file system, so no lock is held meanwhile.
+func (s *Store) SharedDirMount(dir string) (GuestMount, bool) {
+	dir, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return GuestMount{}, false
 	}
@@ -83,11 +90,22 @@ func (s *Store) guestMount(v *Volume) (GuestMount, bool) {
 	gm, err := sharedMount(dir, declared, list)
 	if err != nil {
 		if !errors.Is(err, errNotShared) {
-			logrus.WithError(err).WithField("volume", v.Name).Warn("cannot tell whether the volume's directory is on shared storage; it is shared from the host")
+			logrus.WithError(err).WithField("dir", dir).Warn("cannot tell whether the directory is on shared storage; it is shared from the host")
 		}
 		return GuestMount{}, false
 	}
 	return gm, true
+}
+
+// Resolve returns the mount with its server's address in addr= (the
+// guest kernel resolves no names): a name is looked up on the host.
+func (gm GuestMount) Resolve(ctx context.Context) (GuestMount, error) {
+	opts, err := resolveServerAddr(ctx, gm.Device, strings.Join(gm.Options, ","))
+	if err != nil {
+		return GuestMount{}, err
+	}
+	gm.Options = opts
+	return gm, nil
 }
 
 // BindSource returns the directory a volume with these driver options
@@ -134,8 +152,7 @@ func (s *Store) MountInGuest(ctx context.Context, name, ref string) (GuestMount,
 	if !ok {
 		return GuestMount{}, opErr("mount", name, errdefs.InvalidParameter(fmt.Errorf("a volume of type %q is mounted by the host", v.Options["type"])), nil)
 	}
-	gm.Options, err = resolveServerAddr(ctx, gm.Device, strings.Join(gm.Options, ","))
-	if err != nil {
+	if gm, err = gm.Resolve(ctx); err != nil {
 		return GuestMount{}, opErr("mount", name, errdefs.InvalidParameter(fmt.Errorf("failed to mount local volume: %w", err)), nil)
 	}
 	s.mu.Lock()

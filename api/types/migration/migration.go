@@ -44,12 +44,15 @@ type Offer struct {
 	// target asks its networks for the same ones.
 	Endpoints map[string]Endpoint `json:"Endpoints,omitempty"`
 	// MountPoints are the container's mounts as the source records them
-	// (daemon's volumes.MountPoint): tmpfs mounts and volumes its VM
-	// mounts itself (NFS), which move with the VM.
+	// (daemon's volumes.MountPoint): tmpfs mounts, and volumes and bind
+	// mounts its VM mounts itself (NFS), which move with the VM.
 	MountPoints json.RawMessage `json:"MountPoints,omitempty"`
 	// Volumes are the volumes those mounts use: the target makes any it
 	// lacks with the same options; one it has must have the same.
 	Volumes []Volume `json:"Volumes,omitempty"`
+	// Binds are the directories bind-mounted from shared storage, which
+	// the guest mounts itself: the target's must be the same exports.
+	Binds []Bind `json:"Binds,omitempty"`
 	// Health is the container's health-check state: the target goes on
 	// from it (the container did not restart) instead of "starting".
 	Health *container.Health `json:"Health,omitempty"`
@@ -69,6 +72,15 @@ type Volume struct {
 	// on shared storage ("nfs server:/export/dir"): the target's
 	// directory must be the same export.
 	GuestMount string `json:"GuestMount,omitempty"`
+}
+
+// Bind is a bind-mounted directory on shared storage.
+type Bind struct {
+	// Source is the host directory.
+	Source string `json:"Source"`
+	// GuestMount is what the guest has mounted for it
+	// ("nfs server:/export/dir").
+	GuestMount string `json:"GuestMount"`
 }
 
 // Endpoint is one of the guest's addresses.
