@@ -175,7 +175,14 @@ func sharedMount(dir string, declared []SharedStorage, list mountLister) (GuestM
 	rel, _ := filepath.Rel(m.Mountpoint, dir)
 	var opts []string
 	for _, o := range strings.Split(m.VFSOptions, ",") {
-		if k, _, _ := strings.Cut(o, "="); nfsGuestOptions[k] {
+		k, v, _ := strings.Cut(o, "=")
+		// A mount the guest could not make as the host did stays the
+		// host's (9p): Kerberos needs the host's credentials, RDMA its
+		// adapter.
+		if k == "sec" && v != "sys" && v != "none" || k == "proto" && strings.HasPrefix(v, "rdma") {
+			return GuestMount{}, errNotShared
+		}
+		if nfsGuestOptions[k] {
 			opts = append(opts, o)
 		}
 	}

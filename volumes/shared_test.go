@@ -66,6 +66,8 @@ func TestSharedMount(t *testing.T) {
 			VFSOptions: "rw,vers=4.2,rsize=524288,wsize=524288,namlen=255,hard,proto=tcp6,timeo=600,retrans=2,sec=sys,clientaddr=fd00::10,local_lock=none,addr=fd00::9"},
 		{Mountpoint: "/mnt/nfs/inner", FSType: "tmpfs", Source: "tmpfs", Root: "/"},
 		{Mountpoint: "/mnt/bound", FSType: "nfs", Source: "files:/vol/a", Root: "/sub"},
+		{Mountpoint: "/mnt/krb", FSType: "nfs4", Source: "files:/k", Root: "/", VFSOptions: "rw,vers=4.2,sec=krb5p,proto=tcp,addr=10.1.1.1"},
+		{Mountpoint: "/mnt/rdma", FSType: "nfs", Source: "files:/r", Root: "/", VFSOptions: "rw,vers=3,sec=sys,proto=rdma,addr=10.1.1.1"},
 	}
 	list := func(dir string) ([]*mountinfo.Info, error) {
 		var out []*mountinfo.Info
@@ -89,6 +91,8 @@ func TestSharedMount(t *testing.T) {
 		{"/mnt/nfs4", false, GuestMount{"nfs4", "[fd00::9]:/", []string{"vers=4.2", "rsize=524288", "wsize=524288", "hard", "proto=tcp6", "timeo=600", "retrans=2", "sec=sys", "local_lock=none", "addr=fd00::9"}}},
 		{"/mnt/nfs/inner/x", false, GuestMount{}},
 		{"/mnt/bound", false, GuestMount{}},
+		{"/mnt/krb/x", false, GuestMount{}},
+		{"/mnt/rdma", false, GuestMount{}},
 		{"/var/lib/x", false, GuestMount{}},
 		{"/mnt/nfsx", false, GuestMount{}},
 	} {
