@@ -59,6 +59,10 @@ type Container struct {
 	// HasBeenManuallyStopped is set by stop and kill and cleared by start
 	// (the unless-stopped policy, and auto-starts at daemon start-up).
 	HasBeenManuallyStopped bool `json:"hasBeenManuallyStopped,omitempty"`
+	// MigratingOut is set while a live migration may have sent the
+	// guest away (migrate_out.go): a daemon that dies then finds out, on
+	// its next start, whether to resume the VM (readopt).
+	MigratingOut *outgoingMigration `json:"migratingOut,omitempty"`
 	// Dir is DATA_ROOT/containers/<id>: config, log, console log, root disk.
 	Dir string `json:"-"`
 

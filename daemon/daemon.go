@@ -254,13 +254,26 @@ func (d *Daemon) readopt(ctx context.Context, c *Container) {
 	defer c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	m, err := d.vms.Adopt(ctx, d.machineSpec(c))
+	spec := d.machineSpec(c)
+	// A daemon that died during a live migration (migrate_out.go): a
+	// guest it sent but never handed over runs on here.
+	out := c.MigratingOut
+	spec.ResumeUncommittedMigration = out != nil && !out.Committed
+	m, err := d.vms.Adopt(ctx, spec)
+	if out != nil {
+		log.WithFields(logrus.Fields{"target": out.Target, "committed": out.Committed, "adopted": err == nil}).Warn("jevmd stopped during a live migration of the container")
+		c.MigratingOut = nil
+		_ = c.save()
+	}
 	if err != nil {
 		code, found := lastExitMarker(c.consolePath(), c.State.ConsoleOffset)
 		reason := ""
 		if !found {
 			code = 255
 			reason = "the container's VM stopped while jevmd was down; its exit status is unknown"
+		}
+		if out != nil && out.Committed {
+			reason = fmt.Sprintf("jevmd stopped while handing the container over to %s in a live migration: it runs there if that host resumed it", out.Target)
 		}
 		if !errors.Is(err, vmbackend.ErrNotRunning) {
 			reason = fmt.Sprintf("could not re-adopt the container's VM after a daemon restart: %v", err)

@@ -169,6 +169,21 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 		err := json.NewDecoder(io.LimitReader(br, 64<<10)).Decode(&st)
 		return st, err
 	}
+	// From here the guest may be sent away: a daemon that dies before the
+	// handover finds the record saying so (readopt resumes the VM).
+	c.MigratingOut = &outgoingMigration{Target: req.Target}
+	if err := c.save(); err != nil {
+		c.MigratingOut = nil
+		return err
+	}
+	defer func() {
+		if c.MigratingOut != nil && locked { // still ours: the migration failed
+			c.MigratingOut = nil
+			if err := c.save(); err != nil {
+				log.WithError(err).Warn("save container")
+			}
+		}
+	}()
 	bw := bufio.NewWriterSize(conn, 256<<10)
 	fw := migwire.NewFrameWriter(bw)
 	flushing := flushWriter{fw: fw, bw: bw}
@@ -203,6 +218,16 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 			err = errors.New(st.Error)
 		}
 		return fmt.Errorf("the target did not take the container, %s runs on here: %w", c.Name, err)
+	}
+	// Recorded before the target is told: after that, the guest may run
+	// there, and a daemon that died here must not resume it too.
+	c.MigratingOut.Committed = true
+	if err := c.save(); err != nil {
+		c.MigratingOut.Committed = false
+		if rerr := r.machine.Resume(context.WithoutCancel(ctx)); rerr != nil {
+			log.WithError(rerr).Error("could not resume the VM after a failed handover")
+		}
+		return fmt.Errorf("the handover was not recorded, %s runs on here: %w", c.Name, err)
 	}
 	committed = true
 	_ = conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
@@ -254,6 +279,16 @@ func (d *Daemon) ContainerMigrate(ctx context.Context, ref string, req migration
 	pg.status("Migrated %s to %s in %s (copy %s, paused %s; %d MiB of memory sent in %d passes)",
 		c.Name, req.Target, total.Round(time.Millisecond), stats.Total.Round(time.Millisecond), pause, stats.RAMBytes>>20, stats.Passes)
 	return nil
+}
+
+// outgoingMigration is the record of a live migration that may have sent
+// the guest (Container.MigratingOut).
+type outgoingMigration struct {
+	// Target is the target daemon's address.
+	Target string `json:"target"`
+	// Committed: the target was (or was about to be) told to run the
+	// container.
+	Committed bool `json:"committed,omitempty"`
 }
 
 // parseMigrationTarget checks a target address: tcp://HOST:PORT.

@@ -233,3 +233,67 @@ func TestMigratedHealth(t *testing.T) {
 		t.Fatal("the offer's log was changed")
 	}
 }
+
+// A daemon that dies during a live migration: its next start resumes a
+// guest that was sent but never handed over (the target was not told to
+// run it), and leaves stopped, saying where it went, one whose handover
+// had begun.
+func TestReadoptAfterMigrationOut(t *testing.T) {
+	d, vms, _ := fakeDaemon(t, nil)
+	ctx := context.Background()
+	sent := fakeContainer(t, d, "sent")
+	handed := fakeContainer(t, d, "handed")
+	for _, c := range []*Container{sent, handed} {
+		if err := d.ContainerStart(ctx, c.Name); err != nil {
+			t.Fatal(err)
+		}
+		c.mu.Lock()
+		c.MigratingOut = &outgoingMigration{Target: "tcp://10.0.0.2:2376", Committed: c == handed}
+		if err := c.save(); err != nil {
+			t.Fatal(err)
+		}
+		c.mu.Unlock()
+		vms.Machine(c.ID).SetMigratedOut()
+	}
+
+	// The next daemon, with the VMs the first one left.
+	d2 := &Daemon{cfg: d.cfg, log: d.log, vms: vms, containers: newContainerStore(), events: newEventBus(), execs: newExecStore(), stopping: make(chan struct{})}
+	t.Cleanup(func() { close(d2.stopping) })
+	if err := d2.openVolumes(); err != nil {
+		t.Fatal(err)
+	}
+	// As restore does with each record (the test's are not under the
+	// data root).
+	for _, c := range []*Container{sent, handed} {
+		loaded, err := loadContainer(c.Dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d2.containers.add(loaded)
+		d2.readopt(ctx, loaded)
+	}
+	got := func(id string) *Container {
+		c, err := d2.containers.get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	s := got(sent.ID)
+	s.mu.Lock()
+	status, out := s.State.Status, s.MigratingOut
+	s.mu.Unlock()
+	if m := vms.Machine(sent.ID); status != container.StateRunning || out != nil || m.Exited() || m.Paused() {
+		t.Fatalf("sent, not handed over: status %s, record %+v, VM exited %v, paused %v", status, out, m.Exited(), m.Paused())
+	}
+	if saved, err := loadContainer(sent.Dir); err != nil || saved.MigratingOut != nil {
+		t.Fatalf("the saved record still says it is migrating: %+v %v", saved.MigratingOut, err)
+	}
+	h := got(handed.ID)
+	h.mu.Lock()
+	status, reason, out := h.State.Status, h.State.Error, h.MigratingOut
+	h.mu.Unlock()
+	if status != container.StateExited || !strings.Contains(reason, "handing the container over to tcp://10.0.0.2:2376") || out != nil || !vms.Machine(handed.ID).Exited() {
+		t.Fatalf("handed over: status %s, error %q, record %+v, VM exited %v", status, reason, out, vms.Machine(handed.ID).Exited())
+	}
+}

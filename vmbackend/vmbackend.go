@@ -55,6 +55,11 @@ type MachineSpec struct {
 	Shares []ShareSpec
 	// Resources bound the VM's CPU use on the host (docs/RESOURCES.md).
 	Resources Resources
+	// ResumeUncommittedMigration is for Adopt: a VM whose outgoing live
+	// migration had sent everything, but which the daemon that died
+	// never handed over (the target was not told to run it), is resumed
+	// where it is instead of being stopped as a half-made VM.
+	ResumeUncommittedMigration bool
 }
 
 // Resources are the host-side CPU bounds of a VM, in dockerd's units: the

@@ -138,10 +138,25 @@ func (p *Provider) Start(ctx context.Context, spec vmbackend.MachineSpec) (vmbac
 func (p *Provider) Adopt(ctx context.Context, spec vmbackend.MachineSpec) (vmbackend.Machine, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if m := p.machines[spec.ID]; m != nil && !m.Exited() {
-		return m, nil
+	m := p.machines[spec.ID]
+	if m == nil || m.Exited() {
+		return nil, vmbackend.ErrNotRunning
 	}
-	return nil, vmbackend.ErrNotRunning
+	m.mu.Lock()
+	migratedOut := m.migratedOut
+	if migratedOut && spec.ResumeUncommittedMigration {
+		m.migratedOut, m.paused = false, false
+	}
+	m.mu.Unlock()
+	if migratedOut && !spec.ResumeUncommittedMigration {
+		// As QEMU's adoption does with a VM in postmigrate.
+		m.mu.Lock()
+		m.killed = true
+		m.mu.Unlock()
+		m.end()
+		return nil, vmbackend.ErrNotRunning
+	}
+	return m, nil
 }
 
 // Machine is the machine of id, the last one started (nil if none).
@@ -195,6 +210,18 @@ type Machine struct {
 	// container was held still when it was made.
 	checkpointErr   error
 	checkpointsHeld []bool
+	// migratedOut: paused as a VM whose outgoing migration completed
+	// (QEMU's postmigrate; SetMigratedOut).
+	migratedOut bool
+}
+
+// SetMigratedOut leaves the VM as an outgoing migration that sent
+// everything does: paused, and stopped by an Adopt unless the spec says
+// to resume it.
+func (m *Machine) SetMigratedOut() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.migratedOut, m.paused = true, true
 }
 
 // Checkpoint (vmbackend.Checkpointer) writes nothing: it records whether

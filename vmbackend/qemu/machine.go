@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -658,9 +659,18 @@ func (p *Provider) Adopt(ctx context.Context, spec vmbackend.MachineSpec) (_ vmb
 	if err != nil {
 		return nil, unusable(err)
 	}
-	switch st.Status {
-	case "inmigrate", "prelaunch", "postmigrate", "internal-error", "shutdown", "guest-panicked":
-		// A Start the previous daemon did not finish, or a dead guest.
+	switch {
+	case st.Status == "postmigrate" && spec.ResumeUncommittedMigration:
+		// Sent to a target that was never told to run it: it goes on
+		// here ("cont" takes its disks back from the finished migration).
+		if err := m.mon.run(qctx, "cont", nil, nil); err != nil {
+			return nil, unusable(fmt.Errorf("resume after an uncommitted migration: %w", err))
+		}
+		log.Warn("resumed a VM whose outgoing migration was not handed over")
+		st.Status = "running"
+	case slices.Contains([]string{"inmigrate", "prelaunch", "postmigrate", "internal-error", "shutdown", "guest-panicked"}, st.Status):
+		// A Start the previous daemon did not finish, a VM migrated
+		// away, or a dead guest.
 		m.killHalfMade()
 		return nil, notRunning("qemu in state " + st.Status)
 	}

@@ -535,6 +535,48 @@ func TestRealQEMU(t *testing.T) {
 				t.Errorf("%s holds no data of its own:\n%s", d, out)
 			}
 		}
+
+		// The source, sent but never handed over, as a daemon that died
+		// before its commit leaves it: a new daemon told so resumes it,
+		// and the guest goes on, writing to its disk.
+		mm := src.m.(*machine)
+		src.client.Close()
+		mm.mon.close()
+		p2, err := New(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srcSpec := mm.spec
+		srcSpec.ResumeUncommittedMigration = true
+		am, err := p2.Adopt(ctx, srcSpec)
+		if err != nil {
+			t.Fatalf("adopt the source after an uncommitted migration: %v", err)
+		}
+		t.Cleanup(func() { _ = am.Kill(context.Background()) })
+		sc, hello, err := agentclient.Connect(ctx, am.Agent())
+		if err != nil || hello.Phase != "running" {
+			t.Fatalf("the resumed source's agent: %v, %+v", err, hello)
+		}
+		defer sc.Close()
+		resumed := &syncBuffer{}
+		sc.Reattach(agentclient.ProcessIO{Stdout: resumed, Stderr: resumed})
+		waitOutput(t, resumed, fmt.Sprintf("n=%d", last+3))
+		var synced syncBuffer
+		sp, err := sc.Exec(ctx, &agentproto.ProcessRequest{Args: []string{"/bin/sh", "-c", "echo after > /after && sync && cat /after"}, Env: []string{"PATH=/bin"}}, agentclient.ProcessIO{Stdout: &synced, Stderr: &synced})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-sp.Exited():
+		case <-time.After(30 * time.Second):
+			t.Fatal("sync did not exit on the resumed source")
+		}
+		if es, ok := sp.Status(); !ok || es.Code != 0 || synced.String() != "after\n" {
+			t.Fatalf("a write and sync on the resumed source: %v %+v %q", ok, es, synced.String())
+		}
+		if err := am.Kill(ctx); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	t.Run("kill-stats-adopt", func(t *testing.T) {
