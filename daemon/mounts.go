@@ -323,9 +323,16 @@ func (d *Daemon) prepareMounts(ctx context.Context, c *Container, guestNet bool)
 				return nil, err
 			}
 			if fi.IsDir() {
-				if gm, ok := d.volumes.SharedDirMount(mp.Source); ok && guestNet && !c.HostConfig.NetworkMode.IsNone() {
-					// On shared storage: the VM mounts it from there.
-					if gm, err = gm.Resolve(ctx); err != nil {
+				// On shared storage, the VM mounts it from there (as
+				// guestMounts says).
+				var gm volumes.GuestMount
+				shared := false
+				if guestNet && !c.HostConfig.NetworkMode.IsNone() {
+					gm, shared = d.volumes.SharedDirMount(mp.Source)
+				}
+				if shared {
+					gm, err := gm.Resolve(ctx)
+					if err != nil {
 						return nil, errdefs.InvalidParameter(fmt.Errorf("bind mount %s: %w", mp.Source, err))
 					}
 					req.Type, req.Source, req.Options = gm.FSType, gm.Device, gm.Options
