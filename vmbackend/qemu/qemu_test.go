@@ -504,21 +504,12 @@ func TestRealQEMU(t *testing.T) {
 		if src.out.String() != before {
 			t.Errorf("the source ran on after the migration: %q", strings.TrimPrefix(src.out.String(), before))
 		}
-		var cat syncBuffer
-		proc, err := client.Exec(ctx, &agentproto.ProcessRequest{Args: []string{"/bin/sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches; cat /before /count"}, Env: []string{"PATH=/bin"}}, agentclient.ProcessIO{Stdout: &cat, Stderr: &cat})
-		if err != nil {
-			t.Fatal(err)
+		cat, code := execShell(ctx, t, client, "sync; echo 3 > /proc/sys/vm/drop_caches; cat /before /count")
+		if code != 0 || !strings.HasPrefix(cat, "before\n") {
+			t.Fatalf("files on the target: exit %d, %q", code, cat)
 		}
-		select {
-		case <-proc.Exited():
-		case <-time.After(30 * time.Second):
-			t.Fatal("cat did not exit")
-		}
-		if es, ok := proc.Status(); !ok || es.Code != 0 || !strings.HasPrefix(cat.String(), "before\n") {
-			t.Fatalf("files on the target: %v %+v %q", ok, es, cat.String())
-		}
-		if n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(cat.String(), "before\n"))); n <= last {
-			t.Errorf("/count on the target is %q, the counter was at %d when the copy ended", cat.String(), last)
+		if n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(cat, "before\n"))); n <= last {
+			t.Errorf("/count on the target is %q, the counter was at %d when the copy ended", cat, last)
 		}
 		// The blocks the source's layer held are in the target's (QEMU
 		// flushes its layer on quit): the block migration's work, not
@@ -561,18 +552,8 @@ func TestRealQEMU(t *testing.T) {
 		resumed := &syncBuffer{}
 		sc.Reattach(agentclient.ProcessIO{Stdout: resumed, Stderr: resumed})
 		waitOutput(t, resumed, fmt.Sprintf("n=%d", last+3))
-		var synced syncBuffer
-		sp, err := sc.Exec(ctx, &agentproto.ProcessRequest{Args: []string{"/bin/sh", "-c", "echo after > /after && sync && cat /after"}, Env: []string{"PATH=/bin"}}, agentclient.ProcessIO{Stdout: &synced, Stderr: &synced})
-		if err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-sp.Exited():
-		case <-time.After(30 * time.Second):
-			t.Fatal("sync did not exit on the resumed source")
-		}
-		if es, ok := sp.Status(); !ok || es.Code != 0 || synced.String() != "after\n" {
-			t.Fatalf("a write and sync on the resumed source: %v %+v %q", ok, es, synced.String())
+		if out, code := execShell(ctx, t, sc, "echo after > /after && sync && cat /after"); code != 0 || out != "after\n" {
+			t.Fatalf("a write and sync on the resumed source: exit %d, %q", code, out)
 		}
 		if err := am.Kill(ctx); err != nil {
 			t.Fatal(err)
@@ -916,4 +897,25 @@ func waitOutput(t *testing.T, out *syncBuffer, want string) {
 			t.Fatalf("no %q in the output:\n%s", want, out.String())
 		}
 	}
+}
+
+// execShell runs a shell command in the guest and returns its output and
+// exit code (-1 if it has none).
+func execShell(ctx context.Context, t *testing.T, client *agentclient.Client, cmd string) (string, int) {
+	t.Helper()
+	var out syncBuffer
+	proc, err := client.Exec(ctx, &agentproto.ProcessRequest{Args: []string{"/bin/sh", "-c", cmd}, Env: []string{"PATH=/bin"}}, agentclient.ProcessIO{Stdout: &out, Stderr: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-proc.Exited():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%q did not exit", cmd)
+	}
+	es, ok := proc.Status()
+	if !ok {
+		return out.String(), -1
+	}
+	return out.String(), es.Code
 }
