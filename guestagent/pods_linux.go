@@ -247,6 +247,7 @@ func (a *agent) handleJoin(stream uint32, m *agentproto.Msg) {
 			a.mu.Unlock()
 			c.closeFiles()
 			close(c.done)
+			a.releasePodSharesLocked()
 		}
 		guestPID := !sc.newPIDNS && sc.joinPIDNS == nil // --pid host, or that of a container that has it
 		if err := a.setupPodRoot(c, req, vmIPC, guestPID); err != nil {
@@ -559,6 +560,36 @@ func (a *agent) podExited(p *proc, st agentproto.ExitStatus) {
 		a.sendBounded(p.stream, &agentproto.Msg{Type: agentproto.MsgExit, Status: &st})
 	}
 	close(c.done)
+	a.joinMu.Lock()
+	a.releasePodSharesLocked()
+	a.joinMu.Unlock()
+}
+
+// releasePodSharesLocked unmounts the pod shares once no joined container
+// is left that may use them: while the guest has a 9p share mounted, QEMU
+// refuses to checkpoint or migrate the VM (its migration blocker goes
+// with the guest's last reference to the share's root). A later join
+// mounts it again. The caller holds joinMu, so no join is being set up.
+func (a *agent) releasePodSharesLocked() {
+	if len(a.podShares) == 0 {
+		return
+	}
+	a.mu.Lock()
+	for _, c := range a.joined {
+		if c.exit == nil {
+			a.mu.Unlock()
+			return
+		}
+	}
+	a.mu.Unlock()
+	for tag, dir := range a.podShares {
+		if err := unix.Unmount(dir, 0); err != nil {
+			a.logf("pod share %s stays mounted: %v", tag, err)
+			continue
+		}
+		delete(a.podShares, tag)
+		a.logf("pod share %s unmounted: no joined container is left", tag)
+	}
 }
 
 // killJoined kills every joined container (the main container ended).
