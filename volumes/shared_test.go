@@ -179,3 +179,19 @@ func TestBindVolumeOnSharedStorage(t *testing.T) {
 		t.Fatalf("host mount of a missing directory: %v", err)
 	}
 }
+
+// The cost a start pays per bind-mounted directory (and bind-source
+// volume) to learn whether it is on shared storage: the host's
+// mountinfo, read and filtered.
+func BenchmarkSharedDirMount(b *testing.B) {
+	s, err := New(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	for b.Loop() {
+		if _, ok := s.SharedDirMount(dir); ok {
+			b.Fatal("a temporary directory on shared storage")
+		}
+	}
+}
