@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -120,9 +122,6 @@ func TestIncomingMigrationLifecycle(t *testing.T) {
 // here; mounts shared from a host cannot come.
 func TestAdoptMigratedMounts(t *testing.T) {
 	d, _, _ := fakeDaemon(t, nil)
-	if err := d.openVolumes(); err != nil { // the fake daemon has no volume store
-		t.Fatal(err)
-	}
 	nfs := map[string]string{"type": "nfs", "o": "addr=10.0.0.1,vers=3", "device": ":/export"}
 	offer := func(mps ...*volumes.MountPoint) *migration.Offer {
 		raw, err := json.Marshal(mps)
@@ -206,6 +205,68 @@ func TestAdoptMigratedMounts(t *testing.T) {
 		if _, err := d.volumes.Get("ondisk"); !errdefs.IsNotFound(err) {
 			t.Fatalf("%s: a volume was made: %v", tc.what, err)
 		}
+	}
+}
+
+// Directories on shared storage come when they are the same export here
+// as on the source: a bind-source volume (made here with the source's
+// options) and a -v bind mount; one that is another export here, or on
+// this host's own disk, is refused and nothing is made.
+func TestAdoptMigratedSharedDirs(t *testing.T) {
+	d, _, _ := fakeDaemon(t, nil)
+	shared := t.TempDir()
+	for _, sub := range []string{"db", "direct"} {
+		if err := os.Mkdir(filepath.Join(shared, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.volumes.SetSharedStorage([]volumes.SharedStorage{{Dir: shared, FSType: "nfs", Server: "10.0.0.5", Export: "/export"}})
+	bindVol := map[string]string{"type": "none", "o": "bind", "device": filepath.Join(shared, "db")}
+	offer := func(volMount, bindMount string) *migration.Offer {
+		mps := []*volumes.MountPoint{
+			{Type: mount.TypeVolume, Name: "app", Destination: "/app", Driver: "local", RW: true},
+			{Type: mount.TypeBind, Source: filepath.Join(shared, "direct"), Destination: "/direct", RW: true},
+		}
+		raw, err := json.Marshal(mps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := &migration.Offer{MountPoints: raw, Volumes: []migration.Volume{{Name: "app", Driver: "local", Options: bindVol, GuestMount: volMount}}}
+		if bindMount != "" {
+			o.Binds = []migration.Bind{{Source: filepath.Join(shared, "direct"), GuestMount: bindMount}}
+		}
+		return o
+	}
+	newC := func() *Container {
+		return &Container{ID: strings.Repeat("e", 64), HostConfig: &container.HostConfig{}}
+	}
+
+	c := newC()
+	created, err := d.adoptMigratedMounts(c, offer("nfs 10.0.0.5:/export/db", "nfs 10.0.0.5:/export/direct"))
+	if err != nil || len(created) != 1 || created[0] != "app" {
+		t.Fatalf("the same exports: %v %v", created, err)
+	}
+	if v, err := d.volumes.Get("app"); err != nil || !maps.Equal(v.Options, bindVol) {
+		t.Fatalf("the volume made here: %+v %v", v, err)
+	}
+	d.dropMigratedMounts(c, created)
+
+	for _, tc := range []struct{ what, volMount, bindMount, want string }{
+		{"a volume of another export", "nfs 10.0.0.6:/export/db", "nfs 10.0.0.5:/export/direct", "is nfs 10.0.0.5:/export/db on this host, nfs 10.0.0.6:/export/db on the source"},
+		{"a bind mount of another export", "nfs 10.0.0.5:/export/db", "nfs 10.0.0.5:/other/direct", "is nfs 10.0.0.5:/export/direct on this host, nfs 10.0.0.5:/other/direct on the source"},
+		{"a bind mount the source shared over 9p", "nfs 10.0.0.5:/export/db", "", "host's disk"},
+	} {
+		if _, err := d.adoptMigratedMounts(newC(), offer(tc.volMount, tc.bindMount)); !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("%s: %v", tc.what, err)
+		}
+		if _, err := d.volumes.Get("app"); !errdefs.IsNotFound(err) {
+			t.Fatalf("%s: a volume was made: %v", tc.what, err)
+		}
+	}
+	// A directory on this host's own disk.
+	d.volumes.SetSharedStorage(nil)
+	if _, err := d.adoptMigratedMounts(newC(), offer("nfs 10.0.0.5:/export/db", "nfs 10.0.0.5:/export/direct")); !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), "is not on shared storage on this host") {
+		t.Fatalf("directories not shared here: %v", err)
 	}
 }
 
