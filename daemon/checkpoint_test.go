@@ -151,8 +151,9 @@ func TestRecoverRestoreDisk(t *testing.T) {
 
 // A bind-mounted directory on shared storage is the guest's own NFS mount
 // of the export, not a 9p share, so its container can be checkpointed;
-// one on the host's own disk is shared and refuses it.
-func TestSharedStorageBinds(t *testing.T) {
+// one on the host's own disk is shared and refuses it. So is a local
+// volume whose data is on shared storage.
+func TestSharedStorageMounts(t *testing.T) {
 	d, vms, _ := fakeDaemon(t, nil)
 	shared, local := t.TempDir(), t.TempDir()
 	if err := os.Mkdir(filepath.Join(shared, "db"), 0o755); err != nil {
@@ -197,5 +198,35 @@ func TestSharedStorageBinds(t *testing.T) {
 	}
 	if err := d.CheckpointCreate(ctx, "loc", checkpoint.CreateOptions{CheckpointID: "c1"}); !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), "9p share") {
 		t.Fatalf("checkpoint with a bind mount on the host's disk: %v", err)
+	}
+
+	// A plain local volume whose data is on shared storage (the host
+	// serves its volumes directory over NFS): the guest mounts its _data
+	// and fills it from the image; it can be checkpointed, but its data is
+	// this host's, so it does not migrate.
+	d.volumes.SetSharedStorage([]volumes.SharedStorage{
+		{Dir: shared, FSType: "nfs", Server: "127.0.0.1", Export: "/export", Options: []string{"vers=3"}},
+		{Dir: d.volumes.Root(), FSType: "nfs", Server: "127.0.0.1", Export: "/vols", Options: []string{"vers=3"}},
+	})
+	c3 := fakeContainer(t, d, "pg")
+	if _, _, err := d.volumes.Create("pgdata", "", nil, nil, c3.ID); err != nil {
+		t.Fatal(err)
+	}
+	c3.MountPoints = []*volumes.MountPoint{{Type: mount.TypeVolume, Name: "pgdata", Driver: "local", Destination: "/var/lib/postgresql/data", RW: true, CopyData: true}}
+	if err := d.ContainerStart(ctx, "pg"); err != nil {
+		t.Fatal(err)
+	}
+	req = vms.Machine(c3.ID).Guest.StartRequest()
+	if len(mountShares(c3)) != 0 || len(req.Mounts) != 1 || req.Mounts[0].Type != "nfs" || req.Mounts[0].Source != "127.0.0.1:/vols/pgdata/_data" || !req.Mounts[0].CopyUp {
+		t.Fatalf("a local volume on shared storage: shares %+v, mounts %+v", mountShares(c3), req.Mounts)
+	}
+	if err := d.CheckpointCreate(ctx, "pg", checkpoint.CreateOptions{CheckpointID: "c1"}); err != nil {
+		t.Fatalf("checkpoint with a local volume on shared storage: %v", err)
+	}
+	c3.mu.Lock()
+	_, _, err := d.migratedMounts(c3)
+	c3.mu.Unlock()
+	if !errdefs.IsInvalidParameter(err) || !strings.Contains(err.Error(), "volume pgdata is a local volume") {
+		t.Fatalf("migration of a local volume: %v", err)
 	}
 }

@@ -580,6 +580,11 @@ func (d *Daemon) migratedMounts(c *Container) (json.RawMessage, []migration.Volu
 		if err != nil {
 			return nil, nil, err
 		}
+		if len(v.Options) == 0 {
+			// Even on shared storage, its data is under this host's data
+			// root, which no other host uses.
+			return nil, nil, errdefs.InvalidParameter(fmt.Errorf("volume %s is a local volume, whose data stays on this host: only NFS volumes and directories on shared storage (bind-source volumes, -v binds) move with a container", v.Name))
+		}
 		mv := migration.Volume{Name: v.Name, Driver: v.Driver, Options: v.Options, Labels: v.Labels}
 		if gm, ok := d.volumes.GuestMountFor(v.Options); ok {
 			mv.GuestMount = gm.String()

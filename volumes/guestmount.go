@@ -50,11 +50,12 @@ func (v *Volume) guestMountable() bool {
 	return guestFSTypes[v.Options["type"]]
 }
 
-// guestMount says how a VM mounts volume v itself: an NFS volume, or a
-// bind-source volume whose directory is on shared storage (shared.go).
-// It reports false for a volume the host shares over 9p. It reads the
-// file system (the bind directory, mountinfo), so it is called without
-// the store's lock.
+// guestMount says how a VM mounts volume v itself: an NFS volume, a
+// bind-source volume whose directory is on shared storage (shared.go),
+// or a plain local volume whose _data is (the host serves its volumes
+// directory over NFS, or has it on an NFS mount). It reports false for a
+// volume the host shares over 9p. It reads the file system (the
+// directory, mountinfo), so it is called without the store's lock.
 func (s *Store) guestMount(v *Volume) (GuestMount, bool) {
 	if v.guestMountable() {
 		var opts []string
@@ -65,11 +66,13 @@ func (s *Store) guestMount(v *Volume) (GuestMount, bool) {
 		}
 		return GuestMount{FSType: v.Options["type"], Device: v.Options["device"], Options: opts}, true
 	}
-	dev, ok := v.bindDevice()
-	if !ok {
-		return GuestMount{}, false
+	if dev, ok := v.bindDevice(); ok {
+		return s.SharedDirMount(dev)
 	}
-	return s.SharedDirMount(dev)
+	if len(v.Options) == 0 && v.Mountpoint != "" {
+		return s.SharedDirMount(v.Mountpoint)
+	}
+	return GuestMount{}, false
 }
 
 // SharedDirMount says how a VM mounts host directory dir from shared

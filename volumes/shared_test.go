@@ -195,3 +195,32 @@ func BenchmarkSharedDirMount(b *testing.B) {
 		}
 	}
 }
+
+// A plain local volume is mounted by its VMs when the store's directory
+// is on shared storage (its _data, from the export); an offered volume
+// without options is not (its data would be another host's).
+func TestLocalVolumeOnSharedStorage(t *testing.T) {
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.listMounts = func(string) ([]*mountinfo.Info, error) { return nil, nil }
+	if _, _, err := s.Create("pg", "", nil, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if s.GuestMountable("pg") {
+		t.Fatal("a local volume on this host's disk mounted by the guest")
+	}
+	root, err := filepath.EvalSymlinks(s.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetSharedStorage([]SharedStorage{{Dir: root, FSType: "nfs", Server: "10.0.0.5", Export: "/vols"}})
+	gm, err := s.MountInGuest(context.Background(), "pg", "c1")
+	if err != nil || gm.Device != "10.0.0.5:/vols/pg/_data" || !slices.Equal(gm.Options, []string{"addr=10.0.0.5"}) {
+		t.Fatalf("a local volume on shared storage: %+v %v", gm, err)
+	}
+	if _, ok := s.GuestMountFor(map[string]string{}); ok {
+		t.Fatal("an offered local volume is mounted by the guest")
+	}
+}
