@@ -33,7 +33,7 @@ import (
 type SharedStorage struct {
 	// Dir is the host directory (absolute, cleaned).
 	Dir string
-	// FSType is "nfs" or "nfs4".
+	// FSType is "nfs" or "nfs4"; "none" declares Dir the host's own.
 	FSType string
 	// Server is the export's host (a name or an IP address).
 	Server string
@@ -47,14 +47,18 @@ type SharedStorage struct {
 // ParseSharedStorage reads a --shared-storage value:
 // DIR=nfs://SERVER[:PORT]/EXPORT[?OPTION&OPTION=VALUE...], where the
 // scheme is nfs or nfs4, PORT becomes the port= option and the query's
-// options are passed on as mount options (vers=3, mountport=N, nolock...).
+// options are passed on as mount options (vers=3, mountport=N, nolock...);
+// or DIR=none: DIR is the host's to share (9p), even on an NFS mount.
 func ParseSharedStorage(s string) (SharedStorage, error) {
 	dir, raw, ok := strings.Cut(s, "=")
 	if !ok || dir == "" || raw == "" {
-		return SharedStorage{}, fmt.Errorf("shared storage %q: want DIR=nfs://SERVER[:PORT]/EXPORT[?OPTIONS]", s)
+		return SharedStorage{}, fmt.Errorf("shared storage %q: want DIR=nfs://SERVER[:PORT]/EXPORT[?OPTIONS] or DIR=none", s)
 	}
 	if !filepath.IsAbs(dir) {
 		return SharedStorage{}, fmt.Errorf("shared storage %q: %s is not an absolute path", s, dir)
+	}
+	if raw == notShared {
+		return SharedStorage{Dir: filepath.Clean(dir), FSType: notShared}, nil
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -89,8 +93,15 @@ func ParseSharedStorage(s string) (SharedStorage, error) {
 	return ss, nil
 }
 
+// notShared is the FSType of a directory declared the host's own
+// (DIR=none): what the host's mounts say of it is overridden.
+const notShared = "none"
+
 // String renders the declaration as ParseSharedStorage reads it.
 func (ss SharedStorage) String() string {
+	if ss.FSType == notShared {
+		return ss.Dir + "=" + notShared
+	}
 	host := ss.Server
 	if strings.Contains(host, ":") {
 		host = "[" + host + "]"
@@ -144,6 +155,9 @@ func sharedMount(dir string, declared []SharedStorage, list mountLister) (GuestM
 		if within(dir, ss.Dir) && (best == nil || len(ss.Dir) > len(best.Dir)) {
 			best = ss
 		}
+	}
+	if best != nil && best.FSType == notShared {
+		return GuestMount{}, errNotShared
 	}
 	if best != nil {
 		rel, _ := filepath.Rel(best.Dir, dir)

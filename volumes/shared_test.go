@@ -20,6 +20,7 @@ func TestParseSharedStorage(t *testing.T) {
 		{in: "/srv/shared=nfs://10.0.0.5/export", want: SharedStorage{Dir: "/srv/shared", FSType: "nfs", Server: "10.0.0.5", Export: "/export"}},
 		{in: "/srv/shared/=nfs4://files.example:2049/?vers=4.1&hard", want: SharedStorage{Dir: "/srv/shared", FSType: "nfs4", Server: "files.example", Export: "/", Options: []string{"port=2049", "vers=4.1", "hard"}}},
 		{in: "/mnt/x=nfs://[fd00::5]:3000?vers=3&mountport=3000&nolock", want: SharedStorage{Dir: "/mnt/x", FSType: "nfs", Server: "fd00::5", Export: "/", Options: []string{"port=3000", "vers=3", "mountport=3000", "nolock"}}},
+		{in: "/mnt/nfs/scratch/=none", want: SharedStorage{Dir: "/mnt/nfs/scratch", FSType: "none"}},
 		{in: "relative=nfs://h/x", bad: "not an absolute path"},
 		{in: "/x", bad: "want DIR="},
 		{in: "/x=smb://h/x", bad: "scheme must be nfs"},
@@ -57,6 +58,7 @@ func TestSharedMount(t *testing.T) {
 		{Dir: "/srv/shared", FSType: "nfs", Server: "10.0.0.5", Export: "/export", Options: []string{"vers=3"}},
 		{Dir: "/srv/shared/fast", FSType: "nfs4", Server: "fd00::7", Export: "/", Options: []string{"vers=4.2"}},
 		{Dir: "/", FSType: "nfs", Server: "root.example", Export: "/all"},
+		{Dir: "/mnt/nfs/scratch", FSType: "none"},
 	}
 	mounts := []*mountinfo.Info{
 		{Mountpoint: "/", FSType: "ext4", Source: "/dev/sda1", Root: "/"},
@@ -87,6 +89,7 @@ func TestSharedMount(t *testing.T) {
 		{"/srv/shared/db/data", true, GuestMount{"nfs", "10.0.0.5:/export/db/data", []string{"vers=3"}}},
 		{"/srv/sharedx", true, GuestMount{"nfs", "root.example:/all/srv/sharedx", nil}},
 		{"/srv/shared/fast/x", true, GuestMount{"nfs4", "[fd00::7]:/x", []string{"vers=4.2"}}},
+		{"/mnt/nfs/scratch/x", true, GuestMount{}},
 		{"/mnt/nfs/app", false, GuestMount{"nfs", "files:/vol/a/app", []string{"vers=3", "rsize=1048576", "wsize=1048576", "hard", "proto=tcp", "timeo=600", "retrans=2", "sec=sys", "mountaddr=10.1.1.1", "mountvers=3", "mountport=20048", "mountproto=udp", "local_lock=none", "addr=10.1.1.1"}}},
 		{"/mnt/nfs4", false, GuestMount{"nfs4", "[fd00::9]:/", []string{"vers=4.2", "rsize=524288", "wsize=524288", "hard", "proto=tcp6", "timeo=600", "retrans=2", "sec=sys", "local_lock=none", "addr=fd00::9"}}},
 		{"/mnt/nfs/inner/x", false, GuestMount{}},

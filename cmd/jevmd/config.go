@@ -280,7 +280,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.cgroupParent, "cgroup-parent", "", "the cgroup, under jevmd's own, that holds one cgroup per VM (default \"jevm\"); two jevmd on one machine need two")
 	fs.Var(&o.registryMirrors, "registry-mirror", "preferred Docker Hub mirror (repeatable)")
 	fs.Var(&o.insecureRegistries, "insecure-registry", "registry reached over plain HTTP (repeatable)")
-	fs.Var(&o.sharedStorage, "shared-storage", "DIR=nfs://SERVER[:PORT]/EXPORT[?OPTION&...]: DIR holds the same files as that NFS export, which the VMs mount for bind-source volumes in DIR, so that they follow migrated containers (repeatable; NFS mounts of the host are found without it)")
+	fs.Var(&o.sharedStorage, "shared-storage", "DIR=nfs://SERVER[:PORT]/EXPORT[?OPTION&...]: DIR holds the same files as that NFS export, which the VMs mount for volumes and bind mounts in DIR, so that they follow checkpoints and migrated containers (repeatable; NFS mounts of the host are found without it); DIR=none: the host shares DIR over 9p even if it is on an NFS mount")
 	fs.BoolVar(&o.debug, "D", false, "debug logging")
 	fs.BoolVar(&o.debug, "debug", false, "debug logging")
 	fs.StringVar(&o.logLevel, "l", "info", "log level: debug, info, warn, error")
