@@ -43,9 +43,9 @@ type testHost struct {
 // startTestHosts builds the network and starts n jevmd hosts; all is
 // undone when the test ends (daemons stopped, no QEMU left, namespaces,
 // links and rules gone).
-// extra, if given, adds arguments to host i's jevmd (1-based) given its
-// address.
-func startTestHosts(t *testing.T, n int, extra ...func(i int, ip string) []string) []*testHost {
+// extra, if given, adds arguments to host i's jevmd (1-based) given the
+// host (its address and directory are set).
+func startTestHosts(t *testing.T, n int, extra ...func(i int, h *testHost) []string) []*testHost {
 	t.Helper()
 	ip := func(args ...string) {
 		t.Helper()
@@ -120,7 +120,7 @@ func startTestHosts(t *testing.T, n int, extra ...func(i int, ip string) []strin
 			// keeps its ID, which names its VM's cgroup.
 			"--cgroup-parent", fmt.Sprintf("jevm-h%d", i)}
 		for _, f := range extra {
-			h.args = append(h.args, f(i, h.ip)...)
+			h.args = append(h.args, f(i, h)...)
 		}
 		h.start()
 		t.Cleanup(h.stop)

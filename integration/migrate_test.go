@@ -37,15 +37,24 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	// export at the same place would be. h2 has a directory in it that
 	// is another export than on h1 (a migration to h2 of a volume there
 	// is refused).
-	var srv *nfsServer
-	hosts := startTestHosts(t, 2, func(i int, ip string) []string {
-		f := tlstest.WriteDir(t, filepath.Join(certDir, strconv.Itoa(i)), ca, ca.Host(t, "host"+strconv.Itoa(i), net.ParseIP(ip)))
+	//
+	// h1 also serves its own volumes directory to its VMs over NFS (as a
+	// host's nfsd would) and declares it: its local volumes are the
+	// guests' NFS mounts, so a container with one can be checkpointed,
+	// but not migrated (the data is h1's).
+	var srv, h1vols *nfsServer
+	hosts := startTestHosts(t, 2, func(i int, h *testHost) []string {
+		f := tlstest.WriteDir(t, filepath.Join(certDir, strconv.Itoa(i)), ca, ca.Host(t, "host"+strconv.Itoa(i), net.ParseIP(h.ip)))
 		if srv == nil {
 			srv = startNFSServer(t, hostsNet+"1")
 		}
-		args := []string{"-H", "tcp://" + ip + ":2376", "--tlsverify", "--tlscacert", f.CA, "--tlscert", f.Cert, "--tlskey", f.Key,
-			"--shared-storage", srv.sharedStorage()}
-		if i == 2 {
+		args := []string{"-H", "tcp://" + h.ip + ":2376", "--tlsverify", "--tlscacert", f.CA, "--tlscert", f.Cert, "--tlskey", f.Key,
+			"--experimental", "--shared-storage", srv.sharedStorage()}
+		switch i {
+		case 1:
+			h1vols = startNFSServerOf(t, hostsNet+"1", filepath.Join(h.dir, "data", "volumes"))
+			args = append(args, "--shared-storage", h1vols.sharedStorage())
+		case 2:
 			args = append(args, "--shared-storage", fmt.Sprintf("%s/other=nfs://%s:%d/elsewhere?vers=3", srv.dir, srv.ip, srv.port))
 		}
 		return args
@@ -222,8 +231,12 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	h2.must("rm", name)
 	h1.must("create", "--name", "stopped", "busybox", "true")
 	expectFail(h1, "is not running", "stopped", target(h2))
+	h1.must("run", "-d", "--name", "withbind", "-v", t.TempDir()+":/data", "busybox", "sleep", "600")
+	expectFail(h1, "bind mounts or volumes on the host's disk (/data)", "withbind", target(h2))
+	// h1's volumes are on its shared volumes directory (below): the guest's
+	// NFS mounts, but this host's data.
 	h1.must("run", "-d", "--name", "withvol", "-v", "/data", "busybox", "sleep", "600")
-	expectFail(h1, "bind mounts or volumes", "withvol", target(h2))
+	expectFail(h1, "is a local volume, whose data stays on this host", "withvol", target(h2))
 	h1.must("pause", name)
 	expectFail(h1, "is paused", name, target(h2))
 	h1.must("unpause", name)
@@ -340,6 +353,35 @@ func TestMigrateAcrossHosts(t *testing.T) {
 	}
 	h1.must("rm", "-f", "other")
 	h1.must("volume", "rm", "otherdata")
+
+	// A local volume on h1's shared volumes directory: checkpointed and
+	// restored with its counter and its file going on, and refused a
+	// migration before anything is sent.
+	h1.must("run", "-d", "--name", "local", "--network", "mignet", "-v", "localdata:/data", "busybox", "sh", "-c",
+		"i=0; while true; do i=$((i+1)); echo $i >> /data/log; echo $i; sleep 0.2; done")
+	localLog := func() []string {
+		b, _ := os.ReadFile(filepath.Join(h1vols.dir, "localdata", "_data", "log"))
+		return strings.Fields(string(b))
+	}
+	waitFor(t, 60*time.Second, "writes to the local volume", func() bool { return len(localLog()) >= 3 })
+	if got := h1.must("exec", "local", "sh", "-c", "grep ' /data ' /proc/mounts"); !strings.Contains(got, h1vols.ip+":/localdata/_data /data nfs ") {
+		t.Fatalf("the guest's mount of the local volume: %s", got)
+	}
+	h1.must("checkpoint", "create", "local", "lc1")
+	n = len(localLog())
+	h1.must("start", "--checkpoint", "lc1", "local")
+	waitFor(t, 60*time.Second, "the restored container writing to its volume", func() bool { return len(localLog()) >= n+5 })
+	for i, l := range localLog() {
+		if l != strconv.Itoa(i+1) {
+			t.Fatalf("the local volume's log has %q at line %d: the restored writer did not go on where it was", l, i+1)
+		}
+	}
+	expectFail(h1, "volume localdata is a local volume, whose data stays on this host", "local", target(h2))
+	if got := strings.TrimSpace(h1.must("inspect", "--format", "{{.State.Running}}", "local")); got != "true" {
+		t.Fatalf("the container with a local volume after its refused migration: running %s", got)
+	}
+	h1.must("rm", "-f", "local")
+	h1.must("volume", "rm", "localdata")
 	newIP := ipOn(h2, "nfs")
 	if newIP == oldIP || newIP == "" {
 		t.Fatalf("the migrated container's address on h2 is %q (h1's was %s, which squat has there)", newIP, oldIP)

@@ -28,11 +28,18 @@ type nfsServer struct {
 // startNFSServer serves a new directory at ip until the test ends.
 func startNFSServer(t *testing.T, ip string) *nfsServer {
 	t.Helper()
+	return startNFSServerOf(t, ip, t.TempDir())
+}
+
+// startNFSServerOf serves dir (which may not exist yet) at ip until the
+// test ends.
+func startNFSServerOf(t *testing.T, ip, dir string) *nfsServer {
+	t.Helper()
 	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &nfsServer{dir: t.TempDir(), ip: ip, port: l.Addr().(*net.TCPAddr).Port}
+	s := &nfsServer{dir: dir, ip: ip, port: l.Addr().(*net.TCPAddr).Port}
 	nfs.Log.SetLevel(nfs.ErrorLevel)
 	handler := nfshelper.NewCachingHandler(exportHandler{nfshelper.NewNullAuthHandler(osfs.New(s.dir)), s.dir}, 4096)
 	done := make(chan struct{})
