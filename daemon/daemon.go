@@ -63,9 +63,9 @@ type Config struct {
 	// --live-restore.
 	LiveRestoreDisabled bool
 	// SharedStorage are the host directories that hold the same files as
-	// NFS exports the VMs reach (jevmd --shared-storage): bind-source
-	// volumes there are mounted by the guests and follow a migrated
-	// container (volumes.SharedStorage).
+	// NFS exports the VMs reach (jevmd --shared-storage): volumes and
+	// bind mounts there are mounted by the guests, so they follow
+	// checkpoints and migrated containers (volumes.SharedStorage).
 	SharedStorage []volumes.SharedStorage
 	// VMPoolSize is how many blank VMs the warm pool keeps ready per
 	// shape (pool.go); 0 turns the pool off.

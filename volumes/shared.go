@@ -13,14 +13,16 @@ import (
 	"github.com/moby/sys/mountinfo"
 )
 
-// A bind-source volume (`--opt type=none --opt o=bind --opt device=DIR`)
-// is shared with its VM over virtio-9p, which QEMU cannot migrate. When
-// DIR is on storage every jevm host sees (an NFS export), the VM mounts
-// that export itself instead, as it does an NFS volume: the mount is then
-// part of the guest's state and follows the container when it is
-// checkpointed or migrated, and every host reaches the same files.
+// A host directory a container uses (a bind-source volume, `--opt
+// type=none --opt o=bind --opt device=DIR`; a `-v DIR:/path` bind mount;
+// a local volume's _data) is shared with its VM over virtio-9p, which
+// QEMU cannot migrate. When DIR is on storage every jevm host sees (an
+// NFS export), the VM mounts that export itself instead, as it does an
+// NFS volume: the mount is then part of the guest's state and follows the
+// container when it is checkpointed or migrated, and every host reaches
+// the same files.
 //
-// jevm knows DIR is shared in two ways:
+// jevm knows DIR is shared in two ways (DIR=none declares it is not):
 //   - the host has it on an NFS mount (/proc/self/mountinfo): the guest
 //     mounts the same export with the host's options;
 //   - the admin declared it (jevmd --shared-storage DIR=nfs://SERVER/EXPORT):
