@@ -350,13 +350,21 @@ func (d *Daemon) prepareMounts(ctx context.Context, c *Container, guestNet bool)
 			req.IsFile = true
 			req.SubPath = filepath.Base(mp.Source)
 		case mount.TypeVolume:
-			if guestNet && d.guestMounts(c, mp) {
+			// One look at the volume: the guest's to mount (as guestMounts
+			// says), or the host's (ErrMountedByHost).
+			guestMounted := false
+			if guestNet && !c.HostConfig.NetworkMode.IsNone() && mp.Name != "" {
 				gm, err := d.volumes.MountInGuest(ctx, mp.Name, c.ID)
-				if err != nil {
+				switch {
+				case err == nil:
+					guestMounted = true
+					req.Type, req.Source, req.Options = gm.FSType, gm.Device, gm.Options
+				case !errors.Is(err, volumes.ErrMountedByHost):
 					return nil, err
 				}
+			}
+			if guestMounted {
 				d.volumeMountEvent(c, mp)
-				req.Type, req.Source, req.Options = gm.FSType, gm.Device, gm.Options
 				req.SubPath = mp.Subpath
 				req.CopyUp = mp.CopyData
 				items = append(items, item{dest: mp.Destination, req: req})

@@ -144,8 +144,14 @@ func (s *Store) GuestMountFor(opts map[string]string) (GuestMount, bool) {
 	return s.guestMount(&Volume{Options: opts})
 }
 
+// ErrMountedByHost: the volume is one the host mounts and shares over
+// 9p, not one a VM mounts itself (MountInGuest).
+var ErrMountedByHost = errors.New("the volume is mounted by the host")
+
 // MountInGuest marks the volume in use by running container ref, whose VM
-// mounts it itself, and says how. The host mounts nothing.
+// mounts it itself, and says how. The host mounts nothing. For a volume
+// the host shares it fails with ErrMountedByHost, having marked nothing:
+// a start asks once, and mounts such a volume on the host instead.
 func (s *Store) MountInGuest(ctx context.Context, name, ref string) (GuestMount, error) {
 	v, err := s.Get(name)
 	if err != nil {
@@ -153,7 +159,7 @@ func (s *Store) MountInGuest(ctx context.Context, name, ref string) (GuestMount,
 	}
 	gm, ok := s.guestMount(v)
 	if !ok {
-		return GuestMount{}, opErr("mount", name, errdefs.InvalidParameter(fmt.Errorf("a volume of type %q is mounted by the host", v.Options["type"])), nil)
+		return GuestMount{}, opErr("mount", name, errdefs.InvalidParameter(fmt.Errorf("%w (type %q)", ErrMountedByHost, v.Options["type"])), nil)
 	}
 	if gm, err = gm.Resolve(ctx); err != nil {
 		return GuestMount{}, opErr("mount", name, errdefs.InvalidParameter(fmt.Errorf("failed to mount local volume: %w", err)), nil)
