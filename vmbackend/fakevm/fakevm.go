@@ -143,16 +143,13 @@ func (p *Provider) Adopt(ctx context.Context, spec vmbackend.MachineSpec) (vmbac
 		return nil, vmbackend.ErrNotRunning
 	}
 	m.mu.Lock()
-	migratedOut := m.migratedOut
-	if migratedOut && spec.ResumeUncommittedMigration {
+	stop := m.migratedOut && !spec.ResumeUncommittedMigration
+	if m.migratedOut && !stop {
 		m.migratedOut, m.paused = false, false
 	}
+	m.killed = m.killed || stop
 	m.mu.Unlock()
-	if migratedOut && !spec.ResumeUncommittedMigration {
-		// As QEMU's adoption does with a VM in postmigrate.
-		m.mu.Lock()
-		m.killed = true
-		m.mu.Unlock()
+	if stop { // as QEMU's adoption does with a VM in postmigrate
 		m.end()
 		return nil, vmbackend.ErrNotRunning
 	}
