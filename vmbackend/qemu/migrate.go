@@ -284,12 +284,35 @@ func (p *Provider) StartIncoming(ctx context.Context, spec vmbackend.MachineSpec
 		relayed <- err
 	}()
 	m, err := p.start(ctx, spec, &restoreSource{stream: theirs, tplKey: key, nics: slotNICs(spec, hot), paused: true})
+	if err != nil {
+		ours.Close() // the relay stops at its next write; the caller closes r's connection
+		return nil, err
+	}
+	// QEMU has loaded the VM, but the relay may still be reading r (the
+	// stream's end follows QEMU's last byte), which the caller reads
+	// next on the same connection (the commit): two readers of one
+	// connection would take each other's bytes. Return once r ended.
+	timer := time.NewTimer(streamEndWait)
+	defer timer.Stop()
+	select {
+	case err = <-relayed:
+	case <-timer.C:
+		err = fmt.Errorf("the stream did not end within %s of the VM's state", streamEndWait)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
 	ours.Close()
 	if err != nil {
-		return nil, err
+		_ = m.Kill(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("qemu: incoming %s: %w", spec.ID, err)
 	}
 	return m, nil
 }
+
+// streamEndWait bounds how long StartIncoming waits, once QEMU loaded
+// the VM, for the stream's end (the source sends it right after QEMU's
+// last byte).
+const streamEndWait = 30 * time.Second
 
 // socketPair makes a connected pair of unix stream sockets: QEMU's end
 // and jevmd's.

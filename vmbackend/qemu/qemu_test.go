@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -463,13 +464,23 @@ func TestRealQEMU(t *testing.T) {
 			err error
 		}
 		in := make(chan incoming, 1)
+		stream := &eofReader{r: pr}
 		go func() {
-			m, err := p.StartIncoming(ctx, spec, info, pr)
+			m, err := p.StartIncoming(ctx, spec, info, stream)
+			// The daemon reads the commit from the stream's connection
+			// next: StartIncoming must have stopped reading it.
+			if err == nil && !stream.ended.Load() {
+				_ = m.Kill(context.Background())
+				m, err = nil, errors.New("StartIncoming returned before the stream's end")
+			}
 			pr.CloseWithError(err)
 			in <- incoming{m, err}
 		}()
 		var passes int
 		st, err := mig.MigrateTo(ctx, pw, func(pg vmbackend.MigrationProgress) { passes = pg.Passes })
+		// The stream's end comes a little after QEMU's last byte, as
+		// over a network.
+		time.Sleep(300 * time.Millisecond)
 		pw.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -918,4 +929,18 @@ func execShell(ctx context.Context, t *testing.T, client *agentclient.Client, cm
 		return out.String(), -1
 	}
 	return out.String(), es.Code
+}
+
+// eofReader records that its reader returned io.EOF.
+type eofReader struct {
+	r     io.Reader
+	ended atomic.Bool
+}
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		e.ended.Store(true)
+	}
+	return n, err
 }
