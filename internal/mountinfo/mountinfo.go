@@ -1,6 +1,8 @@
-// Package mountinfo reads the mount points of /proc/self/mountinfo. The
-// daemon (volumes, staged bind mounts), the guest agent (unmount at power
-// off) and the test-image builder (chroot clean-up) all need it.
+// Package mountinfo lists the mount points of /proc/self/mountinfo and
+// orders those under a directory for unmounting. The daemon (volumes,
+// staged bind mounts), the guest agent (unmount at power off) and the
+// test-image builder (chroot clean-up) all need it; the parsing is
+// github.com/moby/sys/mountinfo's.
 package mountinfo
 
 import (
@@ -8,18 +10,20 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
+
+	mobymountinfo "github.com/moby/sys/mountinfo"
 )
 
 // MountPoints returns the mount points of this process's mount namespace,
 // in mountinfo order (parents before the mounts made on top of them).
 func MountPoints() ([]string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
-	return parse(string(b)), nil
+	defer f.Close()
+	return read(f)
 }
 
 // MountPointsOf reads the mount points again from f, an open
@@ -29,22 +33,21 @@ func MountPointsOf(f *os.File) ([]string, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	b, err := io.ReadAll(f)
+	return read(f)
+}
+
+// read parses mountinfo with github.com/moby/sys/mountinfo (which undoes
+// its octal escapes) and keeps the mount points.
+func read(r io.Reader) ([]string, error) {
+	infos, err := mobymountinfo.GetMountsFromReader(r, nil)
 	if err != nil {
 		return nil, err
 	}
-	return parse(string(b)), nil
-}
-
-func parse(data string) []string {
-	var out []string
-	for _, line := range strings.Split(data, "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 {
-			out = append(out, Unescape(f[4]))
-		}
+	out := make([]string, len(infos))
+	for i, m := range infos {
+		out[i] = m.Mountpoint
 	}
-	return out
+	return out, nil
 }
 
 // IsMountPoint reports whether p is a mount point.
@@ -82,23 +85,4 @@ func under(mps []string, dir string) []string {
 		return strings.Count(filepath.Clean(out[i]), "/") > strings.Count(filepath.Clean(out[j]), "/")
 	})
 	return out
-}
-
-// Unescape undoes mountinfo's octal escapes ("\040" for a space).
-func Unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

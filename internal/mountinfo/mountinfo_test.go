@@ -15,8 +15,8 @@ const sample = `22 1 8:1 / / rw - ext4 /dev/vda rw
 `
 
 func TestParseAndUnder(t *testing.T) {
-	mps := parse(sample)
-	if len(mps) != 6 || mps[3] != "/mnt/root/my dir" {
+	mps, err := read(strings.NewReader(sample))
+	if err != nil || len(mps) != 6 || mps[3] != "/mnt/root/my dir" {
 		t.Fatalf("parse = %q", mps)
 	}
 	got := strings.Join(under(mps, "/mnt/root"), ",")
@@ -27,12 +27,7 @@ func TestParseAndUnder(t *testing.T) {
 	}
 }
 
-func TestUnescape(t *testing.T) {
-	for in, want := range map[string]string{`a\040b`: "a b", `tab\011x`: "tab\tx", `plain`: "plain", `bad\9`: `bad\9`} {
-		if got := Unescape(in); got != want {
-			t.Errorf("Unescape(%q) = %q, want %q", in, got, want)
-		}
-	}
+func TestIsMountPoint(t *testing.T) {
 	if ok, err := IsMountPoint("/"); err != nil || !ok {
 		t.Errorf("IsMountPoint(/) = %v, %v", ok, err)
 	}
