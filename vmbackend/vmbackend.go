@@ -372,9 +372,11 @@ type IncomingMigrator interface {
 	// StartIncoming starts a machine for spec that loads a migration
 	// from r (another host's MigrateTo): spec's RootDisk is a new disk
 	// over a base with the source's contents, its Shape and NICs are
-	// info's. It returns once all has arrived, with the machine paused
-	// and its agent channel connected: Resume runs the guest, Kill drops
-	// it. It fails with ErrCheckpointIncompatible for a machine of
-	// another template.
+	// info's. It returns once all has arrived and r has returned io.EOF
+	// (so the caller may read what follows on r's connection), with the
+	// machine paused and its agent channel connected: Resume runs the
+	// guest, Kill drops it. On failure it may still be reading r until
+	// the caller closes what r reads from. It fails with
+	// ErrCheckpointIncompatible for a machine of another template.
 	StartIncoming(ctx context.Context, spec MachineSpec, info MigrationInfo, r io.Reader) (Machine, error)
 }
