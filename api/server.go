@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
 
+	dtypes "github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/errdefs"
 	"github.com/gorilla/mux"
@@ -325,7 +327,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &responseRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
+		aborted := s.serveRecovering(next, rec, r)
 		status := rec.statusCode()
 		entry := s.log.WithFields(logrus.Fields{
 			"method":   r.Method,
@@ -341,5 +343,39 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		default:
 			entry.Info("API request")
 		}
+		if aborted {
+			panic(http.ErrAbortHandler) // net/http closes the connection, silently
+		}
 	})
+}
+
+// serveRecovering serves r and turns a handler's panic into an error
+// logged with its stack (net/http would only print it to the server's
+// debug-level log) and, if nothing was answered yet, a 500 with a
+// message; it reports a response that had started (or a hijacked
+// connection), which must be aborted.
+func (s *Server) serveRecovering(next http.Handler, rec *responseRecorder, r *http.Request) (aborted bool) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		if v == http.ErrAbortHandler {
+			aborted = true
+			return
+		}
+		s.log.WithFields(logrus.Fields{
+			"method": r.Method,
+			"path":   r.URL.Path,
+			"panic":  fmt.Sprint(v),
+			"stack":  string(debug.Stack()),
+		}).Error("API handler panicked")
+		if rec.started() {
+			aborted = true
+			return
+		}
+		writeJSON(rec, http.StatusInternalServerError, &dtypes.ErrorResponse{Message: fmt.Sprintf("internal error: %v", v)})
+	}()
+	next.ServeHTTP(rec, r)
+	return false
 }
