@@ -276,16 +276,19 @@ func (p *Provider) StartIncoming(ctx context.Context, spec vmbackend.MachineSpec
 	}
 	defer theirs.Close()
 	relayed := make(chan error, 1)
+	// The relay owns ours. It ends at the stream's end, when r fails (the
+	// caller closes its connection after a failure), or at its next write
+	// once QEMU is gone.
 	go func() {
 		_, err := io.Copy(ours, r)
 		// QEMU reads the stream to its end marker; the shutdown tells
 		// it there is no more if the source stopped short.
 		_ = unix.Shutdown(int(ours.Fd()), unix.SHUT_WR)
+		ours.Close()
 		relayed <- err
 	}()
 	m, err := p.start(ctx, spec, &restoreSource{stream: theirs, tplKey: key, nics: slotNICs(spec, hot), paused: true})
 	if err != nil {
-		ours.Close() // the relay stops at its next write; the caller closes r's connection
 		return nil, err
 	}
 	// QEMU has loaded the VM, but the relay may still be reading r (the
@@ -301,7 +304,6 @@ func (p *Provider) StartIncoming(ctx context.Context, spec vmbackend.MachineSpec
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	ours.Close()
 	if err != nil {
 		_ = m.Kill(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("qemu: incoming %s: %w", spec.ID, err)
