@@ -2,35 +2,67 @@ package qemu
 
 // QMP client.
 //
-// We use github.com/digitalocean/go-qemu's qmp.SocketMonitor rather than a
-// hand-rolled JSON loop: it is a small, widely used client that already does
-// the greeting/qmp_capabilities handshake and separates asynchronous events
-// from command replies on one socket, and it is already a dependency of the
-// module. What it lacks is context support (Run blocks until QEMU answers),
-// so this file wraps it: every command runs with a context, and a command
-// whose context expires is abandoned (its goroutine ends when QEMU answers
-// or the socket closes; QEMU is usually being killed at that point).
-// We never call Events, so the monitor drops events instead of blocking on
-// an unread channel; we poll query-migrate/query-status instead.
+// jevm speaks QMP itself rather than through github.com/digitalocean/
+// go-qemu's qmp.SocketMonitor, which it used until that client's reply
+// buffer was found shared with its reader (go-qemu issue #226, open): the
+// reader scanned the next line (an event, which QEMU sends during
+// hot-plugs and migrations) into the buffer a command's reply was still
+// being decoded from, so a reply could read as the event that followed
+// it (the race detector caught it around disk hot-plug). Its handshake
+// also took an event for the capabilities reply (go-qemu PR #210, open).
+//
+// The protocol (QEMU's docs/interop/qmp-spec): a greeting line, then
+// qmp_capabilities, then one JSON object per line each way. Each command
+// carries an "id" that QEMU copies into its reply, so a reply is matched
+// to its command and the late reply of a command whose context expired
+// is dropped, never taken as the next command's. Events are read and
+// dropped: jevm polls query-migrate and query-status instead. A line
+// from QEMU (a process the guest may have taken over) is bounded.
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/digitalocean/go-qemu/qmp"
 )
+
+// maxQMPLine bounds one line from QEMU: replies are small (query-block
+// and query-pci answers are a few KiB per device).
+const maxQMPLine = 1 << 20
 
 // monitor is a connected QMP socket.
 type monitor struct {
-	mon *qmp.SocketMonitor
+	conn *net.UnixConn
+
+	writing chan struct{} // holds one token while a command (and its descriptor) is written
+
+	mu      sync.Mutex
+	nextID  uint64
+	pending map[uint64]chan qmpReply
+	readErr error         // why the reader stopped; set before done closes
+	done    chan struct{} // closed when the reader stopped
 
 	closeOnce sync.Once
+}
+
+// qmpReply is a reply line: "return" or "error", with the command's id.
+type qmpReply struct {
+	ID     *uint64         `json:"id"`
+	Return json.RawMessage `json:"return"`
+	Error  *struct {
+		Class string `json:"class"`
+		Desc  string `json:"desc"`
+	} `json:"error"`
+	Event string `json:"event"`
+	QMP   *struct {
+		Capabilities []string `json:"capabilities"`
+	} `json:"QMP"`
 }
 
 // dialQMP connects to the QMP socket at path, retrying while QEMU has not
@@ -60,32 +92,110 @@ func retryableDial(err error) bool {
 	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
 }
 
+// tryQMP connects and negotiates capabilities, within ctx (QEMU serves one
+// QMP client at a time: a second one would wait for the greeting
+// forever).
 func tryQMP(ctx context.Context, path string) (*monitor, error) {
-	mon, err := qmp.NewSocketMonitor("unix", path, 2*time.Second)
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		return nil, err
 	}
-	// Connect reads the greeting without a deadline; QEMU serves one QMP
-	// client at a time, so a second client would wait forever. Bound it
-	// by ctx.
-	done := make(chan error, 1)
-	go func() { done <- mon.Connect() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			mon.Disconnect()
-			return nil, fmt.Errorf("qmp handshake on %s: %w", path, err)
-		}
-		return &monitor{mon: mon}, nil
-	case <-ctx.Done():
-		// The handshake goroutine still owns the monitor; release it
-		// when it returns (QEMU answering or exiting).
-		go func() {
-			<-done
-			mon.Disconnect()
-		}()
-		return nil, fmt.Errorf("qmp handshake on %s: %w", path, ctx.Err())
+	conn := c.(*net.UnixConn)
+	m, err := handshakeQMP(ctx, conn)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("qmp handshake on %s: %w", path, err)
 	}
+	return m, nil
+}
+
+// handshakeQMP reads the greeting, leaves capabilities negotiation mode
+// and starts the reader.
+func handshakeQMP(ctx context.Context, conn *net.UnixConn) (*monitor, error) {
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	sc := bufio.NewScanner(conn)
+	sc.Buffer(make([]byte, 0, 4096), maxQMPLine)
+	next := func() (qmpReply, error) {
+		var r qmpReply
+		if !sc.Scan() {
+			err := sc.Err()
+			if err == nil {
+				err = errors.New("qemu closed the socket")
+			}
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			return r, err
+		}
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return r, fmt.Errorf("bad line from qemu: %w", err)
+		}
+		return r, nil
+	}
+	greeting, err := next()
+	if err != nil {
+		return nil, err
+	}
+	if greeting.QMP == nil {
+		return nil, errors.New("no QMP greeting")
+	}
+	if _, err := conn.Write([]byte(`{"execute":"qmp_capabilities"}` + "\n")); err != nil {
+		return nil, err
+	}
+	for {
+		r, err := next()
+		if err != nil {
+			return nil, err
+		}
+		if r.Event != "" {
+			continue // an event may come before the reply
+		}
+		if r.Error != nil {
+			return nil, fmt.Errorf("qmp_capabilities: %s", r.Error.Desc)
+		}
+		break
+	}
+	if !stop() || ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	m := &monitor{conn: conn, writing: make(chan struct{}, 1), pending: map[uint64]chan qmpReply{}, done: make(chan struct{})}
+	go m.read(sc)
+	return m, nil
+}
+
+// read hands each reply to the command waiting for it, until the socket
+// closes or QEMU sends a line it should not.
+func (m *monitor) read(sc *bufio.Scanner) {
+	err := func() error {
+		for sc.Scan() {
+			var r qmpReply
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				return fmt.Errorf("bad line from qemu: %w", err)
+			}
+			if r.Event != "" || r.ID == nil {
+				continue
+			}
+			m.mu.Lock()
+			ch := m.pending[*r.ID]
+			delete(m.pending, *r.ID)
+			m.mu.Unlock()
+			if ch != nil {
+				ch <- r // buffered: the reader never waits on a command
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return err
+		}
+		return errors.New("qemu closed the monitor socket")
+	}()
+	m.mu.Lock()
+	m.readErr = err
+	m.mu.Unlock()
+	close(m.done)
+	m.conn.Close()
 }
 
 // run executes one QMP command and unmarshals its "return" into ret (if
@@ -101,48 +211,97 @@ func (m *monitor) passFile(ctx context.Context, name string, f *os.File) error {
 	return m.runFile(ctx, "getfd", map[string]any{"fdname": name}, nil, f)
 }
 
+// runFile sends cmd (with file's descriptor, if not nil) and waits for its
+// reply, or until ctx ends (a reply that comes later is dropped).
 func (m *monitor) runFile(ctx context.Context, cmd string, args any, ret any, file *os.File) error {
-	b, err := json.Marshal(qmp.Command{Execute: cmd, Args: args})
+	ch := make(chan qmpReply, 1)
+	m.mu.Lock()
+	m.nextID++
+	id := m.nextID
+	m.pending[id] = ch
+	m.mu.Unlock()
+	forget := func() {
+		m.mu.Lock()
+		delete(m.pending, id)
+		m.mu.Unlock()
+	}
+	b, err := json.Marshal(struct {
+		Execute string `json:"execute"`
+		Args    any    `json:"arguments,omitempty"`
+		ID      uint64 `json:"id"`
+	}{cmd, args, id})
 	if err != nil {
+		forget()
 		return fmt.Errorf("qmp %s: encode: %w", cmd, err)
 	}
-	type result struct {
-		out []byte
-		err error
+	if err := m.send(ctx, append(b, '\n'), file); err != nil {
+		forget()
+		return fmt.Errorf("qmp %s: %w", cmd, err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		var out []byte
-		var err error
-		if file != nil {
-			out, err = m.mon.RunWithFile(b, file)
-		} else {
-			out, err = m.mon.Run(b)
-		}
-		ch <- result{out, err}
-	}()
-	var r result
+	var r qmpReply
 	select {
 	case r = <-ch:
+	case <-m.done:
+		forget()
+		m.mu.Lock()
+		err := m.readErr
+		m.mu.Unlock()
+		return fmt.Errorf("qmp %s: %w", cmd, err)
 	case <-ctx.Done():
+		forget()
 		return fmt.Errorf("qmp %s: %w", cmd, ctx.Err())
 	}
-	if r.err != nil {
-		return fmt.Errorf("qmp %s: %w", cmd, r.err)
+	if r.Error != nil {
+		return fmt.Errorf("qmp %s: %s", cmd, r.Error.Desc)
 	}
 	if ret != nil {
-		var resp struct {
-			Return json.RawMessage `json:"return"`
-		}
-		if err := json.Unmarshal(r.out, &resp); err != nil {
-			return fmt.Errorf("qmp %s: decode reply: %w", cmd, err)
-		}
-		if err := json.Unmarshal(resp.Return, ret); err != nil {
+		if err := json.Unmarshal(r.Return, ret); err != nil {
 			return fmt.Errorf("qmp %s: decode return value: %w", cmd, err)
 		}
 	}
 	return nil
 }
+
+// send writes one command line, with file's descriptor if not nil. A
+// write QEMU does not take within qmpWriteTimeout (it stopped reading its
+// monitor) closes the socket: QEMU may have half a command, so the
+// monitor is unusable.
+func (m *monitor) send(ctx context.Context, line []byte, file *os.File) error {
+	select {
+	case m.writing <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-m.done:
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.readErr
+	}
+	defer func() { <-m.writing }()
+	_ = m.conn.SetWriteDeadline(time.Now().Add(qmpWriteTimeout))
+	var err error
+	if file == nil {
+		_, err = m.conn.Write(line)
+	} else {
+		var rc syscall.RawConn
+		if rc, err = file.SyscallConn(); err != nil {
+			return err // nothing sent
+		}
+		cerr := rc.Control(func(fd uintptr) {
+			_, _, err = m.conn.WriteMsgUnix(line, syscall.UnixRights(int(fd)), nil)
+		})
+		if err == nil && cerr != nil {
+			return cerr // nothing sent
+		}
+	}
+	if err != nil {
+		m.close()
+	}
+	return err
+}
+
+// qmpWriteTimeout bounds one command's write: QEMU reads its monitor
+// from its main loop, at once unless it is stuck.
+const qmpWriteTimeout = 10 * time.Second
 
 // The device state of a snapshot goes to and comes from a file the
 // daemon opens and hands QEMU (fd: URIs), not an exec: URI: QEMU runs
@@ -187,7 +346,7 @@ func (m *monitor) incomingFrom(ctx context.Context, f *os.File) error {
 }
 
 func (m *monitor) close() {
-	m.closeOnce.Do(func() { m.mon.Disconnect() })
+	m.closeOnce.Do(func() { m.conn.Close() })
 }
 
 // setIgnoreShared turns on the x-ignore-shared migration capability: RAM
