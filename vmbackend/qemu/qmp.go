@@ -242,11 +242,15 @@ func (m *monitor) runFile(ctx context.Context, cmd string, args any, ret any, fi
 	select {
 	case r = <-ch:
 	case <-m.done:
-		forget()
-		m.mu.Lock()
-		err := m.readErr
-		m.mu.Unlock()
-		return fmt.Errorf("qmp %s: %w", cmd, err)
+		select {
+		case r = <-ch: // answered, then QEMU closed the socket (quit)
+		default:
+			forget()
+			m.mu.Lock()
+			err := m.readErr
+			m.mu.Unlock()
+			return fmt.Errorf("qmp %s: %w", cmd, err)
+		}
 	case <-ctx.Done():
 		forget()
 		return fmt.Errorf("qmp %s: %w", cmd, ctx.Err())

@@ -23,6 +23,8 @@ type fakeQMP struct {
 	serve func(cmd map[string]any, fds []int, w func(string))
 	// beforeCapsReply is written between qmp_capabilities and its reply.
 	beforeCapsReply string
+	// closeAfter names a command after whose reply the socket closes.
+	closeAfter string
 }
 
 func startFakeQMP(t *testing.T, f *fakeQMP) {
@@ -88,6 +90,9 @@ func (f *fakeQMP) conn(c *net.UnixConn) {
 			}
 			f.serve(cmd, fds, w)
 			fds = nil
+			if cmd["execute"] == f.closeAfter {
+				return
+			}
 		}
 	}
 }
@@ -137,6 +142,27 @@ func TestQMPRepliesAndEvents(t *testing.T) {
 	err = m.run(ctx, "no-such-command", nil, nil)
 	if err == nil || err.Error() != "qmp no-such-command: The command no-such-command has not been found" {
 		t.Fatalf("error reply: %v", err)
+	}
+}
+
+// A reply that comes just before the socket closes (QEMU's answer to
+// quit) is the command's answer, not the closed socket.
+func TestQMPReplyBeforeClose(t *testing.T) {
+	f := &fakeQMP{closeAfter: "quit", serve: func(cmd map[string]any, _ []int, w func(string)) {
+		w(fmt.Sprintf(`{"return": {}, "id": %s}`, idOf(cmd)))
+	}}
+	startFakeQMP(t, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 20; i++ {
+		m, err := dialQMP(ctx, f.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.run(ctx, "quit", nil, nil); err != nil {
+			t.Fatalf("quit %d: %v", i, err)
+		}
+		m.close()
 	}
 }
 
