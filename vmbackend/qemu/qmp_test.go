@@ -46,6 +46,21 @@ func startFakeQMP(t *testing.T, f *fakeQMP) {
 	}()
 }
 
+// connectFakeQMP starts f and connects a monitor to it; ctx bounds the
+// test.
+func connectFakeQMP(t *testing.T, f *fakeQMP) (*monitor, context.Context) {
+	t.Helper()
+	startFakeQMP(t, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	m, err := dialQMP(ctx, f.path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.close)
+	return m, ctx
+}
+
 func (f *fakeQMP) conn(c *net.UnixConn) {
 	defer c.Close()
 	var wmu sync.Mutex
@@ -125,21 +140,14 @@ func TestQMPRepliesAndEvents(t *testing.T) {
 			}
 		},
 	}
-	startFakeQMP(t, f)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	m, err := dialQMP(ctx, f.path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.close()
+	m, ctx := connectFakeQMP(t, f)
 	for i := 0; i < 50; i++ {
 		st, err := m.queryStatus(ctx)
 		if err != nil || st.Status != "running" || !st.Running {
 			t.Fatalf("query %d: %+v %v", i, st, err)
 		}
 	}
-	err = m.run(ctx, "no-such-command", nil, nil)
+	err := m.run(ctx, "no-such-command", nil, nil)
 	if err == nil || err.Error() != "qmp no-such-command: The command no-such-command has not been found" {
 		t.Fatalf("error reply: %v", err)
 	}
@@ -185,13 +193,7 @@ func TestQMPLateReplyDropped(t *testing.T) {
 			}()
 		}
 	}}
-	startFakeQMP(t, f)
-	ctx := context.Background()
-	m, err := dialQMP(ctx, f.path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.close()
+	m, ctx := connectFakeQMP(t, f)
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	var st statusInfo
@@ -223,14 +225,7 @@ func TestQMPFileAndBounds(t *testing.T) {
 			w(`{"return": "` + strings.Repeat("x", maxQMPLine) + `"}`)
 		}
 	}}
-	startFakeQMP(t, f)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	m, err := dialQMP(ctx, f.path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.close()
+	m, ctx := connectFakeQMP(t, f)
 	p := filepath.Join(t.TempDir(), "state")
 	os.WriteFile(p, []byte("state bytes"), 0o644)
 	file, _ := os.Open(p)
@@ -241,7 +236,7 @@ func TestQMPFileAndBounds(t *testing.T) {
 	if got := <-gotFile; got != "state bytes" {
 		t.Fatalf("the descriptor QEMU got reads %q", got)
 	}
-	err = m.run(ctx, "huge", nil, nil)
+	err := m.run(ctx, "huge", nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "token too long") {
 		t.Fatalf("an over-long line: %v", err)
 	}
